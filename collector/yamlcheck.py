@@ -1,0 +1,130 @@
+"""Validation of hand-written YAML (plans) with errors that name file, line and key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from collector.errors import CollectorError
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+def load_yaml_file(path: Path) -> Any:
+    """Round-trip load (line numbers kept); CollectorError naming file:line on a syntax error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CollectorError(f"{path}: cannot read ({exc.strerror or exc}); check the path") from None
+    try:
+        return YAML().load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise CollectorError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+
+
+class Section:
+    """A YAML mapping plus the file it came from; every error names file:line and the key path."""
+
+    def __init__(self, data: Any, file: Path, name: str, line: int | None = None) -> None:
+        if data is None:
+            data = CommentedMap()
+        if not isinstance(data, dict):
+            raise CollectorError(f"{file}:{(line or 0) + 1}: {name or 'plan'} must be a mapping of key: value")
+        self.data = data
+        self.file = Path(file)
+        self.name = name
+        self.line = line
+
+    def where(self, key: str | None = None) -> str:
+        """"file:line" of a key (1-based), or of the section itself."""
+        line = self.line
+        if key is not None and isinstance(self.data, CommentedMap):
+            try:
+                line = self.data.lc.key(key)[0]
+            except (KeyError, AttributeError, TypeError):
+                pass
+        return f"{self.file}:{line + 1}" if line is not None else str(self.file)
+
+    def keypath(self, key: str) -> str:
+        return f"{self.name}.{key}" if self.name else key
+
+    def fail(self, key: str | None, message: str) -> CollectorError:
+        label = self.keypath(key) if key is not None else (self.name or "plan")
+        return CollectorError(f"{self.where(key)}: {label}: {message}")
+
+    def check_keys(self, allowed: Iterable[str]) -> None:
+        """Unknown keys fail before anything starts, with the allowed ones listed."""
+        allowed = list(allowed)
+        for key in self.data:
+            if key not in allowed:
+                raise self.fail(str(key), f"unknown key; allowed here: {', '.join(allowed)}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _MISSING,
+            check: Callable[[Any], str | None] | None = None) -> Any:
+        """The value of `key` checked against `kind` (bool is never accepted as int); `check` returns an error text."""
+        if key not in self.data or self.data[key] is None:
+            if default is _MISSING:
+                raise self.fail(key, "is required")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(key, f"expected {_names(kinds)}, got {value!r}")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds):
+            raise self.fail(key, f"expected {_names(kinds)}, got {value!r}")
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise self.fail(key, problem)
+        return value
+
+    def section(self, key: str) -> Section:
+        value = self.data.get(key)
+        line = None
+        if isinstance(self.data, CommentedMap) and key in self.data:
+            line = self.data.lc.key(key)[0]
+        return Section(value, self.file, self.keypath(key), line)
+
+    def seq(self, key: str, default: Any = _MISSING) -> list[Any]:
+        """A list value; a scalar is accepted as a one-element list (matrix: `ctx_size: 4096`)."""
+        if key not in self.data or self.data[key] is None:
+            if default is _MISSING:
+                raise self.fail(key, "is required")
+            return list(default)
+        value = self.data[key]
+        if isinstance(value, (list, CommentedSeq)):
+            if not value:
+                raise self.fail(key, "is an empty list; give at least one value or remove the key")
+            return list(value)
+        if isinstance(value, dict):
+            raise self.fail(key, "expected a value or a list of values, got a mapping")
+        return [value]
+
+    def item_where(self, key: str, index: int) -> str:
+        """"file:line" of the index-th element of a list value."""
+        value = self.data.get(key)
+        if isinstance(value, CommentedSeq):
+            try:
+                return f"{self.file}:{value.lc.item(index)[0] + 1}"
+            except (KeyError, AttributeError, TypeError, IndexError):
+                pass
+        return self.where(key)
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list",
+             dict: "a mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
