@@ -75,7 +75,7 @@ def find_tools(llama_bin: str | Path | None = None, env: dict[str, str] | None =
 
 
 _VERSION_RE = re.compile(r"version:\s*(\d+)\s*\((\S+)\)")
-_VERSION_RE2 = re.compile(r"version:\s*\S*?\(?build\s+(\d+),\s*commit\s+(\S+?)\)")
+_VERSION_RE2 = re.compile(r"version:\s*(?:\S+\s+)?\(build\s+(\d+),\s*commit\s+([^)\s]+)\)")
 _BUILT_RE = re.compile(r"built with (.+?) for (\S+)")
 _BACKENDS = ("CUDA", "ROCm", "HIP", "Vulkan", "Metal", "SYCL", "OpenCL", "MUSA", "CANN")
 
