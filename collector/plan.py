@@ -1,0 +1,339 @@
+"""Plans: a YAML file -> validated list of RunSpec (every combination of the matrix is one run).
+
+Format (every key optional unless marked):
+
+    name: demo-cpu                  # required
+    description: ...
+    models: [path-or-pypi-ref, ...] # required; local paths are relative to the plan file
+    server: {threads: 2}            # fixed llama-server settings (single values, same keys as matrix)
+    matrix: {ctx_size: [1024, 2048], cache_type_k: [f16, q8_0], extra_args: [[], [--no-warmup]]}
+    speed: {prompt_suite, categories, depths, n_predict, repetitions, warmup, seed,
+            load_timeout_s, request_timeout_s, llama_bench}
+    kld: {...}                      # parsed by collector.kld_plan.parse_kld
+
+Runs are ordered models first, then the matrix keys in the order the file lists them (the last key
+varies fastest). Everything is validated before anything runs; errors name file:line and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collector.errors import CollectorError
+from collector.model_ref import is_pypi_ref, resolve_model
+from collector.records.schema import PlanRef, SpeedConfig
+from collector.yamlcheck import Section, load_yaml_file
+
+PLAN_KEYS = ("name", "description", "models", "server", "matrix", "speed", "kld")
+CONFIG_KEYS = ("ctx_size", "n_gpu_layers", "n_cpu_moe", "cache_type_k", "cache_type_v", "flash_attn", "batch_size",
+               "ubatch_size", "threads", "parallel", "tensor_split", "extra_args")
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+# The collector sets these itself (or they would break measurement/log parsing): extra_args may not repeat them.
+MANAGED_FLAGS = frozenset({
+    "-m", "--model", "-mu", "--model-url", "-hf", "-hfr", "--hf-repo", "-hff", "--hf-file",
+    "--port", "--host", "--log-file", "-lv", "--verbosity", "--log-verbosity", "-v", "--verbose", "--log-verbose",
+    "--log-disable", "--log-jsonl", "--no-log-jsonl",
+    "-c", "--ctx-size", "-ngl", "--gpu-layers", "--n-gpu-layers", "-ncmoe", "--n-cpu-moe",
+    "-ctk", "--cache-type-k", "-ctv", "--cache-type-v", "-fa", "--flash-attn", "-b", "--batch-size",
+    "-ub", "--ubatch-size", "-t", "--threads", "-np", "--parallel", "-ts", "--tensor-split",
+})
+_FLAG_OF = {"ctx_size": "-c", "n_gpu_layers": "-ngl", "n_cpu_moe": "--n-cpu-moe", "cache_type_k": "-ctk",
+            "cache_type_v": "-ctv", "flash_attn": "-fa", "batch_size": "-b", "ubatch_size": "-ub", "threads": "-t",
+            "parallel": "-np", "tensor_split": "-ts"}
+_TENSOR_SPLIT_RE = re.compile(r"^\d+(\.\d+)?([,/]\d+(\.\d+)?)*$")
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """How each run is measured; timeouts in seconds, depths in tokens of filled context."""
+
+    prompt_suite: str = "coding-v1"
+    categories: tuple[str, ...] = ()
+    depths: tuple[int, ...] = (0,)
+    n_predict: int = 128
+    repetitions: int = 3
+    warmup: int = 1
+    seed: int = 42
+    load_timeout_s: float = 600.0
+    request_timeout_s: float = 600.0
+    llama_bench: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a model and one combination of the matrix."""
+
+    model_ref: str
+    model_path: Path
+    config: SpeedConfig
+    speed: SpeedSettings
+    plan: PlanRef
+    varying: tuple[str, ...] = field(default=())  # matrix keys with more than one value, for label()
+
+    def label(self) -> str:
+        """Model file name plus the matrix values that vary, e.g. `x.gguf ctx_size=1024 cache_type_k=q8_0`."""
+        parts = [self.model_path.name]
+        for key in self.varying:
+            value = getattr(self.config, key)
+            shown = (" ".join(value) or "[]") if key == "extra_args" else value
+            parts.append(f"{key}={shown}")
+        return " ".join(parts)
+
+
+@dataclass
+class Plan:
+    name: str
+    file: Path
+    runs: list[RunSpec]
+    speed: SpeedSettings
+    kld: object | None
+    ref: PlanRef
+
+
+def default_plan_path() -> Path:
+    """The embedded demo plan (package data)."""
+    return Path(__file__).resolve().parent / "plans" / "demo-cpu.yaml"
+
+
+def config_flags(config: SpeedConfig) -> list[str]:
+    """The llama-server flags for a config (ref/llama-cpp.md §1); keys left None are not passed."""
+    flags: list[str] = []
+    for key, flag in _FLAG_OF.items():
+        value = getattr(config, key)
+        if value is not None:
+            flags += [flag, str(value)]
+    return flags + list(config.extra_args)
+
+
+def load_plan(path: Path) -> Plan:
+    """Read and validate a plan file; raises CollectorError naming file:line and key on any problem."""
+    path = Path(path)
+    top = Section(load_yaml_file(path), path, "")
+    top.check_keys(PLAN_KEYS)
+    name = top.get("name", str, check=lambda v: None if v.strip() else "must not be empty")
+    top.get("description", str, default="")
+    models = _models(top, path.parent)
+
+    server = top.section("server")
+    server.check_keys(CONFIG_KEYS)
+    fixed = {key: _value(server, key, server.data[key], server.where(key)) for key in server.data}
+
+    matrix = top.section("matrix")
+    matrix.check_keys(CONFIG_KEYS)
+    axes: dict[str, list[Any]] = {}
+    for key in matrix.data:
+        if key in fixed and key != "extra_args":  # extra_args add up: server's first, then the matrix's
+            raise matrix.fail(key, f"also set in server ({server.where(key)}); set it in one place only")
+        axes[key] = _axis(matrix, key)
+
+    speed = _speed(top.section("speed"))
+    kld = None
+    if top.has("kld"):
+        from collector.kld_plan import parse_kld  # lazily: only plans with a kld section need it
+        kld = parse_kld(top.section("kld"), path.parent)
+
+    ref = PlanRef(name=name, file=_display_path(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                  settings=speed.as_dict())
+    varying = tuple(k for k, values in axes.items() if len(values) > 1)
+    configs = []
+    for combo in itertools.product(*axes.values()):
+        values = {**fixed, **dict(zip(axes, combo))}
+        extra = list(fixed.get("extra_args") or [])
+        if "extra_args" in axes:
+            extra += values["extra_args"]
+        values["extra_args"] = extra
+        config = SpeedConfig(**values)
+        _check_combination(config, matrix, server, speed)
+        configs.append(config)
+    runs = [RunSpec(ref_, mpath, config, speed, ref, varying) for ref_, mpath in models for config in configs]
+    return Plan(name=name, file=path, runs=runs, speed=speed, kld=kld, ref=ref)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name  # an absolute path would leak the user's directory layout into records
+
+
+def _models(top: Section, plan_dir: Path) -> list[tuple[str, Path]]:
+    raw = top.seq("models")
+    out: list[tuple[str, Path]] = []
+    seen: set[str] = set()
+    for i, ref in enumerate(raw):
+        where = f"{top.item_where('models', i)}: models[{i}]"
+        if not isinstance(ref, str) or not ref.strip():
+            raise CollectorError(f"{where}: expected a path or pypi:PACKAGE==VERSION/member.gguf, got {ref!r}")
+        if ref in seen:
+            raise CollectorError(f"{where}: {ref} is listed twice; remove the duplicate")
+        seen.add(ref)
+        try:
+            model_path = resolve_model(ref, plan_dir)
+        except CollectorError as exc:
+            raise CollectorError(f"{where}: {exc}") from None
+        if not model_path.is_file():
+            hint = "" if is_pypi_ref(ref) else " (relative paths are relative to the plan file)"
+            raise CollectorError(f"{where}: model file not found: {model_path}; check the path{hint}")
+        try:
+            with open(model_path, "rb") as fh:
+                magic = fh.read(4)
+        except OSError as exc:
+            raise CollectorError(f"{where}: cannot read {model_path} ({exc.strerror or exc})") from None
+        if magic != b"GGUF":
+            raise CollectorError(f"{where}: {model_path} is not a GGUF file (magic {magic!r}); give a .gguf model")
+        out.append((ref, model_path))
+    return out
+
+
+def _axis(matrix: Section, key: str) -> list[Any]:
+    raw = matrix.data[key]
+    if key == "extra_args" and isinstance(raw, list) and (not raw or not any(isinstance(x, list) for x in raw)):
+        raw = [raw]  # `extra_args: [--no-warmup]` (a single list of strings) is one value, not three
+    elif raw is None and key != "n_cpu_moe":
+        raise matrix.fail(key, "has no value; give a value or a list of values, or remove the key")
+    if isinstance(raw, dict):
+        raise matrix.fail(key, "expected a value or a list of values, got a mapping")
+    if not isinstance(raw, list):
+        return [_value(matrix, key, raw, matrix.where(key))]
+    if not raw:
+        raise matrix.fail(key, "is an empty list; give at least one value or remove the key")
+    values = [_value(matrix, key, v, matrix.item_where(key, i) if matrix.data[key] is raw else matrix.where(key))
+              for i, v in enumerate(raw)]
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise matrix.fail(key, f"value {v!r} is listed twice")
+    return values
+
+
+def _value(sec: Section, key: str, value: Any, where: str) -> Any:
+    """One checked config value; `where` is the file:line of the value."""
+    def bad(msg: str) -> CollectorError:
+        return CollectorError(f"{where}: {sec.keypath(key)}: {msg}")
+
+    if value is None:
+        if key == "n_cpu_moe":
+            return None
+        raise bad("has no value; give a value or remove the key")
+    check = _CHECKS[key]
+    result = check(value)
+    if isinstance(result, str):
+        raise bad(result)
+    return result[0]
+
+
+def _int_check(minimum: int) -> Callable[[Any], tuple[Any] | str]:
+    def check(v: Any) -> tuple[Any] | str:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"expected an integer >= {minimum}, got {v!r}"
+        return (v,) if v >= minimum else f"must be >= {minimum}, got {v}"
+    return check
+
+
+def _gpu_layers(v: Any) -> tuple[Any] | str:
+    if v in ("auto", "all"):
+        return (v,)
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return (v,)
+    return f"expected an integer >= 0, auto or all, got {v!r}"
+
+
+def _cache_type(v: Any) -> tuple[Any] | str:
+    if isinstance(v, str) and v.lower() in CACHE_TYPES:
+        return (v.lower(),)
+    return f"expected one of {', '.join(CACHE_TYPES)}, got {v!r}"
+
+
+def _flash_attn(v: Any) -> tuple[Any] | str:
+    if isinstance(v, bool):  # `true`/`false`, and YAML 1.1 readers turn on/off into booleans
+        return ("on" if v else "off",)
+    if isinstance(v, str) and v.lower() in ("on", "off", "auto"):
+        return (v.lower(),)
+    return f"expected on, off or auto, got {v!r}"
+
+
+def _tensor_split(v: Any) -> tuple[Any] | str:
+    if isinstance(v, str) and _TENSOR_SPLIT_RE.match(v):
+        return (v,)
+    return f"expected proportions like \"3,1\", got {v!r}"
+
+
+def _extra_args(v: Any) -> tuple[Any] | str:
+    if not isinstance(v, list) or not all(isinstance(a, str) for a in v):
+        return f"expected a list of strings (llama-server arguments), got {v!r}"
+    for arg in v:
+        flag = arg.split("=", 1)[0]
+        if flag in MANAGED_FLAGS:
+            return (f"{flag} is set by the collector; use the matching plan key instead "
+                    "(ctx_size, n_gpu_layers, cache_type_k, ...) or remove it")
+    return (list(v),)
+
+
+_CHECKS: dict[str, Callable[[Any], tuple[Any] | str]] = {
+    "ctx_size": _int_check(1), "n_gpu_layers": _gpu_layers, "n_cpu_moe": _int_check(0),
+    "cache_type_k": _cache_type, "cache_type_v": _cache_type, "flash_attn": _flash_attn,
+    "batch_size": _int_check(1), "ubatch_size": _int_check(1), "threads": _int_check(1), "parallel": _int_check(1),
+    "tensor_split": _tensor_split, "extra_args": _extra_args,
+}
+
+
+def _check_combination(config: SpeedConfig, matrix: Section, server: Section, speed: SpeedSettings) -> None:
+    # llama.cpp clamps the default ubatch to a smaller batch, so only two explicit values can clash
+    batch, ubatch = config.batch_size, config.ubatch_size
+    if batch is not None and ubatch is not None and ubatch > batch:
+        sec = matrix if matrix.has("ubatch_size") or not server.has("ubatch_size") else server
+        key = "ubatch_size" if sec.has("ubatch_size") else "batch_size"
+        raise sec.fail(key, f"ubatch_size {ubatch} is larger than batch_size {batch} in one combination; "
+                            "keep ubatch_size <= batch_size")
+    if config.ctx_size is not None:
+        for depth in speed.depths:
+            if depth >= config.ctx_size:
+                sec = matrix if matrix.has("ctx_size") else server
+                raise sec.fail("ctx_size", f"ctx_size {config.ctx_size} leaves no room for speed.depths {depth}; "
+                                           "every depth must be smaller than every ctx_size")
+
+
+def _speed(sec: Section) -> SpeedSettings:
+    sec.check_keys(SpeedSettings.__dataclass_fields__)
+    d = SpeedSettings()
+    pos = _positive
+
+    def str_list(key: str) -> tuple[str, ...]:
+        if not sec.has(key) or sec.data[key] is None or sec.data[key] == []:
+            return ()
+        items = sec.seq(key)
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or not item.strip():
+                raise CollectorError(f"{sec.item_where(key, i)}: {sec.keypath(key)}: expected a name, got {item!r}")
+        return tuple(items)
+
+    depths = tuple(sec.seq("depths", default=d.depths))
+    for i, depth in enumerate(depths):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise CollectorError(f"{sec.item_where('depths', i)}: {sec.keypath('depths')}: "
+                                 f"expected an integer >= 0 (tokens of filled context), got {depth!r}")
+    return SpeedSettings(
+        prompt_suite=sec.get("prompt_suite", str, d.prompt_suite, lambda v: None if v.strip() else "must not be empty"),
+        categories=str_list("categories"),
+        depths=depths,
+        n_predict=sec.get("n_predict", int, d.n_predict, pos),
+        repetitions=sec.get("repetitions", int, d.repetitions, pos),
+        warmup=sec.get("warmup", int, d.warmup, lambda v: None if v >= 0 else "must be >= 0"),
+        seed=sec.get("seed", int, d.seed, lambda v: None if v >= 0 else "must be >= 0"),
+        load_timeout_s=sec.get("load_timeout_s", float, d.load_timeout_s, pos),
+        request_timeout_s=sec.get("request_timeout_s", float, d.request_timeout_s, pos),
+        llama_bench=sec.get("llama_bench", bool, d.llama_bench),
+    )
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v}"
+

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from collector.errors import CollectorError
+from collector.plan import RunSpec, SpeedSettings, config_flags, default_plan_path, load_plan
+from collector.records.schema import SpeedConfig
+
+
+@pytest.fixture
+def model(tmp_path: Path, smollm2: Path) -> Path:
+    """A real GGUF next to the plan file (a symlink: the model is 90 MB)."""
+    link = tmp_path / "m.gguf"
+    link.symlink_to(smollm2)
+    return link
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = "name: t\nmodels: [m.gguf]\n"
+
+
+def test_matrix_expansion_count_order_and_settings(tmp_path: Path, model: Path) -> None:
+    path = write(tmp_path, BASE + """\
+server:
+  threads: 2
+  parallel: 1
+matrix:
+  ctx_size: [1024, 2048]
+  cache_type_k: [f16, q8_0]
+  flash_attn: [on, false, auto]
+  n_gpu_layers: auto
+speed:
+  depths: [0, 512]
+  n_predict: 16
+""")
+    plan = load_plan(path)
+    assert plan.name == "t" and len(plan.runs) == 12
+    got = [(r.config.ctx_size, r.config.cache_type_k, r.config.flash_attn) for r in plan.runs]
+    assert got[:4] == [(1024, "f16", "on"), (1024, "f16", "off"), (1024, "f16", "auto"), (1024, "q8_0", "on")]
+    assert got[-1] == (2048, "q8_0", "auto")
+    run = plan.runs[0]
+    assert isinstance(run, RunSpec) and run.model_path == model and run.model_ref == "m.gguf"
+    assert (run.config.threads, run.config.parallel, run.config.n_gpu_layers) == (2, 1, "auto")
+    assert run.speed == plan.speed == SpeedSettings(depths=(0, 512), n_predict=16)
+    assert plan.ref.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert plan.ref.settings["depths"] == [0, 512] and plan.ref.settings["prompt_suite"] == "coding-v1"
+    assert run.label() == "m.gguf ctx_size=1024 cache_type_k=f16 flash_attn=on"
+    assert plan.kld is None
+
+
+def test_models_outermost_and_extra_args(tmp_path: Path, model: Path) -> None:
+    shutil.copy(model, tmp_path / "n.gguf")
+    plan = load_plan(write(tmp_path, """\
+name: t
+models: [m.gguf, n.gguf]
+server:
+  extra_args: [--metrics]
+matrix:
+  extra_args: [[], ["--no-warmup"]]
+"""))
+    assert [(r.model_path.name, r.config.extra_args) for r in plan.runs] == [
+        ("m.gguf", ["--metrics"]), ("m.gguf", ["--metrics", "--no-warmup"]),
+        ("n.gguf", ["--metrics"]), ("n.gguf", ["--metrics", "--no-warmup"])]
+    assert plan.runs[1].label() == "m.gguf extra_args=--metrics --no-warmup"
+
+
+def test_single_list_of_strings_is_one_extra_args_value(tmp_path: Path, model: Path) -> None:
+    plan = load_plan(write(tmp_path, BASE + "matrix:\n  extra_args: [--no-warmup, --metrics]\n"))
+    assert [r.config.extra_args for r in plan.runs] == [["--no-warmup", "--metrics"]]
+
+
+def test_config_flags_exact() -> None:
+    config = SpeedConfig(ctx_size=2048, n_gpu_layers="auto", n_cpu_moe=3, cache_type_k="q8_0", cache_type_v="f16",
+                         flash_attn="on", batch_size=2048, ubatch_size=512, threads=2, parallel=1,
+                         tensor_split="3,1", extra_args=["--no-warmup"])
+    assert config_flags(config) == ["-c", "2048", "-ngl", "auto", "--n-cpu-moe", "3", "-ctk", "q8_0", "-ctv", "f16",
+                                    "-fa", "on", "-b", "2048", "-ub", "512", "-t", "2", "-np", "1", "-ts", "3,1",
+                                    "--no-warmup"]
+    assert config_flags(SpeedConfig(threads=4)) == ["-t", "4"]
+
+
+def test_default_plan_path() -> None:
+    assert default_plan_path().name == "demo-cpu.yaml"
+    assert default_plan_path().parent.name == "plans"
+
+
+@pytest.mark.parametrize(("body", "line", "key", "fragment"), [
+    ("name: t\nmodels: [m.gguf]\nbogus: 1\n", 3, "bogus", "unknown key"),
+    (BASE + "matrix:\n  ctx_size: [1024]\n  cache_type: [f16]\n", 5, "matrix.cache_type", "unknown key"),
+    (BASE + "speed:\n  n_predit: 3\n", 4, "speed.n_predit", "unknown key"),
+    (BASE + "matrix:\n  cache_type_k:\n    - f16\n    - q9_0\n", 6, "matrix.cache_type_k", "q9_0"),
+    (BASE + "matrix:\n  ctx_size: [1024, -5]\n", 4, "matrix.ctx_size", "must be >= 1"),
+    (BASE + "matrix:\n  ctx_size: [1024, big]\n", 4, "matrix.ctx_size", "expected an integer"),
+    (BASE + "matrix:\n  n_gpu_layers: [most]\n", 4, "matrix.n_gpu_layers", "auto or all"),
+    (BASE + "matrix:\n  n_cpu_moe: [-1]\n", 4, "matrix.n_cpu_moe", ">= 0"),
+    (BASE + "matrix:\n  flash_attn: [maybe]\n", 4, "matrix.flash_attn", "on, off or auto"),
+    (BASE + "matrix:\n  threads: [true]\n", 4, "matrix.threads", "expected an integer"),
+    (BASE + "matrix:\n  ctx_size: []\n", 4, "matrix.ctx_size", "empty list"),
+    (BASE + "matrix:\n  ctx_size:\n", 4, "matrix.ctx_size", "has no value"),
+    (BASE + "matrix:\n  ctx_size: {a: 1}\n", 4, "matrix.ctx_size", "mapping"),
+    (BASE + "matrix:\n  ctx_size: [1024, 1024]\n", 4, "matrix.ctx_size", "listed twice"),
+    (BASE + "matrix:\n  flash_attn: [on, true]\n", 4, "matrix.flash_attn", "listed twice"),
+    (BASE + "matrix:\n  extra_args: [[], [-c, '99']]\n", 4, "matrix.extra_args", "-c is set by the collector"),
+    (BASE + "matrix:\n  extra_args: [['--port=9']]\n", 4, "matrix.extra_args", "--port is set by the collector"),
+    (BASE + "server:\n  extra_args: [--log-file, x]\n", 4, "server.extra_args", "--log-file is set by"),
+    (BASE + "matrix:\n  extra_args: [[3]]\n", 4, "matrix.extra_args", "list of strings"),
+    (BASE + "server:\n  threads: [1, 2]\n", 4, "server.threads", "expected an integer"),
+    (BASE + "server:\n  threads: 2\nmatrix:\n  threads: [1, 2]\n", 6, "matrix.threads", "also set in server"),
+    (BASE + "matrix:\n  batch_size: [256]\n  ubatch_size: [128, 512]\n", 5, "matrix.ubatch_size",
+     "larger than batch_size"),
+    (BASE + "matrix:\n  ctx_size: [1024, 2048]\nspeed:\n  depths: [0, 1500]\n", 4, "matrix.ctx_size",
+     "depths 1500"),
+    (BASE + "speed:\n  depths: [0, -1]\n", 4, "speed.depths", "integer >= 0"),
+    (BASE + "speed:\n  repetitions: 0\n", 4, "speed.repetitions", "must be > 0"),
+    (BASE + "speed:\n  llama_bench: yes\n", 4, "speed.llama_bench", "true/false"),
+    (BASE + "speed:\n  load_timeout_s: -1\n", 4, "speed.load_timeout_s", "must be > 0"),
+    ("models: [m.gguf]\n", None, "name", "is required"),  # a missing key has no line of its own
+    ("name: t\n", None, "models", "is required"),
+    ("name: t\nmodels: []\n", 2, "models", "empty list"),
+    ("name: t\nmodels:\n  - m.gguf\n  - missing.gguf\n", 4, "models[1]", "model file not found"),
+    ("name: t\nmodels:\n  - m.gguf\n  - m.gguf\n", 4, "models[1]", "listed twice"),
+    ("name: t\nmodels:\n  - m.gguf\n  - 7\n", 4, "models[1]", "expected a path"),
+    ("name: t\nmodels:\n  - notgguf.gguf\n", 3, "models[0]", "is not a GGUF file"),
+    ("name: t\nmodels:\n  - pypi:nonsense\n", 3, "models[0]", "pypi reference is written"),
+])
+def test_validation_errors_name_file_line_and_key(tmp_path: Path, model: Path, body: str, line: int | None, key: str,
+                                                  fragment: str) -> None:
+    (tmp_path / "notgguf.gguf").write_bytes(b"PK\x03\x04 not a model")
+    path = write(tmp_path, body)
+    with pytest.raises(CollectorError) as err:
+        load_plan(path)
+    message = str(err.value)
+    where = f"{path}:{line}" if line else str(path)
+    assert message.startswith(f"{where}: {key}: "), message
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: t\nmodels: [a\nmatrix: {\n")
+    with pytest.raises(CollectorError, match=rf"^{path}:\d+: not valid YAML"):
+        load_plan(path)
+
+
+def test_unreadable_plan(tmp_path: Path) -> None:
+    with pytest.raises(CollectorError, match="cannot read"):
+        load_plan(tmp_path / "nope.yaml")
+
+
+def test_kld_section_is_handed_to_kld_plan(tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    seen = {}
+
+    def parse_kld(section, plan_dir):  # the real parser belongs to collector.kld_plan (another module)
+        seen["where"], seen["dir"] = section.where(), plan_dir
+        return ("parsed", dict(section.data))
+
+    monkeypatch.setitem(sys.modules, "collector.kld_plan", types.SimpleNamespace(parse_kld=parse_kld))
+    path = write(tmp_path, BASE + "kld:\n  chunks: 4\n")
+    plan = load_plan(path)
+    assert plan.kld == ("parsed", {"chunks": 4})
+    assert seen == {"where": f"{path}:3", "dir": tmp_path}
