@@ -36,6 +36,8 @@ class Source(_Block):
     citation: str | None = None
     url: str | None = None
     note: str | None = None
+    figure: str | None = None  # imported: which figure of the source ("<file stem>#<figure id>"); re-import key
+    raw: dict[str, Any] | None = None  # imported tool output: every field the tool reported for this test, verbatim
 
     @model_validator(mode="after")
     def _imported_needs_citation(self) -> "Source":
@@ -94,6 +96,7 @@ class ModelInfo(_Block):
     file_type: str | None = None  # llama.cpp ftype name, e.g. "Q4_K - Medium"
     file_name: str | None = None
     size_bytes: int | None = None  # all shards together
+    size_stated: str | None = None  # imported: the file size as the source states it, e.g. "44.7 GB" (never converted)
     n_files: int | None = None
     sha256: str | None = None  # of the first shard's bytes followed by the others, in order
     params_total: int | None = None
