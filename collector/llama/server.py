@@ -1,0 +1,265 @@
+"""ServerProcess: spawn llama-server with a clean environment, wait until ready, capture its log, stop it.
+
+The server never outlives the collector: it runs in its own session (so its whole process group can be
+killed), gets SIGKILL from the kernel when the collector dies (PR_SET_PDEATHSIG on Linux), and every
+live ServerProcess is also killed by an atexit hook and on SIGTERM/SIGINT.
+
+Two commands exist for one run. `argv` is what is executed (real model path, port, log file, -lv 4).
+`published_command()` is what a record stores and a reader can copy: the same flags in the same order,
+with the model path replaced by "{model}", the port by "{port}", and the collector-only log plumbing
+(`--log-file F`, `-lv 4`) dropped because it does not change what llama.cpp computes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from collector.errors import CollectorError
+from collector.llama.binaries import clean_env
+
+SYSTEM_CONFIG = Path("/etc/llama.cpp/config.ini")
+PORT_ATTEMPTS = 3
+_PR_SET_PDEATHSIG = 1
+_OOM_MARKERS = ("out of memory", "failed to allocate", "exiting due to model loading error", "unable to allocate",
+                "cudaMalloc failed", "failed to load model", "error loading model")
+_BIND_MARKERS = ("couldn't bind", "address already in use", "failed to bind")
+
+_LIVE: "weakref.WeakSet[ServerProcess]" = weakref.WeakSet()
+
+
+class ServerFailure(CollectorError):
+    """The server could not be started or died: `stage` (load, measure, ...) and the last log lines."""
+
+    def __init__(self, stage: str, message: str, log_tail: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.log_tail = list(log_tail)
+
+
+def _set_pdeathsig() -> None:
+    """Runs in the child before exec: the kernel sends SIGKILL to it when the collector dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (the server may still lose a race: see start())."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@lru_cache(maxsize=16)
+def supports_flag(server: Path, flag: str) -> bool:
+    """Whether this llama-server build lists `flag` in --help (flags come and go between builds)."""
+    try:
+        out = subprocess.run([str(server), "--help"], capture_output=True, text=True, timeout=60, env=clean_env(),
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(flag in line.replace(",", " ").split() for line in (out.stdout + out.stderr).splitlines())
+
+
+def server_args(server: Path, model: Path, flags: Sequence[str], *, port: int | str, log_file: Path | str | None,
+                webui_flag: bool | None = None) -> list[str]:
+    """The argv of one run; with log_file None it is the published form (no log plumbing)."""
+    argv = [str(server), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    if log_file is not None:
+        argv += ["-lv", "4", "--log-file", str(log_file)]
+    if webui_flag is None:
+        webui_flag = supports_flag(server, "--no-webui")
+    if webui_flag:
+        argv.append("--no-webui")
+    return argv + [*flags, "--metrics"]
+
+
+def check_config_files() -> None:
+    """Refuse to run when a system llama.cpp config file could silently change the defaults."""
+    if SYSTEM_CONFIG.exists():
+        raise CollectorError(f"{SYSTEM_CONFIG} exists and llama.cpp reads it before the command line; "
+                             "move it away so the measured flags are the only settings")
+
+
+class ServerProcess:
+    """A running llama-server on 127.0.0.1. Use as a context manager; `base_url`, `load_seconds` once ready."""
+
+    def __init__(self, server: Path, model: Path, flags: Sequence[str], *, log_dir: Path,
+                 load_timeout_s: float = 600.0, port_picker: Callable[[], int] = free_port,
+                 poll_s: float = 0.05) -> None:
+        self.server = Path(server)
+        self.model = Path(model)
+        self.flags = list(flags)
+        self.log_dir = Path(log_dir)
+        self.load_timeout_s = load_timeout_s
+        self.port_picker = port_picker
+        self.poll_s = poll_s
+        self.port: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.load_seconds: float | None = None
+        self.log_file = self.log_dir / "llama-server.log"
+        self.argv: list[str] = []
+        self._xdg = tempfile.TemporaryDirectory(prefix="qa-xdg-")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def published_command(self) -> list[str]:
+        """The command a reader can copy: model path -> {model}, port -> {port}, no log plumbing."""
+        argv = server_args(self.server, Path("{model}"), self.flags, port="{port}", log_file=None)
+        return ["llama-server", *argv[1:]]
+
+    def __enter__(self) -> "ServerProcess":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Spawn and wait for /health 200; retries on a fresh port when the port was taken."""
+        check_config_files()
+        if not self.model.is_file():
+            raise ServerFailure("load", f"model file {self.model} not found; check the plan's models: entry")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.port = self.port_picker()
+            try:
+                self._spawn_and_wait()
+                return
+            except ServerFailure as exc:
+                if exc.stage != "bind" or attempt == PORT_ATTEMPTS:
+                    if exc.stage == "bind":
+                        raise ServerFailure("load", f"llama-server could not bind 127.0.0.1 after {PORT_ATTEMPTS} "
+                                            f"tries (last port {self.port}); free a port or check the firewall",
+                                            exc.log_tail) from exc
+                    raise
+
+    def _spawn_and_wait(self) -> None:
+        self.argv = server_args(self.server, self.model, self.flags, port=self.port or 0, log_file=self.log_file)
+        env = clean_env()
+        env["XDG_CONFIG_HOME"] = self._xdg.name  # so ~/.config/llama.cpp/config.ini cannot change defaults
+        self.log_file.unlink(missing_ok=True)
+        stderr_path = self.log_dir / "llama-server.stderr"
+        with open(stderr_path, "wb") as err:
+            t0 = time.monotonic()
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env,
+                                         start_new_session=True,
+                                         preexec_fn=_set_pdeathsig if sys.platform == "linux" else None)
+        _LIVE.add(self)
+        with httpx.Client(timeout=2.0) as http:
+            while True:
+                code = self.proc.poll()
+                if code is not None:
+                    self._raise_exited(code)
+                try:
+                    if http.get(f"{self.base_url}/health").status_code == 200:
+                        self.load_seconds = time.monotonic() - t0
+                        return
+                except httpx.HTTPError:
+                    pass  # listener not up yet, or the model is still loading (503)
+                if time.monotonic() - t0 > self.load_timeout_s:
+                    tail = self.log_tail()
+                    self.stop()
+                    raise ServerFailure("load", f"llama-server did not become ready within {self.load_timeout_s:g} s "
+                                        "(speed.load_timeout_s in the plan); see the log tail", tail)
+                time.sleep(self.poll_s)
+
+    def _raise_exited(self, code: int) -> None:
+        tail = self.log_tail()
+        text = "\n".join(tail).lower()
+        self.stop()
+        if any(m in text for m in _BIND_MARKERS):
+            raise ServerFailure("bind", f"port {self.port} taken", tail)
+        why = next((m for m in _OOM_MARKERS if m.lower() in text), None)
+        hint = f" ({why})" if why else ""
+        raise ServerFailure("load", f"llama-server exited with code {code} while loading{hint}; "
+                            "see the log tail (a smaller ctx_size or fewer GPU layers may fit)", tail)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        """The server log so far: the -lv 4 log file, plus stderr when the log file never appeared."""
+        parts = []
+        for path in (self.log_file, self.log_dir / "llama-server.stderr"):
+            try:
+                parts.append(path.read_text(errors="replace"))
+            except OSError:
+                continue
+            if parts[-1].strip():
+                break
+        return "".join(parts)
+
+    def log_tail(self, n: int = 30) -> list[str]:
+        lines = [ln for ln in self.log_text().splitlines() if ln.strip()]
+        return lines[-n:]
+
+    def stop(self, grace_s: float = 10.0) -> int | None:
+        """SIGTERM the process group, wait up to grace_s, then SIGKILL; returns the exit code."""
+        proc, self.proc = self.proc, None
+        _LIVE.discard(self)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(10)
+        else:
+            _signal_group(proc, signal.SIGKILL)  # the leader is gone; children in its group must not linger
+        self.proc_exit = proc.returncode
+        return proc.returncode
+
+    def kill_now(self) -> None:
+        """Immediate SIGKILL of the whole group (safety net; no breakdown table is printed)."""
+        if self.proc is not None:
+            _signal_group(self.proc, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # start_new_session made pid the group id
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def kill_all_servers() -> None:
+    """Kill every live server this process started (atexit and signal safety net)."""
+    for srv in list(_LIVE):
+        srv.kill_now()
+
+
+atexit.register(kill_all_servers)
