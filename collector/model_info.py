@@ -1,0 +1,195 @@
+"""Facts about a GGUF model file: identity, quantization, parameter counts, weight bytes per token.
+
+Read with the `gguf` package (memory-mapped, so a 30 GB file costs no RAM). Split models
+(`name-00001-of-00003.gguf`) are counted over all their shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from gguf import GGUFReader
+
+from collector.cache import cache_dir
+from collector.errors import CollectorError
+from collector.records.schema import ModelInfo
+from collector.records.store import atomic_write_text
+
+# general.file_type -> (short quant label, llama.cpp's ftype name); from src/llama-model-loader.cpp llama_ftype_name
+FILE_TYPES: dict[int, tuple[str, str]] = {
+    0: ("F32", "all F32"), 1: ("F16", "F16"), 2: ("Q4_0", "Q4_0"), 3: ("Q4_1", "Q4_1"), 7: ("Q8_0", "Q8_0"),
+    8: ("Q5_0", "Q5_0"), 9: ("Q5_1", "Q5_1"), 10: ("Q2_K", "Q2_K - Medium"), 11: ("Q3_K_S", "Q3_K - Small"),
+    12: ("Q3_K_M", "Q3_K - Medium"), 13: ("Q3_K_L", "Q3_K - Large"), 14: ("Q4_K_S", "Q4_K - Small"),
+    15: ("Q4_K_M", "Q4_K - Medium"), 16: ("Q5_K_S", "Q5_K - Small"), 17: ("Q5_K_M", "Q5_K - Medium"),
+    18: ("Q6_K", "Q6_K"), 19: ("IQ2_XXS", "IQ2_XXS - 2.0625 bpw"), 20: ("IQ2_XS", "IQ2_XS - 2.3125 bpw"),
+    21: ("Q2_K_S", "Q2_K - Small"), 22: ("IQ3_XS", "IQ3_XS - 3.3 bpw"), 23: ("IQ3_XXS", "IQ3_XXS - 3.0625 bpw"),
+    24: ("IQ1_S", "IQ1_S - 1.5625 bpw"), 25: ("IQ4_NL", "IQ4_NL - 4.5 bpw"), 26: ("IQ3_S", "IQ3_S - 3.4375 bpw"),
+    27: ("IQ3_M", "IQ3_S mix - 3.66 bpw"), 28: ("IQ2_S", "IQ2_S - 2.5 bpw"), 29: ("IQ2_M", "IQ2_M - 2.7 bpw"),
+    30: ("IQ4_XS", "IQ4_XS - 4.25 bpw"), 31: ("IQ1_M", "IQ1_M - 1.75 bpw"), 32: ("BF16", "BF16"),
+    36: ("TQ1_0", "TQ1_0 - 1.69 bpw ternary"), 37: ("TQ2_0", "TQ2_0 - 2.06 bpw ternary"),
+    38: ("MXFP4_MOE", "MXFP4 MoE"), 39: ("NVFP4", "NVFP4"), 40: ("Q1_0", "Q1_0"), 41: ("Q2_0", "Q2_0"),
+}
+FTYPE_GUESSED = 1024
+_SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+_EXPS_RE = re.compile(r"^blk\.(?P<layer>\d+)\.ffn_[a-z_]+_exps\.(weight|bias)$")
+_BLK_RE = re.compile(r"^blk\.(?P<layer>\d+)\.")
+_HASH_CHUNK = 8 << 20
+_FACTS: dict[tuple[tuple[str, int, int], ...], ModelInfo] = {}
+
+
+def model_facts(path: Path) -> ModelInfo:
+    """Read the facts of a GGUF model (all shards of a split model).
+
+    Units and conventions:
+    - size_bytes: bytes on disk of all shards together; sha256 over the shards' bytes in order.
+    - params_total: Σ n_elements of every tensor (= llama.cpp's `model params`).
+    - params_active: parameters used per token: total − Σ_expert-tensors n_el·(1 − k/E), with k the used
+      experts of that layer and E the tensor's last dimension; NextN/MTP layers (unused in normal decoding)
+      are left out too. Equals params_total for a dense model.
+    - bytes_per_token: weight bytes read per generated token: Σ n_bytes of all tensors, expert tensors weighted
+      by k/E, without NextN layers and without token_embd (a row lookup, not a matmul) — unless the model has no
+      output.weight, in which case the tied embedding is the output matrix and is read in full.
+    - bits_per_weight: 8 · size_bytes / params_total.
+    Raises CollectorError naming the file if it is missing, unreadable or not GGUF. Results are kept in memory
+    per (path, size, mtime) because reading a GGUF's tokenizer arrays takes seconds.
+    """
+    shards = gguf_shards(Path(path))
+    key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in shards)
+    if key not in _FACTS:
+        _FACTS[key] = _read_facts(shards)
+    return _FACTS[key].model_copy(deep=True)
+
+
+def _read_facts(shards: list[Path]) -> ModelInfo:
+    readers = [_reader(p) for p in shards]
+    head = readers[0]
+    arch = _field(head, "general.architecture")
+
+    def hp(key: str) -> Any:
+        return _field(head, f"{arch}.{key}") if arch else None
+
+    block_count = hp("block_count")
+    nextn = hp("nextn_predict_layers") or 0
+    n_layers = block_count - nextn if isinstance(block_count, int) else None
+    n_experts = hp("expert_count") or None
+    used = hp("expert_used_count")
+    ftype = _field(head, "general.file_type")
+    quant, file_type = _quant(ftype)
+    tokens = head.get_field("tokenizer.ggml.tokens")
+
+    tensors = [t for r in readers for t in r.tensors]
+    if used is None and any(_EXPS_RE.match(t.name) for t in tensors):
+        raise CollectorError(f"{shards[0]}: has expert tensors but no {arch}.expert_used_count; the GGUF is incomplete")
+    names = {t.name for t in tensors}
+    total = active = bytes_tok = 0
+    for t in tensors:
+        n_el, n_bytes = int(t.n_elements), int(t.n_bytes)
+        total += n_el
+        layer = _BLK_RE.match(t.name)
+        if layer and n_layers is not None and int(layer["layer"]) >= n_layers:
+            continue  # a NextN/MTP layer
+        share = 1.0
+        if _EXPS_RE.match(t.name):
+            share = _used_experts(used, int(layer["layer"]) if layer else 0) / int(t.shape[-1])
+        active += round(n_el * share)
+        if t.name == "token_embd.weight" and "output.weight" in names:
+            continue
+        bytes_tok += round(n_bytes * share)
+
+    size = sum(p.stat().st_size for p in shards)
+    return ModelInfo(
+        name=_field(head, "general.name"), arch=arch, size_label=_field(head, "general.size_label"),
+        quant=quant, file_type=file_type, file_name=shards[0].name, size_bytes=size, n_files=len(shards),
+        sha256=file_sha256(shards), params_total=total, params_active=active, bytes_per_token=bytes_tok,
+        n_layers=n_layers, n_experts=n_experts, n_experts_used=_max_used(used) if n_experts else None,
+        n_vocab=len(tokens.data) if tokens is not None else None, ctx_train=hp("context_length"),
+        bits_per_weight=round(8 * size / total, 4) if total else None,
+    )
+
+
+def gguf_shards(path: Path) -> list[Path]:
+    """All shards of a split model in order (just [path] for a single file); CollectorError if one is missing."""
+    if not path.is_file():
+        raise CollectorError(f"{path}: model file not found; check the path")
+    m = _SPLIT_RE.match(path.name)
+    if not m:
+        return [path]
+    count = int(m["count"])
+    shards = [path.with_name(f"{m['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    for shard in shards:
+        if not shard.is_file():
+            raise CollectorError(f"{shard}: shard of split model {path.name} is missing; download all {count} files")
+    return shards
+
+
+def file_sha256(paths: list[Path]) -> str:
+    """sha256 over the files' bytes in order, cached by (path, size, mtime_ns) so a big model is hashed once."""
+    stats = [p.stat() for p in paths]
+    key = json.dumps([[str(p.resolve()), s.st_size, s.st_mtime_ns] for p, s in zip(paths, stats)])
+    entry = cache_dir("hashes") / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+    try:
+        cached = json.loads(entry.read_text(encoding="utf-8"))
+        if cached.get("key") == key and re.fullmatch(r"[0-9a-f]{64}", cached.get("sha256", "")):
+            return cached["sha256"]
+    except (OSError, ValueError, AttributeError):
+        pass  # no or unreadable cache entry: hash again
+    digest = _hash_files(paths)
+    atomic_write_text(entry, json.dumps({"key": key, "sha256": digest}))
+    return digest
+
+
+def _hash_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            with open(p, "rb") as fh:
+                while chunk := fh.read(_HASH_CHUNK):
+                    h.update(chunk)
+        except OSError as exc:
+            raise CollectorError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    return h.hexdigest()
+
+
+def _reader(path: Path) -> GGUFReader:
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise CollectorError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if magic != b"GGUF":
+        raise CollectorError(f"{path}: not a GGUF file (magic {magic!r}); give a .gguf model")
+    try:
+        return GGUFReader(path)
+    except Exception as exc:  # gguf raises ValueError/IndexError/... on truncated or corrupt files
+        raise CollectorError(f"{path}: unreadable GGUF ({type(exc).__name__}: {exc}); re-download the file") from None
+
+
+def _field(reader: GGUFReader, key: str) -> Any:
+    field = reader.get_field(key)
+    if field is None:
+        return None
+    value = field.contents()
+    return int(value) if hasattr(value, "__index__") and not isinstance(value, (bool, int)) else value
+
+
+def _quant(ftype: Any) -> tuple[str | None, str | None]:
+    if not isinstance(ftype, int):
+        return None, None
+    short, name = FILE_TYPES.get(ftype & ~FTYPE_GUESSED, (f"FTYPE_{ftype & ~FTYPE_GUESSED}", "unknown, may not work"))
+    return short, ("(guessed) " + name if ftype & FTYPE_GUESSED else name)
+
+
+def _used_experts(used: Any, layer: int) -> int:
+    if isinstance(used, list):  # per-layer expert_used_count
+        return int(used[layer]) if layer < len(used) else int(used[-1])
+    return int(used)
+
+
+def _max_used(used: Any) -> int | None:
+    if isinstance(used, list):
+        return max(int(u) for u in used) if used else None
+    return int(used) if used is not None else None
