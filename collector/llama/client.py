@@ -90,10 +90,11 @@ class LlamaClient:
         _check(r, "/metrics")
         return r.text
 
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids of `text`, without BOS (add_special false)."""
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        """Token ids of `text`; add_special=True adds BOS the way a string prompt would get it."""
         try:
-            r = self.http.post("/tokenize", json={"content": text, "add_special": False, "parse_special": False})
+            r = self.http.post("/tokenize", json={"content": text, "add_special": add_special,
+                                                  "parse_special": False})
         except httpx.HTTPError as exc:
             raise ServerRequestError(f"POST /tokenize failed: {exc!r}") from exc
         _check(r, "/tokenize")

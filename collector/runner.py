@@ -1,0 +1,207 @@
+"""Run a plan: one speed record per RunSpec (ok or failed), then the plan's kld section.
+
+Each record is written the moment its run ends, so a later crash, Ctrl-C or kill never loses finished
+runs. A failed run (server died, out of memory, timeout, request error) becomes a `status: failed` record
+with the stage, a one-line message and the last log lines, and the sweep goes on with the next run.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from collector import __version__
+from collector.errors import CollectorError
+from collector.llama.binaries import LlamaTools
+from collector.llama.client import LlamaClient, ServerRequestError
+from collector.llama.logparse import parse_server_log
+from collector.llama.server import ServerFailure, ServerProcess, check_config_files, free_port, kill_all_servers
+from collector.plan import Plan, RunSpec, config_flags
+from collector.progress import NullObserver, Observer
+from collector.records import store
+from collector.records.schema import ErrorInfo, Host, LlamaCpp, ModelInfo, Source, SpeedRecord
+from collector.speed import add_energy, load_suite, measure, run_llama_bench
+
+Only = Literal["speed", "kld"] | None
+
+
+@dataclass
+class RunReport:
+    """Record files written by status, and the labels of runs skipped as already recorded."""
+
+    ok: list[Path] = field(default_factory=list)
+    failed: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def summary_line(self) -> str:
+        return f"{len(self.ok)} ok, {len(self.failed)} failed, {len(self.skipped)} skipped"
+
+
+def dry_run(plan: Plan, tools: LlamaTools | None = None) -> list[tuple[str, list[str]]]:
+    """(label, published command) for every run; starts nothing."""
+    server = tools.path("llama-server") if tools else Path("llama-server")
+    return [(spec.label(), _server_for(spec, server, Path(".")).published_command()) for spec in plan.runs]
+
+
+def _server_for(spec: RunSpec, server: Path, log_dir: Path,
+                port_picker: Callable[[], int] = free_port) -> ServerProcess:
+    return ServerProcess(server, spec.model_path, config_flags(spec.config), log_dir=log_dir,
+                         load_timeout_s=spec.speed.load_timeout_s, port_picker=port_picker)
+
+
+def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = False, only: Only = None,
+             observer: Observer | None = None, port_picker: Callable[[], int] = free_port) -> RunReport:
+    """Run every speed run (unless only == "kld"), then the kld section (unless only == "speed").
+
+    Raises CollectorError for problems found before anything starts (bad prompt suite, config file,
+    missing llama-server); KeyboardInterrupt stops the current server and propagates after the
+    finished records are on disk.
+    """
+    observer = observer or NullObserver()
+    report = RunReport()
+    server_bin = tools.path("llama-server")
+    check_config_files()
+    with _term_as_interrupt():
+        if only != "kld" and plan.runs:
+            suite = load_suite(plan.speed.prompt_suite, plan.speed.categories)
+            from collector import hardware  # host/GPU probing and the sampler thread
+
+            host = hardware.probe_host()
+            llama = tools.version()
+            done = _recorded_keys(data_dir, store.device_slug(host), llama)
+            total = len(plan.runs)
+            with tempfile.TemporaryDirectory(prefix="qa-run-") as work:
+                for i, spec in enumerate(plan.runs, 1):
+                    observer.run_started(i, total, spec.label())
+                    model = _model_info(spec)
+                    if not force and (model.sha256, _config_key(spec)) in done:
+                        report.skipped.append(spec.label())
+                        observer.run_finished(i, total, "skipped", None, "already recorded (use --force)")
+                        continue
+                    rec = _one_run(spec, server_bin, tools, Path(work) / f"run-{i}", host, llama, model, suite,
+                                   port_picker, hardware)
+                    path = store.save_record(rec, data_dir)
+                    (report.ok if rec.status == "ok" else report.failed).append(path)
+                    observer.run_finished(i, total, rec.status, path, _detail(rec))
+        if only != "speed" and plan.kld is not None:
+            from collector.kld import run_kld_plan
+
+            for path in run_kld_plan(plan.kld, tools=tools, data_dir=data_dir, force=force, observer=observer,
+                                     plan_ref=plan.ref):
+                rec = store.load_record(path)
+                (report.ok if rec.status == "ok" else report.failed).append(path)
+    return report
+
+
+def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, host: Host, llama: LlamaCpp,
+             model: ModelInfo, suite: Any, port_picker: Callable[[], int], hardware: Any) -> SpeedRecord:
+    """Start, measure, stop, parse; every expected failure becomes a failed record."""
+    server = _server_for(spec, server_bin, work, port_picker)
+    rec = SpeedRecord(id=store.new_id(), created_at=store.utc_now(), status="ok",
+                      source=Source(type="measured", collector_version=__version__), host=host, llama_cpp=llama,
+                      model=model, command=server.published_command(), plan=spec.plan, config=spec.config)
+    s = spec.speed
+    stage = "load"
+    sampled: Any = None
+    try:
+        with server:
+            stage = "measure"
+            rec.load_seconds = round(server.load_seconds or 0.0, 3)
+            with LlamaClient(server.base_url, timeout_s=s.request_timeout_s) as client:
+                sampler = hardware.Sampler(server.pid)
+                sampler.start()
+                try:
+                    n_ctx_slot = client.props().get("default_generation_settings", {}).get("n_ctx")
+                    res = measure(client, suite, depths=s.depths, n_predict=s.n_predict, repetitions=s.repetitions,
+                                  warmup=s.warmup, seed=s.seed, n_ctx_slot=n_ctx_slot)
+                finally:
+                    sampled = sampler.stop()
+            stage = "stop"
+        rec.method, rec.samples, rec.summary = res.method, res.samples, res.summary
+        add_energy(rec.summary, getattr(sampled, "energy_j", None), getattr(sampled, "power_w_mean", None),
+                   res.gen_tokens)
+    except (ServerFailure, ServerRequestError, CollectorError) as exc:
+        if isinstance(exc, ServerFailure):
+            stage = exc.stage
+        tail = exc.log_tail if isinstance(exc, ServerFailure) and exc.log_tail else server.log_tail()
+        rec.status, rec.error = "failed", ErrorInfo(stage=stage, message=str(exc), log_tail=tail)
+    _add_log_facts(rec, server, sampled, spec)
+    if rec.status == "ok" and s.llama_bench:
+        median_prompt = sorted(x.prompt_tokens or 0 for x in rec.samples)[len(rec.samples) // 2]
+        try:
+            rec.engine_bench = run_llama_bench(tools.path("llama-bench"), spec.model_path, spec.config,
+                                               n_prompt=max(median_prompt, 1), n_gen=s.n_predict,
+                                               reps=s.repetitions, timeout_s=s.request_timeout_s)
+        except CollectorError as exc:
+            rec.method.note = f"{rec.method.note}; llama-bench failed: {exc}"
+    return rec
+
+
+def _add_log_facts(rec: SpeedRecord, server: ServerProcess, sampled: Any, spec: RunSpec) -> None:
+    facts = parse_server_log(server.log_text())
+    rec.placement, rec.memory_mib = facts.placement, facts.memory
+    if spec.config.n_cpu_moe and rec.model.n_layers:
+        # llama.cpp adds one CPU override per layer 0..N-1 (ref/llama-cpp.md §1); the per-tensor override
+        # lines are DEBUG-level and absent from a -lv 4 log, so the count is derived from that rule.
+        rec.placement.cpu_moe_layers = min(spec.config.n_cpu_moe, rec.model.n_layers)
+    if sampled is not None:
+        rec.memory_mib.host_rss_peak = getattr(sampled, "host_rss_peak_mib", None)
+        vram = getattr(sampled, "vram_peak_mib", None)
+        rec.memory_mib.vram_peak = list(vram) if vram else None
+
+
+def _model_info(spec: RunSpec) -> ModelInfo:
+    from collector.model_info import model_facts
+
+    info = model_facts(spec.model_path)
+    info.origin = spec.model_ref
+    return info
+
+
+def _config_key(spec: RunSpec) -> str:
+    return spec.config.model_dump_json()
+
+
+def _recorded_keys(data_dir: Path, device: str, llama: LlamaCpp) -> set[tuple[str | None, str]]:
+    """(model sha256, config) of ok speed records from this device and llama.cpp build already in data_dir."""
+    keys: set[tuple[str | None, str]] = set()
+    if not (data_dir / "records").exists():
+        return keys
+    for _, rec in store.iter_records(data_dir):
+        if (isinstance(rec, SpeedRecord) and rec.status == "ok" and rec.source.type == "measured"
+                and rec.llama_cpp.version == llama.version and store.device_slug(rec.host) == device):
+            keys.add((rec.model.sha256, rec.config.model_dump_json()))
+    return keys
+
+
+def _detail(rec: SpeedRecord) -> str:
+    if rec.error is not None:
+        return f"{rec.error.stage}: {rec.error.message}"
+    tg = rec.summary.tg_tps
+    return f"tg {tg.median:.1f} t/s (n={tg.n})" if tg and tg.median is not None else ""
+
+
+@contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C during a sweep, so the server is stopped and finished records stay."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except BaseException:
+        kill_all_servers()  # belt and braces: nothing may outlive an aborted sweep
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
