@@ -135,7 +135,7 @@ def load_plan(path: Path) -> Plan:
             raise matrix.fail(key, f"also set in server ({server.where(key)}); set it in one place only")
         axes[key] = _axis(matrix, key)
 
-    speed = _speed(top.section("speed"))
+    speed = _speed(top.section("speed"), path.parent)
     kld = None
     if top.has("kld"):
         from collector.kld_plan import parse_kld  # lazily: only plans with a kld section need it
@@ -301,7 +301,7 @@ def _check_combination(config: SpeedConfig, matrix: Section, server: Section, sp
                                            "every depth must be smaller than every ctx_size")
 
 
-def _speed(sec: Section) -> SpeedSettings:
+def _speed(sec: Section, plan_dir: Path) -> SpeedSettings:
     sec.check_keys(SpeedSettings.__dataclass_fields__)
     d = SpeedSettings()
     pos = _positive
@@ -320,9 +320,14 @@ def _speed(sec: Section) -> SpeedSettings:
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
             raise CollectorError(f"{sec.item_where('depths', i)}: {sec.keypath('depths')}: "
                                  f"expected an integer >= 0 (tokens of filled context), got {depth!r}")
+    suite = sec.get("prompt_suite", str, d.prompt_suite, lambda v: None if v.strip() else "must not be empty")
+    if Path(suite).suffix and not Path(suite).is_absolute():
+        suite = str(plan_dir / suite)  # a suite file next to the plan, like the models
+    categories = str_list("categories")
+    _check_suite(sec, suite, categories)
     return SpeedSettings(
-        prompt_suite=sec.get("prompt_suite", str, d.prompt_suite, lambda v: None if v.strip() else "must not be empty"),
-        categories=str_list("categories"),
+        prompt_suite=suite,
+        categories=categories,
         depths=depths,
         n_predict=sec.get("n_predict", int, d.n_predict, pos),
         repetitions=sec.get("repetitions", int, d.repetitions, pos),
@@ -332,6 +337,17 @@ def _speed(sec: Section) -> SpeedSettings:
         request_timeout_s=sec.get("request_timeout_s", float, d.request_timeout_s, pos),
         llama_bench=sec.get("llama_bench", bool, d.llama_bench),
     )
+
+
+def _check_suite(sec: Section, suite: str, categories: tuple[str, ...]) -> None:
+    """The suite must exist and hold the categories asked for: fail now, not after the first model loaded."""
+    from collector.speed import load_suite  # lazily: plan validation must not pull in the HTTP client at import
+
+    try:
+        load_suite(suite, categories)
+    except CollectorError as exc:
+        key = "categories" if str(exc).startswith("speed.categories") else "prompt_suite"
+        raise CollectorError(f"{sec.where(key)}: {exc}") from None
 
 
 def _positive(v: float) -> str | None:

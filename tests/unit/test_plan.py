@@ -88,9 +88,13 @@ def test_config_flags_exact() -> None:
     assert config_flags(SpeedConfig(threads=4)) == ["-t", "4"]
 
 
-def test_default_plan_path() -> None:
-    assert default_plan_path().name == "demo-cpu.yaml"
-    assert default_plan_path().parent.name == "plans"
+def test_embedded_demo_plan_loads(smollm2: Path) -> None:
+    plan = load_plan(default_plan_path())
+    assert plan.name == "demo-cpu" and len(plan.runs) == 4  # the demo needs >= 2 values of >= 2 matrix keys
+    assert {(r.config.flash_attn, r.config.ctx_size) for r in plan.runs} == {
+        ("off", 1024), ("off", 2048), ("on", 1024), ("on", 2048)}
+    assert all(r.model_path == smollm2 and r.config.parallel == 1 for r in plan.runs)
+    assert plan.runs[0].label() == "SmolLM2-135M-Instruct.Q4_1.gguf flash_attn=off ctx_size=1024"
 
 
 @pytest.mark.parametrize(("body", "line", "key", "fragment"), [
@@ -123,6 +127,8 @@ def test_default_plan_path() -> None:
     (BASE + "speed:\n  repetitions: 0\n", 4, "speed.repetitions", "must be > 0"),
     (BASE + "speed:\n  llama_bench: yes\n", 4, "speed.llama_bench", "true/false"),
     (BASE + "speed:\n  load_timeout_s: -1\n", 4, "speed.load_timeout_s", "must be > 0"),
+    (BASE + "speed:\n  prompt_suite: nosuch-v9\n", 4, "speed.prompt_suite", "no prompt suite 'nosuch-v9'"),
+    (BASE + "speed:\n  categories: [debugging, poetry]\n", 4, "speed.categories", "poetry not in prompt suite"),
     ("models: [m.gguf]\n", None, "name", "is required"),  # a missing key has no line of its own
     ("name: t\n", None, "models", "is required"),
     ("name: t\nmodels: []\n", 2, "models", "empty list"),
@@ -171,3 +177,9 @@ def test_kld_section_is_handed_to_kld_plan(tmp_path: Path, model: Path, monkeypa
     plan = load_plan(path)
     assert plan.kld == ("parsed", {"chunks": 4})
     assert seen == {"where": f"{path}:3", "dir": tmp_path}
+
+
+def test_suite_file_next_to_the_plan_and_categories(tmp_path: Path, model: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("name: mine\nprompts:\n  sql: {text: 'SELECT 1;'}\n  other: {text: x}\n")
+    plan = load_plan(write(tmp_path, BASE + "speed:\n  prompt_suite: mine.yaml\n  categories: [sql]\n"))
+    assert plan.speed.prompt_suite == str(tmp_path / "mine.yaml") and plan.speed.categories == ("sql",)
