@@ -1,0 +1,66 @@
+/* Quant Atlas: sortable tables, our own few lines (no CDN, works offline).
+   Click a header to sort; again to reverse. Numeric columns sort by the cell's data-sort value,
+   unknown values (empty data-sort) always last. Re-initialised on material's instant navigation. */
+(function () {
+  "use strict";
+
+  function key(row, idx, numeric) {
+    var cell = row.cells[idx];
+    if (!cell) return numeric ? null : "";
+    if (numeric) {
+      var raw = cell.getAttribute("data-sort");
+      if (raw === null || raw === "") return null;
+      var v = parseFloat(raw);
+      return isNaN(v) ? null : v;
+    }
+    return (cell.textContent || "").trim().toLowerCase();
+  }
+
+  function sortBy(table, idx, numeric, asc) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows).map(function (row, i) {
+      return { row: row, k: key(row, idx, numeric), i: i };
+    });
+    rows.sort(function (a, b) {
+      if (a.k === null && b.k === null) return a.i - b.i;
+      if (a.k === null) return 1;
+      if (b.k === null) return -1;
+      var c = a.k < b.k ? -1 : a.k > b.k ? 1 : 0;
+      return (asc ? c : -c) || a.i - b.i;
+    });
+    rows.forEach(function (r) { body.appendChild(r.row); });
+  }
+
+  function setup(table) {
+    if (table.getAttribute("data-qa-ready") || !table.tHead || !table.tBodies.length) return;
+    table.setAttribute("data-qa-ready", "1");
+    var heads = table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(heads, function (th, idx) {
+      th.tabIndex = 0;
+      th.setAttribute("role", "button");
+      th.title = "Sort by this column";
+      var go = function () {
+        var asc = th.getAttribute("aria-sort") !== "ascending";
+        Array.prototype.forEach.call(heads, function (o) { o.removeAttribute("aria-sort"); });
+        th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+        sortBy(table, idx, th.getAttribute("data-type") === "num", asc);
+      };
+      th.addEventListener("click", go);
+      th.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); go(); }
+      });
+    });
+  }
+
+  function init() {
+    Array.prototype.forEach.call(document.querySelectorAll("table.qa-sortable"), setup);
+  }
+
+  if (typeof window.document$ !== "undefined" && window.document$.subscribe) {
+    window.document$.subscribe(init);
+  } else if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();
