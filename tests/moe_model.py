@@ -44,15 +44,22 @@ def tiny_moe_shapes(n_vocab: int, *, n_layers: int = 2, n_experts: int = 4) -> d
 
 
 def write_tiny_moe_gguf(path: Path, *, n_layers: int = 2, n_experts: int = 4, n_experts_used: int = 2,
-                        tokenizer_from: Path | None = None, split_max_tensors: int = 0) -> Path:
+                        tokenizer_from: Path | None = None, split_max_tensors: int = 0, toy_vocab: int = 0) -> Path:
     """Write the model; returns `path` (or the first shard's path when split_max_tensors splits it).
 
-    1-D tensors are F32 (norms), the rest F16; weights are small random numbers (seed 0).
+    1-D tensors are F32 (norms), the rest F16; weights are small random numbers (seed 0). `toy_vocab` > 0
+    writes a made-up vocabulary of that size instead of SmolLM2's: quick to read, but llama.cpp cannot load it.
     """
-    if tokenizer_from is None:
-        from collector.model_ref import DEMO_MODEL, resolve_model
-        tokenizer_from = resolve_model(DEMO_MODEL)
-    tokenizer = _tokenizer_fields(Path(tokenizer_from))
+    if toy_vocab:
+        tokenizer: tuple[tuple[str, Any, GGUFValueType, GGUFValueType | None], ...] = (
+            ("tokenizer.ggml.model", "gpt2", GGUFValueType.STRING, None),
+            ("tokenizer.ggml.tokens", [f"t{i}" for i in range(toy_vocab)], GGUFValueType.ARRAY, GGUFValueType.STRING),
+        )
+    else:
+        if tokenizer_from is None:
+            from collector.model_ref import DEMO_MODEL, resolve_model
+            tokenizer_from = resolve_model(DEMO_MODEL)
+        tokenizer = _tokenizer_fields(Path(tokenizer_from))
     n_vocab = len(next(v for k, v, _, _ in tokenizer if k == "tokenizer.ggml.tokens"))
 
     path = Path(path)

@@ -40,10 +40,8 @@ def test_smollm2_facts(smol_facts: ModelInfo, smollm2: Path) -> None:
 
 def test_smollm2_bytes_per_token_counts_the_tied_embedding(smol_facts: ModelInfo, smollm2: Path) -> None:
     # SmolLM2 has no output.weight: token_embd doubles as the output matrix, so every tensor byte is read.
-    # The tensor data runs from the first tensor's offset to the end of the file (no padding in this file).
-    from gguf import GGUFReader
-    first_offset = min(t.data_offset for t in GGUFReader(smollm2).tensors)
-    assert smol_facts.bytes_per_token == smollm2.stat().st_size - first_offset == 96576768
+    # The tensor data runs from offset 1785664 (gguf-dump) to the end of the file, with no padding in this file.
+    assert smol_facts.bytes_per_token == smollm2.stat().st_size - 1785664 == 96576768
 
 
 def test_smollm2_sha256_is_of_the_file_bytes(smol_facts: ModelInfo, smollm2: Path) -> None:
@@ -88,18 +86,20 @@ def test_not_gguf_names_the_file(tmp_path: Path) -> None:
         model_facts(tmp_path / "missing.gguf")
 
 
-def test_truncated_gguf_is_a_collector_error(tmp_path: Path, tiny_moe: Path) -> None:
+def test_truncated_gguf_is_a_collector_error(tmp_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
-    cut.write_bytes(tiny_moe.read_bytes()[:5000])
+    cut.write_bytes(write_tiny_moe_gguf(tmp_path / "m.gguf", toy_vocab=500).read_bytes()[:5000])
     with pytest.raises(CollectorError, match=rf"^{cut}: unreadable GGUF"):
         model_facts(cut)
 
 
-def test_split_model_counts_all_shards(tmp_path: Path, tiny_moe: Path) -> None:
-    first = write_tiny_moe_gguf(tmp_path / "split.gguf", split_max_tensors=10)
+def test_split_model_counts_all_shards(tmp_path: Path) -> None:
+    whole_path = write_tiny_moe_gguf(tmp_path / "whole.gguf", toy_vocab=500)
+    first = write_tiny_moe_gguf(tmp_path / "split.gguf", split_max_tensors=10, toy_vocab=500)
     shards = sorted(tmp_path.glob("split-*-of-*.gguf"))
     assert first.name == "split-00001-of-00003.gguf" and len(shards) == 3
-    whole, split = model_facts(tiny_moe), model_facts(shards[1])  # any shard finds its siblings
+    whole, split = model_facts(whole_path), model_facts(shards[1])  # any shard finds its siblings
+    assert whole.n_files == 1 and split.n_vocab == 500
     assert split.n_files == 3 and split.file_name == first.name
     assert split.size_bytes == sum(p.stat().st_size for p in shards)
     assert (split.params_total, split.params_active, split.bytes_per_token, split.n_vocab) == \
