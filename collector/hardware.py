@@ -99,7 +99,8 @@ def _gpu(nv: Any, index: int, driver: str | None, cuda: str | None) -> GpuInfo:
     cc = _opt(nv, lambda: nv.nvmlDeviceGetCudaComputeCapability(h))
     total = _opt(nv, lambda: nv.nvmlDeviceGetMemoryInfo(h).total)
     return GpuInfo(
-        name=_str(nv.nvmlDeviceGetName(h)), uuid=_opt(nv, lambda: _str(nv.nvmlDeviceGetUUID(h))), index=index,
+        name=_opt(nv, lambda: _str(nv.nvmlDeviceGetName(h))) or "unknown NVIDIA GPU",
+        uuid=_opt(nv, lambda: _str(nv.nvmlDeviceGetUUID(h))), index=index,
         pci_bus_id=_opt(nv, lambda: _str(nv.nvmlDeviceGetPciInfo(h).busId)),
         vram_total_mib=round(total / MIB, 1) if total is not None else None,
         driver=driver, cuda=cuda, compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
@@ -107,8 +108,7 @@ def _gpu(nv: Any, index: int, driver: str | None, cuda: str | None) -> GpuInfo:
         pcie_width_max=_opt(nv, lambda: int(nv.nvmlDeviceGetMaxPcieLinkWidth(h))),
         power_limit_w=round(power_mw / 1000, 1) if power_mw is not None else None,
         mem_bus_width_bits=bus, mem_clock_max_mhz=clock, mem_bandwidth_gbps=mem_bandwidth_gbps(bus, clock),
-        backend="CUDA",
-    )
+    )  # backend stays None: NVML cannot tell whether llama.cpp drives this GPU through CUDA or Vulkan
 
 
 def _start(nvml: Any) -> Any:

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from collector.hardware import Sampler, _children, cuda_version, mem_bandwidth_gbps, probe_gpus, probe_host, tree_rss_kib
+from collector.hardware import (Sampler, _children, cuda_version, mem_bandwidth_gbps, probe_gpus, probe_host,
+                                tree_rss_kib)
 
 MIB = 1024 * 1024
 
