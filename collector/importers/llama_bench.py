@@ -1,0 +1,195 @@
+"""Import llama-bench `-o json` / `-o jsonl` output: one speed record per test (ref/llama-cpp.md §5)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from collector.errors import CollectorError
+from collector.importers.common import merge_model, stat_of, write_records
+from collector.model_info import FILE_TYPES, model_facts
+from collector.records import store
+from collector.records.schema import (CpuInfo, GpuInfo, Host, LlamaCpp, Method, ModelInfo, Sample, Source,
+                                      SpeedConfig, SpeedRecord, Summary)
+
+REQUIRED = ("build_commit", "build_number", "model_filename", "n_prompt", "n_gen", "samples_ts")
+_FA = {-1: "auto", 0: "off", 1: "on"}
+_SHORT_QUANT = {name: short for short, name in FILE_TYPES.values()}
+
+
+def parse_bench_output(text: str, origin: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, test object) for every test in -o json or -o jsonl output.
+
+    Lines before the JSON (device lines some backends print on stdout, llama.cpp#15554) are skipped; a line
+    that starts JSON but does not parse fails naming `origin` and its line.
+    """
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), None)
+    tests: list[tuple[int, dict[str, Any]]] = []
+    if start is not None:
+        body = "\n".join(lines[start:])
+        try:
+            data, end = json.JSONDecoder().raw_decode(body.lstrip())
+        except json.JSONDecodeError as exc:
+            raise CollectorError(f"{origin}:{start + exc.lineno}: not valid llama-bench JSON ({exc.msg}); "
+                                 "pass the complete stdout of `llama-bench -o json`") from None
+        if not isinstance(data, list):
+            raise CollectorError(f"{origin}:{start + 1}: expected a JSON array of llama-bench tests")
+        for n, item in enumerate(data):
+            tests.append((start + 1, _check(item, f"{origin}:{start + 1}: test {n + 1}")))
+    else:
+        for i, line in enumerate(lines):
+            if not line.lstrip().startswith("{"):
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CollectorError(f"{origin}:{i + 1}: not valid llama-bench JSONL ({exc.msg}); pass the "
+                                     "complete stdout of `llama-bench -o jsonl`") from None
+            tests.append((i + 1, _check(item, f"{origin}:{i + 1}")))
+    if not tests:
+        raise CollectorError(f"{origin}: no llama-bench test found; expected the output of `llama-bench -o json` "
+                             "or `-o jsonl`")
+    return tests
+
+
+def _check(item: Any, where: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise CollectorError(f"{where}: expected a llama-bench test object, got {type(item).__name__}")
+    missing = [k for k in REQUIRED if k not in item]
+    if missing:
+        raise CollectorError(f"{where}: not a llama-bench test (missing {', '.join(missing)}); "
+                             "pass llama-bench -o json or -o jsonl output")
+    if not isinstance(item["samples_ts"], list) or not all(isinstance(v, (int, float)) for v in item["samples_ts"]):
+        raise CollectorError(f"{where}: samples_ts must be a list of numbers")
+    return item
+
+
+def test_label(t: dict[str, Any]) -> str:
+    """llama-bench's own test name: pp512, tg128, pp512+tg128, with @ d<depth> when filled."""
+    n_prompt, n_gen = int(t["n_prompt"]), int(t["n_gen"])
+    if n_prompt > 0 and n_gen > 0:
+        label = f"pp{n_prompt}+tg{n_gen}"
+    elif n_prompt > 0:
+        label = f"pp{n_prompt}"
+    else:
+        label = f"tg{n_gen}"
+    depth = int(t.get("n_depth") or 0)
+    return f"{label} @ d{depth}" if depth else label
+
+
+def bench_command(t: dict[str, Any]) -> list[str]:
+    """The llama-bench argv that runs exactly this one test (model path as {model})."""
+    n_prompt, n_gen = int(t["n_prompt"]), int(t["n_gen"])
+    if n_prompt > 0 and n_gen > 0:
+        argv = ["llama-bench", "-m", "{model}", "-p", "0", "-n", "0", "-pg", f"{n_prompt},{n_gen}"]
+    else:
+        argv = ["llama-bench", "-m", "{model}", "-p", str(n_prompt), "-n", str(n_gen)]
+    flags: list[tuple[str, str]] = [
+        ("-d", "n_depth"), ("-b", "n_batch"), ("-ub", "n_ubatch"), ("-ctk", "type_k"), ("-ctv", "type_v"),
+        ("-t", "n_threads"), ("-C", "cpu_mask"), ("--cpu-strict", "cpu_strict"), ("--poll", "poll"),
+        ("-ngl", "n_gpu_layers"), ("-ncmoe", "n_cpu_moe"), ("-sm", "split_mode"), ("-mg", "main_gpu"),
+        ("-nkvo", "no_kv_offload"), ("-fa", "flash_attn"), ("-dev", "devices"), ("-lm", "load_mode"),
+        ("-lzm", "lazy_mode"), ("-embd", "embeddings"), ("-nopo", "no_op_offload"), ("--no-host", "no_host"),
+        ("--repack", "repack")]
+    for flag, key in flags:
+        if key not in t:
+            continue
+        value = t[key]
+        if key == "flash_attn":
+            value = _FA.get(int(value), str(value))
+        elif isinstance(value, bool):
+            value = int(value)
+        argv += [flag, str(value)]
+    split = str(t.get("tensor_split") or "")
+    if split and any(float(x or 0) for x in split.split("/")):
+        argv += ["-ts", split]
+    overrides = str(t.get("tensor_buft_overrides") or "none")
+    if overrides != "none":
+        argv += ["-ot", overrides]
+    if int(t.get("fit_target") or 0) > 0:
+        argv += ["-fitt", str(t["fit_target"]), "-fitc", str(t.get("fit_min_ctx", 0))]
+    return argv + ["-r", str(len(t["samples_ts"])), "-o", "json"]
+
+
+def _model(t: dict[str, Any], model_path: Path | None) -> ModelInfo:
+    parts = str(t.get("model_type") or "").split(" ", 2)  # llama_model_desc: "<arch> <size> <ftype name>"
+    file_type = parts[2] if len(parts) == 3 else None
+    stated = ModelInfo(arch=parts[0] or None if parts else None, size_label=parts[1] if len(parts) > 1 else None,
+                       file_type=file_type, quant=_SHORT_QUANT.get(file_type or "", file_type),
+                       file_name=Path(str(t["model_filename"])).name, size_bytes=t.get("model_size"),
+                       params_total=t.get("model_n_params"))
+    path = model_path or Path(str(t["model_filename"]))
+    facts = None
+    if path.is_file():
+        facts = model_facts(path)
+        facts.origin = str(path)
+    return merge_model(stated, facts)
+
+
+def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | None = None) -> SpeedRecord:
+    """One llama-bench test as a SpeedRecord; every field llama-bench reported is kept in source.raw."""
+    label = test_label(t)
+    samples_ts = [float(v) for v in t["samples_ts"]]
+    n_prompt, n_gen = int(t["n_prompt"]), int(t["n_gen"])
+    kind = "pg" if n_prompt > 0 and n_gen > 0 else ("pp" if n_prompt > 0 else "tg")
+    sample = Sample(category=label, depth_tokens=int(t.get("n_depth") or 0), prompt_tokens=n_prompt,
+                    gen_tokens=n_gen)
+    summary = Summary()
+    stat = stat_of(samples_ts, mean=t.get("avg_ts"))
+    if kind == "pp":
+        sample.pp_tps, summary.pp_tps = samples_ts, stat
+    elif kind == "tg":
+        sample.tg_tps, summary.tg_tps = samples_ts, stat
+    else:  # avg_ts of a -pg test is (n_prompt+n_gen)/time: neither a prompt nor a generation rate
+        sample.note = (f"combined rate of {label}: (n_prompt+n_gen)/total time, t/s {samples_ts}; "
+                       "not a prompt or generation rate, so pp_tps and tg_tps stay empty")
+    gpus = [GpuInfo(name=n, backend=str(t.get("backends")) or None)
+            for n in str(t.get("gpu_info") or "").split(", ") if n.strip()]
+    created = store.utc_now()
+    if t.get("test_time"):
+        try:
+            created = datetime.fromisoformat(str(t["test_time"]).replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    build, commit = t["build_number"], t["build_commit"]
+    return SpeedRecord(
+        id=store.new_id(), created_at=created, status="ok",
+        source=Source(type="imported", tool="llama-bench", citation=f"{file.name}: llama-bench build {build} ({commit})",
+                      note=(f"llama-bench test {label} from {file.name} line {line}; created_at is its test_time; "
+                            f"summary mean/stddev are llama-bench's avg_ts/stddev_ts ({t.get('stddev_ts')} t/s)"),
+                      raw=dict(t)),
+        host=Host(cpu=CpuInfo(model=str(t.get("cpu_info") or "") or None), gpus=gpus),
+        llama_cpp=LlamaCpp(version=f"b{build}", build_number=int(build), commit=str(commit),
+                           backend=str(t.get("backends") or "") or None),
+        model=_model(t, model_path),
+        command=bench_command(t),
+        config=SpeedConfig(n_gpu_layers=t.get("n_gpu_layers"), n_cpu_moe=t.get("n_cpu_moe"),
+                           cache_type_k=t.get("type_k"), cache_type_v=t.get("type_v"),
+                           flash_attn=_FA.get(int(t["flash_attn"])) if "flash_attn" in t else None,
+                           batch_size=t.get("n_batch"), ubatch_size=t.get("n_ubatch"), threads=t.get("n_threads"),
+                           tensor_split=str(t["tensor_split"]) if "tensor_split" in t else None),
+        method=Method(endpoint="llama-bench", n_predict=n_gen, repetitions=len(samples_ts),
+                      depths=[int(t.get("n_depth") or 0)],
+                      note=f"llama-bench {kind} test; every parameter it reported is in source.raw"),
+        samples=[sample], summary=summary)
+
+
+def import_llama_bench(file: Path, data_dir: Path, model_path: Path | None = None) -> list[Path]:
+    """Parse FILE, write one speed record per test under data_dir; nothing is written if any test is bad."""
+    try:
+        text = Path(file).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise CollectorError(f"{file}: cannot read ({exc.strerror or exc}); check the path") from None
+    tests = parse_bench_output(text, str(file))
+    records = []
+    for line, t in tests:
+        try:
+            records.append(bench_record(t, Path(file), line, model_path))
+        except (TypeError, ValueError) as exc:
+            raise CollectorError(f"{file}:{line}: unexpected llama-bench value ({exc}); "
+                                 "pass unmodified llama-bench output") from None
+    written, _ = write_records(records, data_dir)
+    return written

@@ -1,0 +1,112 @@
+"""Turn a reviewed transcription of a published source (imports/sources/*.yaml) into records.
+
+A transcription holds the source's own numbers, verbatim quotes that back them, and record fields per figure;
+this module adds nothing but identity and provenance (id, created_at, status, source). Format:
+
+    source_file: 000_....txt          # the file under shared/sources/ the figures come from
+    title: the author's own title     # citation = "<source_file>: <title>"
+    date: "2026-02-14T02:17:00Z"      # the source's stated date, or null (then the import time is used)
+    note: provenance shared by every figure
+    defaults: {host: ..., llama_cpp: ...}   # record fields merged under each figure's own
+    figures:
+      - id: iq2-xs-168k               # stable: the re-import key is "<file stem>#<id>"
+        kind: speed | kld
+        quotes: [verbatim excerpts of the source that hold the numbers]
+        note: how the figure was read (approximations, ranges, what is left null and why)
+        date: optional per-figure stated date
+        record: {model: ..., config: ..., samples: ..., summary: ..., command: [...]}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from collector.errors import CollectorError
+from collector.importers.common import write_records
+from collector.records import store
+from collector.records.store import AnyRecord
+from collector.yamlcheck import Section, load_yaml_file
+
+TOP_KEYS = ("source_file", "title", "date", "note", "defaults", "figures")
+FIGURE_KEYS = ("id", "kind", "quotes", "note", "date", "record")
+_RESERVED = ("schema_version", "kind", "id", "created_at", "status", "source", "error")
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's commented containers and scalars as plain JSON types."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _date(section: Section, key: str) -> datetime | None:
+    text = section.get(key, str, None)
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise section.fail(key, f"{text!r} is not an ISO date such as 2026-02-14T02:17:00Z") from None
+
+
+def load_transcription(path: Path) -> list[AnyRecord]:
+    """Every figure of the transcription as a validated record (nothing is written)."""
+    top = Section(load_yaml_file(path), Path(path), "")
+    top.check_keys(TOP_KEYS)
+    source_file = top.get("source_file", str)
+    title = top.get("title", str, check=lambda s: None if s.strip() else "must name the source's title")
+    top_date = _date(top, "date")
+    shared_note = top.get("note", str, "")
+    defaults = _plain(top.section("defaults").data)
+    stem = Path(source_file).stem
+    records: list[AnyRecord] = []
+    seen: set[str] = set()
+    figures = top.seq("figures")
+    for index, raw in enumerate(figures):
+        fig = Section(raw, Path(path), f"figures[{index}]", _line(top.data.get("figures"), index))
+        fig.check_keys(FIGURE_KEYS)
+        fid = fig.get("id", str)
+        if fid in seen:
+            raise fig.fail("id", f"{fid!r} is used twice; figure ids must be unique in a transcription")
+        seen.add(fid)
+        kind = fig.get("kind", str, check=lambda k: None if k in ("speed", "kld") else "must be speed or kld")
+        fig.seq("quotes")  # a figure without the source's own words cannot be reviewed
+        body = _plain(fig.section("record").data)
+        clash = [k for k in _RESERVED if k in body]
+        if clash:
+            raise fig.fail("record", f"{', '.join(clash)} is set by the importer; remove it")
+        stated = _date(fig, "date") or top_date
+        when = (f"created_at is the source's stated date {stated.isoformat()}" if stated else
+                "created_at is the import time (the source states no date)")
+        note = "; ".join(part for part in (fig.get("note", str, ""), shared_note, when) if part)
+        data = _merge(defaults, body)
+        data.update(schema_version=1, kind=kind, id=store.new_id(),
+                    created_at=(stated or store.utc_now()).isoformat(), status="ok",
+                    source={"type": "imported", "citation": f"{source_file}: {title}", "note": note,
+                            "figure": f"{stem}#{fid}"})
+        records.append(store.parse_record(data, f"{fig.where()}: figure {fid}"))
+    return records
+
+
+def _line(seq: Any, index: int) -> int | None:
+    try:
+        return int(seq.lc.item(index)[0])
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return None
+
+
+def import_transcription(path: Path, data_dir: Path, force: bool = False) -> tuple[list[Path], list[str]]:
+    """Write the transcription's records under data_dir; figures already imported are skipped unless `force`."""
+    records = load_transcription(path)
+    if not records:
+        raise CollectorError(f"{path}: no figures; add at least one under figures:")
+    return write_records(records, data_dir, force=force)

@@ -1,0 +1,172 @@
+"""Import real llama-bench and llama-perplexity output produced here, and round-trip it through `validate`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector.cli import cli
+from collector.errors import CollectorError
+from collector.importers.llama_bench import import_llama_bench, parse_bench_output
+from collector.importers.perplexity import import_perplexity
+from collector.llama.binaries import LlamaTools, clean_env
+from collector.llama.kld_parse import parse_kld_summary
+from collector.records import store
+from collector.records.schema import KldRecord, SpeedRecord
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+TIMING_KEYS = {"test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns", "samples_ts"}
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    # passive OpenMP waits: on a shared 2-core machine spinning threads slow these tiny runs down ~6x
+    env = {**clean_env(), "OMP_WAIT_POLICY": "passive"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def bench(llama_tools: LlamaTools, smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real llama-bench output on SmolLM2 in both machine formats: pp16, tg4 and a combined pp8+tg2 test."""
+    out = tmp_path_factory.mktemp("bench")
+    files = {}
+    for fmt in ("json", "jsonl"):
+        proc = _run([str(llama_tools.path("llama-bench")), "-m", str(smollm2), "-p", "16", "-n", "4", "-pg", "8,2",
+                     "-r", "2", "-t", "2", "-o", fmt])
+        files[fmt] = out / f"bench.{fmt}"
+        files[fmt].write_text(proc.stdout, encoding="utf-8")
+    return files
+
+
+def _invoke(args: list[str]) -> tuple[int, str]:
+    res = CliRunner().invoke(cli, args, catch_exceptions=True)
+    if isinstance(res.exception, CollectorError):
+        return 1, str(res.exception)
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res.exit_code, res.output
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_llama_bench_import_round_trips(bench: dict[str, Path], smollm2: Path, tmp_path: Path, fmt: str) -> None:
+    code, out = _invoke(["import", "llama-bench", str(bench[fmt]), "--data-dir", str(tmp_path)])
+    assert code == 0, out
+    tests = [t for _, t in parse_bench_output(bench[fmt].read_text(), str(bench[fmt]))]
+    records = sorted(store.load_records(tmp_path), key=lambda r: r.samples[0].category)
+    assert len(records) == len(tests) == 3
+    by_label = {r.samples[0].category: r for r in records}
+    assert set(by_label) == {"pp16", "tg4", "pp8+tg2"}
+    for rec in records:
+        assert isinstance(rec, SpeedRecord)
+        t = rec.source.raw
+        assert t is not None and t in tests  # every parameter llama-bench reported, verbatim
+        assert rec.source.type == "imported" and rec.source.tool == "llama-bench"
+        assert rec.source.citation == f"bench.{fmt}: llama-bench build {t['build_number']} ({t['build_commit']})"
+        assert rec.llama_cpp.build_number == t["build_number"] and rec.llama_cpp.commit == t["build_commit"]
+        assert rec.config.threads == 2 and rec.config.batch_size == t["n_batch"]
+        assert rec.config.flash_attn == {-1: "auto", 0: "off", 1: "on"}[t["flash_attn"]]
+        assert rec.model.file_name == smollm2.name and rec.model.sha256  # the file is here: full facts
+        assert rec.command[:3] == ["llama-bench", "-m", "{model}"]
+    pp, tg, pg = by_label["pp16"], by_label["tg4"], by_label["pp8+tg2"]
+    assert pp.samples[0].pp_tps == pp.source.raw["samples_ts"] and not pp.samples[0].tg_tps
+    assert pp.summary.pp_tps.mean == pp.source.raw["avg_ts"] and pp.summary.pp_tps.n == 2
+    assert pp.summary.pp_tps.min == min(pp.source.raw["samples_ts"]) and pp.summary.tg_tps is None
+    assert tg.samples[0].tg_tps == tg.source.raw["samples_ts"] and tg.summary.tg_tps.max == max(tg.samples[0].tg_tps)
+    # a -pg rate is (prompt+gen)/time: neither number may be filed as pp or tg
+    assert not pg.samples[0].pp_tps and not pg.samples[0].tg_tps and "combined" in pg.samples[0].note
+    assert pg.summary.pp_tps is None and pg.summary.tg_tps is None
+    code, out = _invoke(["validate", str(tmp_path)])
+    assert code == 0 and "3 records valid" in out
+
+
+def test_reconstructed_command_reruns_the_same_test(bench: dict[str, Path], llama_tools: LlamaTools,
+                                                    smollm2: Path, tmp_path: Path) -> None:
+    import_llama_bench(bench["json"], tmp_path)
+    for rec in store.load_records(tmp_path):
+        if rec.samples[0].category != "tg4":
+            continue
+        argv = [str(llama_tools.path("llama-bench")) if a == "llama-bench" else str(smollm2) if a == "{model}" else a
+                for a in rec.command]
+        again = json.loads(_run(argv).stdout)
+        assert len(again) == 1
+        same = {k: v for k, v in again[0].items() if k not in TIMING_KEYS}
+        assert same == {k: v for k, v in rec.source.raw.items() if k not in TIMING_KEYS}
+        assert len(again[0]["samples_ts"]) == len(rec.source.raw["samples_ts"])
+        return
+    pytest.fail("no tg4 record imported")
+
+
+def test_device_lines_before_json_are_skipped_and_garbage_is_named(bench: dict[str, Path], tmp_path: Path) -> None:
+    real = bench["json"].read_text()
+    noisy = tmp_path / "noisy.json"
+    noisy.write_text("ggml_vulkan: Found 1 Vulkan devices:\nggml_vulkan: 0 = AMD Radeon (RADV)\n" + real)
+    assert len(import_llama_bench(noisy, tmp_path / "a")) == 3
+    cut = tmp_path / "cut.json"
+    cut.write_text(real[: len(real) // 2])
+    with pytest.raises(CollectorError, match=r"cut\.json:\d+: not valid llama-bench JSON"):
+        import_llama_bench(cut, tmp_path / "b")
+    lines = bench["jsonl"].read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([lines[0], lines[1][:40], lines[2]]) + "\n")
+    with pytest.raises(CollectorError, match=r"bad\.jsonl:2: not valid llama-bench JSONL"):
+        import_llama_bench(bad, tmp_path / "c")
+    text = tmp_path / "table.md"
+    text.write_text("| model | size |\n| --- | --- |\n")
+    with pytest.raises(CollectorError, match=r"table\.md: no llama-bench test found"):
+        import_llama_bench(text, tmp_path / "d")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+@pytest.fixture(scope="module")
+def kld_log(llama_tools: LlamaTools, smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real llama-perplexity KLD output: base logits over 2 chunks of 256 tokens, then the KLD pass."""
+    out = tmp_path_factory.mktemp("kld")
+    corpus = REPO / "collector" / "corpus" / "python-docs-3.11.txt"
+    ppl = str(llama_tools.path("llama-perplexity"))
+    common = ["-m", str(smollm2), "-c", "256", "-b", "256", "-t", "2", "--kl-divergence-base", str(out / "base.kld")]
+    _run([ppl, *common, "-f", str(corpus), "--chunks", "2"], cwd=out)
+    proc = _run([ppl, *common, "--kl-divergence"], cwd=out)
+    log = out / "kld.txt"
+    log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    return log
+
+
+def test_perplexity_import_round_trips(kld_log: Path, smollm2: Path, tmp_path: Path) -> None:
+    code, out = _invoke(["import", "perplexity", str(kld_log), "--data-dir", str(tmp_path), "--model", str(smollm2),
+                         "--base-model", str(smollm2), "--corpus-name", "python-docs-3.11"])
+    assert code == 0, out
+    [rec] = store.load_records(tmp_path)
+    assert isinstance(rec, KldRecord)
+    assert rec.source.type == "imported" and rec.source.tool == "llama-perplexity"
+    assert rec.source.citation == "kld.txt: llama-perplexity --kl-divergence output"
+    assert rec.results == parse_kld_summary(kld_log.read_text(encoding="utf-8"))
+    assert rec.results.same_top_p is not None and rec.results.kld_mean is not None
+    assert rec.corpus is not None and (rec.corpus.name, rec.corpus.chunks, rec.corpus.ctx_size) == (
+        "python-docs-3.11", 2, 256)
+    assert rec.config.batch_size == 256 and rec.config.threads == 2
+    assert rec.model.sha256 and rec.base_model is not None and rec.base_model.sha256 == rec.model.sha256
+    code, out = _invoke(["validate", str(tmp_path)])
+    assert code == 0 and "1 records valid" in out
+
+
+def test_checked_in_kld_sample_imports(tmp_path: Path) -> None:
+    sample = REPO / "tests" / "fixtures" / "kld-Q2_K-smollm2.txt"
+    rec = store.load_record(import_perplexity(sample, tmp_path, corpus_name="wikitext-2"))
+    assert isinstance(rec, KldRecord)
+    assert (rec.corpus.chunks, rec.corpus.ctx_size, rec.config.batch_size) == (16, 512, 2048)
+    assert rec.results.ppl_q == pytest.approx(7.310657) and rec.results.ppl_base == pytest.approx(5.363407)
+    assert rec.model.sha256 is None  # no --model given: nothing is guessed
+
+
+def test_perplexity_without_summary_is_refused(kld_log: Path, tmp_path: Path) -> None:
+    text = kld_log.read_text(encoding="utf-8")
+    short = tmp_path / "short.txt"
+    short.write_text(text[: text.find("====== Perplexity statistics")], encoding="utf-8")
+    with pytest.raises(CollectorError, match=r"short\.txt: llama-perplexity printed no KLD summary"):
+        import_perplexity(short, tmp_path / "data")
+    assert not (tmp_path / "data").exists()
