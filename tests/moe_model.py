@@ -43,7 +43,7 @@ def tiny_moe_shapes(n_vocab: int, *, n_layers: int = 2, n_experts: int = 4) -> d
     return shapes
 
 
-def write_tiny_moe_gguf(path: Path, *, n_layers: int = 2, n_experts: int = 4, n_experts_used: int = 2,
+def write_tiny_moe_gguf(path: Path, *, n_layers: int = 2, n_experts: int = 4, n_experts_used: int | list[int] = 2,
                         tokenizer_from: Path | None = None, split_max_tensors: int = 0, toy_vocab: int = 0) -> Path:
     """Write the model; returns `path` (or the first shard's path when split_max_tensors splits it).
 
@@ -70,14 +70,18 @@ def write_tiny_moe_gguf(path: Path, *, n_layers: int = 2, n_experts: int = 4, n_
     writer.add_context_length(CTX_TRAIN)
     writer.add_embedding_length(N_EMBD)
     writer.add_block_count(n_layers)
-    writer.add_feed_forward_length(N_FF_EXP * n_experts_used)
+    k_max = max(n_experts_used) if isinstance(n_experts_used, list) else n_experts_used
+    writer.add_feed_forward_length(N_FF_EXP * k_max)
     writer.add_expert_feed_forward_length(N_FF_EXP)
     writer.add_head_count(N_HEAD)
     writer.add_head_count_kv(N_HEAD_KV)
     writer.add_key_length(HEAD_DIM)
     writer.add_value_length(HEAD_DIM)
     writer.add_expert_count(n_experts)
-    writer.add_expert_used_count(n_experts_used)
+    if isinstance(n_experts_used, list):  # per-layer counts, as some MoE GGUFs carry them
+        writer.add_array(f"{ARCH}.expert_used_count", n_experts_used)
+    else:
+        writer.add_expert_used_count(n_experts_used)
     writer.add_layer_norm_rms_eps(1e-6)
     writer.add_rope_freq_base(1_000_000.0)
     for key, value, vtype, sub in tokenizer:

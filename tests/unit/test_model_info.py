@@ -110,6 +110,20 @@ def test_split_model_counts_all_shards(tmp_path: Path) -> None:
         gguf_shards(first)
 
 
+def test_per_layer_expert_used_count(tmp_path: Path) -> None:
+    import math
+
+    from moe_model import tiny_moe_shapes
+    shapes = tiny_moe_shapes(500, n_layers=2, n_experts=4)
+    f = model_facts(write_tiny_moe_gguf(tmp_path / "m.gguf", n_experts_used=[1, 3], toy_vocab=500))
+    per_layer = [sum(math.prod(v) for k, v in shapes.items() if k.startswith(f"blk.{i}.") and "_exps." in k)
+                 for i in range(2)]
+    total = sum(math.prod(v) for v in shapes.values())
+    assert f.params_total == total
+    assert f.params_active == total - per_layer[0] * 3 // 4 - per_layer[1] * 1 // 4
+    assert (f.n_experts, f.n_experts_used) == (4, 3)  # the largest per-layer count
+
+
 @pytest.mark.parametrize(("ftype", "quant", "name"), [
     (15, "Q4_K_M", "Q4_K - Medium"), (20, "IQ2_XS", "IQ2_XS - 2.3125 bpw"), (27, "IQ3_M", "IQ3_S mix - 3.66 bpw"),
     (0, "F32", "all F32"), (38, "MXFP4_MOE", "MXFP4 MoE"), (1024 | 18, "Q6_K", "(guessed) Q6_K"),
