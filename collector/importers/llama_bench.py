@@ -67,7 +67,7 @@ def _check(item: Any, where: str) -> dict[str, Any]:
     return item
 
 
-def test_label(t: dict[str, Any]) -> str:
+def bench_label(t: dict[str, Any]) -> str:
     """llama-bench's own test name: pp512, tg128, pp512+tg128, with @ d<depth> when filled."""
     n_prompt, n_gen = int(t["n_prompt"]), int(t["n_gen"])
     if n_prompt > 0 and n_gen > 0:
@@ -131,7 +131,7 @@ def _model(t: dict[str, Any], model_path: Path | None) -> ModelInfo:
 
 def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | None = None) -> SpeedRecord:
     """One llama-bench test as a SpeedRecord; every field llama-bench reported is kept in source.raw."""
-    label = test_label(t)
+    label = bench_label(t)
     samples_ts = [float(v) for v in t["samples_ts"]]
     n_prompt, n_gen = int(t["n_prompt"]), int(t["n_gen"])
     kind = "pg" if n_prompt > 0 and n_gen > 0 else ("pp" if n_prompt > 0 else "tg")

@@ -1,0 +1,98 @@
+"""Importer edge cases that need no llama.cpp run: transcription errors, citations, atomic writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector.cli import cli
+from collector.errors import CollectorError
+from collector.importers.common import stat_of, write_records
+from collector.importers.llama_bench import bench_command, bench_label
+from collector.importers.transcription import import_transcription, load_transcription
+from collector.records import store
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = """\
+source_file: x.txt
+title: A title
+figures:
+  - id: one
+    kind: speed
+    quotes: ["22.4 tok/s"]
+    record:
+      host: {gpus: [{name: RTX 3060}]}
+      samples: [{category: run, tg_tps: [22.4]}]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "t.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_empty_citation_is_named_invalid_by_validate(tmp_path: Path) -> None:
+    [path] = import_transcription(_write(tmp_path, GOOD), tmp_path / "data")[0]
+    text = path.read_text(encoding="utf-8")
+    assert "citation: 'x.txt: A title'" in text
+    path.write_text(text.replace("citation: 'x.txt: A title'", "citation: ''"), encoding="utf-8")
+    res = CliRunner().invoke(cli, ["validate", str(tmp_path / "data")])
+    assert isinstance(res.exception, CollectorError) and "1 of 1 record files" in str(res.exception)
+    assert str(path) in res.stderr and "source.citation" in res.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    (("    kind: speed\n", "    kind: speed\n    colour: red\n"), r"t\.yaml:\d+: figures\[0\]\.colour: unknown key"),
+    (("    record:\n", "    record:\n      status: ok\n"), r"status is set by the importer"),
+    (('    quotes: ["22.4 tok/s"]\n', ""), r"figures\[0\]\.quotes: is required"),
+    (("title: A title\n", "title: A title\ndate: Feb 2026\n"), r"t\.yaml:\d+: date: 'Feb 2026' is not an ISO date"),
+    (("tg_tps: [22.4]", "tg_tps: [fast]"), r"figure one: samples\.0\.tg_tps\.0"),
+])
+def test_bad_transcriptions_fail_naming_file_and_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    path = _write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(CollectorError, match=message):
+        import_transcription(path, tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_duplicate_figure_ids_are_refused(tmp_path: Path) -> None:
+    fig = GOOD.split("figures:\n", 1)[1]
+    with pytest.raises(CollectorError, match=r"'one' is used twice"):
+        load_transcription(_write(tmp_path, GOOD + fig))
+
+
+def test_a_bad_record_leaves_nothing_on_disk(tmp_path: Path) -> None:
+    good, other = load_transcription(_write(tmp_path, GOOD))[0], load_transcription(_write(tmp_path, GOOD))[0]
+    other.source.citation = " "  # only the model validator catches this: assignment is not re-validated
+    with pytest.raises(CollectorError, match="source: Value error, an imported record needs source.citation"):
+        write_records([good, other], tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_transcribed_date_and_import_time_are_said() -> None:
+    [rec, *_] = load_transcription(REPO / "imports" / "sources" / "003_e82c61687ba11590.yaml")
+    assert rec.created_at.isoformat() == "2026-02-14T02:17:00+00:00" and "stated date" in rec.source.note
+    [rec, *_] = load_transcription(REPO / "imports" / "sources" / "004_a78e30ba098ebd42.yaml")
+    assert "import time" in rec.source.note
+
+
+def test_stat_keeps_the_tools_mean() -> None:
+    s = stat_of([1.0, 4.0, 2.0], mean=2.5)
+    assert (s.median, s.mean, s.min, s.max, s.n) == (2.0, 2.5, 1.0, 4.0, 3)
+    assert stat_of([]) is None and stat_of([1.0, 3.0]).mean == 2.0
+
+
+def test_bench_labels_and_commands() -> None:
+    t = {"n_prompt": 512, "n_gen": 128, "n_depth": 4096, "samples_ts": [1.0, 2.0, 3.0], "flash_attn": 1,
+         "n_cpu_moe": 10, "tensor_split": "0.50/0.50", "tensor_buft_overrides": "exps=CPU", "no_kv_offload": False,
+         "fit_target": 1024, "fit_min_ctx": 4096}
+    assert bench_label(t) == "pp512+tg128 @ d4096"
+    argv = bench_command(t)
+    assert argv[:9] == ["llama-bench", "-m", "{model}", "-p", "0", "-n", "0", "-pg", "512,128"]
+    for pair in (["-d", "4096"], ["-fa", "on"], ["-ncmoe", "10"], ["-ts", "0.50/0.50"], ["-ot", "exps=CPU"],
+                 ["-nkvo", "0"], ["-fitt", "1024"], ["-r", "3"]):
+        assert any(argv[i:i + 2] == pair for i in range(len(argv))), pair
+    assert "-ts" not in bench_command({**t, "tensor_split": "0.00"})
