@@ -220,6 +220,7 @@ class Summary(_Block):
     power_w_mean: float | None = None
     energy_j: float | None = None
     energy_j_per_token: float | None = None
+    energy_method: str | None = None  # energy_counter (NVML mJ counter delta) | mean_power_x_time
 
 
 class EngineBench(_Block):
