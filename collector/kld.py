@@ -1,0 +1,214 @@
+"""KLD runs: the base logits once, then one llama-perplexity pass and one record per quant / KV-cache type.
+
+N quants and M KV-cache variants cost N+M+1 passes: the base pass writes the logits into
+cache_dir("kld-logits"), keyed by (base sha256, corpus sha256, ctx_size, chunks, batch_size), and every
+later pass, in this run or a later one, reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from collector import __version__
+from collector.cache import cache_dir
+from collector.errors import CollectorError
+from collector.kld_plan import KldPlan
+from collector.llama.binaries import LlamaTools
+from collector.llama.perplexity import (MIN_SCORED_TOKENS, LlamaRunError, PassResult, check_free_space, count_tokens,
+                                        logits_size_bytes, portable_argv, run_base_pass,
+                                        run_kld_pass, scored_tokens)
+from collector.model_info import file_sha256, model_facts
+from collector.progress import NullObserver, Observer
+from collector.quantize import build_ladder
+from collector.records.schema import (Corpus, ErrorInfo, Host, KldConfig, KldRecord, KldTiming, ModelInfo, PlanRef,
+                                      Source)
+from collector.records.store import load_records, new_id, save_record, utc_now
+
+
+@dataclass(frozen=True)
+class Job:
+    """One pass against the base logits: a quant (f16 KV cache) or the base with a quantized KV cache."""
+
+    label: str
+    ref: str
+    path: Path
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+
+    @property
+    def is_kv_variant(self) -> bool:
+        return (self.cache_type_k, self.cache_type_v) != ("f16", "f16")
+
+
+def _host() -> Host:
+    try:
+        from collector.hardware import probe_host
+    except ImportError:  # the hardware module is optional for KLD: a record without host facts is still valid
+        return Host()
+    return probe_host()
+
+
+def _facts(path: Path, origin: str) -> ModelInfo:
+    info = model_facts(path)
+    info.origin = origin
+    return info
+
+
+def _models(plan: KldPlan, tools: LlamaTools, observer: Observer) -> tuple[str, Path, list[Job], float, float]:
+    """(base ref, base path, jobs, quantize seconds, imatrix seconds); builds the ladder when the plan has one."""
+    q_s = im_s = 0.0
+    jobs: list[Job] = []
+    if plan.ladder is not None:
+        src = plan.resolve(plan.ladder.source)
+        ladder = build_ladder(tools, src, list(plan.ladder.types), base_type=plan.ladder.base_type,
+                              corpus=plan.corpus_path, imatrix_ctx=plan.ctx_size,
+                              imatrix_chunks=plan.ladder.imatrix_chunks, threads=plan.threads, observer=observer)
+        q_s, im_s = ladder.quantize_seconds, ladder.imatrix_seconds
+        base_ref, base_path = f"{plan.ladder.source} -> {plan.ladder.base_type}", ladder.base
+        jobs += [Job(t, f"{plan.ladder.source} -> {t}", p) for t, p in ladder.quants]
+    else:
+        assert plan.base is not None  # parse_kld guarantees base or ladder
+        base_ref, base_path = plan.base, plan.resolve(plan.base)
+    for ref in plan.quants:
+        path = plan.resolve(ref)
+        jobs.append(Job(path.name.removesuffix(".gguf"), ref, path))
+    for k, v in plan.kv_cache:
+        jobs.append(Job(f"base KV {k}/{v}", base_ref, base_path, k, v))
+    return base_ref, base_path, jobs, q_s, im_s
+
+
+def _done_keys(data_dir: Path) -> set[tuple]:
+    keys = set()
+    if not (data_dir / "records").exists():
+        return keys
+    for rec in load_records(data_dir):
+        if isinstance(rec, KldRecord) and rec.status == "ok" and rec.corpus and rec.base_model:
+            keys.add(_key(rec.model.sha256, rec.base_model.sha256, rec.corpus, rec.config, rec.llama_cpp.version))
+    return keys
+
+
+def _key(model_sha: str | None, base_sha: str | None, corpus: Corpus, config: KldConfig, version: str | None) -> tuple:
+    return (model_sha, base_sha, corpus.sha256, corpus.ctx_size, corpus.chunks,
+            json.dumps(config.model_dump(mode="json"), sort_keys=True), version)
+
+
+def ensure_base_logits(plan: KldPlan, tools: LlamaTools, base_path: Path, base_info: ModelInfo, corpus_sha: str,
+                       n_chunk: int) -> tuple[Path, PassResult | None]:
+    """The cached base-logits file (computing it when missing) and the pass that produced it, if any.
+
+    The size (bytes) is predicted from ctx_size, chunks and n_vocab before the pass; a disk without room
+    for it stops the run before anything starts.
+    """
+    name = f"{base_info.sha256[:16]}-{corpus_sha[:16]}-c{plan.ctx_size}-n{plan.chunks}-b{plan.batch_size}.kld"
+    final = cache_dir("kld-logits") / name
+    if not base_info.n_vocab:
+        raise CollectorError(f"{base_path}: the GGUF has no tokenizer.ggml.tokens; a KLD base needs a vocabulary")
+    expected = logits_size_bytes(plan.ctx_size, n_chunk, base_info.n_vocab)
+    if final.is_file() and final.stat().st_size == expected:
+        return final, None
+    check_free_space(final.parent, expected, f"the base logits of {base_path.name} ({n_chunk} chunks)")
+    part = final.with_name(f"{name}.{os.getpid()}.part")
+    try:
+        result = run_base_pass(tools, base_path, plan.corpus_path, part, ctx_size=plan.ctx_size, chunks=plan.chunks,
+                               batch_size=plan.batch_size, threads=plan.threads, flash_attn=plan.flash_attn,
+                               n_gpu_layers=plan.n_gpu_layers, expected_bytes=expected, timeout_s=plan.timeout_s)
+        os.replace(part, final)  # only a finished, full-size file ever carries the final name
+    finally:
+        part.unlink(missing_ok=True)
+    return final, result
+
+
+def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force: bool = False,
+                 observer: Observer | None = None, keep_logits: bool | None = None,
+                 plan_ref: PlanRef | None = None) -> list[Path]:
+    """Run a plan's kld section; returns the record files written (ok and failed).
+
+    Quants already recorded with the same quant, base and corpus sha256, config and llama.cpp version are
+    skipped unless `force`. A failed pass gives a failed record and the next quant runs; a failed base pass
+    gives a failed record for every pending quant. Problems found before any pass (disk space, corpus too
+    short, unknown model) raise CollectorError. `keep_logits` (None = the plan's keep_logits) decides
+    whether the base logits stay in the cache for later runs.
+    """
+    observer = observer or NullObserver()
+    plan = kld_plan
+    t_start = time.perf_counter()
+    base_ref, base_path, jobs, _, _ = _models(plan, tools, observer)
+    base_info = _facts(base_path, base_ref)
+    corpus_sha = file_sha256([plan.corpus_path])
+    tokens = count_tokens(tools, base_path, plan.corpus_path)
+    n_chunk = min(plan.chunks, tokens // plan.ctx_size)
+    if tokens < 2 * plan.ctx_size or scored_tokens(plan.ctx_size, n_chunk) < MIN_SCORED_TOKENS:
+        raise CollectorError(f"{plan.where}: kld: corpus {plan.corpus_path.name} has {tokens} tokens, which at "
+                             f"ctx_size {plan.ctx_size} scores {scored_tokens(plan.ctx_size, max(n_chunk, 0))} "
+                             f"(llama-perplexity needs {MIN_SCORED_TOKENS} and 2 x ctx_size tokens); "
+                             "use a longer corpus or a smaller ctx_size")
+    corpus = Corpus(name=plan.corpus_name, sha256=corpus_sha, tokens=n_chunk * plan.ctx_size,
+                    ctx_size=plan.ctx_size, chunks=n_chunk)
+    llama = tools.version()
+    host = _host()
+    done = set() if force else _done_keys(data_dir)
+
+    def config(job: Job) -> KldConfig:
+        return KldConfig(cache_type_k=job.cache_type_k, cache_type_v=job.cache_type_v, flash_attn=plan.flash_attn,
+                         batch_size=plan.batch_size, threads=plan.threads, n_gpu_layers=plan.n_gpu_layers)
+
+    def record(job: Job, info: ModelInfo, **kw: object) -> Path:
+        rec = KldRecord(id=new_id(), created_at=utc_now(),
+                        source=Source(type="measured", collector_version=__version__, tool="llama-perplexity"),
+                        host=host, llama_cpp=llama, model=info, base_model=base_info, corpus=corpus,
+                        config=config(job), plan=plan_ref, tags=["kv-cache"] if job.is_kv_variant else [], **kw)
+        return save_record(rec, data_dir)
+
+    pending: list[tuple[int, Job, ModelInfo]] = []
+    for i, job in enumerate(jobs, 1):
+        info = base_info if job.path == base_path else _facts(job.path, job.ref)
+        if _key(info.sha256, base_info.sha256, corpus, config(job), llama.version) in done:
+            observer.run_finished(i, len(jobs), "skipped", None, f"{job.label}: already recorded")
+        else:
+            pending.append((i, job, info))
+    paths: list[Path] = []
+    if not pending:
+        return paths
+
+    observer.message(f"kld: base logits of {base_path.name} over {plan.corpus_name} "
+                     f"({n_chunk} chunks of {plan.ctx_size})")
+    try:
+        logits, base_pass = ensure_base_logits(plan, tools, base_path, base_info, corpus_sha, n_chunk)
+    except LlamaRunError as exc:
+        for i, job, info in pending:
+            path = record(job, info, status="failed",
+                          error=ErrorInfo(stage=exc.stage, message=str(exc), log_tail=exc.log_tail))
+            observer.run_finished(i, len(jobs), "failed", path, str(exc))
+            paths.append(path)
+        return paths
+    timing_base = {"base_seconds": round(base_pass.seconds, 3) if base_pass else None,
+                   "base_cached": base_pass is None}
+
+    for i, job, info in pending:
+        observer.run_started(i, len(jobs), f"kld {job.label}")
+        try:
+            res = run_kld_pass(tools, job.path, logits, ctx_size=plan.ctx_size, batch_size=plan.batch_size,
+                               threads=plan.threads, cache_type_k=job.cache_type_k, cache_type_v=job.cache_type_v,
+                               flash_attn=plan.flash_attn, n_gpu_layers=plan.n_gpu_layers, timeout_s=plan.timeout_s,
+                               expect_vocab=info.n_vocab)
+        except LlamaRunError as exc:
+            path = record(job, info, status="failed", timing=KldTiming(**timing_base),
+                          error=ErrorInfo(stage=exc.stage, message=str(exc), log_tail=exc.log_tail))
+            observer.run_finished(i, len(jobs), "failed", path, str(exc))
+        else:
+            cmd = portable_argv(res.argv, {str(job.path): "{model}", str(logits): "{base_logits}"})
+            assert res.results is not None
+            path = record(job, info, status="ok", command=cmd, results=res.results,
+                          timing=KldTiming(seconds=round(res.seconds, 3), **timing_base))
+            observer.run_finished(i, len(jobs), "ok", path,
+                                  f"{job.label}: mean KLD {res.results.kld_mean:.6f}, "
+                                  f"same top p {res.results.same_top_p:.2f} %")
+        paths.append(path)
+    if not (plan.keep_logits if keep_logits is None else keep_logits):
+        logits.unlink(missing_ok=True)
+    observer.message(f"kld: {len(paths)} records in {time.perf_counter() - t_start:.1f} s")
+    return paths

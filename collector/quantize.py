@@ -1,0 +1,162 @@
+"""Quant ladders: a base (F16/BF16/Q8_0) and its quantizations, built with llama-quantize.
+
+Types whose tensors llama.cpp refuses to quantize without an importance matrix get one from
+llama-imatrix, computed once on the base with the corpus and cached next to the ladder
+(ref/llama-cpp.md §6). Every output is written under a temporary name and renamed on success, so a
+killed build never leaves a file that a later run would take for finished.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector.cache import cache_dir
+from collector.errors import CollectorError
+from collector.llama.binaries import LlamaTools
+from collector.llama.perplexity import LlamaRunError, run_tool
+from collector.model_info import file_sha256
+from collector.progress import NullObserver, Observer
+
+QUANT_TYPES = ("Q4_0", "Q4_1", "MXFP4_MOE", "Q5_0", "Q5_1", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M",
+               "TQ1_0", "TQ2_0", "Q2_K", "Q2_K_S", "IQ3_XXS", "IQ3_S", "IQ3_M", "Q3_K", "IQ3_XS", "Q3_K_S", "Q3_K_M",
+               "Q3_K_L", "IQ4_NL", "IQ4_XS", "Q4_K", "Q4_K_S", "Q4_K_M", "Q5_K", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0",
+               "F16", "BF16", "F32")
+BASE_TYPES = ("F16", "BF16", "Q8_0", "F32")
+# llama-quantize stops with "this quantization requires an importance matrix" for these (llama-quant.cpp:856-875).
+IMATRIX_TYPES = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S"})
+_LABEL_RE = re.compile(r"[.\-_](" + "|".join(sorted(QUANT_TYPES, key=len, reverse=True)) + r")$", re.IGNORECASE)
+
+
+def needs_imatrix(qtype: str) -> bool:
+    return qtype.upper() in IMATRIX_TYPES
+
+
+def check_type(qtype: str) -> str | None:
+    """An error text when llama-quantize does not know `qtype` (for plan validation), else None."""
+    if qtype.upper() not in QUANT_TYPES:
+        return f"unknown quantization type {qtype!r}; known: {', '.join(QUANT_TYPES)}"
+    return None
+
+
+@dataclass
+class Ladder:
+    """A built ladder: the base file, the quantized files by type, and where the time went (seconds)."""
+
+    base: Path
+    quants: list[tuple[str, Path]]
+    imatrix: Path | None = None
+    quantize_seconds: float = 0.0
+    imatrix_seconds: float = 0.0
+    built: list[str] = field(default_factory=list)  # the files this call produced (the rest were reused)
+
+
+def _stem(source: Path) -> str:
+    """The model name without its quant label: SmolLM2-135M-Instruct.Q4_1.gguf -> SmolLM2-135M-Instruct."""
+    return _LABEL_RE.sub("", source.name.removesuffix(".gguf"))
+
+
+def _part(path: Path) -> Path:
+    return path.with_name(f"{path.name}.{os.getpid()}.part")
+
+
+def quantize(tools: LlamaTools, src: Path, dst: Path, qtype: str, *, imatrix: Path | None = None,
+             allow_requantize: bool = False, threads: int | None = None) -> float:
+    """One llama-quantize run into `dst` (temp name, renamed on success); returns its seconds."""
+    part = _part(dst)
+    argv = [str(tools.path("llama-quantize"))]
+    if allow_requantize:
+        argv.append("--allow-requantize")
+    if imatrix is not None:
+        argv += ["--imatrix", str(imatrix)]
+    argv += [str(src), str(part), qtype.upper()]
+    if threads is not None:
+        argv.append(str(threads))
+    try:
+        _, seconds = run_tool(argv, "quantize", None)
+        if not part.is_file():
+            raise LlamaRunError(f"llama-quantize wrote no {part.name}", "quantize")
+        os.replace(part, dst)
+    except LlamaRunError as exc:
+        raise CollectorError(f"llama-quantize {qtype} of {src.name} failed: {exc} "
+                             f"(last log line: {(exc.log_tail or ['-'])[-1].strip()})") from None
+    finally:
+        part.unlink(missing_ok=True)
+    return seconds
+
+
+def compute_imatrix(tools: LlamaTools, model: Path, corpus: Path, dst: Path, *, ctx_size: int, chunks: int,
+                    threads: int | None = None) -> float:
+    """One llama-imatrix run over the corpus into `dst` (temp name, renamed on success); returns its seconds."""
+    part = _part(dst).with_suffix(".gguf")  # llama-imatrix picks its output format from the extension
+    argv = [str(tools.path("llama-imatrix")), "-m", str(model), "-f", str(corpus), "-c", str(ctx_size),
+            "--chunks", str(chunks), "-o", str(part), "--no-ppl"]
+    if threads is not None:
+        argv += ["-t", str(threads)]
+    try:
+        _, seconds = run_tool(argv, "imatrix", None)
+        if not part.is_file():
+            raise LlamaRunError(f"llama-imatrix wrote no {part.name}", "imatrix")
+        os.replace(part, dst)
+    except LlamaRunError as exc:
+        raise CollectorError(f"llama-imatrix on {model.name} with {corpus.name} failed: {exc} "
+                             f"(last log line: {(exc.log_tail or ['-'])[-1].strip()})") from None
+    finally:
+        part.unlink(missing_ok=True)
+    return seconds
+
+
+def build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_type: str = "F16",
+                 corpus: Path | None = None, imatrix_ctx: int = 512, imatrix_chunks: int = 16,
+                 threads: int | None = None, out_dir: Path | None = None,
+                 observer: Observer | None = None) -> Ladder:
+    """Build (or reuse) base_type from `source`, then every type in `types` from that base.
+
+    The base is requantized with --allow-requantize when the source is itself quantized (a demo
+    convenience: such a base carries the source's rounding, which is fine for comparing quants with
+    each other but is not the original model). Outputs live in out_dir, by default
+    cache_dir("ladder")/<first 16 hex of the source sha256>/. Imatrix types need `corpus`.
+    """
+    observer = observer or NullObserver()
+    for t in [base_type, *types]:
+        if check_type(t):
+            raise CollectorError(f"ladder: {check_type(t)}")
+    if not source.is_file():
+        raise CollectorError(f"{source}: ladder source model not found; check the path")
+    out_dir = out_dir or cache_dir("ladder") / file_sha256([source])[:16]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = _stem(source)
+    ladder = Ladder(base=out_dir / f"{stem}.{base_type.upper()}.gguf", quants=[])
+    if not ladder.base.is_file():
+        observer.message(f"ladder: {source.name} -> {base_type.upper()}")
+        ladder.quantize_seconds += quantize(tools, source, ladder.base, base_type, allow_requantize=True,
+                                            threads=threads)
+        ladder.built.append(ladder.base.name)
+    if any(needs_imatrix(t) for t in types):
+        if corpus is None:
+            raise CollectorError(f"ladder: {', '.join(t for t in types if needs_imatrix(t))} need an importance "
+                                 "matrix, which is computed from a corpus; give the plan a corpus")
+        corpus_sha = file_sha256([corpus])[:12]
+        ladder.imatrix = out_dir / f"imatrix-{corpus_sha}-c{imatrix_ctx}-n{imatrix_chunks}.gguf"
+        if not ladder.imatrix.is_file():
+            observer.message(f"ladder: importance matrix of {ladder.base.name} over {corpus.name}")
+            ladder.imatrix_seconds += compute_imatrix(tools, ladder.base, corpus, ladder.imatrix, ctx_size=imatrix_ctx,
+                                                      chunks=imatrix_chunks, threads=threads)
+            ladder.built.append(ladder.imatrix.name)
+    for t in types:
+        qtype = t.upper()
+        if qtype == base_type.upper():
+            continue
+        imat = ladder.imatrix if needs_imatrix(qtype) else None
+        # an imatrix-built file depends on the corpus, so its name carries the imatrix's identity
+        tag = f".{ladder.imatrix.stem}" if imat is not None else ""
+        dst = out_dir / f"{stem}.{qtype}{tag}.gguf"
+        if not dst.is_file():
+            observer.message(f"ladder: {ladder.base.name} -> {qtype}")
+            ladder.quantize_seconds += quantize(tools, ladder.base, dst, qtype, imatrix=imat, threads=threads)
+            ladder.built.append(dst.name)
+        ladder.quants.append((qtype, dst))
+    return ladder

@@ -1,0 +1,204 @@
+"""KLD runs with the real llama-quantize / llama-imatrix / llama-perplexity on SmolLM2 (ctx 256, 2 chunks)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+from collector.errors import CollectorError
+from collector.kld import run_kld_plan
+from collector.kld_plan import BUILTIN_CORPUS, KldPlan, parse_kld
+from collector.llama.binaries import LlamaTools
+from collector.llama.perplexity import (LlamaRunError, logits_size_bytes, read_logits_header, run_base_pass,
+                                        run_kld_pass)
+from collector.model_info import file_sha256
+from collector.progress import RecordingObserver
+from collector.quantize import Ladder, build_ladder
+from collector.records.schema import KldRecord
+from collector.records.store import load_record, load_records
+from collector.yamlcheck import Section, load_yaml_file
+
+pytestmark = pytest.mark.slow
+CTX, CHUNKS = 256, 2  # 2 x 127 = 254 scored tokens: above llama-perplexity's 100-token minimum
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory, smollm2: Path):
+    """A private cache dir, so every session computes its base logits for real."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("COLLECTOR_CACHE_DIR", str(tmp_path_factory.mktemp("kld-cache")))
+    yield Path(os.environ["COLLECTOR_CACHE_DIR"])
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def ladder(llama_tools: LlamaTools, smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Ladder:
+    """F16 (requantized from the Q4_1 demo file), Q8_0 and Q2_K_S (needs an imatrix); shared with test_quantize."""
+    return build_ladder(llama_tools, smollm2, ["Q8_0", "Q2_K_S"], corpus=BUILTIN_CORPUS, imatrix_ctx=CTX,
+                        imatrix_chunks=2, threads=2, out_dir=tmp_path_factory.getbasetemp() / "ladder")
+
+
+def widen_vocab(src: Path, dst: Path, extra: int = 64) -> int:
+    """A copy of `src` with `extra` more tokens (zero embedding rows): same weights, different vocabulary."""
+    r = GGUFReader(src)
+    w = GGUFWriter(dst, r.fields["general.architecture"].contents())
+    n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
+    grow = {"tokenizer.ggml.tokens": [f"<extra_{i}>" for i in range(extra)],
+            "tokenizer.ggml.token_type": [4] * extra, "tokenizer.ggml.scores": [0.0] * extra}
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        val = f.contents() + grow.get(name, []) if name in grow else f.contents()
+        if f.types[0] == GGUFValueType.ARRAY:
+            w.add_key_value(name, val, f.types[0], sub_type=f.types[1] if len(f.types) > 1 else None)
+        else:
+            w.add_key_value(name, val, f.types[0])
+    for t in r.tensors:
+        data = np.asarray(t.data)
+        if t.name in ("token_embd.weight", "output.weight"):
+            data = np.concatenate([data, np.zeros((extra,) + data.shape[1:], dtype=data.dtype)])
+        w.add_tensor(t.name, data, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return n_vocab + extra
+
+
+def make_plan(tmp_path: Path, body: str) -> KldPlan:
+    f = tmp_path / "plan.yaml"
+    f.write_text("kld:\n" + "".join(f"  {line}\n" for line in body.strip().splitlines()), encoding="utf-8")
+    doc = load_yaml_file(f)
+    return parse_kld(Section(doc, f, "").section("kld"), tmp_path)
+
+
+def plan_body(base: Path, quants: list[Path], extra: str = "") -> str:
+    return (f"base: {base}\nquants: [{', '.join(str(q) for q in quants)}]\nctx_size: {CTX}\nchunks: {CHUNKS}\n"
+            f"batch_size: {CTX}\nthreads: 2\n{extra}")
+
+
+def test_ladder_kld_records_kv_cache_and_sanity(cache: Path, ladder: Ladder, llama_tools: LlamaTools,
+                                               tmp_path: Path) -> None:
+    q8, q2 = (p for _, p in ladder.quants)
+    plan = make_plan(tmp_path, plan_body(ladder.base, [ladder.base, q8, q2],
+                                         "kv_cache: [[q8_0, q8_0], q4_0]\nflash_attn: on"))
+    data = tmp_path / "data"
+    obs = RecordingObserver()
+    paths = run_kld_plan(plan, tools=llama_tools, data_dir=data, observer=obs)
+    recs = [load_record(p) for p in paths]
+    assert all(isinstance(r, KldRecord) and r.status == "ok" for r in recs), [r.error for r in recs]
+    self_rec, q8_rec, q2_rec, kv8, kv4 = recs
+
+    # sanity: the base against its own logits
+    assert self_rec.model.sha256 == self_rec.base_model.sha256
+    assert abs(self_rec.results.kld_mean) <= 1e-6 and self_rec.results.same_top_p == 100.0
+    # quality falls with the bits, and the quantized KV caches cost something measurable
+    assert 0 < q8_rec.results.kld_mean < q2_rec.results.kld_mean
+    assert q8_rec.results.same_top_p > q2_rec.results.same_top_p
+    assert (kv8.config.cache_type_k, kv8.config.cache_type_v, kv4.config.cache_type_v) == ("q8_0", "q8_0", "q4_0")
+    assert "kv-cache" in kv4.tags and kv4.model.sha256 == kv4.base_model.sha256
+    assert 0 < kv8.results.kld_mean < kv4.results.kld_mean
+    # every statistic of the summary is kept
+    assert all(v is not None for v in q2_rec.results.model_dump().values())
+    assert q2_rec.model.quant == "Q2_K_S" and q2_rec.base_model.quant == "F16"
+    assert q2_rec.corpus.sha256 and q2_rec.corpus.tokens == CHUNKS * CTX and q2_rec.corpus.chunks == CHUNKS
+    assert q2_rec.command[:3] == ["llama-perplexity", "-m", "{model}"] and "{base_logits}" in q2_rec.command
+    assert kv4.command[-4:] == ["-ctk", "q4_0", "-ctv", "q4_0"]
+
+    # N passes + 1: one base pass, its logits cached at the predicted size
+    assert all(r.timing.base_cached is False and r.timing.base_seconds for r in recs)
+    kld_files = list((cache / "kld-logits").glob("*"))
+    assert len(kld_files) == 1 and kld_files[0].suffix == ".kld"
+    assert kld_files[0].stat().st_size == logits_size_bytes(CTX, CHUNKS, q2_rec.base_model.n_vocab)
+
+    # a second run skips what is recorded; --force reruns the quants against the cached logits
+    assert run_kld_plan(plan, tools=llama_tools, data_dir=data, observer=obs) == []
+    assert sum(1 for e in obs.events if e[0] == "finish" and e[3] == "skipped") == 5
+    forced = run_kld_plan(make_plan(tmp_path, plan_body(ladder.base, [q8])), tools=llama_tools,
+                          data_dir=data, force=True)
+    again = load_record(forced[0])
+    assert again.timing.base_cached is True and again.timing.base_seconds is None
+    assert again.results.kld_mean == q8_rec.results.kld_mean
+    assert len(load_records(data)) == 6
+
+
+def test_vocab_mismatch_is_a_failed_record(cache: Path, ladder: Ladder, llama_tools: LlamaTools,
+                                           tmp_path: Path) -> None:
+    wide = tmp_path / "wide.gguf"
+    widen_vocab(ladder.quants[0][1], wide)
+    plan = make_plan(tmp_path, plan_body(ladder.base, [wide]))
+    [path] = run_kld_plan(plan, tools=llama_tools, data_dir=tmp_path / "data")
+    rec = load_record(path)
+    assert rec.status == "failed" and rec.error.stage == "kld"
+    assert "vocabulary of 49216 tokens" in rec.error.message and "49152" in rec.error.message
+    assert rec.results.kld_mean is None
+
+    # without the header check, llama-perplexity itself only logs it and prints a meaningless KLD
+    logits = next((cache / "kld-logits").glob("*.kld"))
+    with pytest.raises(LlamaRunError, match="vocabulary of 49152 tokens but the model has 49216") as exc:
+        run_kld_pass(llama_tools, wide, logits, ctx_size=CTX, batch_size=CTX, threads=2)
+    assert any("inconsistent vocabulary" in line for line in exc.value.log_tail)
+
+
+def test_ctx_mismatch_with_cached_logits(cache: Path, ladder: Ladder, llama_tools: LlamaTools) -> None:
+    logits = next((cache / "kld-logits").glob("*.kld"))
+    assert read_logits_header(logits)[0] == CTX
+    # llama-perplexity would silently score at the file's ctx 256 and the record would say 128
+    with pytest.raises(LlamaRunError, match="computed with ctx_size 256 but this pass uses 128"):
+        run_kld_pass(llama_tools, ladder.quants[0][1], logits, ctx_size=128, batch_size=128, threads=2)
+
+
+def test_too_few_tokens(cache: Path, ladder: Ladder, llama_tools: LlamaTools, tmp_path: Path) -> None:
+    short = tmp_path / "short.txt"
+    short.write_text(BUILTIN_CORPUS.read_text(encoding="utf-8")[:1500], encoding="utf-8")  # ~350 tokens
+    plan = make_plan(tmp_path, plan_body(ladder.base, [ladder.quants[0][1]], f"corpus: {short}"))
+    with pytest.raises(CollectorError, match=r"short\.txt has \d+ tokens, which at ctx_size 256 scores"):
+        run_kld_plan(plan, tools=llama_tools, data_dir=tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+    # the tool's own behaviour, which the plan check above guards against
+    with pytest.raises(LlamaRunError, match="corpus is too short: ctx_size 512 needs at least 1024"):
+        run_base_pass(llama_tools, ladder.base, short, tmp_path / "b.kld", ctx_size=512, chunks=1, batch_size=512)
+    base = tmp_path / "c128.kld"
+    run_base_pass(llama_tools, ladder.base, short, base, ctx_size=128, chunks=1, batch_size=128, threads=2)
+    with pytest.raises(LlamaRunError, match="no KLD summary: fewer than 100 tokens"):  # 63 scored tokens
+        run_kld_pass(llama_tools, ladder.quants[0][1], base, ctx_size=128, batch_size=128, threads=2)
+
+
+def _fake_bin(real: LlamaTools, where: Path, crash_on: str) -> LlamaTools:
+    """The real tools, except a llama-perplexity that aborts (SIGABRT) in the pass named by `crash_on`."""
+    where.mkdir()
+    for tool in real.bin_dir.iterdir():
+        if tool.name != "llama-perplexity":
+            (where / tool.name).symlink_to(tool)
+    script = where / "llama-perplexity"
+    test = '[ -n "$kl" ]' if crash_on == "kld" else '[ -z "$kl" ]'
+    script.write_text("#!/bin/sh\nkl=''\nfor a in \"$@\"; do [ \"$a\" = --kl-divergence ] && kl=1; done\n"
+                      f"if {test}; then echo 'load_tensors: loading model'; echo 'GGML_ASSERT(fake) failed' >&2; "
+                      f"kill -ABRT $$; fi\nexec {real.path('llama-perplexity')} \"$@\"\n")
+    script.chmod(0o755)
+    return LlamaTools(where, "--llama-bin")
+
+
+@pytest.mark.parametrize("crash_on", ["kld", "base"])
+def test_llama_perplexity_crash(cache: Path, ladder: Ladder, llama_tools: LlamaTools, tmp_path: Path,
+                                crash_on: str) -> None:
+    tools = _fake_bin(llama_tools, tmp_path / "bin", crash_on)
+    # a corpus of its own, so the base pass is not served from the cache
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(BUILTIN_CORPUS.read_text(encoding="utf-8")[:9000 if crash_on == "kld" else 9100],
+                      encoding="utf-8")
+    plan = make_plan(tmp_path, plan_body(ladder.base, [ladder.quants[0][1]], f"corpus: {corpus}"))
+    [path] = run_kld_plan(plan, tools=tools, data_dir=tmp_path / "data")
+    rec = load_record(path)
+    assert rec.status == "failed"
+    assert rec.error.stage == ("kld" if crash_on == "kld" else "base-logits")
+    assert "killed by signal 6" in rec.error.message
+    assert rec.error.log_tail[-1] == "GGML_ASSERT(fake) failed"
+    logits = list((cache / "kld-logits").glob(f"*-{file_sha256([corpus])[:16]}-*"))
+    # a crashed base pass leaves nothing that a later run would reuse
+    assert [p.suffix for p in logits] == ([".kld"] if crash_on == "kld" else [])
