@@ -1,0 +1,84 @@
+"""End to end through run_plan with the real llama-server and SmolLM2: records, numbers, skip and --force."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.llama.binaries import LlamaTools
+from collector.model_ref import DEMO_MODEL
+from collector.plan import load_plan
+from collector.progress import RecordingObserver
+from collector.records import store
+from collector.records.schema import SpeedRecord
+from collector.runner import run_plan
+
+pytestmark = pytest.mark.slow
+
+PLAN = f"""
+name: speed-test
+models: ["{DEMO_MODEL}"]
+server: {{threads: 1, parallel: 1, ctx_size: 1024}}
+matrix: {{flash_attn: ["off", "on"]}}
+speed:
+  categories: [sql]
+  depths: [0, 256]
+  n_predict: 16
+  repetitions: 2
+  warmup: 1
+"""
+
+
+def _plan(tmp_path: Path, text: str = PLAN) -> Path:
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_speed_run_end_to_end_skip_and_force(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
+    plan = load_plan(_plan(tmp_path))
+    data = tmp_path / "data"
+    obs = RecordingObserver()
+    report = run_plan(plan, tools=llama_tools, data_dir=data, observer=obs)
+    assert len(report.ok) == 2 and not report.failed and not report.skipped, obs.events
+    recs = [store.load_record(p) for p in report.ok]  # re-read from disk: what a reader gets
+    assert all(isinstance(r, SpeedRecord) and r.status == "ok" for r in recs)
+    by_fa = {r.config.flash_attn: r for r in recs}
+    assert set(by_fa) == {"on", "off"}
+    for fa, rec in by_fa.items():
+        assert rec.placement.flash_attn is (fa == "on")  # what llama.cpp did, read from the -lv 4 log
+        assert rec.placement.n_ctx == 1024 and rec.memory_mib.kv_cache and rec.memory_mib.model_buffers
+        assert rec.memory_mib.breakdown and rec.memory_mib.host_rss_peak and rec.memory_mib.host_rss_peak > 50
+        assert rec.load_seconds and 0 < rec.load_seconds < 60
+        assert rec.command[:3] == ["llama-server", "-m", "{model}"] and "{port}" in rec.command
+        assert str(smollm2) not in " ".join(rec.command)
+        assert rec.model.sha256 and rec.llama_cpp.version and rec.host.cpu.cores
+        assert rec.method.prompt_suite and rec.method.prompt_suite.name == "coding-v1"
+        assert len(rec.method.prompt_suite.sha256 or "") == 64
+        assert [(s.category, s.depth_tokens) for s in rec.samples] == [("sql", 0), ("sql", 256)]
+        for s in rec.samples:
+            assert len(s.tg_tps) == len(s.pp_tps) == len(s.ttft_ms) == len(s.tg_tps_client) == 2
+            assert s.gen_tokens == 16
+            assert s.prompt_tokens and s.prompt_tokens >= s.depth_tokens + 100  # prompts are >= 150 tokens
+            assert all(v > 0 for v in s.tg_tps + s.pp_tps + s.ttft_ms)
+            for server_tps, client_tps in zip(s.tg_tps, s.tg_tps_client):
+                assert abs(client_tps - server_tps) / server_tps < 0.25  # loose: 2 busy cores
+        depth0 = {s.category: s.prompt_tokens for s in rec.samples if s.depth_tokens == 0}
+        for s in rec.samples:
+            if s.depth_tokens == 256:  # depth adds exactly the filler (plus a separator of a few tokens)
+                assert 256 <= s.prompt_tokens - depth0[s.category] <= 256 + 4
+        assert rec.summary.tg_tps and rec.summary.tg_tps.n == 4
+        assert rec.summary.tg_tps.min <= rec.summary.tg_tps.median <= rec.summary.tg_tps.max
+    assert [e[0] for e in obs.events] == ["start", "finish", "start", "finish"]
+
+    again = run_plan(plan, tools=llama_tools, data_dir=data)
+    assert len(again.skipped) == 2 and not again.ok and again.summary_line() == "0 ok, 0 failed, 2 skipped"
+    assert len(store.record_files(data)) == 2
+
+    one = load_plan(_plan(tmp_path, PLAN.replace('["off", "on"]', '["on"]').replace("repetitions: 2",
+                                                                                       "repetitions: 1")
+                                 .replace("warmup: 1", "warmup: 0")))
+    forced = run_plan(one, tools=llama_tools, data_dir=data, force=True)
+    assert len(forced.ok) == 1 and not forced.skipped
+    assert len(store.record_files(data)) == 3
