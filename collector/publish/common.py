@@ -22,9 +22,11 @@ class GeneratedFile:
     content: str | bytes
 
 
-def front_matter(title: str) -> str:
-    """YAML front matter setting the page title: MkDocs puts page.title into <title> and the nav unescaped."""
-    return "---\ntitle: " + json.dumps(h(" ".join(title.split()))) + "\n---\n\n"
+def front_matter(title: str, wide: bool = False) -> str:
+    """YAML front matter setting the page title: MkDocs puts page.title into <title> and the nav unescaped.
+    `wide` hides the table of contents so wide tables get the room."""
+    hide = "hide: [toc]\n" if wide else ""
+    return "---\ntitle: " + json.dumps(h(" ".join(title.split()))) + "\n" + hide + "---\n\n"
 
 
 def missing(x: Any) -> bool:

@@ -85,15 +85,21 @@ def _charts(device: str, src: str, ok: pd.DataFrame, depth: pd.DataFrame) -> tup
     files: list[GeneratedFile] = []
     base = f"charts/devices/{device}"
     labels = [f"{m} {c}" for m, c in zip(ok["model_name"], ok["config"])]
-    imported = [bool(x) for x in ok["imported"]]
     tg = ok[ok["tg"].notna()]
     if not tg.empty:
+        # speed and VRAM share one figure: same configurations, one set of labels, half the drawing time
+        panels: list[tuple[str, list[float | None]]] = [("generation speed (t/s)", [float(x) for x in tg["tg"]])]
+        has_vram = bool(tg["vram_mib"].notna().any())
+        if has_vram:
+            panels.append(("peak VRAM (GiB)", [None if missing(v) else float(v) / 1024 for v in tg["vram_mib"]]))
         svgs = charts.bar_chart(f"{device}-tg", [f"{m} {c}" for m, c in zip(tg["model_name"], tg["config"])],
-                                list(tg["tg"]), [bool(x) for x in tg["imported"]], "generation speed (t/s)")
+                                panels, [bool(x) for x in tg["imported"]])
         files += chart_files(f"{base}-tg", svgs)
-        md_out += ["### Generation speed per configuration", "",
-                   f"The {charts.MAX_BARS} fastest configurations at most; the table above has every run.", "",
-                   chart_md(src, f"{base}-tg", "generation speed per configuration"), ""]
+        title = "Generation speed and VRAM per configuration" if has_vram else "Generation speed per configuration"
+        md_out += [f"### {title}", "",
+                   f"The {charts.MAX_BARS} fastest configurations at most; the table above has every run."
+                   + (" VRAM is the measured peak, summed over GPUs; runs without it have no bar." if has_vram else ""),
+                   "", chart_md(src, f"{base}-tg", title.lower()), ""]
     d = depth[depth["page_id"].isin(ok["page_id"])]
     multi = d.groupby("page_id").size()
     ids = [i for i in ok.sort_values("tg", ascending=False)["page_id"] if multi.get(i, 0) > 1][:MAX_DEPTH_LINES]
@@ -105,18 +111,13 @@ def _charts(device: str, src: str, ok: pd.DataFrame, depth: pd.DataFrame) -> tup
         md_out += ["### Speed against filled context depth", "",
                    "Depth is context actually filled with tokens before generating, not the allocated `-c`.", "",
                    chart_md(src, f"{base}-depth", "generation speed against filled depth"), ""]
-    vr = ok[ok["vram_mib"].notna()]
-    if not vr.empty:
-        svgs = charts.bar_chart(f"{device}-vram", [f"{m} {c}" for m, c in zip(vr["model_name"], vr["config"])],
-                                list(vr["vram_mib"] / 1024), [bool(x) for x in vr["imported"]], "peak VRAM (GiB)")
-        files += chart_files(f"{base}-vram", svgs)
-        md_out += ["### VRAM per configuration", "", chart_md(src, f"{base}-vram", "peak VRAM per configuration"), ""]
     kd = ok[ok["kld_mean"].notna() & ok["tg"].notna()]
     if not kd.empty:
         corpus = kd["corpus_key"].value_counts().index[0]
         same = kd[kd["corpus_key"] == corpus]
-        pts = [charts.Point(float(k), float(t), f"{q}", bool(i))
-               for k, t, q, i in zip(same["kld_mean"], same["tg"], same["quant"], same["imported"])]
+        pts = [charts.Point(float(k), float(t), f"{m[:12]} {q}", bool(i))
+               for k, t, m, q, i in zip(same["kld_mean"], same["tg"], same["model_name"], same["quant"],
+                                        same["imported"])]
         front = pareto_front([(p.x, p.y) for p in pts])
         files += chart_files(f"{base}-pareto", charts.pareto_chart(f"{device}-pareto", pts, front,
                                                                    "mean KLD (lower is better)",
@@ -166,7 +167,7 @@ def device_page(device: str, speed: pd.DataFrame, depth: pd.DataFrame, records: 
     label = speed["device_label"].iloc[0] if not speed.empty else device_records[-1].host.cpu.model or device
     measured = speed[~speed["imported"].astype(bool)] if not speed.empty else speed
     imported = speed[speed["imported"].astype(bool)] if not speed.empty else speed
-    lines = [front_matter(label) + f"# {md(label)}", ""]
+    lines = [front_matter(label, wide=True) + f"# {md(label)}", ""]
     if not speed.empty and measured.empty:
         lines += ['!!! note "Published figures only"', "",
                   "    Every figure on this page is imported from a published source, not measured by the "

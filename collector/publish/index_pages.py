@@ -42,7 +42,8 @@ def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
         best = ok.sort_values("tg", ascending=False).drop_duplicates(["device", "imported"])
         svgs = charts.bar_chart("home-tg", [f"{d}: {m} {q}" for d, m, q in
                                             zip(best["device_label"], best["model_name"], best["quant"])],
-                                list(best["tg"]), [bool(x) for x in best["imported"]], "generation speed (t/s)")
+                                [("generation speed (t/s)", [float(x) for x in best["tg"]])],
+                                [bool(x) for x in best["imported"]])
         files += chart_files("charts/home-tg", svgs)
         lines += ["### Fastest generation per device", "", chart_md(src, "charts/home-tg",
                                                                   "fastest generation speed per device"), ""]

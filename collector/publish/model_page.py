@@ -48,7 +48,7 @@ def _speeds(src: str, speed: pd.DataFrame) -> str:
 def model_page(model: str, speed: pd.DataFrame, kld: pd.DataFrame) -> list[GeneratedFile]:
     src = f"models/{model}.md"
     name = (kld["model_name"].iloc[0] if not kld.empty else speed["model_name"].iloc[0])
-    lines = [front_matter(name) + f"# {md(name)}", ""]
+    lines = [front_matter(name, wide=True) + f"# {md(name)}", ""]
     files: list[GeneratedFile] = []
     lines += ["## Quant ladder", "",
               "KLD against the base model over the named corpus (lower is better); same top p is the share of "
