@@ -170,3 +170,20 @@ def test_perplexity_without_summary_is_refused(kld_log: Path, tmp_path: Path) ->
     with pytest.raises(CollectorError, match=r"short\.txt: llama-perplexity printed no KLD summary"):
         import_perplexity(short, tmp_path / "data")
     assert not (tmp_path / "data").exists()
+
+
+def test_imported_records_appear_on_the_site(bench: dict[str, Path], kld_log: Path, smollm2: Path,
+                                             tmp_path: Path) -> None:
+    from collector.publish import build_site
+
+    import_llama_bench(bench["json"], tmp_path)
+    import_perplexity(kld_log, tmp_path, model=smollm2, corpus_name="python-docs-3.11")
+    records = store.load_records(tmp_path)
+    assert {r.kind for r in records} == {"speed", "kld"}
+    site = build_site(records)
+    pages = {g.src_uri: g.content for g in site.files if isinstance(g.content, str)}
+    for rec in records:
+        page = pages[f"runs/{rec.id}.md"]
+        assert "imported" in page and rec.source.tool.replace("-", "\\-") in page  # Markdown-escaped citation
+        assert rec.id in pages[f"devices/{store.device_slug(rec.host)}.md"]
+    assert any(rec.id in site.home for rec in records)

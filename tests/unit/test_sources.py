@@ -119,3 +119,16 @@ def test_committed_data_holds_every_figure_once() -> None:
         for fig in _load(tr)["figures"]:
             key = f"{tr.stem}#{fig['id']}"
             assert figures.get(key) == 1, f"{key}: {figures.get(key, 0)} records under data/ (run `collector import transcription {tr}`)"
+
+
+def test_imported_figures_have_device_and_run_pages() -> None:
+    from collector.publish import render_site
+
+    pages = {g.src_uri: g.content for g in render_site(REPO / "data")}
+    imported = [r for r in store.load_records(REPO / "data") if r.source.figure]
+    for rec in imported:
+        assert rec.id in pages[f"devices/{store.device_slug(rec.host)}.md"], rec.source.figure
+        run = pages[f"runs/{rec.id}.md"]
+        assert "imported" in run and rec.source.figure.split("#")[0].split("_", 1)[1] in run  # the cited file
+    assert {store.device_slug(r.host) for r in imported} == {"rtx-4090", "2x-rtx-3060", "3x-r9700-pro"}
+    assert "./llama-server" in pages["devices/rtx-4090.md"]
