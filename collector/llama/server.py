@@ -103,7 +103,7 @@ class ServerProcess:
 
     def __init__(self, server: Path, model: Path, flags: Sequence[str], *, log_dir: Path,
                  load_timeout_s: float = 600.0, port_picker: Callable[[], int] = free_port,
-                 poll_s: float = 0.05) -> None:
+                 poll_s: float = 0.05, stop_grace_s: float = 10.0) -> None:
         self.server = Path(server)
         self.model = Path(model)
         self.flags = list(flags)
@@ -111,6 +111,7 @@ class ServerProcess:
         self.load_timeout_s = load_timeout_s
         self.port_picker = port_picker
         self.poll_s = poll_s
+        self.stop_grace_s = stop_grace_s
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.load_seconds: float | None = None
@@ -222,8 +223,9 @@ class ServerProcess:
         lines = [ln for ln in self.log_text().splitlines() if ln.strip()]
         return lines[-n:]
 
-    def stop(self, grace_s: float = 10.0) -> int | None:
-        """SIGTERM the process group, wait up to grace_s, then SIGKILL; returns the exit code."""
+    def stop(self, grace_s: float | None = None) -> int | None:
+        """SIGTERM the process group, wait up to grace_s (default stop_grace_s), then SIGKILL; exit code."""
+        grace_s = self.stop_grace_s if grace_s is None else grace_s
         proc, self.proc = self.proc, None
         _LIVE.discard(self)
         if proc is None:
@@ -237,7 +239,6 @@ class ServerProcess:
                 proc.wait(10)
         else:
             _signal_group(proc, signal.SIGKILL)  # the leader is gone; children in its group must not linger
-        self.proc_exit = proc.returncode
         return proc.returncode
 
     def kill_now(self) -> None:
