@@ -1,0 +1,53 @@
+"""Validation of a plan's kld: section: every error names file:line and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.errors import CollectorError
+from collector.kld_plan import BUILTIN_CORPUS, parse_kld
+from collector.yamlcheck import Section, load_yaml_file
+
+
+def parse(tmp_path: Path, body: str):
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    f = tmp_path / "plan.yaml"
+    f.write_text("name: t\nkld:\n" + "".join(f"  {line}\n" for line in body.strip().splitlines()), encoding="utf-8")
+    return parse_kld(Section(load_yaml_file(f), f, "").section("kld"), tmp_path)
+
+
+def test_defaults_and_pairs(tmp_path: Path) -> None:
+    p = parse(tmp_path, "base: m.gguf\nquants: [m.gguf]\nkv_cache: [[q8_0, q8_0], q4_0]")
+    assert (p.ctx_size, p.chunks, p.batch_size, p.flash_attn, p.keep_logits) == (512, 16, 2048, "on", True)
+    assert p.kv_cache == (("q8_0", "q8_0"), ("q4_0", "q4_0"))
+    assert p.corpus_path == BUILTIN_CORPUS and p.corpus_name == "python-docs-3.11"
+    assert p.resolve("m.gguf") == tmp_path / "m.gguf"
+
+
+def test_ladder(tmp_path: Path) -> None:
+    p = parse(tmp_path, "ladder:\n  source: m.gguf\n  types: [q8_0, IQ2_XS]\ncorpus: builtin")
+    assert p.base is None and p.ladder.types == ("Q8_0", "IQ2_XS") and p.ladder.base_type == "F16"
+
+
+@pytest.mark.parametrize("body, where, text", [
+    ("base: m.gguf\nquants: [m.gguf]\ncorpus: missing.txt", ":5", "kld.corpus: corpus file missing.txt not found"),
+    ("base: m.gguf\nquants: [m.gguf]\nctxsize: 512", ":5", "kld.ctxsize: unknown key"),
+    ("base: m.gguf\nquants: [m.gguf, nope.gguf]", ":4", "kld.quants: model file nope.gguf not found"),
+    ("base: m.gguf\nkv_cache:\n  - q8_0\n  - [q4_0, q3_0]", ":6", "kld.kv_cache: ['q4_0', 'q3_0'] is not a KV-cache"),
+    ("base: m.gguf\nquants: [m.gguf]\nctx_size: 512\nbatch_size: 768", ":6", "kld.batch_size: must be smaller"),
+    ("base: m.gguf\nkv_cache: [q4_0]\nflash_attn: off", ":4", "kld.kv_cache: a quantized V cache needs flash"),
+    ("base: m.gguf\nquants: [m.gguf]\nflash_attn: maybe", ":5", "kld.flash_attn: must be on, off or auto"),
+    ("base: m.gguf\nquants: [m.gguf]\nchunks: 0", ":5", "kld.chunks: must be a positive integer"),
+    ("base: m.gguf", ":2", "kld: has nothing to score"),
+    ("quants: [m.gguf]", ":2", "kld: needs `base:`"),
+    ("base: m.gguf\nladder:\n  source: m.gguf\n  types: [Q4_K_M]", ":3", "kld.base: give either base or ladder"),
+    ("ladder:\n  source: m.gguf\n  types: [Q4_K_M, Q9_K]", ":5", "kld.ladder.types: unknown quantization type"),
+    ("ladder:\n  source: m.gguf\n  base_type: Q4_0\n  types: [Q4_K_M]", ":5", "kld.ladder.base_type: must be one"),
+])
+def test_errors_name_file_line_and_key(tmp_path: Path, body: str, where: str, text: str) -> None:
+    with pytest.raises(CollectorError) as exc:
+        parse(tmp_path, body)
+    msg = str(exc.value)
+    assert f"plan.yaml{where}:" in msg and text in msg, msg
