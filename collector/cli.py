@@ -50,12 +50,16 @@ def import_group() -> None:
 @click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
               help="the GGUF the output was produced with, when it moved (default: model_filename if present)")
-def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None) -> None:
+@click.option("--force", is_flag=True, help="replace tests already imported instead of skipping them")
+def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None, force: bool) -> None:
     """One speed record per test of a llama-bench `-o json` or `-o jsonl` FILE."""
     from collector.importers.llama_bench import import_llama_bench
 
-    for path in import_llama_bench(file, data_dir, model_path):
+    written, skipped = import_llama_bench(file, data_dir, model_path, force=force)
+    for path in written:
         out_console.print(f"imported {path}", soft_wrap=True)
+    if skipped:
+        out_console.print(f"skipped {len(skipped)} tests already imported (use --force to replace)")
 
 
 @import_group.command(name="perplexity")
@@ -64,13 +68,15 @@ def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None) 
 @click.option("--base-model", type=click.Path(path_type=Path), default=None, help="the base GGUF (facts, sha256)")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="the GGUF under test (facts, sha256)")
 @click.option("--corpus-name", default=None, help="name of the text the base logits were computed on")
+@click.option("--force", is_flag=True, help="replace the record if this output was already imported")
 def import_perplexity_cmd(file: Path, data_dir: Path, base_model: Path | None, model: Path | None,
-                          corpus_name: str | None) -> None:
+                          corpus_name: str | None, force: bool) -> None:
     """One KLD record from a saved `llama-perplexity --kl-divergence` output FILE."""
     from collector.importers.perplexity import import_perplexity
 
-    path = import_perplexity(file, data_dir, base_model=base_model, model=model, corpus_name=corpus_name)
-    out_console.print(f"imported {path}", soft_wrap=True)
+    path = import_perplexity(file, data_dir, base_model=base_model, model=model, corpus_name=corpus_name,
+                             force=force)
+    out_console.print(f"imported {path}" if path else "already imported (use --force to replace)", soft_wrap=True)
 
 
 @import_group.command(name="transcription")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -160,7 +161,7 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
         source=Source(type="imported", tool="llama-bench", citation=f"{file.name}: llama-bench build {build} ({commit})",
                       note=(f"llama-bench test {label} from {file.name} line {line}; created_at is its test_time; "
                             f"summary mean/stddev are llama-bench's avg_ts/stddev_ts ({t.get('stddev_ts')} t/s)"),
-                      raw=dict(t)),
+                      raw=dict(t), figure=content_key("llama-bench", t)),
         host=Host(cpu=CpuInfo(model=str(t.get("cpu_info") or "") or None), gpus=gpus),
         llama_cpp=LlamaCpp(version=f"b{build}", build_number=int(build), commit=str(commit),
                            backend=str(t.get("backends") or "") or None),
@@ -177,8 +178,18 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
         samples=[sample], summary=summary)
 
 
-def import_llama_bench(file: Path, data_dir: Path, model_path: Path | None = None) -> list[Path]:
-    """Parse FILE, write one speed record per test under data_dir; nothing is written if any test is bad."""
+def content_key(tool: str, content: object) -> str:
+    """Re-import key of tool output: the same test imported twice is recognised by its content."""
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"{tool}#{digest}"
+
+
+def import_llama_bench(file: Path, data_dir: Path, model_path: Path | None = None,
+                       force: bool = False) -> tuple[list[Path], list[str]]:
+    """Parse FILE, write one speed record per test under data_dir; nothing is written if any test is bad.
+
+    Returns (written paths, keys of tests already imported and skipped; `force` replaces them instead).
+    """
     try:
         text = Path(file).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -191,5 +202,4 @@ def import_llama_bench(file: Path, data_dir: Path, model_path: Path | None = Non
         except (TypeError, ValueError) as exc:
             raise CollectorError(f"{file}:{line}: unexpected llama-bench value ({exc}); "
                                  "pass unmodified llama-bench output") from None
-    written, _ = write_records(records, data_dir)
-    return written
+    return write_records(records, data_dir, force=force)

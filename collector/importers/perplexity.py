@@ -7,6 +7,7 @@ from pathlib import Path
 
 from collector.errors import CollectorError
 from collector.importers.common import local_model_facts, write_records
+from collector.importers.llama_bench import content_key
 from collector.llama.kld_parse import parse_kld_summary
 from collector.records import store
 from collector.records.schema import Corpus, KldConfig, KldRecord, LlamaCpp, ModelInfo, Source
@@ -34,7 +35,8 @@ def kld_record(text: str, file: Path, base_model: Path | None = None, model: Pat
         source=Source(type="imported", tool="llama-perplexity",
                       citation=f"{file.name}: llama-perplexity --kl-divergence output",
                       note=(f"imported from {file.name}; created_at is the import time (the log carries no date); "
-                            f"n_seq={run['seq']}" + ("" if model else "; no --model given, so no model facts"))),
+                            f"n_seq={run['seq']}" + ("" if model else "; no --model given, so no model facts")),
+                      figure=content_key("llama-perplexity", text)),
         llama_cpp=LlamaCpp(version=f"b{build['num']}", build_number=int(build["num"]), commit=build["commit"])
         if build else LlamaCpp(),
         model=facts or ModelInfo(),
@@ -46,8 +48,8 @@ def kld_record(text: str, file: Path, base_model: Path | None = None, model: Pat
 
 
 def import_perplexity(file: Path, data_dir: Path, base_model: Path | None = None, model: Path | None = None,
-                      corpus_name: str | None = None) -> Path:
-    """Parse FILE and write one KLD record under data_dir; returns its path."""
+                      corpus_name: str | None = None, force: bool = False) -> Path | None:
+    """Parse FILE and write one KLD record under data_dir; returns its path (None: already imported, skipped)."""
     try:
         text = Path(file).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -57,5 +59,5 @@ def import_perplexity(file: Path, data_dir: Path, base_model: Path | None = None
     except CollectorError as exc:
         msg = str(exc)
         raise CollectorError(msg if msg.startswith(str(file)) else f"{file}: {msg}") from None
-    written, _ = write_records([rec], data_dir)
-    return written[0]
+    written, _ = write_records([rec], data_dir, force=force)
+    return written[0] if written else None

@@ -82,6 +82,9 @@ def test_llama_bench_import_round_trips(bench: dict[str, Path], smollm2: Path, t
     assert pg.summary.pp_tps is None and pg.summary.tg_tps is None
     code, out = _invoke(["validate", str(tmp_path)])
     assert code == 0 and "3 records valid" in out
+    code, out = _invoke(["import", "llama-bench", str(bench[fmt]), "--data-dir", str(tmp_path)])
+    assert code == 0 and "skipped 3 tests already imported" in out  # the same tests are never doubled
+    assert len(store.record_files(tmp_path)) == 3
 
 
 def test_reconstructed_command_reruns_the_same_test(bench: dict[str, Path], llama_tools: LlamaTools,
@@ -105,7 +108,7 @@ def test_device_lines_before_json_are_skipped_and_garbage_is_named(bench: dict[s
     real = bench["json"].read_text()
     noisy = tmp_path / "noisy.json"
     noisy.write_text("ggml_vulkan: Found 1 Vulkan devices:\nggml_vulkan: 0 = AMD Radeon (RADV)\n" + real)
-    assert len(import_llama_bench(noisy, tmp_path / "a")) == 3
+    assert len(import_llama_bench(noisy, tmp_path / "a")[0]) == 3
     cut = tmp_path / "cut.json"
     cut.write_text(real[: len(real) // 2])
     with pytest.raises(CollectorError, match=r"cut\.json:\d+: not valid llama-bench JSON"):
@@ -152,6 +155,8 @@ def test_perplexity_import_round_trips(kld_log: Path, smollm2: Path, tmp_path: P
     assert rec.model.sha256 and rec.base_model is not None and rec.base_model.sha256 == rec.model.sha256
     code, out = _invoke(["validate", str(tmp_path)])
     assert code == 0 and "1 records valid" in out
+    code, out = _invoke(["import", "perplexity", str(kld_log), "--data-dir", str(tmp_path)])
+    assert code == 0 and "already imported" in out and len(store.record_files(tmp_path)) == 1
 
 
 def test_checked_in_kld_sample_imports(tmp_path: Path) -> None:
