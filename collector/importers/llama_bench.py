@@ -149,18 +149,19 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
                        "not a prompt or generation rate, so pp_tps and tg_tps stay empty")
     gpus = [GpuInfo(name=n, backend=str(t.get("backends")) or None)
             for n in str(t.get("gpu_info") or "").split(", ") if n.strip()]
-    created = store.utc_now()
+    created, when = store.utc_now(), "the import time (no usable test_time)"
     if t.get("test_time"):
         try:
-            created = datetime.fromisoformat(str(t["test_time"]).replace("Z", "+00:00"))
+            created, when = datetime.fromisoformat(str(t["test_time"]).replace("Z", "+00:00")), "its test_time"
         except ValueError:
             pass
     build, commit = t["build_number"], t["build_commit"]
     return SpeedRecord(
         id=store.new_id(), created_at=created, status="ok",
-        source=Source(type="imported", tool="llama-bench", citation=f"{file.name}: llama-bench build {build} ({commit})",
-                      note=(f"llama-bench test {label} from {file.name} line {line}; created_at is its test_time; "
-                            f"summary mean/stddev are llama-bench's avg_ts/stddev_ts ({t.get('stddev_ts')} t/s)"),
+        source=Source(type="imported", tool="llama-bench",
+                      citation=f"{file.name}: llama-bench build {build} ({commit})",
+                      note=(f"llama-bench test {label} from {file.name} line {line}; created_at is {when}; "
+                            f"summary mean is llama-bench's avg_ts, its stddev_ts was {t.get('stddev_ts')} t/s"),
                       raw=dict(t), figure=content_key("llama-bench", t)),
         host=Host(cpu=CpuInfo(model=str(t.get("cpu_info") or "") or None), gpus=gpus),
         llama_cpp=LlamaCpp(version=f"b{build}", build_number=int(build), commit=str(commit),

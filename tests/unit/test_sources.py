@@ -91,7 +91,8 @@ def test_devices_and_the_rtx_4090_command() -> None:
 
 
 def test_stated_vram_is_not_converted() -> None:
-    rtx3060 = [r for r in _all_records() if store.device_slug(r.host) == "2x-rtx-3060" and r.memory_mib.vram_used_stated]
+    rtx3060 = [r for r in _all_records()
+               if store.device_slug(r.host) == "2x-rtx-3060" and r.memory_mib.vram_used_stated]
     assert rtx3060 and all(r.memory_mib.vram_unit == "GB" and len(r.memory_mib.vram_used_stated) == 2 for r in rtx3060)
     assert all(g.vram_total_mib is None for r in rtx3060 for g in r.host.gpus)
 
@@ -118,7 +119,8 @@ def test_committed_data_holds_every_figure_once() -> None:
     for tr in sorted(TRANSCRIPTIONS.glob("*.yaml")):
         for fig in _load(tr)["figures"]:
             key = f"{tr.stem}#{fig['id']}"
-            assert figures.get(key) == 1, f"{key}: {figures.get(key, 0)} records under data/ (run `collector import transcription {tr}`)"
+            assert figures.get(key) == 1, (f"{key}: {figures.get(key, 0)} records under data/ "
+                                           f"(run `collector import transcription {tr}`)")
 
 
 def test_imported_figures_have_device_and_run_pages() -> None:
