@@ -134,3 +134,16 @@ def test_imported_figures_have_device_and_run_pages() -> None:
         assert "imported" in run and rec.source.figure.split("#")[0].split("_", 1)[1] in run  # the cited file
     assert {store.device_slug(r.host) for r in imported} == {"rtx-4090", "2x-rtx-3060", "3x-r9700-pro"}
     assert "./llama-server" in pages["devices/rtx-4090.md"]
+
+
+def test_committed_records_match_their_transcriptions() -> None:
+    """data/ is regenerated whenever a transcription changes (`collector import transcription FILE --force`)."""
+    committed = {r.source.figure: r for r in store.load_records(REPO / "data") if r.source.figure}
+    for tr in sorted(TRANSCRIPTIONS.glob("*.yaml")):
+        for fresh in load_transcription(tr):
+            old = committed[fresh.source.figure]
+            a, b = store.record_to_dict(old), store.record_to_dict(fresh)
+            ignore = {"id"} | ({"created_at"} if "import time" in (fresh.source.note or "") else set())
+            for key in ignore:
+                a.pop(key), b.pop(key)
+            assert a == b, f"{fresh.source.figure}: data/ is stale; re-import {tr} with --force"
