@@ -27,7 +27,8 @@ def parse_bench_output(text: str, origin: str) -> list[tuple[int, dict[str, Any]
     that starts JSON but does not parse fails naming `origin` and its line.
     """
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), None)
+    # `-o json` opens its array on a line of its own; a log line that merely starts with "[" is not it
+    start = next((i for i, line in enumerate(lines) if line.strip() == "[" or line.lstrip().startswith("[{")), None)
     tests: list[tuple[int, dict[str, Any]]] = []
     if start is not None:
         body = "\n".join(lines[start:])

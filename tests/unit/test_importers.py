@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,13 @@ def test_bench_labels_and_commands() -> None:
                  ["-nkvo", "0"], ["-fitt", "1024"], ["-r", "3"]):
         assert any(argv[i:i + 2] == pair for i in range(len(argv))), pair
     assert "-ts" not in bench_command({**t, "tensor_split": "0.00"})
+
+
+def test_cli_names_the_bad_line_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bench.jsonl"
+    bad.write_text('[info] starting\n{"build_commit": "abc", "build_number": 1,\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "collector.cli", "import", "llama-bench", str(bad),
+                           "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and f"{bad}:2: not valid llama-bench JSONL" in proc.stderr
+    assert not (tmp_path / "data").exists()
