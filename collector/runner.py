@@ -38,6 +38,7 @@ class RunReport:
     ok: list[Path] = field(default_factory=list)
     failed: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    phases: list[tuple[str, float, float]] = field(default_factory=list)  # (label, load s, requests s) per run
 
     def summary_line(self) -> str:
         return f"{len(self.ok)} ok, {len(self.failed)} failed, {len(self.skipped)} skipped"
@@ -84,8 +85,9 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
                         report.skipped.append(spec.label())
                         observer.run_finished(i, total, "skipped", None, "already recorded (use --force)")
                         continue
-                    rec = _one_run(spec, server_bin, tools, Path(work) / f"run-{i}", host, llama, model, suite,
-                                   port_picker, hardware)
+                    rec, request_s = _one_run(spec, server_bin, tools, Path(work) / f"run-{i}", host, llama,
+                                              model, suite, port_picker, hardware)
+                    report.phases.append((spec.label(), rec.load_seconds or 0.0, request_s))
                     path = store.save_record(rec, data_dir)
                     (report.ok if rec.status == "ok" else report.failed).append(path)
                     observer.run_finished(i, total, rec.status, path, _detail(rec))
@@ -100,8 +102,9 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
 
 
 def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, host: Host, llama: LlamaCpp,
-             model: ModelInfo, suite: Any, port_picker: Callable[[], int], hardware: Any) -> SpeedRecord:
-    """Start, measure, stop, parse; every expected failure becomes a failed record."""
+             model: ModelInfo, suite: Any, port_picker: Callable[[], int],
+             hardware: Any) -> tuple[SpeedRecord, float]:
+    """Start, measure, stop, parse; every expected failure becomes a failed record. Also: seconds in requests."""
     server = _server_for(spec, server_bin, work, port_picker)
     rec = SpeedRecord(id=store.new_id(), created_at=store.utc_now(), status="ok",
                       source=Source(type="measured", collector_version=__version__), host=host, llama_cpp=llama,
@@ -109,6 +112,7 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
     s = spec.speed
     stage = "load"
     sampled: Any = None
+    request_s = 0.0
     try:
         with server:
             stage = "measure"
@@ -123,7 +127,7 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
                 finally:
                     sampled = sampler.stop()
             stage = "stop"
-        rec.method, rec.samples, rec.summary = res.method, res.samples, res.summary
+        rec.method, rec.samples, rec.summary, request_s = res.method, res.samples, res.summary, res.request_seconds
         add_energy(rec.summary, getattr(sampled, "energy_j", None), getattr(sampled, "power_w_mean", None),
                    res.gen_tokens)
     except (ServerFailure, ServerRequestError, CollectorError) as exc:
@@ -140,7 +144,7 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
                                                reps=s.repetitions, timeout_s=s.request_timeout_s)
         except CollectorError as exc:
             rec.method.note = f"{rec.method.note}; llama-bench failed: {exc}"
-    return rec
+    return rec, request_s
 
 
 def _add_log_facts(rec: SpeedRecord, server: ServerProcess, sampled: Any, spec: RunSpec) -> None:
