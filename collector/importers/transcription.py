@@ -87,7 +87,8 @@ def load_transcription(path: Path) -> list[AnyRecord]:
         stated = _date(fig, "date") or top_date
         when = (f"created_at is the source's stated date {stated.isoformat()}" if stated else
                 "created_at is the import time (the source states no date)")
-        note = "; ".join(part for part in (fig.get("note", str, ""), shared_note, when) if part)
+        parts = (fig.get("note", str, ""), shared_note, when)
+        note = " ".join(p.strip() if p.strip().endswith((".", ")")) else p.strip() + "." for p in parts if p.strip())
         data = _merge(defaults, body)
         data.update(schema_version=1, kind=kind, id=store.new_id(),
                     created_at=(stated or store.utc_now()).isoformat(), status="ok",
