@@ -117,7 +117,7 @@ class ServerProcess:
         self.load_seconds: float | None = None
         self.log_file = self.log_dir / "llama-server.log"
         self.argv: list[str] = []
-        self._xdg = tempfile.TemporaryDirectory(prefix="qa-xdg-")
+        self._xdg: tempfile.TemporaryDirectory[str] | None = None  # made on start: dry runs create nothing
 
     @property
     def base_url(self) -> str:
@@ -166,6 +166,8 @@ class ServerProcess:
     def _spawn_and_wait(self) -> None:
         self.argv = server_args(self.server, self.model, self.flags, port=self.port or 0, log_file=self.log_file)
         env = clean_env()
+        if self._xdg is None:
+            self._xdg = tempfile.TemporaryDirectory(prefix="qa-xdg-")
         env["XDG_CONFIG_HOME"] = self._xdg.name  # so ~/.config/llama.cpp/config.ini cannot change defaults
         self.log_file.unlink(missing_ok=True)
         stderr_path = self.log_dir / "llama-server.stderr"
