@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 # every light colour is unique and appears in the SVG only where the palette put it
 THEMES = {
@@ -30,6 +31,17 @@ MAX_LINES = 8
 LABEL_CHARS = 46
 WIDTH_IN = 7.0
 CHAR_FRACTION = 0.0098  # width of one 9 pt character as a share of the 7 in figure (about 5 pt)
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A chart to draw later (possibly in another process): a module-level function and its arguments."""
+
+    fn: Callable[..., dict[str, bytes]]
+    args: tuple[Any, ...]
+
+    def render(self) -> dict[str, bytes]:
+        return self.fn(*self.args)
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,7 @@ def _legend_sources(ax: Axes, any_imported: bool) -> None:
                            Patch(color=LIGHT["imported"], label="imported (published source)")], loc="lower right")
 
 
-def bar_chart(chart_id: str, labels: Sequence[str], panels: Sequence[tuple[str, Sequence[float | None]]],
+def _bar_chart(chart_id: str, labels: Sequence[str], panels: Sequence[tuple[str, Sequence[float | None]]],
               imported: Sequence[bool]) -> dict[str, bytes]:
     """Horizontal bars, one panel per (axis label, values) sharing the labels; ordered by the first panel,
     highest first, capped at MAX_BARS. A None value draws no bar."""
@@ -81,19 +93,22 @@ def bar_chart(chart_id: str, labels: Sequence[str], panels: Sequence[tuple[str, 
     left = min(0.6, 0.03 + CHAR_FRACTION * max((len(n) for n in names), default=4))
 
     def draw(fig: Figure) -> None:
-        axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+        # not sharey: a shared axis would build (hidden) tick labels for every panel, and ticks are the cost
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
         ys = list(range(len(order)))[::-1]
         colours = [LIGHT["imported"] if imported[i] else LIGHT["measured"] for i in order]
         for ax, (xlabel, values) in zip(axes, panels):
             ax.barh(ys, [values[i] or 0.0 for i in order], color=colours)
             ax.set_xlabel(xlabel)
+            ax.set_ylim(-0.6, len(order) - 0.4)
             ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.set_yticks([])
         axes[0].set_yticks(ys, names)
         _legend_sources(axes[-1], any(imported[i] for i in order))
     return _render(chart_id, 0.8 + 0.2 * max(len(order), 2), left, draw)
 
 
-def line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], xlabel: str,
+def _line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], xlabel: str,
                ylabel: str) -> dict[str, bytes]:
     """One line per series (label, xs, ys), at most MAX_LINES."""
     def draw(fig: Figure) -> None:
@@ -102,11 +117,13 @@ def line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Seque
             ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=_short(label))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(6))
+        ax.yaxis.set_major_locator(MaxNLocator(6))
         ax.legend(loc="best")
     return _render(chart_id, 3.4, 0.1, draw)
 
 
-def pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
+def _pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
                  logx: bool = False) -> dict[str, bytes]:
     """Scatter of every point, the frontier joined by a line and labelled."""
     def draw(fig: Figure) -> None:
@@ -123,7 +140,24 @@ def pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], x
             ax.annotate(_short(p.label, 24), (p.x, p.y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         if logx and all(p.x > 0 for p in points):
             ax.set_xscale("log")
+            ax.xaxis.set_minor_locator(NullLocator())  # dozens of unlabelled minor ticks cost more than the data
+        ax.yaxis.set_major_locator(MaxNLocator(6))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend(loc="best")
     return _render(chart_id, 3.4, 0.1, draw)
+
+
+def bar_chart(chart_id: str, labels: Sequence[str], panels: Sequence[tuple[str, Sequence[float | None]]],
+              imported: Sequence[bool]) -> Deferred:
+    return Deferred(_bar_chart, (chart_id, list(labels), [(a, list(v)) for a, v in panels], list(imported)))
+
+
+def line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], xlabel: str,
+               ylabel: str) -> Deferred:
+    return Deferred(_line_chart, (chart_id, [(a, list(x), list(y)) for a, x, y in series], xlabel, ylabel))
+
+
+def pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
+                 logx: bool = False) -> Deferred:
+    return Deferred(_pareto_chart, (chart_id, list(points), list(front), xlabel, ylabel, logx))

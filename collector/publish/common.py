@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from collector.publish.charts import Deferred
 from collector.publish.escape import h, md
 
 DASH = "—"
@@ -136,5 +137,19 @@ def chart_md(from_src: str, chart_src_base: str, alt: str) -> str:
     return f"![{md(alt)}]({light}#only-light)\n![{md(alt)}]({dark}#only-dark)"
 
 
-def chart_files(chart_src_base: str, svgs: dict[str, bytes]) -> list[GeneratedFile]:
-    return [GeneratedFile(f"{chart_src_base}-{variant}.svg", data) for variant, data in svgs.items()]
+@dataclass(frozen=True)
+class PendingChart:
+    """A chart's files, drawn after every page is written (all charts together, on every core)."""
+
+    src_base: str
+    chart: Deferred
+
+    def files(self) -> list[GeneratedFile]:
+        return [GeneratedFile(f"{self.src_base}-{variant}.svg", data) for variant, data in self.chart.render().items()]
+
+
+Output = GeneratedFile | PendingChart
+
+
+def chart_files(chart_src_base: str, chart: Deferred) -> list[PendingChart]:
+    return [PendingChart(chart_src_base, chart)]

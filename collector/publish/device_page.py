@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from collector.publish import charts
-from collector.publish.common import (front_matter, DASH, Col, GeneratedFile, chart_files, chart_md, href, mdlink, mib, missing,
+from collector.publish.common import (Output, front_matter, DASH, Col, GeneratedFile, chart_files, chart_md, href, mdlink, mib, missing,
                                       model_src, num, run_src, source_badge, source_md, table)
 from collector.publish.frame import run_page_id
 from collector.publish.frame import rows_of
@@ -80,9 +80,9 @@ def config_table(src: str, rows: list[dict[str, Any]]) -> str:
     return table(cols, rows)
 
 
-def _charts(device: str, src: str, ok: pd.DataFrame, depth: pd.DataFrame) -> tuple[list[str], list[GeneratedFile]]:
+def _charts(device: str, src: str, ok: pd.DataFrame, depth: pd.DataFrame) -> tuple[list[str], list[Output]]:
     md_out: list[str] = []
-    files: list[GeneratedFile] = []
+    files: list[Output] = []
     base = f"charts/devices/{device}"
     labels = [f"{m} {c}" for m, c in zip(ok["model_name"], ok["config"])]
     tg = ok[ok["tg"].notna()]
@@ -161,7 +161,7 @@ def _rec_block(src: str, rows: pd.DataFrame, records: dict[str, AnyRecord]) -> l
 
 
 def device_page(device: str, speed: pd.DataFrame, depth: pd.DataFrame, records: dict[str, AnyRecord],
-                device_records: list[AnyRecord]) -> list[GeneratedFile]:
+                device_records: list[AnyRecord]) -> list[Output]:
     """The device's Markdown page and its chart files."""
     src = f"devices/{device}.md"
     label = speed["device_label"].iloc[0] if not speed.empty else device_records[-1].host.cpu.model or device
@@ -194,7 +194,7 @@ def device_page(device: str, speed: pd.DataFrame, depth: pd.DataFrame, records: 
               "Click a column header to sort. *bw eff.* is generation speed times weight bytes read per token, "
               "as a share of the GPU's peak memory bandwidth (when both are known).", "",
               config_table(src, rows) if rows else "No speed runs.", ""]
-    files: list[GeneratedFile] = []
+    files: list[Output] = []
     ok = speed[speed["status"] == "ok"] if not speed.empty else speed
     if not ok.empty:
         chart_lines, files = _charts(device, src, ok, depth)

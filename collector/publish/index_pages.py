@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from collector.publish import charts
-from collector.publish.common import (DASH, Col, GeneratedFile, chart_files, chart_md, device_src, href, mdlink,
+from collector.publish.common import (Output, DASH, Col, GeneratedFile, chart_files, chart_md, device_src, href, mdlink,
                                       model_src, num, run_src, source_badge, table)
 from collector.publish.frame import rows_of
 from collector.publish.escape import h, md
@@ -26,7 +26,7 @@ def _all_rows(f: Frames) -> pd.DataFrame:
         not f.speed.empty or not f.kld.empty) else pd.DataFrame(columns=CSV_COLS)
 
 
-def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
+def home_markdown(f: Frames) -> tuple[str, list[Output]]:
     """Live numbers for the home page (filled into site/index.md's placeholder) and the headline chart."""
     src = "index.md"
     rows = _all_rows(f)
@@ -36,7 +36,7 @@ def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
     lines = [f"**{n_dev}** device(s) · **{n_mod}** model(s) · **{len(rows)}** run(s) "
              f"({n_imp} imported from published sources) · [browse devices]({mdlink(src, 'devices/index.md')}) · "
              f"[models]({mdlink(src, 'models/index.md')}) · [compare]({mdlink(src, 'compare/index.md')})", ""]
-    files: list[GeneratedFile] = []
+    files: list[Output] = []
     ok = f.speed[(f.speed["status"] == "ok") & f.speed["tg"].notna()] if not f.speed.empty else f.speed
     if not ok.empty:
         best = ok.sort_values("tg", ascending=False).drop_duplicates(["device", "imported"])
@@ -135,7 +135,7 @@ def data_files(f: Frames) -> list[GeneratedFile]:
     rows = _all_rows(f)
     csv = rows.reindex(columns=CSV_COLS).to_csv(index=False) if not rows.empty else ",".join(CSV_COLS) + "\n"
     records = [record_to_dict(r) for r in f.records.values()]
-    js = json.dumps(records, indent=1, sort_keys=False, ensure_ascii=False)
+    js = json.dumps(records, ensure_ascii=False)  # compact: the C encoder only runs without indent
     page = ["# Data", "", "Every record, as published: schema version 1, one object per run (measured and imported).",
             "", f"- [records.csv](records.csv): one row per run, the main columns ({len(rows)} rows)",
             f"- [records.json](records.json): every record in full ({len(records)} records)", "",

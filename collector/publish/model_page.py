@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from collector.publish import charts
-from collector.publish.common import (front_matter, DASH, Col, GeneratedFile, chart_files, chart_md, device_src, gb, href, num,
+from collector.publish.common import (Output, front_matter, DASH, Col, GeneratedFile, chart_files, chart_md, device_src, gb, href, num,
                                       run_src, source_badge, table)
 from collector.publish.frame import rows_of
 from collector.publish.escape import h, md
@@ -45,11 +45,11 @@ def _speeds(src: str, speed: pd.DataFrame) -> str:
     return table(cols, rows_of(best.sort_values(["device", "quant"])))
 
 
-def model_page(model: str, speed: pd.DataFrame, kld: pd.DataFrame) -> list[GeneratedFile]:
+def model_page(model: str, speed: pd.DataFrame, kld: pd.DataFrame) -> list[Output]:
     src = f"models/{model}.md"
     name = (kld["model_name"].iloc[0] if not kld.empty else speed["model_name"].iloc[0])
     lines = [front_matter(name, wide=True) + f"# {md(name)}", ""]
-    files: list[GeneratedFile] = []
+    files: list[Output] = []
     lines += ["## Quant ladder", "",
               "KLD against the base model over the named corpus (lower is better); same top p is the share of "
               "tokens where both models pick the same most likely token. KLDs on different corpora are not "

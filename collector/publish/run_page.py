@@ -11,6 +11,11 @@ from collector.records.schema import KldRecord, SpeedRecord
 from collector.records.store import AnyRecord, device_slug, model_slug
 
 
+def _pretty(data: dict[str, object]) -> str:
+    """One `key: value` line per top-level key, values as compact JSON (the C encoder; indent= is slow)."""
+    return "\n".join(f"{k}: {json.dumps(v, ensure_ascii=False, default=str)}" for k, v in data.items())
+
+
 def _kv(pairs: list[tuple[str, object]]) -> list[str]:
     """A two-column Markdown table of label/value pairs; values escaped, unknowns as a dash."""
     out = ["| | |", "|---|---|"]
@@ -74,13 +79,13 @@ def run_page(rec: AnyRecord) -> GeneratedFile:
     if rec.plan:
         lines += ["## Plan", ""] + _kv([("name", rec.plan.name), ("file", rec.plan.file), ("sha256", rec.plan.sha256)])
         if rec.plan.settings:
-            lines += [code_fence(json.dumps(rec.plan.settings, indent=2, sort_keys=True, default=str), "json"), ""]
+            lines += [code_fence(_pretty(dict(sorted(rec.plan.settings.items()))), "yaml"), ""]
     if isinstance(rec, SpeedRecord):
-        lines += ["## Configuration", "", code_fence(json.dumps(rec.config.model_dump(), indent=2), "json"), "",
+        lines += ["## Configuration", "", code_fence(_pretty(rec.config.model_dump()), "yaml"), "",
                   "## Placement (what llama.cpp did)", "",
-                  code_fence(json.dumps(rec.placement.model_dump(), indent=2), "json"), "",
-                  "## Summary", "", code_fence(json.dumps(rec.summary.model_dump(), indent=2), "json"), "",
-                  "## Memory (MiB)", "", code_fence(json.dumps(rec.memory_mib.model_dump(by_alias=True), indent=2), "json"), ""]
+                  code_fence(_pretty(rec.placement.model_dump()), "yaml"), "",
+                  "## Summary", "", code_fence(_pretty(rec.summary.model_dump()), "yaml"), "",
+                  "## Memory (MiB)", "", code_fence(_pretty(rec.memory_mib.model_dump(by_alias=True)), "yaml"), ""]
         if rec.samples:
             lines += ["## Raw samples", "", _samples_table(rec), ""]
     elif isinstance(rec, KldRecord):
@@ -89,5 +94,5 @@ def run_page(rec: AnyRecord) -> GeneratedFile:
             ("corpus", rec.corpus.name if rec.corpus else None),
             ("corpus sha256", rec.corpus.sha256 if rec.corpus else None)])
         res = {k: v for k, v in rec.results.model_dump().items() if v is not None}
-        lines += [code_fence(json.dumps(res, indent=2), "json"), ""]
+        lines += [code_fence(_pretty(res), "yaml"), ""]
     return GeneratedFile(src, "\n".join(lines))

@@ -6,14 +6,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from collector.publish.common import GeneratedFile
+from collector.publish.common import GeneratedFile, PendingChart
+from collector.publish.parallel import pmap
 from collector.publish.device_page import device_page
 from collector.publish.frame import build_frames
 from collector.publish.index_pages import (compare_page, data_files, devices_index, home_markdown, models_index,
                                            runs_index)
 from collector.publish.model_page import model_page
 from collector.publish.run_page import run_page
-from collector.records.store import AnyRecord, device_slug, load_records, model_slug
+from collector.publish.load import load_site_records
+from collector.records.store import AnyRecord, device_slug, model_slug
 
 # Generated files live only under these prefixes; site/ holds none of them (tests check both ways)
 RESERVED_PREFIXES = ("devices/", "models/", "runs/", "compare/", "data/", "charts/", "assets/quant-atlas/")
@@ -32,10 +34,28 @@ def _assets() -> list[GeneratedFile]:
     return [GeneratedFile(f"assets/quant-atlas/{name}", (root / name).read_text(encoding="utf-8")) for name in ASSETS]
 
 
+CHARTS_PARALLEL_FROM = 12  # charts; fewer are drawn in this process
+RUN_PAGES_PARALLEL_FROM = 500  # run pages; fewer are written in this process
+
+
+def _draw(p: PendingChart) -> list[GeneratedFile]:
+    return p.files()
+
+
+def _draw_charts(items: list[GeneratedFile | PendingChart]) -> list[GeneratedFile]:
+    """Replace every pending chart by its SVG files, in place and in order."""
+    pending = [x for x in items if isinstance(x, PendingChart)]
+    drawn = iter(pmap(_draw, pending, CHARTS_PARALLEL_FROM))
+    out: list[GeneratedFile] = []
+    for x in items:
+        out.extend(next(drawn) if isinstance(x, PendingChart) else [x])
+    return out
+
+
 def build_site(records: list[AnyRecord]) -> SiteBuild:
     """Every generated file for these records, and the home page's live section."""
     f = build_frames(records)
-    files: list[GeneratedFile] = [*_assets()]
+    files: list[GeneratedFile | PendingChart] = [*_assets()]
     by_device: dict[str, list[AnyRecord]] = {}
     by_model: set[str] = set()
     for rec in f.records.values():
@@ -49,10 +69,11 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     kl_by_model = dict(iter(f.kld.groupby("model"))) if not f.kld.empty else {}
     for model in sorted(by_model):
         files += model_page(model, sp_by_model.get(model, f.speed.iloc[0:0]), kl_by_model.get(model, f.kld.iloc[0:0]))
-    files += [run_page(rec) for rec in f.records.values()]
+    files += pmap(run_page, list(f.records.values()), RUN_PAGES_PARALLEL_FROM)
     files += [devices_index(f), models_index(f), runs_index(f), compare_page(f), *data_files(f)]
     home, home_files = home_markdown(f)
     files += home_files
+    files = _draw_charts(files)
     bad = [g.src_uri for g in files if not g.src_uri.startswith(RESERVED_PREFIXES)]
     if bad:
         raise AssertionError(f"generated files outside the reserved prefixes: {bad[:3]}")
@@ -64,4 +85,4 @@ def render_site(data_dir: Path) -> list[GeneratedFile]:
 
     Invalid record files are skipped here; `collector validate` reports them (CI runs it before building).
     """
-    return build_site(load_records(Path(data_dir))).files
+    return build_site(load_site_records(Path(data_dir))).files

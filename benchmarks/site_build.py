@@ -1,0 +1,129 @@
+"""Build time and peak memory of the site generation (collector.publish.render_site) for synthetic records.
+
+Usage: python benchmarks/site_build.py [N ...]   (default: 1000 10000)
+
+Each size runs in a fresh subprocess (so peak RSS is that build's alone) over a data directory of N
+synthetic record files: ~90% speed runs with raw samples at three depths, ~10% KLD runs, spread over
+sqrt-growing sets of devices and models (a real collection grows in both). Times are wall seconds; peak
+memory is the child's ru_maxrss in MiB. Target: <= 15 s and <= 1.5 GiB for 10,000 records on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import yaml
+
+from collector.records.schema import (Corpus, CpuInfo, GpuInfo, Host, KldRecord, KldResults, LlamaCpp, Memory,
+                                      ModelInfo, Sample, Source, SpeedConfig, SpeedRecord, Stat, Summary)
+from collector.records.store import new_id, record_relpath, record_to_dict
+
+GPUS = ["RTX 4090", "RTX 3090", "RTX 3060", "RTX 5090", "A100 80GB", "H100", "RX 7900 XTX", "R9700", "L40S", "A6000"]
+QUANTS = [("Q2_K", 0.33), ("Q3_K_M", 0.43), ("Q4_K_M", 0.58), ("Q5_K_M", 0.69), ("Q6_K", 0.82), ("Q8_0", 1.0)]
+
+
+def _hosts(n: int) -> list[Host]:
+    out = []
+    for i in range(n):
+        name, count = GPUS[i % len(GPUS)], 1 + (i // len(GPUS)) % 4
+        gpus = [GpuInfo(name=f"NVIDIA {name}", index=k, vram_total_mib=24576, mem_bandwidth_gbps=900.0 + 50 * i)
+                for k in range(count)]
+        out.append(Host(cpu=CpuInfo(model=f"CPU {i}"), gpus=gpus) if i % 7 else Host(cpu=CpuInfo(model=f"Xeon {i}")))
+    return out
+
+
+def synth(n: int, seed: int = 1) -> list[SpeedRecord | KldRecord]:
+    rnd = random.Random(seed)
+    hosts = _hosts(max(4, round(math.sqrt(n) / 2.5)))
+    models = [(f"Synth Model {j} {8 * (j + 1)}B", 8e9 * (j + 1)) for j in range(max(3, round(math.sqrt(n) / 5)))]
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    out: list[SpeedRecord | KldRecord] = []
+    for i in range(n):
+        name, params = rnd.choice(models)
+        quant, frac = rnd.choice(QUANTS)
+        size = int(params * frac)
+        m = ModelInfo(name=name, quant=quant, file_name=f"{name}-{quant}.gguf", size_bytes=size,
+                      sha256=f"{abs(hash((name, quant))):064x}"[:64], bytes_per_token=size, bits_per_weight=16 * frac)
+        when = t0 + timedelta(minutes=i)
+        src = Source(type="measured")
+        if i % 10 == 0:
+            r = rnd.random()
+            out.append(KldRecord(id=new_id(), created_at=when, status="ok", source=src, host=rnd.choice(hosts), model=m,
+                                 corpus=Corpus(name="wiki", sha256="ab" * 32),
+                                 results=KldResults(kld_mean=0.3 * (1 - frac) + 0.001 * r, kld_p99_9=2 * (1 - frac),
+                                                    same_top_p=100 * frac, ppl_ratio=1 + (1 - frac) / 5)))
+            continue
+        tg = 2000 / (size / 1e9) * rnd.uniform(0.5, 1.0)
+        ctx = rnd.choice([4096, 8192, 32768, 131072])
+        ctk = rnd.choice([None, "q8_0", "q4_0"])
+        samples = [Sample(category=c, depth_tokens=d, tg_tps=[tg * (1 - d / 2e5) * rnd.uniform(0.97, 1.03) for _ in range(3)],
+                          pp_tps=[tg * 20] * 3, ttft_ms=[100.0 + d / 100] * 3)
+                   for d in (0, 4096, 16384) for c in ("code", "chat")]
+        out.append(SpeedRecord(
+            id=new_id(), created_at=when, status="ok" if i % 50 else "failed",
+            error=None if i % 50 else {"stage": "load", "message": "out of memory"}, source=src,
+            host=rnd.choice(hosts), llama_cpp=LlamaCpp(version=f"b{8000 + i % 40}"), model=m,
+            command=["llama-server", "-m", "{model}", "-c", str(ctx)], config=SpeedConfig(ctx_size=ctx, cache_type_k=ctk,
+                                                                                          cache_type_v=ctk),
+            memory_mib=Memory(vram_peak=[size / 2 ** 20 + ctx / 16]), samples=samples if i % 50 else [],
+            summary=Summary(tg_tps=Stat(median=tg, n=3), pp_tps=Stat(median=tg * 20, n=3), ttft_ms=Stat(median=150.0))
+            if i % 50 else Summary()))
+    return out
+
+
+def write(records: list[SpeedRecord | KldRecord], data_dir: Path) -> None:
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # ruamel would take minutes for 10,000 files
+    for rec in records:
+        path = data_dir / record_relpath(rec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.dump(record_to_dict(rec), Dumper=dumper, sort_keys=False), encoding="utf-8")
+
+
+CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+from collector.publish.load import load_site_records
+from collector.publish.site import build_site
+t1 = time.perf_counter()
+recs = load_site_records(Path(sys.argv[1]))
+t2 = time.perf_counter()
+files = build_site(recs).files
+t3 = time.perf_counter()
+print(json.dumps({"records": len(recs), "files": len(files), "svgs": sum(f.src_uri.endswith(".svg") for f in files),
+                  "mib_out": round(sum(len(f.content) for f in files) / 2**20, 1), "import_s": round(t1 - t0, 2),
+                  "load_s": round(t2 - t1, 2), "build_s": round(t3 - t2, 2), "total_s": round(t3 - t0, 2),
+                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+"""
+
+
+def measure(n: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix=f"qa-bench-{n}-") as tmp:
+        write(synth(n), Path(tmp))
+        proc = subprocess.run([sys.executable, "-c", CHILD, tmp], capture_output=True, text=True, check=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str]) -> None:
+    sizes = [int(a) for a in argv] or [1000, 10000]
+    print(f"cores available: {len(os.sched_getaffinity(0))}")
+    prev = None
+    for n in sizes:
+        r = measure(n)
+        grow = f"  x{r['total_s'] / prev['total_s']:.1f} time vs previous" if prev else ""
+        print(f"{n:>6} records: {json.dumps(r)}{grow}")
+        prev = r
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
