@@ -41,7 +41,9 @@ def _kld_text(r: dict[str, Any]) -> str:
 
 
 def _stat_suffix(r: dict[str, Any]) -> str:
-    return " (mean, as the source states)" if r.get("tg_stat") == "mean" else " (median)"
+    if r.get("imported"):
+        return f" ({r.get('tg_stat') or 'figure'}, as the source states)"
+    return " (mean)" if r.get("tg_stat") == "mean" else " (median)"
 
 
 def recommendation_md(src: str, rec: Recommendation, records: dict[str, AnyRecord]) -> str:
