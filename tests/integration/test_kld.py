@@ -52,7 +52,7 @@ def widen_vocab(src: Path, dst: Path, extra: int = 64) -> int:
     for name, f in r.fields.items():
         if name.startswith("GGUF.") or name == "general.architecture":
             continue
-        val = f.contents() + grow.get(name, []) if name in grow else f.contents()
+        val = f.contents() + grow[name] if name in grow else f.contents()
         if f.types[0] == GGUFValueType.ARRAY:
             w.add_key_value(name, val, f.types[0], sub_type=f.types[1] if len(f.types) > 1 else None)
         else:
