@@ -10,13 +10,19 @@ behave exactly as `collector validate` reports them.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+from collector.cache import cache_dir
 from collector.errors import CollectorError
 from collector.publish.parallel import pmap
-from collector.records.store import AnyRecord, load_record, parse_record, record_files
+from collector.records.schema import SCHEMA_VERSION
+from collector.records.store import (AnyRecord, atomic_write_text, load_record, parse_record, record_files,
+                                     record_to_dict)
 
 try:
     import yaml
@@ -58,6 +64,7 @@ def _fast(path: Path) -> AnyRecord:
 
 
 PARALLEL_FROM = 400  # files; below this, forking costs more than it saves
+CACHE_VERSION = 1
 
 
 def _one(path: Path) -> AnyRecord | None:
@@ -71,6 +78,56 @@ def _one(path: Path) -> AnyRecord | None:
         return None
 
 
-def load_site_records(data_dir: Path) -> list[AnyRecord]:
-    """Every valid record under data_dir (invalid files are skipped, as store.load_records does)."""
-    return [r for r in pmap(_one, record_files(Path(data_dir)), PARALLEL_FROM) if r is not None]
+def _cache_file(data_dir: Path) -> Path:
+    key = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    return cache_dir("site") / f"records-{key}.json"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    ok = isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("schema") == SCHEMA_VERSION
+    return data.get("files", {}) if ok else {}
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def load_site_records(data_dir: Path, cache: bool | None = None) -> list[AnyRecord]:
+    """Every valid record under data_dir (invalid files are skipped, as store.load_records does).
+
+    With the cache (default; QUANT_ATLAS_CACHE=0 turns it off) a file whose size, mtime and inode are
+    unchanged since the last build is taken from a JSON cache of validated records instead of re-parsing
+    its YAML; the cached mapping is validated again, so a schema change can never serve stale shapes.
+    """
+    files = record_files(Path(data_dir))
+    use = cache if cache is not None else os.environ.get("QUANT_ATLAS_CACHE", "1") != "0"
+    cfile = _cache_file(data_dir) if use else None
+    known = _read_cache(cfile) if cfile else {}
+    stamps = [_stamp(p.stat()) for p in files]
+    out: list[AnyRecord | None] = [None] * len(files)
+    todo: list[int] = []
+    for i, (path, stamp) in enumerate(zip(files, stamps)):
+        entry = known.get(str(path))
+        if entry is None or entry.get("stamp") != stamp:
+            todo.append(i)
+            continue
+        if entry.get("record") is not None:
+            try:
+                out[i] = parse_record(entry["record"], str(path))
+            except CollectorError:
+                todo.append(i)
+    for i, rec in zip(todo, pmap(_one, [files[i] for i in todo], PARALLEL_FROM)):
+        out[i] = rec
+    if cfile and (todo or len(known) != len(files)):
+        entries = {str(p): {"stamp": st, "record": None if r is None else record_to_dict(r)}
+                   for p, st, r in zip(files, stamps, out)}
+        try:
+            atomic_write_text(cfile, json.dumps({"version": CACHE_VERSION, "schema": SCHEMA_VERSION,
+                                                 "files": entries}, ensure_ascii=False))
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+    return [r for r in out if r is not None]
