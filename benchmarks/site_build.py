@@ -13,6 +13,7 @@ of the build process and its workers. Target: <= 15 s and <= 1.5 GiB for 10,000 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -55,7 +56,7 @@ def synth(n: int, seed: int = 1) -> list[SpeedRecord | KldRecord]:
         quant, frac = rnd.choice(QUANTS)
         size = int(params * frac)
         m = ModelInfo(name=name, quant=quant, file_name=f"{name}-{quant}.gguf", size_bytes=size,
-                      sha256=f"{abs(hash((name, quant))):064x}"[:64], bytes_per_token=size, bits_per_weight=16 * frac)
+                      sha256=hashlib.sha256(f"{name}/{quant}".encode()).hexdigest(), bytes_per_token=size, bits_per_weight=16 * frac)
         when = t0 + timedelta(minutes=i)
         src = Source(type="measured")
         if i % 10 == 0:
@@ -83,12 +84,19 @@ def synth(n: int, seed: int = 1) -> list[SpeedRecord | KldRecord]:
     return out
 
 
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml (ruamel would take minutes for 10,000 files), every string double-quoted: PyYAML quotes by
+    YAML 1.1 rules, so a hex digest like `0e12...` would go out plain and read back as a 1.2 float."""
+
+
+_Dumper.add_representer(str, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v, style='"'))
+
+
 def write(records: list[SpeedRecord | KldRecord], data_dir: Path) -> None:
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # ruamel would take minutes for 10,000 files
     for rec in records:
         path = data_dir / record_relpath(rec)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.dump(record_to_dict(rec), Dumper=dumper, sort_keys=False), encoding="utf-8")
+        path.write_text(yaml.dump(record_to_dict(rec), Dumper=_Dumper, sort_keys=False), encoding="utf-8")
 
 
 CHILD = """
