@@ -26,7 +26,7 @@ def main() -> None:
     tools = find_tools()
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
         t0 = time.perf_counter()
-        report = run_plan(plan, tools=tools, data_dir=Path(tmp), force=True)
+        report = run_plan(plan, tools=tools, data_dir=Path(tmp), force=True, only="speed")
         wall = time.perf_counter() - t0
         recs = [store.load_record(p) for p in report.ok]
     load = sum(p[1] for p in report.phases)
