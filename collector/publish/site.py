@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from collector.publish.common import GeneratedFile, PendingChart
 from collector.publish.parallel import pmap
@@ -36,6 +37,11 @@ def _assets() -> list[GeneratedFile]:
 
 CHARTS_PARALLEL_FROM = 12  # charts; fewer are drawn in this process
 RUN_PAGES_PARALLEL_FROM = 500  # run pages; fewer are written in this process
+DEVICE_PAGES_PARALLEL_FROM = 8  # device pages
+
+
+def _device_job(job: tuple[Any, ...]) -> list[GeneratedFile | PendingChart]:
+    return device_page(*job)
 
 
 def _draw(p: PendingChart) -> list[GeneratedFile]:
@@ -62,9 +68,14 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
         by_device.setdefault(device_slug(rec.host), []).append(rec)
         by_model.add(model_slug(rec))
     speed_groups = dict(iter(f.speed.groupby("device"))) if not f.speed.empty else {}
+    jobs = []
     for device, recs in sorted(by_device.items()):
         sp = speed_groups.get(device, f.speed.iloc[0:0])
-        files += device_page(device, sp, f.depth, f.records, recs)
+        ids = set(sp["page_id"]) if not sp.empty else set()
+        # only this device's rows and records travel to a worker process
+        jobs.append((device, sp, f.depth[f.depth["page_id"].isin(ids)], {i: f.records[i] for i in ids}, recs))
+    for out in pmap(_device_job, jobs, DEVICE_PAGES_PARALLEL_FROM):
+        files += out
     sp_by_model = dict(iter(f.speed.groupby("model"))) if not f.speed.empty else {}
     kl_by_model = dict(iter(f.kld.groupby("model"))) if not f.kld.empty else {}
     for model in sorted(by_model):

@@ -104,3 +104,15 @@ def test_charts_are_byte_identical_across_renders() -> None:
     assert first == second
     light, dark = first["charts/devices/rtx-4090-tg-light.svg"], first["charts/devices/rtx-4090-tg-dark.svg"]
     assert light != dark and b"<dc:date>" not in light and b"Matplotlib v" not in light
+
+
+def test_parallel_build_gives_the_same_bytes(monkeypatch) -> None:
+    import collector.publish.site as site_mod
+
+    recs = load_records(FIXTURE_DATA)
+    monkeypatch.setenv("QUANT_ATLAS_JOBS", "1")
+    serial = [(f.src_uri, f.content) for f in build_site(recs).files]
+    monkeypatch.setenv("QUANT_ATLAS_JOBS", "2")
+    for name in ("CHARTS_PARALLEL_FROM", "RUN_PAGES_PARALLEL_FROM", "DEVICE_PAGES_PARALLEL_FROM"):
+        monkeypatch.setattr(site_mod, name, 1)  # force the worker processes even for the small fixture set
+    assert [(f.src_uri, f.content) for f in build_site(recs).files] == serial
