@@ -9,9 +9,13 @@ dominate build time, so this halves it twice.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
@@ -20,12 +24,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from collector.cache import cache_dir
+
 # every light colour is unique and appears in the SVG only where the palette put it
 THEMES = {
     "light": {"fg": "#1f2430", "grid": "#d0d4dc", "measured": "#3f51b5", "imported": "#e08a00", "front": "#c62828"},
     "dark": {"fg": "#e3e6ee", "grid": "#454b5a", "measured": "#8c9eff", "imported": "#ffb74d", "front": "#ff6e6e"},
 }
 LIGHT = THEMES["light"]
+_CODE_STAMP = hashlib.sha256(Path(__file__).read_bytes() + mpl.__version__.encode()).digest()
 MAX_BARS = 25  # a bar chart shows at most this many bars (the highest values); the table has the rest
 MAX_LINES = 8
 LABEL_CHARS = 46
@@ -42,6 +49,36 @@ class Deferred:
 
     def render(self) -> dict[str, bytes]:
         return self.fn(*self.args)
+
+    def key(self) -> str:
+        """Content address: this module's code, matplotlib's version, the function and its arguments."""
+        h = hashlib.sha256(_CODE_STAMP)
+        h.update(pickle.dumps((self.fn.__name__, self.args), protocol=5))
+        return h.hexdigest()[:32]
+
+    def render_cached(self) -> dict[str, bytes]:
+        """render(), reusing the SVGs of an identical earlier chart (QUANT_ATLAS_CACHE=0 turns this off).
+
+        Drawing is the slowest step of a build and `mkdocs serve` redraws everything for one new record;
+        the key covers everything the bytes depend on, so a hit gives exactly what render() would."""
+        if os.environ.get("QUANT_ATLAS_CACHE", "1") == "0":
+            return self.render()
+        folder = cache_dir("site/charts")
+        key = self.key()
+        paths = {v: folder / f"{key}-{v}.svg" for v in THEMES}
+        try:
+            return {v: p.read_bytes() for v, p in paths.items()}
+        except OSError:
+            pass
+        svgs = self.render()
+        try:
+            for v, p in paths.items():
+                tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+                tmp.write_bytes(svgs[v])
+                os.replace(tmp, p)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+        return svgs
 
 
 @dataclass(frozen=True)

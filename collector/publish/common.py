@@ -145,7 +145,8 @@ class PendingChart:
     chart: Deferred
 
     def files(self) -> list[GeneratedFile]:
-        return [GeneratedFile(f"{self.src_base}-{variant}.svg", data) for variant, data in self.chart.render().items()]
+        return [GeneratedFile(f"{self.src_base}-{variant}.svg", data) for variant, data in
+                self.chart.render_cached().items()]
 
 
 Output = GeneratedFile | PendingChart

@@ -95,7 +95,8 @@ def test_generated_files_stay_under_reserved_prefixes() -> None:
     assert HOME_PLACEHOLDER in (REPO / "site" / "index.md").read_text(encoding="utf-8")
 
 
-def test_charts_are_byte_identical_across_renders() -> None:
+def test_charts_are_byte_identical_across_renders(monkeypatch) -> None:
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")  # really draw twice
     recs = load_records(FIXTURE_DATA)
     first = {f.src_uri: f.content for f in build_site(recs).files}
     second = {f.src_uri: f.content for f in build_site(recs).files}
@@ -110,9 +111,25 @@ def test_parallel_build_gives_the_same_bytes(monkeypatch) -> None:
     import collector.publish.site as site_mod
 
     recs = load_records(FIXTURE_DATA)
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")
     monkeypatch.setenv("QUANT_ATLAS_JOBS", "1")
     serial = [(f.src_uri, f.content) for f in build_site(recs).files]
     monkeypatch.setenv("QUANT_ATLAS_JOBS", "2")
     for name in ("CHARTS_PARALLEL_FROM", "RUN_PAGES_PARALLEL_FROM", "DEVICE_PAGES_PARALLEL_FROM"):
         monkeypatch.setattr(site_mod, name, 1)  # force the worker processes even for the small fixture set
     assert [(f.src_uri, f.content) for f in build_site(recs).files] == serial
+
+
+def test_chart_cache_returns_the_drawn_bytes_and_keys_on_content(tmp_path: Path, monkeypatch) -> None:
+    from collector.publish import charts
+
+    monkeypatch.setenv("COLLECTOR_CACHE_DIR", str(tmp_path))
+    chart = charts.bar_chart("c", ["a", "b"], [("t/s", [1.0, 2.0])], [False, True])
+    drawn = chart.render_cached()
+    assert drawn == chart.render()
+    cached = sorted((tmp_path / "site" / "charts").glob(f"{chart.key()}-*.svg"))
+    assert [p.name.rsplit("-", 1)[1] for p in cached] == ["dark.svg", "light.svg"]
+    cached[1].write_bytes(b"<svg>from the cache</svg>")  # proves the next call reads the cache
+    assert chart.render_cached()["light"] == b"<svg>from the cache</svg>"
+    other = charts.bar_chart("c", ["a", "b"], [("t/s", [1.0, 2.5])], [False, True])
+    assert other.key() != chart.key() and other.render_cached()["light"].startswith(b"<?xml")
