@@ -128,6 +128,16 @@ def test_server_exits_while_loading_is_a_failed_record(tmp_path: Path, smollm2: 
     assert rec.model.sha256 and rec.command[:3] == ["llama-server", "-m", "{model}"]
 
 
+def test_cli_sweep_with_failed_runs_reports_and_exits_0(tmp_path: Path, smollm2: Path) -> None:
+    fake = _fake_bin(tmp_path, OOM)
+    r = _cli(["run", str(_plan(tmp_path)), "--llama-bin", str(fake), "--only", "speed",
+              "--data-dir", str(tmp_path / "data")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "0 ok, 2 failed, 0 skipped" in r.stdout and f"records under {tmp_path / 'data' / 'records'}" in r.stdout
+    assert r.stderr.count("] failed load: ") == 2 and "exited with code 1 while loading" in r.stderr
+    assert len(store.record_files(tmp_path / "data")) == 2
+
+
 def test_server_hangs_times_out_without_orphan(tmp_path: Path, smollm2: Path) -> None:
     tools = find_tools(_fake_bin(tmp_path, "time.sleep(300)\n"))
     text = _plan(tmp_path).read_text().replace("load_timeout_s: 60", "load_timeout_s: 1.5")

@@ -78,7 +78,10 @@ def test_speed_run_end_to_end_skip_and_force(tmp_path: Path, llama_tools: LlamaT
 
     one = load_plan(_plan(tmp_path, PLAN.replace('["off", "on"]', '["on"]').replace("repetitions: 2",
                                                                                        "repetitions: 1")
-                                 .replace("warmup: 1", "warmup: 0")))
+                                 .replace("warmup: 1", "warmup: 0\n  llama_bench: true")))
     forced = run_plan(one, tools=llama_tools, data_dir=data, force=True)
     assert len(forced.ok) == 1 and not forced.skipped
     assert len(store.record_files(data)) == 3
+    bench = store.load_record(forced.ok[0]).engine_bench  # llama-bench with the same model and flags
+    assert bench and bench.tg_tps and bench.tg_tps.median and bench.tg_tps.median > 0 and bench.n_gen == 16
+    assert bench.command[:3] == ["llama-bench", "-m", "{model}"] and "-fa" in bench.command
