@@ -57,12 +57,13 @@ def _server_for(spec: RunSpec, server: Path, log_dir: Path,
 
 
 def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = False, only: Only = None,
-             observer: Observer | None = None, port_picker: Callable[[], int] = free_port) -> RunReport:
+             observer: Observer | None = None, port_picker: Callable[[], int] = free_port,
+             nvml: Any = None) -> RunReport:
     """Run every speed run (unless only == "kld"), then the kld section (unless only == "speed").
 
     Raises CollectorError for problems found before anything starts (bad prompt suite, config file,
     missing llama-server); KeyboardInterrupt stops the current server and propagates after the
-    finished records are on disk.
+    finished records are on disk. `nvml` replaces the pynvml module (tests inject a fake GPU).
     """
     observer = observer or NullObserver()
     report = RunReport()
@@ -73,7 +74,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
             suite = load_suite(plan.speed.prompt_suite, plan.speed.categories)
             from collector import hardware  # host/GPU probing and the sampler thread
 
-            host = hardware.probe_host()
+            host = hardware.probe_host(nvml)
             llama = tools.version()
             done = _recorded_keys(data_dir, store.device_slug(host), llama)
             total = len(plan.runs)
@@ -86,7 +87,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
                         observer.run_finished(i, total, "skipped", None, "already recorded (use --force)")
                         continue
                     rec, request_s = _one_run(spec, server_bin, tools, Path(work) / f"run-{i}", host, llama,
-                                              model, suite, port_picker, hardware)
+                                              model, suite, port_picker, hardware, nvml)
                     report.phases.append((spec.label(), rec.load_seconds or 0.0, request_s))
                     path = store.save_record(rec, data_dir)
                     (report.ok if rec.status == "ok" else report.failed).append(path)
@@ -103,7 +104,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
 
 def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, host: Host, llama: LlamaCpp,
              model: ModelInfo, suite: Any, port_picker: Callable[[], int],
-             hardware: Any) -> tuple[SpeedRecord, float]:
+             hardware: Any, nvml: Any = None) -> tuple[SpeedRecord, float]:
     """Start, measure, stop, parse; every expected failure becomes a failed record. Also: seconds in requests."""
     server = _server_for(spec, server_bin, work, port_picker)
     rec = SpeedRecord(id=store.new_id(), created_at=store.utc_now(), status="ok",
@@ -118,7 +119,7 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
             stage = "measure"
             rec.load_seconds = round(server.load_seconds or 0.0, 3)
             with LlamaClient(server.base_url, timeout_s=s.request_timeout_s) as client:
-                sampler = hardware.Sampler(server.pid)
+                sampler = hardware.Sampler(server.pid, nvml=nvml)
                 sampler.start()
                 try:
                     n_ctx_slot = client.props().get("default_generation_settings", {}).get("n_ctx")

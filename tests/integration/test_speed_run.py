@@ -85,3 +85,25 @@ def test_speed_run_end_to_end_skip_and_force(tmp_path: Path, llama_tools: LlamaT
     bench = store.load_record(forced.ok[0]).engine_bench  # llama-bench with the same model and flags
     assert bench and bench.tg_tps and bench.tg_tps.median and bench.tg_tps.median > 0 and bench.n_gen == 16
     assert bench.command[:3] == ["llama-bench", "-m", "{model}"] and "-fa" in bench.command
+
+
+def test_gpu_path_with_fake_nvml(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
+    """The real server on the CPU, a fake NVML for the GPU facts: GPU record path, VRAM peak, J per token."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fake_hw", Path(__file__).parents[1] / "unit" / "test_hardware.py")
+    assert spec and spec.loader
+    hw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hw)
+    nv = hw.FakeNVML([hw.RTX_4090], used_mib=[1000.0, 3000.0, 2000.0])
+    text = PLAN.replace('["off", "on"]', '["off"]').replace("depths: [0, 256]", "depths: [0]") \
+        .replace("repetitions: 2", "repetitions: 1").replace("warmup: 1", "warmup: 0")
+    report = run_plan(load_plan(_plan(tmp_path, text)), tools=llama_tools, data_dir=tmp_path / "data", nvml=nv)
+    [path] = report.ok
+    rec = store.load_record(path)
+    assert path.relative_to(tmp_path / "data" / "records").parts[0] == "rtx-4090"
+    assert rec.host.gpus[0].name == "NVIDIA GeForce RTX 4090" and rec.host.gpus[0].vram_total_mib == 24564
+    assert rec.memory_mib.vram_peak == [3000.0]
+    gen = sum(s.gen_tokens or 0 for s in rec.samples)
+    assert gen == 16 and rec.summary.energy_j == 12.35  # one 12 345 mJ step of the energy counter
+    assert rec.summary.energy_j_per_token == round(12.345 / 16, 4) and rec.summary.power_w_mean == 250.0
