@@ -56,21 +56,31 @@ class Deferred:
         h.update(pickle.dumps((self.fn.__name__, self.args), protocol=5))
         return h.hexdigest()[:32]
 
+    def _paths(self) -> dict[str, Path]:
+        folder, key = cache_dir("site/charts"), self.key()
+        return {v: folder / f"{key}-{v}.svg" for v in THEMES}
+
+    def cached(self) -> dict[str, bytes] | None:
+        """The SVGs of an identical earlier chart, or None (also when QUANT_ATLAS_CACHE=0)."""
+        if os.environ.get("QUANT_ATLAS_CACHE", "1") == "0":
+            return None
+        try:
+            return {v: p.read_bytes() for v, p in self._paths().items()}
+        except OSError:
+            return None
+
     def render_cached(self) -> dict[str, bytes]:
         """render(), reusing the SVGs of an identical earlier chart (QUANT_ATLAS_CACHE=0 turns this off).
 
         Drawing is the slowest step of a build and `mkdocs serve` redraws everything for one new record;
         the key covers everything the bytes depend on, so a hit gives exactly what render() would."""
-        if os.environ.get("QUANT_ATLAS_CACHE", "1") == "0":
-            return self.render()
-        folder = cache_dir("site/charts")
-        key = self.key()
-        paths = {v: folder / f"{key}-{v}.svg" for v in THEMES}
-        try:
-            return {v: p.read_bytes() for v, p in paths.items()}
-        except OSError:
-            pass
+        hit = self.cached()
+        if hit is not None:
+            return hit
         svgs = self.render()
+        if os.environ.get("QUANT_ATLAS_CACHE", "1") == "0":
+            return svgs
+        paths = self._paths()
         try:
             for v, p in paths.items():
                 tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")

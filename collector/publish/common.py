@@ -144,10 +144,6 @@ class PendingChart:
     src_base: str
     chart: Deferred
 
-    def files(self) -> list[GeneratedFile]:
-        return [GeneratedFile(f"{self.src_base}-{variant}.svg", data) for variant, data in
-                self.chart.render_cached().items()]
-
 
 Output = GeneratedFile | PendingChart
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
+from collector.publish.charts import Deferred
 from collector.publish.common import GeneratedFile, PendingChart
 from collector.publish.parallel import pmap
 from collector.publish.device_page import device_page
@@ -36,25 +36,27 @@ def _assets() -> list[GeneratedFile]:
 
 
 CHARTS_PARALLEL_FROM = 12  # charts; fewer are drawn in this process
-RUN_PAGES_PARALLEL_FROM = 500  # run pages; fewer are written in this process
-DEVICE_PAGES_PARALLEL_FROM = 8  # device pages
 
 
-def _device_job(job: tuple[Any, ...]) -> list[GeneratedFile | PendingChart]:
-    return device_page(*job)
-
-
-def _draw(p: PendingChart) -> list[GeneratedFile]:
-    return p.files()
+def _draw(chart: Deferred) -> dict[str, bytes]:
+    return chart.render_cached()
 
 
 def _draw_charts(items: list[GeneratedFile | PendingChart]) -> list[GeneratedFile]:
-    """Replace every pending chart by its SVG files, in place and in order."""
+    """Replace every pending chart by its SVG files, in place and in order; cache hits are read here,
+    only the charts that must really be drawn go to worker processes."""
     pending = [x for x in items if isinstance(x, PendingChart)]
-    drawn = iter(pmap(_draw, pending, CHARTS_PARALLEL_FROM))
+    svgs: list[dict[str, bytes] | None] = [p.chart.cached() for p in pending]
+    misses = [i for i, v in enumerate(svgs) if v is None]
+    for i, drawn in zip(misses, pmap(_draw, [pending[i].chart for i in misses], CHARTS_PARALLEL_FROM)):
+        svgs[i] = drawn
+    by_id = {id(p): v for p, v in zip(pending, svgs)}
     out: list[GeneratedFile] = []
     for x in items:
-        out.extend(next(drawn) if isinstance(x, PendingChart) else [x])
+        if isinstance(x, PendingChart):
+            out += [GeneratedFile(f"{x.src_base}-{variant}.svg", data) for variant, data in by_id[id(x)].items()]
+        else:
+            out.append(x)
     return out
 
 
@@ -68,19 +70,15 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
         by_device.setdefault(device_slug(rec.host), []).append(rec)
         by_model.add(model_slug(rec))
     speed_groups = dict(iter(f.speed.groupby("device"))) if not f.speed.empty else {}
-    jobs = []
+    # pages are written in this process: measured at 10,000 records, sending them to forked workers
+    # (pickling, copy-on-write of the large heap) cost more than it saved; only drawing charts gains
     for device, recs in sorted(by_device.items()):
-        sp = speed_groups.get(device, f.speed.iloc[0:0])
-        ids = set(sp["page_id"]) if not sp.empty else set()
-        # only this device's rows and records travel to a worker process
-        jobs.append((device, sp, f.depth[f.depth["page_id"].isin(ids)], {i: f.records[i] for i in ids}, recs))
-    for out in pmap(_device_job, jobs, DEVICE_PAGES_PARALLEL_FROM):
-        files += out
+        files += device_page(device, speed_groups.get(device, f.speed.iloc[0:0]), f.depth, f.records, recs)
     sp_by_model = dict(iter(f.speed.groupby("model"))) if not f.speed.empty else {}
     kl_by_model = dict(iter(f.kld.groupby("model"))) if not f.kld.empty else {}
     for model in sorted(by_model):
         files += model_page(model, sp_by_model.get(model, f.speed.iloc[0:0]), kl_by_model.get(model, f.kld.iloc[0:0]))
-    files += pmap(run_page, list(f.records.values()), RUN_PAGES_PARALLEL_FROM)
+    files += [run_page(rec) for rec in f.records.values()]
     files += [devices_index(f), models_index(f), runs_index(f), compare_page(f), *data_files(f)]
     home, home_files = home_markdown(f)
     files += home_files

@@ -94,7 +94,7 @@ class CDP:
         self.call("Page.navigate", url=url)
         self.wait_event("Page.loadEventFired")
 
-    def poll(self, expr: str, timeout: float = 15) -> Any:
+    def poll(self, expr: str, timeout: float = 20) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = self.js(expr)
@@ -177,19 +177,21 @@ def test_table_sorts_numerically_after_instant_navigation(browser: CDP, server: 
     # material's instant navigation swaps the page without a load event: the script must re-initialise
     browser.click("document.querySelector('a[href$=\"rtx-4090/\"]')")
     browser.poll("location.pathname.endsWith('/devices/rtx-4090/') && "
-                 "!!document.querySelector('table.qa-sortable th[role=button]')")
+                 "!!document.querySelector('table.qa-sortable th[role=button]')", timeout=30)
     idx = browser.js("Array.from(document.querySelector('table.qa-sortable thead').rows[0].cells)"
                      ".findIndex(c => c.textContent.trim() === 'tg t/s')")
     assert idx >= 0
     before = _column(browser, idx)
     header = f"document.querySelector('table.qa-sortable thead').rows[0].cells[{idx}]"
     browser.click(header)
+    browser.poll(f"{header}.getAttribute('aria-sort') === 'ascending'")
     asc = _column(browser, idx)
     known = [v for v in asc if v is not None]
     assert known == sorted(known) and asc[len(known):] == [None] * (len(asc) - len(known))
     assert asc != before and len(known) >= 4
     assert known[0] == 42.0  # numeric, not text order ("120" < "42" as text)
     browser.click(header)
+    browser.poll(f"{header}.getAttribute('aria-sort') === 'descending'")
     desc = [v for v in _column(browser, idx) if v is not None]
     assert desc == sorted(known, reverse=True)
     assert browser.js(f"{header}.getAttribute('aria-sort')") == "descending"
