@@ -130,7 +130,7 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
             stage = "stop"
         rec.method, rec.samples, rec.summary, request_s = res.method, res.samples, res.summary, res.request_seconds
         add_energy(rec.summary, getattr(sampled, "energy_j", None), getattr(sampled, "power_w_mean", None),
-                   res.gen_tokens)
+                   res.gen_tokens, getattr(sampled, "energy_method", None))
     except (ServerFailure, ServerRequestError, CollectorError) as exc:
         if isinstance(exc, ServerFailure):
             stage = exc.stage

@@ -141,10 +141,12 @@ def _run(client: LlamaClient, res: SpeedResult, prompt: list[int], n_predict: in
     return r
 
 
-def add_energy(summary: Summary, energy_j: float | None, power_w_mean: float | None, gen_tokens: int) -> None:
-    """Joules per generated token over the measurement window, when the GPU energy counter is known."""
+def add_energy(summary: Summary, energy_j: float | None, power_w_mean: float | None, gen_tokens: int,
+               energy_method: str | None = None) -> None:
+    """Joules per generated token over the measurement window, when the GPU energy is known."""
     summary.power_w_mean = round(power_w_mean, 2) if power_w_mean is not None else None
     summary.energy_j = round(energy_j, 2) if energy_j is not None else None
+    summary.energy_method = energy_method if energy_j is not None else None
     if energy_j is not None and gen_tokens > 0:
         summary.energy_j_per_token = round(energy_j / gen_tokens, 4)
 

@@ -209,8 +209,11 @@ def test_disk_full_leaves_no_partial_file(tmp_path: Path, smollm2: Path, monkeyp
 
 def _start_cli(tmp: Path, plan: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "TMPDIR": str(tmp)}
+    # A background CI job inherits SIGINT as ignored, and Python then never raises KeyboardInterrupt:
+    # give the child the default disposition, as an interactive terminal would.
     return subprocess.Popen([*COLLECTOR, "run", str(plan), "--data-dir", str(tmp / "data")], env=env, cwd=tmp,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait(cond, timeout: float = 120.0) -> None:

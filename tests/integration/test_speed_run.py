@@ -107,3 +107,4 @@ def test_gpu_path_with_fake_nvml(tmp_path: Path, llama_tools: LlamaTools, smollm
     gen = sum(s.gen_tokens or 0 for s in rec.samples)
     assert gen == 16 and rec.summary.energy_j == 12.35  # one 12 345 mJ step of the energy counter
     assert rec.summary.energy_j_per_token == round(12.345 / 16, 4) and rec.summary.power_w_mean == 250.0
+    assert rec.summary.energy_method == "energy_counter"
