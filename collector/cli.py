@@ -34,7 +34,7 @@ def validate(data_dir: Path) -> None:
         total += 1
         if isinstance(rec, CollectorError):
             bad += 1
-            err_console.print(f"[red]invalid[/red] {rec}", markup=True, soft_wrap=True)
+            err_console.print(f"[red]invalid[/red] {escape(str(rec))}", markup=True, soft_wrap=True)
     if bad:
         raise CollectorError(f"{bad} of {total} record files under {data_dir} are invalid (listed above)")
     out_console.print(f"{total} records valid under {data_dir}")
@@ -152,8 +152,10 @@ class _RichObserver:
 @click.option("--only", type=click.Choice(["speed", "kld"]), default=None, help="Run only one part of the plan.")
 @click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="Folder holding llama-server.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--keep-logits/--no-keep-logits", default=None,
+              help="Keep the KLD base logits in the cache after the run (default: the plan's keep_logits).")
 def run(plan: Path | None, dry_run: bool, force: bool, only: str | None, llama_bin: Path | None,
-        data_dir: Path) -> None:
+        data_dir: Path, keep_logits: bool | None) -> None:
     """Run PLAN (default: the embedded demo plan) and write one record per run under --data-dir."""
     from collector import runner
     from collector.llama.binaries import find_tools
@@ -167,7 +169,7 @@ def run(plan: Path | None, dry_run: bool, force: bool, only: str | None, llama_b
         out_console.print(f"{len(loaded.runs)} speed runs" + (" + kld section" if loaded.kld else ""))
         return
     report = runner.run_plan(loaded, tools=find_tools(llama_bin), data_dir=data_dir, force=force, only=only,
-                             observer=_RichObserver())
+                             observer=_RichObserver(), keep_logits=keep_logits)
     out_console.print(f"records under {data_dir / 'records'}", markup=False, soft_wrap=True)
     out_console.print(report.summary_line(), markup=False)
 

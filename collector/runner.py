@@ -58,12 +58,13 @@ def _server_for(spec: RunSpec, server: Path, log_dir: Path,
 
 def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = False, only: Only = None,
              observer: Observer | None = None, port_picker: Callable[[], int] = free_port,
-             nvml: Any = None) -> RunReport:
+             nvml: Any = None, keep_logits: bool | None = None) -> RunReport:
     """Run every speed run (unless only == "kld"), then the kld section (unless only == "speed").
 
     Raises CollectorError for problems found before anything starts (bad prompt suite, config file,
     missing llama-server); KeyboardInterrupt stops the current server and propagates after the
-    finished records are on disk. `nvml` replaces the pynvml module (tests inject a fake GPU).
+    finished records are on disk. `nvml` replaces the pynvml module (tests inject a fake GPU);
+    `keep_logits` (None = the plan's setting) keeps or removes the cached base logits after the KLD part.
     """
     observer = observer or NullObserver()
     report = RunReport()
@@ -96,7 +97,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
             from collector.kld import run_kld_plan
 
             for path in run_kld_plan(plan.kld, tools=tools, data_dir=data_dir, force=force, observer=observer,
-                                     plan_ref=plan.ref):
+                                     plan_ref=plan.ref, keep_logits=keep_logits):
                 rec = store.load_record(path)
                 (report.ok if rec.status == "ok" else report.failed).append(path)
     return report

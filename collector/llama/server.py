@@ -80,7 +80,7 @@ def supports_flag(server: Path, flag: str) -> bool:
 
 def server_args(server: Path, model: Path, flags: Sequence[str], *, port: int | str, log_file: Path | str | None,
                 webui_flag: bool | None = None) -> list[str]:
-    """The argv of one run; with log_file None it is the published form (no log plumbing)."""
+    """The argv of one run (log_file None: without -lv/--log-file)."""
     argv = [str(server), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
     if log_file is not None:
         argv += ["-lv", "4", "--log-file", str(log_file)]
@@ -128,9 +128,9 @@ class ServerProcess:
         return self.proc.pid if self.proc else None
 
     def published_command(self) -> list[str]:
-        """The command a reader can copy: model path -> {model}, port -> {port}, no log plumbing."""
-        argv = server_args(self.server, Path("{model}"), self.flags, port="{port}", log_file=None)
-        return ["llama-server", *argv[1:]]
+        """The command a reader can copy: the model path is {model}; the collector's plumbing (host, port,
+        log file and verbosity, --no-webui, --metrics) is left out, since none of it changes what is computed."""
+        return ["llama-server", "-m", "{model}", *self.flags]
 
     def __enter__(self) -> "ServerProcess":
         try:
