@@ -154,14 +154,19 @@ def _hash_files(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _reader(path: Path) -> GGUFReader:
+def check_gguf_magic(path: Path) -> None:
+    """CollectorError unless the file starts with the GGUF magic (cheap: reads 4 bytes)."""
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)
     except OSError as exc:
         raise CollectorError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if magic != b"GGUF":
-        raise CollectorError(f"{path}: not a GGUF file (magic {magic!r}); give a .gguf model")
+        raise CollectorError(f"{path} is not a GGUF file (magic {magic!r}); give a .gguf model")
+
+
+def _reader(path: Path) -> GGUFReader:
+    check_gguf_magic(path)
     try:
         return GGUFReader(path)
     except Exception as exc:  # gguf raises ValueError/IndexError/... on truncated or corrupt files

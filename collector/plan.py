@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import CollectorError
+from collector.model_info import check_gguf_magic
 from collector.model_ref import is_pypi_ref, resolve_model
 from collector.records.schema import PlanRef, SpeedConfig
 from collector.yamlcheck import Section, load_yaml_file
@@ -184,12 +185,9 @@ def _models(top: Section, plan_dir: Path) -> list[tuple[str, Path]]:
             hint = "" if is_pypi_ref(ref) else " (relative paths are relative to the plan file)"
             raise CollectorError(f"{where}: model file not found: {model_path}; check the path{hint}")
         try:
-            with open(model_path, "rb") as fh:
-                magic = fh.read(4)
-        except OSError as exc:
-            raise CollectorError(f"{where}: cannot read {model_path} ({exc.strerror or exc})") from None
-        if magic != b"GGUF":
-            raise CollectorError(f"{where}: {model_path} is not a GGUF file (magic {magic!r}); give a .gguf model")
+            check_gguf_magic(model_path)
+        except CollectorError as exc:
+            raise CollectorError(f"{where}: {exc}") from None
         out.append((ref, model_path))
     return out
 

@@ -63,6 +63,21 @@ def _part(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.part")
 
 
+def _run_into(argv: list[str], stage: str, part: Path, dst: Path, what: str) -> float:
+    """Run a tool that writes `part`, rename it to `dst` only on success; returns the tool's seconds."""
+    try:
+        _, seconds = run_tool(argv, stage, None)
+        if not part.is_file():
+            raise LlamaRunError(f"the tool wrote no {part.name}", stage)
+        os.replace(part, dst)
+    except LlamaRunError as exc:
+        raise CollectorError(f"{what} failed: {exc} "
+                             f"(last log line: {(exc.log_tail or ['-'])[-1].strip()})") from None
+    finally:
+        part.unlink(missing_ok=True)
+    return seconds
+
+
 def quantize(tools: LlamaTools, src: Path, dst: Path, qtype: str, *, imatrix: Path | None = None,
              allow_requantize: bool = False, threads: int | None = None) -> float:
     """One llama-quantize run into `dst` (temp name, renamed on success); returns its seconds."""
@@ -75,17 +90,7 @@ def quantize(tools: LlamaTools, src: Path, dst: Path, qtype: str, *, imatrix: Pa
     argv += [str(src), str(part), qtype.upper()]
     if threads is not None:
         argv.append(str(threads))
-    try:
-        _, seconds = run_tool(argv, "quantize", None)
-        if not part.is_file():
-            raise LlamaRunError(f"llama-quantize wrote no {part.name}", "quantize")
-        os.replace(part, dst)
-    except LlamaRunError as exc:
-        raise CollectorError(f"llama-quantize {qtype} of {src.name} failed: {exc} "
-                             f"(last log line: {(exc.log_tail or ['-'])[-1].strip()})") from None
-    finally:
-        part.unlink(missing_ok=True)
-    return seconds
+    return _run_into(argv, "quantize", part, dst, f"llama-quantize {qtype} of {src.name}")
 
 
 def compute_imatrix(tools: LlamaTools, model: Path, corpus: Path, dst: Path, *, ctx_size: int, chunks: int,
@@ -96,17 +101,7 @@ def compute_imatrix(tools: LlamaTools, model: Path, corpus: Path, dst: Path, *, 
             "--chunks", str(chunks), "-o", str(part), "--no-ppl"]
     if threads is not None:
         argv += ["-t", str(threads)]
-    try:
-        _, seconds = run_tool(argv, "imatrix", None)
-        if not part.is_file():
-            raise LlamaRunError(f"llama-imatrix wrote no {part.name}", "imatrix")
-        os.replace(part, dst)
-    except LlamaRunError as exc:
-        raise CollectorError(f"llama-imatrix on {model.name} with {corpus.name} failed: {exc} "
-                             f"(last log line: {(exc.log_tail or ['-'])[-1].strip()})") from None
-    finally:
-        part.unlink(missing_ok=True)
-    return seconds
+    return _run_into(argv, "imatrix", part, dst, f"llama-imatrix on {model.name} with {corpus.name}")
 
 
 def build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_type: str = "F16",

@@ -80,7 +80,7 @@ def test_corrupt_cache_entry_is_rehashed(tmp_path: Path) -> None:
 def test_not_gguf_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"<html>not found</html>")
-    with pytest.raises(CollectorError, match=rf"^{bad}: not a GGUF file"):
+    with pytest.raises(CollectorError, match=rf"^{bad} is not a GGUF file"):
         model_facts(bad)
     with pytest.raises(CollectorError, match="model file not found"):
         model_facts(tmp_path / "missing.gguf")
