@@ -42,7 +42,8 @@ def _kld_text(r: dict[str, Any]) -> str:
 
 def _stat_suffix(r: dict[str, Any]) -> str:
     if r.get("imported"):
-        return f" ({r.get('tg_stat') or 'figure'}, as the source states)"
+        stat = r.get("tg_stat")
+        return " (as the source states it)" if stat in (None, "stated") else f" ({stat}, as the source states)"
     return " (mean)" if r.get("tg_stat") == "mean" else " (median)"
 
 

@@ -1,8 +1,8 @@
 """Records -> pandas DataFrames: one row per speed run, one per KLD run, one per (speed run, filled depth).
 
 Speeds are tokens per second, times milliseconds, memory MiB, sizes bytes. A missing value is NaN/None,
-never a guess. A speed row takes the median when the record has one, else the mean (imported sources
-state averages); `tg_stat` says which.
+never a guess. A speed row takes the median when the record has one, else the mean (sources state
+averages), else the single figure a source states; `tg_stat` says which.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def _stat(stat: Stat | None) -> tuple[float | None, str | None]:
         return stat.median, "median"
     if stat.mean is not None:
         return stat.mean, "mean"
+    if stat.stated is not None:
+        return stat.stated, "stated"
     return None, None
 
 

@@ -191,6 +191,7 @@ class Method(_Block):
 
 
 class Stat(_Block):
+    stated: float | None = None  # one figure as a published source states it, no statistic named
     median: float | None = None
     mean: float | None = None
     min: float | None = None
