@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 from ulid import ULID
 
 from collector.errors import CollectorError
 from collector.records.schema import SCHEMA_VERSION, Host, KldRecord, Record, SpeedRecord
+from collector.yamlcheck import load_yaml_file
 
 AnyRecord = SpeedRecord | KldRecord
 _ADAPTER: TypeAdapter[AnyRecord] = TypeAdapter(Record)
@@ -146,17 +146,7 @@ def parse_record(data: Any, origin: str) -> AnyRecord:
 
 
 def load_record(path: Path) -> AnyRecord:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CollectorError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        data = _yaml().load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise CollectorError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    return parse_record(data, str(path))
+    return parse_record(load_yaml_file(path), str(path))
 
 
 def record_files(data_dir: Path) -> list[Path]:
