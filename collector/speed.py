@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -67,14 +66,6 @@ class SpeedResult:
     results: list[CompletionResult] = field(default_factory=list)
 
 
-def stat(values: list[float]) -> Stat | None:
-    """median/mean/min/max/n; None for no values."""
-    if not values:
-        return None
-    return Stat(median=round(statistics.median(values), 3), mean=round(statistics.fmean(values), 3),
-                min=round(min(values), 3), max=round(max(values), 3), n=len(values))
-
-
 def build_prompt(client: LlamaClient, text: str, depth: int, filler_tokens: list[int] | None = None) -> list[int]:
     """Token array: exactly `depth` real filler tokens (BOS first), then the prompt's tokens."""
     if depth == 0:
@@ -128,8 +119,7 @@ def measure(client: LlamaClient, suite: PromptSuite, *, depths: tuple[int, ...],
                 res.results.append(r)
             res.samples.append(s)
     allv = lambda key: [v for s in res.samples for v in getattr(s, key)]  # noqa: E731
-    res.summary = Summary(tg_tps=stat(allv("tg_tps")), pp_tps=stat(allv("pp_tps")), ttft_ms=stat(allv("ttft_ms")),
-                          tg_tps_client=stat(allv("tg_tps_client")))
+    res.summary = Summary(**{k: Stat.of(allv(k), digits=3) for k in ("tg_tps", "pp_tps", "ttft_ms", "tg_tps_client")})
     return res
 
 
@@ -182,4 +172,5 @@ def run_llama_bench(bench: Path, model: Path, config: SpeedConfig, *, n_prompt: 
     pp = [float(x) for r in rows if r.get("n_prompt") and not r.get("n_gen") for x in r.get("samples_ts", [])]
     tg = [float(x) for r in rows if r.get("n_gen") and not r.get("n_prompt") for x in r.get("samples_ts", [])]
     cmd = ["llama-bench", "-m", "{model}", *argv[3:]]
-    return EngineBench(n_prompt=n_prompt, n_gen=n_gen, pp_tps=stat(pp), tg_tps=stat(tg), command=cmd)
+    return EngineBench(n_prompt=n_prompt, n_gen=n_gen, pp_tps=Stat.of(pp, digits=3), tg_tps=Stat.of(tg, digits=3),
+                       command=cmd)

@@ -1,24 +1,15 @@
-"""What every importer shares: model facts from a local file, summary statistics, idempotent writes."""
+"""What every importer shares: model facts from a local file, idempotent writes."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 from collector.errors import CollectorError
 from collector.model_info import model_facts
 from collector.records import store
-from collector.records.schema import ModelInfo, Stat
+from collector.records.schema import ModelInfo
 from collector.records.store import AnyRecord
-
-
-def stat_of(values: Sequence[float], mean: float | None = None) -> Stat | None:
-    """Median/min/max/n of the values; `mean` is taken as the tool gave it (None: computed)."""
-    if not values:
-        return None
-    return Stat(median=statistics.median(values), mean=statistics.fmean(values) if mean is None else mean,
-                min=min(values), max=max(values), n=len(values))
 
 
 def local_model_facts(path: Path | None, flag: str) -> ModelInfo | None:

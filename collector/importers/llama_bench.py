@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import CollectorError
-from collector.importers.common import merge_model, stat_of, write_records
+from collector.importers.common import merge_model, write_records
 from collector.model_info import FILE_TYPES, model_facts
 from collector.records import store
 from collector.records.schema import (CpuInfo, GpuInfo, Host, LlamaCpp, Method, ModelInfo, Sample, Source,
-                                      SpeedConfig, SpeedRecord, Summary)
+                                      SpeedConfig, SpeedRecord, Stat, Summary)
 
 REQUIRED = ("build_commit", "build_number", "model_filename", "n_prompt", "n_gen", "samples_ts")
 _FA = {-1: "auto", 0: "off", 1: "on"}
@@ -140,7 +140,7 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
     sample = Sample(category=label, depth_tokens=int(t.get("n_depth") or 0), prompt_tokens=n_prompt,
                     gen_tokens=n_gen)
     summary = Summary()
-    stat = stat_of(samples_ts, mean=t.get("avg_ts"))
+    stat = Stat.of(samples_ts, mean=t.get("avg_ts"))
     if kind == "pp":
         sample.pp_tps, summary.pp_tps = samples_ts, stat
     elif kind == "tg":

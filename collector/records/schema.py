@@ -7,6 +7,8 @@ needs a new schema_version and a migration in `store.py`.
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
@@ -197,6 +199,18 @@ class Stat(_Block):
     min: float | None = None
     max: float | None = None
     n: int | None = None
+
+    @classmethod
+    def of(cls, values: Sequence[float], *, mean: float | None = None, digits: int | None = None) -> "Stat | None":
+        """median/mean/min/max/n of raw samples (None for none); `mean` as another tool gave it; `digits` rounds."""
+        if not values:
+            return None
+
+        def r(x: float) -> float:
+            return round(x, digits) if digits is not None else x
+
+        return cls(median=r(statistics.median(values)), mean=r(statistics.fmean(values)) if mean is None else mean,
+                   min=r(min(values)), max=r(max(values)), n=len(values))
 
 
 class Sample(_Block):

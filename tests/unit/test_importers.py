@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from collector.cli import cli
 from collector.errors import CollectorError
-from collector.importers.common import stat_of, write_records
+from collector.importers.common import write_records
+from collector.records.schema import Stat
 from collector.importers.llama_bench import bench_command, bench_label
 from collector.importers.transcription import import_transcription, load_transcription
 from collector.records import store
@@ -82,9 +83,9 @@ def test_transcribed_date_and_import_time_are_said() -> None:
 
 
 def test_stat_keeps_the_tools_mean() -> None:
-    s = stat_of([1.0, 4.0, 2.0], mean=2.5)
+    s = Stat.of([1.0, 4.0, 2.0], mean=2.5)
     assert (s.median, s.mean, s.min, s.max, s.n) == (2.0, 2.5, 1.0, 4.0, 3)
-    assert stat_of([]) is None and stat_of([1.0, 3.0]).mean == 2.0
+    assert Stat.of([]) is None and Stat.of([1.0, 3.0]).mean == 2.0
 
 
 def test_bench_labels_and_commands() -> None:
