@@ -18,8 +18,15 @@ demo: $(VENV)/.installed
 	$(BIN)/collector run
 	$(BIN)/collector validate data/
 
-test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+# the demo model, fetched once and shared read-only with the test sessions (which never write into $HOME)
+TEST_MODELS := build/test-models
+$(TEST_MODELS)/.fetched: $(VENV)/.installed
+	COLLECTOR_CACHE_DIR=$(TEST_MODELS) $(BIN)/python -c \
+	  'from collector.model_ref import DEMO_MODEL, resolve_model; resolve_model(DEMO_MODEL)'
+	touch $@
+
+test: $(VENV)/.installed $(TEST_MODELS)/.fetched
+	QA_MODELS_DIR=$(TEST_MODELS) $(BIN)/python -m pytest
 
 site: $(VENV)/.installed
 	$(BIN)/mkdocs build --strict

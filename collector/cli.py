@@ -11,7 +11,6 @@ from rich.markup import escape
 
 from collector import __version__
 from collector.errors import CollectorError
-from collector.records import store
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
@@ -27,16 +26,16 @@ def cli() -> None:
 @click.argument("data_dir", default="data", type=click.Path(path_type=Path))
 def validate(data_dir: Path) -> None:
     """Check every record under DATA_DIR (default: data/); names each bad file."""
+    from collector.records.index import load_index
+
     if not data_dir.exists():
         raise CollectorError(f"{data_dir}: no such directory; pass the folder that holds records/")
-    total, bad = 0, 0
-    for path, rec in store.iter_records(data_dir):
-        total += 1
-        if isinstance(rec, CollectorError):
-            bad += 1
-            err_console.print(f"[red]invalid[/red] {escape(str(rec))}", markup=True, soft_wrap=True)
-    if bad:
-        raise CollectorError(f"{bad} of {total} record files under {data_dir} are invalid (listed above)")
+    idx = load_index(data_dir)
+    for message in idx.errors.values():
+        err_console.print(f"[red]invalid[/red] {escape(message)}", markup=True, soft_wrap=True)
+    total = len(idx.records) + len(idx.errors)
+    if idx.errors:
+        raise CollectorError(f"{len(idx.errors)} of {total} files under {data_dir} are invalid (listed above)")
     out_console.print(f"{total} records valid under {data_dir}")
 
 
@@ -67,15 +66,16 @@ def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None, 
 @click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
 @click.option("--base-model", type=click.Path(path_type=Path), default=None, help="the base GGUF (facts, sha256)")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="the GGUF under test (facts, sha256)")
+@click.option("--model-name", default=None, help="the model's name, when its GGUF is not at hand (--model)")
 @click.option("--corpus-name", default=None, help="name of the text the base logits were computed on")
 @click.option("--force", is_flag=True, help="replace the record if this output was already imported")
 def import_perplexity_cmd(file: Path, data_dir: Path, base_model: Path | None, model: Path | None,
-                          corpus_name: str | None, force: bool) -> None:
+                          model_name: str | None, corpus_name: str | None, force: bool) -> None:
     """One KLD record from a saved `llama-perplexity --kl-divergence` output FILE."""
     from collector.importers.perplexity import import_perplexity
 
     path = import_perplexity(file, data_dir, base_model=base_model, model=model, corpus_name=corpus_name,
-                             force=force)
+                             force=force, model_name=model_name)
     out_console.print(f"imported {path}" if path else "already imported (use --force to replace)", soft_wrap=True)
 
 
@@ -125,6 +125,45 @@ def quantize(source: str, types: tuple[str, ...], base_type: str, corpus: Path |
         out_console.print(f"{label:8} {state:6} {path}", soft_wrap=True)
 
 
+@cli.group(name="cache")
+def cache_group() -> None:
+    """The collector's cache directory ($COLLECTOR_CACHE_DIR, else ~/.cache/quant-atlas)."""
+
+
+@cache_group.command(name="clean")
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="also clean records/ here")
+def cache_clean(data_dir: Path) -> None:
+    """Remove temporary files left by collectors that were killed (partial logits, models, records)."""
+    from collector.cache import cache_dir
+    from collector.files import clean_stale
+
+    removed = clean_stale([cache_dir(), data_dir / "records"])
+    for path in removed:
+        out_console.print(f"removed {path}", markup=False, soft_wrap=True)
+    out_console.print(f"{len(removed)} leftover file(s) removed")
+
+
+@cli.group(name="llama")
+def llama_group() -> None:
+    """The llama.cpp build the collector uses."""
+
+
+@llama_group.command(name="flags")
+@click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="Folder holding llama-server.")
+def llama_flags(llama_bin: Path | None) -> None:
+    """Print every flag this llama-server accepts (the format of collector/llama/server_flags.txt)."""
+    from collector.llama.binaries import find_tools, help_flags
+
+    tools = find_tools(llama_bin)
+    version = tools.version()
+    click.echo(f"# llama-server --help of llama.cpp build {version.build_number or 'unknown'} "
+               f"({version.build_source or 'build unknown'}): every flag spelling it accepts.")
+    click.echo("# Regenerate: collector llama flags > collector/llama/server_flags.txt (tests/unit/test_flags.py "
+               "checks it).")
+    for flag in sorted(help_flags(tools.path("llama-server"))):
+        click.echo(flag)
+
+
 class _RichObserver:
     """Progress on stderr: one line per finished run, a spinner while a run is under way."""
 
@@ -154,8 +193,10 @@ class _RichObserver:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--keep-logits/--no-keep-logits", default=None,
               help="Keep the KLD base logits in the cache after the run (default: the plan's keep_logits).")
+@click.option("--wait", is_flag=True,
+              help="When another collector is measuring on this host, wait for it instead of stopping.")
 def run(plan: Path | None, dry_run: bool, force: bool, only: str | None, llama_bin: Path | None,
-        data_dir: Path, keep_logits: bool | None) -> None:
+        data_dir: Path, keep_logits: bool | None, wait: bool) -> None:
     """Run PLAN (default: the embedded demo plan) and write one record per run under --data-dir."""
     from collector import runner
     from collector.llama.binaries import find_tools
@@ -169,7 +210,7 @@ def run(plan: Path | None, dry_run: bool, force: bool, only: str | None, llama_b
         out_console.print(f"{len(loaded.runs)} speed runs" + (" + kld section" if loaded.kld else ""))
         return
     report = runner.run_plan(loaded, tools=find_tools(llama_bin), data_dir=data_dir, force=force, only=only,
-                             observer=_RichObserver(), keep_logits=keep_logits)
+                             observer=_RichObserver(), keep_logits=keep_logits, wait=wait)
     out_console.print(f"records under {data_dir / 'records'}", markup=False, soft_wrap=True)
     out_console.print(report.summary_line(), markup=False)
 

@@ -167,6 +167,9 @@ class SamplerResult:
     host_rss_peak_mib: float | None  # peak VmRSS of the pid plus its descendants
     seconds: float
     n_samples: int = 0
+    cpu_other_pct: float | None = None  # mean busy CPU time of all other processes, % of every core together
+    cpu_other_pct_max: float | None = None  # the busiest sampling interval
+    gpu_other_processes: int | None = None  # most other compute processes seen on the sampled GPUs at once
 
 
 class Sampler:
@@ -193,6 +196,9 @@ class Sampler:
         self._energy_start: list[int] | None = None
         self._t0: float | None = None
         self._n = 0
+        self._cpu_last: tuple[int, int, int] | None = None  # (total, busy, ours) jiffies at the last sample
+        self._cpu_other: list[float] = []
+        self._gpu_others: int | None = None
         self.result: SamplerResult | None = None
 
     def start(self) -> Sampler:
@@ -234,7 +240,10 @@ class Sampler:
             power_w_mean=round(power, 2) if power is not None else None,
             energy_j=round(energy, 3) if energy is not None else None, energy_method=method,
             host_rss_peak_mib=round(self._rss_peak_kib / 1024, 1) if self._rss_peak_kib is not None else None,
-            seconds=seconds, n_samples=self._n)
+            seconds=seconds, n_samples=self._n,
+            cpu_other_pct=round(sum(self._cpu_other) / len(self._cpu_other), 1) if self._cpu_other else None,
+            cpu_other_pct_max=round(max(self._cpu_other), 1) if self._cpu_other else None,
+            gpu_other_processes=self._gpu_others)
         return self.result
 
     def __enter__(self) -> Sampler:
@@ -266,10 +275,31 @@ class Sampler:
             if power_ok:
                 self._power_sum_w += watts
                 self._power_n += 1
-            if self.pid is not None:
-                rss = tree_rss_kib(self.pid)
-                if rss is not None:
-                    self._rss_peak_kib = max(self._rss_peak_kib or 0, rss)
+            tree = process_tree(self.pid) if self.pid is not None else []
+            if tree:
+                rss = sum(filter(None, (_status_kib(p, "VmRSS") for p in tree)))
+                self._rss_peak_kib = max(self._rss_peak_kib or 0, rss)
+            self._sample_cpu(tree)
+            if self._handles:
+                others: set[int] = set()
+                for h in self._handles:
+                    procs = _opt(nv, lambda: nv.nvmlDeviceGetComputeRunningProcesses(h)) or []
+                    others |= {int(p.pid) for p in procs} - set(tree)
+                self._gpu_others = max(self._gpu_others or 0, len(others))
+
+    def _sample_cpu(self, tree: list[int]) -> None:
+        """Busy CPU time of everything except the measured tree and this process, since the last sample."""
+        stat = _read("/proc/stat").split("\n", 1)[0].split()
+        if len(stat) < 5 or stat[0] != "cpu":
+            return
+        ticks = [int(x) for x in stat[1:]]
+        total, idle = sum(ticks[:8]), ticks[3] + ticks[4]
+        ours = sum(_cpu_ticks(p) for p in [*tree, os.getpid()])
+        now = (total, total - idle, ours)
+        if self._cpu_last is not None and now[0] > self._cpu_last[0]:
+            d_total, d_busy, d_ours = (a - b for a, b in zip(now, self._cpu_last))
+            self._cpu_other.append(max(0.0, (d_busy - d_ours) / d_total * 100))
+        self._cpu_last = now
 
     def _energy(self) -> list[int] | None:
         """Every sampled GPU's energy counter (mJ), or None if any of them lacks one (pre-Volta)."""
@@ -278,25 +308,36 @@ class Sampler:
         return None if not values or any(v is None for v in values) else values  # type: ignore[misc]
 
 
-def tree_rss_kib(pid: int) -> int | None:
-    """VmRSS (KiB) of a process and all its descendants; None once the process is gone."""
-    total, seen, todo = 0, set(), [pid]
-    found = False
+def process_tree(pid: int) -> list[int]:
+    """The pid and all its live descendants ([] once the process is gone)."""
+    seen: list[int] = []
+    todo = [pid]
     while todo:
         p = todo.pop()
-        if p in seen:
+        if p in seen or not os.path.exists(f"/proc/{p}"):
             continue
-        seen.add(p)
-        status = _read(f"/proc/{p}/status")
-        if not status:
-            continue
-        found = True
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-                break
+        seen.append(p)
         todo += _children(p)
-    return total if found else None
+    return seen
+
+
+def tree_rss_kib(pid: int) -> int | None:
+    """VmRSS (KiB) of a process and all its descendants; None once the process is gone."""
+    tree = process_tree(pid)
+    return sum(filter(None, (_status_kib(p, "VmRSS") for p in tree))) if tree else None
+
+
+def _status_kib(pid: int, key: str) -> int | None:
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of a process (all its threads), in clock ticks; 0 when it is gone."""
+    fields = _read(f"/proc/{pid}/stat").rsplit(")", 1)[-1].split()
+    return int(fields[11]) + int(fields[12]) if len(fields) > 12 else 0
 
 
 def _children(pid: int) -> list[int]:

@@ -18,15 +18,18 @@ from collector.cache import cache_dir
 from collector.errors import CollectorError
 from collector.kld_plan import KldPlan
 from collector.llama.binaries import LlamaTools
-from collector.llama.perplexity import (MIN_SCORED_TOKENS, LlamaRunError, PassResult, check_free_space, count_tokens,
-                                        logits_size_bytes, portable_argv, run_base_pass,
-                                        run_kld_pass, scored_tokens)
-from collector.model_info import file_sha256, model_facts
+from collector.files import part_path
+from collector.llama.flags import LlamaConfig
+from collector.llama.perplexity import (MIN_SCORED_TOKENS, PassResult, base_pass_argv, check_free_space, count_tokens,
+                                        logits_size_bytes, portable_argv, run_base_pass, run_kld_pass, scored_tokens)
+from collector.llama.tools import ToolError
+from collector.files import sha256_files
+from collector.model_info import model_facts
 from collector.progress import NullObserver, Observer
 from collector.quantize import build_ladder
-from collector.records.schema import (Corpus, ErrorInfo, Host, KldConfig, KldRecord, KldTiming, ModelInfo, PlanRef,
-                                      Source)
-from collector.records.store import load_records, new_id, save_record, utc_now
+from collector.records.index import load_index
+from collector.records.schema import Corpus, ErrorInfo, Host, KldRecord, KldTiming, LlamaCpp, ModelInfo, PlanRef, Source
+from collector.records.store import new_id, save_record, utc_now
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def _models(plan: KldPlan, tools: LlamaTools, observer: Observer) -> tuple[str, 
         src = plan.resolve(plan.ladder.source)
         ladder = build_ladder(tools, src, list(plan.ladder.types), base_type=plan.ladder.base_type,
                               corpus=plan.corpus_path, imatrix_ctx=plan.ctx_size,
-                              imatrix_chunks=plan.ladder.imatrix_chunks, threads=plan.threads, observer=observer)
+                              imatrix_chunks=plan.ladder.imatrix_chunks, threads=plan.config.threads, observer=observer)
         q_s, im_s = ladder.quantize_seconds, ladder.imatrix_seconds
         base_ref, base_path = f"{plan.ladder.source} -> {plan.ladder.base_type}", ladder.base
         jobs += [Job(t, f"{plan.ladder.source} -> {t}", p) for t, p in ladder.quants]
@@ -85,15 +88,21 @@ def _done_keys(data_dir: Path) -> set[tuple]:
     keys = set()
     if not (data_dir / "records").exists():
         return keys
-    for rec in load_records(data_dir):
+    for rec in load_index(data_dir).valid:
         if isinstance(rec, KldRecord) and rec.status == "ok" and rec.corpus and rec.base_model:
-            keys.add(_key(rec.model.sha256, rec.base_model.sha256, rec.corpus, rec.config, rec.llama_cpp.version))
+            keys.add(_key(rec.model.sha256, rec.base_model.sha256, rec.corpus, rec.config, rec.llama_cpp))
     return keys
 
 
-def _key(model_sha: str | None, base_sha: str | None, corpus: Corpus, config: KldConfig, version: str | None) -> tuple:
-    return (model_sha, base_sha, corpus.sha256, corpus.ctx_size, corpus.chunks,
-            json.dumps(config.model_dump(mode="json"), sort_keys=True), version)
+def _key(model_sha: str | None, base_sha: str | None, corpus: Corpus, config: LlamaConfig, llama: LlamaCpp) -> tuple:
+    """What makes a KLD record the same measurement: the files, the corpus, the settings and the build."""
+    settings = config.model_dump(mode="json", exclude={"ctx_size"})  # the chunk size is the corpus's ctx_size
+    return (model_sha, base_sha, corpus.sha256, corpus.ctx_size, corpus.chunks, json.dumps(settings, sort_keys=True),
+            llama.build_key)
+
+
+def logits_name(plan: KldPlan, base_info: ModelInfo, corpus_sha: str) -> str:
+    return f"{(base_info.sha256 or '')[:16]}-{corpus_sha[:16]}-c{plan.ctx_size}-n{plan.chunks}-b{plan.batch_size}.kld"
 
 
 def ensure_base_logits(plan: KldPlan, tools: LlamaTools, base_path: Path, base_info: ModelInfo, corpus_sha: str,
@@ -103,19 +112,17 @@ def ensure_base_logits(plan: KldPlan, tools: LlamaTools, base_path: Path, base_i
     The size (bytes) is predicted from ctx_size, chunks and n_vocab before the pass; a disk without room
     for it stops the run before anything starts.
     """
-    name = f"{base_info.sha256[:16]}-{corpus_sha[:16]}-c{plan.ctx_size}-n{plan.chunks}-b{plan.batch_size}.kld"
-    final = cache_dir("kld-logits") / name
+    final = cache_dir("kld-logits") / logits_name(plan, base_info, corpus_sha)
     if not base_info.n_vocab:
         raise CollectorError(f"{base_path}: the GGUF has no tokenizer.ggml.tokens; a KLD base needs a vocabulary")
     expected = logits_size_bytes(plan.ctx_size, n_chunk, base_info.n_vocab)
     if final.is_file() and final.stat().st_size == expected:
         return final, None
     check_free_space(final.parent, expected, f"the base logits of {base_path.name} ({n_chunk} chunks)")
-    part = final.with_name(f"{name}.{os.getpid()}.part")
+    part = part_path(final)
     try:
-        result = run_base_pass(tools, base_path, plan.corpus_path, part, ctx_size=plan.ctx_size, chunks=plan.chunks,
-                               batch_size=plan.batch_size, threads=plan.threads, flash_attn=plan.flash_attn,
-                               n_gpu_layers=plan.n_gpu_layers, expected_bytes=expected, timeout_s=plan.timeout_s)
+        result = run_base_pass(tools, base_path, plan.corpus_path, part, plan.config, chunks=plan.chunks,
+                               expected_bytes=expected, timeout_s=plan.timeout_s)
         os.replace(part, final)  # only a finished, full-size file ever carries the final name
     finally:
         part.unlink(missing_ok=True)
@@ -138,7 +145,7 @@ def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force:
     t_start = time.perf_counter()
     base_ref, base_path, jobs, _, _ = _models(plan, tools, observer)
     base_info = _facts(base_path, base_ref)
-    corpus_sha = file_sha256([plan.corpus_path])
+    corpus_sha = sha256_files([plan.corpus_path])
     tokens = count_tokens(tools, base_path, plan.corpus_path)
     n_chunk = min(plan.chunks, tokens // plan.ctx_size)
     if tokens < 2 * plan.ctx_size or scored_tokens(plan.ctx_size, n_chunk) < MIN_SCORED_TOKENS:
@@ -152,21 +159,26 @@ def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force:
     host = _host()
     done = set() if force else _done_keys(data_dir)
 
-    def config(job: Job) -> KldConfig:
-        return KldConfig(cache_type_k=job.cache_type_k, cache_type_v=job.cache_type_v, flash_attn=plan.flash_attn,
-                         batch_size=plan.batch_size, threads=plan.threads, n_gpu_layers=plan.n_gpu_layers)
+    def config(job: Job) -> LlamaConfig:
+        return plan.config.model_copy(update={"cache_type_k": job.cache_type_k, "cache_type_v": job.cache_type_v})
+
+    final = cache_dir("kld-logits") / logits_name(plan, base_info, corpus_sha)
+    base_cmd = portable_argv(base_pass_argv(tools, base_path, plan.corpus_path, final, plan.config, n_chunk),
+                             {str(base_path): "{base_model}", str(plan.corpus_path): "{corpus}",
+                              str(final): "{base_logits}"})
 
     def record(job: Job, info: ModelInfo, **kw: object) -> Path:
         rec = KldRecord(id=new_id(), created_at=utc_now(),
                         source=Source(type="measured", collector_version=__version__, tool="llama-perplexity"),
                         host=host, llama_cpp=llama, model=info, base_model=base_info, corpus=corpus,
-                        config=config(job), plan=plan_ref, tags=["kv-cache"] if job.is_kv_variant else [], **kw)
+                        config=config(job), base_command=base_cmd, plan=plan_ref,
+                        tags=["kv-cache"] if job.is_kv_variant else [], **kw)
         return save_record(rec, data_dir)
 
     pending: list[tuple[int, Job, ModelInfo]] = []
     for i, job in enumerate(jobs, 1):
         info = base_info if job.path == base_path else _facts(job.path, job.ref)
-        if _key(info.sha256, base_info.sha256, corpus, config(job), llama.version) in done:
+        if _key(info.sha256, base_info.sha256, corpus, config(job), llama) in done:
             observer.run_finished(i, len(jobs), "skipped", None, f"{job.label}: already recorded")
         else:
             pending.append((i, job, info))
@@ -178,7 +190,7 @@ def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force:
                      f"({n_chunk} chunks of {plan.ctx_size})")
     try:
         logits, base_pass = ensure_base_logits(plan, tools, base_path, base_info, corpus_sha, n_chunk)
-    except LlamaRunError as exc:
+    except ToolError as exc:
         for i, job, info in pending:
             path = record(job, info, status="failed",
                           error=ErrorInfo(stage=exc.stage, message=str(exc), log_tail=exc.log_tail))
@@ -191,11 +203,9 @@ def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force:
     for i, job, info in pending:
         observer.run_started(i, len(jobs), f"kld {job.label}")
         try:
-            res = run_kld_pass(tools, job.path, logits, ctx_size=plan.ctx_size, batch_size=plan.batch_size,
-                               threads=plan.threads, cache_type_k=job.cache_type_k, cache_type_v=job.cache_type_v,
-                               flash_attn=plan.flash_attn, n_gpu_layers=plan.n_gpu_layers, timeout_s=plan.timeout_s,
+            res = run_kld_pass(tools, job.path, logits, config(job), timeout_s=plan.timeout_s,
                                expect_vocab=info.n_vocab)
-        except LlamaRunError as exc:
+        except ToolError as exc:
             path = record(job, info, status="failed", timing=KldTiming(**timing_base),
                           error=ErrorInfo(stage=exc.stage, message=str(exc), log_tail=exc.log_tail))
             observer.run_finished(i, len(jobs), "failed", path, str(exc))

@@ -9,33 +9,37 @@
         types: [Q8_0, Q4_K_M, IQ2_XS]
         imatrix_chunks: 16          # chunks of ctx_size tokens for llama-imatrix (IQ1/IQ2/IQ3_XXS/XS, Q2_K_S)
       corpus: builtin               # or a text-file path (relative to the plan file)
-      ctx_size: 512
       chunks: 16
-      batch_size: 2048
-      threads: 2
-      n_gpu_layers: 99              # optional
-      flash_attn: on                # on | off | auto
       kv_cache: [[q8_0, q8_0], q4_0]  # KV-cache types scored on the base; a single name means K and V
       keep_logits: true             # keep the base logits in the cache after the run
       timeout_s: 3600               # per llama-perplexity pass
+      # llama.cpp settings, checked by the flag registry (collector/llama/flags.py) like a speed plan's:
+      ctx_size: 512                 # the chunk size; default 512
+      batch_size: 2048              # default 2048; < ctx_size or a multiple of it
+      threads: 2
+      n_gpu_layers: 99
+      flash_attn: on                # default on; a quantized V cache needs it
+      ubatch_size, n_cpu_moe, tensor_split, extra_args   # as in a speed plan
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.errors import CollectorError
+from collector.corpus import BUILTIN_CORPUS
+from collector.errors import CollectorError, short_repr
+from collector.llama.flags import CACHE_TYPES, FLAGS, UNQUANTIZED_KV, LlamaConfig, check_value
 from collector.model_ref import is_pypi_ref, resolve_model
 from collector.quantize import BASE_TYPES, check_type
 from collector.yamlcheck import Section
 
-KLD_KEYS = ("base", "quants", "ladder", "corpus", "ctx_size", "chunks", "batch_size", "threads", "n_gpu_layers",
-            "flash_attn", "kv_cache", "keep_logits", "timeout_s")
+# llama.cpp settings a KLD pass takes (the registry checks them); parallel means nothing to llama-perplexity
+CONFIG_KEYS = tuple(k for k, f in FLAGS.items() if f.perplexity and k not in ("cache_type_k", "cache_type_v"))
+KLD_KEYS = ("base", "quants", "ladder", "corpus", "chunks", "kv_cache", "keep_logits", "timeout_s", *CONFIG_KEYS,
+            "extra_args")
 LADDER_KEYS = ("source", "base_type", "types", "imatrix_chunks")
-KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
-CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
-BUILTIN_CORPUS = CORPUS_DIR / "python-docs-3.11.txt"
+DEFAULTS = {"ctx_size": 512, "batch_size": 2048, "flash_attn": "on"}
 
 
 @dataclass(frozen=True)
@@ -55,17 +59,21 @@ class KldPlan:
     ladder: LadderSpec | None
     corpus_name: str
     corpus_path: Path
-    ctx_size: int = 512
+    config: LlamaConfig = field(default_factory=lambda: LlamaConfig(**DEFAULTS))  # ctx_size: the chunk size
     chunks: int = 16
-    batch_size: int = 2048
-    threads: int | None = None
-    n_gpu_layers: int | str | None = None
-    flash_attn: str | None = "on"
     kv_cache: tuple[tuple[str, str], ...] = ()
     keep_logits: bool = True
     timeout_s: float | None = None
     plan_dir: Path = Path(".")
     where: str = ""  # file:line of the section, for run-time errors
+
+    @property
+    def ctx_size(self) -> int:
+        return int(self.config.ctx_size or DEFAULTS["ctx_size"])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.config.batch_size or DEFAULTS["batch_size"])
 
     def resolve(self, ref: str) -> Path:
         return resolve_model(ref, self.plan_dir)
@@ -102,9 +110,9 @@ def _kv_pairs(sec: Section) -> tuple[tuple[str, str], ...]:
     pairs = []
     for i, item in enumerate(sec.seq("kv_cache", [])):
         pair = [item, item] if isinstance(item, str) else list(item) if isinstance(item, list) else None
-        if pair is None or len(pair) != 2 or any(p not in KV_TYPES for p in pair):
-                raise CollectorError(f"{sec.item_where('kv_cache', i)}: {sec.keypath('kv_cache')}: {item!r} is not a "
-                                 f"KV-cache type or a [K, V] pair of them; types: {', '.join(KV_TYPES)}")
+        if pair is None or len(pair) != 2 or any(p not in CACHE_TYPES for p in pair):
+            raise CollectorError(f"{sec.item_where('kv_cache', i)}: {sec.keypath('kv_cache')}: {short_repr(item)} is "
+                                 f"not a KV-cache type or a [K, V] pair of them; types: {', '.join(CACHE_TYPES)}")
         pairs.append((pair[0], pair[1]))
     return tuple(pairs)
 
@@ -135,25 +143,23 @@ def parse_kld(section: Section, plan_dir: Path) -> KldPlan:
         if not corpus_path.is_file():
             raise section.fail("corpus", f"corpus file {corpus} not found (relative paths start at {plan_dir}); "
                                          "give a UTF-8 text file or `builtin`")
-    ctx_size = section.get("ctx_size", int, 512, check=lambda v: None if v >= 8 else "must be at least 8")
-    batch_size = section.get("batch_size", int, 2048, check=_positive)
+    values = dict(DEFAULTS)
+    for key in (*CONFIG_KEYS, "extra_args"):
+        if section.has(key):
+            values[key] = section.checked(key, lambda v, k=key: check_value(k, v))
+    config = LlamaConfig(**values)
+    if config.ctx_size is not None and config.ctx_size < 8:
+        raise section.fail("ctx_size", "must be at least 8")
+    ctx_size, batch_size = int(config.ctx_size or 512), int(config.batch_size or 2048)
     if not (batch_size < ctx_size or batch_size % ctx_size == 0):
         # llama-perplexity asserts this (perplexity.cpp:505) and aborts
         raise section.fail("batch_size", f"must be smaller than ctx_size ({ctx_size}) or a multiple of it")
-    flash = section.get("flash_attn", (str, bool), "on")
-    flash = {True: "on", False: "off"}.get(flash, flash) if isinstance(flash, bool) else flash
-    if flash not in ("on", "off", "auto"):
-        raise section.fail("flash_attn", f"must be on, off or auto, got {flash!r}")
-    if flash == "off" and any(v not in ("f16", "f32", "bf16") for _, v in kv_cache):
+    if config.flash_attn == "off" and any(v not in UNQUANTIZED_KV for _, v in kv_cache):
         raise section.fail("kv_cache", "a quantized V cache needs flash attention; set flash_attn: on (or auto)")
-    ngl = section.get("n_gpu_layers", (int, str), None)
-    if isinstance(ngl, str) and ngl not in ("auto", "all"):
-        raise section.fail("n_gpu_layers", "must be an integer, auto or all")
     return KldPlan(
         base=base, quants=quants, ladder=ladder,
         corpus_name=corpus_path.name.removesuffix(".txt"), corpus_path=corpus_path.resolve(),
-        ctx_size=ctx_size, chunks=section.get("chunks", int, 16, check=_positive), batch_size=batch_size,
-        threads=section.get("threads", int, None, check=_positive), n_gpu_layers=ngl, flash_attn=flash,
+        config=config, chunks=section.get("chunks", int, 16, check=_positive),
         kv_cache=kv_cache, keep_logits=section.get("keep_logits", bool, True),
         timeout_s=section.get("timeout_s", (int, float), None, check=lambda v: None if v > 0 else "must be > 0"),
         plan_dir=plan_dir, where=section.where(),

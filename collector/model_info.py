@@ -6,18 +6,15 @@ Read with the `gguf` package (memory-mapped, so a 30 GB file costs no RAM). Spli
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from gguf import GGUFReader
+from gguf import GGMLQuantizationType, GGUFReader
 
-from collector.cache import cache_dir
 from collector.errors import CollectorError
 from collector.records.schema import ModelInfo
-from collector.records.store import atomic_write_text
+from collector.files import sha256_files
 
 # general.file_type -> (short quant label, llama.cpp's ftype name); from src/llama-model-loader.cpp llama_ftype_name
 FILE_TYPES: dict[int, tuple[str, str]] = {
@@ -34,10 +31,10 @@ FILE_TYPES: dict[int, tuple[str, str]] = {
     38: ("MXFP4_MOE", "MXFP4 MoE"), 39: ("NVFP4", "NVFP4"), 40: ("Q1_0", "Q1_0"), 41: ("Q2_0", "Q2_0"),
 }
 FTYPE_GUESSED = 1024
+_GGML_TYPES = {t.name for t in GGMLQuantizationType}
 _SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 _EXPS_RE = re.compile(r"^blk\.(?P<layer>\d+)\.ffn_[a-z_]+_exps\.(weight|bias)$")
 _BLK_RE = re.compile(r"^blk\.(?P<layer>\d+)\.")
-_HASH_CHUNK = 8 << 20
 _FACTS: dict[tuple[tuple[str, int, int], ...], ModelInfo] = {}
 
 
@@ -53,7 +50,12 @@ def model_facts(path: Path) -> ModelInfo:
     - bytes_per_token: weight bytes read per generated token: Σ n_bytes of all tensors, expert tensors weighted
       by k/E, without NextN layers and without token_embd (a row lookup, not a matmul) — unless the model has no
       output.weight, in which case the tied embedding is the output matrix and is read in full.
-    - bits_per_weight: 8 · size_bytes / params_total.
+    - bits_per_weight: 8 · size_bytes / params_total (what the file really spends per weight, whatever its name).
+    - tensor_types: weights (elements of tensors with 2+ dimensions) per ggml type, e.g. {"Q5_0": 9e7, "Q4_K": ...}.
+    - quant_note: set when under half of the weights outside the embeddings and the output layer are of the type
+      the file's name promises; llama.cpp falls back (e.g. from Q4_K to Q5_0) when a tensor's rows do not fit
+      the type's block size (SmolLM2's 576-wide tensors and 256-wide K-quant blocks), so such a "Q4_K_M" is
+      mostly Q5_0 and can be closer to the base than a "Q5_K_M".
     Raises CollectorError naming the file if it is missing, unreadable or not GGUF. Results are kept in memory
     per (path, size, mtime) because reading a GGUF's tokenizer arrays takes seconds.
     """
@@ -82,6 +84,10 @@ def _read_facts(shards: list[Path]) -> ModelInfo:
     tokens = head.get_field("tokenizer.ggml.tokens")
 
     tensors = [t for r in readers for t in r.tensors]
+    types: dict[str, int] = {}
+    for t in tensors:
+        if len(t.shape) >= 2:
+            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + int(t.n_elements)
     if used is None and any(_EXPS_RE.match(t.name) for t in tensors):
         raise CollectorError(f"{shards[0]}: has expert tensors but no {arch}.expert_used_count; the GGUF is incomplete")
     names = {t.name for t in tensors}
@@ -101,14 +107,47 @@ def _read_facts(shards: list[Path]) -> ModelInfo:
         bytes_tok += round(n_bytes * share)
 
     size = sum(p.stat().st_size for p in shards)
+    is_swa = bool(hp("attention.sliding_window"))
     return ModelInfo(
-        name=_field(head, "general.name"), arch=arch, size_label=_field(head, "general.size_label"),
+        name=_field(head, "general.name"), basename=_field(head, "general.basename"),
+        finetune=_field(head, "general.finetune"), arch=arch, size_label=_field(head, "general.size_label"),
         quant=quant, file_type=file_type, file_name=shards[0].name, size_bytes=size, n_files=len(shards),
-        sha256=file_sha256(shards), params_total=total, params_active=active, bytes_per_token=bytes_tok,
+        moe=bool(n_experts), n_swa=hp("attention.sliding_window") if is_swa else None,
+        tensor_types=dict(sorted(types.items(), key=lambda kv: -kv[1])),
+        quant_note=fallback_note(quant, tensors),
+        sha256=sha256_files(shards), params_total=total, params_active=active, bytes_per_token=bytes_tok,
         n_layers=n_layers, n_experts=n_experts, n_experts_used=_max_used(used) if n_experts else None,
         n_vocab=len(tokens.data) if tokens is not None else None, ctx_train=hp("context_length"),
         bits_per_weight=round(8 * size / total, 4) if total else None,
     )
+
+
+def nominal_type(quant: str | None) -> str | None:
+    """The ggml tensor type a file type's name promises for most weights: Q4_K_M -> Q4_K, IQ3_M -> IQ3_S."""
+    if not quant:
+        return None
+    q = quant.upper()
+    if "_K" in q:
+        return re.sub(r"_K_(S|M|L|XL)$", "_K", q)
+    return {"IQ3_M": "IQ3_S", "MXFP4_MOE": "MXFP4"}.get(q, q)
+
+
+def fallback_note(quant: str | None, tensors: list[Any]) -> str | None:
+    """A note when most weights (embeddings and output aside) are not of the type the file's name promises."""
+    want = nominal_type(quant)
+    weights: dict[str, int] = {}
+    for t in tensors:
+        if len(t.shape) >= 2 and t.name not in ("token_embd.weight", "output.weight"):
+            weights[t.tensor_type.name] = weights.get(t.tensor_type.name, 0) + int(t.n_elements)
+    total = sum(weights.values())
+    if not want or not total or want not in _GGML_TYPES:
+        return None
+    share = weights.get(want, 0) / total
+    if share >= 0.5:
+        return None
+    top, n = max(weights.items(), key=lambda kv: kv[1])
+    return (f"only {share:.0%} of the weights are {want}; {n / total:.0%} are {top} (llama.cpp fell back: the "
+            f"tensors' rows do not fit {want}'s block size)")
 
 
 def gguf_shards(path: Path) -> list[Path]:
@@ -124,34 +163,6 @@ def gguf_shards(path: Path) -> list[Path]:
         if not shard.is_file():
             raise CollectorError(f"{shard}: shard of split model {path.name} is missing; download all {count} files")
     return shards
-
-
-def file_sha256(paths: list[Path]) -> str:
-    """sha256 over the files' bytes in order, cached by (path, size, mtime_ns) so a big model is hashed once."""
-    stats = [p.stat() for p in paths]
-    key = json.dumps([[str(p.resolve()), s.st_size, s.st_mtime_ns] for p, s in zip(paths, stats)])
-    entry = cache_dir("hashes") / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
-    try:
-        cached = json.loads(entry.read_text(encoding="utf-8"))
-        if cached.get("key") == key and re.fullmatch(r"[0-9a-f]{64}", cached.get("sha256", "")):
-            return cached["sha256"]
-    except (OSError, ValueError, AttributeError):
-        pass  # no or unreadable cache entry: hash again
-    digest = _hash_files(paths)
-    atomic_write_text(entry, json.dumps({"key": key, "sha256": digest}))
-    return digest
-
-
-def _hash_files(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        try:
-            with open(p, "rb") as fh:
-                while chunk := fh.read(_HASH_CHUNK):
-                    h.update(chunk)
-        except OSError as exc:
-            raise CollectorError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    return h.hexdigest()
 
 
 def check_gguf_magic(path: Path) -> None:

@@ -19,36 +19,21 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collector.errors import CollectorError
 from collector.model_info import check_gguf_magic
+from collector.kld_plan import KldPlan, parse_kld
 from collector.model_ref import is_pypi_ref, resolve_model
-from collector.records.schema import PlanRef, SpeedConfig
+from collector.prompts import load_suite
+from collector.llama.flags import CONFIG_KEYS, LlamaConfig, check_value, quantized_v_without_fa
+from collector.records.schema import PlanRef
 from collector.yamlcheck import Section, load_yaml_file
 
 PLAN_KEYS = ("name", "description", "models", "server", "matrix", "speed", "kld")
-CONFIG_KEYS = ("ctx_size", "n_gpu_layers", "n_cpu_moe", "cache_type_k", "cache_type_v", "flash_attn", "batch_size",
-               "ubatch_size", "threads", "parallel", "tensor_split", "extra_args")
-CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
-# The collector sets these itself (or they would break measurement/log parsing): extra_args may not repeat them.
-MANAGED_FLAGS = frozenset({
-    "-m", "--model", "-mu", "--model-url", "-hf", "-hfr", "--hf-repo", "-hff", "--hf-file",
-    "--port", "--host", "--log-file", "-lv", "--verbosity", "--log-verbosity", "-v", "--verbose", "--log-verbose",
-    "--log-disable", "--log-jsonl", "--no-log-jsonl",
-    "-c", "--ctx-size", "-ngl", "--gpu-layers", "--n-gpu-layers", "-ncmoe", "--n-cpu-moe",
-    "-ctk", "--cache-type-k", "-ctv", "--cache-type-v", "-fa", "--flash-attn", "-b", "--batch-size",
-    "-ub", "--ubatch-size", "-t", "--threads", "-np", "--parallel", "-ts", "--tensor-split",
-})
-_FLAG_OF = {"ctx_size": "-c", "n_gpu_layers": "-ngl", "n_cpu_moe": "--n-cpu-moe", "cache_type_k": "-ctk",
-            "cache_type_v": "-ctv", "flash_attn": "-fa", "batch_size": "-b", "ubatch_size": "-ub", "threads": "-t",
-            "parallel": "-np", "tensor_split": "-ts"}
-_TENSOR_SPLIT_RE = re.compile(r"^\d+(\.\d+)?([,/]\d+(\.\d+)?)*$")
-
+PLAN_MAX_BYTES = 256 << 10  # a plan is a few KiB; anything this big is a mistake, refused before parsing
 
 @dataclass(frozen=True)
 class SpeedSettings:
@@ -75,7 +60,7 @@ class RunSpec:
 
     model_ref: str
     model_path: Path
-    config: SpeedConfig
+    config: LlamaConfig
     speed: SpeedSettings
     plan: PlanRef
     varying: tuple[str, ...] = field(default=())  # matrix keys with more than one value, for label()
@@ -96,7 +81,7 @@ class Plan:
     file: Path
     runs: list[RunSpec]
     speed: SpeedSettings
-    kld: object | None
+    kld: KldPlan | None
     ref: PlanRef
 
 
@@ -105,20 +90,10 @@ def default_plan_path() -> Path:
     return Path(__file__).resolve().parent / "plans" / "demo-cpu.yaml"
 
 
-def config_flags(config: SpeedConfig) -> list[str]:
-    """The llama-server flags for a config (ref/llama-cpp.md §1); keys left None are not passed."""
-    flags: list[str] = []
-    for key, flag in _FLAG_OF.items():
-        value = getattr(config, key)
-        if value is not None:
-            flags += [flag, str(value)]
-    return flags + list(config.extra_args)
-
-
 def load_plan(path: Path) -> Plan:
     """Read and validate a plan file; raises CollectorError naming file:line and key on any problem."""
     path = Path(path)
-    top = Section(load_yaml_file(path), path, "")
+    top = Section(load_yaml_file(path, max_bytes=PLAN_MAX_BYTES), path, "")
     top.check_keys(PLAN_KEYS)
     name = top.get("name", str, check=lambda v: None if v.strip() else "must not be empty")
     top.get("description", str, default="")
@@ -137,10 +112,7 @@ def load_plan(path: Path) -> Plan:
         axes[key] = _axis(matrix, key)
 
     speed = _speed(top.section("speed"), path.parent)
-    kld = None
-    if top.has("kld"):
-        from collector.kld_plan import parse_kld  # lazily: only plans with a kld section need it
-        kld = parse_kld(top.section("kld"), path.parent)
+    kld = parse_kld(top.section("kld"), path.parent) if top.has("kld") else None
 
     ref = PlanRef(name=name, file=_display_path(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                   settings=speed.as_dict())
@@ -152,7 +124,7 @@ def load_plan(path: Path) -> Plan:
         if "extra_args" in axes:
             extra += values["extra_args"]
         values["extra_args"] = extra
-        config = SpeedConfig(**values)
+        config = LlamaConfig(**values)
         _check_combination(config, matrix, server, speed)
         configs.append(config)
     runs = [RunSpec(ref_, mpath, config, speed, ref, varying) for ref_, mpath in models for config in configs]
@@ -213,77 +185,18 @@ def _axis(matrix: Section, key: str) -> list[Any]:
 
 
 def _value(sec: Section, key: str, value: Any, where: str) -> Any:
-    """One checked config value; `where` is the file:line of the value."""
-    def bad(msg: str) -> CollectorError:
-        return CollectorError(f"{where}: {sec.keypath(key)}: {msg}")
-
+    """One checked config value (the flag registry decides what is allowed); `where` is the file:line of it."""
+    if value is None and key == "n_cpu_moe":
+        return None  # `n_cpu_moe: [null, 8]`: without the flag, and with it
     if value is None:
-        if key == "n_cpu_moe":
-            return None
-        raise bad("has no value; give a value or remove the key")
-    check = _CHECKS[key]
-    result = check(value)
-    if isinstance(result, str):
-        raise bad(result)
-    return result[0]
+        raise CollectorError(f"{where}: {sec.keypath(key)}: has no value; give a value or remove the key")
+    checked, problem = check_value(key, value)
+    if problem:
+        raise CollectorError(f"{where}: {sec.keypath(key)}: {problem}")
+    return checked
 
 
-def _int_check(minimum: int) -> Callable[[Any], tuple[Any] | str]:
-    def check(v: Any) -> tuple[Any] | str:
-        if isinstance(v, bool) or not isinstance(v, int):
-            return f"expected an integer >= {minimum}, got {v!r}"
-        return (v,) if v >= minimum else f"must be >= {minimum}, got {v}"
-    return check
-
-
-def _gpu_layers(v: Any) -> tuple[Any] | str:
-    if v in ("auto", "all"):
-        return (v,)
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-        return (v,)
-    return f"expected an integer >= 0, auto or all, got {v!r}"
-
-
-def _cache_type(v: Any) -> tuple[Any] | str:
-    if isinstance(v, str) and v.lower() in CACHE_TYPES:
-        return (v.lower(),)
-    return f"expected one of {', '.join(CACHE_TYPES)}, got {v!r}"
-
-
-def _flash_attn(v: Any) -> tuple[Any] | str:
-    if isinstance(v, bool):  # `true`/`false`, and YAML 1.1 readers turn on/off into booleans
-        return ("on" if v else "off",)
-    if isinstance(v, str) and v.lower() in ("on", "off", "auto"):
-        return (v.lower(),)
-    return f"expected on, off or auto, got {v!r}"
-
-
-def _tensor_split(v: Any) -> tuple[Any] | str:
-    if isinstance(v, str) and _TENSOR_SPLIT_RE.match(v):
-        return (v,)
-    return f"expected proportions like \"3,1\", got {v!r}"
-
-
-def _extra_args(v: Any) -> tuple[Any] | str:
-    if not isinstance(v, list) or not all(isinstance(a, str) for a in v):
-        return f"expected a list of strings (llama-server arguments), got {v!r}"
-    for arg in v:
-        flag = arg.split("=", 1)[0]
-        if flag in MANAGED_FLAGS:
-            return (f"{flag} is set by the collector; use the matching plan key instead "
-                    "(ctx_size, n_gpu_layers, cache_type_k, ...) or remove it")
-    return (list(v),)
-
-
-_CHECKS: dict[str, Callable[[Any], tuple[Any] | str]] = {
-    "ctx_size": _int_check(1), "n_gpu_layers": _gpu_layers, "n_cpu_moe": _int_check(0),
-    "cache_type_k": _cache_type, "cache_type_v": _cache_type, "flash_attn": _flash_attn,
-    "batch_size": _int_check(1), "ubatch_size": _int_check(1), "threads": _int_check(1), "parallel": _int_check(1),
-    "tensor_split": _tensor_split, "extra_args": _extra_args,
-}
-
-
-def _check_combination(config: SpeedConfig, matrix: Section, server: Section, speed: SpeedSettings) -> None:
+def _check_combination(config: LlamaConfig, matrix: Section, server: Section, speed: SpeedSettings) -> None:
     # llama.cpp clamps the default ubatch to a smaller batch, so only two explicit values can clash
     batch, ubatch = config.batch_size, config.ubatch_size
     if batch is not None and ubatch is not None and ubatch > batch:
@@ -291,6 +204,11 @@ def _check_combination(config: SpeedConfig, matrix: Section, server: Section, sp
         key = "ubatch_size" if sec.has("ubatch_size") else "batch_size"
         raise sec.fail(key, f"ubatch_size {ubatch} is larger than batch_size {batch} in one combination; "
                             "keep ubatch_size <= batch_size")
+    if quantized_v_without_fa(config):
+        sec = matrix if matrix.has("flash_attn") or not server.has("flash_attn") else server
+        key = "flash_attn" if sec.has("flash_attn") else "cache_type_v"
+        raise sec.fail(key, f"cache_type_v {config.cache_type_v} with flash_attn off in one combination: llama.cpp "
+                            "needs flash attention for a quantized V cache; use flash_attn on or auto, or an f16 V cache")
     if config.ctx_size is not None:
         for depth in speed.depths:
             if depth >= config.ctx_size:
@@ -339,8 +257,6 @@ def _speed(sec: Section, plan_dir: Path) -> SpeedSettings:
 
 def _check_suite(sec: Section, suite: str, categories: tuple[str, ...]) -> None:
     """The suite must exist and hold the categories asked for: fail now, not after the first model loaded."""
-    from collector.speed import load_suite  # lazily: plan validation must not pull in the HTTP client at import
-
     try:
         load_suite(suite, categories)
     except CollectorError as exc:

@@ -4,6 +4,10 @@ Types whose tensors llama.cpp refuses to quantize without an importance matrix g
 llama-imatrix, computed once on the base with the corpus and cached next to the ladder
 (ref/llama-cpp.md §6). Every output is written under a temporary name and renamed on success, so a
 killed build never leaves a file that a later run would take for finished.
+
+Reproducible: llama-quantize writes the importance matrix's file name and llama-imatrix the corpus's into the
+GGUF metadata, so both tools run in the folder that holds those files and are given bare names. The same
+inputs then give the same bytes (and sha256) on every machine, whatever the cache path.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from pathlib import Path
 from collector.cache import cache_dir
 from collector.errors import CollectorError
 from collector.llama.binaries import LlamaTools
-from collector.llama.perplexity import LlamaRunError, run_tool
-from collector.model_info import file_sha256
+from collector.llama.tools import ToolError, run_tool
+from collector.files import part_path, sha256_files
 from collector.progress import NullObserver, Observer
 
 QUANT_TYPES = ("Q4_0", "Q4_1", "MXFP4_MOE", "Q5_0", "Q5_1", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M",
@@ -59,18 +63,14 @@ def _stem(source: Path) -> str:
     return _LABEL_RE.sub("", source.name.removesuffix(".gguf"))
 
 
-def _part(path: Path) -> Path:
-    return path.with_name(f"{path.name}.{os.getpid()}.part")
-
-
-def _run_into(argv: list[str], stage: str, part: Path, dst: Path, what: str) -> float:
+def _run_into(argv: list[str], stage: str, part: Path, dst: Path, what: str, cwd: Path | None = None) -> float:
     """Run a tool that writes `part`, rename it to `dst` only on success; returns the tool's seconds."""
     try:
-        _, seconds = run_tool(argv, stage, None)
+        seconds = run_tool(argv, stage, None, cwd=cwd).seconds
         if not part.is_file():
-            raise LlamaRunError(f"the tool wrote no {part.name}", stage)
+            raise ToolError(f"the tool wrote no {part.name}", stage)
         os.replace(part, dst)
-    except LlamaRunError as exc:
+    except ToolError as exc:
         raise CollectorError(f"{what} failed: {exc} "
                              f"(last log line: {(exc.log_tail or ['-'])[-1].strip()})") from None
     finally:
@@ -80,28 +80,34 @@ def _run_into(argv: list[str], stage: str, part: Path, dst: Path, what: str) -> 
 
 def quantize(tools: LlamaTools, src: Path, dst: Path, qtype: str, *, imatrix: Path | None = None,
              allow_requantize: bool = False, threads: int | None = None) -> float:
-    """One llama-quantize run into `dst` (temp name, renamed on success); returns its seconds."""
-    part = _part(dst)
+    """One llama-quantize run into `dst` (temp name, renamed on success); returns its seconds.
+
+    Runs in the importance matrix's folder, naming it bare: its name, not its path, goes into the GGUF."""
+    part = part_path(dst)
     argv = [str(tools.path("llama-quantize"))]
     if allow_requantize:
         argv.append("--allow-requantize")
     if imatrix is not None:
-        argv += ["--imatrix", str(imatrix)]
-    argv += [str(src), str(part), qtype.upper()]
+        argv += ["--imatrix", imatrix.name]
+    argv += [str(src.resolve()), str(part.resolve()), qtype.upper()]
     if threads is not None:
         argv.append(str(threads))
-    return _run_into(argv, "quantize", part, dst, f"llama-quantize {qtype} of {src.name}")
+    return _run_into(argv, "quantize", part, dst, f"llama-quantize {qtype} of {src.name}",
+                     cwd=imatrix.parent if imatrix is not None else None)
 
 
 def compute_imatrix(tools: LlamaTools, model: Path, corpus: Path, dst: Path, *, ctx_size: int, chunks: int,
                     threads: int | None = None) -> float:
-    """One llama-imatrix run over the corpus into `dst` (temp name, renamed on success); returns its seconds."""
-    part = _part(dst).with_suffix(".gguf")  # llama-imatrix picks its output format from the extension
-    argv = [str(tools.path("llama-imatrix")), "-m", str(model), "-f", str(corpus), "-c", str(ctx_size),
-            "--chunks", str(chunks), "-o", str(part), "--no-ppl"]
+    """One llama-imatrix run over the corpus into `dst` (temp name, renamed on success); returns its seconds.
+
+    Runs in the corpus's folder, naming it bare: its name, not its path, goes into the imatrix file."""
+    part = part_path(dst).with_suffix(".gguf")  # llama-imatrix picks its output format from the extension
+    argv = [str(tools.path("llama-imatrix")), "-m", str(model.resolve()), "-f", corpus.name, "-c", str(ctx_size),
+            "--chunks", str(chunks), "-o", str(part.resolve()), "--no-ppl"]
     if threads is not None:
         argv += ["-t", str(threads)]
-    return _run_into(argv, "imatrix", part, dst, f"llama-imatrix on {model.name} with {corpus.name}")
+    return _run_into(argv, "imatrix", part, dst, f"llama-imatrix on {model.name} with {corpus.name}",
+                     cwd=corpus.resolve().parent)
 
 
 def build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_type: str = "F16",
@@ -121,7 +127,7 @@ def build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_type
             raise CollectorError(f"ladder: {check_type(t)}")
     if not source.is_file():
         raise CollectorError(f"{source}: ladder source model not found; check the path")
-    out_dir = out_dir or cache_dir("ladder") / file_sha256([source])[:16]
+    out_dir = out_dir or cache_dir("ladder") / sha256_files([source])[:16]
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = _stem(source)
     ladder = Ladder(base=out_dir / f"{stem}.{base_type.upper()}.gguf", quants=[])
@@ -134,8 +140,12 @@ def build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_type
         if corpus is None:
             raise CollectorError(f"ladder: {', '.join(t for t in types if needs_imatrix(t))} need an importance "
                                  "matrix, which is computed from a corpus; give the plan a corpus")
-        corpus_sha = file_sha256([corpus])[:12]
-        ladder.imatrix = out_dir / f"imatrix-{corpus_sha}-c{imatrix_ctx}-n{imatrix_chunks}.gguf"
+        corpus_sha = sha256_files([corpus])[:12]
+        # the imatrix and the files quantized with it live in a folder named after the imatrix's inputs, so the
+        # quant files keep plain names (SmolLM2-135M-Instruct.IQ2_XS.gguf) and the same inputs give the same bytes
+        imatrix_dir = out_dir / f"imatrix-{corpus_sha}-c{imatrix_ctx}-n{imatrix_chunks}"
+        imatrix_dir.mkdir(exist_ok=True)
+        ladder.imatrix = imatrix_dir / "imatrix.gguf"
         if not ladder.imatrix.is_file():
             observer.message(f"ladder: importance matrix of {ladder.base.name} over {corpus.name}")
             ladder.imatrix_seconds += compute_imatrix(tools, ladder.base, corpus, ladder.imatrix, ctx_size=imatrix_ctx,
@@ -146,9 +156,7 @@ def build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_type
         if qtype == base_type.upper():
             continue
         imat = ladder.imatrix if needs_imatrix(qtype) else None
-        # an imatrix-built file depends on the corpus, so its name carries the imatrix's identity
-        tag = f".{ladder.imatrix.stem}" if imat is not None else ""
-        dst = out_dir / f"{stem}.{qtype}{tag}.gguf"
+        dst = (imat.parent if imat is not None else out_dir) / f"{stem}.{qtype}.gguf"
         if not dst.is_file():
             observer.message(f"ladder: {ladder.base.name} -> {qtype}")
             ladder.quantize_seconds += quantize(tools, ladder.base, dst, qtype, imatrix=imat, threads=threads)

@@ -17,16 +17,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from collector import __version__
+from collector.cache import cache_dir
 from collector.errors import CollectorError
-from collector.llama.binaries import LlamaTools
+from collector.files import clean_stale
+from collector.llama import tools as llama_tools
+from collector.llama.bench import run_llama_bench
+from collector.llama.binaries import LlamaTools, help_flags
 from collector.llama.client import LlamaClient, ServerRequestError
+from collector.llama.flags import gpu_only_settings, server_args, unknown_flags
 from collector.llama.logparse import parse_server_log
-from collector.llama.server import ServerFailure, ServerProcess, check_config_files, free_port, kill_all_servers
-from collector.plan import Plan, RunSpec, config_flags
+from collector.llama.server import ServerProcess, check_config_files, free_port
+from collector.llama.tools import ToolError
+from collector.lock import host_lock
+from collector.plan import Plan, RunSpec
 from collector.progress import NullObserver, Observer
 from collector.records import store
+from collector.records.index import load_index
 from collector.records.schema import ErrorInfo, Host, LlamaCpp, ModelInfo, Source, SpeedRecord
-from collector.speed import add_energy, load_suite, measure, run_llama_bench
+from collector.speed import add_energy, judge_conditions, load_suite, measure
 
 Only = Literal["speed", "kld"] | None
 
@@ -46,31 +54,58 @@ class RunReport:
 
 def dry_run(plan: Plan, tools: LlamaTools | None = None) -> list[tuple[str, list[str]]]:
     """(label, published command) for every run; starts nothing."""
+    if tools is not None:
+        check_plan_flags(plan, tools)
     server = tools.path("llama-server") if tools else Path("llama-server")
     return [(spec.label(), _server_for(spec, server, Path(".")).published_command()) for spec in plan.runs]
 
 
+def check_plan_flags(plan: Plan, tools: LlamaTools) -> None:
+    """Every flag in extra_args must be one this llama-server build lists in --help: a typo is a plan error
+    now, not a failed load for every run later."""
+    known = help_flags(tools.path("llama-server"))
+    if not known:
+        return  # a build whose --help cannot be read: llama-server will say so itself
+    for spec in plan.runs:
+        bad = unknown_flags(spec.config.extra_args, known)
+        if bad:
+            raise CollectorError(f"{plan.file}: extra_args: {', '.join(bad)} is not a flag of this llama-server "
+                                 f"({tools.bin_dir}); check `llama-server --help` and fix the plan")
+
+
 def _server_for(spec: RunSpec, server: Path, log_dir: Path,
                 port_picker: Callable[[], int] = free_port) -> ServerProcess:
-    return ServerProcess(server, spec.model_path, config_flags(spec.config), log_dir=log_dir,
+    return ServerProcess(server, spec.model_path, server_args(spec.config), log_dir=log_dir,
                          load_timeout_s=spec.speed.load_timeout_s, port_picker=port_picker)
+
+
+def _gpu_warnings(spec: RunSpec, host: Host, llama: LlamaCpp) -> list[str]:
+    """GPU-only settings on a host where llama.cpp has no GPU to use them on."""
+    if host.gpus or llama.backend not in (None, "CPU", "CUDA"):
+        return []  # NVML sees the GPU, or a Vulkan/ROCm/Metal build whose GPU NVML cannot see
+    return [f"{s} has no effect here: no GPU llama.cpp can use on this host (llama.cpp backend "
+            f"{llama.backend or 'unknown'})" for s in gpu_only_settings(spec.config)]
 
 
 def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = False, only: Only = None,
              observer: Observer | None = None, port_picker: Callable[[], int] = free_port,
-             nvml: Any = None, keep_logits: bool | None = None) -> RunReport:
+             nvml: Any = None, keep_logits: bool | None = None, wait: bool = False) -> RunReport:
     """Run every speed run (unless only == "kld"), then the kld section (unless only == "speed").
 
     Raises CollectorError for problems found before anything starts (bad prompt suite, config file,
-    missing llama-server); KeyboardInterrupt stops the current server and propagates after the
-    finished records are on disk. `nvml` replaces the pynvml module (tests inject a fake GPU);
-    `keep_logits` (None = the plan's setting) keeps or removes the cached base logits after the KLD part.
+    missing llama-server, an unknown flag, another collector measuring on this host unless `wait`);
+    KeyboardInterrupt stops the current tool and propagates after the finished records are on disk.
+    `nvml` replaces the pynvml module (tests inject a fake GPU); `keep_logits` (None = the plan's setting)
+    keeps or removes the cached base logits after the KLD part.
     """
     observer = observer or NullObserver()
     report = RunReport()
     server_bin = tools.path("llama-server")
     check_config_files()
-    with _term_as_interrupt():
+    check_plan_flags(plan, tools)
+    with host_lock(f"plan {plan.name}", wait=wait, on_wait=observer.message), _term_as_interrupt():
+        for path in clean_stale([Path(data_dir) / "records", cache_dir()]):
+            observer.message(f"removed {path} (left by a process that is gone)")
         if only != "kld" and plan.runs:
             suite = load_suite(plan.speed.prompt_suite, plan.speed.categories)
             from collector import hardware  # host/GPU probing and the sampler thread
@@ -87,8 +122,12 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
                         report.skipped.append(spec.label())
                         observer.run_finished(i, total, "skipped", None, "already recorded (use --force)")
                         continue
+                    warnings = _gpu_warnings(spec, host, llama)
+                    for w in warnings:
+                        observer.message(f"warning: {spec.label()}: {w}")
                     rec, request_s = _one_run(spec, server_bin, tools, Path(work) / f"run-{i}", host, llama,
                                               model, suite, port_picker, hardware, nvml)
+                    rec.warnings = warnings
                     report.phases.append((spec.label(), rec.load_seconds or 0.0, request_s))
                     path = store.save_record(rec, data_dir)
                     (report.ok if rec.status == "ok" else report.failed).append(path)
@@ -108,9 +147,11 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
              hardware: Any, nvml: Any = None) -> tuple[SpeedRecord, float]:
     """Start, measure, stop, parse; every expected failure becomes a failed record. Also: seconds in requests."""
     server = _server_for(spec, server_bin, work, port_picker)
-    rec = SpeedRecord(id=store.new_id(), created_at=store.utc_now(), status="ok",
-                      source=Source(type="measured", collector_version=__version__), host=host, llama_cpp=llama,
-                      model=model, command=server.published_command(), plan=spec.plan, config=spec.config)
+    # filled in as the run goes; validated once complete (an ok record must hold samples and a summary)
+    rec = SpeedRecord.model_construct(id=store.new_id(), created_at=store.utc_now(), status="ok",
+                                      source=Source(type="measured", collector_version=__version__), host=host,
+                                      llama_cpp=llama, model=model, command=server.published_command(),
+                                      plan=spec.plan, config=spec.config)
     s = spec.speed
     stage = "load"
     sampled: Any = None
@@ -132,12 +173,14 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
         rec.method, rec.samples, rec.summary, request_s = res.method, res.samples, res.summary, res.request_seconds
         add_energy(rec.summary, getattr(sampled, "energy_j", None), getattr(sampled, "power_w_mean", None),
                    res.gen_tokens, getattr(sampled, "energy_method", None))
-    except (ServerFailure, ServerRequestError, CollectorError) as exc:
-        if isinstance(exc, ServerFailure):
+    except (ServerRequestError, CollectorError) as exc:
+        if isinstance(exc, ToolError):
             stage = exc.stage
-        tail = exc.log_tail if isinstance(exc, ServerFailure) and exc.log_tail else server.log_tail()
+        tail = exc.log_tail if isinstance(exc, ToolError) and exc.log_tail else server.log_tail()
         rec.status, rec.error = "failed", ErrorInfo(stage=stage, message=str(exc), log_tail=tail)
     _add_log_facts(rec, server, sampled, spec)
+    if rec.status == "ok":
+        rec.conditions = judge_conditions(rec.samples, sampled)
     if rec.status == "ok" and s.llama_bench:
         median_prompt = sorted(x.prompt_tokens or 0 for x in rec.samples)[len(rec.samples) // 2]
         try:
@@ -145,8 +188,8 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
                                                n_prompt=max(median_prompt, 1), n_gen=s.n_predict,
                                                reps=s.repetitions, timeout_s=s.request_timeout_s)
         except CollectorError as exc:
-            rec.method.note = f"{rec.method.note}; llama-bench failed: {exc}"
-    return rec, request_s
+            rec.method.note = f"{rec.method.note}; {exc}"
+    return SpeedRecord.model_validate(rec.model_dump(by_alias=True)), request_s
 
 
 def _add_log_facts(rec: SpeedRecord, server: ServerProcess, sampled: Any, spec: RunSpec) -> None:
@@ -175,13 +218,16 @@ def _config_key(spec: RunSpec) -> str:
 
 
 def _recorded_keys(data_dir: Path, device: str, llama: LlamaCpp) -> set[tuple[str | None, str]]:
-    """(model sha256, config) of ok speed records from this device and llama.cpp build already in data_dir."""
+    """(model sha256, config) of ok, quiet speed records of this device and llama.cpp build already in data_dir.
+
+    The build is the binary's hash (a rebuilt llama.cpp measures again); a noisy run is measured again."""
     keys: set[tuple[str | None, str]] = set()
     if not (data_dir / "records").exists():
         return keys
-    for _, rec in store.iter_records(data_dir):
-        if (isinstance(rec, SpeedRecord) and rec.status == "ok" and rec.source.type == "measured"
-                and rec.llama_cpp.version == llama.version and store.device_slug(rec.host) == device):
+    for rec in load_index(data_dir).valid:
+        if (isinstance(rec, SpeedRecord) and rec.status == "ok" and rec.measured
+                and not (rec.conditions and rec.conditions.noisy) and rec.llama_cpp.build_key == llama.build_key
+                and store.device_slug(rec.host) == device):
             keys.add((rec.model.sha256, rec.config.model_dump_json()))
     return keys
 
@@ -207,7 +253,7 @@ def _term_as_interrupt() -> Iterator[None]:
     try:
         yield
     except BaseException:
-        kill_all_servers()  # belt and braces: nothing may outlive an aborted sweep
+        llama_tools.kill_all()  # belt and braces: nothing may outlive an aborted sweep
         raise
     finally:
         signal.signal(signal.SIGTERM, old)

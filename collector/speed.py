@@ -8,52 +8,18 @@ Rates are tokens/s, times ms, energy J.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import subprocess
+import statistics
 import time
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from ruamel.yaml import YAML
 
 from collector.errors import CollectorError
-from collector.llama.binaries import clean_env
 from collector.llama.client import CompletionResult, LlamaClient, ServerRequestError
-from collector.records.schema import EngineBench, Method, PromptSuiteRef, Sample, SpeedConfig, Stat, Summary
+from collector.prompts import FILLER, PromptSuite, load_suite
+from collector.records.schema import Conditions, Method, PromptSuiteRef, Sample, Stat, Summary
 
-PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
-FILLER = PROMPTS_DIR / "filler-v1.txt"
 SEPARATOR = "\n\n"
-
-
-@dataclass(frozen=True)
-class PromptSuite:
-    name: str
-    sha256: str
-    prompts: dict[str, str]  # category -> prompt text, in file order
-
-
-def load_suite(name_or_path: str, categories: tuple[str, ...] = ()) -> PromptSuite:
-    """A built-in suite by name (collector/prompts/NAME.yaml) or a YAML file path; checks categories."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROMPTS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PROMPTS_DIR.glob("*.yaml")))
-        raise CollectorError(f"speed.prompt_suite: no prompt suite {name_or_path!r}; use one of: {known}, "
-                             "or a path to a suite YAML file")
-    raw = path.read_bytes()
-    data = YAML(typ="safe").load(raw)
-    prompts = {str(k): str(v["text"]) for k, v in (data.get("prompts") or {}).items()}
-    unknown = [c for c in categories if c not in prompts]
-    if unknown:
-        raise CollectorError(f"speed.categories: {', '.join(unknown)} not in prompt suite {data.get('name')} "
-                             f"({path}); choose from: {', '.join(prompts)}")
-    if categories:
-        prompts = {c: prompts[c] for c in categories}
-    return PromptSuite(str(data.get("name", path.stem)), hashlib.sha256(raw).hexdigest(), prompts)
 
 
 @dataclass
@@ -141,36 +107,36 @@ def add_energy(summary: Summary, energy_j: float | None, power_w_mean: float | N
         summary.energy_j_per_token = round(energy_j / gen_tokens, 4)
 
 
-_BENCH_FLAGS = {"n_gpu_layers": "-ngl", "n_cpu_moe": "-ncmoe", "cache_type_k": "-ctk", "cache_type_v": "-ctv",
-                "flash_attn": "-fa", "batch_size": "-b", "ubatch_size": "-ub", "threads": "-t"}
+# Noisy runs (README, "Noisy runs"): a run is marked, shown as such and never recommended when
+NOISY_CPU_PCT = 10.0  # other processes used more than this share of all cores on average while it measured,
+NOISY_SPREAD_PCT = 25.0  # or tg over one prompt at one depth scattered more than this, (max - min) / median,
+# or another process computed on its GPUs. Quiet, this 2-core host measures 0-3 % other CPU and 1-6 % spread.
 
 
-def bench_args(bench: Path, model: Path, config: SpeedConfig, *, n_prompt: int, n_gen: int, reps: int) -> list[str]:
-    """llama-bench argv for the same model and flags (ngl auto/all -> 99; bench has no auto-fit)."""
-    argv = [str(bench), "-m", str(model), "-p", str(n_prompt), "-n", str(n_gen), "-r", str(reps), "-o", "json"]
-    for key, flag in _BENCH_FLAGS.items():
-        v = getattr(config, key)
-        if v is None:
-            continue
-        argv += [flag, "99" if v in ("auto", "all") else str(v)]
-    return argv
+def tg_spread_pct(samples: list[Sample]) -> float | None:
+    """Largest (max - min) / median of tg over the repetitions of one prompt at one depth, in percent; with one
+    repetition per prompt, over the prompts of one depth instead."""
+    groups = [s.tg_tps for s in samples if len(s.tg_tps) > 1]
+    if not groups:
+        by_depth: dict[int, list[float]] = {}
+        for s in samples:
+            by_depth.setdefault(s.depth_tokens, []).extend(s.tg_tps)
+        groups = [v for v in by_depth.values() if len(v) > 1]
+    spreads = [(max(g) - min(g)) / statistics.median(g) * 100 for g in groups if statistics.median(g) > 0]
+    return round(max(spreads), 1) if spreads else None
 
 
-def run_llama_bench(bench: Path, model: Path, config: SpeedConfig, *, n_prompt: int, n_gen: int, reps: int,
-                    timeout_s: float) -> EngineBench:
-    """Run llama-bench once (pp and tg tests) and keep its per-repetition rates (tokens/s)."""
-    argv = bench_args(bench, model, config, n_prompt=n_prompt, n_gen=n_gen, reps=reps)
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=clean_env(),
-                             stdin=subprocess.DEVNULL, start_new_session=True)
-    except subprocess.TimeoutExpired as exc:
-        raise CollectorError(f"llama-bench did not finish within {timeout_s:g} s") from exc
-    if out.returncode != 0:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or [""]
-        raise CollectorError(f"llama-bench exited with {out.returncode}: {tail[0]}")
-    rows: list[dict[str, Any]] = json.loads(out.stdout)
-    pp = [float(x) for r in rows if r.get("n_prompt") and not r.get("n_gen") for x in r.get("samples_ts", [])]
-    tg = [float(x) for r in rows if r.get("n_gen") and not r.get("n_prompt") for x in r.get("samples_ts", [])]
-    cmd = ["llama-bench", "-m", "{model}", *argv[3:]]
-    return EngineBench(n_prompt=n_prompt, n_gen=n_gen, pp_tps=Stat.of(pp, digits=3), tg_tps=Stat.of(tg, digits=3),
-                       command=cmd)
+def judge_conditions(samples: list[Sample], sampled: Any) -> Conditions:
+    """What the host did while the run measured, and whether that makes the run noisy."""
+    c = Conditions(cpu_other_pct=getattr(sampled, "cpu_other_pct", None),
+                   cpu_other_pct_max=getattr(sampled, "cpu_other_pct_max", None),
+                   gpu_other_processes=getattr(sampled, "gpu_other_processes", None),
+                   tg_spread_pct=tg_spread_pct(samples))
+    if c.cpu_other_pct is not None and c.cpu_other_pct > NOISY_CPU_PCT:
+        c.reasons.append(f"other processes used {c.cpu_other_pct:g} % of the CPU (limit {NOISY_CPU_PCT:g} %)")
+    if c.gpu_other_processes:
+        c.reasons.append(f"{c.gpu_other_processes} other process(es) computed on the GPU")
+    if c.tg_spread_pct is not None and c.tg_spread_pct > NOISY_SPREAD_PCT:
+        c.reasons.append(f"tg samples scatter {c.tg_spread_pct:g} % (limit {NOISY_SPREAD_PCT:g} %)")
+    c.noisy = bool(c.reasons)
+    return c

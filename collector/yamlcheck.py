@@ -16,18 +16,79 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 
-def load_yaml_file(path: Path) -> Any:
-    """Round-trip load (line numbers kept); CollectorError naming file:line on a syntax error."""
+MAX_BYTES = 1 << 20  # a plan or transcription is a few KiB; a record tens of KiB
+MAX_NODES = 200_000  # values after alias expansion: an alias bomb stops here instead of filling memory
+
+
+def load_yaml_file(path: Path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES) -> Any:
+    """Round-trip load (line numbers kept); CollectorError naming file:line on any problem.
+
+    Bounded: a file over `max_bytes` is refused before parsing, a document whose values expand (through
+    aliases) past `max_nodes` is refused before anything walks it, and bytes that are not UTF-8 are named by line.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
     except OSError as exc:
         raise CollectorError(f"{path}: cannot read ({exc.strerror or exc}); check the path") from None
+    if len(raw) > max_bytes:
+        raise CollectorError(f"{path}: larger than {max_bytes // 1024} KiB; this is not a file the collector "
+                             "writes or expects (check the path)")
     try:
-        return YAML().load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise CollectorError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                             "save the file as UTF-8") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise CollectorError(f"{path}:{line}: a NUL byte; this is not a YAML text file")
+    try:
+        data = YAML().load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise CollectorError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0][:120]
+        raise CollectorError(f"{path}{where}: not valid YAML ({problem})") from None
+    except RecursionError:
+        raise CollectorError(f"{path}: nested too deeply to be a plan or record") from None
+    if count_nodes(data, max_nodes) > max_nodes:
+        raise CollectorError(f"{path}: more than {max_nodes:,} values once its aliases (*name) are expanded; "
+                             "write the values out or use fewer aliases")
+    return data
+
+
+def count_nodes(data: Any, limit: int) -> int:
+    """Values in a loaded document with aliases expanded, counting stops just past `limit`."""
+    n, todo = 0, [data]
+    while todo and n <= limit:
+        v = todo.pop()
+        n += 1
+        if isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+    return n
+
+
+def line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest key or item of `loc` that a round-trip-loaded document has."""
+    line = None
+    node = data
+    for part in loc:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                line = node.lc.key(part)[0] + 1
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+                line = node.lc.item(part)[0] + 1
+                node = node[part]
+            else:
+                break
+        except (KeyError, AttributeError, TypeError, IndexError):
+            break
+    return line
 
 
 class Section:
@@ -89,6 +150,13 @@ class Section:
             problem = check(value)
             if problem:
                 raise self.fail(key, problem)
+        return value
+
+    def checked(self, key: str, check: Callable[[Any], tuple[Any, str | None]], where: str | None = None) -> Any:
+        """The value of `key` through `check` (value -> (normalised value, problem)); `where` overrides file:line."""
+        value, problem = check(self.data[key])
+        if problem:
+            raise CollectorError(f"{where or self.where(key)}: {self.keypath(key)}: {problem}")
         return value
 
     def section(self, key: str) -> Section:

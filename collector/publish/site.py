@@ -8,14 +8,14 @@ from pathlib import Path
 
 from collector.publish.charts import Deferred
 from collector.publish.common import GeneratedFile, PendingChart
-from collector.publish.parallel import pmap
+from collector.parallel import pmap
 from collector.publish.device_page import device_page
 from collector.publish.frame import build_frames
 from collector.publish.index_pages import (compare_page, data_files, devices_index, home_markdown, models_index,
                                            runs_index)
 from collector.publish.model_page import model_page
 from collector.publish.run_page import run_page
-from collector.publish.load import load_site_records
+from collector.records.index import load_records
 from collector.records.store import AnyRecord, device_slug, model_slug
 
 # Generated files live only under these prefixes; site/ holds none of them (tests check both ways)
@@ -94,4 +94,4 @@ def render_site(data_dir: Path) -> list[GeneratedFile]:
 
     Invalid record files are skipped here; `collector validate` reports them (CI runs it before building).
     """
-    return build_site(load_site_records(Path(data_dir))).files
+    return build_site(load_records(Path(data_dir))).files

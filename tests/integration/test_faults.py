@@ -19,15 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from collector import cli
+from collector import cli, files
 from collector.errors import CollectorError
 from collector.llama import binaries
 from collector.llama.binaries import LlamaTools, find_tools
 from collector.model_ref import DEMO_MODEL
 from collector.plan import load_plan
 from collector.progress import RecordingObserver
-from collector.records import store
+from collector.records import index, store
 from collector.runner import run_plan
+from fakes import OOM, fake_llama_server
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTOR = [sys.executable, "-m", "collector.cli"]
@@ -58,17 +59,6 @@ def _procs_with(needle: str) -> list[int]:
         if needle.encode() in cmd and state != "Z" and int(pid) != os.getpid():
             found.append(int(pid))
     return found
-
-
-def _fake_bin(tmp: Path, body: str) -> Path:
-    d = tmp / "fakebin"
-    d.mkdir()
-    exe = d / "llama-server"
-    exe.write_text(f"#!{sys.executable}\nimport sys, time\n"
-                   "if '--version' in sys.argv:\n    print('version: 7 (fake)\\nbuilt with cc for Linux x86_64')\n"
-                   "    sys.exit(0)\nif '--help' in sys.argv:\n    sys.exit(0)\n" + body)
-    exe.chmod(0o755)
-    return d
 
 
 def _cli(args: list[str], tmp: Path, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -112,34 +102,29 @@ def test_no_llama_server_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 # --- the server side ----------------------------------------------------------------------------------
 
-OOM = ("sys.stderr.write('llama_model_load: error loading model: unable to allocate CPU buffer\\n"
-       "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 99999999999\\n"
-       "srv  llama_server: exiting due to model loading error\\n')\nsys.exit(1)\n")
-
-
 def test_server_exits_while_loading_is_a_failed_record(tmp_path: Path, smollm2: Path) -> None:
-    tools = find_tools(_fake_bin(tmp_path, OOM))
+    tools = find_tools(fake_llama_server(tmp_path / "fakebin", OOM))
     report = run_plan(load_plan(_plan(tmp_path)), tools=tools, data_dir=tmp_path / "data")
     assert len(report.failed) == 2 and not report.ok  # the sweep went on after the first failure
     rec = store.load_record(report.failed[0])
     assert rec.status == "failed" and rec.error.stage == "load"
-    assert "exited with code 1 while loading" in rec.error.message and "failed to allocate" in rec.error.message
+    assert "exited with 1 while loading" in rec.error.message and "failed to allocate" in rec.error.message
     assert any("exiting due to model loading error" in line for line in rec.error.log_tail)
     assert rec.model.sha256 and rec.command[:3] == ["llama-server", "-m", "{model}"]
 
 
 def test_cli_sweep_with_failed_runs_reports_and_exits_0(tmp_path: Path, smollm2: Path) -> None:
-    fake = _fake_bin(tmp_path, OOM)
+    fake = fake_llama_server(tmp_path / "fakebin", OOM)
     r = _cli(["run", str(_plan(tmp_path)), "--llama-bin", str(fake), "--only", "speed",
               "--data-dir", str(tmp_path / "data")], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "0 ok, 2 failed, 0 skipped" in r.stdout and f"records under {tmp_path / 'data' / 'records'}" in r.stdout
-    assert r.stderr.count("] failed load: ") == 2 and "exited with code 1 while loading" in r.stderr
-    assert len(store.record_files(tmp_path / "data")) == 2
+    assert r.stderr.count("] failed load: ") == 2 and "exited with 1 while loading" in r.stderr
+    assert len(index.record_files(tmp_path / "data")) == 2
 
 
 def test_server_hangs_times_out_without_orphan(tmp_path: Path, smollm2: Path) -> None:
-    tools = find_tools(_fake_bin(tmp_path, "time.sleep(300)\n"))
+    tools = find_tools(fake_llama_server(tmp_path / "fakebin", "time.sleep(300)\n"))
     text = _plan(tmp_path).read_text().replace("load_timeout_s: 60", "load_timeout_s: 1.5")
     (tmp_path / "plan.yaml").write_text(text)
     plan = load_plan(tmp_path / "plan.yaml")
@@ -193,12 +178,12 @@ def test_server_killed_mid_measurement_then_next_run_ok(tmp_path: Path, llama_to
 
 
 def test_disk_full_leaves_no_partial_file(tmp_path: Path, smollm2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tools = find_tools(_fake_bin(tmp_path, OOM))  # a quick failed run: its record is the write that fails
+    tools = find_tools(fake_llama_server(tmp_path / "fakebin", OOM))  # a quick failed run: its record is the write that fails
 
     def enospc(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store.os, "fsync", enospc)
+    monkeypatch.setattr(files.os, "fsync", enospc)
     data = tmp_path / "data"
     with pytest.raises(CollectorError, match="could not write the record .*No space left.*nothing partial"):
         run_plan(load_plan(_plan(tmp_path)), tools=tools, data_dir=data)
@@ -228,7 +213,7 @@ def test_ctrl_c_stops_server_and_keeps_finished_records(tmp_path: Path, smollm2:
     proc = _start_cli(tmp_path, _plan(tmp_path, reps=2))
     data = tmp_path / "data"
     try:
-        _wait(lambda: len(store.record_files(data)) == 1 if data.exists() else False)
+        _wait(lambda: len(index.record_files(data)) == 1 if data.exists() else False)
         _wait(lambda: bool(_procs_with(f"{tmp_path}/qa-run-")))  # the second run's server is up
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -236,7 +221,7 @@ def test_ctrl_c_stops_server_and_keeps_finished_records(tmp_path: Path, smollm2:
         proc.kill()
     assert proc.returncode == 130, err
     assert _procs_with(str(tmp_path)) == []
-    [path] = store.record_files(data)
+    [path] = index.record_files(data)
     assert store.load_record(path).status == "ok"
     assert not [p for p in data.rglob("*.tmp")]
 

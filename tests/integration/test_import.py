@@ -13,9 +13,10 @@ from collector.cli import cli
 from collector.errors import CollectorError
 from collector.importers.llama_bench import import_llama_bench, parse_bench_output
 from collector.importers.perplexity import import_perplexity
-from collector.llama.binaries import LlamaTools, clean_env
+from collector.llama.binaries import LlamaTools
+from collector.llama.tools import clean_env
 from collector.llama.kld_parse import parse_kld_summary
-from collector.records import store
+from collector.records import index, store
 from collector.records.schema import KldRecord, SpeedRecord
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def test_llama_bench_import_round_trips(bench: dict[str, Path], smollm2: Path, t
     code, out = _invoke(["import", "llama-bench", str(bench[fmt]), "--data-dir", str(tmp_path)])
     assert code == 0, out
     tests = [t for _, t in parse_bench_output(bench[fmt].read_text(), str(bench[fmt]))]
-    records = sorted(store.load_records(tmp_path), key=lambda r: r.samples[0].category)
+    records = sorted(index.load_records(tmp_path), key=lambda r: r.samples[0].category)
     assert len(records) == len(tests) == 3
     by_label = {r.samples[0].category: r for r in records}
     assert set(by_label) == {"pp16", "tg4", "pp8+tg2"}
@@ -79,18 +80,18 @@ def test_llama_bench_import_round_trips(bench: dict[str, Path], smollm2: Path, t
     assert tg.samples[0].tg_tps == tg.source.raw["samples_ts"] and tg.summary.tg_tps.max == max(tg.samples[0].tg_tps)
     # a -pg rate is (prompt+gen)/time: neither number may be filed as pp or tg
     assert not pg.samples[0].pp_tps and not pg.samples[0].tg_tps and "combined" in pg.samples[0].note
-    assert pg.summary.pp_tps is None and pg.summary.tg_tps is None
+    assert pg.summary.pp_tps is None and pg.summary.tg_tps is None and pg.summary.pg_tps.n == 2
     code, out = _invoke(["validate", str(tmp_path)])
     assert code == 0 and "3 records valid" in out
     code, out = _invoke(["import", "llama-bench", str(bench[fmt]), "--data-dir", str(tmp_path)])
     assert code == 0 and "skipped 3 tests already imported" in out  # the same tests are never doubled
-    assert len(store.record_files(tmp_path)) == 3
+    assert len(index.record_files(tmp_path)) == 3
 
 
 def test_reconstructed_command_reruns_the_same_test(bench: dict[str, Path], llama_tools: LlamaTools,
                                                     smollm2: Path, tmp_path: Path) -> None:
     import_llama_bench(bench["json"], tmp_path)
-    for rec in store.load_records(tmp_path):
+    for rec in index.load_records(tmp_path):
         if rec.samples[0].category != "tg4":
             continue
         argv = [str(llama_tools.path("llama-bench")) if a == "llama-bench" else str(smollm2) if a == "{model}" else a
@@ -143,7 +144,7 @@ def test_perplexity_import_round_trips(kld_log: Path, smollm2: Path, tmp_path: P
     code, out = _invoke(["import", "perplexity", str(kld_log), "--data-dir", str(tmp_path), "--model", str(smollm2),
                          "--base-model", str(smollm2), "--corpus-name", "python-docs-3.11"])
     assert code == 0, out
-    [rec] = store.load_records(tmp_path)
+    [rec] = index.load_records(tmp_path)
     assert isinstance(rec, KldRecord)
     assert rec.source.type == "imported" and rec.source.tool == "llama-perplexity"
     assert rec.source.citation == "kld.txt: llama-perplexity --kl-divergence output"
@@ -155,13 +156,16 @@ def test_perplexity_import_round_trips(kld_log: Path, smollm2: Path, tmp_path: P
     assert rec.model.sha256 and rec.base_model is not None and rec.base_model.sha256 == rec.model.sha256
     code, out = _invoke(["validate", str(tmp_path)])
     assert code == 0 and "1 records valid" in out
-    code, out = _invoke(["import", "perplexity", str(kld_log), "--data-dir", str(tmp_path)])
-    assert code == 0 and "already imported" in out and len(store.record_files(tmp_path)) == 1
+    code, out = _invoke(["import", "perplexity", str(kld_log), "--data-dir", str(tmp_path), "--model-name", "SmolLM2"])
+    assert code == 0 and "already imported" in out and len(index.record_files(tmp_path)) == 1
 
 
 def test_checked_in_kld_sample_imports(tmp_path: Path) -> None:
     sample = REPO / "tests" / "fixtures" / "kld-Q2_K-smollm2.txt"
-    rec = store.load_record(import_perplexity(sample, tmp_path, corpus_name="wikitext-2"))
+    with pytest.raises(CollectorError, match=r"kld-Q2_K-smollm2.txt: the output does not say which model it scored"):
+        import_perplexity(sample, tmp_path, corpus_name="wikitext-2")
+    rec = store.load_record(import_perplexity(sample, tmp_path, corpus_name="wikitext-2", model_name="SmolLM2 Q2_K"))
+    assert rec.model.name == "SmolLM2 Q2_K"
     assert isinstance(rec, KldRecord)
     assert (rec.corpus.chunks, rec.corpus.ctx_size, rec.config.batch_size) == (16, 512, 2048)
     assert rec.results.ppl_q == pytest.approx(7.310657) and rec.results.ppl_base == pytest.approx(5.363407)
@@ -183,7 +187,7 @@ def test_imported_records_appear_on_the_site(bench: dict[str, Path], kld_log: Pa
 
     import_llama_bench(bench["json"], tmp_path)
     import_perplexity(kld_log, tmp_path, model=smollm2, corpus_name="python-docs-3.11")
-    records = store.load_records(tmp_path)
+    records = index.load_records(tmp_path)
     assert {r.kind for r in records} == {"speed", "kld"}
     site = build_site(records)
     pages = {g.src_uri: g.content for g in site.files if isinstance(g.content, str)}

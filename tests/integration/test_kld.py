@@ -11,15 +11,20 @@ from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
 from collector.errors import CollectorError
 from collector.kld import run_kld_plan
-from collector.kld_plan import BUILTIN_CORPUS, KldPlan, parse_kld
+from collector.corpus import BUILTIN_CORPUS
+from collector.kld_plan import KldPlan, parse_kld
 from collector.llama.binaries import LlamaTools
-from collector.llama.perplexity import (LlamaRunError, logits_size_bytes, read_logits_header, run_base_pass,
+from collector.llama.flags import LlamaConfig
+from collector.llama.tools import ToolError
+from fakes import fake_tool_folder
+from collector.llama.perplexity import (logits_size_bytes, read_logits_header, run_base_pass,
                                         run_kld_pass)
-from collector.model_info import file_sha256
+from collector.files import sha256_files
 from collector.progress import RecordingObserver
 from collector.quantize import Ladder, build_ladder
 from collector.records.schema import KldRecord
-from collector.records.store import load_record, load_records
+from collector.records.index import load_records
+from collector.records.store import load_record
 from collector.yamlcheck import Section, load_yaml_file
 
 pytestmark = pytest.mark.slow
@@ -107,7 +112,10 @@ def test_ladder_kld_records_kv_cache_and_sanity(cache: Path, ladder: Ladder, lla
     assert q2_rec.model.quant == "Q2_K_S" and q2_rec.base_model.quant == "F16"
     assert q2_rec.corpus.sha256 and q2_rec.corpus.tokens == CHUNKS * CTX and q2_rec.corpus.chunks == CHUNKS
     assert q2_rec.command[:3] == ["llama-perplexity", "-m", "{model}"] and "{base_logits}" in q2_rec.command
-    assert kv4.command[-4:] == ["-ctk", "q4_0", "-ctv", "q4_0"]
+    assert " -ctk q4_0 -ctv q4_0 " in " ".join(kv4.command) + " "
+    # the base-logits command is kept too, whether this run computed the logits or found them cached
+    assert kv4.base_command[:3] == ["llama-perplexity", "-m", "{base_model}"] and "{corpus}" in kv4.base_command
+    assert kv4.base_command[-2:] == ["--kl-divergence-base", "{base_logits}"] and "-ctk" not in kv4.base_command
 
     # N passes + 1: one base pass, its logits cached at the predicted size
     assert all(r.timing.base_cached is False and r.timing.base_seconds for r in recs)
@@ -139,8 +147,8 @@ def test_vocab_mismatch_is_a_failed_record(cache: Path, ladder: Ladder, llama_to
 
     # without the header check, llama-perplexity itself only logs it and prints a meaningless KLD
     logits = next((cache / "kld-logits").glob("*.kld"))
-    with pytest.raises(LlamaRunError, match="vocabulary of 49152 tokens but the model has 49216") as exc:
-        run_kld_pass(llama_tools, wide, logits, ctx_size=CTX, batch_size=CTX, threads=2)
+    with pytest.raises(ToolError, match="vocabulary of 49152 tokens but the model has 49216") as exc:
+        run_kld_pass(llama_tools, wide, logits, LlamaConfig(ctx_size=CTX, batch_size=CTX, threads=2))
     assert any("inconsistent vocabulary" in line for line in exc.value.log_tail)
 
 
@@ -148,8 +156,8 @@ def test_ctx_mismatch_with_cached_logits(cache: Path, ladder: Ladder, llama_tool
     logits = next((cache / "kld-logits").glob("*.kld"))
     assert read_logits_header(logits)[0] == CTX
     # llama-perplexity would silently score at the file's ctx 256 and the record would say 128
-    with pytest.raises(LlamaRunError, match="computed with ctx_size 256 but this pass uses 128"):
-        run_kld_pass(llama_tools, ladder.quants[0][1], logits, ctx_size=128, batch_size=128, threads=2)
+    with pytest.raises(ToolError, match="computed with ctx_size 256 but this pass uses 128"):
+        run_kld_pass(llama_tools, ladder.quants[0][1], logits, LlamaConfig(ctx_size=128, batch_size=128, threads=2))
 
 
 def test_too_few_tokens(cache: Path, ladder: Ladder, llama_tools: LlamaTools, tmp_path: Path) -> None:
@@ -161,27 +169,21 @@ def test_too_few_tokens(cache: Path, ladder: Ladder, llama_tools: LlamaTools, tm
     assert not (tmp_path / "data").exists()
 
     # the tool's own behaviour, which the plan check above guards against
-    with pytest.raises(LlamaRunError, match="corpus is too short: ctx_size 512 needs at least 1024"):
-        run_base_pass(llama_tools, ladder.base, short, tmp_path / "b.kld", ctx_size=512, chunks=1, batch_size=512)
+    with pytest.raises(ToolError, match="corpus is too short: ctx_size 512 needs at least 1024"):
+        run_base_pass(llama_tools, ladder.base, short, tmp_path / "b.kld", LlamaConfig(ctx_size=512, batch_size=512), chunks=1)
     base = tmp_path / "c128.kld"
-    run_base_pass(llama_tools, ladder.base, short, base, ctx_size=128, chunks=1, batch_size=128, threads=2)
-    with pytest.raises(LlamaRunError, match="no KLD summary: fewer than 100 tokens"):  # 63 scored tokens
-        run_kld_pass(llama_tools, ladder.quants[0][1], base, ctx_size=128, batch_size=128, threads=2)
+    run_base_pass(llama_tools, ladder.base, short, base, LlamaConfig(ctx_size=128, batch_size=128, threads=2), chunks=1)
+    with pytest.raises(ToolError, match="no KLD summary: fewer than 100 tokens"):  # 63 scored tokens
+        run_kld_pass(llama_tools, ladder.quants[0][1], base, LlamaConfig(ctx_size=128, batch_size=128, threads=2))
 
 
 def _fake_bin(real: LlamaTools, where: Path, crash_on: str) -> LlamaTools:
     """The real tools, except a llama-perplexity that aborts (SIGABRT) in the pass named by `crash_on`."""
-    where.mkdir()
-    for tool in real.bin_dir.iterdir():
-        if tool.name != "llama-perplexity":
-            (where / tool.name).symlink_to(tool)
-    script = where / "llama-perplexity"
     test = '[ -n "$kl" ]' if crash_on == "kld" else '[ -z "$kl" ]'
-    script.write_text("#!/bin/sh\nkl=''\nfor a in \"$@\"; do [ \"$a\" = --kl-divergence ] && kl=1; done\n"
-                      f"if {test}; then echo 'load_tensors: loading model'; echo 'GGML_ASSERT(fake) failed' >&2; "
-                      f"kill -ABRT $$; fi\nexec {real.path('llama-perplexity')} \"$@\"\n")
-    script.chmod(0o755)
-    return LlamaTools(where, "--llama-bin")
+    script = ("kl=''\nfor a in \"$@\"; do [ \"$a\" = --kl-divergence ] && kl=1; done\n"
+              f"if {test}; then echo 'load_tensors: loading model'; echo 'GGML_ASSERT(fake) failed' >&2; "
+              f"kill -ABRT $$; fi\nexec {real.path('llama-perplexity')} \"$@\"\n")
+    return LlamaTools(fake_tool_folder(real.bin_dir, where, "llama-perplexity", script), "--llama-bin")
 
 
 @pytest.mark.parametrize("crash_on", ["kld", "base"])
@@ -199,6 +201,6 @@ def test_llama_perplexity_crash(cache: Path, ladder: Ladder, llama_tools: LlamaT
     assert rec.error.stage == ("kld" if crash_on == "kld" else "base-logits")
     assert "killed by signal 6" in rec.error.message
     assert rec.error.log_tail[-1] == "GGML_ASSERT(fake) failed"
-    logits = list((cache / "kld-logits").glob(f"*-{file_sha256([corpus])[:16]}-*"))
+    logits = list((cache / "kld-logits").glob(f"*-{sha256_files([corpus])[:16]}-*"))
     # a crashed base pass leaves nothing that a later run would reuse
     assert [p.suffix for p in logits] == ([".kld"] if crash_on == "kld" else [])

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from moe_model import N_FF_EXP, tiny_moe_shapes
 
-from collector.llama.binaries import LlamaTools, clean_env
+from collector.llama.binaries import LlamaTools
+from collector.llama.tools import clean_env
 from collector.model_info import model_facts
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -9,10 +9,12 @@ from click.testing import CliRunner
 
 from collector.cli import cli
 from collector.errors import CollectorError
-from collector.kld_plan import BUILTIN_CORPUS
+from collector.corpus import BUILTIN_CORPUS
+from collector.files import sha256_files
 from collector.llama.binaries import LlamaTools
 from collector.model_info import model_facts
 from collector.quantize import build_ladder, needs_imatrix
+from fakes import fake_tool_folder
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +31,15 @@ def test_ladder_types_imatrix_and_reuse(llama_tools: LlamaTools, smollm2: Path,
     assert model_facts(ladder.base).quant == "F16"
     assert [(t, model_facts(p).quant) for t, p in ladder.quants] == [("Q8_0", "Q8_0"), ("Q2_K_S", "Q2_K_S")]
     assert ladder.imatrix is not None and ladder.imatrix.is_file()
-    # the imatrix file depends on the corpus, so the file built with it says which one
-    assert ladder.imatrix.stem in ladder.quants[1][1].name
-    assert model_facts(ladder.quants[1][1]).size_bytes < model_facts(ladder.quants[0][1]).size_bytes
-    assert not list(out.glob("*.part")) and not list(out.glob("*.part.gguf"))
+    # files built with an importance matrix live in the folder named after the imatrix's inputs, with plain names
+    assert ladder.quants[1][1].parent == ladder.imatrix.parent != out
+    assert ladder.quants[1][1].name == "SmolLM2-135M-Instruct.Q2_K_S.gguf"
+    q2 = model_facts(ladder.quants[1][1])
+    assert q2.size_bytes < model_facts(ladder.quants[0][1]).size_bytes
+    # SmolLM2's 576-wide rows do not fit K-quant blocks: llama.cpp fell back, and the facts say so
+    assert q2.quant_note and q2.quant_note.startswith("only ") and "fell back" in q2.quant_note
+    assert "Q2_K" in q2.tensor_types and sum(q2.tensor_types.values()) > 100_000_000
+    assert not list(out.rglob("*.part")) and not list(out.rglob("*.part.gguf"))
     again = build_ladder(llama_tools, smollm2, ["Q8_0", "Q2_K_S"], corpus=BUILTIN_CORPUS, imatrix_ctx=256,
                          imatrix_chunks=2, threads=2, out_dir=out)
     assert again.built == [] and again.quants == ladder.quants and again.quantize_seconds == 0
@@ -40,6 +47,18 @@ def test_ladder_types_imatrix_and_reuse(llama_tools: LlamaTools, smollm2: Path,
     res = CliRunner().invoke(cli, ["quantize", str(smollm2), "Q8_0", "--out-dir", str(out)])
     assert res.exit_code == 0, res.output
     assert "Q8_0     reused" in res.output and "F16      reused" in res.output
+
+
+def test_ladder_files_are_reproducible(llama_tools: LlamaTools, smollm2: Path, tmp_path: Path,
+                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same inputs give the same bytes in another folder: no path ends up in the GGUF metadata."""
+    first = build_ladder(llama_tools, smollm2, ["Q2_K_S"], corpus=BUILTIN_CORPUS, imatrix_ctx=256,
+                         imatrix_chunks=2, threads=2, out_dir=_ladder_dir(tmp_path_factory))
+    second = build_ladder(llama_tools, smollm2, ["Q2_K_S"], corpus=BUILTIN_CORPUS, imatrix_ctx=256,
+                          imatrix_chunks=2, threads=2, out_dir=tmp_path / "elsewhere" / "ladder")
+    assert second.built and first.imatrix != second.imatrix
+    assert sha256_files([first.quants[0][1]]) == sha256_files([second.quants[0][1]])
+    assert sha256_files([first.base]) == sha256_files([second.base])
 
 
 def test_imatrix_types_need_a_corpus(llama_tools: LlamaTools, smollm2: Path,
@@ -53,14 +72,9 @@ def test_imatrix_types_need_a_corpus(llama_tools: LlamaTools, smollm2: Path,
 
 def test_failed_quantize_leaves_no_file(llama_tools: LlamaTools, smollm2: Path, tmp_path: Path) -> None:
     """A llama-quantize that dies half-way (SIGKILL after writing) leaves neither the output nor its temp file."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for tool in llama_tools.bin_dir.iterdir():
-        if tool.name != "llama-quantize":
-            (bindir / tool.name).symlink_to(tool)
-    (bindir / "llama-quantize").write_text('#!/bin/sh\nfor a; do out=$prev; prev=$a; done\n'
-                                           'echo partial > "$out"\necho "writing $out"\nkill -KILL $$\n')
-    (bindir / "llama-quantize").chmod(0o755)
+    bindir = fake_tool_folder(llama_tools.bin_dir, tmp_path / "bin", "llama-quantize",
+                              'for a; do out=$prev; prev=$a; done\necho partial > "$out"\necho "writing $out"\n'
+                              'kill -KILL $$\n')
     out = tmp_path / "ladder"
     with pytest.raises(CollectorError, match="llama-quantize F16 of .* failed: llama-quantize was killed by signal 9"):
         build_ladder(LlamaTools(bindir, "--llama-bin"), smollm2, ["Q8_0"], out_dir=out)

@@ -14,7 +14,8 @@ from collector.llama import server as server_mod
 from collector.llama.binaries import LlamaTools
 from collector.llama.client import LlamaClient
 from collector.llama.logparse import parse_server_log
-from collector.llama.server import ServerFailure, ServerProcess, free_port
+from collector.llama.server import ServerProcess, free_port
+from collector.llama.tools import ToolError
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +69,7 @@ def test_port_taken_retries_then_fails(tmp_path: Path, llama_tools: LlamaTools, 
             assert srv.port != busy and srv.load_seconds
         always = ServerProcess(llama_tools.path("llama-server"), smollm2, ["-c", "512", "-t", "1", "-np", "1"],
                                log_dir=tmp_path / "b", port_picker=lambda: busy)
-        with pytest.raises(ServerFailure, match="could not bind 127.0.0.1 after 3 tries") as info:
+        with pytest.raises(ToolError, match="could not bind 127.0.0.1 after 3 tries") as info:
             always.start()
         assert info.value.stage == "load" and any("couldn't bind" in line for line in info.value.log_tail)
         assert always.proc is None
@@ -80,7 +81,7 @@ def test_sigterm_ignored_escalates_to_sigkill(tmp_path: Path) -> None:
                     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(300)\n")
     fake.chmod(0o755)
     srv = ServerProcess(fake, fake, [], log_dir=tmp_path, load_timeout_s=1.0, stop_grace_s=0.5)
-    with pytest.raises(ServerFailure, match="did not become ready within 1 s"):
+    with pytest.raises(ToolError, match="did not become ready within 1 s"):
         srv.start()
     assert srv.proc is None  # stopped: SIGTERM ignored -> SIGKILL after the grace period
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmd_has(p, str(fake))]

@@ -10,7 +10,8 @@ from collector.llama.binaries import LlamaTools
 from collector.model_ref import DEMO_MODEL
 from collector.plan import load_plan
 from collector.progress import RecordingObserver
-from collector.records import store
+from collector.records import index, store
+from fakes import RTX_4090, FakeNVML
 from collector.records.schema import SpeedRecord
 from collector.runner import run_plan
 
@@ -74,14 +75,14 @@ def test_speed_run_end_to_end_skip_and_force(tmp_path: Path, llama_tools: LlamaT
 
     again = run_plan(plan, tools=llama_tools, data_dir=data)
     assert len(again.skipped) == 2 and not again.ok and again.summary_line() == "0 ok, 0 failed, 2 skipped"
-    assert len(store.record_files(data)) == 2
+    assert len(index.record_files(data)) == 2
 
     one = load_plan(_plan(tmp_path, PLAN.replace('["off", "on"]', '["on"]').replace("repetitions: 2",
                                                                                        "repetitions: 1")
                                  .replace("warmup: 1", "warmup: 0\n  llama_bench: true")))
     forced = run_plan(one, tools=llama_tools, data_dir=data, force=True)
     assert len(forced.ok) == 1 and not forced.skipped
-    assert len(store.record_files(data)) == 3
+    assert len(index.record_files(data)) == 3
     bench = store.load_record(forced.ok[0]).engine_bench  # llama-bench with the same model and flags
     assert bench and bench.tg_tps and bench.tg_tps.median and bench.tg_tps.median > 0 and bench.n_gen == 16
     assert bench.command[:3] == ["llama-bench", "-m", "{model}"] and "-fa" in bench.command
@@ -91,11 +92,7 @@ def test_gpu_path_with_fake_nvml(tmp_path: Path, llama_tools: LlamaTools, smollm
     """The real server on the CPU, a fake NVML for the GPU facts: GPU record path, VRAM peak, J per token."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("fake_hw", Path(__file__).parents[1] / "unit" / "test_hardware.py")
-    assert spec and spec.loader
-    hw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hw)
-    nv = hw.FakeNVML([hw.RTX_4090], used_mib=[1000.0, 3000.0, 2000.0])
+    nv = FakeNVML([RTX_4090], used_mib=[1000.0, 3000.0, 2000.0])
     text = PLAN.replace('["off", "on"]', '["off"]').replace("depths: [0, 256]", "depths: [0]") \
         .replace("repetitions: 2", "repetitions: 1").replace("warmup: 1", "warmup: 0")
     report = run_plan(load_plan(_plan(tmp_path, text)), tools=llama_tools, data_dir=tmp_path / "data", nvml=nv)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from collector.errors import CollectorError
-from collector.llama.binaries import clean_env, find_tools, parse_version
+from collector.llama.binaries import find_tools, parse_version
+from collector.llama.tools import clean_env
 
 
 def test_parse_version_of_this_tree() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from collector.errors import CollectorError
-from collector.kld_plan import BUILTIN_CORPUS, parse_kld
+from collector.corpus import BUILTIN_CORPUS
+from collector.kld_plan import parse_kld
 from collector.yamlcheck import Section, load_yaml_file
 
 
@@ -20,7 +21,7 @@ def parse(tmp_path: Path, body: str):
 
 def test_defaults_and_pairs(tmp_path: Path) -> None:
     p = parse(tmp_path, "base: m.gguf\nquants: [m.gguf]\nkv_cache: [[q8_0, q8_0], q4_0]")
-    assert (p.ctx_size, p.chunks, p.batch_size, p.flash_attn, p.keep_logits) == (512, 16, 2048, "on", True)
+    assert (p.ctx_size, p.chunks, p.batch_size, p.config.flash_attn, p.keep_logits) == (512, 16, 2048, "on", True)
     assert p.kv_cache == (("q8_0", "q8_0"), ("q4_0", "q4_0"))
     assert p.corpus_path == BUILTIN_CORPUS and p.corpus_name == "python-docs-3.11"
     assert p.resolve("m.gguf") == tmp_path / "m.gguf"
@@ -38,7 +39,9 @@ def test_ladder(tmp_path: Path) -> None:
     ("base: m.gguf\nkv_cache:\n  - q8_0\n  - [q4_0, q3_0]", ":6", "kld.kv_cache: ['q4_0', 'q3_0'] is not a KV-cache"),
     ("base: m.gguf\nquants: [m.gguf]\nctx_size: 512\nbatch_size: 768", ":6", "kld.batch_size: must be smaller"),
     ("base: m.gguf\nkv_cache: [q4_0]\nflash_attn: off", ":4", "kld.kv_cache: a quantized V cache needs flash"),
-    ("base: m.gguf\nquants: [m.gguf]\nflash_attn: maybe", ":5", "kld.flash_attn: must be on, off or auto"),
+    ("base: m.gguf\nquants: [m.gguf]\nflash_attn: maybe", ":5", "kld.flash_attn: expected on, off or auto"),
+    ("base: m.gguf\nquants: [m.gguf]\nn_gpu_layers: -5", ":5", "kld.n_gpu_layers: expected an integer >= 0, auto"),
+    ("base: m.gguf\nquants: [m.gguf]\nextra_args: [-c, '9']", ":5", "kld.extra_args: -c is set by the collector"),
     ("base: m.gguf\nquants: [m.gguf]\nchunks: 0", ":5", "kld.chunks: must be a positive integer"),
     ("base: m.gguf", ":2", "kld: has nothing to score"),
     ("quants: [m.gguf]", ":2", "kld: needs `base:`"),

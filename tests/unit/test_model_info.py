@@ -10,7 +10,9 @@ from moe_model import write_tiny_moe_gguf
 
 import collector.model_info as mi
 from collector.errors import CollectorError
-from collector.model_info import file_sha256, gguf_shards, model_facts
+from collector import files
+from collector.files import sha256_files
+from collector.model_info import gguf_shards, model_facts
 from collector.records.schema import ModelInfo
 
 
@@ -51,7 +53,7 @@ def test_smollm2_sha256_is_of_the_file_bytes(smol_facts: ModelInfo, smollm2: Pat
 def test_sha256_cached_by_path_size_mtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "x.bin"
     f.write_bytes(b"abc" * 1000)
-    digest = file_sha256([f])
+    digest = sha256_files([f])
     assert digest == hashlib.sha256(b"abc" * 1000).hexdigest()
     entries = list((tmp_path / "cache" / "hashes").glob("*.json"))
     assert len(entries) == 1 and json.loads(entries[0].read_text())["sha256"] == digest
@@ -60,21 +62,21 @@ def test_sha256_cached_by_path_size_mtime(tmp_path: Path, monkeypatch: pytest.Mo
         raise AssertionError("re-hashed a file whose path, size and mtime did not change")
 
     with monkeypatch.context() as m:
-        m.setattr(mi, "_hash_files", must_not_hash)
-        assert file_sha256([f]) == digest
+        m.setattr(files, "_hash_files", must_not_hash)
+        assert sha256_files([f]) == digest
 
     f.write_bytes(b"abd" * 1000)  # same size, new content
     os.utime(f, ns=(1, 1))  # and a different mtime
-    assert file_sha256([f]) == hashlib.sha256(b"abd" * 1000).hexdigest()
+    assert sha256_files([f]) == hashlib.sha256(b"abd" * 1000).hexdigest()
 
 
 def test_corrupt_cache_entry_is_rehashed(tmp_path: Path) -> None:
     f = tmp_path / "x.bin"
     f.write_bytes(b"hello")
-    file_sha256([f])
+    sha256_files([f])
     for entry in (tmp_path / "cache" / "hashes").glob("*.json"):
         entry.write_text('{"key": "nope"')
-    assert file_sha256([f]) == hashlib.sha256(b"hello").hexdigest()
+    assert sha256_files([f]) == hashlib.sha256(b"hello").hexdigest()
 
 
 def test_not_gguf_names_the_file(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from collector.errors import CollectorError
-from collector.plan import RunSpec, SpeedSettings, config_flags, default_plan_path, load_plan
-from collector.records.schema import SpeedConfig
+from collector.kld_plan import KldPlan
+from collector.llama.flags import LlamaConfig, server_args
+from collector.plan import RunSpec, SpeedSettings, default_plan_path, load_plan
 
 
 @pytest.fixture
@@ -78,14 +79,14 @@ def test_single_list_of_strings_is_one_extra_args_value(tmp_path: Path, model: P
     assert [r.config.extra_args for r in plan.runs] == [["--no-warmup", "--metrics"]]
 
 
-def test_config_flags_exact() -> None:
-    config = SpeedConfig(ctx_size=2048, n_gpu_layers="auto", n_cpu_moe=3, cache_type_k="q8_0", cache_type_v="f16",
+def test_server_args_exact() -> None:
+    config = LlamaConfig(ctx_size=2048, n_gpu_layers="auto", n_cpu_moe=3, cache_type_k="q8_0", cache_type_v="f16",
                          flash_attn="on", batch_size=2048, ubatch_size=512, threads=2, parallel=1,
                          tensor_split="3,1", extra_args=["--no-warmup"])
-    assert config_flags(config) == ["-c", "2048", "-ngl", "auto", "--n-cpu-moe", "3", "-ctk", "q8_0", "-ctv", "f16",
-                                    "-fa", "on", "-b", "2048", "-ub", "512", "-t", "2", "-np", "1", "-ts", "3,1",
-                                    "--no-warmup"]
-    assert config_flags(SpeedConfig(threads=4)) == ["-t", "4"]
+    assert server_args(config) == ["-c", "2048", "-ngl", "auto", "--n-cpu-moe", "3", "-ctk", "q8_0", "-ctv", "f16",
+                                   "-fa", "on", "-b", "2048", "-ub", "512", "-t", "2", "-np", "1", "-ts", "3,1",
+                                   "--no-warmup"]
+    assert server_args(LlamaConfig(threads=4)) == ["-t", "4"]
 
 
 def test_embedded_demo_plan_loads(smollm2: Path) -> None:
@@ -102,7 +103,12 @@ def test_embedded_demo_plan_loads(smollm2: Path) -> None:
     (BASE + "matrix:\n  ctx_size: [1024]\n  cache_type: [f16]\n", 5, "matrix.cache_type", "unknown key"),
     (BASE + "speed:\n  n_predit: 3\n", 4, "speed.n_predit", "unknown key"),
     (BASE + "matrix:\n  cache_type_k:\n    - f16\n    - q9_0\n", 6, "matrix.cache_type_k", "q9_0"),
-    (BASE + "matrix:\n  ctx_size: [1024, -5]\n", 4, "matrix.ctx_size", "must be >= 1"),
+    (BASE + "matrix:\n  ctx_size: [1024, -5]\n", 4, "matrix.ctx_size", "integer >= 1, got -5"),
+    (BASE + "matrix:\n  ctx_size: ['4096']\n", 4, "matrix.ctx_size", "integer >= 1, got '4096'"),
+    (BASE + "matrix:\n  flash_attn: [off]\n  cache_type_v: [q8_0]\n", 4, "matrix.flash_attn",
+     "needs flash attention for a quantized V cache"),
+    (BASE + "server:\n  cache_type_v: q4_0\n  flash_attn: false\n", 5, "server.flash_attn", "quantized V cache"),
+    (BASE + "matrix:\n  tensor_split: ['1;1']\n", 4, "matrix.tensor_split", 'proportions like "3,1"'),
     (BASE + "matrix:\n  ctx_size: [1024, big]\n", 4, "matrix.ctx_size", "expected an integer"),
     (BASE + "matrix:\n  n_gpu_layers: [most]\n", 4, "matrix.n_gpu_layers", "auto or all"),
     (BASE + "matrix:\n  n_cpu_moe: [-1]\n", 4, "matrix.n_cpu_moe", ">= 0"),
@@ -162,21 +168,41 @@ def test_unreadable_plan(tmp_path: Path) -> None:
         load_plan(tmp_path / "nope.yaml")
 
 
-def test_kld_section_is_handed_to_kld_plan(tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-    import types
-
-    seen = {}
-
-    def parse_kld(section, plan_dir):  # the real parser belongs to collector.kld_plan (another module)
-        seen["where"], seen["dir"] = section.where(), plan_dir
-        return ("parsed", dict(section.data))
-
-    monkeypatch.setitem(sys.modules, "collector.kld_plan", types.SimpleNamespace(parse_kld=parse_kld))
-    path = write(tmp_path, BASE + "kld:\n  chunks: 4\n")
+def test_kld_section_shares_the_speed_plans_flag_checks(tmp_path: Path, model: Path) -> None:
+    path = write(tmp_path, BASE + "kld:\n  base: m.gguf\n  kv_cache: [q8_0]\n  chunks: 4\n  n_gpu_layers: 0\n")
     plan = load_plan(path)
-    assert plan.kld == ("parsed", {"chunks": 4})
-    assert seen == {"where": f"{path}:3", "dir": tmp_path}
+    assert isinstance(plan.kld, KldPlan) and plan.kld.where == f"{path}:3" and plan.kld.plan_dir == tmp_path
+    assert (plan.kld.config.ctx_size, plan.kld.config.n_gpu_layers, plan.kld.chunks) == (512, 0, 4)
+    # the registry refuses in a KLD section exactly what it refuses in a speed plan
+    bad = write(tmp_path, BASE + "kld:\n  base: m.gguf\n  kv_cache: [q8_0]\n  n_gpu_layers: -5\n")
+    with pytest.raises(CollectorError, match=rf"^{bad}:6: kld.n_gpu_layers: expected an integer >= 0, auto or all"):
+        load_plan(bad)
+
+
+def test_plan_inputs_are_bounded(tmp_path: Path, model: Path) -> None:
+    """An alias bomb, a huge file and bytes that are not UTF-8 each end in one line, quickly, with no traceback."""
+    bomb = BASE + "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(9)) + "matrix:\n  extra_args: [*j]\n"
+    path = write(tmp_path, bomb)  # 10**10 values once expanded
+    with pytest.raises(CollectorError, match=rf"^{path}: more than 200,000 values once its aliases"):
+        load_plan(path)
+    big = tmp_path / "big.yaml"
+    big.write_text(BASE + "description: " + "x" * (300 << 10) + "\n")
+    with pytest.raises(CollectorError, match=rf"^{big}: larger than 256 KiB"):
+        load_plan(big)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"name: t\nmodels: [m.gguf]\ndescription: caf\xe9\n")
+    with pytest.raises(CollectorError, match=rf"^{latin}:3: not UTF-8 text \(byte 0xe9\)"):
+        load_plan(latin)
+
+
+def test_error_messages_quote_values_briefly(tmp_path: Path, model: Path) -> None:
+    path = write(tmp_path, BASE + "matrix:\n  cache_type_k: [" + "q" * 5000 + "]\n")
+    with pytest.raises(CollectorError) as err:
+        load_plan(path)
+    assert len(str(err.value)) < 300 and "…" in str(err.value)
 
 
 def test_suite_file_next_to_the_plan_and_categories(tmp_path: Path, model: Path) -> None:

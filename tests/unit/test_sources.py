@@ -10,7 +10,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from collector.importers.transcription import import_transcription, load_transcription
-from collector.records import store
+from collector.records import index, store
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = REPO.parent / "shared" / "sources"  # CI: a fresh clone with shared/ beside it, as here
@@ -101,12 +101,12 @@ def test_import_twice_does_not_duplicate(tmp_path: Path) -> None:
     tr = TRANSCRIPTIONS / "003_e82c61687ba11590.yaml"
     written, skipped = import_transcription(tr, tmp_path)
     assert written and not skipped
-    first = set(store.record_files(tmp_path))
+    first = set(index.record_files(tmp_path))
     again, skipped = import_transcription(tr, tmp_path)
     assert again == [] and len(skipped) == len(written)
-    assert set(store.record_files(tmp_path)) == first
+    assert set(index.record_files(tmp_path)) == first
     forced, _ = import_transcription(tr, tmp_path, force=True)  # replaces, never duplicates
-    after = set(store.record_files(tmp_path))
+    after = set(index.record_files(tmp_path))
     assert len(after) == len(first) and after == set(forced)
 
 
@@ -127,7 +127,7 @@ def test_imported_figures_have_device_and_run_pages() -> None:
     from collector.publish import render_site
 
     pages = {g.src_uri: g.content for g in render_site(REPO / "data")}
-    imported = [r for r in store.load_records(REPO / "data") if r.source.figure]
+    imported = [r for r in index.load_records(REPO / "data") if r.source.figure]
     for rec in imported:
         assert rec.id in pages[f"devices/{store.device_slug(rec.host)}.md"], rec.source.figure
         run = pages[f"runs/{rec.id}.md"]
@@ -138,7 +138,7 @@ def test_imported_figures_have_device_and_run_pages() -> None:
 
 def test_committed_records_match_their_transcriptions() -> None:
     """data/ is regenerated whenever a transcription changes (`collector import transcription FILE --force`)."""
-    committed = {r.source.figure: r for r in store.load_records(REPO / "data") if r.source.figure}
+    committed = {r.source.figure: r for r in index.load_records(REPO / "data") if r.source.figure}
     for tr in sorted(TRANSCRIPTIONS.glob("*.yaml")):
         for fresh in load_transcription(tr):
             old = committed[fresh.source.figure]

@@ -1,19 +1,31 @@
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
+from collector import files
 from collector.errors import CollectorError
+from collector.llama.flags import LlamaConfig, server_args
 from collector.records import store
-from collector.records.schema import GpuInfo, Host, ModelInfo, Source, SpeedRecord
+from collector.records.schema import CpuInfo, GpuInfo, Host, ModelInfo, Sample, Source, SpeedRecord, Stat, Summary
+
+SHA = "ab" * 32
+CONFIG = LlamaConfig(ctx_size=1024, flash_attn="off", threads=2)
 
 
-def _record(**kw) -> SpeedRecord:
-    base = dict(id=store.new_id(), created_at=store.utc_now(), status="ok",
-                source=Source(type="measured", collector_version="0.1.0"),
-                model=ModelInfo(name="SmolLM2 135M Instruct", quant="Q4_1"))
+def _record(**kw: object) -> SpeedRecord:
+    """A complete measured speed record (what the collector writes)."""
+    base: dict[str, object] = dict(
+        id=store.new_id(), created_at=store.utc_now(), status="ok",
+        source=Source(type="measured", collector_version="0.1.0"),
+        model=ModelInfo(name="SmolLM2 135M Instruct", quant="Q4_1", file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+                        sha256=SHA), config=CONFIG, command=["llama-server", "-m", "{model}", *server_args(CONFIG)],
+        samples=[Sample(category="sql", tg_tps=[100.0, 102.0, 98.0])],
+        summary=Summary(tg_tps=Stat.of([100.0, 102.0, 98.0])))
     base.update(kw)
     return SpeedRecord(**base)
 
@@ -24,6 +36,7 @@ def test_save_load_roundtrip_keeps_order(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.startswith("schema_version: 1\nkind: speed\nid: ")
     assert store.load_record(path) == rec
+    # the model's folder is named after its file without the quant label
     assert path.relative_to(tmp_path).parts[:3] == ("records", "cpu-unknown", "smollm2-135m-instruct")
     assert path.name.endswith(f"-speed-{rec.id}.yaml")
 
@@ -59,13 +72,66 @@ def test_imported_needs_citation() -> None:
 
 
 def test_disk_full_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_fsync = store.os.fsync
+    real_fsync = files.os.fsync
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store.os, "fsync", full)
+    monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(CollectorError, match="No space left on device"):
         store.save_record(_record(), tmp_path)
-    monkeypatch.setattr(store.os, "fsync", real_fsync)
+    monkeypatch.setattr(files.os, "fsync", real_fsync)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize(("edit", "fragment"), [
+    # a record cut off after its model block: no config, command, samples or summary
+    (lambda t: t[: t.index("\nplan:")] + "\n", ":1: record: an ok measured speed record needs summary.tg_tps or "
+     "summary.pp_tps; samples; summary.tg_tps with n"),
+    (lambda t: t.replace("    median: 100.0", "    median: .inf"), "summary.tg_tps.median: Input should be a finite"),
+    (lambda t: t.replace("    median: 100.0", "    median: .nan"), "summary.tg_tps.median: Input should be a finite"),
+    (lambda t: t.replace("    median: 100.0", "    median: -500"), "greater than or equal to 0"),
+    (lambda t: t.replace("load_seconds:", "load_seconds: '12.5'"), "load_seconds: Input should be a valid number"),
+    (lambda t: t.replace("    median: 100.0", "    median: 200.0"), "median 200.0 lies outside min 98.0"),
+    (lambda t: t.replace("  flash_attn: \"off\"", "  flash_attn: false"), "config.flash_attn: Input should be"),
+    (lambda t: t.replace("sha256: " + "ab" * 32, "sha256: nothex"), "model.sha256: String should match"),
+])
+def test_invalid_records_are_named_with_file_line_and_reason(tmp_path: Path, edit: object, fragment: str) -> None:
+    path = store.save_record(_record(), tmp_path)
+    path.write_text(edit(path.read_text()))  # type: ignore[operator]
+    with pytest.raises(CollectorError) as err:
+        store.load_record(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:") and fragment in message, message
+    assert "\n" not in message
+
+
+def test_yaml_1_1_readers_read_strings_as_strings(tmp_path: Path) -> None:
+    """on/off, yes/no, 1:20 and similar values are quoted: PyYAML (YAML 1.1) would read them as bools or numbers."""
+    yaml = pytest.importorskip("yaml")
+    rec = _record(host=Host(cpu=CpuInfo(model="on")), config=CONFIG.model_copy(update={"extra_args": [
+        "--yes", "no", "1:20", "0o17", "012", "1_000", "~", "2026-01-01"]}))
+    path = store.save_record(rec, tmp_path)
+    data = yaml.safe_load(path.read_text())
+    assert data["config"]["flash_attn"] == "off" and data["host"]["cpu"]["model"] == "on"
+    assert data["config"]["extra_args"] == ["--yes", "no", "1:20", "0o17", "012", "1_000", "~", "2026-01-01"]
+    assert store.load_record(path) == rec
+
+
+def test_records_get_the_umask_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = store.save_record(_record(), tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_names_are_bounded_and_stay_distinct() -> None:
+    long_a, long_b = "x" * 300 + "a", "x" * 300 + "b"
+    a, b = store.slugify(long_a), store.slugify(long_b)
+    assert len(a) <= store.SLUG_MAX and len(b) <= store.SLUG_MAX and a != b and a.startswith("xxxx")
+    host = Host(cpu=CpuInfo(model="Z" * 288))
+    assert len(store.device_slug(host)) <= store.SLUG_MAX
+    rec = _record(host=host, model=ModelInfo(name="M" * 400, sha256=SHA, file_name="m" * 240 + ".Q4_0.gguf"))
+    assert all(len(part) <= 100 for part in store.record_relpath(rec).parts)

@@ -1,0 +1,132 @@
+"""Files the collector writes: atomically, with the umask's mode, under names that say which process owns them.
+
+Every temporary file carries the writer's pid (`<name>.<pid>.part`, `.<name>.<pid>.<random>.tmp`), so a later
+run can tell the leftovers of a dead process (SIGKILL, power loss) from the files of a live one and remove them
+(`clean_stale`, `collector cache clean`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from collector.cache import cache_dir
+from collector.errors import CollectorError
+
+_HASH_CHUNK = 8 << 20
+# <anything>.<pid>.part[.ext] and .<name>.<pid>.<random>.tmp
+_STALE = re.compile(r"^(?:.+\.(?P<a>\d+)\.part(?:\.[A-Za-z0-9]+)?|\..+\.(?P<b>\d+)\.[A-Za-z0-9_]+\.tmp)$")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def part_path(path: Path) -> Path:
+    """The temporary name a tool writes `path` under (this process's pid in it)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.part")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, rename: never a partial file at `path`; mode from the umask."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; a record is as readable as any file
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_files(root: Path) -> list[Path]:
+    """Temporary files under `root` whose writing process is gone."""
+    out = []
+    if not root.is_dir():
+        return out
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            m = _STALE.match(name)
+            if m and not pid_alive(int(m["a"] or m["b"])):
+                out.append(Path(dirpath) / name)
+    return sorted(out)
+
+
+def clean_stale(roots: Iterable[Path]) -> list[Path]:
+    """Remove the leftovers of dead processes under each root; returns what was removed."""
+    removed = []
+    for root in roots:
+        for path in stale_files(Path(root)):
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
+def sha256_files(paths: list[Path]) -> str:
+    """sha256 over the files' bytes in order, cached by (path, size, mtime_ns) so a big file is hashed once."""
+    stats = [p.stat() for p in paths]
+    key = json.dumps([[str(p.resolve()), s.st_size, s.st_mtime_ns] for p, s in zip(paths, stats)])
+    entry = cache_dir("hashes") / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
+    try:
+        cached = json.loads(entry.read_text(encoding="utf-8"))
+        if cached.get("key") == key and re.fullmatch(r"[0-9a-f]{64}", cached.get("sha256", "")):
+            return str(cached["sha256"])
+    except (OSError, ValueError, AttributeError):
+        pass  # no or unreadable cache entry: hash again
+    digest = _hash_files(paths)
+    try:
+        atomic_write_text(entry, json.dumps({"key": key, "sha256": digest}))
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+    return digest
+
+
+def _hash_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            with open(p, "rb") as fh:
+                while chunk := fh.read(_HASH_CHUNK):
+                    h.update(chunk)
+        except OSError as exc:
+            raise CollectorError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    return h.hexdigest()

@@ -1,0 +1,151 @@
+"""Fakes for what cannot exist here, and fault injectors: the only stand-ins the test suite uses.
+
+- FakeNVML: a module-like pynvml with configurable GPUs (no NVIDIA GPU or driver exists on the CI machines).
+- fake_tool: a shell script standing in for a llama.cpp tool, to inject faults a real run cannot safely produce
+  (an out-of-memory exit while loading, a server that never answers).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_NotSupported(NVMLError):  # noqa: N801 - pynvml's spelling
+    pass
+
+
+class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801
+    pass
+
+
+RTX_4090 = {"name": "NVIDIA GeForce RTX 4090", "uuid": "GPU-aaaa", "bus": b"00000000:01:00.0",
+            "total": 24564 * MIB, "cc": (8, 9), "gen": 4, "width": 16, "limit_mw": 450_000,
+            "bus_width": 384, "mem_clock": 10501, "power_mw": 250_000, "energy": True}
+OLD_CARD = {"name": "Tesla P40", "uuid": "GPU-bbbb", "bus": "00000000:02:00.0", "total": 24576 * MIB, "cc": (6, 1),
+            "gen": 3, "width": 16, "limit_mw": NVMLError_NotSupported(), "bus_width": 384, "mem_clock": 3615,
+            "power_mw": 100_000, "energy": True}
+
+
+class FakeNVML:
+    """Module-like stand-in for pynvml: handles are indices; a field holding an exception raises it."""
+
+    NVMLError = NVMLError
+    NVML_CLOCK_MEM = 2
+
+    def __init__(self, gpus: list[dict[str, Any]], init_error: Exception | None = None,
+                 used_mib: list[float] | None = None) -> None:
+        self.gpus, self.init_error = gpus, init_error
+        self.calls: Counter[str] = Counter()
+        self.used_mib = used_mib or [1000.0, 3000.0, 2000.0]  # rises, then falls: the peak is not the last value
+        self.energy_mj = [1_000_000] * len(gpus)
+        self.other_pids: list[int] = []  # compute processes of someone else on every GPU
+
+    def _get(self, h: int, key: str) -> Any:
+        value = self.gpus[h][key]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def nvmlInit(self) -> None:
+        self.calls["init"] += 1
+        if self.init_error:
+            raise self.init_error
+
+    def nvmlShutdown(self) -> None:
+        self.calls["shutdown"] += 1
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "550.54.15"
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return 12040
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return self._get(h, "name")
+
+    def nvmlDeviceGetUUID(self, h: int) -> str:
+        return self._get(h, "uuid")
+
+    def nvmlDeviceGetPciInfo(self, h: int) -> SimpleNamespace:
+        return SimpleNamespace(busId=self._get(h, "bus"))
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> SimpleNamespace:
+        self.calls[f"mem{h}"] += 1
+        step = min(self.calls[f"mem{h}"], len(self.used_mib)) - 1
+        return SimpleNamespace(total=self._get(h, "total"), used=int(self.used_mib[step] * MIB) + h * MIB, free=0)
+
+    def nvmlDeviceGetCudaComputeCapability(self, h: int) -> tuple[int, int]:
+        return self._get(h, "cc")
+
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, h: int) -> int:
+        return self._get(h, "gen")
+
+    def nvmlDeviceGetMaxPcieLinkWidth(self, h: int) -> int:
+        return self._get(h, "width")
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
+        return self._get(h, "limit_mw")
+
+    def nvmlDeviceGetMemoryBusWidth(self, h: int) -> int:
+        return self._get(h, "bus_width")
+
+    def nvmlDeviceGetMaxClockInfo(self, h: int, clock: int) -> int:
+        assert clock == self.NVML_CLOCK_MEM
+        return self._get(h, "mem_clock")
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return self._get(h, "power_mw")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
+        if not self.gpus[h]["energy"]:
+            raise NVMLError_NotSupported()
+        self.energy_mj[h] += 12_345  # the counter advances between the start and the stop reading
+        return self.energy_mj[h]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[SimpleNamespace]:
+        return [SimpleNamespace(pid=pid, usedGpuMemory=512 * MIB) for pid in self.other_pids]
+
+
+def fake_llama_server(folder: Path, body: str) -> Path:
+    """A folder with a Python `llama-server` that answers --version/--help and then runs `body` (fault injection:
+    an out-of-memory exit while loading, a server that never answers). Returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / "llama-server"
+    exe.write_text(f"#!{sys.executable}\nimport sys, time\n"
+                   "if '--version' in sys.argv:\n    print('version: 7 (fake)\\nbuilt with cc for Linux x86_64')\n"
+                   "    sys.exit(0)\nif '--help' in sys.argv:\n    sys.exit(0)\n" + body)
+    exe.chmod(0o755)
+    return folder
+
+
+def fake_tool_folder(real: Path, folder: Path, name: str, script: str) -> Path:
+    """A copy (by links) of the real tools folder where `name` is replaced by a shell script (fault injection)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for tool in real.iterdir():
+        if tool.name != name:
+            (folder / tool.name).symlink_to(tool)
+    (folder / name).write_text("#!/bin/sh\n" + script.lstrip())
+    (folder / name).chmod(0o755)
+    return folder
+
+
+# a llama-server that runs out of memory while loading (the log lines of a real CPU OOM)
+OOM = ("sys.stderr.write('llama_model_load: error loading model: unable to allocate CPU buffer\\n"
+       "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 99999999999\\n"
+       "srv  llama_server: exiting due to model loading error\\n')\nsys.exit(1)\n")
