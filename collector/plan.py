@@ -83,6 +83,7 @@ class Plan:
     speed: SpeedSettings
     kld: KldPlan | None
     ref: PlanRef
+    extra_args_where: str = ""  # file:line of extra_args (for errors found later, against the real binary)
 
 
 def default_plan_path() -> Path:
@@ -128,7 +129,8 @@ def load_plan(path: Path) -> Plan:
         _check_combination(config, matrix, server, speed)
         configs.append(config)
     runs = [RunSpec(ref_, mpath, config, speed, ref, varying) for ref_, mpath in models for config in configs]
-    return Plan(name=name, file=path, runs=runs, speed=speed, kld=kld, ref=ref)
+    where = next((sec.where("extra_args") for sec in (server, matrix) if sec.has("extra_args")), str(path))
+    return Plan(name=name, file=path, runs=runs, speed=speed, kld=kld, ref=ref, extra_args_where=where)
 
 
 def _display_path(path: Path) -> str:

@@ -69,7 +69,8 @@ def check_plan_flags(plan: Plan, tools: LlamaTools) -> None:
     for spec in plan.runs:
         bad = unknown_flags(spec.config.extra_args, known)
         if bad:
-            raise CollectorError(f"{plan.file}: extra_args: {', '.join(bad)} is not a flag of this llama-server "
+            raise CollectorError(f"{plan.extra_args_where or plan.file}: extra_args: {', '.join(bad)} is not a flag "
+                                 "of this llama-server "
                                  f"({tools.bin_dir}); check `llama-server --help` and fix the plan")
 
 

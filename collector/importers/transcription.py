@@ -5,34 +5,43 @@ this module adds nothing but identity and provenance (id, created_at, status, so
 
     source_file: 000_....txt          # the file under shared/sources/ the figures come from
     title: the author's own title     # citation = "<source_file>: <title>"
-    date: "2026-02-14T02:17:00Z"      # the source's stated date, or null (then the import time is used)
+    author: null                      # as the source names its author; null: not stated
+    url: null                         # where the source was published, when it says; null: no link given
+    date: "2026-02-14"                # the source's stated date (ISO, a day or a full time), or null: not stated
     note: provenance shared by every figure
     defaults: {host: ..., llama_cpp: ...}   # record fields merged under each figure's own
     figures:
       - id: iq2-xs-168k               # stable: the re-import key is "<file stem>#<id>"
         kind: speed | kld
         quotes: [verbatim excerpts of the source that hold the numbers]
-        note: how the figure was read (approximations, ranges, what is left null and why)
+        note: how the figure was read (ranges, what is left null and why)
         date: optional per-figure stated date
+        reconstruct_command: true     # the source prints no command but states the flags: build it from config
         record: {model: ..., config: ..., samples: ..., summary: ..., command: [...]}
+
+A summary figure is written as the source writes it, as a string: `tg_tps: {stated: "~94"}` keeps the tilde
+(approx) and the digits ("22.00"); `{mean: "21.78", n: 5}` is a stated average of 5 runs.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError
+from collector.errors import CollectorError, short_repr
 from collector.importers.common import write_records
+from collector.llama.flags import LlamaConfig, server_args
 from collector.records import store
 from collector.records.store import AnyRecord
 from collector.yamlcheck import Section, load_yaml_file
 
-TOP_KEYS = ("source_file", "title", "date", "note", "defaults", "figures")
-FIGURE_KEYS = ("id", "kind", "quotes", "note", "date", "record")
+TOP_KEYS = ("source_file", "title", "author", "url", "date", "note", "defaults", "figures")
+FIGURE_KEYS = ("id", "kind", "quotes", "note", "date", "reconstruct_command", "record")
+_STATED = re.compile(r"^(?P<approx>~)?\s*(?P<num>\d+(?:\.\d+)?)$")
 _RESERVED = ("schema_version", "kind", "id", "created_at", "status", "source", "error")
 
 
@@ -48,14 +57,35 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _date(section: Section, key: str) -> datetime | None:
+def _date(section: Section, key: str) -> str | None:
+    """The stated date as written (ISO: a day, or a day and a time); checked, never completed."""
     text = section.get(key, str, None)
     if text is None:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise section.fail(key, f"{text!r} is not an ISO date such as 2026-02-14T02:17:00Z") from None
+        raise section.fail(key, f"{short_repr(text)} is not an ISO date such as 2026-02-14 or 2026-02-14T02:17:00Z") \
+            from None
+    return text
+
+
+def _figures_as_written(body: dict[str, Any], where: str) -> None:
+    """summary.*: a figure written as text ("~94", "22.00") becomes the number, `approx` and its `text`."""
+    for name, stat in (body.get("summary") or {}).items():
+        if not isinstance(stat, dict):
+            continue
+        for key in ("stated", "mean", "median"):
+            value = stat.get(key)
+            if not isinstance(value, str):
+                continue
+            m = _STATED.match(value.strip())
+            if not m:
+                raise CollectorError(f"{where}: summary.{name}.{key}: {short_repr(value)} is not a figure such as "
+                                     "\"94\", \"~94\" or \"21.78\"")
+            stat[key] = float(m["num"])
+            stat["text"] = value.strip()
+            stat["approx"] = bool(m["approx"])
 
 
 def load_transcription(path: Path) -> list[AnyRecord]:
@@ -64,6 +94,8 @@ def load_transcription(path: Path) -> list[AnyRecord]:
     top.check_keys(TOP_KEYS)
     source_file = top.get("source_file", str)
     title = top.get("title", str, check=lambda s: None if s.strip() else "must name the source's title")
+    author = top.get("author", str, None)
+    url = top.get("url", str, None)
     top_date = _date(top, "date")
     shared_note = top.get("note", str, "")
     defaults = _plain(top.section("defaults").data)
@@ -85,14 +117,22 @@ def load_transcription(path: Path) -> list[AnyRecord]:
         if clash:
             raise fig.fail("record", f"{', '.join(clash)} is set by the importer; remove it")
         stated = _date(fig, "date") or top_date
-        when = (f"created_at is the source's stated date {stated.isoformat()}" if stated else
-                "created_at is the import time (the source states no date)")
-        parts = (fig.get("note", str, ""), shared_note, when)
+        parts = (fig.get("note", str, ""), shared_note)
         note = " ".join(p.strip() if p.strip().endswith((".", ")")) else p.strip() + "." for p in parts if p.strip())
         data = _merge(defaults, body)
-        data.update(schema_version=1, kind=kind, id=store.new_id(),
-                    created_at=(stated or store.utc_now()).isoformat(), status="ok",
-                    source={"type": "imported", "citation": f"{source_file}: {title}", "note": note,
+        _figures_as_written(data, fig.where("record"))
+        command_origin = "printed" if data.get("command") else None
+        if fig.get("reconstruct_command", bool, False):
+            if data.get("command"):
+                raise fig.fail("reconstruct_command", "the figure has a printed command; keep one of the two")
+            config = LlamaConfig(**data.get("config", {}))
+            data["command"] = ["llama-server", "-m", "{model}", *server_args(config)]
+            command_origin = "reconstructed"
+        data.update(schema_version=1, kind=kind, id=store.new_id(), created_at=store.utc_now().isoformat(),
+                    status="ok",
+                    source={"type": "imported", "citation": f"{source_file}: {title}", "title": title,
+                            "author": author, "url": url, "date": stated, "note": note,
+                            "quotes": [str(q) for q in fig.seq("quotes")], "command": command_origin,
                             "figure": f"{stem}#{fid}"})
         records.append(store.parse_record(data, f"{fig.where()}: figure {fid}"))
     return records

@@ -1,10 +1,11 @@
 """SVG charts with matplotlib's Figure API: a light and a dark variant, byte-identical for the same data.
 
-Determinism: `svg.hashsalt` is the chart id (stable clip-path/marker ids) and the metadata Date/Creator are
-dropped. Text is kept as text (`svg.fonttype: none`): smaller, faster, selectable. Speed: each chart is drawn
-once, in the light palette; the dark variant is the same SVG with the palette's colours swapped (the colours
-are unique hex strings, see THEMES), and margins are fixed rather than solved by a layout engine. Charts
-dominate build time, so this halves it twice.
+Legible by construction: labels are never cut (they wrap), bars start at zero and carry the range of their
+samples, legends sit below the axes, and margins are fitted to the text. Determinism: `svg.hashsalt` is the
+chart id and the metadata Date/Creator are dropped. Text stays text (`svg.fonttype: none`), neutralised of
+control characters (a NUL would make the SVG invalid XML). Each chart is drawn once, in the light palette;
+the dark variant is the same SVG with the palette's colours swapped (unique hex strings, see THEMES). Drawn
+charts are cached by content (`Deferred.key`), so a rebuild draws only what changed.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ import hashlib
 import io
 import os
 import pickle
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullLocator
+
+from collector.publish.escape import neutralize
 
 from collector.cache import cache_dir
 
@@ -35,9 +39,10 @@ LIGHT = THEMES["light"]
 _CODE_STAMP = hashlib.sha256(Path(__file__).read_bytes() + mpl.__version__.encode()).digest()
 MAX_BARS = 25  # a bar chart shows at most this many bars (the highest values); the table has the rest
 MAX_LINES = 8
-LABEL_CHARS = 46
-WIDTH_IN = 7.0
-CHAR_FRACTION = 0.0098  # width of one 9 pt character as a share of the 7 in figure (about 5 pt)
+WRAP = 34  # characters per label line; longer labels wrap (never cut: cut labels collide)
+WIDTH_IN = 6.4  # shown at most 640 px wide (phones: in a horizontally scrolling box of 560 px or more)
+FONT_PT = 10
+CHAR_IN = 0.074  # width of one 10 pt character, inches (about 5.3 pt)
 
 
 @dataclass(frozen=True)
@@ -99,21 +104,37 @@ class Point:
     imported: bool = False
 
 
-def _short(label: str, n: int = LABEL_CHARS) -> str:
-    return label if len(label) <= n else label[: n - 1] + "…"
+@dataclass(frozen=True)
+class Bar:
+    """One bar: the value, its range of samples (None: a single figure) and whether a source stated it."""
+
+    label: str
+    value: float
+    lo: float | None = None
+    hi: float | None = None
+    imported: bool = False
 
 
-def _render(chart_id: str, height_in: float, left: float, draw: Callable[[Figure], None]) -> dict[str, bytes]:
-    """Draw once (light palette), write SVG, derive the dark variant by swapping the palette's colours."""
+def wrap(label: str, width: int = WRAP) -> str:
+    """A label on at most three lines (never cut, so two labels never become the same text)."""
+    lines = textwrap.wrap(neutralize(label), width, break_on_hyphens=False) or [""]
+    if len(lines) > 3:
+        lines = lines[:2] + [" ".join(lines[2:])]
+    return "\n".join(lines)
+
+
+def _render(chart_id: str, width_in: float, height_in: float, draw: Callable[[Figure], None]) -> dict[str, bytes]:
+    """Draw once (light palette), write SVG, derive the dark variant by swapping the palette's colours.
+
+    Margins are fitted to the drawn text (layout="constrained"), so long labels and the legend below the axes
+    always fit inside the picture."""
     t = LIGHT
-    rc = {"svg.hashsalt": chart_id, "svg.fonttype": "none", "font.size": 9, "font.family": "sans-serif",
+    rc = {"svg.hashsalt": chart_id, "svg.fonttype": "none", "font.size": FONT_PT, "font.family": "sans-serif",
           "text.color": t["fg"], "axes.labelcolor": t["fg"], "axes.edgecolor": t["fg"], "xtick.color": t["fg"],
           "ytick.color": t["fg"], "savefig.transparent": True, "grid.color": t["grid"], "grid.linewidth": 0.5,
-          "axes.grid": True, "axes.axisbelow": True, "legend.frameon": False, "legend.fontsize": 7}
+          "axes.grid": True, "axes.axisbelow": True, "legend.frameon": False, "legend.fontsize": FONT_PT - 1}
     with mpl.rc_context(rc):
-        fig = Figure(figsize=(WIDTH_IN, height_in))
-        bottom = min(0.45, 0.5 / height_in)
-        fig.subplots_adjust(left=left, right=0.97, top=1 - min(0.3, 0.15 / height_in), bottom=bottom, wspace=0.08)
+        fig = Figure(figsize=(width_in, height_in), layout="constrained")
         draw(fig)
         buf = io.BytesIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
@@ -124,85 +145,110 @@ def _render(chart_id: str, height_in: float, left: float, draw: Callable[[Figure
     return {"light": light, "dark": dark}
 
 
-def _legend_sources(ax: Axes, any_imported: bool) -> None:
-    if any_imported:
-        ax.legend(handles=[Patch(color=LIGHT["measured"], label="measured"),
-                           Patch(color=LIGHT["imported"], label="imported (published source)")], loc="lower right")
+def _legend_below(fig: Figure, handles: list[Any]) -> None:
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)))
 
 
-def _bar_chart(chart_id: str, labels: Sequence[str], panels: Sequence[tuple[str, Sequence[float | None]]],
-              imported: Sequence[bool]) -> dict[str, bytes]:
-    """Horizontal bars, one panel per (axis label, values) sharing the labels; ordered by the first panel,
-    highest first, capped at MAX_BARS. A None value draws no bar."""
+def _bar_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Bar]]]) -> dict[str, bytes]:
+    """Horizontal bars from zero, one panel per (axis label, bars) sharing the labels of the first panel's
+    order (highest first, at most MAX_BARS); error bars span each figure's range of samples."""
     first = panels[0][1]
-    order = sorted(range(len(labels)), key=lambda i: -(first[i] or 0.0))[:MAX_BARS]
-    names = [_short(labels[i]) for i in order]
-    left = min(0.6, 0.03 + CHAR_FRACTION * max((len(n) for n in names), default=4))
+    order = sorted(range(len(first)), key=lambda i: -first[i].value)[:MAX_BARS]
+    names = [wrap(first[i].label) for i in order]
+    any_imported = any(first[i].imported for i in order)
+    any_range = any(p[1][i].lo is not None for p in panels for i in order)
 
     def draw(fig: Figure) -> None:
-        # not sharey: a shared axis would build (hidden) tick labels for every panel, and ticks are the cost
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         ys = list(range(len(order)))[::-1]
-        colours = [LIGHT["imported"] if imported[i] else LIGHT["measured"] for i in order]
-        for ax, (xlabel, values) in zip(axes, panels):
-            ax.barh(ys, [values[i] or 0.0 for i in order], color=colours)
+        for ax, (xlabel, bars) in zip(axes, panels):
+            sel = [bars[i] for i in order]
+            colours = [LIGHT["imported"] if b.imported else LIGHT["measured"] for b in sel]
+            ax.barh(ys, [b.value for b in sel], color=colours, height=0.7)
+            lo = [b.value - b.lo if b.lo is not None else 0.0 for b in sel]
+            hi = [b.hi - b.value if b.hi is not None else 0.0 for b in sel]
+            if any(b.lo is not None for b in sel):
+                ax.errorbar([b.value for b in sel], ys, xerr=[lo, hi], fmt="none", ecolor=LIGHT["fg"],
+                            elinewidth=0.8, capsize=2)
+            ax.set_xlim(left=0)  # bars start at zero: their lengths compare
             ax.set_xlabel(xlabel)
             ax.set_ylim(-0.6, len(order) - 0.4)
-            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.xaxis.set_major_locator(MaxNLocator(4))
             ax.set_yticks([])
         axes[0].set_yticks(ys, names)
-        _legend_sources(axes[-1], any(imported[i] for i in order))
-    return _render(chart_id, 0.8 + 0.2 * max(len(order), 2), left, draw)
+        handles: list[Any] = []
+        if any_imported:
+            handles += [Patch(color=LIGHT["measured"], label="measured"),
+                        Patch(color=LIGHT["imported"], label="imported (as the source states)")]
+        if any_range:
+            handles.append(Line2D([], [], color=LIGHT["fg"], linewidth=0.8, label="range of samples (min–max)"))
+        _legend_below(fig, handles)
+    rows_in = sum(max(0.3, 0.18 * (n.count("\n") + 1)) for n in names)
+    height = 0.8 + rows_in + (0.3 * (1 + (any_imported and any_range)) if any_imported or any_range else 0)
+    return _render(chart_id, WIDTH_IN, height, draw)
 
 
-def _line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], xlabel: str,
-               ylabel: str) -> dict[str, bytes]:
-    """One line per series (label, xs, ys), at most MAX_LINES."""
+def _line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequence[float], Sequence[float],
+                                                      Sequence[float]]], xlabel: str, ylabel: str) -> dict[str, bytes]:
+    """One line per series (label, xs, ys, lows, highs), at most MAX_LINES, a band for the range of samples;
+    the y axis starts at zero."""
     def draw(fig: Figure) -> None:
         ax = fig.add_subplot()
-        for label, xs, ys in series[:MAX_LINES]:
-            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=_short(label))
+        handles = []
+        for label, xs, ys, lo, hi in series[:MAX_LINES]:
+            (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=wrap(label, 44))
+            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+            handles.append(line)
+        ax.set_ylim(bottom=0)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(6))
         ax.yaxis.set_major_locator(MaxNLocator(6))
-        ax.legend(loc="best")
-    return _render(chart_id, 3.4, 0.1, draw)
+        fig.legend(handles=handles, loc="outside lower center", ncols=1)
+    n = min(len(series), MAX_LINES)
+    return _render(chart_id, WIDTH_IN, 3.0 + 0.22 * n, draw)
 
 
 def _pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
-                 logx: bool = False) -> dict[str, bytes]:
-    """Scatter of every point, the frontier joined by a line and labelled."""
+                  logx: bool = False) -> dict[str, bytes]:
+    """Scatter of every point, the frontier joined by a line and its points labelled."""
     def draw(fig: Figure) -> None:
         ax = fig.add_subplot()
-        for flag, name in ((False, "measured"), (True, "imported (published source)")):
+        handles = []
+        for flag, name in ((False, "measured"), (True, "imported (as the source states)")):
             pts = [p for p in points if p.imported == flag]
             if pts:
-                ax.scatter([p.x for p in pts], [p.y for p in pts], s=18, zorder=3, label=name,
-                           color=LIGHT["imported" if flag else "measured"])
+                handles.append(ax.scatter([p.x for p in pts], [p.y for p in pts], s=18, zorder=3, label=name,
+                                          color=LIGHT["imported" if flag else "measured"]))
         fpts = [points[i] for i in front]
-        ax.plot([p.x for p in fpts], [p.y for p in fpts], color=LIGHT["front"], linewidth=1, zorder=2,
-                label="Pareto frontier")
+        (line,) = ax.plot([p.x for p in fpts], [p.y for p in fpts], color=LIGHT["front"], linewidth=1, zorder=2,
+                          label="Pareto frontier")
+        handles.append(line)
         for p in fpts[:12]:
-            ax.annotate(_short(p.label, 24), (p.x, p.y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(neutralize(p.label), (p.x, p.y), fontsize=FONT_PT - 2, xytext=(3, 3),
+                        textcoords="offset points")
         if logx and all(p.x > 0 for p in points):
             ax.set_xscale("log")
             ax.xaxis.set_minor_locator(NullLocator())  # dozens of unlabelled minor ticks cost more than the data
+        else:
+            ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
         ax.yaxis.set_major_locator(MaxNLocator(6))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.legend(loc="best")
-    return _render(chart_id, 3.4, 0.1, draw)
+        _legend_below(fig, handles)
+    return _render(chart_id, WIDTH_IN, 3.6, draw)
 
 
-def bar_chart(chart_id: str, labels: Sequence[str], panels: Sequence[tuple[str, Sequence[float | None]]],
-              imported: Sequence[bool]) -> Deferred:
-    return Deferred(_bar_chart, (chart_id, list(labels), [(a, list(v)) for a, v in panels], list(imported)))
+def bar_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Bar]]]) -> Deferred:
+    return Deferred(_bar_chart, (chart_id, [(a, list(b)) for a, b in panels]))
 
 
-def line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], xlabel: str,
-               ylabel: str) -> Deferred:
-    return Deferred(_line_chart, (chart_id, [(a, list(x), list(y)) for a, x, y in series], xlabel, ylabel))
+def line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequence[float], Sequence[float],
+                                                     Sequence[float]]], xlabel: str, ylabel: str) -> Deferred:
+    return Deferred(_line_chart, (chart_id, [(a, list(x), list(y), list(lo), list(hi)) for a, x, y, lo, hi in series],
+                                  xlabel, ylabel))
 
 
 def pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,

@@ -1,212 +1,314 @@
-"""One page per device (a GPU set, or a CPU for CPU-only runs): recommendations, every configuration, charts."""
+"""One page per device (a GPU set, or a CPU for CPU-only runs): what it is, what to run on it, what fits,
+every configuration, charts, and the KLD measured on it."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
-import pandas as pd
-
 from collector.publish import charts
-from collector.publish.common import (Output, front_matter, DASH, Col, GeneratedFile, chart_files, chart_md, href, mdlink, mib, missing,
-                                      model_src, num, run_src, source_badge, source_md, table)
-from collector.publish.frame import run_page_id
-from collector.publish.frame import rows_of
-from collector.publish.escape import code_fence, h, md, shell_command
-from collector.publish.recommend import KEEP_SPEED, KLD_BUDGET, Recommendation, pareto_front, recommend
-from collector.records.schema import SpeedRecord
-from collector.records.store import AnyRecord
-
-MAX_DEPTH_LINES = charts.MAX_LINES
+from collector.publish.common import GeneratedFile, Output, chart_files, front_matter, model_src, run_src
+from collector.publish.frame import Row, bandwidth_gbps, device_label, kv_types, quant_of, run_page_id
+from collector.publish.labels import config_summary, labels, quant_facts, runnable_command
+from collector.publish.recommend import KEEP_SPEED, KLD_BUDGET, Pick, faithful_pick, pareto_front, recommend
+from collector.publish.render import figure_text, mib, num, render
+from collector.records.schema import KldRecord, SpeedRecord
+from collector.records.store import AnyRecord, model_display_name
 
 
-def _vram(r: dict[str, Any]) -> str:
-    if not missing(r.get("vram_mib")):
-        return mib(r["vram_mib"])
-    if r.get("vram_stated"):
-        return f"{r['vram_stated']} (as stated)"
-    return DASH
+def _hardware(records: list[AnyRecord]) -> dict[str, Any]:
+    """The device as its records describe it: measured facts first, what a source states otherwise."""
+    rec = max(records, key=lambda r: (r.source.type == "measured", r.created_at))
+    gpus = []
+    for g in rec.host.gpus:
+        vram = mib(g.vram_total_mib) if g.vram_total_mib else (f"{g.vram_stated} (as stated)" if g.vram_stated
+                                                                 else "not stated")
+        gpus.append({"name": g.name, "vram": vram, "bandwidth": g.mem_bandwidth_gbps, "driver": g.driver,
+                     "backend": g.backend})
+    host = rec.host
+    ram = mib(host.ram_total_mib) if host.ram_total_mib else (f"{host.ram_stated} (as stated)" if host.ram_stated
+                                                                else "not stated")
+    backends = sorted({r.llama_cpp.backend for r in records if r.llama_cpp.backend})
+    return {"gpus": gpus, "cpu": host.cpu.model or "not stated", "cores": host.cpu.cores, "ram": ram,
+            "os": host.os, "backends": backends}
 
 
-def _kld_text(r: dict[str, Any]) -> str:
-    if missing(r.get("kld_mean")):
-        return DASH
-    text = f"{num(r['kld_mean'], 4)} (corpus: {r.get('corpus') or 'unknown'})"
-    if r.get("kld_join") == "model name + quant":
-        text += ", joined by model name + quant (no sha256)"
-    if r.get("kld_note"):
-        text += f", {r['kld_note']}"
-    if r.get("kld_imported"):
-        text += f", imported from {r.get('kld_citation')}"
+def _command(row: Row) -> dict[str, Any]:
+    cmd = runnable_command(row.rec)
+    if cmd is None:
+        why = ("the source prints no command and states no flags to rebuild one from" if row.imported else
+               "the record has no command")
+        return {"text": None, "why": why}
+    origin = {"measured": "the command this run was measured with",
+              "printed": "the command as the source prints it",
+              "reconstructed": "reconstructed from the flags the source states (it prints no command)"}[cmd.origin]
+    return {"text": cmd.text, "origin": origin, "notes": cmd.notes, "printed": cmd.printed}
+
+
+def _memory(row: Row) -> str:
+    rec = row.rec
+    m = rec.memory_mib
+    parts = []
+    if m.vram_peak:
+        parts.append(f"VRAM {mib(sum(m.vram_peak))} peak" + (f" ({' + '.join(mib(v) for v in m.vram_peak)})"
+                                                             if len(m.vram_peak) > 1 else ""))
+    elif m.vram_used_stated:
+        parts.append("VRAM " + " + ".join(f"{v:g}" for v in m.vram_used_stated) + f" {m.vram_unit or ''}".rstrip()
+                     + " (as stated)")
+    if m.host_rss_peak:
+        parts.append(f"RAM {mib(m.host_rss_peak)} peak (llama-server)")
+    if m.kv_cache is not None:
+        parts.append(f"KV cache {num(m.kv_cache)} MiB")
+    return " · ".join(parts) or "not measured"
+
+
+def _layers(row: Row) -> str:
+    p = row.rec.placement
+    if p.gpu_layers is not None and p.total_layers:
+        text = f"{p.gpu_layers}/{p.total_layers} on the GPU"
+    elif p.gpu_layers is not None:
+        text = f"{p.gpu_layers} on the GPU"
+    elif not row.rec.host.gpus:
+        text = "CPU only"
+    else:
+        text = "not stated" if row.imported else "not logged"
+    if p.cpu_moe_layers:
+        text += f", experts of {p.cpu_moe_layers} on the CPU"
     return text
 
 
-def _stat_suffix(r: dict[str, Any]) -> str:
-    if r.get("imported"):
-        stat = r.get("tg_stat")
-        return " (as the source states it)" if stat in (None, "stated") else f" ({stat}, as the source states)"
-    return " (mean)" if r.get("tg_stat") == "mean" else " (median)"
+def _kv(row: Row) -> str:
+    k, v, defaulted = kv_types(row.rec)
+    if k is None and v is None:
+        return "not stated"
+    text = f"{k or 'not stated'}/{v or 'not stated'}"
+    return text + " (default)" if defaulted else text
 
 
-def recommendation_md(src: str, rec: Recommendation, records: dict[str, AnyRecord]) -> str:
-    r = rec.row
-    record = records[r["page_id"]]
-    lines = [f"#### {rec.title}: {md(r['config'])}", "", f"**Why:** {md(rec.why)}.", ""]
-    if record.command:
-        lines += [code_fence(shell_command(record.command, r.get("file_name")), "bash"), ""]
-    else:
-        lines += ["*The record has no command line.*", ""]
-    lines += [
-        f"- Generation: **{num(r['tg'])} t/s**{_stat_suffix(r)} · prompt: {num(r.get('pp'))} t/s · "
-        f"time to first token: {num(r.get('ttft_ms'))} ms",
-        f"- VRAM: {md(_vram(r))} · mean KLD: {md(_kld_text(r))}",
-        f"- Source: {source_md(r)} · run [{md(r['page_id'])}]({mdlink(src, run_src(r['page_id']))})",
-        "",
-    ]
-    return "\n".join(lines)
+def _moe(rec: AnyRecord) -> str:
+    m = rec.model
+    if m.n_experts:
+        return f"MoE, {m.n_experts} experts" + (f", {m.n_experts_used} active" if m.n_experts_used else "")
+    if m.moe is False:
+        return "dense"
+    return "MoE: not stated" if m.moe is None else "MoE"
 
 
-def config_table(src: str, rows: list[dict[str, Any]]) -> str:
-    cols = [
-        Col("model", lambda r: f'<a href="{href(src, model_src(r["model"]))}">{h(r["model_name"])}</a>'),
-        Col("configuration", lambda r: f'<a href="{href(src, run_src(r["page_id"]))}">{h(r["config"])}</a>'),
-        Col("status", lambda r: h(r["status"]) if r["status"] == "ok" else f'<strong>{h(r["status"])}</strong>'),
-        Col("tg t/s", lambda r: h(num(r["tg"])), lambda r: r["tg"]),
-        Col("pp t/s", lambda r: h(num(r["pp"])), lambda r: r["pp"]),
-        Col("TTFT ms", lambda r: h(num(r["ttft_ms"])), lambda r: r["ttft_ms"]),
-        Col("VRAM", lambda r: h(_vram(r)), lambda r: r["vram_mib"]),
-        Col("ctx", lambda r: h(num(r["ctx"], 9)), lambda r: r["ctx"]),
-        Col("KLD mean", lambda r: h(num(r["kld_mean"], 4)), lambda r: r["kld_mean"]),
-        Col("bw eff. %", lambda r: h(num(r["efficiency_pct"])), lambda r: r["efficiency_pct"]),
-        Col("build", lambda r: h(r["build"] or DASH)),
-        Col("source", source_badge),
-    ]
-    return table(cols, rows)
+def _size(rec: AnyRecord) -> str:
+    m = rec.model
+    if m.size_bytes:
+        return f"{m.size_bytes / 1e9:.2f} GB"
+    return f"{m.size_stated} (as stated)" if m.size_stated else "size not stated"
 
 
-def _charts(device: str, src: str, ok: pd.DataFrame, depth: pd.DataFrame) -> tuple[list[str], list[Output]]:
-    md_out: list[str] = []
-    files: list[Output] = []
-    base = f"charts/devices/{device}"
-    labels = [f"{m} {c}" for m, c in zip(ok["model_name"], ok["config"])]
-    tg = ok[ok["tg"].notna()]
-    if not tg.empty:
-        # speed and VRAM share one figure: same configurations, one set of labels, half the drawing time
-        panels: list[tuple[str, list[float | None]]] = [("generation speed (t/s)", [float(x) for x in tg["tg"]])]
-        has_vram = bool(tg["vram_mib"].notna().any())
-        if has_vram:
-            panels.append(("peak VRAM (GiB)", [None if missing(v) else float(v) / 1024 for v in tg["vram_mib"]]))
-        svgs = charts.bar_chart(f"{device}-tg", [f"{m} {c}" for m, c in zip(tg["model_name"], tg["config"])],
-                                panels, [bool(x) for x in tg["imported"]])
-        files += chart_files(f"{base}-tg", svgs)
-        title = "Generation speed and VRAM per configuration" if has_vram else "Generation speed per configuration"
-        md_out += [f"### {title}", "",
-                   f"The {charts.MAX_BARS} fastest configurations at most; the table above has every run."
-                   + (" VRAM is the measured peak, summed over GPUs; runs without it have no bar." if has_vram else ""),
-                   "", chart_md(src, f"{base}-tg", title.lower()), ""]
-    d = depth[depth["page_id"].isin(ok["page_id"])]
-    multi = d.groupby("page_id").size()
-    ids = [i for i in ok.sort_values("tg", ascending=False)["page_id"] if multi.get(i, 0) > 1][:MAX_DEPTH_LINES]
-    if ids:
-        names = dict(zip(ok["page_id"], labels))
-        series = [(names[i], list(d[d["page_id"] == i]["depth"]), list(d[d["page_id"] == i]["tg"])) for i in ids]
-        files += chart_files(f"{base}-depth", charts.line_chart(f"{device}-depth", series, "filled context depth (tokens)",
-                                                                "generation speed (t/s)"))
-        md_out += ["### Speed against filled context depth", "",
-                   "Depth is context actually filled with tokens before generating, not the allocated `-c`.", "",
-                   chart_md(src, f"{base}-depth", "generation speed against filled depth"), ""]
-    kd = ok[ok["kld_mean"].notna() & ok["tg"].notna()]
-    if not kd.empty:
-        corpus = kd["corpus_key"].value_counts().index[0]
-        same = kd[kd["corpus_key"] == corpus]
-        pts = [charts.Point(float(k), float(t), f"{m[:12]} {q}", bool(i))
-               for k, t, m, q, i in zip(same["kld_mean"], same["tg"], same["model_name"], same["quant"],
-                                        same["imported"])]
-        front = pareto_front([(p.x, p.y) for p in pts])
-        files += chart_files(f"{base}-pareto", charts.pareto_chart(f"{device}-pareto", pts, front,
-                                                                   "mean KLD (lower is better)",
-                                                                   "generation speed (t/s)", logx=True))
-        left = len(kd) - len(same)
-        note = f" {left} configuration(s) with KLD on another corpus are left out." if left else ""
-        md_out += ["### Speed against KLD", "",
-                   f"KLD on corpus {md(same['corpus'].iloc[0] or corpus)}; points on the red line are not beaten "
-                   f"on both speed and KLD by any other point.{note}", "",
-                   chart_md(src, f"{base}-pareto", "generation speed against mean KLD with the Pareto frontier"), ""]
-    return md_out, files
+def _date(rec: AnyRecord) -> str:
+    if rec.source.type == "imported":
+        return f"{rec.source.date} (as stated)" if rec.source.date else "not stated"
+    return rec.created_at.strftime("%Y-%m-%d")
 
 
-def _hardware(records: list[AnyRecord]) -> list[str]:
-    rec = records[-1]
-    lines = []
-    for g in rec.host.gpus:
-        bits = [f"VRAM {mib(g.vram_total_mib)}" if g.vram_total_mib else None,
-                f"bandwidth {num(g.mem_bandwidth_gbps)} GB/s" if g.mem_bandwidth_gbps else None,
-                f"driver {g.driver}" if g.driver else None, g.backend]
-        lines.append(f"- GPU: {md(g.name)}" + "".join(f" · {md(b)}" for b in bits if b))
-    cpu = rec.host.cpu
-    lines.append(f"- CPU: {md(cpu.model or 'unknown')}" + (f" · {cpu.cores} cores" if cpu.cores else ""))
-    return lines
+def row_context(src: str, row: Row, label: str) -> dict[str, Any]:
+    """Everything a table row or a pick shows about one configuration."""
+    rec = row.rec
+    bw = bandwidth_gbps(rec.host.gpus)
+    bpt = rec.model.bytes_per_token
+    eff = row.tg.value * bpt / (bw * 1e9) * 100 if (row.tg and bpt and bw) else None
+    k = row.kld
+    failed = [r for r in row.records if r.status == "failed"]
+    return {
+        "row": row, "rec": rec, "label": label, "config": config_summary(rec), "quant": quant_of(rec),
+        "model_name": model_display_name(rec.model), "model_href": model_src(row.model),
+        "run_href": run_src(row.page_id), "runs": [run_src(run_page_id(r)) for r in row.records],
+        "n_runs": len(row.records), "n_failed": len(failed),
+        "error": f"{failed[-1].error.stage}: {failed[-1].error.message}" if failed and failed[-1].error else None,
+        "status": row.status, "noisy": row.noisy,
+        "noisy_why": "; ".join(row.rec.conditions.reasons) if row.noisy and row.rec.conditions else "",
+        "imported": row.imported, "citation": rec.source.citation, "url": rec.source.url,
+        "quote": _quote(row), "date": _date(rec), "build": rec.llama_cpp.version or "build not stated",
+        "ctx": rec.config.ctx_size, "kv": _kv(row), "layers": _layers(row), "memory": _memory(row),
+        "size": _size(rec), "moe": _moe(rec), "qf": quant_facts(rec.model), "eff": eff,
+        "depth_text": ("depth not stated" if row.tg_depth is None else f"at depth {row.tg_depth:,}"),
+        "kld": k, "kld_text": _kld_text(row), "warnings": rec.warnings,
+        "command": _command(row),
+    }
 
 
-def _rec_block(src: str, rows: pd.DataFrame, records: dict[str, AnyRecord]) -> list[str]:
-    out: list[str] = []
-    for model, grp in rows.groupby("model", sort=True):
-        out += [f"### {md(grp['model_name'].iloc[0])}", ""]
-        recs = recommend(grp)
-        if not recs:
-            out += ["No successful run with a generation speed.", ""]
-        for rec in recs:
-            out.append(recommendation_md(src, rec, records))
-        kinds = {r.kind for r in recs}
-        if recs and "balanced" not in kinds:
-            out += [f"*No balanced pick: no configuration of this model has a mean KLD at or under {KLD_BUDGET:g} "
-                    "on a shared corpus.*", ""]
+def _quote(row: Row) -> str | None:
+    """The source's own words that hold the headline figure (the first quote containing it)."""
+    quotes = row.rec.source.quotes
+    if not quotes:
+        return None
+    tg = row.tg
+    if tg is not None:
+        needle = (tg.text or "").lstrip("~")
+        hit = next((q for q in quotes if needle and needle in q), None)
+        if hit:
+            return hit
+    return quotes[0]
+
+
+def _kld_text(row: Row) -> str:
+    k = row.kld
+    if not k:
+        return "no KLD measurement for this file"
+    unc = f" ± {num(k['kld_mean_unc'], 2)}" if k.get("kld_mean_unc") else ""
+    text = f"{num(k['kld_mean'], 4)}{unc} (corpus {k.get('corpus') or 'unknown'}"
+    if row.kld_join == "model name + quant":
+        text += "; joined by model name + quant, no sha256"
+    if row.kld_note:
+        text += f"; {row.kld_note}"
+    if k.get("imported"):
+        text += "; imported"
+    return text + ")"
+
+
+def _picks(src: str, rows: list[Row], labelled: dict[str, str]) -> list[dict[str, Any]]:
+    """Per model: the picks (with their rows' context) and why any pick is missing."""
+    by_model: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_model[r.model].append(r)
+    out = []
+    for model, group in sorted(by_model.items()):
+        picks, missing = recommend(group)
+        out.append({"name": model_display_name(group[-1].rec.model), "model_href": model_src(model),
+                    "picks": [_pick_context(src, p, labelled) for p in picks], "missing": missing,
+                    "n_configs": len(group)})
     return out
 
 
-def device_page(device: str, speed: pd.DataFrame, depth: pd.DataFrame, records: dict[str, AnyRecord],
+def _pick_context(src: str, pick: Pick, labelled: dict[str, str]) -> dict[str, Any]:
+    return {"kind": pick.kind, "title": pick.title, "why": pick.why, "notes": pick.notes,
+            "ctx": row_context(src, pick.row, labelled[pick.row.key]),
+            "ties": [{"label": labelled[t.key], "tg": t.tg, "href": run_src(t.page_id),
+                      "kld": t.kld["kld_mean"] if t.kld else None} for t in pick.ties]}
+
+
+def _kld_only_picks(klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Most faithful per model on a device that has KLD figures but no speed run."""
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for k in klds:
+        if k["status"] == "ok" and k["kld_mean"] is not None:
+            by_model[k["model"]].append(k)
+    out = []
+    for model, group in sorted(by_model.items()):
+        corpus = max({k["corpus_key"] for k in group}, key=lambda c: sum(1 for k in group if k["corpus_key"] == c))
+        same = sorted([k for k in group if k["corpus_key"] == corpus], key=lambda k: k["kld_mean"])
+        best = same[0]
+        unc = best.get("kld_mean_unc") or 0.0
+        ties = [k for k in same[1:] if k["kld_mean"] - (k.get("kld_mean_unc") or 0.0) <= best["kld_mean"] + unc]
+        out.append({"name": best["model_name"], "model_href": model_src(model), "best": best, "n": len(same),
+                    "ties": ties, "corpus": best["corpus"]})
+    return out
+
+
+def _charts(device: str, src: str, rows: list[Row], labelled: dict[str, str]) -> tuple[list[dict[str, Any]],
+                                                                                        list[Output]]:
+    out: list[dict[str, Any]] = []
+    files: list[Output] = []
+    base = f"charts/devices/{device}"
+    with_tg = [r for r in rows if r.status == "ok" and r.tg is not None]
+    if with_tg:
+        bars = [charts.Bar(labelled[r.key], r.tg.value, r.tg.lo if r.tg.has_spread else None,  # type: ignore[union-attr]
+                           r.tg.hi if r.tg.has_spread else None, r.imported) for r in with_tg]
+        panels = [("generation speed, t/s (headline depth)", bars)]
+        with_vram = [r for r in with_tg if r.rec.memory_mib.vram_peak]
+        if with_vram and len(with_vram) == len(with_tg):
+            panels.append(("peak VRAM, GiB", [charts.Bar(labelled[r.key], sum(r.rec.memory_mib.vram_peak or [])
+                                                         / 1024) for r in with_tg]))
+        files += chart_files(f"{base}-tg", charts.bar_chart(f"{device}-tg", panels))
+        top = sorted(with_tg, key=lambda r: -r.tg.value)[:5]  # type: ignore[union-attr]
+        alt = "Bar chart of generation speed per configuration: " + "; ".join(
+            f"{labelled[r.key]}: {figure_text(r.tg, 't/s')}" for r in top) + (
+            f"; and {len(with_tg) - 5} more" if len(with_tg) > 5 else "")
+        out.append({"title": "Generation speed per configuration",
+                    "text": f"The {charts.MAX_BARS} fastest configurations at most, at their headline depth; the "
+                            "whiskers span the samples' range; imported figures are orange. The tables have every "
+                            "configuration.", "base": f"{base}-tg", "alt": alt})
+    multi = [r for r in with_tg if len(r.depths) > 1]
+    if multi:
+        multi = sorted(multi, key=lambda r: -r.tg.value)[:charts.MAX_LINES]  # type: ignore[union-attr]
+        series = []
+        for r in multi:
+            ds = [d for d in r.depths if "tg" in r.depths[d]]
+            figs = [r.depths[d]["tg"] for d in ds]
+            series.append((labelled[r.key], ds, [f.value for f in figs], [f.lo if f.lo is not None else f.value
+                                                                          for f in figs],
+                           [f.hi if f.hi is not None else f.value for f in figs]))
+        files += chart_files(f"{base}-depth", charts.line_chart(f"{device}-depth", series,
+                                                                "filled context depth (tokens)",
+                                                                "generation speed (t/s)"))
+        alt = "Line chart of generation speed against filled context depth: " + "; ".join(
+            f"{s[0]}: " + ", ".join(f"{y:.3g} t/s at {x}" for x, y in zip(s[1], s[2])) for s in series)
+        out.append({"title": "Speed against filled context depth",
+                    "text": "Depth is context actually filled with tokens before generating, not the allocated "
+                            "ctx. The band spans the samples' range.", "base": f"{base}-depth", "alt": alt})
+    kd = [r for r in with_tg if r.kld and r.kld.get("kld_mean") is not None and not r.noisy]
+    if len(kd) > 1:
+        corpus = max({r.kld["corpus_key"] for r in kd if r.kld},
+                     key=lambda c: sum(1 for r in kd if r.kld and r.kld["corpus_key"] == c))
+        same = [r for r in kd if r.kld and r.kld["corpus_key"] == corpus]
+        pts = [charts.Point(float(r.kld["kld_mean"]), float(r.tg.value), labelled[r.key], r.imported)  # type: ignore
+               for r in same]
+        front = pareto_front([(p.x, p.y) for p in pts])
+        files += chart_files(f"{base}-pareto", charts.pareto_chart(f"{device}-pareto", pts, front,
+                                                                   "mean KLD (lower is more faithful)",
+                                                                   "generation speed (t/s)", logx=True))
+        alt = "Scatter of generation speed against mean KLD; on the Pareto frontier: " + "; ".join(
+            f"{pts[i].label}: {pts[i].y:.3g} t/s, KLD {pts[i].x:.3g}" for i in front)
+        left = len(kd) - len(same)
+        out.append({"title": "Speed against KLD",
+                    "text": f"KLD on corpus {same[0].kld['corpus'] if same[0].kld else corpus}; points on the red "
+                            "line are beaten on both speed and KLD by no other point."
+                            + (f" {left} configuration(s) with KLD on another corpus are left out." if left else ""),
+                    "base": f"{base}-pareto", "alt": alt})
+    return out, files
+
+
+def _kld_rows(klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for k in sorted(klds, key=lambda k: (k["model"], k["kld_mean"] if k["kld_mean"] is not None else 9e9)):
+        rec: KldRecord = k["rec"]
+        kv = ("not stated" if k["ctk"] is None and k["ctv"] is None else
+              f"{k['ctk'] or 'not stated'}/{k['ctv'] or 'not stated'}" + (" (default)" if k["kv_default"] else ""))
+        out.append({**k, "kv": kv, "run_href": run_src(k["page_id"]), "model_href": model_src(k["model"]),
+                    "qf": quant_facts(rec.model), "size": _size(rec), "citation": rec.source.citation,
+                    "date": _date(rec)})
+    return out
+
+
+def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
                 device_records: list[AnyRecord]) -> list[Output]:
     """The device's Markdown page and its chart files."""
     src = f"devices/{device}.md"
-    label = speed["device_label"].iloc[0] if not speed.empty else device_records[-1].host.cpu.model or device
-    measured = speed[~speed["imported"].astype(bool)] if not speed.empty else speed
-    imported = speed[speed["imported"].astype(bool)] if not speed.empty else speed
-    lines = [front_matter(label, wide=True) + f"# {md(label)}", ""]
-    if not speed.empty and measured.empty:
-        lines += ['!!! note "Published figures only"', "",
-                  "    Every figure on this page is imported from a published source, not measured by the "
-                  "collector; each names its source.", ""]
-    lines += _hardware(device_records) + [""]
-    lines += ["## Recommended launch configurations", "",
-              f"Per model: the **fastest** run; the **balanced** run (the fastest whose mean KLD is at or under "
-              f"{KLD_BUDGET:g}); the **most faithful** run (lowest mean KLD); the **largest context** that keeps at "
-              f"least {KEEP_SPEED:.0%} of the fastest speed. Each is a real run: its exact command, its numbers. "
-              "Measured runs and figures from published sources are ranked separately.", ""]
-    if not measured.empty:
-        lines += _rec_block(src, measured, records)
-    elif imported.empty:
-        lines += ["No speed run on this device yet.", ""]
-    if not imported.empty:
-        lines += ["## From published sources", "",
-                  "These recommendations rank only imported figures, and each names the source that backs it. "
-                  "Sources state averages and their own methods; see [Methodology]"
-                  f"({mdlink(src, 'methodology.md')}).", ""]
-        lines += [s.replace("### ", "### Published: ", 1) if s.startswith("### ") else s
-                  for s in _rec_block(src, imported, records)]
-    rows = rows_of(speed.sort_values(["model", "tg"], ascending=[True, False])) if not speed.empty else []
-    lines += ["## Every configuration", "",
-              "Click a column header to sort. *bw eff.* is generation speed times weight bytes read per token, "
-              "as a share of the GPU's peak memory bandwidth (when both are known).", "",
-              config_table(src, rows) if rows else "No speed runs.", ""]
-    files: list[Output] = []
-    ok = speed[speed["status"] == "ok"] if not speed.empty else speed
-    if not ok.empty:
-        chart_lines, files = _charts(device, src, ok, depth)
-        lines += ["## Charts", ""] + chart_lines
-    kld_only = [r for r in device_records if not isinstance(r, SpeedRecord)]
-    if kld_only:
-        lines += ["## KLD runs on this device", "",
-                  "KLD does not depend on the device; it is shown with every speed run of the same model file.", ""]
-        lines += [f"- [{md(r.model.name or r.model.file_name or r.id)} {md(r.model.quant or '')}]"
-                  f"({mdlink(src, run_src(run_page_id(r)))}) · {md(r.status)}" for r in kld_only]
-        lines.append("")
-    return [GeneratedFile(src, "\n".join(lines)), *files]
+    speed_recs = [r for r in device_records if isinstance(r, SpeedRecord)]
+    label = device_label((speed_recs or device_records)[-1].host)
+    labelled = dict(zip([r.key for r in rows], labels(rows))) if rows else {}
+    measured = [r for r in rows if not r.imported]
+    imported = [r for r in rows if r.imported]
+    table = [row_context(src, r, labelled[r.key]) for r in
+             sorted(rows, key=lambda r: (model_display_name(r.rec.model), -(r.value() or -1.0), r.page_id))]
+    depths = sorted({d for r in rows for d in r.depths})
+    chart_list, files = _charts(device, src, rows, labelled)
+    only_kld = not rows and bool(klds)
+    kld_table = _kld_rows(klds)
+    text = render("device.md.j2", src=src, title=label, label=label, hw=_hardware(device_records),
+                  imported_only=bool(rows) and not measured, kld_only=only_kld, n_configs=len(rows),
+                  n_records=len(speed_recs), measured=_picks(src, measured, labelled),
+                  imported=_picks(src, imported, labelled), table=table, depths=depths,
+                  fits=_fits(table), charts=chart_list, klds=kld_table,
+                  kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED)
+    return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
+
+
+def _fits(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What fits on this device: one line per model, quant, context and KV type, with the outcome."""
+    out = []
+    for c in table:
+        if c["noisy"]:
+            continue
+        outcome = "runs" if c["status"] == "ok" else f"failed: {c['error'] or 'see the run'}"
+        out.append({**c, "outcome": outcome})
+    return out
+
+
+__all__ = ["device_page", "faithful_pick", "row_context"]

@@ -1,46 +1,115 @@
-"""Records -> pandas DataFrames: one row per speed run, one per KLD run, one per (speed run, filled depth).
+"""Records -> rows: one row per *configuration* of a device, one per KLD result.
 
-Speeds are tokens per second, times milliseconds, memory MiB, sizes bytes. A missing value is NaN/None,
-never a guess. A speed row takes the median when the record has one, else the mean (sources state
-averages), else the single figure a source states; `tg_stat` says which.
+A configuration is what a reader would launch: the same model file, flags and llama.cpp build on the same device.
+Re-measurements of one configuration are one row holding all their samples (never several rows, and never the
+best of them); a configuration measured on a busy host is marked noisy and its samples are kept apart. Figures
+imported from a source stay one row per figure. Speeds are tokens/s, times ms, memory MiB, sizes bytes;
+unknown is None, never a default.
+
+Headline speed: the median over every sample at the shallowest filled depth measured, with min, max and n
+(imported: the figure as its source states it). Per-depth figures are kept in `depths`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
+from collector.llama.flags import FLAGS
 from collector.records.schema import GpuInfo, Host, KldRecord, SpeedRecord, Stat
-from collector.records.store import AnyRecord, device_slug, model_slug, slugify
+from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug, slugify
 
 _SAFE_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
-_DEFAULT_KV = "f16"  # llama.cpp's KV cache type when -ctk/-ctv are not passed
 
 
 @dataclass(frozen=True)
-class Frames:
-    speed: pd.DataFrame
-    kld: pd.DataFrame
-    depth: pd.DataFrame
-    records: dict[str, AnyRecord]  # by page id (see run_page_id)
+class Figure:
+    """One speed figure as shown: the value, its spread and n, and how it was obtained."""
+
+    value: float
+    n: int | None = None
+    lo: float | None = None  # min of the samples
+    hi: float | None = None  # max of the samples
+    stat: str = "median"  # median | mean (as a source states) | stated (a single figure, no statistic named)
+    approx: bool = False  # the source marks it approximate
+    text: str | None = None  # as the source writes it ("~94", "22.00")
+
+    @property
+    def has_spread(self) -> bool:
+        return self.lo is not None and self.hi is not None and (self.n or 0) > 1
 
 
-def clean(row: dict[str, Any]) -> dict[str, Any]:
-    """A row with pandas' NaN/NA turned back into None (a NaN is truthy and equal to nothing)."""
-    return {k: (None if not isinstance(v, (list, dict)) and pd.isna(v) else v) for k, v in row.items()}
+def figure_of(values: list[float]) -> Figure | None:
+    if not values:
+        return None
+    return Figure(statistics.median(values), len(values), min(values), max(values))
 
 
-def rows_of(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [clean(r) for r in df.to_dict("records")]
+def figure_from_stat(stat: Stat | None) -> Figure | None:
+    """A summary statistic as a figure (imported records: what the source states, with its own n)."""
+    if stat is None or stat.value is None:
+        return None
+    kind = "median" if stat.median is not None else "mean" if stat.mean is not None else "stated"
+    return Figure(stat.value, stat.n, stat.min, stat.max, kind, stat.approx, stat.text)
+
+
+@dataclass
+class Row:
+    """One configuration on one device (or one imported figure), with everything a page shows about it."""
+
+    key: str
+    records: list[SpeedRecord] = field(default_factory=list)  # oldest first
+    noisy: bool = False
+    tg: Figure | None = None
+    pp: Figure | None = None
+    ttft: Figure | None = None
+    tg_depth: int | None = None  # the filled depth of the headline figures (None: the source does not say)
+    depths: dict[int, dict[str, Figure]] = field(default_factory=dict)  # depth -> {tg, pp, ttft}
+    kld: dict[str, Any] | None = None  # the joined KLD row
+    kld_join: str | None = None
+    kld_note: str | None = None
+
+    @property
+    def rec(self) -> SpeedRecord:
+        """The newest record: its command, memory and placement represent the configuration."""
+        return self.records[-1]
+
+    @property
+    def status(self) -> str:
+        return "ok" if any(r.status == "ok" for r in self.records) else "failed"
+
+    @property
+    def imported(self) -> bool:
+        return self.rec.source.type == "imported"
+
+    @property
+    def page_id(self) -> str:
+        return run_page_id(self.rec)
+
+    @property
+    def device(self) -> str:
+        return device_slug(self.rec.host)
+
+    @property
+    def model(self) -> str:
+        return model_slug(self.rec)
+
+    @property
+    def deepest(self) -> int | None:
+        return max(self.depths) if self.depths else None
+
+    def value(self, what: str = "tg") -> float | None:
+        fig = getattr(self, what)
+        return fig.value if fig else None
 
 
 def run_page_id(record: AnyRecord) -> str:
-    """The run's permalink name: its id when that is a plain token, else a slug of it."""
-    return record.id if _SAFE_ID.match(record.id) else "r-" + slugify(record.id)[:60]
+    """The run's permalink name: its id when that is a plain token, else a bounded slug of it."""
+    return record.id if _SAFE_ID.match(record.id) else "r-" + slugify(record.id, 60)
 
 
 def device_label(host: Host) -> str:
@@ -53,7 +122,7 @@ def device_label(host: Host) -> str:
     return "CPU: " + (host.cpu.model or "unknown")
 
 
-def _bandwidth_gbps(gpus: list[GpuInfo]) -> float | None:
+def bandwidth_gbps(gpus: list[GpuInfo]) -> float | None:
     """Bandwidth bound for a layer split: GPUs read their layers one after another, so with identical GPUs
     the bound is one GPU's bandwidth; mixed or unknown GPUs give None."""
     values = {g.mem_bandwidth_gbps for g in gpus}
@@ -62,182 +131,155 @@ def _bandwidth_gbps(gpus: list[GpuInfo]) -> float | None:
     return float(values.pop())  # type: ignore[arg-type]
 
 
-def _stat(stat: Stat | None) -> tuple[float | None, str | None]:
-    if stat is None:
-        return None, None
-    if stat.median is not None:
-        return stat.median, "median"
-    if stat.mean is not None:
-        return stat.mean, "mean"
-    if stat.stated is not None:
-        return stat.stated, "stated"
-    return None, None
-
-
-def _quant(record: AnyRecord) -> str:
+def quant_of(record: AnyRecord) -> str:
     return record.model.quant or record.model.file_type or "unknown"
 
 
-def _kv(value: str | None) -> str:
-    return value or _DEFAULT_KV
+def config_key(rec: SpeedRecord) -> str:
+    """What makes two speed records the same configuration (a re-measurement) rather than two."""
+    parts: dict[str, Any] = {"device": device_slug(rec.host), "config": rec.config.model_dump(mode="json"),
+                             "build": rec.llama_cpp.build_key}
+    if rec.source.type == "imported":  # every imported figure is its own row, with its source
+        parts["figure"] = rec.source.figure or rec.id
+    else:
+        parts["model"] = rec.model.sha256
+    return json.dumps(parts, sort_keys=True)
 
 
-def _source_cols(record: AnyRecord) -> dict[str, Any]:
-    s = record.source
-    return {"source_type": s.type, "citation": s.citation, "source_url": s.url, "source_note": s.note,
-            "imported": s.type == "imported"}
+def kv_types(rec: SpeedRecord | KldRecord) -> tuple[str | None, str | None, bool]:
+    """(K type, V type, defaulted): what llama.cpp used (measured: from its log), or what a source states.
 
-
-def _common(record: AnyRecord) -> dict[str, Any]:
-    m = record.model
-    return {
-        "page_id": run_page_id(record), "id": record.id, "kind": record.kind, "status": record.status,
-        "error": f"{record.error.stage}: {record.error.message}" if record.error else None,
-        "created_at": record.created_at.isoformat(), "device": device_slug(record.host),
-        "device_label": device_label(record.host), "model": model_slug(record),
-        "model_name": m.name or m.file_name or "unknown model", "quant": _quant(record), "file_name": m.file_name,
-        "size_bytes": m.size_bytes, "size_stated": getattr(m, "size_stated", None), "bpw": m.bits_per_weight, "sha256": m.sha256,
-        "bytes_per_token": m.bytes_per_token, "params_total": m.params_total, "params_active": m.params_active,
-        "moe": bool(m.n_experts) or (m.params_active is not None and m.params_total is not None
-                                    and m.params_active < m.params_total),
-        "build": record.llama_cpp.version, "backend": record.llama_cpp.backend, "command": list(record.command),
-        **_source_cols(record),
-    }
-
-
-def _config_label(rec: SpeedRecord) -> str:
+    An imported record whose source names no KV type gives (None, None): unknown, never llama.cpp's default."""
     c = rec.config
-    parts = [_quant(rec)]
-    ctx = c.ctx_size or rec.placement.n_ctx
-    if ctx:
-        parts.append(f"ctx {ctx}")
-    if c.cache_type_k or c.cache_type_v:
-        parts.append(f"KV {_kv(c.cache_type_k)}/{_kv(c.cache_type_v)}")
-    if c.flash_attn:
-        parts.append(f"fa {c.flash_attn}")
-    if c.n_gpu_layers is not None:
-        parts.append(f"ngl {c.n_gpu_layers}")
-    if c.n_cpu_moe:
-        parts.append(f"cpu-moe {c.n_cpu_moe}")
-    if c.ubatch_size:
-        parts.append(f"ub {c.ubatch_size}")
-    if c.parallel and c.parallel > 1:
-        parts.append(f"np {c.parallel}")
-    return " · ".join(parts)
+    if rec.source.type == "imported":
+        return c.cache_type_k, c.cache_type_v, False
+    placed = getattr(rec, "placement", None)
+    k = c.cache_type_k or (placed.kv_type_k if placed else None) or "f16"
+    v = c.cache_type_v or (placed.kv_type_v if placed else None) or "f16"
+    return k, v, c.cache_type_k is None and c.cache_type_v is None
 
 
-def _speed_row(rec: SpeedRecord) -> dict[str, Any]:
-    tg, tg_stat = _stat(rec.summary.tg_tps)
-    pp, _ = _stat(rec.summary.pp_tps)
-    ttft, _ = _stat(rec.summary.ttft_ms)
-    mem = rec.memory_mib
-    vram = sum(mem.vram_peak) if mem.vram_peak else None
-    stated = None
-    if mem.vram_used_stated:
-        stated = " + ".join(f"{v:g}" for v in mem.vram_used_stated) + f" {mem.vram_unit or ''}".rstrip()
-    bw = _bandwidth_gbps(rec.host.gpus)
-    bpt = rec.model.bytes_per_token
-    eff = tg * bpt / (bw * 1e9) * 100 if (tg and bpt and bw) else None
-    c = rec.config
-    return {
-        **_common(rec), "config": _config_label(rec), "ctx": c.ctx_size or rec.placement.n_ctx,
-        "ngl": None if c.n_gpu_layers is None else str(c.n_gpu_layers), "n_cpu_moe": c.n_cpu_moe,
-        "ctk": _kv(c.cache_type_k), "ctv": _kv(c.cache_type_v), "fa": c.flash_attn, "ubatch": c.ubatch_size,
-        "threads": c.threads, "parallel": c.parallel,
-        "tg": tg, "tg_stat": tg_stat, "pp": pp, "ttft_ms": ttft, "vram_mib": vram, "vram_stated": stated,
-        "bandwidth_gbps": bw, "efficiency_pct": eff, "load_s": rec.load_seconds,
-    }
+def _pool(records: list[SpeedRecord]) -> tuple[dict[int, dict[str, Figure]], int | None]:
+    """Figures per filled depth over every sample of the records; and the shallowest depth."""
+    pooled: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for rec in records:
+        for s in rec.samples:
+            pooled[s.depth_tokens]["tg"] += s.tg_tps
+            pooled[s.depth_tokens]["pp"] += s.pp_tps
+            pooled[s.depth_tokens]["ttft"] += s.ttft_ms
+    depths = {d: {k: f for k, v in vals.items() if (f := figure_of(v))} for d, vals in sorted(pooled.items())}
+    depths = {d: v for d, v in depths.items() if v}
+    return depths, (min(depths) if depths else None)
 
 
-def _kld_row(rec: KldRecord) -> dict[str, Any]:
-    r = rec.results
-    corpus = rec.corpus
-    return {
-        **_common(rec), "ctk": _kv(rec.config.cache_type_k), "ctv": _kv(rec.config.cache_type_v),
-        "base_name": rec.base_model.name or rec.base_model.file_name if rec.base_model else None,
-        "base_quant": _quant_of(rec.base_model) if rec.base_model else None,
-        "corpus": corpus.name if corpus else None, "corpus_sha256": corpus.sha256 if corpus else None,
-        "corpus_key": (corpus.sha256 or corpus.name) if corpus else "unknown corpus",
-        "kld_mean": r.kld_mean, "kld_p99_9": r.kld_p99_9, "kld_max": r.kld_max, "same_top_p": r.same_top_p,
-        "ppl_ratio": r.ppl_ratio, "ppl_q": r.ppl_q,
-    }
+def speed_rows(records: list[SpeedRecord]) -> list[Row]:
+    """The configurations of these speed records (any devices), oldest first within each."""
+    groups: dict[str, Row] = {}
+    for rec in sorted(records, key=lambda r: (r.created_at, r.id)):
+        noisy = bool(rec.conditions and rec.conditions.noisy)
+        key = config_key(rec) + ("#noisy" if noisy else "")  # noisy samples are never pooled with quiet ones
+        groups.setdefault(key, Row(key=key, noisy=noisy)).records.append(rec)
+    rows = []
+    for row in groups.values():
+        ok = [r for r in row.records if r.status == "ok"]
+        if row.imported:
+            s = row.rec.summary
+            row.tg, row.pp, row.ttft = (figure_from_stat(s.tg_tps), figure_from_stat(s.pp_tps),
+                                        figure_from_stat(s.ttft_ms))
+            stated = row.rec.method.depths
+            row.tg_depth = stated[0] if len(stated) == 1 else None
+        elif ok:
+            row.depths, row.tg_depth = _pool(ok)
+            head = row.depths.get(row.tg_depth, {}) if row.tg_depth is not None else {}
+            row.tg, row.pp, row.ttft = head.get("tg"), head.get("pp"), head.get("ttft")
+        rows.append(row)
+    return rows
 
 
-def _quant_of(model: Any) -> str:
-    return model.quant or model.file_type or "unknown"
+def kld_rows(records: list[KldRecord]) -> list[dict[str, Any]]:
+    """One row per KLD measurement (a re-run of the same files, corpus, settings and build: the newest, counted)."""
+    groups: dict[str, list[KldRecord]] = defaultdict(list)
+    for rec in sorted(records, key=lambda r: (r.created_at, r.id)):
+        key = json.dumps([rec.source.figure or "", rec.model.sha256 or rec.id, rec.base_model.sha256
+                          if rec.base_model else None, rec.corpus.sha256 if rec.corpus else None,
+                          rec.config.model_dump(mode="json"), rec.llama_cpp.build_key, rec.status])
+        groups[key].append(rec)
+    out = []
+    for recs in groups.values():
+        rec = recs[-1]
+        k, v, defaulted = kv_types(rec)
+        corpus = rec.corpus
+        r = rec.results
+        out.append({
+            "rec": rec, "n_records": len(recs), "page_id": run_page_id(rec), "status": rec.status,
+            "device": device_slug(rec.host), "model": model_slug(rec), "model_name": model_display_name(rec.model),
+            "quant": quant_of(rec), "sha256": rec.model.sha256, "imported": rec.source.type == "imported",
+            "ctk": k, "ctv": v, "kv_default": defaulted, "kv_variant": "kv-cache" in rec.tags,
+            "corpus": corpus.name if corpus else None,
+            "corpus_key": (corpus.sha256 or corpus.name) if corpus else "unknown corpus",
+            "corpus_ctx": corpus.ctx_size if corpus else None, "corpus_chunks": corpus.chunks if corpus else None,
+            "base": model_display_name(rec.base_model) + " " + quant_of_model(rec.base_model)
+            if rec.base_model else None,
+            "kld_mean": r.kld_mean, "kld_mean_unc": r.kld_mean_unc, "kld_p99_9": r.kld_p99_9, "kld_max": r.kld_max,
+            "same_top_p": r.same_top_p, "same_top_p_unc": r.same_top_p_unc, "ppl_ratio": r.ppl_ratio,
+            "created_at": rec.created_at,
+        })
+    return out
 
 
-def _depth_rows(rec: SpeedRecord) -> list[dict[str, Any]]:
-    """Generation speed per filled depth: the median over categories of each category's median."""
-    by_depth: dict[int, list[float]] = {}
-    for s in rec.samples:
-        if s.tg_tps:
-            by_depth.setdefault(s.depth_tokens, []).append(statistics.median(s.tg_tps))
-    return [{"page_id": run_page_id(rec), "depth": d, "tg": statistics.median(v)} for d, v in sorted(by_depth.items())]
+def quant_of_model(model: Any) -> str:
+    return model.quant or model.file_type or ""
+
+
+def join_kld(rows: list[Row], klds: list[dict[str, Any]]) -> None:
+    """Attach to each configuration the KLD of the same weights: by sha256 when both sides have one, else by
+    model name + quant (said so). The KLD measured with the same KV cache types is preferred; otherwise the
+    weights' KLD is attached with a note naming the cache types it was measured with; measured over imported."""
+    by_sha: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_name: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for k in klds:
+        if k["status"] != "ok" or k["kld_mean"] is None:
+            continue
+        if k["sha256"]:
+            by_sha[k["sha256"]].append(k)
+        by_name[(k["model"], k["quant"])].append(k)
+    for row in rows:
+        rec = row.rec
+        how, cands = "sha256", by_sha.get(rec.model.sha256 or "")
+        if not cands:
+            how, cands = "model name + quant", by_name.get((row.model, quant_of(rec)))
+        if not cands:
+            continue
+        ctk, ctv, _ = kv_types(rec)
+        same = [c for c in cands if (c["ctk"], c["ctv"]) == (ctk, ctv)] or cands
+        best = sorted(sorted(same, key=lambda c: c["created_at"], reverse=True), key=lambda c: c["imported"])[0]
+        row.kld, row.kld_join = best, how
+        if (best["ctk"], best["ctv"]) != (ctk, ctv):
+            row.kld_note = f"KLD measured with KV cache {best['ctk'] or 'not stated'}/{best['ctv'] or 'not stated'}"
+
+
+@dataclass
+class Frames:
+    rows: list[Row]  # speed configurations, every device
+    klds: list[dict[str, Any]]
+    records: dict[str, AnyRecord]  # by page id
 
 
 def build_frames(records: list[AnyRecord]) -> Frames:
-    """One DataFrame per kind; the speed frame carries the joined KLD of its model file (see join_kld)."""
-    speed_rows: list[dict[str, Any]] = []
-    kld_rows: list[dict[str, Any]] = []
-    depth_rows: list[dict[str, Any]] = []
-    by_id: dict[str, AnyRecord] = {}
-    for rec in sorted(records, key=lambda r: (r.created_at, r.id)):
-        by_id[run_page_id(rec)] = rec
-        if isinstance(rec, SpeedRecord):
-            speed_rows.append(_speed_row(rec))
-            depth_rows.extend(_depth_rows(rec))
-        else:
-            kld_rows.append(_kld_row(rec))
-    speed = pd.DataFrame(speed_rows)
-    kld = pd.DataFrame(kld_rows)
-    depth = pd.DataFrame(depth_rows, columns=["page_id", "depth", "tg"])
-    if not speed.empty:
-        speed = join_kld(speed, kld)
-    return Frames(speed=speed, kld=kld, depth=depth, records=by_id)
+    speed = [r for r in records if isinstance(r, SpeedRecord)]
+    kld = [r for r in records if isinstance(r, KldRecord)]
+    rows = speed_rows(speed)
+    klds = kld_rows(kld)
+    join_kld(rows, klds)
+    return Frames(rows=rows, klds=klds, records={run_page_id(r): r for r in records})
 
 
-_KLD_COLS = ["kld_mean", "kld_p99_9", "same_top_p", "ppl_ratio", "corpus", "corpus_key"]
-
-
-def _pick(cands: list[dict[str, Any]], ctk: str, ctv: str) -> dict[str, Any]:
-    """Same KV cache types first, then measured over imported, then the newest."""
-    same = [c for c in cands if (c["ctk"], c["ctv"]) == (ctk, ctv)] or cands
-    newest_first = sorted(same, key=lambda c: c["created_at"], reverse=True)
-    return sorted(newest_first, key=lambda c: bool(c["imported"]))[0]
-
-
-def join_kld(speed: pd.DataFrame, kld: pd.DataFrame) -> pd.DataFrame:
-    """Attach to each speed row the KLD of the same weights: by sha256 when both sides have one, else by
-    model name + quant (`kld_join` says which). Same KV cache types are preferred; otherwise the weights'
-    KLD is attached with `kld_note` naming the cache types it was measured with."""
-    by_sha: dict[str, list[dict[str, Any]]] = {}
-    by_name: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    if not kld.empty:
-        for k in rows_of(kld[kld["status"] == "ok"]):
-            if k["sha256"]:
-                by_sha.setdefault(k["sha256"], []).append(k)
-            by_name.setdefault((k["model"], k["quant"]), []).append(k)
-    cols: list[str] = [*_KLD_COLS, "kld_id", "kld_join", "kld_note", "kld_imported", "kld_citation"]
-    out: dict[str, list[Any]] = {c: [] for c in cols}
-    for sha, model, quant, ctk, ctv in zip(speed["sha256"], speed["model"], speed["quant"], speed["ctk"],
-                                           speed["ctv"]):
-        how = "sha256"
-        cands = by_sha.get(sha) if isinstance(sha, str) and sha else None
-        if not cands:
-            how, cands = "model name + quant", by_name.get((model, quant))
-        m = _pick(cands, ctk, ctv) if cands else None
-        for c in _KLD_COLS:
-            out[c].append(m[c] if m else None)
-        out["kld_id"].append(m["page_id"] if m else None)
-        out["kld_join"].append(how if m else None)
-        out["kld_imported"].append(bool(m["imported"]) if m else None)
-        out["kld_citation"].append(m["citation"] if m else None)
-        differs = m is not None and (m["ctk"], m["ctv"]) != (ctk, ctv)
-        out["kld_note"].append(f"KLD measured with KV cache {m['ctk']}/{m['ctv']}" if differs and m else None)
-    speed = speed.copy()
-    for c, values in out.items():
-        speed[c] = pd.Series(values, index=speed.index, dtype=object)
-    for c in ("kld_mean", "kld_p99_9", "same_top_p", "ppl_ratio"):
-        speed[c] = pd.to_numeric(speed[c], errors="coerce")
-    return speed
+def varying_keys(rows: list[Row]) -> list[str]:
+    """The flag registry's keys whose value differs between these configurations (what a label must show)."""
+    out = []
+    for key in FLAGS:
+        if len({json.dumps(getattr(r.rec.config, key)) for r in rows}) > 1:
+            out.append(key)
+    if len({json.dumps(r.rec.config.extra_args) for r in rows}) > 1:
+        out.append("extra_args")
+    return out

@@ -1,145 +1,194 @@
-"""Section pages: home summary, devices, models, runs, compare (same model and quant across devices), data."""
+"""Section pages: home, devices, models, runs, compare (the same model and quant across devices), data, glossary."""
 
 from __future__ import annotations
 
+import io
 import json
+from collections import defaultdict
+from typing import Any
 
 import pandas as pd
 
 from collector.publish import charts
-from collector.publish.common import (Output, DASH, Col, GeneratedFile, chart_files, chart_md, device_src, href, mdlink,
-                                      model_src, num, run_src, source_badge, table)
-from collector.publish.frame import rows_of
-from collector.publish.escape import h, md
-from collector.publish.frame import Frames
-from collector.records.store import record_to_dict
+from collector.publish.common import GeneratedFile, Output, chart_files, device_src, front_matter, model_src, run_src
+from collector.publish.escape import csv_cell
+from collector.publish.frame import Frames, Row, device_label, quant_of, run_page_id
+from collector.publish.labels import config_summary, glossary
+from collector.publish.recommend import usable
+from collector.publish.render import figure_text, render
+from collector.records.schema import SpeedRecord
+from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug, record_to_dict
 
 MAX_RUNS_LISTED = 1000  # the runs index lists the newest this many; the data page has every record
-CSV_COLS = ["id", "kind", "status", "created_at", "source_type", "citation", "device", "device_label", "model",
-            "model_name", "quant", "file_name", "size_bytes", "sha256", "build", "config", "ctx", "ngl", "n_cpu_moe",
-            "ctk", "ctv", "fa", "tg", "tg_stat", "pp", "ttft_ms", "vram_mib", "vram_stated", "efficiency_pct",
-            "corpus", "kld_mean", "kld_p99_9", "same_top_p", "ppl_ratio", "error"]
 
 
-def _all_rows(f: Frames) -> pd.DataFrame:
-    return pd.concat([x for x in (f.speed, f.kld) if not x.empty], ignore_index=True) if (
-        not f.speed.empty or not f.kld.empty) else pd.DataFrame(columns=CSV_COLS)
+def _fastest_per(rows: list[Row], key: Any) -> dict[Any, Row]:
+    """The fastest quiet configuration per key (a measured and an imported figure are kept apart)."""
+    out: dict[Any, Row] = {}
+    for r in usable(rows):
+        out.setdefault((key(r), r.imported), r)
+    return out
+
+
+def overlap(rows: list[Row]) -> dict[tuple[str, str], dict[str, Row]]:
+    """(model, quant) -> device -> the fastest quiet measured configuration, where 2+ devices measured it."""
+    best = _fastest_per([r for r in rows if not r.imported], lambda r: (r.model, quant_of(r.rec), r.device))
+    by: dict[tuple[str, str], dict[str, Row]] = defaultdict(dict)
+    for (key, _), row in best.items():
+        by[(key[0], key[1])][key[2]] = row
+    return {k: v for k, v in sorted(by.items()) if len(v) > 1}
 
 
 def home_markdown(f: Frames) -> tuple[str, list[Output]]:
-    """Live numbers for the home page (filled into site/index.md's placeholder) and the headline chart."""
+    """Live numbers for the home page (filled into site/index.md's placeholder) and the like-with-like chart."""
     src = "index.md"
-    rows = _all_rows(f)
-    n_dev = rows["device"].nunique() if not rows.empty else 0
-    n_mod = rows["model"].nunique() if not rows.empty else 0
-    n_imp = int(rows["imported"].astype(bool).sum()) if not rows.empty else 0
-    lines = [f"**{n_dev}** device(s) · **{n_mod}** model(s) · **{len(rows)}** run(s) "
-             f"({n_imp} imported from published sources) · [browse devices]({mdlink(src, 'devices/index.md')}) · "
-             f"[models]({mdlink(src, 'models/index.md')}) · [compare]({mdlink(src, 'compare/index.md')})", ""]
     files: list[Output] = []
-    ok = f.speed[(f.speed["status"] == "ok") & f.speed["tg"].notna()] if not f.speed.empty else f.speed
-    if not ok.empty:
-        best = ok.sort_values("tg", ascending=False).drop_duplicates(["device", "imported"])
-        svgs = charts.bar_chart("home-tg", [f"{d}: {m} {q}" for d, m, q in
-                                            zip(best["device_label"], best["model_name"], best["quant"])],
-                                [("generation speed (t/s)", [float(x) for x in best["tg"]])],
-                                [bool(x) for x in best["imported"]])
-        files += chart_files("charts/home-tg", svgs)
-        lines += ["### Fastest generation per device", "", chart_md(src, "charts/home-tg",
-                                                                  "fastest generation speed per device"), ""]
-    if not rows.empty:
-        latest = rows_of(rows.sort_values("created_at", ascending=False).head(10))
-        lines += ["### Latest runs", ""]
-        for r in latest:
-            badge = " (imported)" if r["imported"] else ""
-            lines.append(f"- [{md(r['created_at'][:10])} {md(r['kind'])}: {md(r['model_name'])} {md(r['quant'])} on "
-                         f"{md(r['device_label'])}]({mdlink(src, run_src(r['page_id']))}) · {md(r['status'])}{badge}")
-        lines.append("")
-    else:
-        lines += ["No records yet: run `collector run` and rebuild.", ""]
-    return "\n".join(lines), files
+    rows = f.rows
+    devices = sorted({r.device for r in rows} | {k["device"] for k in f.klds})
+    per_device = []
+    for device in devices:
+        drows = [r for r in rows if r.device == device]
+        fast = _fastest_per(drows, lambda r: r.model)
+        per_device.append({"href": device_src(device), "label": device_label(next(
+            (rec.host for rec in f.records.values() if device_slug(rec.host) == device))),
+            "n": len(drows), "kld": sum(1 for k in f.klds if k["device"] == device),
+            "best": [{"model": model_display_name(r.rec.model), "quant": quant_of(r.rec), "tg": r.tg,
+                      "imported": imp, "href": run_src(r.page_id)} for (_, imp), r in sorted(
+                fast.items(), key=lambda kv: (kv[0][1], kv[0][0]))]})
+    shared = overlap(rows)
+    chart = None
+    if shared:
+        (model, quant), by_device = max(shared.items(), key=lambda kv: len(kv[1]))
+        bars = [charts.Bar(device_label(r.rec.host), r.tg.value, r.tg.lo, r.tg.hi) for r in by_device.values()  # type: ignore
+                if r.tg]
+        files += chart_files("charts/home-shared", charts.bar_chart("home-shared", [("generation speed (t/s)",
+                                                                                      bars)]))
+        name = model_display_name(next(iter(by_device.values())).rec.model)
+        chart = {"title": f"{name} {quant} on each device", "base": "charts/home-shared",
+                 "alt": f"Bar chart of {name} {quant}: " + "; ".join(
+                     f"{device_label(r.rec.host)}: {figure_text(r.tg, 't/s')}" for r in by_device.values())}
+    latest = sorted((r for r in f.records.values() if r.source.type == "measured"),
+                    key=lambda r: (r.created_at, r.id), reverse=True)[:10]
+    text = render("home.md.j2", src=src, n_devices=len(devices), n_models=len({r.model for r in rows} |
+                                                                             {k["model"] for k in f.klds}),
+                  n_configs=len(rows), n_imported=sum(1 for r in rows if r.imported), n_kld=len(f.klds),
+                  per_device=per_device, chart=chart, latest=[_run_line(r) for r in latest])
+    return text, files
+
+
+def _run_line(rec: AnyRecord) -> dict[str, Any]:
+    return {"href": run_src(run_page_id(rec)), "date": rec.created_at.strftime("%Y-%m-%d"), "kind": rec.kind,
+            "status": rec.status, "device": device_label(rec.host), "model": model_display_name(rec.model),
+            "quant": quant_of(rec), "imported": rec.source.type == "imported",
+            "stated_date": rec.source.date}
 
 
 def devices_index(f: Frames) -> GeneratedFile:
     src = "devices/index.md"
-    rows = _all_rows(f)
-    lines = ["# Devices", "", "One page per GPU set (or CPU, for CPU-only runs).", ""]
-    if rows.empty:
-        return GeneratedFile(src, "\n".join(lines + ["No records yet."]))
-    g = rows.groupby("device").agg(label=("device_label", "first"), runs=("id", "size"),
-                                   imported=("imported", "sum"), models=("model", "nunique")).reset_index()
-    best = f.speed[f.speed["status"] == "ok"].groupby("device")["tg"].max() if not f.speed.empty else {}
-    recs = [{**r, "best": best.get(r["device"]) if len(best) else None} for r in rows_of(g)]
-    cols = [Col("device", lambda r: f'<a href="{href(src, device_src(r["device"]))}">{h(r["label"])}</a>'),
-            Col("runs", lambda r: h(r["runs"]), lambda r: r["runs"]),
-            Col("imported runs", lambda r: h(int(r["imported"])), lambda r: r["imported"]),
-            Col("models", lambda r: h(r["models"]), lambda r: r["models"]),
-            Col("best tg t/s", lambda r: h(num(r["best"])), lambda r: r["best"])]
-    return GeneratedFile(src, "\n".join(lines + [table(cols, recs), ""]))
+    by: dict[str, list[AnyRecord]] = defaultdict(list)
+    for rec in f.records.values():
+        by[device_slug(rec.host)].append(rec)
+    items = []
+    for device, recs in sorted(by.items()):
+        rows = [r for r in f.rows if r.device == device]
+        items.append({"href": device_src(device), "label": device_label(recs[-1].host), "configs": len(rows),
+                      "klds": sum(1 for r in recs if r.kind == "kld"),
+                      "models": sorted({model_display_name(r.model) for r in recs}),
+                      "measured": any(r.source.type == "measured" for r in recs),
+                      "imported": any(r.source.type == "imported" for r in recs)})
+    return GeneratedFile(src, render("devices.md.j2", src=src, items=items))
 
 
 def models_index(f: Frames) -> GeneratedFile:
     src = "models/index.md"
-    rows = _all_rows(f)
-    lines = ["# Models", "", "One page per model: its quant ladder and the speed of each quant per device.", ""]
-    if rows.empty:
-        return GeneratedFile(src, "\n".join(lines + ["No records yet."]))
-    g = rows.groupby("model").agg(name=("model_name", "first"), quants=("quant", "nunique"),
-                                  devices=("device", "nunique"), runs=("id", "size"), moe=("moe", "max")).reset_index()
-    cols = [Col("model", lambda r: f'<a href="{href(src, model_src(r["model"]))}">{h(r["name"])}</a>'),
-            Col("kind", lambda r: "MoE" if r["moe"] else "dense"),
-            Col("quants", lambda r: h(r["quants"]), lambda r: r["quants"]),
-            Col("devices", lambda r: h(r["devices"]), lambda r: r["devices"]),
-            Col("runs", lambda r: h(r["runs"]), lambda r: r["runs"])]
-    return GeneratedFile(src, "\n".join(lines + [table(cols, rows_of(g)), ""]))
+    by: dict[str, list[AnyRecord]] = defaultdict(list)
+    for rec in f.records.values():
+        by[model_slug(rec)].append(rec)
+    items = [{"href": model_src(m), "name": model_display_name(recs[-1].model),
+              "quants": sorted({quant_of(r) for r in recs}), "devices": sorted({device_label(r.host) for r in recs}),
+              "klds": sum(1 for r in recs if r.kind == "kld")} for m, recs in sorted(by.items())]
+    return GeneratedFile(src, render("models.md.j2", src=src, items=items))
 
 
 def runs_index(f: Frames) -> GeneratedFile:
     src = "runs/index.md"
-    rows = _all_rows(f)
-    lines = ["# Runs", "", f"The newest {MAX_RUNS_LISTED} runs at most; [Data]({mdlink(src, 'data/index.md')}) "
-             "has every record.", ""]
-    if rows.empty:
-        return GeneratedFile(src, "\n".join(lines + ["No records yet."]))
-    latest = rows_of(rows.sort_values("created_at", ascending=False).head(MAX_RUNS_LISTED))
-    cols = [Col("run", lambda r: f'<a href="{href(src, run_src(r["page_id"]))}">{h(r["page_id"])}</a>'),
-            Col("date", lambda r: h(r["created_at"][:10])), Col("kind", lambda r: h(r["kind"])),
-            Col("status", lambda r: h(r["status"])), Col("device", lambda r: h(r["device_label"])),
-            Col("model", lambda r: h(r["model_name"])), Col("quant", lambda r: h(r["quant"])),
-            Col("source", source_badge)]
-    return GeneratedFile(src, "\n".join(lines + [table(cols, latest), ""]))
+    latest = sorted(f.records.values(), key=lambda r: (r.created_at, r.id), reverse=True)[:MAX_RUNS_LISTED]
+    return GeneratedFile(src, render("runs.md.j2", src=src, runs=[_run_line(r) for r in latest],
+                                     total=len(f.records), limit=MAX_RUNS_LISTED))
 
 
 def compare_page(f: Frames) -> GeneratedFile:
     src = "compare/index.md"
-    lines = ["# Compare devices", "",
-             "The same model and quant across devices: the fastest successful configuration of each on each device. "
-             "Sort by any column; imported figures are marked and never merged with measured ones.", ""]
-    ok = f.speed[(f.speed["status"] == "ok") & f.speed["tg"].notna()] if not f.speed.empty else f.speed
-    if ok.empty:
-        return GeneratedFile(src, "\n".join(lines + ["No speed runs yet."]))
-    best = ok.sort_values("tg", ascending=False).drop_duplicates(["model", "quant", "device", "imported"])
-    best = best.sort_values(["model", "quant", "tg"], ascending=[True, True, False])
-    cols = [Col("model", lambda r: f'<a href="{href(src, model_src(r["model"]))}">{h(r["model_name"])}</a>'),
-            Col("quant", lambda r: h(r["quant"])),
-            Col("device", lambda r: f'<a href="{href(src, device_src(r["device"]))}">{h(r["device_label"])}</a>'),
-            Col("tg t/s", lambda r: f'<a href="{href(src, run_src(r["page_id"]))}">{h(num(r["tg"]))}</a>',
-                lambda r: r["tg"]),
-            Col("pp t/s", lambda r: h(num(r["pp"])), lambda r: r["pp"]),
-            Col("TTFT ms", lambda r: h(num(r["ttft_ms"])), lambda r: r["ttft_ms"]),
-            Col("configuration", lambda r: h(r["config"])), Col("source", source_badge)]
-    return GeneratedFile(src, "\n".join(lines + [table(cols, rows_of(best)), ""]))
+    shared = overlap(f.rows)
+    groups = []
+    for (model, quant), by_device in shared.items():
+        rows = sorted(by_device.values(), key=lambda r: -(r.value() or 0.0))
+        groups.append({"name": model_display_name(rows[0].rec.model), "quant": quant, "href": model_src(model),
+                       "rows": [{"device": device_label(r.rec.host), "device_href": device_src(r.device),
+                                 "tg": r.tg, "pp": r.pp, "ttft": r.ttft, "config": config_summary(r.rec),
+                                 "href": run_src(r.page_id), "tg_depth": r.tg_depth} for r in rows]})
+    # what each device has, so a reader sees where the gaps are when nothing overlaps
+    have: dict[tuple[str, str], set[str]] = defaultdict(set)
+    names: dict[str, str] = {}
+    for r in f.rows:
+        have[(r.model, quant_of(r.rec))].add(r.device)
+        names[r.model] = model_display_name(r.rec.model)
+    devices = sorted({r.device for r in f.rows})
+    labels_by = {r.device: device_label(r.rec.host) for r in f.rows}
+    matrix = [{"name": names[m], "quant": q, "href": model_src(m), "cells": [d in devs for d in devices]}
+              for (m, q), devs in sorted(have.items())]
+    return GeneratedFile(src, render("compare.md.j2", src=src, groups=groups, matrix=matrix,
+                                     devices=[{"label": labels_by[d], "href": device_src(d)} for d in devices]))
+
+
+CSV_COLS = ["id", "kind", "status", "created_at", "source_type", "citation", "source_date", "device",
+            "device_label", "model", "model_name", "quant", "file_name", "size_bytes", "bits_per_weight", "sha256",
+            "build", "noisy", "tg_tps_median", "tg_tps_min", "tg_tps_max", "tg_tps_n", "tg_tps_stated", "tg_approx",
+            "pp_tps_median", "ttft_ms_median", "corpus", "kld_mean", "kld_p99_9", "same_top_p", "error",
+            *[f"config_{k}" for k in ("ctx_size", "n_gpu_layers", "n_cpu_moe", "cache_type_k", "cache_type_v",
+                                       "flash_attn", "batch_size", "ubatch_size", "threads", "parallel",
+                                       "tensor_split", "extra_args")]]
+
+
+def _csv_row(rec: AnyRecord) -> dict[str, Any]:
+    m = rec.model
+    row: dict[str, Any] = {
+        "id": rec.id, "kind": rec.kind, "status": rec.status, "created_at": rec.created_at.isoformat(),
+        "source_type": rec.source.type, "citation": rec.source.citation, "source_date": rec.source.date,
+        "device": device_slug(rec.host), "device_label": device_label(rec.host), "model": model_slug(rec),
+        "model_name": model_display_name(m), "quant": quant_of(rec), "file_name": m.file_name,
+        "size_bytes": m.size_bytes, "bits_per_weight": m.bits_per_weight, "sha256": m.sha256,
+        "build": rec.llama_cpp.version, "error": f"{rec.error.stage}: {rec.error.message}" if rec.error else None,
+    }
+    for key, value in rec.config.model_dump(mode="json").items():
+        row[f"config_{key}"] = " ".join(value) if isinstance(value, list) else value
+    if isinstance(rec, SpeedRecord):
+        tg = rec.summary.tg_tps
+        row.update(noisy=bool(rec.conditions and rec.conditions.noisy),
+                   tg_tps_median=tg.median if tg else None, tg_tps_min=tg.min if tg else None,
+                   tg_tps_max=tg.max if tg else None, tg_tps_n=tg.n if tg else None,
+                   tg_tps_stated=(tg.text or tg.stated or tg.mean) if tg and tg.median is None else None,
+                   tg_approx=tg.approx if tg else None,
+                   pp_tps_median=rec.summary.pp_tps.median if rec.summary.pp_tps else None,
+                   ttft_ms_median=rec.summary.ttft_ms.median if rec.summary.ttft_ms else None)
+    else:
+        r = rec.results
+        row.update(corpus=rec.corpus.name if rec.corpus else None, kld_mean=r.kld_mean, kld_p99_9=r.kld_p99_9,
+                   same_top_p=r.same_top_p)
+    return row
 
 
 def data_files(f: Frames) -> list[GeneratedFile]:
-    rows = _all_rows(f)
-    csv = rows.reindex(columns=CSV_COLS).to_csv(index=False) if not rows.empty else ",".join(CSV_COLS) + "\n"
-    records = [record_to_dict(r) for r in f.records.values()]
-    js = json.dumps(records, ensure_ascii=False)  # compact: the C encoder only runs without indent
-    page = ["# Data", "", "Every record, as published: schema version 1, one object per run (measured and imported).",
-            "", f"- [records.csv](records.csv): one row per run, the main columns ({len(rows)} rows)",
-            f"- [records.json](records.json): every record in full ({len(records)} records)", "",
-            "Units are in the column names (`_tps` tokens per second, `_ms` milliseconds, `_mib` MiB). "
-            f"An empty cell or `null` means unknown; {DASH} on the pages means the same.", ""]
-    return [GeneratedFile("data/records.csv", csv), GeneratedFile("data/records.json", js),
-            GeneratedFile("data/index.md", "\n".join(page))]
+    records = sorted(f.records.values(), key=lambda r: (r.created_at, r.id))
+    frame = pd.DataFrame([_csv_row(r) for r in records], columns=CSV_COLS)
+    safe = frame.map(csv_cell) if not frame.empty else frame
+    buf = io.StringIO()
+    safe.to_csv(buf, index=False)
+    js = json.dumps([record_to_dict(r) for r in records], ensure_ascii=False)  # compact: the C encoder
+    page = render("data.md.j2", n_rows=len(frame), n_records=len(records), columns=CSV_COLS)
+    return [GeneratedFile("data/records.csv", buf.getvalue()), GeneratedFile("data/records.json", js),
+            GeneratedFile("data/index.md", page)]
+
+
+def glossary_page() -> GeneratedFile:
+    return GeneratedFile("glossary.md", front_matter("Glossary") + render("glossary.md.j2", entries=glossary()))

@@ -1,17 +1,22 @@
-"""MkDocs adapter: adds the generated files and fills the home page; all logic lives in collector.publish."""
+"""MkDocs adapter: adds the generated files, fills the home page, writes the run pages, reports refused records.
+
+All logic lives in collector.publish. A record file that `collector validate` refuses is never published: each
+is reported as one warning line naming the file and the reason, so `mkdocs build --strict` fails on it.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-from collector.publish.site import HOME_PLACEHOLDER, build_site
-from collector.records.index import load_records
+from collector.publish.site import HOME_PLACEHOLDER, SiteBuild, build_from, write_run_pages
 
-_home: dict[str, str] = {}  # the last build's home section; the hook module lives as long as `mkdocs serve`
+log = logging.getLogger("mkdocs.plugins.quant_atlas")
+_state: dict[str, SiteBuild] = {}  # the last build; the hook module lives as long as `mkdocs serve`
 
 
 def data_dir(config: Any) -> Path:
@@ -21,14 +26,21 @@ def data_dir(config: Any) -> Path:
 
 
 def on_files(files: Files, config: Any) -> Files:
-    build = build_site(load_records(data_dir(config)))
+    build = build_from(data_dir(config))
+    for path, why in sorted(build.invalid.items()):
+        log.warning("invalid record, not published: %s", why)
     for g in build.files:
         files.append(File.generated(config, g.src_uri, content=g.content))
-    _home["md"] = build.home
+    _state["build"] = build
     return files
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
     if page.file.src_uri == "index.md":
-        return markdown.replace(HOME_PLACEHOLDER, _home.get("md", ""))
+        return markdown.replace(HOME_PLACEHOLDER, _state["build"].home)
     return markdown
+
+
+def on_post_build(config: Any) -> None:
+    build = _state["build"]
+    write_run_pages(build.records, Path(config.site_dir))

@@ -1,78 +1,66 @@
-"""One page per model: the quant ladder (size, bits per weight, KLD statistics) and each quant's speed per device."""
+"""One page per model: the quant ladder (bits per weight, tensor mix, KLD statistics) and each quant's speed per
+device."""
 
 from __future__ import annotations
 
-import pandas as pd
+from collections import defaultdict
+from typing import Any
 
 from collector.publish import charts
-from collector.publish.common import (Output, front_matter, DASH, Col, GeneratedFile, chart_files, chart_md, device_src, gb, href, num,
-                                      run_src, source_badge, table)
-from collector.publish.frame import rows_of
-from collector.publish.escape import h, md
-from collector.publish.recommend import pareto_front
+from collector.publish.common import GeneratedFile, Output, chart_files, device_src, front_matter, run_src
+from collector.publish.device_page import row_context
+from collector.publish.frame import Row, device_label
+from collector.publish.labels import labels, quant_facts
+from collector.publish.recommend import pareto_front, usable
+from collector.publish.render import render
+from collector.records.schema import KldRecord
 
 
-def _ladder(src: str, kld: pd.DataFrame) -> str:
-    cols = [
-        Col("quant", lambda r: f'<a href="{href(src, run_src(r["page_id"]))}">{h(r["quant"])}</a>'),
-        Col("file size", lambda r: h(gb(r["size_bytes"]) if r["size_bytes"] or not r.get("size_stated")
-                                     else f'{r["size_stated"]} (as stated)'), lambda r: r["size_bytes"]),
-        Col("bits/weight", lambda r: h(num(r["bpw"])), lambda r: r["bpw"]),
-        Col("KLD mean", lambda r: h(num(r["kld_mean"], 4)), lambda r: r["kld_mean"]),
-        Col("KLD 99.9%", lambda r: h(num(r["kld_p99_9"], 4)), lambda r: r["kld_p99_9"]),
-        Col("same top p %", lambda r: h(num(r["same_top_p"], 4)), lambda r: r["same_top_p"]),
-        Col("PPL ratio", lambda r: h(num(r["ppl_ratio"], 5)), lambda r: r["ppl_ratio"]),
-        Col("KV cache", lambda r: h(f'{r["ctk"]}/{r["ctv"]}')),
-        Col("corpus", lambda r: h(r["corpus"] or DASH)),
-        Col("status", lambda r: h(r["status"]) if r["status"] == "ok" else f"<strong>{h(r['status'])}</strong>"),
-        Col("source", source_badge),
-    ]
-    return table(cols, rows_of(kld.sort_values(["corpus_key", "size_bytes"], na_position="last")))
+def _ladder(klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for k in sorted(klds, key=lambda k: (k["corpus_key"], k["kv_variant"], -(k["rec"].model.size_bytes or 0),
+                                         k["quant"])):
+        rec: KldRecord = k["rec"]
+        kv = ("not stated" if k["ctk"] is None and k["ctv"] is None else
+              f"{k['ctk'] or 'not stated'}/{k['ctv'] or 'not stated'}" + (" (default)" if k["kv_default"] else ""))
+        size = (f"{rec.model.size_bytes / 1e9:.3f} GB" if rec.model.size_bytes else
+                f"{rec.model.size_stated} (as stated)" if rec.model.size_stated else "not stated")
+        out.append({**k, "kv": kv, "size": size, "qf": quant_facts(rec.model), "run_href": run_src(k["page_id"]),
+                    "citation": rec.source.citation, "device_href": device_src(k["device"])})
+    return out
 
 
-def _speeds(src: str, speed: pd.DataFrame) -> str:
-    ok = speed[speed["status"] == "ok"]
-    best = ok.sort_values("tg", ascending=False).drop_duplicates(["device", "quant", "imported"])
-    cols = [
-        Col("device", lambda r: f'<a href="{href(src, device_src(r["device"]))}">{h(r["device_label"])}</a>'),
-        Col("quant", lambda r: h(r["quant"])),
-        Col("best tg t/s", lambda r: f'<a href="{href(src, run_src(r["page_id"]))}">{h(num(r["tg"]))}</a>',
-            lambda r: r["tg"]),
-        Col("pp t/s", lambda r: h(num(r["pp"])), lambda r: r["pp"]),
-        Col("configuration", lambda r: h(r["config"])),
-        Col("source", source_badge),
-    ]
-    return table(cols, rows_of(best.sort_values(["device", "quant"])))
-
-
-def model_page(model: str, speed: pd.DataFrame, kld: pd.DataFrame) -> list[Output]:
+def model_page(model: str, rows: list[Row], klds: list[dict[str, Any]], name: str) -> list[Output]:
     src = f"models/{model}.md"
-    name = (kld["model_name"].iloc[0] if not kld.empty else speed["model_name"].iloc[0])
-    lines = [front_matter(name, wide=True) + f"# {md(name)}", ""]
     files: list[Output] = []
-    lines += ["## Quant ladder", "",
-              "KLD against the base model over the named corpus (lower is better); same top p is the share of "
-              "tokens where both models pick the same most likely token. KLDs on different corpora are not "
-              "comparable.", ""]
-    if kld.empty:
-        lines += ["No KLD run for this model yet.", ""]
-    else:
-        lines += [_ladder(src, kld), ""]
-        ok = kld[(kld["status"] == "ok") & kld["kld_mean"].notna() & kld["size_bytes"].notna()]
-        for i, (corpus, grp) in enumerate(ok.groupby("corpus_key", sort=True)):
-            if i >= 3:  # more corpora than that is noise on a page; the table has them all
-                break
-            pts = [charts.Point(float(s) / 1e9, float(k), str(q), bool(imp))
-                   for s, k, q, imp in zip(grp["size_bytes"], grp["kld_mean"], grp["quant"], grp["imported"])]
-            # lower size and lower KLD are both better: flip KLD's sign for the frontier
-            front = pareto_front([(p.x, -p.y) for p in pts])
-            base = f"charts/models/{model}-kld-{i}"
-            files += chart_files(base, charts.pareto_chart(f"{model}-kld-{i}", pts, front, "file size (GB)",
-                                                           "mean KLD", logx=False))
-            lines += [f"### KLD against size, corpus {md(grp['corpus'].iloc[0] or corpus)}", "",
-                      chart_md(src, base, "mean KLD against file size"), ""]
-    lines += ["## Speed of each quant per device", "",
-              "The fastest measured configuration of each quant on each device; measured and imported kept apart.",
-              ""]
-    lines += [_speeds(src, speed) if not speed.empty else "No speed run for this model yet.", ""]
-    return [GeneratedFile(src, "\n".join(lines)), *files]
+    ladder = _ladder(klds)
+    chart_list = []
+    ok = [k for k in ladder if k["status"] == "ok" and k["kld_mean"] is not None and k["rec"].model.size_bytes
+          and not k["kv_variant"]]
+    by_corpus: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for k in ok:
+        by_corpus[k["corpus_key"]].append(k)
+    for i, (_, grp) in enumerate(sorted(by_corpus.items())[:3]):  # more corpora than that is noise on a page
+        if len(grp) < 2:
+            continue
+        pts = [charts.Point(k["rec"].model.size_bytes / 1e9, float(k["kld_mean"]), k["quant"], k["imported"])
+               for k in grp]
+        front = pareto_front([(p.x, -p.y) for p in pts])  # smaller and lower KLD are both better
+        base = f"charts/models/{model}-kld-{i}"
+        files += chart_files(base, charts.pareto_chart(f"{model}-kld-{i}", pts, front, "file size (GB)", "mean KLD"))
+        alt = "Scatter of mean KLD against file size: " + "; ".join(f"{p.label}: {p.x:.3g} GB, KLD {p.y:.3g}"
+                                                                    for p in pts)
+        chart_list.append({"title": f"KLD against size, corpus {grp[0]['corpus']}", "base": base, "alt": alt})
+    # speed: per device, the quiet configurations of each quant (pooled re-measurements), fastest first
+    speeds = []
+    by_device: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_device[r.device].append(r)
+    for device, group in sorted(by_device.items()):
+        ranked = usable(group)
+        labelled = dict(zip([r.key for r in group], labels(group, with_model=False)))
+        speeds.append({"device": device, "label": device_label(group[-1].rec.host), "href": device_src(device),
+                       "rows": [row_context(src, r, labelled[r.key]) for r in ranked],
+                       "other": len(group) - len(ranked)})
+    text = render("model.md.j2", src=src, name=name, ladder=ladder, charts=chart_list, speeds=speeds)
+    return [GeneratedFile(src, front_matter(name, wide=True) + text), *files]

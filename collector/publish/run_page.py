@@ -1,98 +1,164 @@
-"""One permalink page per run: hardware, build, model, exact command, plan settings, raw samples, errors."""
+"""One permalink page per run (runs/<id>/), rendered from one jinja2 template outside MkDocs' page pipeline.
+
+Thousands of records would make thousands of MkDocs pages, each through Markdown and the theme; a run page has
+nothing MkDocs needs to work out, so `run_html` renders its body and the hook wraps it in the site's own page
+shell (header, palette, navigation, scripts) taken from one page MkDocs did build. Only known values are shown:
+a section with nothing known is left out, and unknown stays "not stated".
+"""
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
-from collector.publish.common import front_matter, DASH, GeneratedFile, device_src, mdlink, model_src, num, source_md, table, Col
-from collector.publish.escape import code_fence, h, md, shell_command
-from collector.publish.frame import run_page_id
+from collector.llama.flags import FLAGS
+from collector.publish.common import device_src, model_src
+from collector.publish.escape import shell_command
+from collector.publish.frame import Figure, device_label, figure_of, kv_types, quant_of, run_page_id
+from collector.publish.labels import quant_facts, runnable_command
+from collector.publish.render import mib, num, render
 from collector.records.schema import KldRecord, SpeedRecord
-from collector.records.store import AnyRecord, device_slug, model_slug
+from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
+
+SRC_DEPTH = "runs/x/"  # a run page's URL depth, for relative links
 
 
-def _pretty(data: dict[str, object]) -> str:
-    """One `key: value` line per top-level key, values as compact JSON (the C encoder; indent= is slow)."""
-    return "\n".join(f"{k}: {json.dumps(v, ensure_ascii=False, default=str)}" for k, v in data.items())
+def run_title(rec: AnyRecord) -> str:
+    what = "KLD run" if isinstance(rec, KldRecord) else "Speed run"
+    return f"{model_display_name(rec.model)} {quant_of(rec)} on {device_label(rec.host)} — {what}"
 
 
-def _kv(pairs: list[tuple[str, object]]) -> list[str]:
-    """A two-column Markdown table of label/value pairs; values escaped, unknowns as a dash."""
-    out = ["| | |", "|---|---|"]
-    for k, v in pairs:
-        out.append(f"| {md(k)} | {DASH if v is None or v == '' or v == [] else md(v)} |")
-    return out + [""]
+def _pairs(items: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """Only the known values, as text."""
+    out = []
+    for label, value in items:
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        out.append((label, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+    return out
 
 
-def _samples_table(rec: SpeedRecord) -> str:
-    rows = [s.model_dump() for s in rec.samples]
-    fmt = lambda xs: h(", ".join(num(x) for x in xs) or DASH)  # noqa: E731
-    cols = [Col("category", lambda r: h(r["category"])),
-            Col("depth", lambda r: h(r["depth_tokens"]), lambda r: r["depth_tokens"]),
-            Col("prompt tokens", lambda r: h(r["prompt_tokens"] if r["prompt_tokens"] is not None else DASH),
-                lambda r: r["prompt_tokens"]),
-            Col("gen tokens", lambda r: h(r["gen_tokens"] if r["gen_tokens"] is not None else DASH),
-                lambda r: r["gen_tokens"]),
-            Col("tg t/s (server)", lambda r: fmt(r["tg_tps"])),
-            Col("pp t/s (server)", lambda r: fmt(r["pp_tps"])),
-            Col("tg t/s (client)", lambda r: fmt(r["tg_tps_client"])),
-            Col("TTFT ms (client)", lambda r: fmt(r["ttft_ms"])),
-            Col("note", lambda r: h(r["note"] or ""))]
-    return table(cols, rows)
+def _hardware(rec: AnyRecord) -> list[tuple[str, str]]:
+    h = rec.host
+    items: list[tuple[str, Any]] = [("CPU", h.cpu.model), ("cores / threads", f"{h.cpu.cores} / {h.cpu.threads}"
+                                     if h.cpu.cores and h.cpu.threads else h.cpu.cores),
+                                    ("system RAM", mib(h.ram_total_mib) if h.ram_total_mib else
+                                     (f"{h.ram_stated} (as stated)" if h.ram_stated else None)), ("OS", h.os)]
+    for i, g in enumerate(h.gpus):
+        items += [(f"GPU {i}", g.name), (f"GPU {i} VRAM", mib(g.vram_total_mib) if g.vram_total_mib else
+                                         (f"{g.vram_stated} (as stated)" if g.vram_stated else None)),
+                  (f"GPU {i} driver / CUDA", f"{g.driver} / {g.cuda}" if g.driver and g.cuda else g.driver),
+                  (f"GPU {i} bandwidth GB/s", g.mem_bandwidth_gbps), (f"GPU {i} compute capability",
+                                                                      g.compute_capability),
+                  (f"GPU {i} PCIe", f"gen {g.pcie_gen_max} x{g.pcie_width_max}" if g.pcie_gen_max else None),
+                  (f"GPU {i} power limit W", g.power_limit_w)]
+    return _pairs(items)
 
 
-def run_page(rec: AnyRecord) -> GeneratedFile:
-    pid = run_page_id(rec)
-    src = f"runs/{pid}.md"
+def _model(rec: AnyRecord) -> list[tuple[str, str]]:
     m = rec.model
-    title = f"{m.name or m.file_name or 'unknown model'} {m.quant or ''}".strip()
-    lines = [front_matter(f"Run {pid}") + f"# Run {md(pid)}", "", f"**{md(rec.kind)}** run of {md(title)} on "
-             f"[{md(device_slug(rec.host))}]({mdlink(src, device_src(device_slug(rec.host)))}) · "
-             f"model page: [{md(model_slug(rec))}]({mdlink(src, model_src(model_slug(rec)))})", "",
-             f"Source: {source_md({'imported': rec.source.type == 'imported', 'citation': rec.source.citation, 'source_url': rec.source.url})}",
-             ""]
-    if rec.source.note:
-        lines += [f"> {md(rec.source.note)}", ""]
-    if rec.status == "failed" and rec.error:
-        lines += ['!!! failure "This run failed"', "", f"    Stage **{md(rec.error.stage)}**: {md(rec.error.message)}", ""]
-        if rec.error.log_tail:
-            lines += [code_fence("\n".join(rec.error.log_tail), "text", "log tail"), ""]
-    lines += ["## Hardware", ""]
-    hw: list[tuple[str, object]] = [("CPU", rec.host.cpu.model), ("cores / threads",
-                                    f"{rec.host.cpu.cores or DASH} / {rec.host.cpu.threads or DASH}"),
-                                    ("RAM MiB", rec.host.ram_total_mib), ("OS", rec.host.os)]
-    for i, g in enumerate(rec.host.gpus):
-        hw += [(f"GPU {i}", g.name), (f"GPU {i} driver / CUDA", f"{g.driver or DASH} / {g.cuda or DASH}"),
-               (f"GPU {i} VRAM MiB", g.vram_total_mib), (f"GPU {i} bandwidth GB/s", g.mem_bandwidth_gbps),
-               (f"GPU {i} PCIe", f"gen {g.pcie_gen_max or DASH} x{g.pcie_width_max or DASH}"),
-               (f"GPU {i} power limit W", g.power_limit_w)]
-    lines += _kv(hw)
-    lc = rec.llama_cpp
-    lines += ["## llama.cpp and model", ""] + _kv([
-        ("llama.cpp version", lc.version), ("build number", lc.build_number), ("commit", lc.commit),
-        ("backend", lc.backend), ("model file", m.file_name), ("quant", m.quant), ("file type", m.file_type),
-        ("size bytes", m.size_bytes), ("bits per weight", m.bits_per_weight), ("sha256", m.sha256),
-        ("parameters (total / active)", f"{m.params_total or DASH} / {m.params_active or DASH}"),
-        ("created", rec.created_at.isoformat())])
-    lines += ["## Command", ""]
-    lines += [code_fence(shell_command(rec.command, m.file_name), "bash") if rec.command else "No command recorded.", ""]
-    if rec.plan:
-        lines += ["## Plan", ""] + _kv([("name", rec.plan.name), ("file", rec.plan.file), ("sha256", rec.plan.sha256)])
-        if rec.plan.settings:
-            lines += [code_fence(_pretty(dict(sorted(rec.plan.settings.items()))), "yaml"), ""]
+    qf = quant_facts(m)
+    experts = (f"{m.n_experts} ({m.n_experts_used} active)" if m.n_experts and m.n_experts_used else m.n_experts)
+    return _pairs([("file", m.file_name), ("name in the file (general.name)", m.name), ("fine-tune", m.finetune),
+                   ("architecture", m.arch), ("size label", m.size_label), ("quant", m.quant),
+                   ("file type", m.file_type), ("file size", f"{m.size_bytes:,} bytes" if m.size_bytes else
+                                                (f"{m.size_stated} (as stated)" if m.size_stated else None)),
+                   ("bits per weight", num(qf["bpw"], 4) if qf["bpw"] else None), ("tensor mix", qf["mix_text"]),
+                   ("note", m.quant_note), ("sha256", m.sha256),
+                   ("parameters", f"{m.params_total:,}" if m.params_total else None),
+                   ("active parameters per token", f"{m.params_active:,}" if m.params_active and m.n_experts
+                    else None),
+                   ("layers", m.n_layers), ("experts", experts),
+                   ("mixture of experts", None if m.moe is None else ("yes" if m.moe else "no (dense)")),
+                   ("vocabulary", m.n_vocab), ("training context", m.ctx_train),
+                   ("sliding window (SWA)", m.n_swa), ("origin", m.origin)])
+
+
+def _config(rec: AnyRecord) -> list[tuple[str, str]]:
+    unset = "not stated" if rec.source.type == "imported" else "llama.cpp default"
+    items = []
+    for key, flag in FLAGS.items():
+        value = getattr(rec.config, key)
+        if value is not None:
+            items.append((f"{flag.label} ({flag.server[0]})", str(value)))
+    if rec.config.extra_args:
+        items.append(("further arguments", " ".join(rec.config.extra_args)))
+    if isinstance(rec, SpeedRecord) or rec.source.type == "measured":
+        k, v, defaulted = kv_types(rec)
+        if k or v:
+            items.append(("KV cache used", f"{k}/{v}" + (" (llama.cpp's default)" if defaulted else "")))
+    return items or [("flags", unset)]
+
+
+def _depth_table(rec: SpeedRecord) -> list[dict[str, Any]]:
+    by: dict[int, dict[str, list[float]]] = {}
+    for s in rec.samples:
+        d = by.setdefault(s.depth_tokens, {"tg": [], "pp": [], "ttft": []})
+        d["tg"] += s.tg_tps
+        d["pp"] += s.pp_tps
+        d["ttft"] += s.ttft_ms
+    out = []
+    for depth, vals in sorted(by.items()):
+        figs: dict[str, Figure | None] = {k: figure_of(v) for k, v in vals.items()}
+        out.append({"depth": depth, **figs})
+    return out
+
+
+def run_html(rec: AnyRecord) -> str:
+    """The body of the run's page (HTML, everything from the record escaped)."""
+    src = f"runs/{run_page_id(rec)}.md"
+    ctx: dict[str, Any] = {
+        "src": src, "rec": rec, "title": run_title(rec), "kind": rec.kind,
+        "device_href": device_src(device_slug(rec.host)), "model_href": model_src(model_slug(rec)),
+        "device": device_label(rec.host), "model": model_display_name(rec.model),
+        "hardware": _hardware(rec), "model_facts": _model(rec), "config": _config(rec),
+        "llama": _pairs([("version", rec.llama_cpp.version), ("build number", rec.llama_cpp.build_number),
+                         ("build number from", rec.llama_cpp.build_source), ("commit", rec.llama_cpp.commit),
+                         ("backend", rec.llama_cpp.backend), ("binary sha256", rec.llama_cpp.binary_sha256),
+                         ("compiler", rec.llama_cpp.compiler)]),
+        "date": (f"{rec.source.date} (as the source states)" if rec.source.date else "not stated")
+        if rec.source.type == "imported" else rec.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": None, "kld": None, "speed": None,
+    }
     if isinstance(rec, SpeedRecord):
-        lines += ["## Configuration", "", code_fence(_pretty(rec.config.model_dump()), "yaml"), "",
-                  "## Placement (what llama.cpp did)", "",
-                  code_fence(_pretty(rec.placement.model_dump()), "yaml"), "",
-                  "## Summary", "", code_fence(_pretty(rec.summary.model_dump()), "yaml"), "",
-                  "## Memory (MiB)", "", code_fence(_pretty(rec.memory_mib.model_dump(by_alias=True)), "yaml"), ""]
-        if rec.samples:
-            lines += ["## Raw samples", "", _samples_table(rec), ""]
-    elif isinstance(rec, KldRecord):
-        lines += ["## KLD", ""] + _kv([
-            ("method", rec.kld_method), ("base model", rec.base_model.file_name if rec.base_model else None),
-            ("corpus", rec.corpus.name if rec.corpus else None),
-            ("corpus sha256", rec.corpus.sha256 if rec.corpus else None)])
-        res = {k: v for k, v in rec.results.model_dump().items() if v is not None}
-        lines += [code_fence(_pretty(res), "yaml"), ""]
-    return GeneratedFile(src, "\n".join(lines))
+        cmd = runnable_command(rec)
+        ctx["command"] = cmd
+        p, m = rec.placement, rec.memory_mib
+        ctx["speed"] = {
+            "depths": _depth_table(rec), "summary": rec.summary,
+            "placement": _pairs([("layers on the GPU", f"{p.gpu_layers}/{p.total_layers}" if p.total_layers else
+                                  p.gpu_layers), ("CPU-MoE layers", p.cpu_moe_layers),
+                                 ("flash attention", None if p.flash_attn is None else ("on" if p.flash_attn
+                                                                                        else "off")),
+                                 ("context (n_ctx)", p.n_ctx), ("per slot (n_ctx_seq)", p.n_ctx_seq),
+                                 ("slots", p.n_slots), ("sliding window", p.n_swa), ("devices", p.devices),
+                                 ("auto-fit", p.fit)]),
+            "memory": _pairs([("VRAM peak", " + ".join(mib(v) for v in m.vram_peak) if m.vram_peak else None),
+                              ("VRAM used (as stated)", " + ".join(f"{v:g}" for v in m.vram_used_stated)
+                               + f" {m.vram_unit or ''}" if m.vram_used_stated else None),
+                              ("RAM peak of llama-server", mib(m.host_rss_peak) if m.host_rss_peak else None),
+                              ("KV cache MiB", " + ".join(f"{c.size:g} ({'SWA' if c.swa else 'non-SWA'})"
+                                                          for c in m.kv_caches) + f" = {m.kv_cache:g}"
+                               if len(m.kv_caches) > 1 and m.kv_cache is not None else m.kv_cache),
+                              ("model buffers MiB", ", ".join(f"{k} {v:g}" for k, v in m.model_buffers.items())),
+                              ("compute buffers MiB", ", ".join(f"{k} {v:g}" for k, v in m.compute_buffers.items()))]),
+            "method": _pairs([("endpoint", rec.method.endpoint), ("tokens generated per request", rec.method.n_predict),
+                              ("temperature", rec.method.temperature), ("repetitions", rec.method.repetitions),
+                              ("warmup requests", rec.method.warmup), ("filled depths", rec.method.depths),
+                              ("prompt suite", rec.method.prompt_suite.name if rec.method.prompt_suite else None),
+                              ("load time s", rec.load_seconds), ("note", rec.method.note)]),
+            "conditions": rec.conditions, "engine": rec.engine_bench,
+        }
+    else:
+        r = rec.results
+        ctx["kld"] = {
+            "command": shell_command(rec.command, rec.model.file_name) if rec.command else None,
+            "base_command": shell_command(rec.base_command, rec.base_model.file_name if rec.base_model else None)
+            if rec.base_command else None,
+            "base": _pairs([("file", rec.base_model.file_name), ("quant", rec.base_model.quant),
+                            ("sha256", rec.base_model.sha256)]) if rec.base_model else [],
+            "corpus": _pairs([("name", rec.corpus.name), ("sha256", rec.corpus.sha256),
+                              ("tokens", rec.corpus.tokens), ("ctx", rec.corpus.ctx_size),
+                              ("chunks", rec.corpus.chunks)]) if rec.corpus else [],
+            "results": [(k, v) for k, v in r.model_dump().items() if v is not None],
+        }
+    return render("run.html.j2", **ctx)

@@ -91,6 +91,8 @@ class Host(_Block):
     cpu: CpuInfo = Field(default_factory=CpuInfo)
     ram_total_mib: NonNeg | None = None
     ram_stated: str | None = None  # imported: system RAM as the source states it, e.g. "64GB DDR4-3200"
+    gpus_vram_stated: str | None = None  # imported: the GPUs' memory together, as stated, when no per-GPU figure is
+    # given (e.g. "96 GB" for "3x R9700 PRO (96 GB VRAM)"; never split or converted)
     os: str | None = None
     hostname_hash: str | None = None  # sha256 prefix, never the plain host name
     gpus: list[GpuInfo] = Field(default_factory=list)
@@ -444,7 +446,7 @@ class KldTiming(_Block):
 
 class KldRecord(_RecordBase):
     kind: Literal["kld"] = "kld"
-    kld_method: str = "llama-perplexity full-vocab"
+    kld_method: str | None = "llama-perplexity full-vocab"  # None: an imported source does not say how it computed KLD
     base_model: ModelInfo | None = None
     corpus: Corpus | None = None
     config: LlamaConfig = Field(default_factory=LlamaConfig)

@@ -73,6 +73,10 @@ def _cli(args: list[str], tmp: Path, **kw: object) -> subprocess.CompletedProces
     (lambda t: t.replace("ctx_size: 512", "ctx_size: -5"), r"plan.yaml:\d+.*ctx_size"),
     (lambda t: t.replace(f'"{DEMO_MODEL}"', '"missing.gguf"'), r"plan.yaml:\d+.*model file not found"),
     (lambda t: t.replace(f'"{DEMO_MODEL}"', '"notgguf.gguf"'), r"plan.yaml:\d+.*not a GGUF file"),
+    # checked against the real llama-server --help before anything starts (not a failed record per run)
+    (lambda t: t.replace("ctx_size: 512}", "ctx_size: 512, extra_args: [--made-up-flag]}"),
+     r"plan.yaml:\d+.*--made-up-flag.*llama-server"),
+    (lambda t: t.replace("ctx_size: 512}", "ctx_size: 512, cache_type_v: q4_0}"), r"plan.yaml:\d+.*flash"),
 ])
 def test_bad_plans_exit_1_with_one_line(tmp_path: Path, mutation, expect: str) -> None:
     (tmp_path / "notgguf.gguf").write_text("this is not a model\n")
@@ -238,3 +242,82 @@ def test_collector_killed_leaves_no_server(tmp_path: Path, smollm2: Path) -> Non
         proc.kill()
     assert servers
     _wait(lambda: _procs_with(str(tmp_path)) == [], timeout=10)  # PR_SET_PDEATHSIG: the kernel killed it
+
+
+# --- one collector per host, busy hosts marked, nothing left behind -----------------------------------
+
+@pytest.mark.slow
+def test_second_collector_on_the_host_is_refused_while_one_measures(tmp_path: Path, smollm2: Path) -> None:
+    first = _start_cli(tmp_path, _plan(tmp_path, reps=3))
+    try:
+        _wait(lambda: bool(_procs_with(f"{tmp_path}/qa-run-")))
+        other = tmp_path / "other"
+        other.mkdir()
+        r = _cli(["run", str(_plan(other)), "--data-dir", str(other / "data")], other)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "another collector is measuring on this host" in lines[0], r.stderr
+        assert f"pid {first.pid}" in lines[0] and "--wait" in lines[0]
+        assert not (other / "data").exists()
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(60)
+
+
+@pytest.mark.slow
+def test_busy_host_marks_the_run_noisy(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
+    """A real CPU hog (two busy processes on this 2-core host) during the run: kept, marked noisy, with why."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        time.sleep(0.5)
+        report = run_plan(load_plan(_plan(tmp_path, reps=2)), tools=llama_tools, data_dir=tmp_path / "data")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    recs = [store.load_record(p) for p in report.ok]
+    assert recs and all(r.conditions and r.conditions.noisy for r in recs)
+    assert all(any("CPU" in why for why in r.conditions.reasons) for r in recs), [r.conditions for r in recs]
+    assert all(r.conditions.cpu_other_pct > 10 for r in recs)
+    # a noisy record never counts as "already recorded": the next (quiet) run measures again
+    from collector.runner import _recorded_keys
+
+    assert _recorded_keys(tmp_path / "data", store.device_slug(recs[0].host), recs[0].llama_cpp) == set()
+
+
+def test_stale_temporary_files_are_reported_and_cleaned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    data = tmp_path / "data" / "records" / "cpu-x" / "m"
+    data.mkdir(parents=True)
+    leftover = data / f".2026-11-01-speed-01X.yaml.{dead.pid}.ab12.tmp"
+    leftover.write_text("schema_version: 1\nkind: sp")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("COLLECTOR_CACHE_DIR", str(cache))
+    part = cache / "logits" / f".base.kld.{dead.pid}.cd34.tmp"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"\0" * 100)
+    live = data / f".other.yaml.{os.getpid()}.ef56.tmp"  # a writer still alive: never touched
+    live.write_text("x")
+    r = _cli(["validate", str(tmp_path / "data")], tmp_path)
+    assert r.returncode != 0 and leftover.name in r.stdout + r.stderr and "cache clean" in r.stdout + r.stderr
+    r = _cli(["cache", "clean", "--data-dir", str(tmp_path / "data")], tmp_path)
+    assert r.returncode == 0 and "2 leftover file(s) removed" in r.stdout, r.stdout + r.stderr
+    assert not leftover.exists() and not part.exists() and live.exists()
+
+
+@pytest.mark.slow
+def test_killed_collector_leaves_no_llama_perplexity(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
+    """SIGKILL of the Python process while llama-perplexity runs: the parent-death signal ends the tool."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The quick brown fox jumps over the lazy dog. " * 4000)
+    argv = [str(llama_tools.path("llama-perplexity")), "-m", str(smollm2), "-f", str(corpus), "-c", "128", "-t", "1"]
+    code = f"from collector.llama.tools import run_tool; run_tool({argv!r}, 'kld')"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        _wait(lambda: bool(_procs_with(str(corpus))), timeout=60)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        child.kill()
+    _wait(lambda: _procs_with(str(corpus)) == [], timeout=10)

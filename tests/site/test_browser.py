@@ -227,3 +227,33 @@ def test_device_page_charts_load_without_errors(browser: CDP, server: str, schem
     path = out / f"device-rtx-4090-{scheme}.png"
     path.write_bytes(base64.b64decode(shot))
     assert path.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_commands_are_readable_and_not_under_the_copy_button(browser: CDP, server: str, width: int) -> None:
+    """Every recommended command is wholly visible: wrapped, not clipped, no character under the copy button."""
+    browser.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1,
+                 mobile=width < 600)
+    try:
+        for page in ("devices/2x-rtx-3060/", "devices/rtx-4090/"):
+            browser.open(f"{server}/{page}")
+            report = browser.poll("""(() => {
+                const blocks = Array.from(document.querySelectorAll('.md-typeset div.highlight pre'));
+                if (!blocks.length || !document.querySelector('.md-clipboard')) return null;
+                return blocks.map(pre => {
+                    const code = pre.querySelector('code'), btn = pre.querySelector('.md-clipboard');
+                    const b = btn.getBoundingClientRect(), range = document.createRange();
+                    range.selectNodeContents(code);
+                    const under = Array.from(range.getClientRects()).filter(r => r.width > 0 &&
+                        r.right > b.left && r.left < b.right && r.bottom > b.top && r.top < b.bottom).length;
+                    const c = code.getBoundingClientRect(), p = pre.getBoundingClientRect();
+                    return {text: code.textContent.trim(), under: under,
+                            clipped: code.scrollWidth > code.clientWidth + 1 || c.right > p.right + 1};
+                }); })()""")
+            assert report, page
+            for block in report:
+                assert block["text"].startswith("llama-server"), block
+                assert block["under"] == 0, f"{page} at {width}px: text under the copy button: {block}"
+                assert not block["clipped"], f"{page} at {width}px: command cut off: {block}"
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")

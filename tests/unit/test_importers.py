@@ -27,7 +27,9 @@ figures:
     quotes: ["22.4 tok/s"]
     record:
       host: {gpus: [{name: RTX 3060}]}
+      model: {name: A model}
       samples: [{category: run, tg_tps: [22.4]}]
+      summary: {tg_tps: {stated: "22.4"}}
 """
 
 
@@ -43,7 +45,8 @@ def test_empty_citation_is_named_invalid_by_validate(tmp_path: Path) -> None:
     assert "citation: 'x.txt: A title'" in text
     path.write_text(text.replace("citation: 'x.txt: A title'", "citation: ''"), encoding="utf-8")
     res = CliRunner().invoke(cli, ["validate", str(tmp_path / "data")])
-    assert isinstance(res.exception, CollectorError) and "1 of 1 record files" in str(res.exception)
+    assert isinstance(res.exception, CollectorError)
+    assert f"1 of 1 files under {tmp_path / 'data'} are invalid" in str(res.exception)
     assert str(path) in res.stderr and "source.citation" in res.stderr
 
 
@@ -70,16 +73,36 @@ def test_duplicate_figure_ids_are_refused(tmp_path: Path) -> None:
 def test_a_bad_record_leaves_nothing_on_disk(tmp_path: Path) -> None:
     good, other = load_transcription(_write(tmp_path, GOOD))[0], load_transcription(_write(tmp_path, GOOD))[0]
     other.source.citation = " "  # only the model validator catches this: assignment is not re-validated
-    with pytest.raises(CollectorError, match="source: Value error, an imported record needs source.citation"):
+    with pytest.raises(CollectorError, match="record x#one: source: an imported record needs source.citation"):
         write_records([good, other], tmp_path / "data")
     assert not (tmp_path / "data").exists()
 
 
-def test_transcribed_date_and_import_time_are_said() -> None:
+def test_transcribed_date_is_the_sources_and_created_at_the_import_time() -> None:
+    before = store.utc_now()
     [rec, *_] = load_transcription(REPO / "imports" / "sources" / "003_e82c61687ba11590.yaml")
-    assert rec.created_at.isoformat() == "2026-02-14T02:17:00+00:00" and "stated date" in rec.source.note
+    assert rec.source.date == "2026-02-14" and rec.created_at >= before  # the stated day, never completed
     [rec, *_] = load_transcription(REPO / "imports" / "sources" / "004_a78e30ba098ebd42.yaml")
-    assert "import time" in rec.source.note
+    assert rec.source.date is None and rec.created_at >= before  # not stated: unknown, not the import time
+
+
+def test_summary_figures_as_written_and_reconstructed_commands(tmp_path: Path) -> None:
+    text = GOOD.replace('      summary: {tg_tps: {stated: "22.4"}}\n',
+                        '      config: {ctx_size: 32768, tensor_split: "1,1"}\n'
+                        '      summary: {tg_tps: {stated: "~94"}, pp_tps: {mean: "22.00", n: 5}}\n')
+    assert text != GOOD
+    text = text.replace("    kind: speed\n", "    kind: speed\n    reconstruct_command: true\n")
+    [rec] = load_transcription(_write(tmp_path, text))
+    tg, pp = rec.summary.tg_tps, rec.summary.pp_tps
+    assert (tg.stated, tg.text, tg.approx) == (94.0, "~94", True)
+    assert (pp.mean, pp.text, pp.approx, pp.n) == (22.0, "22.00", False, 5)
+    assert rec.command == ["llama-server", "-m", "{model}", "-c", "32768", "-ts", "1,1"]
+    assert rec.source.command == "reconstructed"
+    with pytest.raises(CollectorError, match=r"summary\.tg_tps\.stated: 'about 94' is not a figure"):
+        load_transcription(_write(tmp_path, text.replace('"~94"', '"about 94"')))
+    printed = text.replace("      samples:", "      command: [llama-server, -c, \"32768\"]\n      samples:")
+    with pytest.raises(CollectorError, match="has a printed command; keep one of the two"):
+        load_transcription(_write(tmp_path, printed))
 
 
 def test_stat_keeps_the_tools_mean() -> None:

@@ -2,77 +2,107 @@
 
 from __future__ import annotations
 
-from fixtures.records.factory import CORPUS, cpu_host, gpu, kld, model, speed
+from fixtures.records.factory import cpu_host, gpu, kld, model, speed
 from collector.publish.frame import build_frames
 from collector.publish.recommend import pareto_front, recommend
-from collector.records.schema import Corpus, CpuInfo, Host, Source
+from collector.records.schema import CpuInfo, Host
 
 HOST = Host(cpu=CpuInfo(model="x"), gpus=[gpu("NVIDIA GeForce RTX 4090")])
+F16 = model("M", "F16", 16_000_000_000)
 
 
-def _picks(records: list, **kw: float) -> dict[str, dict]:
+def _picks(records: list, **kw: float) -> tuple[dict, list[str]]:
     f = build_frames(records)
-    return {r.kind: r.row for r in recommend(f.speed, **kw)}
+    picks, missing = recommend(f.rows, **kw)
+    return {p.kind: p for p in picks}, missing
+
+
+def _ctx(p) -> int:
+    return p.row.rec.config.ctx_size
 
 
 def test_known_answers_fastest_balanced_faithful_context() -> None:
-    q2, q4, q8 = (model("M", q, s, sha=q * 8, bpt=s) for q, s in (("Q2_K", 3e9), ("Q4_K_M", 5e9), ("Q8_0", 8e9)))
-    recs = [speed(HOST, q2, 150.0, ctx=4096), speed(HOST, q4, 120.0, ctx=8192), speed(HOST, q4, 100.0, ctx=65536),
-            speed(HOST, q4, 90.0, ctx=131072), speed(HOST, q8, 80.0, ctx=8192),
-            kld(HOST, q2, 0.20), kld(HOST, q4, 0.03), kld(HOST, q8, 0.002)]
-    p = _picks(recs)
-    assert (p["fastest"]["quant"], p["fastest"]["tg"]) == ("Q2_K", 150.0)
-    # Q2_K is over the 0.05 budget: the fastest within it is the 120 t/s Q4_K_M run
-    assert (p["balanced"]["quant"], p["balanced"]["tg"]) == ("Q4_K_M", 120.0)
-    assert p["faithful"]["quant"] == "Q8_0"
-    # 80% of 150 = 120: only the 8192 Q4_K_M and the Q2_K keep that much speed; 131072 at 90 t/s does not
-    assert (p["context"]["ctx"], p["context"]["tg"]) == (8192, 120.0)
-    assert _picks(recs, keep=0.6)["context"]["ctx"] == 131072
-    assert _picks(recs, kld_budget=0.25)["balanced"]["quant"] == "Q2_K"
-    assert "balanced" not in _picks(recs, kld_budget=0.001)
+    q2, q4, q8 = (model("M", q, s) for q, s in (("Q2_K", 3_000_000_000), ("Q4_K_M", 5_000_000_000),
+                                                 ("Q8_0", 8_000_000_000)))
+    recs = [speed(HOST, q2, {0: 150.0, 2048: 140.0}, ctx_size=4096),
+            speed(HOST, q4, {0: 125.0, 4096: 122.0}, ctx_size=8192),
+            speed(HOST, q4, {0: 100.0, 32768: 96.0}, ctx_size=65536),
+            speed(HOST, q4, {0: 98.0, 65536: 90.0}, ctx_size=131072),
+            speed(HOST, q8, {0: 80.0}, ctx_size=8192),
+            kld(HOST, q2, 0.20, base=F16), kld(HOST, q4, 0.03, base=F16), kld(HOST, q8, 0.002, base=F16)]
+    p, missing = _picks(recs)
+    assert not missing
+    assert (p["fastest"].row.rec.model.quant, p["fastest"].row.tg.value) == ("Q2_K", 150.0)
+    assert p["fastest"].row.tg.n == 3 and p["fastest"].row.tg.lo < 150.0 < p["fastest"].row.tg.hi
+    # Q2_K is over the 0.05 budget: the fastest within it is the 125 t/s Q4_K_M configuration
+    assert (p["balanced"].row.rec.model.quant, p["balanced"].row.tg.value) == ("Q4_K_M", 125.0)
+    assert p["faithful"].row.rec.model.quant == "Q8_0"
+    # judged at the deepest fill: 80% of 150 = 120; 8192 (122 t/s with 4096 filled) keeps it, 65536 (96) does not
+    assert _ctx(p["context"]) == 8192 and "4,096 tokens filled" in p["context"].why
+    assert _ctx(_picks(recs, keep=0.6)[0]["context"]) == 131072
+    assert _picks(recs, kld_budget=0.25)[0]["balanced"].row.rec.model.quant == "Q2_K"
+    p, missing = _picks(recs, kld_budget=0.001)
+    assert "balanced" not in p and any("No balanced pick" in m for m in missing)
 
 
-def test_failed_and_null_speed_runs_are_never_recommended() -> None:
-    m = model("M", "Q4_0", 1e9, sha="a" * 8)
-    recs = [speed(HOST, m, 300.0, failed="out of memory"), speed(HOST, m, None, ctx=999999), speed(HOST, m, 50.0)]
-    p = _picks(recs)
-    assert p["fastest"]["tg"] == 50.0 and p["context"]["ctx"] == 4096
-    assert "balanced" not in p and "faithful" not in p  # no KLD at all
-    assert recommend(build_frames([speed(HOST, m, None)]).speed) == []
+def test_overlapping_ranges_are_a_tie_and_separated_ranges_are_not() -> None:
+    a, b = model("M", "Q4_0", 1_000), model("M", "Q5_0", 1_200)
+    close = [speed(HOST, a, {0: 100.0}, spread=0.05, ctx_size=4096), speed(HOST, b, {0: 98.0}, spread=0.05, ctx_size=4096)]
+    p, _ = _picks(close)
+    assert p["fastest"].title == "Fastest (tie)" and [t.rec.model.quant for t in p["fastest"].ties] == ["Q5_0"]
+    apart = [speed(HOST, a, {0: 100.0}, spread=0.01, ctx_size=4096), speed(HOST, b, {0: 80.0}, spread=0.01, ctx_size=4096)]
+    p, _ = _picks(apart)
+    assert p["fastest"].title == "Fastest" and not p["fastest"].ties
+    assert "beyond both ranges" in p["fastest"].notes[0]
 
 
-def test_kld_joins_by_sha_then_by_name_and_corpora_never_compete() -> None:
-    with_sha = model("M", "Q4_K_M", 5e9, sha="s" * 8)
-    no_sha = model("M", "Q4_K_M", 5e9, sha=None)
-    other = Corpus(name="wikitext-2")
-    recs = [speed(HOST, with_sha, 100.0), speed(HOST, no_sha, 110.0),
-            kld(cpu_host(), with_sha, 0.03), kld(cpu_host(), model("M", "Q4_K_M", 5e9, sha=None), 0.01, corpus=other)]
-    f = build_frames(recs)
-    rows = {r["tg"]: r for r in f.speed.to_dict("records")}
-    assert rows[100.0]["kld_join"] == "sha256" and rows[100.0]["kld_mean"] == 0.03
-    assert rows[110.0]["kld_join"] == "model name + quant"
-    # two corpora: the faithful pick only compares within the corpus most rows share (a tie -> first seen)
-    faithful = {r.kind: r.row for r in recommend(f.speed)}["faithful"]
-    assert faithful["corpus_key"] in (CORPUS.sha256, "wikitext-2")
-    same = [r for r in f.speed.to_dict("records") if r["corpus_key"] == faithful["corpus_key"]]
-    assert faithful["kld_mean"] == min(r["kld_mean"] for r in same)
+def test_remeasurements_pool_and_noisy_runs_are_never_picked() -> None:
+    m = model("M", "Q4_0", 1_000)
+    recs = [speed(HOST, m, {0: 100.0}, ctx_size=4096), speed(HOST, m, {0: 102.0}, ctx_size=4096),
+            speed(HOST, m, {0: 300.0}, noisy=True, ctx_size=4096)]
+    rows = build_frames(recs).rows
+    quiet = [r for r in rows if not r.noisy]
+    assert len(rows) == 2 and len(quiet) == 1 and quiet[0].tg.n == 6 and len(quiet[0].records) == 2
+    p, _ = _picks(recs)
+    assert p["fastest"].row.key == quiet[0].key and not p["fastest"].row.noisy
+    p, missing = _picks(recs[2:])
+    assert p == {} and "1 measured on a busy host (noisy)" in missing[0]
+
+
+def test_failed_runs_are_never_recommended() -> None:
+    m = model("M", "Q4_0", 1_000)
+    recs = [speed(HOST, m, {}, failed="out of memory", ctx_size=999_999), speed(HOST, m, {0: 50.0}, ctx_size=4096)]
+    p, missing = _picks(recs)
+    assert p["fastest"].row.tg.value == 50.0 and _ctx(p["context"]) == 4096
+    assert "balanced" not in p and "faithful" not in p and any("no configuration of this model has a KLD" in x
+                                                                 for x in missing)
+    assert _picks(recs[:1]) == ({}, ["No recommendation: no quiet, successful configuration with a generation "
+                                     "speed (1 failed)."])
+
+
+def test_context_pick_says_how_full_the_context_was() -> None:
+    m = model("M", "Q4_0", 1_000)
+    p, _ = _picks([speed(HOST, m, {0: 100.0, 512: 95.0}, ctx_size=262144)])
+    assert any("Only 512 of its 262,144 tokens were filled" in n for n in p["context"].notes)
 
 
 def test_kv_cache_types_prefer_matching_kld() -> None:
-    m = model("M", "Q4_K_M", 5e9, sha="k" * 8)
-    recs = [speed(HOST, m, 100.0, ctk="q8_0"), kld(cpu_host(), m, 0.03), kld(cpu_host(), m, 0.05, ctk="q8_0")]
-    row = build_frames(recs).speed.to_dict("records")[0]
-    assert row["kld_mean"] == 0.05 and row["kld_note"] is None
-    row2 = build_frames(recs[:2]).speed.to_dict("records")[0]
-    assert row2["kld_mean"] == 0.03 and row2["kld_note"] == "KLD measured with KV cache f16/f16"
+    m = model("M", "Q4_K_M", 5_000)
+    recs = [speed(HOST, m, {0: 100.0}, ctx_size=4096, cache_type_k="q8_0", cache_type_v="q8_0", flash_attn="on"),
+            kld(HOST, m, 0.03, base=F16),
+            kld(HOST, m, 0.05, base=F16, cache_type_k="q8_0", cache_type_v="q8_0", flash_attn="on")]
+    row = build_frames(recs).rows[0]
+    assert row.kld["kld_mean"] == 0.05 and row.kld_note is None and row.kld_join == "sha256"
+    row2 = build_frames(recs[:2]).rows[0]
+    assert row2.kld["kld_mean"] == 0.03 and row2.kld_note == "KLD measured with KV cache f16/f16"
 
 
-def test_imported_kld_is_not_preferred_over_measured() -> None:
-    m = model("M", "Q4_K_M", 5e9, sha="i" * 8)
-    imp = Source(type="imported", citation="post.txt: a post")
-    recs = [speed(HOST, m, 100.0), kld(cpu_host(), m, 0.01, source=imp), kld(cpu_host(), m, 0.04)]
-    row = build_frames(recs).speed.to_dict("records")[0]
-    assert row["kld_mean"] == 0.04 and row["kld_imported"] is False
+def test_faithful_ties_within_uncertainty() -> None:
+    a, b, c = model("M", "Q8_0", 8_000), model("M", "Q6_K", 6_000), model("M", "Q2_K", 3_000)
+    recs = [speed(HOST, x, {0: 50.0}, ctx_size=4096) for x in (a, b, c)]
+    recs += [kld(HOST, a, 0.0100, base=F16), kld(HOST, b, 0.0101, base=F16), kld(HOST, c, 0.3, base=F16)]
+    p, _ = _picks(recs)
+    assert p["faithful"].title == "Most faithful (tie)" and [t.rec.model.quant for t in p["faithful"].ties] == ["Q6_K"]
 
 
 def test_pareto_front() -> None:

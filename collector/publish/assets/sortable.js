@@ -1,6 +1,7 @@
 /* Quant Atlas: sortable tables, our own few lines (no CDN, works offline).
-   Click a header to sort; again to reverse. Numeric columns sort by the cell's data-sort value,
-   unknown values (empty data-sort) always last. Re-initialised on material's instant navigation. */
+   Click a header (or focus it and press Enter or Space) to sort; again to reverse. Numeric columns sort by
+   the cell's data-sort value, unknown values (empty data-sort) always last. Headers keep their column-header
+   role for screen readers and carry aria-sort. Re-initialised on material's instant navigation. */
 (function () {
   "use strict";
 
@@ -37,9 +38,9 @@
     var heads = table.tHead.rows[0].cells;
     Array.prototype.forEach.call(heads, function (th, idx) {
       th.tabIndex = 0;
-      th.setAttribute("role", "button");
       th.title = "Sort by this column";
-      var go = function () {
+      var go = function (e) {
+        if (e && e.target && e.target.closest && e.target.closest("a")) return;  // a glossary link in the header
         var asc = th.getAttribute("aria-sort") !== "ascending";
         Array.prototype.forEach.call(heads, function (o) { o.removeAttribute("aria-sort"); });
         th.setAttribute("aria-sort", asc ? "ascending" : "descending");
@@ -47,7 +48,7 @@
       };
       th.addEventListener("click", go);
       th.addEventListener("keydown", function (e) {
-        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); go(); }
+        if (e.target === th && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); go(); }
       });
     });
   }

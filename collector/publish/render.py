@@ -1,0 +1,113 @@
+"""The jinja2 environment for page fragments: autoescape on, filters for figures, Markdown text and code fences.
+
+Templates (collector/publish/templates/*.j2) produce Markdown pages for MkDocs whose bodies are mostly raw HTML
+blocks. Inside HTML, `{{ value }}` is HTML-escaped by autoescape; in Markdown text, `{{ value | md }}` also
+escapes Markdown; a command goes through `fence`, which MkDocs highlights and gives a copy button.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from collector.publish.common import href, mdlink
+from collector.publish.escape import code_fence, h, md, neutralize, safe_url
+from collector.publish.frame import Figure
+from collector.publish.labels import glossary_anchor
+
+DASH = "—"
+
+
+def missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def num(x: Any, digits: int = 3) -> str:
+    """A number for display with `digits` significant digits (integers above that stay whole); — if unknown."""
+    if missing(x):
+        return DASH
+    x = float(x)
+    if abs(x) >= 10 ** digits:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def figure_value(f: Figure | None) -> str:
+    """The figure's value as text: exactly as a source writes it, else with 3-4 significant digits."""
+    if f is None:
+        return DASH
+    if f.text:
+        return f.text
+    return num(f.value, 4 if f.value >= 100 else 3)
+
+
+def figure_detail(f: Figure | None) -> str:
+    """n and spread, or what the source says instead: `n=36 · 98.1–110`, `mean of 5, as stated`."""
+    if f is None:
+        return ""
+    if f.stat == "stated":
+        return "approximate, as stated; no spread" if f.approx else "as stated; n and spread not stated"
+    if f.stat == "mean" and not f.has_spread:
+        return f"mean of {f.n}, as stated; no spread" if f.n else "mean, as stated; n and spread not stated"
+    spread = f" · {num(f.lo)}–{num(f.hi)}" if f.has_spread else " · no spread (one sample)"
+    return f"{f.stat if f.stat != 'median' else 'median'} of n={f.n}{spread}"
+
+
+def figure_html(f: Figure | None, unit: str = "") -> Markup:
+    """A figure for a table cell or a list: the value, then n and spread in small print."""
+    if f is None:
+        return Markup(DASH)
+    unit_html = f" {h(unit)}" if unit else ""
+    return Markup(f'<span class="qa-v">{h(figure_value(f))}{unit_html}</span> '
+                  f'<span class="qa-n">{h(figure_detail(f))}</span>')
+
+
+def figure_text(f: Figure | None, unit: str = "") -> str:
+    if f is None:
+        return "unknown"
+    return f"{figure_value(f)}{' ' + unit if unit else ''} ({figure_detail(f)})"
+
+
+def mib(x: Any) -> str:
+    return DASH if missing(x) else f"{float(x) / 1024:.2f} GiB"
+
+
+def gb(x: Any) -> str:
+    return DASH if missing(x) else f"{float(x) / 1e9:.2f} GB"
+
+
+def sort_attr(x: Any) -> Markup:
+    """The data-sort attribute of a numeric cell (empty when unknown: it sorts last)."""
+    return Markup(' data-sort=""' if missing(x) else f' data-sort="{float(x)!r}"')
+
+
+def gloss(term: str, src: str, text: str | None = None) -> Markup:
+    """A table header or term linked to its glossary entry."""
+    return Markup(f'<a class="qa-gloss" href="{h(href(src, "glossary.md"))}#{glossary_anchor(term)}">'
+                  f'{h(text or term)}</a>')
+
+
+def _visible(value: Any) -> Any:
+    """Every `{{ value }}` from a record: control characters and direction overrides made visible text."""
+    return neutralize(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
+@lru_cache(maxsize=1)
+def env() -> Environment:
+    e = Environment(loader=PackageLoader("collector.publish", "templates"), autoescape=True,
+                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                    finalize=_visible)
+    e.filters.update(md=md, fence=code_fence, num=num, fig=figure_html, fig_text=figure_text, mib=mib, gb=gb,
+                     sort=sort_attr, url=safe_url, tojson=lambda v: Markup(json.dumps(v)))
+    e.globals.update(href=href, mdlink=mdlink, gloss=gloss, DASH=DASH, figure_value=figure_value,
+                     figure_detail=figure_detail)
+    return e
+
+
+def render(template: str, **context: Any) -> str:
+    return env().get_template(template).render(**context)

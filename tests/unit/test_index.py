@@ -1,0 +1,92 @@
+"""The one record reader: the fast path reads exactly what the store reads, refuses what it refuses, and its
+cache serves unchanged files only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fixtures.records.factory import cpu_host, fixture_records, model, speed
+from collector.records import store
+from collector.records.index import load_index
+
+FIXTURE_DATA = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "records" / "data"
+
+
+def _dump(recs: list) -> list:
+    return sorted((r.model_dump() for r in recs), key=lambda d: d["id"])
+
+
+def test_fixture_files_are_the_factory_records() -> None:
+    """The committed fixture data is what the factory writes (regenerate it when the factory changes)."""
+    index = load_index(FIXTURE_DATA, cache=False)
+    assert not index.errors
+    assert _dump(index.valid) == _dump(fixture_records())
+
+
+def test_fast_reader_agrees_with_the_store(tmp_path: Path) -> None:
+    tricky = ["on", "yes", "No", "012", "0o17", "1e3", "2026-01-02", "null", "~", "1_000", ".inf", "0x1F", "3:20"]
+    for word in tricky:
+        rec = speed(cpu_host(), model(word, word, 1000), {0: 10.0}, ctx_size=512)
+        rec.tags.append(word)
+        store.save_record(rec, tmp_path)
+    fast = load_index(tmp_path, cache=False).valid
+    assert _dump(fast) == _dump(store.load_record(p) for p in store_paths(tmp_path))
+    assert sorted(r.tags[0] for r in fast) == sorted(tricky)
+
+
+def store_paths(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.yaml"))
+
+
+def test_bad_files_are_refused_with_file_and_reason(tmp_path: Path) -> None:
+    good = store.save_record(speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512), tmp_path)
+    text = good.read_text(encoding="utf-8")
+    folder = good.parent
+    bad = {
+        "binary.yaml": b"\xff\xfe\x00garbage",
+        "truncated.yaml": text[: text.index("\nplan:")].encode() + b"\n",
+        "inf.yaml": text.replace("median: 10.0", "median: .inf").encode(),
+        "quoted.yaml": text.replace("load_seconds: 2.5", "load_seconds: '2.5'").encode(),
+        "dup.yaml": text.encode(),  # the same id as the good file
+    }
+    for name, data in bad.items():
+        (folder / name).write_bytes(data)
+    index = load_index(tmp_path, cache=False)
+    assert index.valid == []  # the original shares its id with dup.yaml: both refused
+    for name in bad:
+        why = index.errors[folder / name]
+        assert why.startswith(str(folder / name)) and "\n" not in why, why
+    assert "UTF-8" in index.errors[folder / "binary.yaml"]
+    assert "needs" in index.errors[folder / "truncated.yaml"]
+    assert "also the id of" in index.errors[folder / "dup.yaml"]
+    assert "also the id of" in index.errors[good]
+
+
+def test_cache_serves_unchanged_files_and_rereads_changed_ones(tmp_path: Path, monkeypatch) -> None:
+    data = tmp_path / "data"
+    recs = [speed(cpu_host(), model(f"M{i}", "Q4_0", 1000 + i), {0: 10.0 + i}, ctx_size=512) for i in range(3)]
+    paths = [store.save_record(r, data) for r in recs]
+    first = load_index(data).valid
+    second = load_index(data).valid
+    assert _dump(second) == _dump(first) == _dump(recs)
+    changed = recs[0].model_copy(update={"tags": ["changed"]})
+    store.save_record(changed, data)
+    paths[1].unlink()
+    (paths[2].parent / "broken.yaml").write_text("schema_version: 1\nkind: [\n")
+    third = load_index(data)
+    assert {r.id: r.tags for r in third.valid} == {recs[0].id: ["changed"], recs[2].id: []}
+    assert list(third.errors) == [paths[2].parent / "broken.yaml"]
+
+
+def test_cache_is_really_used_when_the_stamp_is_unchanged(tmp_path: Path) -> None:
+    path = store.save_record(speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512), tmp_path)
+    assert load_index(tmp_path).valid[0].model.quant == "Q4_0"
+    st = path.stat()
+    with open(path, "r+b") as fh:  # same inode, size and mtime: the stamp cannot see this edit
+        text = fh.read().replace(b"Q4_0", b"Q5_0")
+        fh.seek(0)
+        fh.write(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert load_index(tmp_path).valid[0].model.quant == "Q4_0"
+    assert load_index(tmp_path, cache=False).valid[0].model.quant == "Q5_0"
