@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test site serve clean
+.PHONY: demo test lint site serve clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ $(TEST_MODELS)/.fetched: $(VENV)/.installed
 
 test: $(VENV)/.installed $(TEST_MODELS)/.fetched
 	QA_MODELS_DIR=$(TEST_MODELS) $(BIN)/python -m pytest
+
+# static checks (also run by .ci/run and ci.yml before the tests)
+lint: $(VENV)/.installed
+	$(BIN)/ruff check collector tests benchmarks
+	$(BIN)/mypy
 
 site: $(VENV)/.installed
 	$(BIN)/mkdocs build --strict

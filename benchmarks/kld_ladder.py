@@ -46,9 +46,11 @@ def main() -> None:
     if kld is None:
         sys.exit("the plan has no kld section")
     if kld.ladder is not None:  # resolve (fetch) the source in the normal cache, before switching caches
-        kld = dataclasses.replace(kld, ladder=dataclasses.replace(kld.ladder, source=str(kld.resolve(kld.ladder.source))))
+        ladder = dataclasses.replace(kld.ladder, source=str(kld.resolve(kld.ladder.source)))
+        kld = dataclasses.replace(kld, ladder=ladder)
     elif kld.base is not None:
-        kld = dataclasses.replace(kld, base=str(kld.resolve(kld.base)), quants=tuple(str(kld.resolve(q)) for q in kld.quants))
+        kld = dataclasses.replace(kld, base=str(kld.resolve(kld.base)),
+                                  quants=tuple(str(kld.resolve(q)) for q in kld.quants))
     tools = find_tools()
     wrapped = _timed(perplexity.run_tool)
     perplexity.run_tool = wrapped
@@ -65,7 +67,8 @@ def main() -> None:
           f"threads {kld.threads}, {os.cpu_count()} CPUs")
     print(f"total                 {total:8.1f} s")
     for tool in sorted(TOOL_SECONDS):
-        print(f"{tool:21} {TOOL_SECONDS[tool]:8.1f} s  ({TOOL_CALLS[tool]} runs, {100 * TOOL_SECONDS[tool] / total:.1f} %)")
+        share = 100 * TOOL_SECONDS[tool] / total
+        print(f"{tool:21} {TOOL_SECONDS[tool]:8.1f} s  ({TOOL_CALLS[tool]} runs, {share:.1f} %)")
     print(f"collector overhead    {total - tool_total:8.1f} s  ({100 * (total - tool_total) / total:.1f} %: "
           "hashing, GGUF facts, llama-tokenize, records)")
     passes = TOOL_CALLS["llama-perplexity"]

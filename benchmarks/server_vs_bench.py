@@ -13,13 +13,14 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from collector.llama.bench import run_llama_bench
 from collector.llama.binaries import find_tools
 from collector.llama.client import LlamaClient
+from collector.llama.flags import LlamaConfig, server_args
 from collector.llama.server import ServerProcess
 from collector.model_ref import DEMO_MODEL, resolve_model
-from collector.plan import config_flags
-from collector.records.schema import SpeedConfig
-from collector.speed import load_suite, measure, run_llama_bench
+from collector.prompts import load_suite
+from collector.speed import measure
 
 
 def main() -> None:
@@ -31,12 +32,12 @@ def main() -> None:
     a = ap.parse_args()
     model = Path(a.model) if a.model else resolve_model(DEMO_MODEL)
     tools = find_tools()
-    config = SpeedConfig(ctx_size=2048, threads=a.threads, parallel=1, flash_attn="off", n_gpu_layers=0)
+    config = LlamaConfig(ctx_size=2048, threads=a.threads, parallel=1, flash_attn="off", n_gpu_layers=0)
     suite = load_suite("coding-v1", ("sql",))
-    with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
-        with ServerProcess(tools.path("llama-server"), model, config_flags(config), log_dir=Path(tmp)) as srv:
-            with LlamaClient(srv.base_url) as client:
-                res = measure(client, suite, depths=(0,), n_predict=a.n_gen, repetitions=a.reps, warmup=1, seed=42)
+    with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp, \
+            ServerProcess(tools.path("llama-server"), model, server_args(config), log_dir=Path(tmp)) as srv, \
+            LlamaClient(srv.base_url) as client:
+        res = measure(client, suite, depths=(0,), n_predict=a.n_gen, repetitions=a.reps, warmup=1, seed=42)
     server_tg = res.summary.tg_tps
     prompt_tokens = res.samples[0].prompt_tokens or 1
     bench = run_llama_bench(tools.path("llama-bench"), model, config, n_prompt=prompt_tokens, n_gen=a.n_gen,

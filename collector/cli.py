@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 import click
 from rich.console import Console
@@ -168,7 +169,7 @@ class _RichObserver:
     """Progress on stderr: one line per finished run, a spinner while a run is under way."""
 
     def __init__(self) -> None:
-        self._status = None
+        self._status: Any = None
 
     def run_started(self, index: int, total: int, label: str) -> None:
         self._status = err_console.status(f"[{index}/{total}] {label}")
@@ -195,7 +196,7 @@ class _RichObserver:
               help="Keep the KLD base logits in the cache after the run (default: the plan's keep_logits).")
 @click.option("--wait", is_flag=True,
               help="When another collector is measuring on this host, wait for it instead of stopping.")
-def run(plan: Path | None, dry_run: bool, force: bool, only: str | None, llama_bin: Path | None,
+def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "kld"] | None, llama_bin: Path | None,
         data_dir: Path, keep_logits: bool | None, wait: bool) -> None:
     """Run PLAN (default: the embedded demo plan) and write one record per run under --data-dir."""
     from collector import runner

@@ -77,7 +77,7 @@ def pid_alive(pid: int) -> bool:
 
 def stale_files(root: Path) -> list[Path]:
     """Temporary files under `root` whose writing process is gone."""
-    out = []
+    out: list[Path] = []
     if not root.is_dir():
         return out
     for dirpath, _, names in os.walk(root):

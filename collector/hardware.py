@@ -264,10 +264,10 @@ class Sampler:
             watts = 0.0
             power_ok = bool(self._handles)
             for i, h in enumerate(self._handles):
-                used = _opt(nv, lambda: nv.nvmlDeviceGetMemoryInfo(h).used)
+                used = _opt(nv, lambda: nv.nvmlDeviceGetMemoryInfo(h).used)  # noqa: B023 (called at once)
                 if used is not None:
                     self._vram_peak[i] = max(self._vram_peak[i], used / MIB)
-                mw = _opt(nv, lambda: nv.nvmlDeviceGetPowerUsage(h))
+                mw = _opt(nv, lambda: nv.nvmlDeviceGetPowerUsage(h))  # noqa: B023 (called at once)
                 if mw is None:
                     power_ok = False
                 else:
@@ -283,7 +283,7 @@ class Sampler:
             if self._handles:
                 others: set[int] = set()
                 for h in self._handles:
-                    procs = _opt(nv, lambda: nv.nvmlDeviceGetComputeRunningProcesses(h)) or []
+                    procs = _opt(nv, lambda: nv.nvmlDeviceGetComputeRunningProcesses(h)) or []  # noqa: B023
                     others |= {int(p.pid) for p in procs} - set(tree)
                 self._gpu_others = max(self._gpu_others or 0, len(others))
 
@@ -303,9 +303,10 @@ class Sampler:
 
     def _energy(self) -> list[int] | None:
         """Every sampled GPU's energy counter (mJ), or None if any of them lacks one (pre-Volta)."""
-        values = [_opt(self._nv, lambda h=h: int(self._nv.nvmlDeviceGetTotalEnergyConsumption(h)))
+        values = [_opt(self._nv, lambda: int(self._nv.nvmlDeviceGetTotalEnergyConsumption(h)))  # noqa: B023
                   for h in self._handles]
-        return None if not values or any(v is None for v in values) else values  # type: ignore[misc]
+        known = [v for v in values if v is not None]
+        return known if values and len(known) == len(values) else None
 
 
 def process_tree(pid: int) -> list[int]:

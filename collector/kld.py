@@ -12,18 +12,28 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from collector import __version__
 from collector.cache import cache_dir
 from collector.errors import CollectorError
+from collector.files import part_path, sha256_files
 from collector.kld_plan import KldPlan
 from collector.llama.binaries import LlamaTools
-from collector.files import part_path
 from collector.llama.flags import LlamaConfig
-from collector.llama.perplexity import (MIN_SCORED_TOKENS, PassResult, base_pass_argv, check_free_space, count_tokens,
-                                        logits_size_bytes, portable_argv, run_base_pass, run_kld_pass, scored_tokens)
+from collector.llama.perplexity import (
+    MIN_SCORED_TOKENS,
+    PassResult,
+    base_pass_argv,
+    check_free_space,
+    count_tokens,
+    logits_size_bytes,
+    portable_argv,
+    run_base_pass,
+    run_kld_pass,
+    scored_tokens,
+)
 from collector.llama.tools import ToolError
-from collector.files import sha256_files
 from collector.model_info import model_facts
 from collector.progress import NullObserver, Observer
 from collector.quantize import build_ladder
@@ -84,8 +94,8 @@ def _models(plan: KldPlan, tools: LlamaTools, observer: Observer) -> tuple[str, 
     return base_ref, base_path, jobs, q_s, im_s
 
 
-def _done_keys(data_dir: Path) -> set[tuple]:
-    keys = set()
+def _done_keys(data_dir: Path) -> set[tuple[Any, ...]]:
+    keys: set[tuple[Any, ...]] = set()
     if not (data_dir / "records").exists():
         return keys
     for rec in load_index(data_dir).valid:
@@ -167,7 +177,7 @@ def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force:
                              {str(base_path): "{base_model}", str(plan.corpus_path): "{corpus}",
                               str(final): "{base_logits}"})
 
-    def record(job: Job, info: ModelInfo, **kw: object) -> Path:
+    def record(job: Job, info: ModelInfo, **kw: Any) -> Path:
         rec = KldRecord(id=new_id(), created_at=utc_now(),
                         source=Source(type="measured", collector_version=__version__, tool="llama-perplexity"),
                         host=host, llama_cpp=llama, model=info, base_model=base_info, corpus=corpus,
@@ -197,7 +207,7 @@ def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force:
             observer.run_finished(i, len(jobs), "failed", path, str(exc))
             paths.append(path)
         return paths
-    timing_base = {"base_seconds": round(base_pass.seconds, 3) if base_pass else None,
+    timing_base: dict[str, Any] = {"base_seconds": round(base_pass.seconds, 3) if base_pass else None,
                    "base_cached": base_pass is None}
 
     for i, job, info in pending:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from collector.corpus import BUILTIN_CORPUS
 from collector.errors import CollectorError, short_repr
@@ -39,7 +40,7 @@ CONFIG_KEYS = tuple(k for k, f in FLAGS.items() if f.perplexity and k not in ("c
 KLD_KEYS = ("base", "quants", "ladder", "corpus", "chunks", "kv_cache", "keep_logits", "timeout_s", *CONFIG_KEYS,
             "extra_args")
 LADDER_KEYS = ("source", "base_type", "types", "imatrix_chunks")
-DEFAULTS = {"ctx_size": 512, "batch_size": 2048, "flash_attn": "on"}
+DEFAULTS: dict[str, Any] = {"ctx_size": 512, "batch_size": 2048, "flash_attn": "on"}
 
 
 @dataclass(frozen=True)
@@ -143,10 +144,10 @@ def parse_kld(section: Section, plan_dir: Path) -> KldPlan:
         if not corpus_path.is_file():
             raise section.fail("corpus", f"corpus file {corpus} not found (relative paths start at {plan_dir}); "
                                          "give a UTF-8 text file or `builtin`")
-    values = dict(DEFAULTS)
+    values: dict[str, Any] = dict(DEFAULTS)
     for key in (*CONFIG_KEYS, "extra_args"):
         if section.has(key):
-            values[key] = section.checked(key, lambda v, k=key: check_value(k, v))
+            values[key] = section.checked(key, lambda v: check_value(key, v))  # noqa: B023 (called at once)
     config = LlamaConfig(**values)
     if config.ctx_size is not None and config.ctx_size < 8:
         raise section.fail("ctx_size", "must be at least 8")

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import CollectorError
-from collector.model_info import check_gguf_magic
 from collector.kld_plan import KldPlan, parse_kld
+from collector.llama.flags import CONFIG_KEYS, LlamaConfig, check_value, quantized_v_without_fa
+from collector.model_info import check_gguf_magic
 from collector.model_ref import is_pypi_ref, resolve_model
 from collector.prompts import load_suite
-from collector.llama.flags import CONFIG_KEYS, LlamaConfig, check_value, quantized_v_without_fa
 from collector.records.schema import PlanRef
 from collector.yamlcheck import Section, load_yaml_file
 
@@ -210,7 +210,8 @@ def _check_combination(config: LlamaConfig, matrix: Section, server: Section, sp
         sec = matrix if matrix.has("flash_attn") or not server.has("flash_attn") else server
         key = "flash_attn" if sec.has("flash_attn") else "cache_type_v"
         raise sec.fail(key, f"cache_type_v {config.cache_type_v} with flash_attn off in one combination: llama.cpp "
-                            "needs flash attention for a quantized V cache; use flash_attn on or auto, or an f16 V cache")
+                            "needs flash attention for a quantized V cache; use flash_attn on or auto, or an f16 V "
+                            "cache")
     if config.ctx_size is not None:
         for depth in speed.depths:
             if depth >= config.ctx_size:

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.cache import cache_dir
 from collector.errors import CollectorError
+from collector.files import part_path, sha256_files
 from collector.llama.binaries import LlamaTools
 from collector.llama.tools import ToolError, run_tool
-from collector.files import part_path, sha256_files
 from collector.progress import NullObserver, Observer
 
 QUANT_TYPES = ("Q4_0", "Q4_1", "MXFP4_MOE", "Q5_0", "Q5_1", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M",

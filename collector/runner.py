@@ -31,10 +31,11 @@ from collector.llama.tools import ToolError
 from collector.lock import host_lock
 from collector.plan import Plan, RunSpec
 from collector.progress import NullObserver, Observer
+from collector.prompts import load_suite
 from collector.records import store
 from collector.records.index import load_index
 from collector.records.schema import ErrorInfo, Host, LlamaCpp, ModelInfo, Source, SpeedRecord
-from collector.speed import add_energy, judge_conditions, load_suite, measure
+from collector.speed import add_energy, judge_conditions, measure
 
 Only = Literal["speed", "kld"] | None
 
@@ -138,8 +139,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
 
             for path in run_kld_plan(plan.kld, tools=tools, data_dir=data_dir, force=force, observer=observer,
                                      plan_ref=plan.ref, keep_logits=keep_logits):
-                rec = store.load_record(path)
-                (report.ok if rec.status == "ok" else report.failed).append(path)
+                (report.ok if store.load_record(path).status == "ok" else report.failed).append(path)
     return report
 
 

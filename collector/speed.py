@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 from collector.errors import CollectorError
 from collector.llama.client import CompletionResult, LlamaClient, ServerRequestError
-from collector.prompts import FILLER, PromptSuite, load_suite
+from collector.prompts import FILLER, PromptSuite
 from collector.records.schema import Conditions, Method, PromptSuiteRef, Sample, Stat, Summary
 
 SEPARATOR = "\n\n"
@@ -84,8 +83,12 @@ def measure(client: LlamaClient, suite: PromptSuite, *, depths: tuple[int, ...],
                     s.ttft_ms.append(round(r.ttft_ms, 2))
                 res.results.append(r)
             res.samples.append(s)
-    allv = lambda key: [v for s in res.samples for v in getattr(s, key)]  # noqa: E731
-    res.summary = Summary(**{k: Stat.of(allv(k), digits=3) for k in ("tg_tps", "pp_tps", "ttft_ms", "tg_tps_client")})
+    def allv(key: str) -> list[float]:
+        return [v for s in res.samples for v in getattr(s, key)]
+
+    res.summary = Summary(tg_tps=Stat.of(allv("tg_tps"), digits=3), pp_tps=Stat.of(allv("pp_tps"), digits=3),
+                          ttft_ms=Stat.of(allv("ttft_ms"), digits=3),
+                          tg_tps_client=Stat.of(allv("tg_tps_client"), digits=3))
     return res
 
 

@@ -10,11 +10,22 @@ from typing import Any
 
 from collector.errors import CollectorError
 from collector.importers.common import merge_model, write_records
+from collector.llama.flags import FLAGS, LlamaConfig, check_value
 from collector.model_info import FILE_TYPES, model_facts
 from collector.records import store
-from collector.llama.flags import FLAGS, LlamaConfig, check_value
-from collector.records.schema import (CpuInfo, GpuInfo, Host, LlamaCpp, Method, ModelInfo, Sample, Source,
-                                      SpeedRecord, Stat, Summary)
+from collector.records.schema import (
+    CpuInfo,
+    GpuInfo,
+    Host,
+    LlamaCpp,
+    Method,
+    ModelInfo,
+    Sample,
+    Source,
+    SpeedRecord,
+    Stat,
+    Summary,
+)
 
 REQUIRED = ("build_commit", "build_number", "model_filename", "n_prompt", "n_gen", "samples_ts")
 _FA = {-1: "auto", 0: "off", 1: "on"}

@@ -8,9 +8,9 @@ from pathlib import Path
 from collector.errors import CollectorError
 from collector.importers.common import local_model_facts, write_records
 from collector.importers.llama_bench import content_key
+from collector.llama.flags import LlamaConfig
 from collector.llama.kld_parse import parse_kld_summary
 from collector.records import store
-from collector.llama.flags import LlamaConfig
 from collector.records.schema import Corpus, KldRecord, LlamaCpp, ModelInfo, Source
 
 _COMPUTING = re.compile(r"kl_divergence: computing over (?P<chunks>\d+) chunks, n_ctx=(?P<ctx>\d+), "
@@ -55,7 +55,8 @@ def kld_record(text: str, file: Path, base_model: Path | None = None, model: Pat
 
 
 def import_perplexity(file: Path, data_dir: Path, base_model: Path | None = None, model: Path | None = None,
-                      corpus_name: str | None = None, force: bool = False, model_name: str | None = None) -> Path | None:
+                      corpus_name: str | None = None, force: bool = False,
+                      model_name: str | None = None) -> Path | None:
     """Parse FILE and write one KLD record under data_dir; returns its path (None: already imported, skipped)."""
     try:
         text = Path(file).read_text(encoding="utf-8", errors="replace")

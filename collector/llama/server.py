@@ -96,7 +96,7 @@ class ServerProcess:
         log file and verbosity, --no-webui, --metrics) is left out, since none of it changes what is computed."""
         return ["llama-server", "-m", "{model}", *self.flags]
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         try:
             self.start()
         except BaseException:
@@ -114,17 +114,22 @@ class ServerProcess:
         if not self.model.is_file():
             raise ToolError(f"model file {self.model} not found; check the plan's models: entry", "load")
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            self.port = self.port_picker()
-            try:
-                self._spawn_and_wait()
-                return
-            except ToolError as exc:
-                if exc.stage != "bind":
-                    raise
-                if attempt == PORT_ATTEMPTS:
-                    raise ToolError(f"llama-server could not bind 127.0.0.1 after {PORT_ATTEMPTS} tries (last port "
-                                    f"{self.port}); free a port or check the firewall", "load", exc.log_tail) from exc
+        try:
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                self.port = self.port_picker()
+                try:
+                    self._spawn_and_wait()
+                    return
+                except ToolError as exc:
+                    if exc.stage != "bind":
+                        raise
+                    if attempt == PORT_ATTEMPTS:
+                        raise ToolError(f"llama-server could not bind 127.0.0.1 after {PORT_ATTEMPTS} tries (last "
+                                        f"port {self.port}); free a port or check the firewall", "load",
+                                        exc.log_tail) from exc
+        except BaseException:
+            self.stop()  # no process and no temporary config directory outlive a failed start
+            raise
 
     def _spawn_and_wait(self) -> None:
         self.argv = server_args(self.server, self.model, self.flags, port=self.port or 0, log_file=self.log_file)
@@ -190,6 +195,8 @@ class ServerProcess:
     def stop(self, grace_s: float | None = None) -> int | None:
         """SIGTERM the process group, wait up to grace_s (default stop_grace_s), then SIGKILL; exit code."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        return tools.stop(proc, self.stop_grace_s if grace_s is None else grace_s)
+        code = None if proc is None else tools.stop(proc, self.stop_grace_s if grace_s is None else grace_s)
+        if self._xdg is not None:
+            self._xdg.cleanup()
+            self._xdg = None
+        return code

@@ -26,9 +26,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from collector.publish.escape import neutralize
-
 from collector.cache import cache_dir
+from collector.publish.escape import neutralize
 
 # every light colour is unique and appears in the SVG only where the palette put it
 THEMES = {
@@ -129,11 +128,12 @@ def _render(chart_id: str, width_in: float, height_in: float, draw: Callable[[Fi
     Margins are fitted to the drawn text (layout="constrained"), so long labels and the legend below the axes
     always fit inside the picture."""
     t = LIGHT
-    rc = {"svg.hashsalt": chart_id, "svg.fonttype": "none", "font.size": FONT_PT, "font.family": "sans-serif",
+    rc: dict[str, Any] = {
+          "svg.hashsalt": chart_id, "svg.fonttype": "none", "font.size": FONT_PT, "font.family": "sans-serif",
           "text.color": t["fg"], "axes.labelcolor": t["fg"], "axes.edgecolor": t["fg"], "xtick.color": t["fg"],
           "ytick.color": t["fg"], "savefig.transparent": True, "grid.color": t["grid"], "grid.linewidth": 0.5,
           "axes.grid": True, "axes.axisbelow": True, "legend.frameon": False, "legend.fontsize": FONT_PT - 1}
-    with mpl.rc_context(rc):
+    with mpl.rc_context(rc):  # type: ignore[arg-type]
         fig = Figure(figsize=(width_in, height_in), layout="constrained")
         draw(fig)
         buf = io.BytesIO()
@@ -215,7 +215,7 @@ def _pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], 
     """Scatter of every point, the frontier joined by a line and its points labelled."""
     def draw(fig: Figure) -> None:
         ax = fig.add_subplot()
-        handles = []
+        handles: list[Any] = []
         for flag, name in ((False, "measured"), (True, "imported (as the source states)")):
             pts = [p for p in points if p.imported == flag]
             if pts:

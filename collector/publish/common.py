@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass
-from typing import Union
 
 from collector.publish.charts import Deferred
 from collector.publish.escape import h
@@ -27,7 +26,7 @@ class PendingChart:
     chart: Deferred
 
 
-Output = Union[GeneratedFile, PendingChart]
+Output = GeneratedFile | PendingChart
 
 
 def front_matter(title: str, wide: bool = False, search: bool = True) -> str:

@@ -208,8 +208,8 @@ def _charts(device: str, src: str, rows: list[Row], labelled: dict[str, str]) ->
     base = f"charts/devices/{device}"
     with_tg = [r for r in rows if r.status == "ok" and r.tg is not None]
     if with_tg:
-        bars = [charts.Bar(labelled[r.key], r.tg.value, r.tg.lo if r.tg.has_spread else None,  # type: ignore[union-attr]
-                           r.tg.hi if r.tg.has_spread else None, r.imported) for r in with_tg]
+        bars = [charts.Bar(labelled[r.key], f.value, f.lo if f.has_spread else None, f.hi if f.has_spread else None,
+                           r.imported) for r in with_tg if (f := r.tg) is not None]
         panels = [("generation speed, t/s (headline depth)", bars)]
         with_vram = [r for r in with_tg if r.rec.memory_mib.vram_peak]
         if with_vram and len(with_vram) == len(with_tg):

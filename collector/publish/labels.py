@@ -10,12 +10,13 @@ import json
 import re
 import shlex
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.llama.flags import FLAGS, RESPELLINGS, known_server_flags
 from markupsafe import Markup
 
+from collector.llama.flags import FLAGS, RESPELLINGS, known_server_flags
 from collector.publish.escape import h, neutralize, shell_command
 from collector.publish.frame import Row, quant_of, varying_keys
 from collector.records.schema import ModelInfo, SpeedRecord
@@ -44,8 +45,10 @@ def labels(rows: list[Row], *, with_model: bool | None = None) -> list[str]:
     for p, r in zip(parts, rows):
         if len(quants) > 1 or with_model or len(rows) == 1:
             p.append(quant_of(r.rec))
-    candidates = [(k, (lambda r, k=k: f"{FLAGS[k].label if k in FLAGS else 'extra'} {value_text(r, k)}"))
-                  for k in varying_keys(rows)]
+    def flag_text(k: str) -> Callable[[Row], str]:
+        return lambda r: f"{FLAGS[k].label if k in FLAGS else 'extra'} {value_text(r, k)}"
+
+    candidates: list[tuple[str, Callable[[Row], str]]] = [(k, flag_text(k)) for k in varying_keys(rows)]
     candidates.append(("build", lambda r: r.rec.llama_cpp.version or "build not stated"))
     candidates.append(("noisy", lambda r: "noisy" if r.noisy else ""))
     for _, text in candidates:

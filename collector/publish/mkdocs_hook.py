@@ -27,7 +27,7 @@ def data_dir(config: Any) -> Path:
 
 def on_files(files: Files, config: Any) -> Files:
     build = build_from(data_dir(config))
-    for path, why in sorted(build.invalid.items()):
+    for _path, why in sorted(build.invalid.items()):
         log.warning("invalid record, not published: %s", why)
     for g in build.files:
         files.append(File.generated(config, g.src_uri, content=g.content))

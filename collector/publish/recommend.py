@@ -92,7 +92,7 @@ def recommend(rows: list[Row], kld_budget: float = KLD_BUDGET, keep: float = KEE
         failed = sum(1 for r in rows if r.status == "failed")
         reasons = [f"{failed} failed" if failed else "", f"{noisy} measured on a busy host (noisy)" if noisy else ""]
         detail = ", ".join(x for x in reasons if x)
-        return [], [f"No recommendation: no quiet, successful configuration with a generation speed"
+        return [], ["No recommendation: no quiet, successful configuration with a generation speed"
                     + (f" ({detail})" if detail else "") + "."]
     best = ok[0]
     assert best.tg is not None

@@ -21,8 +21,15 @@ from collector.publish.common import GeneratedFile, Output, PendingChart
 from collector.publish.device_page import device_page
 from collector.publish.escape import h
 from collector.publish.frame import build_frames, run_page_id
-from collector.publish.index_pages import (compare_page, data_files, devices_index, glossary_page, home_markdown,
-                                           models_index, runs_index)
+from collector.publish.index_pages import (
+    compare_page,
+    data_files,
+    devices_index,
+    glossary_page,
+    home_markdown,
+    models_index,
+    runs_index,
+)
 from collector.publish.model_page import model_page
 from collector.publish.run_page import run_html, run_title
 from collector.records.index import RecordIndex, load_index
@@ -68,7 +75,8 @@ def _draw_charts(items: list[Output]) -> list[GeneratedFile]:
     out: list[GeneratedFile] = []
     for x in items:
         if isinstance(x, PendingChart):
-            out += [GeneratedFile(f"{x.src_base}-{variant}.svg", data) for variant, data in by_id[id(x)].items()]
+            drawn = by_id[id(x)] or {}
+            out += [GeneratedFile(f"{x.src_base}-{variant}.svg", data) for variant, data in drawn.items()]
         else:
             out.append(x)
     return out
@@ -142,7 +150,7 @@ def _write_chunk(chunk: tuple[int, int]) -> int:
         folder = out_dir / "runs" / run_page_id(rec)
         folder.mkdir(parents=True, exist_ok=True)
         title = f"<title>{h(run_title(rec))} - Quant Atlas</title>"
-        page = _TITLE.sub(lambda _: title, head, count=1) + run_html(rec) + tail
+        page = _TITLE.sub(lambda _: title, head, count=1) + run_html(rec) + tail  # noqa: B023 (used at once)
         (folder / "index.html").write_text(page, encoding="utf-8")
     return chunk[1] - chunk[0]
 

@@ -45,7 +45,7 @@ _CORE = [  # (tag, regex, first characters): YAML 1.2 core schema
 ]
 
 if _Base is not None:
-    class _Core12Loader(_Base):  # type: ignore[misc, valid-type]
+    class _Core12Loader(_Base):
         """Safe loader whose plain scalars resolve like YAML 1.2's core schema (no 1.1 booleans, no dates)."""
 
         yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
@@ -83,7 +83,7 @@ def _fast(path: Path) -> AnyRecord:
     if os.path.getsize(path) > RECORD_MAX_BYTES:
         raise CollectorError("too large")
     with open(path, "rb") as fh:
-        data = yaml.load(fh, Loader=_Core12Loader)  # noqa: S506 - a safe loader subclass
+        data = yaml.load(fh, Loader=_Core12Loader)
     return parse_record(data, str(path))
 
 
@@ -92,7 +92,7 @@ def _one(path: Path) -> AnyRecord | str:
     if _Base is not None:
         try:
             return _fast(path)
-        except Exception:  # noqa: BLE001 - any doubt: the store decides, with its exact semantics and file:line
+        except Exception:
             pass
     try:
         return load_record(path)
@@ -177,12 +177,12 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
             pass  # a cache that cannot be written only costs time
     index = RecordIndex()
     by_id: dict[str, list[Path]] = defaultdict(list)
-    for path, got in zip(files, out):
-        if isinstance(got, str):
-            index.errors[path] = got
-        elif got is not None:
-            index.records[path] = got
-            by_id[got.id].append(path)
+    for path, item in zip(files, out):
+        if isinstance(item, str):
+            index.errors[path] = item
+        elif item is not None:
+            index.records[path] = item
+            by_id[item.id].append(path)
     for rid, paths in by_id.items():
         if len(paths) > 1:
             for p in paths:

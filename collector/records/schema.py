@@ -10,13 +10,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collector.llama.flags import LlamaConfig
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 NonNeg = Annotated[float, Field(ge=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(ge=1)]
@@ -56,7 +56,7 @@ class Source(_Block):
     raw: dict[str, Any] | None = None  # imported tool output: every field the tool reported for this test, verbatim
 
     @model_validator(mode="after")
-    def _imported_needs_citation(self) -> "Source":
+    def _imported_needs_citation(self) -> Source:
         if self.type == "imported" and not (self.citation or "").strip():
             raise ValueError("an imported record needs source.citation (where the figures come from)")
         return self
@@ -231,7 +231,7 @@ class Stat(_Block):
     text: str | None = None  # the figure exactly as the source writes it ("~94", "22.00")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Stat":
+    def _consistent(self) -> Stat:
         if all(v is None for v in (self.stated, self.median, self.mean)):
             raise ValueError("a statistic needs at least one of stated, median, mean")
         lo, hi = self.min, self.max
@@ -247,7 +247,7 @@ class Stat(_Block):
         return next((v for v in (self.median, self.mean, self.stated) if v is not None), None)
 
     @classmethod
-    def of(cls, values: Sequence[float], *, mean: float | None = None, digits: int | None = None) -> "Stat | None":
+    def of(cls, values: Sequence[float], *, mean: float | None = None, digits: int | None = None) -> Stat | None:
         """median/mean/min/max/n of raw samples (None for none); `mean` as another tool gave it; `digits` rounds."""
         if not values:
             return None
@@ -335,7 +335,7 @@ class _RecordBase(_Block):
     warnings: list[str] = Field(default_factory=list)  # e.g. GPU-only settings measured on a host without a GPU
 
     @model_validator(mode="after")
-    def _failed_needs_error(self) -> "_RecordBase":
+    def _failed_needs_error(self) -> _RecordBase:
         if self.status == "failed" and self.error is None:
             raise ValueError("a failed record needs an error block (stage, message)")
         if self.status == "ok" and self.error is not None:
@@ -367,7 +367,7 @@ class SpeedRecord(_RecordBase):
     engine_bench: EngineBench | None = None
 
     @model_validator(mode="after")
-    def _ok_is_complete(self) -> "SpeedRecord":
+    def _ok_is_complete(self) -> SpeedRecord:
         if self.status != "ok":
             return self
         s = self.summary
@@ -455,7 +455,7 @@ class KldRecord(_RecordBase):
     timing: KldTiming = Field(default_factory=KldTiming)
 
     @model_validator(mode="after")
-    def _ok_is_complete(self) -> "KldRecord":
+    def _ok_is_complete(self) -> KldRecord:
         if self.status != "ok":
             return self
         checks = [(bool(self.model.name or self.model.file_name), "model.name or model.file_name"),
@@ -467,4 +467,4 @@ class KldRecord(_RecordBase):
         return self
 
 
-Record = Annotated[Union[SpeedRecord, KldRecord], Field(discriminator="kind")]
+Record = Annotated[SpeedRecord | KldRecord, Field(discriminator="kind")]

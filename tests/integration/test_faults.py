@@ -33,11 +33,11 @@ from fakes import OOM, fake_llama_server
 REPO = Path(__file__).resolve().parents[2]
 COLLECTOR = [sys.executable, "-m", "collector.cli"]
 
-TINY = f"""name: faults
+TINY = """name: faults
 models: ["MODEL"]
-server: {{threads: 1, parallel: 1, ctx_size: 512}}
-matrix: {{flash_attn: ["off", "on"]}}
-speed: {{categories: [sql], depths: [0], n_predict: 8, repetitions: REPS, warmup: 0, load_timeout_s: 60}}
+server: {threads: 1, parallel: 1, ctx_size: 512}
+matrix: {flash_attn: ["off", "on"]}
+speed: {categories: [sql], depths: [0], n_predict: 8, repetitions: REPS, warmup: 0, load_timeout_s: 60}
 """
 
 
@@ -52,8 +52,8 @@ def _procs_with(needle: str) -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
-            state = open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         if needle.encode() in cmd and state != "Z" and int(pid) != os.getpid():
@@ -182,7 +182,8 @@ def test_server_killed_mid_measurement_then_next_run_ok(tmp_path: Path, llama_to
 
 
 def test_disk_full_leaves_no_partial_file(tmp_path: Path, smollm2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tools = find_tools(fake_llama_server(tmp_path / "fakebin", OOM))  # a quick failed run: its record is the write that fails
+    # a quick failed run: its record is the write that fails
+    tools = find_tools(fake_llama_server(tmp_path / "fakebin", OOM))
 
     def enospc(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

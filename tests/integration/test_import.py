@@ -14,8 +14,8 @@ from collector.errors import CollectorError
 from collector.importers.llama_bench import import_llama_bench, parse_bench_output
 from collector.importers.perplexity import import_perplexity
 from collector.llama.binaries import LlamaTools
-from collector.llama.tools import clean_env
 from collector.llama.kld_parse import parse_kld_summary
+from collector.llama.tools import clean_env
 from collector.records import index, store
 from collector.records.schema import KldRecord, SpeedRecord
 

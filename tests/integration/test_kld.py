@@ -9,23 +9,22 @@ import numpy as np
 import pytest
 from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
-from collector.errors import CollectorError
-from collector.kld import run_kld_plan
 from collector.corpus import BUILTIN_CORPUS
+from collector.errors import CollectorError
+from collector.files import sha256_files
+from collector.kld import run_kld_plan
 from collector.kld_plan import KldPlan, parse_kld
 from collector.llama.binaries import LlamaTools
 from collector.llama.flags import LlamaConfig
+from collector.llama.perplexity import logits_size_bytes, read_logits_header, run_base_pass, run_kld_pass
 from collector.llama.tools import ToolError
-from fakes import fake_tool_folder
-from collector.llama.perplexity import (logits_size_bytes, read_logits_header, run_base_pass,
-                                        run_kld_pass)
-from collector.files import sha256_files
 from collector.progress import RecordingObserver
 from collector.quantize import Ladder, build_ladder
-from collector.records.schema import KldRecord
 from collector.records.index import load_records
+from collector.records.schema import KldRecord
 from collector.records.store import load_record
 from collector.yamlcheck import Section, load_yaml_file
+from fakes import fake_tool_folder
 
 pytestmark = pytest.mark.slow
 CTX, CHUNKS = 256, 2  # 2 x 127 = 254 scored tokens: above llama-perplexity's 100-token minimum
@@ -170,7 +169,8 @@ def test_too_few_tokens(cache: Path, ladder: Ladder, llama_tools: LlamaTools, tm
 
     # the tool's own behaviour, which the plan check above guards against
     with pytest.raises(ToolError, match="corpus is too short: ctx_size 512 needs at least 1024"):
-        run_base_pass(llama_tools, ladder.base, short, tmp_path / "b.kld", LlamaConfig(ctx_size=512, batch_size=512), chunks=1)
+        run_base_pass(llama_tools, ladder.base, short, tmp_path / "b.kld", LlamaConfig(ctx_size=512, batch_size=512),
+                      chunks=1)
     base = tmp_path / "c128.kld"
     run_base_pass(llama_tools, ladder.base, short, base, LlamaConfig(ctx_size=128, batch_size=128, threads=2), chunks=1)
     with pytest.raises(ToolError, match="no KLD summary: fewer than 100 tokens"):  # 63 scored tokens

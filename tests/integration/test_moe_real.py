@@ -12,11 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from moe_model import N_FF_EXP, tiny_moe_shapes
 
 from collector.llama.binaries import LlamaTools
 from collector.llama.tools import clean_env
 from collector.model_info import model_facts
+from moe_model import N_FF_EXP, tiny_moe_shapes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

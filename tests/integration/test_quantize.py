@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from collector.cli import cli
-from collector.errors import CollectorError
 from collector.corpus import BUILTIN_CORPUS
+from collector.errors import CollectorError
 from collector.files import sha256_files
 from collector.llama.binaries import LlamaTools
 from collector.model_info import model_facts

@@ -43,7 +43,7 @@ def test_real_server_clean_env_ready_and_stopped(tmp_path: Path, llama_tools: Ll
             props = client.props()
             assert props["default_generation_settings"]["n_ctx"] == 8192  # training context: env var ignored
             assert client.tokenize("hello world") and "llamacpp:" in client.metrics()
-        environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert not [e for e in environ if e.startswith(b"LLAMA_ARG_")]
         assert any(e.startswith(b"XDG_CONFIG_HOME=") and b"qa-xdg-" in e for e in environ)
         assert os.getpgid(pid) == pid  # own process group: the whole group can be killed

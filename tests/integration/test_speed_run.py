@@ -11,9 +11,9 @@ from collector.model_ref import DEMO_MODEL
 from collector.plan import load_plan
 from collector.progress import RecordingObserver
 from collector.records import index, store
-from fakes import RTX_4090, FakeNVML
 from collector.records.schema import SpeedRecord
 from collector.runner import run_plan
+from fakes import RTX_4090, FakeNVML
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,6 @@ def test_speed_run_end_to_end_skip_and_force(tmp_path: Path, llama_tools: LlamaT
 
 def test_gpu_path_with_fake_nvml(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
     """The real server on the CPU, a fake NVML for the GPU facts: GPU record path, VRAM peak, J per token."""
-    import importlib.util
 
     nv = FakeNVML([RTX_4090], used_mib=[1000.0, 3000.0, 2000.0])
     text = PLAN.replace('["off", "on"]', '["off"]').replace("depths: [0, 256]", "depths: [0]") \

@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 
 from collector.llama.binaries import help_flags
-from collector.llama.flags import (FLAGS, LlamaConfig, bench_args, check_value, known_server_flags,
-                                   perplexity_args, server_args, unknown_flags)
+from collector.llama.flags import (
+    FLAGS,
+    LlamaConfig,
+    bench_args,
+    check_value,
+    known_server_flags,
+    perplexity_args,
+    server_args,
+    unknown_flags,
+)
 
 
 def test_every_registry_spelling_is_a_flag_of_the_bundled_server() -> None:
@@ -47,3 +55,21 @@ def test_managed_flags_cannot_sneak_in_through_extra_args() -> None:
 def test_snapshot_is_the_real_llama_server_help(llama_tools) -> None:
     """server_flags.txt must be regenerated (`collector llama flags`) when the bundled build changes."""
     assert help_flags(llama_tools.path("llama-server")) == known_server_flags()
+
+
+def test_a_flag_added_in_one_place_reaches_plans_argv_and_labels(tmp_path) -> None:
+    """split_mode was added as one registry field (README, Developing): everything else derives from it."""
+    from collector.plan import load_plan
+    from collector.publish.labels import config_summary
+    from fixtures.records.factory import cpu_host, model, speed
+
+    assert check_value("split_mode", "row") == ("row", None)
+    assert check_value("split_mode", "rows") == (None, "expected none, layer or row, got 'rows'")
+    c = LlamaConfig(split_mode="row")
+    assert server_args(c) == ["-sm", "row"] and bench_args(c) == (["-sm", "row"], [])
+    assert perplexity_args(c) == ["-sm", "row"]
+    rec = speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512, split_mode="row")
+    assert rec.command[-2:] == ["-sm", "row"] and "split mode row" in config_summary(rec)
+    (tmp_path / "m.gguf").write_bytes(b"GGUF" + b"\0" * 60)
+    (tmp_path / "p.yaml").write_text("name: p\nmodels: [m.gguf]\nmatrix: {split_mode: [layer, row]}\n")
+    assert [r.config.split_mode for r in load_plan(tmp_path / "p.yaml").runs] == ["layer", "row"]

@@ -11,15 +11,19 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from collector.hardware import (Sampler, _children, cuda_version, mem_bandwidth_gbps, probe_gpus, probe_host,
-                                tree_rss_kib)
-from fakes import MIB, OLD_CARD, RTX_4090, FakeNVML, NVMLError, NVMLError_LibraryNotFound
-
-
+from collector.hardware import (
+    Sampler,
+    _children,
+    cuda_version,
+    mem_bandwidth_gbps,
+    probe_gpus,
+    probe_host,
+    tree_rss_kib,
+)
+from fakes import OLD_CARD, RTX_4090, FakeNVML, NVMLError, NVMLError_LibraryNotFound
 
 
 def test_probe_gpus_fields_units_and_not_supported() -> None:

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from collector.cli import cli
 from collector.errors import CollectorError
 from collector.importers.common import write_records
-from collector.records.schema import Stat
 from collector.importers.llama_bench import bench_command, bench_label
 from collector.importers.transcription import import_transcription, load_transcription
 from collector.records import store
+from collector.records.schema import Stat
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = """\

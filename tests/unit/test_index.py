@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fixtures.records.factory import cpu_host, fixture_records, model, speed
 from collector.records import store
 from collector.records.index import load_index
+from fixtures.records.factory import cpu_host, fixture_records, model, speed
 
 FIXTURE_DATA = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "records" / "data"
 

@@ -18,7 +18,8 @@ def test_parses_every_statistic_of_the_real_sample() -> None:
     assert (r.ln_ppl_ratio, r.ln_ppl_ratio_unc) == (0.309734, 0.013868)
     assert (r.ppl_ratio, r.ppl_diff, r.ppl_diff_unc) == (1.363062, 1.947250, 0.118915)
     assert (r.kld_mean, r.kld_mean_unc) == (0.361818, 0.005908)
-    assert (r.kld_max, r.kld_p99_9, r.kld_p99, r.kld_p95, r.kld_p90) == (6.618105, 2.682488, 1.740982, 1.005211, 0.788776)
+    assert (r.kld_max, r.kld_p99_9, r.kld_p99, r.kld_p95, r.kld_p90) == (6.618105, 2.682488, 1.740982, 1.005211,
+                                                                       0.788776)
     assert (r.kld_median, r.kld_p10, r.kld_p5, r.kld_p1, r.kld_p0_1, r.kld_min) == (
         0.278798, 0.017596, 0.006379, 0.001058, 0.000069, 0.000007)
     assert (r.dp_mean, r.dp_mean_unc) == (-7.783, 0.278)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
 from collector.corpus import BUILTIN_CORPUS
+from collector.errors import CollectorError
 from collector.kld_plan import parse_kld
 from collector.yamlcheck import Section, load_yaml_file
 

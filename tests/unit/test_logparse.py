@@ -53,7 +53,8 @@ def test_handmade_gpu_log() -> None:
 
 
 def test_last_table_wins_and_missing_facts_stay_none() -> None:
-    hdr = "common_memory_breakdown_print: | memory breakdown [MiB] | total free self model context compute unaccounted |"
+    hdr = ("common_memory_breakdown_print: | memory breakdown [MiB] | total free self model context compute "
+           "unaccounted |")
     rows = [hdr, "common_memory_breakdown_print: |   - Host | 10 = 5 + 3 + 2 |",
             hdr, "common_memory_breakdown_print: |   - Host | 20 = 10 + 6 + 4 |"]
     assert parse_breakdown(rows)[0].self_ == 20

@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
-from moe_model import write_tiny_moe_gguf
 
 import collector.model_info as mi
-from collector.errors import CollectorError
 from collector import files
+from collector.errors import CollectorError
 from collector.files import sha256_files
 from collector.model_info import gguf_shards, model_facts
 from collector.records.schema import ModelInfo
+from moe_model import write_tiny_moe_gguf
 
 
 @pytest.fixture(autouse=True)

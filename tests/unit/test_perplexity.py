@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 
 from collector.errors import CollectorError
-from collector.llama.perplexity import (_fatal_in_log, check_free_space, logits_size_bytes, portable_argv,
-                                        read_logits_header, scored_tokens)
+from collector.llama.perplexity import (
+    _fatal_in_log,
+    check_free_space,
+    logits_size_bytes,
+    portable_argv,
+    read_logits_header,
+    scored_tokens,
+)
 
 
 def test_logits_size_matches_real_files() -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fixtures.records.factory import cpu_host, gpu, kld, model, speed
 from collector.publish.frame import build_frames
 from collector.publish.recommend import pareto_front, recommend
 from collector.records.schema import CpuInfo, Host
+from fixtures.records.factory import gpu, kld, model, speed
 
 HOST = Host(cpu=CpuInfo(model="x"), gpus=[gpu("NVIDIA GeForce RTX 4090")])
 F16 = model("M", "F16", 16_000_000_000)
@@ -47,10 +47,12 @@ def test_known_answers_fastest_balanced_faithful_context() -> None:
 
 def test_overlapping_ranges_are_a_tie_and_separated_ranges_are_not() -> None:
     a, b = model("M", "Q4_0", 1_000), model("M", "Q5_0", 1_200)
-    close = [speed(HOST, a, {0: 100.0}, spread=0.05, ctx_size=4096), speed(HOST, b, {0: 98.0}, spread=0.05, ctx_size=4096)]
+    close = [speed(HOST, a, {0: 100.0}, spread=0.05, ctx_size=4096),
+             speed(HOST, b, {0: 98.0}, spread=0.05, ctx_size=4096)]
     p, _ = _picks(close)
     assert p["fastest"].title == "Fastest (tie)" and [t.rec.model.quant for t in p["fastest"].ties] == ["Q5_0"]
-    apart = [speed(HOST, a, {0: 100.0}, spread=0.01, ctx_size=4096), speed(HOST, b, {0: 80.0}, spread=0.01, ctx_size=4096)]
+    apart = [speed(HOST, a, {0: 100.0}, spread=0.01, ctx_size=4096),
+             speed(HOST, b, {0: 80.0}, spread=0.01, ctx_size=4096)]
     p, _ = _picks(apart)
     assert p["fastest"].title == "Fastest" and not p["fastest"].ties
     assert "beyond both ranges" in p["fastest"].notes[0]

@@ -120,7 +120,7 @@ def test_summary_figures_are_strings_as_written(source: Path) -> None:
 def test_each_figure_is_quoted_as_written_headline_first(source: Path) -> None:
     """The first quote holds the headline figure; the quote that holds a figure decides whether it is approximate
     (a "~" before the number in the source keeps it approximate); a stated mean of n runs says so."""
-    for fig, rec, _ in _figure_records(source):
+    for _fig, rec, _ in _figure_records(source):
         key, quotes = rec.source.figure, rec.source.quotes
         if rec.kind == "kld":
             stated = f"{rec.results.kld_mean}"
