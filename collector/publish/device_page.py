@@ -19,12 +19,18 @@ from collector.records.store import AnyRecord, model_display_name
 def _hardware(records: list[AnyRecord]) -> dict[str, Any]:
     """The device as its records describe it: measured facts first, what a source states otherwise."""
     rec = max(records, key=lambda r: (r.source.type == "measured", r.created_at))
-    gpus = []
+    gpus: list[dict[str, Any]] = []
     for g in rec.host.gpus:
         vram = mib(g.vram_total_mib) if g.vram_total_mib else (f"{g.vram_stated} (as stated)" if g.vram_stated
                                                                  else "not stated")
-        gpus.append({"name": g.name, "vram": vram, "bandwidth": g.mem_bandwidth_gbps, "driver": g.driver,
-                     "backend": g.backend})
+        info = {"name": g.name, "vram": vram, "bandwidth": g.mem_bandwidth_gbps, "driver": g.driver,
+                "backend": g.backend, "count": 1}
+        same = next((x for x in gpus if {k: v for k, v in x.items() if k != "count"} ==
+                     {k: v for k, v in info.items() if k != "count"}), None)
+        if same:
+            same["count"] += 1
+        else:
+            gpus.append(info)
     host = rec.host
     ram = mib(host.ram_total_mib) if host.ram_total_mib else (f"{host.ram_stated} (as stated)" if host.ram_stated
                                                                 else "not stated")
@@ -162,7 +168,7 @@ def _kld_text(row: Row) -> str:
     return text + ")"
 
 
-def _picks(src: str, rows: list[Row], labelled: dict[str, str]) -> list[dict[str, Any]]:
+def _picks(src: str, rows: list[Row], labelled: dict[str, str], klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model: the picks (with their rows' context) and why any pick is missing."""
     by_model: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
@@ -170,10 +176,26 @@ def _picks(src: str, rows: list[Row], labelled: dict[str, str]) -> list[dict[str
     out = []
     for model, group in sorted(by_model.items()):
         picks, missing = recommend(group)
+        other = sorted({k["quant"] for k in klds if k["model"] == model and k["status"] == "ok"})
+        if other:  # KLD exists for this model, but for other files than the ones whose speed was measured
+            missing = [m if not m.startswith("No balanced or most faithful pick") else
+                       "No balanced or most faithful pick: the KLD measured for this model is of other files ("
+                       + ", ".join(other) + ") than the ones whose speed was measured here; see the KLD table."
+                       for m in missing]
         out.append({"name": model_display_name(group[-1].rec.model), "model_href": model_src(model),
-                    "picks": [_pick_context(src, p, labelled) for p in picks], "missing": missing,
+                    "picks": _same_as([_pick_context(src, p, labelled) for p in picks]), "missing": missing,
                     "n_configs": len(group)})
     return out
+
+
+def _same_as(picks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A pick that is the same configuration as an earlier one names it instead of repeating its command."""
+    first: dict[str, str] = {}
+    for p in picks:
+        key = p["ctx"]["row"].key
+        p["same_as"] = first.get(key)
+        first.setdefault(key, p["title"].split(" (")[0])
+    return picks
 
 
 def _pick_context(src: str, pick: Pick, labelled: dict[str, str]) -> dict[str, Any]:
@@ -293,8 +315,8 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
     kld_table = _kld_rows(klds)
     text = render("device.md.j2", src=src, title=label, label=label, hw=_hardware(device_records),
                   imported_only=bool(rows) and not measured, kld_only=only_kld, n_configs=len(rows),
-                  n_records=len(speed_recs), measured=_picks(src, measured, labelled),
-                  imported=_picks(src, imported, labelled), table=table, depths=depths,
+                  n_records=len(speed_recs), measured=_picks(src, measured, labelled, klds),
+                  imported=_picks(src, imported, labelled, klds), table=table, depths=depths,
                   fits=_fits(table), charts=chart_list, klds=kld_table,
                   kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED)
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]

@@ -65,13 +65,12 @@ def labels(rows: list[Row], *, with_model: bool | None = None) -> list[str]:
     counts = Counter(out)
     seen: Counter[str] = Counter()
     for i, (label, r) in enumerate(zip(out, rows)):
-        if counts[label] > 1:
+        if counts[label] > 1:  # the source's own name of the figure, else a run number
             seen[label] += 1
-            src = r.rec.source.figure.split("_")[0] if r.imported and r.rec.source.figure else None
-            out[i] = f"{label} · {'source ' + src if src else 'run ' + str(seen[label])}"
-    if len(set(out)) != len(out):  # two figures of one source with identical settings
-        out = [f"{label} · #{i + 1}" for i, label in enumerate(out)]
-    return out
+            figure = (r.rec.source.figure or "").partition("#")[2] if r.imported else ""
+            out[i] = f"{label} · {'figure ' + neutralize(figure) if figure else 'run ' + str(seen[label])}"
+    counts = Counter(out)
+    return [f"{label} · #{i + 1}" if counts[label] > 1 else label for i, label in enumerate(out)]
 
 
 def config_summary(rec: SpeedRecord) -> str:

@@ -97,6 +97,12 @@ def _visible(value: Any) -> Any:
     return neutralize(value) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
+def gloss_head(term: str, src: str, text: str | None = None) -> Markup:
+    """A table header: its text (clicking it sorts) and a small separate link to the glossary entry."""
+    return Markup(f'{h(text or term)}<a class="qa-gloss qa-gloss-q" href="{h(href(src, "glossary.md"))}'
+                  f'#{glossary_anchor(term)}" title="What is {h(term)}?" aria-label="What is {h(term)}?">?</a>')
+
+
 @lru_cache(maxsize=1)
 def env() -> Environment:
     e = Environment(loader=PackageLoader("collector.publish", "templates"), autoescape=True,
@@ -104,7 +110,7 @@ def env() -> Environment:
                     finalize=_visible)
     e.filters.update(md=md, fence=code_fence, num=num, fig=figure_html, fig_text=figure_text, mib=mib, gb=gb,
                      sort=sort_attr, url=safe_url, tojson=lambda v: Markup(json.dumps(v)))
-    e.globals.update(href=href, mdlink=mdlink, gloss=gloss, DASH=DASH, figure_value=figure_value,
+    e.globals.update(href=href, mdlink=mdlink, gloss=gloss, ghead=gloss_head, DASH=DASH, figure_value=figure_value,
                      figure_detail=figure_detail)
     return e
 

@@ -95,7 +95,7 @@ def test_stated_figures_keep_their_tilde_digits_and_quote(built_site: Path) -> N
 def test_unstated_facts_are_shown_as_not_stated(built_site: Path) -> None:
     text = _text(_html(built_site, "devices/rtx-4090"))
     pub = text[text.index("From published sources"):text.index("What fits on this device")]
-    assert "KV cache not stated" in pub and "f16" not in pub
+    assert "KV types (K/V) not stated" in pub and "f16" not in pub
     assert "date not stated" in pub
     assert "MoE" in pub and "dense" not in pub
     # a measured run names its llama.cpp build, never b0-unknown
