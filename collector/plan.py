@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError
+from collector.errors import CollectorError, short_repr
 from collector.kld_plan import KldPlan, parse_kld
 from collector.llama.flags import CONFIG_KEYS, LlamaConfig, check_value, quantized_v_without_fa
 from collector.model_info import check_gguf_magic
@@ -33,6 +34,7 @@ from collector.records.schema import PlanRef
 from collector.yamlcheck import Section, load_yaml_file
 
 PLAN_KEYS = ("name", "description", "models", "server", "matrix", "speed", "kld")
+DEPTH_SHARE = re.compile(r"\d+(\.\d+)?%")  # speed.depths entry: a share of the per-slot context
 PLAN_MAX_BYTES = 256 << 10  # a plan is a few KiB; anything this big is a mistake, refused before parsing
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class SpeedSettings:
 
     prompt_suite: str = "coding-v1"
     categories: tuple[str, ...] = ()
-    depths: tuple[int, ...] = (0,)
+    depths: tuple[int | str, ...] = (0,)  # tokens, or "50%": a share of the server's per-slot context
     n_predict: int = 128
     repetitions: int = 3
     warmup: int = 1
@@ -214,7 +216,7 @@ def _check_combination(config: LlamaConfig, matrix: Section, server: Section, sp
                             "cache")
     if config.ctx_size is not None:
         for depth in speed.depths:
-            if depth >= config.ctx_size:
+            if isinstance(depth, int) and depth >= config.ctx_size:
                 sec = matrix if matrix.has("ctx_size") else server
                 raise sec.fail("ctx_size", f"ctx_size {config.ctx_size} leaves no room for speed.depths {depth}; "
                                            "every depth must be smaller than every ctx_size")
@@ -236,9 +238,12 @@ def _speed(sec: Section, plan_dir: Path) -> SpeedSettings:
 
     depths = tuple(sec.seq("depths", default=d.depths))
     for i, depth in enumerate(depths):
+        if isinstance(depth, str) and DEPTH_SHARE.fullmatch(depth.strip()) and 0 < float(depth.strip()[:-1]) < 100:
+            continue
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise CollectorError(f"{sec.item_where('depths', i)}: {sec.keypath('depths')}: "
-                                 f"expected an integer >= 0 (tokens of filled context), got {depth!r}")
+            raise CollectorError(f"{sec.item_where('depths', i)}: {sec.keypath('depths')}: expected an integer >= 0 "
+                                 f"(tokens of filled context) or a share of the context such as \"50%\", got "
+                                 f"{short_repr(depth)}")
     suite = sec.get("prompt_suite", str, d.prompt_suite, lambda v: None if v.strip() else "must not be empty")
     if Path(suite).suffix and not Path(suite).is_absolute():
         suite = str(plan_dir / suite)  # a suite file next to the plan, like the models

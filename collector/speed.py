@@ -46,25 +46,59 @@ def filler_token_ids(client: LlamaClient) -> list[int]:
     return client.tokenize(FILLER.read_text(), add_special=True)
 
 
-def measure(client: LlamaClient, suite: PromptSuite, *, depths: tuple[int, ...], n_predict: int, repetitions: int,
-            warmup: int, seed: int, n_ctx_slot: int | None = None) -> SpeedResult:
-    """Run warmup + all samples; raises ServerRequestError (a failed run) or CollectorError (bad settings)."""
+def resolve_depths(asked: tuple[int | str, ...], n_ctx_slot: int | None, longest_prompt: int,
+                   n_predict: int) -> tuple[tuple[int, ...], list[str]]:
+    """Depths in tokens: "50%" is that share of the per-slot context, lowered where needed so that the prompt and
+    the generated tokens still fit; returns the depths (in the order asked, without repeats) and what was done."""
+    out: list[int] = []
+    notes: list[str] = []
+    for d in asked:
+        if isinstance(d, str):
+            if not n_ctx_slot:
+                raise CollectorError(f"speed.depths {d}: the server did not report its context size; give depths "
+                                     "in tokens")
+            share = float(d.strip()[:-1]) / 100
+            tokens = int(share * n_ctx_slot)
+            room = n_ctx_slot - longest_prompt - n_predict
+            if tokens > room:
+                notes.append(f"{d} of {n_ctx_slot} = {tokens} lowered to {max(room, 0)} to leave room for the "
+                             f"prompt and {n_predict} generated tokens")
+                tokens = max(room, 0)
+            else:
+                notes.append(f"{d} of {n_ctx_slot} = {tokens} tokens")
+            d = tokens
+        if d not in out:
+            out.append(d)
+    return tuple(out), notes
+
+
+def measure(client: LlamaClient, suite: PromptSuite, *, depths: tuple[int | str, ...], n_predict: int,
+            repetitions: int, warmup: int, seed: int, n_ctx_slot: int | None = None) -> SpeedResult:
+    """Run warmup + all samples; raises ServerRequestError (a failed run) or CollectorError (bad settings).
+    A depth may be a share of the per-slot context ("50%"): see resolve_depths."""
     cats = list(suite.prompts)
-    filler = filler_token_ids(client) if any(depths) else []
-    prompts = {(d, c): build_prompt(client, suite.prompts[c], d, filler) for d in depths for c in cats}
+    shares: list[str] = []
+    if any(isinstance(d, str) for d in depths):
+        longest = max(len(build_prompt(client, suite.prompts[c], 0)) for c in cats) + len(SEPARATOR) + 2
+        depths, shares = resolve_depths(depths, n_ctx_slot, longest, n_predict)
+    tokens: tuple[int, ...] = tuple(int(d) for d in depths)
+    filler = filler_token_ids(client) if any(tokens) else []
+    prompts = {(d, c): build_prompt(client, suite.prompts[c], d, filler) for d in tokens for c in cats}
     if n_ctx_slot:
         for (d, c), toks in prompts.items():
             if len(toks) + n_predict > n_ctx_slot:
                 raise CollectorError(f"depth {d} + prompt {c} ({len(toks)} tokens) + n_predict {n_predict} exceeds "
                                      f"the per-slot context of {n_ctx_slot}; raise ctx_size or lower speed.depths")
     res = SpeedResult(Method(endpoint="/completion", n_predict=n_predict, temperature=0.0, seed=seed, top_k=1,
-                             repetitions=repetitions, warmup=warmup, depths=list(depths),
+                             repetitions=repetitions, warmup=warmup, depths=list(tokens),
                              prompt_suite=PromptSuiteRef(name=suite.name, sha256=suite.sha256),
-                             note="greedy, ignore_eos, cache_prompt false; depth = real filler tokens fed first"),
+                             note="greedy, ignore_eos, cache_prompt false; depth = real filler tokens fed first"
+                                  + ("; depths asked as shares of the context: " + "; ".join(shares)
+                                     if shares else "")),
                       [], Summary())
     for _ in range(warmup):
-        _run(client, res, prompts[(depths[0], cats[0])], n_predict, seed)
-    for d in depths:
+        _run(client, res, prompts[(tokens[0], cats[0])], n_predict, seed)
+    for d in tokens:
         for c in cats:
             toks = prompts[(d, c)]
             s = Sample(category=c, depth_tokens=d)

@@ -246,24 +246,27 @@ def _charts(device: str, src: str, rows: list[Row], labelled: dict[str, str]) ->
                     "text": f"The {charts.MAX_BARS} fastest configurations at most, at their headline depth; the "
                             "whiskers span the samples' range; imported figures are orange. The tables have every "
                             "configuration.", "base": f"{base}-tg", "alt": alt})
-    multi = [r for r in with_tg if len(r.depths) > 1]
-    if multi:
-        multi = sorted(multi, key=lambda r: -r.tg.value)[:charts.MAX_LINES]  # type: ignore[union-attr]
+    multi = sorted([r for r in with_tg if len(r.depths) > 1],
+                   key=lambda r: -r.tg.value)[:charts.MAX_LINES]  # type: ignore[union-attr]
+    for what, name, unit_text in (("tg", "generation speed", "Generation"), ("pp", "prompt processing", "Prompt")):
         series = []
         for r in multi:
-            ds = [d for d in r.depths if "tg" in r.depths[d]]
-            figs = [r.depths[d]["tg"] for d in ds]
-            series.append((labelled[r.key], ds, [f.value for f in figs], [f.lo if f.lo is not None else f.value
-                                                                          for f in figs],
-                           [f.hi if f.hi is not None else f.value for f in figs]))
-        files += chart_files(f"{base}-depth", charts.line_chart(f"{device}-depth", series,
-                                                                "filled context depth (tokens)",
-                                                                "generation speed (t/s)"))
-        alt = "Line chart of generation speed against filled context depth: " + "; ".join(
+            ds = [d for d in r.depths if what in r.depths[d]]
+            figs = [r.depths[d][what] for d in ds]
+            if len(ds) > 1:
+                series.append((labelled[r.key], ds, [f.value for f in figs],
+                               [f.lo if f.lo is not None else f.value for f in figs],
+                               [f.hi if f.hi is not None else f.value for f in figs]))
+        if not series:
+            continue
+        chart_base = f"{base}-depth" if what == "tg" else f"{base}-depth-{what}"
+        files += chart_files(chart_base, charts.line_chart(f"{device}-depth-{what}", series,
+                                                           "filled context depth (tokens)", f"{name} (t/s)"))
+        alt = f"Line chart of {name} against filled context depth: " + "; ".join(
             f"{s[0]}: " + ", ".join(f"{y:.3g} t/s at {x}" for x, y in zip(s[1], s[2])) for s in series)
-        out.append({"title": "Speed against filled context depth",
-                    "text": "Depth is context actually filled with tokens before generating, not the allocated "
-                            "ctx. The band spans the samples' range.", "base": f"{base}-depth", "alt": alt})
+        out.append({"title": f"{unit_text} speed against filled context depth",
+                    "text": "Depth is context actually filled with tokens before the prompt, not the allocated "
+                            "ctx. The band spans the samples' range.", "base": chart_base, "alt": alt})
     kd = [r for r in with_tg if r.kld and r.kld.get("kld_mean") is not None and not r.noisy]
     if len(kd) > 1:
         corpus = max({r.kld["corpus_key"] for r in kd if r.kld},

@@ -126,6 +126,8 @@ def test_context_pick_says_how_full_its_context_was(built_site: Path) -> None:
            "tokens filled (88.5 %)" in text
     assert "Only 8,192 of its 65,536 tokens were filled" in text  # the MoE model's pick
     assert "it was measured at depth 0" in text and "Only 0 of" not in text
+    dev = _html(built_site, "devices/rtx-4090")
+    assert "charts/devices/rtx-4090-depth-light.svg" in dev and "charts/devices/rtx-4090-depth-pp-dark.svg" in dev
     pub = _text(_html(built_site, "devices/2x-rtx-3060"))
     assert "Only the allocation is known" in pub
 

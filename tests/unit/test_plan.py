@@ -209,3 +209,21 @@ def test_suite_file_next_to_the_plan_and_categories(tmp_path: Path, model: Path)
     (tmp_path / "mine.yaml").write_text("name: mine\nprompts:\n  sql: {text: 'SELECT 1;'}\n  other: {text: x}\n")
     plan = load_plan(write(tmp_path, BASE + "speed:\n  prompt_suite: mine.yaml\n  categories: [sql]\n"))
     assert plan.speed.prompt_suite == str(tmp_path / "mine.yaml") and plan.speed.categories == ("sql",)
+
+
+def test_depths_as_shares_of_the_context(tmp_path: Path, model: Path) -> None:
+    from collector.speed import resolve_depths
+
+    plan = load_plan(write(tmp_path, BASE + 'speed:\n  depths: [0, "50%", 95%]\n'))
+    assert plan.speed.depths == (0, "50%", "95%")
+    # 50 % of a 2048-token slot is 1024 tokens; 95 % (1945) leaves no room for a 150-token prompt and 32
+    # generated tokens: lowered to 2048 - 150 - 32 = 1866, and said so
+    depths, notes = resolve_depths(plan.speed.depths, 2048, 150, 32)
+    assert depths == (0, 1024, 1866)
+    assert notes == ["50% of 2048 = 1024 tokens",
+                     "95% of 2048 = 1945 lowered to 1866 to leave room for the prompt and 32 generated tokens"]
+    with pytest.raises(CollectorError, match="did not report its context size"):
+        resolve_depths(("50%",), None, 150, 32)
+    for bad in ('"150%"', '"0%"', '"half"'):
+        with pytest.raises(CollectorError, match=r"speed.depths.*share of the context such as"):
+            load_plan(write(tmp_path, BASE + f"speed:\n  depths: [0, {bad}]\n"))
