@@ -8,15 +8,25 @@ session fetches the model into its temporary cache (slower, still nothing in $HO
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+# Before anything imports matplotlib (it reads and writes its config dir at import) or starts Chromium (crash
+# reports under XDG_CONFIG_HOME): the whole process tree of the test session keeps out of $HOME.
+_PROCESS_HOME = tempfile.mkdtemp(prefix="qa-home-")
+atexit.register(shutil.rmtree, _PROCESS_HOME, True)
+for _var, _sub in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config")):
+    os.environ[_var] = os.path.join(_PROCESS_HOME, _sub)
 
-from collector.errors import CollectorError
-from collector.llama.binaries import LlamaTools, find_tools
-from collector.model_ref import DEMO_MODEL, resolve_model
+import pytest  # noqa: E402
+
+from collector.errors import CollectorError  # noqa: E402
+from collector.llama.binaries import LlamaTools, find_tools  # noqa: E402
+from collector.model_ref import DEMO_MODEL, resolve_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MODELS = Path(os.environ.get("QA_MODELS_DIR") or REPO / "build" / "test-models")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import json
 from collections import defaultdict
 from typing import Any
 
 import pandas as pd
 
+from collector.llama.flags import FLAGS
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, Output, chart_files, device_src, front_matter, model_src, run_src
 from collector.publish.escape import csv_cell
@@ -17,7 +17,7 @@ from collector.publish.labels import config_summary, glossary
 from collector.publish.recommend import usable
 from collector.publish.render import figure_text, render
 from collector.records.schema import SpeedRecord
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug, record_to_dict
+from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
 
 MAX_RUNS_LISTED = 1000  # the runs index lists the newest this many; the data page has every record
 
@@ -50,7 +50,7 @@ def home_markdown(f: Frames) -> tuple[str, list[Output]]:
         drows = [r for r in rows if r.device == device]
         fast = _fastest_per(drows, lambda r: r.model)
         per_device.append({"href": device_src(device), "label": device_label(next(
-            (rec.host for rec in f.records.values() if device_slug(rec.host) == device))),
+            rec.host for rec in f.records.values() if device_slug(rec.host) == device)),
             "n": len(drows), "kld": sum(1 for k in f.klds if k["device"] == device),
             "best": [{"model": model_display_name(r.rec.model), "quant": quant_of(r.rec), "tg": r.tg,
                       "imported": imp, "href": run_src(r.page_id)} for (_, imp), r in sorted(
@@ -59,8 +59,8 @@ def home_markdown(f: Frames) -> tuple[str, list[Output]]:
     chart = None
     if shared:
         (model, quant), by_device = max(shared.items(), key=lambda kv: len(kv[1]))
-        bars = [charts.Bar(device_label(r.rec.host), r.tg.value, r.tg.lo, r.tg.hi) for r in by_device.values()  # type: ignore
-                if r.tg]
+        bars = [charts.Bar(device_label(r.rec.host), fig.value, fig.lo, fig.hi) for r in by_device.values()
+                if (fig := r.tg) is not None]
         files += chart_files("charts/home-shared", charts.bar_chart("home-shared", [("generation speed (t/s)",
                                                                                       bars)]))
         name = model_display_name(next(iter(by_device.values())).rec.model)
@@ -178,16 +178,111 @@ def _csv_row(rec: AnyRecord) -> dict[str, Any]:
     return row
 
 
-def data_files(f: Frames) -> list[GeneratedFile]:
-    records = sorted(f.records.values(), key=lambda r: (r.created_at, r.id))
-    frame = pd.DataFrame([_csv_row(r) for r in records], columns=CSV_COLS)
-    safe = frame.map(csv_cell) if not frame.empty else frame
+# The columnar download's schema: the CSV's columns, typed. Stable: a column is only ever added (at the end);
+# renaming, removing or retyping one needs a new DOWNLOADS_VERSION (stored in the Parquet file's metadata).
+DOWNLOADS_VERSION = "1"
+_INT_COLS = {"size_bytes", "tg_tps_n", "config_ctx_size", "config_n_cpu_moe", "config_batch_size",
+             "config_ubatch_size", "config_threads", "config_parallel"}
+_FLOAT_COLS = {"bits_per_weight", "tg_tps_median", "tg_tps_min", "tg_tps_max", "pp_tps_median", "ttft_ms_median",
+               "kld_mean", "kld_p99_9", "same_top_p"}
+_BOOL_COLS = {"noisy", "tg_approx"}
+COLUMN_DOCS: dict[str, str] = {
+    "id": "the record's id (ULID); its run page is runs/ID/",
+    "kind": "speed or kld", "status": "ok or failed (failed runs keep their error)",
+    "created_at": "when the run was measured or imported (UTC)",
+    "source_type": "measured (by the collector) or imported (from a cited source)",
+    "citation": "imported: where the figure comes from", "source_date": "imported: the date the source states",
+    "device": "device slug (the device page's address)", "device_label": "the device as the site names it",
+    "model": "model slug (the model page's address)", "model_name": "the model as the site names it",
+    "quant": "quantization label, e.g. Q4_K_M", "file_name": "the GGUF file", "size_bytes": "GGUF size, all shards",
+    "bits_per_weight": "8 x file bytes / parameters", "sha256": "of the GGUF file(s)",
+    "build": "llama.cpp version the run used", "noisy": "speed: the host was busy (never recommended)",
+    "tg_tps_median": "speed: generation tokens/s, median of every sample", "tg_tps_min": "speed: lowest sample",
+    "tg_tps_max": "speed: highest sample", "tg_tps_n": "speed: number of samples",
+    "tg_tps_stated": "imported speed: the figure as the source writes it (text)",
+    "tg_approx": "imported speed: the source marks it approximate", "pp_tps_median": "speed: prompt tokens/s",
+    "ttft_ms_median": "speed: time to first token, ms", "corpus": "kld: the text evaluated",
+    "kld_mean": "kld: mean KL divergence against the base model", "kld_p99_9": "kld: 99.9th percentile KLD",
+    "same_top_p": "kld: % of tokens whose top choice matches the base model", "error": "failed: stage: message",
+}
+
+
+def column_type(col: str) -> str:
+    """The Parquet (Arrow) type of a download column; config columns that can hold words are strings."""
+    if col == "created_at":
+        return "timestamp[us, UTC]"
+    return ("int64" if col in _INT_COLS else "double" if col in _FLOAT_COLS else "bool" if col in _BOOL_COLS
+            else "string")
+
+
+def column_doc(col: str) -> str:
+    if col.startswith("config_"):
+        key = col.removeprefix("config_")
+        flag = FLAGS.get(key)
+        return f"llama.cpp {flag.server[0]} ({flag.label}); empty: not passed" if flag else \
+            "further llama-server arguments, space-separated"
+    return COLUMN_DOCS.get(col, "")
+
+
+def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The download columns with their types (column_type): nullable integers stay integers (2048, not 2048.0)."""
+    cols: dict[str, Any] = {}
+    for c in CSV_COLS:
+        values: Any = [r.get(c) for r in rows]  # None: unknown (a null in Parquet, an empty CSV cell)
+        kind = column_type(c)
+        if kind == "string":
+            cols[c] = pd.array([None if v is None else str(v) for v in values], dtype=object)
+        elif kind == "timestamp[us, UTC]":
+            cols[c] = pd.to_datetime(values, utc=True, format="ISO8601").as_unit("us")
+        else:
+            cols[c] = pd.array(values, dtype={"int64": "Int64", "double": "Float64", "bool": "boolean"}[kind])
+    return pd.DataFrame(cols, columns=CSV_COLS)
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    """One row per record, the CSV's columns with their types; values raw (no spreadsheet quoting)."""
+    import pyarrow as pa  # the `site` extra
+
+    arrow = {"int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "string": pa.string(),
+             "timestamp[us, UTC]": pa.timestamp("us", tz="UTC")}
+    schema = pa.schema([pa.field(c, arrow[column_type(c)], metadata={"description": column_doc(c)})
+                        for c in CSV_COLS], metadata={"quant_atlas_downloads_version": DOWNLOADS_VERSION})
+    buf = io.BytesIO()
+    frame.to_parquet(buf, engine="pyarrow", index=False, schema=schema, compression="zstd")
+    return buf.getvalue()
+
+
+def _csv(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> str:
+    """The typed columns as CSV: text a spreadsheet would run as a formula quoted, created_at in ISO 8601."""
+    safe = frame.copy()
+    for c in CSV_COLS:
+        if column_type(c) == "string":
+            safe[c] = safe[c].map(csv_cell)
+    safe["created_at"] = [r["created_at"] for r in rows]
     buf = io.StringIO()
     safe.to_csv(buf, index=False)
-    js = json.dumps([record_to_dict(r) for r in records], ensure_ascii=False)  # compact: the C encoder
-    page = render("data.md.j2", n_rows=len(frame), n_records=len(records), columns=CSV_COLS)
-    return [GeneratedFile("data/records.csv", buf.getvalue()), GeneratedFile("data/records.json", js),
-            GeneratedFile("data/index.md", page)]
+    return buf.getvalue()
+
+
+def _json(records: list[AnyRecord]) -> str:
+    """Every record in full, as record_to_dict writes it (schema_version and kind first), compact; serialized by
+    pydantic's Rust encoder (three times faster than model_dump + json.dumps, and no list of dicts in memory)."""
+    parts = []
+    for r in records:
+        body = r.model_dump_json(by_alias=True, exclude={"schema_version", "kind"})
+        head = f'{{"schema_version":{r.schema_version},"kind":"{r.kind}"'
+        parts.append(head + ("," + body[1:] if body != "{}" else "}"))
+    return "[" + ",".join(parts) + "]"
+
+
+def data_files(f: Frames) -> list[GeneratedFile]:
+    records = sorted(f.records.values(), key=lambda r: (r.created_at, r.id))
+    rows = [_csv_row(r) for r in records]
+    frame = _typed(rows)
+    page = render("data.md.j2", n_rows=len(frame), n_records=len(records), version=DOWNLOADS_VERSION,
+                  columns=[{"name": c, "type": column_type(c), "doc": column_doc(c)} for c in CSV_COLS])
+    return [GeneratedFile("data/records.csv", _csv(frame, rows)), GeneratedFile("data/records.json", _json(records)),
+            GeneratedFile("data/records.parquet", _parquet(frame)), GeneratedFile("data/index.md", page)]
 
 
 def glossary_page() -> GeneratedFile:

@@ -241,6 +241,7 @@ def test_collector_killed_leaves_no_server(tmp_path: Path, smollm2: Path) -> Non
         proc.wait(10)
     finally:
         proc.kill()
+        proc.communicate()  # closes its pipes
     assert servers
     _wait(lambda: _procs_with(str(tmp_path)) == [], timeout=10)  # PR_SET_PDEATHSIG: the kernel killed it
 
@@ -262,7 +263,7 @@ def test_second_collector_on_the_host_is_refused_while_one_measures(tmp_path: Pa
         assert not (other / "data").exists()
     finally:
         first.send_signal(signal.SIGINT)
-        first.wait(60)
+        first.communicate(timeout=60)
 
 
 @pytest.mark.slow

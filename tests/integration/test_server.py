@@ -97,6 +97,6 @@ def test_system_config_file_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def _cmd_has(pid: str, needle: str) -> bool:
     try:
-        return needle.encode() in open(f"/proc/{pid}/cmdline", "rb").read() and _alive(int(pid))
+        return needle.encode() in Path(f"/proc/{pid}/cmdline").read_bytes() and _alive(int(pid))
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False

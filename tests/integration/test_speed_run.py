@@ -73,16 +73,18 @@ def test_speed_run_end_to_end_skip_and_force(tmp_path: Path, llama_tools: LlamaT
         assert rec.summary.tg_tps.min <= rec.summary.tg_tps.median <= rec.summary.tg_tps.max
     assert [e[0] for e in obs.events] == ["start", "finish", "start", "finish"]
 
+    # quiet runs are "already recorded"; a run this busy 2-core host measured as noisy is measured again
+    noisy = [r for r in recs if r.conditions and r.conditions.noisy]
     again = run_plan(plan, tools=llama_tools, data_dir=data)
-    assert len(again.skipped) == 2 and not again.ok and again.summary_line() == "0 ok, 0 failed, 2 skipped"
-    assert len(index.record_files(data)) == 2
+    assert len(again.skipped) == 2 - len(noisy) and len(again.ok) == len(noisy), [r.conditions for r in recs]
+    assert len(index.record_files(data)) == 2 + len(noisy)
 
     one = load_plan(_plan(tmp_path, PLAN.replace('["off", "on"]', '["on"]').replace("repetitions: 2",
                                                                                        "repetitions: 1")
                                  .replace("warmup: 1", "warmup: 0\n  llama_bench: true")))
     forced = run_plan(one, tools=llama_tools, data_dir=data, force=True)
     assert len(forced.ok) == 1 and not forced.skipped
-    assert len(index.record_files(data)) == 3
+    assert len(index.record_files(data)) == 3 + len(noisy)
     bench = store.load_record(forced.ok[0]).engine_bench  # llama-bench with the same model and flags
     assert bench and bench.tg_tps and bench.tg_tps.median and bench.tg_tps.median > 0 and bench.n_gen == 16
     assert bench.command[:3] == ["llama-bench", "-m", "{model}"] and "-fa" in bench.command
