@@ -29,7 +29,8 @@ from collector.llama.binaries import LlamaTools, find_tools  # noqa: E402
 from collector.model_ref import DEMO_MODEL, resolve_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MODELS = Path(os.environ.get("QA_MODELS_DIR") or REPO / "build" / "test-models")
+# absolute: the links made below must point at the files from any working directory (make passes a relative path)
+SHARED_MODELS = Path(os.environ.get("QA_MODELS_DIR") or REPO / "build" / "test-models").resolve()
 
 
 @pytest.fixture(scope="session", autouse=True)
