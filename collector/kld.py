@@ -2,7 +2,8 @@
 
 N quants and M KV-cache variants cost N+M+1 passes: the base pass writes the logits into
 cache_dir("kld-logits"), keyed by (base sha256, corpus sha256, ctx_size, chunks, batch_size), and every
-later pass, in this run or a later one, reads them.
+later pass, in this run or a later one, reads them. Each further context size of the section adds M+1 passes:
+its own base logits and the KV-cache variants scored against them (the quants are scored at the first size).
 """
 
 from __future__ import annotations
@@ -139,6 +140,21 @@ def ensure_base_logits(plan: KldPlan, tools: LlamaTools, base_path: Path, base_i
     return final, result
 
 
+@dataclass
+class _Size:
+    """One context size of a KLD section: its settings, its corpus block and the jobs scored at it."""
+
+    plan: KldPlan
+    corpus: Corpus
+    n_chunk: int
+    jobs: list[Job]
+    logits: Path
+
+    @property
+    def ctx(self) -> int:
+        return self.plan.ctx_size
+
+
 def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force: bool = False,
                  observer: Observer | None = None, keep_logits: bool | None = None,
                  plan_ref: PlanRef | None = None) -> list[Path]:
@@ -146,9 +162,11 @@ def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force:
 
     Quants already recorded with the same quant, base and corpus sha256, config and llama.cpp version are
     skipped unless `force`. A failed pass gives a failed record and the next quant runs; a failed base pass
-    gives a failed record for every pending quant. Problems found before any pass (disk space, corpus too
-    short, unknown model) raise CollectorError. `keep_logits` (None = the plan's keep_logits) decides
-    whether the base logits stay in the cache for later runs.
+    gives a failed record for every pending quant of its context size. Problems found before any pass (disk
+    space for every base-logits file still to compute, corpus too short, unknown model) raise CollectorError.
+    With several context sizes, the quants are scored at the first and the KV-cache types at each; the base
+    logits are computed once per size. `keep_logits` (None = the plan's keep_logits) decides whether the base
+    logits stay in the cache for later runs.
     """
     observer = observer or NullObserver()
     plan = kld_plan
@@ -157,78 +175,120 @@ def run_kld_plan(kld_plan: KldPlan, *, tools: LlamaTools, data_dir: Path, force:
     base_info = _facts(base_path, base_ref)
     corpus_sha = sha256_files([plan.corpus_path])
     tokens = count_tokens(tools, base_path, plan.corpus_path)
-    n_chunk = min(plan.chunks, tokens // plan.ctx_size)
-    if tokens < 2 * plan.ctx_size or scored_tokens(plan.ctx_size, n_chunk) < MIN_SCORED_TOKENS:
-        raise CollectorError(f"{plan.where}: kld: corpus {plan.corpus_path.name} has {tokens} tokens, which at "
-                             f"ctx_size {plan.ctx_size} scores {scored_tokens(plan.ctx_size, max(n_chunk, 0))} "
-                             f"(llama-perplexity needs {MIN_SCORED_TOKENS} and 2 x ctx_size tokens); "
-                             "use a longer corpus or a smaller ctx_size")
-    corpus = Corpus(name=plan.corpus_name, sha256=corpus_sha, tokens=n_chunk * plan.ctx_size,
-                    ctx_size=plan.ctx_size, chunks=n_chunk)
+    sizes: list[_Size] = []
+    for k, ctx in enumerate(plan.sizes):
+        sub = plan.at(ctx)
+        n_chunk = min(sub.chunks, tokens // ctx)
+        if tokens < 2 * ctx or scored_tokens(ctx, n_chunk) < MIN_SCORED_TOKENS:
+            raise CollectorError(f"{plan.where}: kld: corpus {plan.corpus_path.name} has {tokens} tokens, which at "
+                                 f"ctx_size {ctx} scores {scored_tokens(ctx, max(n_chunk, 0))} "
+                                 f"(llama-perplexity needs {MIN_SCORED_TOKENS} and 2 x ctx_size tokens); "
+                                 "use a longer corpus or a smaller ctx_size")
+        corpus = Corpus(name=plan.corpus_name, sha256=corpus_sha, tokens=n_chunk * ctx, ctx_size=ctx, chunks=n_chunk)
+        logits = cache_dir("kld-logits") / logits_name(sub, base_info, corpus_sha)
+        sizes.append(_Size(sub, corpus, n_chunk, jobs if k == 0 else [j for j in jobs if j.is_kv_variant], logits))
     llama = tools.version()
     host = _host()
     done = set() if force else _done_keys(data_dir)
 
-    def config(job: Job) -> LlamaConfig:
-        return plan.config.model_copy(update={"cache_type_k": job.cache_type_k, "cache_type_v": job.cache_type_v})
+    def config(size: _Size, job: Job) -> LlamaConfig:
+        return size.plan.config.model_copy(update={"cache_type_k": job.cache_type_k,
+                                                   "cache_type_v": job.cache_type_v})
 
-    final = cache_dir("kld-logits") / logits_name(plan, base_info, corpus_sha)
-    base_cmd = portable_argv(base_pass_argv(tools, base_path, plan.corpus_path, final, plan.config, n_chunk),
+    total = sum(len(size.jobs) for size in sizes)
+    pending: list[tuple[_Size, list[tuple[int, Job, ModelInfo]]]] = []
+    i = 0
+    for size in sizes:
+        todo = []
+        for job in size.jobs:
+            i += 1
+            info = base_info if job.path == base_path else _facts(job.path, job.ref)
+            if _key(info.sha256, base_info.sha256, size.corpus, config(size, job), llama) in done:
+                observer.run_finished(i, total, "skipped", None, f"{_label(job, size, sizes)}: already recorded")
+            else:
+                todo.append((i, job, info))
+        if todo:
+            pending.append((size, todo))
+    paths: list[Path] = []
+    if not pending:
+        return paths
+    _check_logits_room([size for size, _ in pending], base_info, base_path)
+
+    for size, todo in pending:
+        paths += _score_size(size, todo, sizes, total, config, tools=tools, base_path=base_path,
+                             base_info=base_info, corpus_sha=corpus_sha, host=host, llama=llama, plan_ref=plan_ref,
+                             data_dir=data_dir, observer=observer)
+        if not (plan.keep_logits if keep_logits is None else keep_logits):
+            size.logits.unlink(missing_ok=True)
+    observer.message(f"kld: {len(paths)} records in {time.perf_counter() - t_start:.1f} s")
+    return paths
+
+
+def _label(job: Job, size: _Size, sizes: list[_Size]) -> str:
+    return job.label if len(sizes) == 1 else f"{job.label} at ctx {size.ctx}"
+
+
+def _check_logits_room(sizes: list[_Size], base_info: ModelInfo, base_path: Path) -> None:
+    """Every base-logits file still to compute must fit on the cache's disk together, checked before any pass."""
+    if not base_info.n_vocab:
+        raise CollectorError(f"{base_path}: the GGUF has no tokenizer.ggml.tokens; a KLD base needs a vocabulary")
+    missing = [(s, logits_size_bytes(s.ctx, s.n_chunk, base_info.n_vocab)) for s in sizes]
+    missing = [(s, n) for s, n in missing if not (s.logits.is_file() and s.logits.stat().st_size == n)]
+    if missing:
+        what = " + ".join(f"ctx {s.ctx} x {s.n_chunk} chunks" for s, _ in missing)
+        check_free_space(cache_dir("kld-logits"), sum(n for _, n in missing),
+                         f"the base logits of {base_path.name} ({what})")
+
+
+def _score_size(size: _Size, todo: list[tuple[int, Job, ModelInfo]], sizes: list[_Size], total: int,
+                config: Any, *, tools: LlamaTools, base_path: Path, base_info: ModelInfo, corpus_sha: str, host: Host,
+                llama: LlamaCpp, plan_ref: PlanRef | None, data_dir: Path, observer: Observer) -> list[Path]:
+    """The base logits at one context size (computed or cached), then one pass and one record per pending job."""
+    plan = size.plan
+    base_cmd = portable_argv(base_pass_argv(tools, base_path, plan.corpus_path, size.logits, plan.config,
+                                            size.n_chunk),
                              {str(base_path): "{base_model}", str(plan.corpus_path): "{corpus}",
-                              str(final): "{base_logits}"})
+                              str(size.logits): "{base_logits}"})
 
     def record(job: Job, info: ModelInfo, **kw: Any) -> Path:
         rec = KldRecord(id=new_id(), created_at=utc_now(),
                         source=Source(type="measured", collector_version=__version__, tool="llama-perplexity"),
-                        host=host, llama_cpp=llama, model=info, base_model=base_info, corpus=corpus,
-                        config=config(job), base_command=base_cmd, plan=plan_ref,
+                        host=host, llama_cpp=llama, model=info, base_model=base_info, corpus=size.corpus,
+                        config=config(size, job), base_command=base_cmd, plan=plan_ref,
                         tags=["kv-cache"] if job.is_kv_variant else [], **kw)
         return save_record(rec, data_dir)
 
-    pending: list[tuple[int, Job, ModelInfo]] = []
-    for i, job in enumerate(jobs, 1):
-        info = base_info if job.path == base_path else _facts(job.path, job.ref)
-        if _key(info.sha256, base_info.sha256, corpus, config(job), llama) in done:
-            observer.run_finished(i, len(jobs), "skipped", None, f"{job.label}: already recorded")
-        else:
-            pending.append((i, job, info))
     paths: list[Path] = []
-    if not pending:
-        return paths
-
     observer.message(f"kld: base logits of {base_path.name} over {plan.corpus_name} "
-                     f"({n_chunk} chunks of {plan.ctx_size})")
+                     f"({size.n_chunk} chunks of {size.ctx})")
     try:
-        logits, base_pass = ensure_base_logits(plan, tools, base_path, base_info, corpus_sha, n_chunk)
+        logits, base_pass = ensure_base_logits(plan, tools, base_path, base_info, corpus_sha, size.n_chunk)
     except ToolError as exc:
-        for i, job, info in pending:
+        for i, job, info in todo:
             path = record(job, info, status="failed",
                           error=ErrorInfo(stage=exc.stage, message=str(exc), log_tail=exc.log_tail))
-            observer.run_finished(i, len(jobs), "failed", path, str(exc))
+            observer.run_finished(i, total, "failed", path, str(exc))
             paths.append(path)
         return paths
     timing_base: dict[str, Any] = {"base_seconds": round(base_pass.seconds, 3) if base_pass else None,
-                   "base_cached": base_pass is None}
-
-    for i, job, info in pending:
-        observer.run_started(i, len(jobs), f"kld {job.label}")
+                                   "base_cached": base_pass is None}
+    for i, job, info in todo:
+        label = _label(job, size, sizes)
+        observer.run_started(i, total, f"kld {label}")
         try:
-            res = run_kld_pass(tools, job.path, logits, config(job), timeout_s=plan.timeout_s,
+            res = run_kld_pass(tools, job.path, logits, config(size, job), timeout_s=plan.timeout_s,
                                expect_vocab=info.n_vocab)
         except ToolError as exc:
             path = record(job, info, status="failed", timing=KldTiming(**timing_base),
                           error=ErrorInfo(stage=exc.stage, message=str(exc), log_tail=exc.log_tail))
-            observer.run_finished(i, len(jobs), "failed", path, str(exc))
+            observer.run_finished(i, total, "failed", path, str(exc))
         else:
             cmd = portable_argv(res.argv, {str(job.path): "{model}", str(logits): "{base_logits}"})
             assert res.results is not None
             path = record(job, info, status="ok", command=cmd, results=res.results,
                           timing=KldTiming(seconds=round(res.seconds, 3), **timing_base))
-            observer.run_finished(i, len(jobs), "ok", path,
-                                  f"{job.label}: mean KLD {res.results.kld_mean:.6f}, "
+            observer.run_finished(i, total, "ok", path,
+                                  f"{label}: mean KLD {res.results.kld_mean:.6f}, "
                                   f"same top p {res.results.same_top_p:.2f} %")
         paths.append(path)
-    if not (plan.keep_logits if keep_logits is None else keep_logits):
-        logits.unlink(missing_ok=True)
-    observer.message(f"kld: {len(paths)} records in {time.perf_counter() - t_start:.1f} s")
     return paths

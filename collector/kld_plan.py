@@ -9,12 +9,13 @@
         types: [Q8_0, Q4_K_M, IQ2_XS]
         imatrix_chunks: 16          # chunks of ctx_size tokens for llama-imatrix (IQ1/IQ2/IQ3_XXS/XS, Q2_K_S)
       corpus: builtin               # or a text-file path (relative to the plan file)
-      chunks: 16
+      chunks: 16                    # or one count per ctx_size: [16, 4]
       kv_cache: [[q8_0, q8_0], q4_0]  # KV-cache types scored on the base; a single name means K and V
       keep_logits: true             # keep the base logits in the cache after the run
       timeout_s: 3600               # per llama-perplexity pass
       # llama.cpp settings, checked by the flag registry (collector/llama/flags.py) like a speed plan's:
-      ctx_size: 512                 # the chunk size; default 512
+      ctx_size: 512                 # the chunk size; default 512. A list ([512, 4096]) scores the KV-cache types at
+                                    # each size (base logits once per size); quants are scored at the first size
       batch_size: 2048              # default 2048; < ctx_size or a multiple of it
       threads: 2
       n_gpu_layers: 99
@@ -24,7 +25,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +68,24 @@ class KldPlan:
     timeout_s: float | None = None
     plan_dir: Path = Path(".")
     where: str = ""  # file:line of the section, for run-time errors
+    ctx_sizes: tuple[int, ...] = ()  # every context size asked for (the first is config.ctx_size); () = just it
+    chunk_counts: tuple[int, ...] = ()  # chunks per context size, when they differ
 
     @property
     def ctx_size(self) -> int:
         return int(self.config.ctx_size or DEFAULTS["ctx_size"])
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The context sizes to score at, the first (quants and KV types) then the others (KV types only)."""
+        return self.ctx_sizes or (self.ctx_size,)
+
+    def at(self, ctx_size: int) -> KldPlan:
+        """This section at one of its context sizes, with that size's chunk count."""
+        i = self.sizes.index(ctx_size)
+        chunks = self.chunk_counts[i] if self.chunk_counts else self.chunks
+        return replace(self, config=self.config.model_copy(update={"ctx_size": ctx_size}), chunks=chunks,
+                       ctx_sizes=(), chunk_counts=())
 
     @property
     def batch_size(self) -> int:
@@ -145,23 +160,57 @@ def parse_kld(section: Section, plan_dir: Path) -> KldPlan:
             raise section.fail("corpus", f"corpus file {corpus} not found (relative paths start at {plan_dir}); "
                                          "give a UTF-8 text file or `builtin`")
     values: dict[str, Any] = dict(DEFAULTS)
+    sizes = _int_list(section, "ctx_size", lambda v: check_value("ctx_size", v))
     for key in (*CONFIG_KEYS, "extra_args"):
-        if section.has(key):
+        if section.has(key) and key != "ctx_size":
             values[key] = section.checked(key, lambda v: check_value(key, v))  # noqa: B023 (called at once)
+    if sizes:
+        values["ctx_size"] = sizes[0]
     config = LlamaConfig(**values)
-    if config.ctx_size is not None and config.ctx_size < 8:
-        raise section.fail("ctx_size", "must be at least 8")
-    ctx_size, batch_size = int(config.ctx_size or 512), int(config.batch_size or 2048)
-    if not (batch_size < ctx_size or batch_size % ctx_size == 0):
-        # llama-perplexity asserts this (perplexity.cpp:505) and aborts
-        raise section.fail("batch_size", f"must be smaller than ctx_size ({ctx_size}) or a multiple of it")
+    batch_size = int(config.batch_size or 2048)
+    for i, ctx_size in enumerate(sizes or (int(config.ctx_size or 512),)):
+        where = section.item_where("ctx_size", i) if len(sizes) > 1 else section.where("ctx_size")
+        if ctx_size < 8:
+            raise CollectorError(f"{where}: {section.keypath('ctx_size')}: must be at least 8, got {ctx_size}")
+        if not (batch_size < ctx_size or batch_size % ctx_size == 0):
+            # llama-perplexity asserts this (perplexity.cpp:505) and aborts
+            raise section.fail("batch_size", f"must be smaller than ctx_size ({ctx_size}) or a multiple of it")
+    if list(sizes) != sorted(sizes):
+        order = ", ".join(map(str, sorted(sizes)))
+        raise section.fail("ctx_size", f"list the sizes from smallest to largest ({order}): the quants are scored at "
+                                       "the first")
+    if len(sizes) > 1 and not kv_cache:
+        raise section.fail("ctx_size", "several context sizes score the KV-cache types at each (quants are scored at "
+                                       "the first); add kv_cache, or give one ctx_size")
+    chunk_counts = _int_list(section, "chunks", lambda v: (v, None) if isinstance(v, int) and not isinstance(v, bool)
+                             and v > 0 else (None, "must be a positive integer"))
+    if len(chunk_counts) > 1 and len(chunk_counts) != max(len(sizes), 1):
+        raise section.fail("chunks", f"gives {len(chunk_counts)} counts for {max(len(sizes), 1)} ctx_size(s); give one "
+                                     "count, or one per ctx_size")
     if config.flash_attn == "off" and any(v not in UNQUANTIZED_KV for _, v in kv_cache):
         raise section.fail("kv_cache", "a quantized V cache needs flash attention; set flash_attn: on (or auto)")
     return KldPlan(
         base=base, quants=quants, ladder=ladder,
         corpus_name=corpus_path.name.removesuffix(".txt"), corpus_path=corpus_path.resolve(),
-        config=config, chunks=section.get("chunks", int, 16, check=_positive),
+        config=config, chunks=chunk_counts[0] if chunk_counts else 16,
         kv_cache=kv_cache, keep_logits=section.get("keep_logits", bool, True),
         timeout_s=section.get("timeout_s", (int, float), None, check=lambda v: None if v > 0 else "must be > 0"),
-        plan_dir=plan_dir, where=section.where(),
+        plan_dir=plan_dir, where=section.where(), ctx_sizes=sizes if len(sizes) > 1 else (),
+        chunk_counts=chunk_counts if len(chunk_counts) > 1 else (),
     )
+
+
+def _int_list(section: Section, key: str, check: Any) -> tuple[int, ...]:
+    """A number or a list of distinct numbers, each through `check` (value -> (value, problem)); () if absent."""
+    if not section.has(key):
+        return ()
+    out: list[int] = []
+    for i, raw in enumerate(section.seq(key)):
+        value, problem = check(raw)
+        where = section.item_where(key, i) if isinstance(section.data[key], list) else section.where(key)
+        if problem:
+            raise CollectorError(f"{where}: {section.keypath(key)}: {problem}")
+        if key == "ctx_size" and value in out:
+            raise CollectorError(f"{where}: {section.keypath(key)}: {value} is listed twice")
+        out.append(value)
+    return tuple(out)

@@ -204,3 +204,40 @@ def test_llama_perplexity_crash(cache: Path, ladder: Ladder, llama_tools: LlamaT
     logits = list((cache / "kld-logits").glob(f"*-{sha256_files([corpus])[:16]}-*"))
     # a crashed base pass leaves nothing that a later run would reuse
     assert [p.suffix for p in logits] == ([".kld"] if crash_on == "kld" else [])
+
+
+def test_kv_cache_at_two_context_sizes(cache: Path, ladder: Ladder, llama_tools: LlamaTools, tmp_path: Path) -> None:
+    """Quants at the first size, the KV cache at both; base logits once per size, each at its predicted size."""
+    q8 = ladder.quants[0][1]
+    plan = make_plan(tmp_path, plan_body(ladder.base, [q8], "kv_cache: [q8_0]\nflash_attn: on")
+                     .replace(f"ctx_size: {CTX}\nchunks: {CHUNKS}", f"ctx_size: [{CTX}, {2 * CTX}]\nchunks: [2, 1]"))
+    obs = RecordingObserver()
+    paths = run_kld_plan(plan, tools=llama_tools, data_dir=tmp_path / "data", observer=obs)
+    recs = [load_record(p) for p in paths]
+    assert all(isinstance(r, KldRecord) and r.status == "ok" for r in recs), [r.error for r in recs]
+    got = [(r.model.quant, r.config.cache_type_k, r.corpus.ctx_size, r.config.ctx_size, r.corpus.chunks) for r in recs]
+    assert got == [("Q8_0", "f16", CTX, CTX, 2), ("F16", "q8_0", CTX, CTX, 2), ("F16", "q8_0", 2 * CTX, 2 * CTX, 1)]
+    deep = recs[2]
+    assert deep.results.kld_mean and deep.results.kld_mean > 0 and "kv-cache" in deep.tags
+    assert f" -c {2 * CTX} " in " ".join(deep.command) + " " and f" -c {2 * CTX} " in " ".join(deep.base_command)
+    assert deep.corpus.tokens == 2 * CTX and deep.corpus.sha256 == recs[0].corpus.sha256
+    n_vocab = deep.base_model.n_vocab
+    for ctx, chunks in ((CTX, 2), (2 * CTX, 1)):  # one base-logits file per size, at its predicted size
+        [f] = (cache / "kld-logits").glob(f"*-c{ctx}-n{chunks}-b{CTX}.kld")
+        assert f.stat().st_size == logits_size_bytes(ctx, chunks, n_vocab) and read_logits_header(f)[0] == ctx
+    assert any("at ctx 512" in str(e) for e in obs.events)
+    # a second run skips all three; each size is its own measurement
+    assert run_kld_plan(plan, tools=llama_tools, data_dir=tmp_path / "data") == []
+
+
+def test_room_for_every_base_logits_file_is_checked_before_any_pass(tmp_path: Path, smollm2: Path) -> None:
+    from collector.kld import _check_logits_room, _Size
+    from collector.records.schema import Corpus, ModelInfo
+
+    plan = make_plan(tmp_path, f"base: {smollm2}\nkv_cache: [q8_0]\nctx_size: [512, 4096]")
+    corpus = Corpus(name="x", ctx_size=512, chunks=1)
+    sizes = [_Size(plan.at(512), corpus, 10, [], tmp_path / "a.kld"),
+             _Size(plan.at(4096), corpus, 10**7, [], tmp_path / "b.kld")]
+    with pytest.raises(CollectorError, match=r"the base logits of m\.gguf \(ctx 512 x 10 chunks \+ ctx 4096 x "
+                                             r"10000000 chunks\) needs [\d,]+ MiB but only"):
+        _check_logits_room(sizes, ModelInfo(n_vocab=49152), tmp_path / "m.gguf")

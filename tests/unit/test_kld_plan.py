@@ -48,9 +48,33 @@ def test_ladder(tmp_path: Path) -> None:
     ("base: m.gguf\nladder:\n  source: m.gguf\n  types: [Q4_K_M]", ":3", "kld.base: give either base or ladder"),
     ("ladder:\n  source: m.gguf\n  types: [Q4_K_M, Q9_K]", ":5", "kld.ladder.types: unknown quantization type"),
     ("ladder:\n  source: m.gguf\n  base_type: Q4_0\n  types: [Q4_K_M]", ":5", "kld.ladder.base_type: must be one"),
+    ("base: m.gguf\nkv_cache: [q8_0]\nctx_size:\n  - 512\n  - big", ":7", "kld.ctx_size: expected an integer"),
+    ("base: m.gguf\nkv_cache: [q8_0]\nctx_size:\n  - 512\n  - 512", ":7", "kld.ctx_size: 512 is listed twice"),
+    ("base: m.gguf\nkv_cache: [q8_0]\nctx_size:\n  - 512\n  - 4", ":7", "kld.ctx_size: must be at least 8, got 4"),
+    ("base: m.gguf\nkv_cache: [q8_0]\nctx_size: [1024, 512]", ":5", "kld.ctx_size: list the sizes from smallest"),
+    ("base: m.gguf\nquants: [m.gguf]\nctx_size: [512, 1024]", ":5", "kld.ctx_size: several context sizes score "
+     "the KV-cache types"),
+    ("base: m.gguf\nkv_cache: [q8_0]\nctx_size: [512, 1024]\nbatch_size: 1536", ":6",
+     "kld.batch_size: must be smaller than ctx_size (1024) or a multiple"),
+    ("base: m.gguf\nkv_cache: [q8_0]\nctx_size: [512, 1024]\nchunks: [16, 8, 4]", ":6",
+     "kld.chunks: gives 3 counts for 2 ctx_size(s)"),
+    ("base: m.gguf\nkv_cache: [q8_0]\nctx_size: [512, 1024]\nchunks: [16, 0]", ":6",
+     "kld.chunks: must be a positive integer"),
 ])
 def test_errors_name_file_line_and_key(tmp_path: Path, body: str, where: str, text: str) -> None:
     with pytest.raises(CollectorError) as exc:
         parse(tmp_path, body)
     msg = str(exc.value)
     assert f"plan.yaml{where}:" in msg and text in msg, msg
+
+
+def test_kv_cache_at_several_context_sizes(tmp_path: Path) -> None:
+    p = parse(tmp_path, "base: m.gguf\nquants: [m.gguf]\nkv_cache: [q8_0]\nctx_size: [512, 2048]\nchunks: [16, 4]")
+    assert p.sizes == (512, 2048) and p.ctx_size == 512 and p.config.ctx_size == 512 and p.chunks == 16
+    at = p.at(2048)
+    assert (at.ctx_size, at.config.ctx_size, at.chunks, at.sizes, at.kv_cache) == (2048, 2048, 4, (2048,),
+                                                                                      (("q8_0", "q8_0"),))
+    one = parse(tmp_path, "base: m.gguf\nkv_cache: [q8_0]\nctx_size: [256, 1024]\nchunks: 8")
+    assert (one.at(256).chunks, one.at(1024).chunks) == (8, 8)
+    single = parse(tmp_path, "base: m.gguf\nkv_cache: [q8_0]\nctx_size: 1024")
+    assert single.sizes == (1024,) and single.at(1024) == single
