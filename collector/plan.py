@@ -8,11 +8,19 @@ Format (every key optional unless marked):
     server: {threads: 2}            # fixed llama-server settings (single values, same keys as matrix)
     matrix: {ctx_size: [1024, 2048], cache_type_k: [f16, q8_0], extra_args: [[], [--no-warmup]]}
     speed: {prompt_suite, categories, depths, n_predict, repetitions, warmup, seed,
-            load_timeout_s, request_timeout_s, llama_bench}
+            load_timeout_s, request_timeout_s, llama_bench, concurrency, shared_prefix}
+    also:                           # further runs of the same models, each group its own matrix:
+      - server: {ctx_size: 4096}    #   its server keys override the top's, its speed keys the top's speed
+        matrix: {...}               #   (a group without a matrix is one run)
+        speed: {concurrency: [1, 2, 4]}
     kld: {...}                      # parsed by collector.kld_plan.parse_kld
 
+`speed.concurrency: [1, 2, 4]` measures each configuration once per value N: llama-server with N slots (-np N,
+each slot holding ctx_size / N tokens) and N streaming clients at once; `parallel` is then not set by hand.
+
 Runs are ordered models first, then the matrix keys in the order the file lists them (the last key
-varies fastest). Everything is validated before anything runs; errors name file:line and the key.
+varies fastest), then the concurrency values; the `also` groups follow, in order. Everything is validated
+before anything runs; errors name file:line and the key.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ from collector.prompts import load_suite
 from collector.records.schema import PlanRef
 from collector.yamlcheck import Section, load_yaml_file
 
-PLAN_KEYS = ("name", "description", "models", "server", "matrix", "speed", "kld")
+PLAN_KEYS = ("name", "description", "models", "server", "matrix", "speed", "also", "kld")
+GROUP_KEYS = ("server", "matrix", "speed")
 DEPTH_SHARE = re.compile(r"\d+(\.\d+)?%")  # speed.depths entry: a share of the per-slot context
 PLAN_MAX_BYTES = 256 << 10  # a plan is a few KiB; anything this big is a mistake, refused before parsing
 
@@ -51,6 +60,8 @@ class SpeedSettings:
     load_timeout_s: float = 600.0
     request_timeout_s: float = 600.0
     llama_bench: bool = False
+    concurrency: tuple[int, ...] = ()  # clients at once, each on its own slot (-np N); (): one client
+    shared_prefix: bool = False  # concurrent streams get the same filler (else each its own text)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -66,6 +77,7 @@ class RunSpec:
     speed: SpeedSettings
     plan: PlanRef
     varying: tuple[str, ...] = field(default=())  # matrix keys with more than one value, for label()
+    concurrency: int = 1  # clients sending requests at once
 
     def label(self) -> str:
         """Model file name plus the matrix values that vary, e.g. `x.gguf ctx_size=1024 cache_type_k=q8_0`."""
@@ -74,6 +86,8 @@ class RunSpec:
             value = getattr(self.config, key)
             shown = (" ".join(value) or "[]") if key == "extra_args" else value
             parts.append(f"{key}={shown}")
+        if len(self.speed.concurrency) > 1:
+            parts.append(f"concurrency={self.concurrency}")
         return " ".join(parts)
 
 
@@ -105,20 +119,44 @@ def load_plan(path: Path) -> Plan:
     server = top.section("server")
     server.check_keys(CONFIG_KEYS)
     fixed = {key: _value(server, key, server.data[key], server.where(key)) for key in server.data}
-
-    matrix = top.section("matrix")
-    matrix.check_keys(CONFIG_KEYS)
-    axes: dict[str, list[Any]] = {}
-    for key in matrix.data:
-        if key in fixed and key != "extra_args":  # extra_args add up: server's first, then the matrix's
-            raise matrix.fail(key, f"also set in server ({server.where(key)}); set it in one place only")
-        axes[key] = _axis(matrix, key)
-
     speed = _speed(top.section("speed"), path.parent)
     kld = parse_kld(top.section("kld"), path.parent) if top.has("kld") else None
 
     ref = PlanRef(name=name, file=_display_path(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                   settings=speed.as_dict())
+    runs = _group_runs(models, [server], fixed, top.section("matrix"), speed, ref)
+    also = top.seq("also", [])
+    for i, entry in enumerate(also):
+        line = top.data["also"].lc.item(i)[0] if hasattr(top.data["also"], "lc") else None
+        group = Section(entry, path, f"also[{i}]", line)
+        group.check_keys(GROUP_KEYS)
+        gserver = group.section("server")
+        gserver.check_keys(CONFIG_KEYS)
+        gfixed = {**fixed, **{key: _value(gserver, key, gserver.data[key], gserver.where(key))
+                              for key in gserver.data}}  # the group's server keys override the top's
+        gspeed = _speed(group.section("speed"), path.parent, base=speed)
+        gref = ref.model_copy(update={"settings": gspeed.as_dict()})
+        runs += _group_runs(models, [gserver, server], gfixed, group.section("matrix"), gspeed, gref)
+    where = next((sec.where("extra_args") for sec in (server, top.section("matrix")) if sec.has("extra_args")),
+                 str(path))
+    return Plan(name=name, file=path, runs=runs, speed=speed, kld=kld, ref=ref, extra_args_where=where)
+
+
+def _group_runs(models: list[tuple[str, Path]], servers: list[Section], fixed: dict[str, Any], matrix: Section,
+                speed: SpeedSettings, ref: PlanRef) -> list[RunSpec]:
+    """Every model x matrix combination x concurrency of one group; `servers`: where its fixed keys were set,
+    the group's own first."""
+    matrix.check_keys(CONFIG_KEYS)
+    axes: dict[str, list[Any]] = {}
+    for key in matrix.data:
+        if key in fixed and key != "extra_args":  # extra_args add up: server's first, then the matrix's
+            raise matrix.fail(key, f"also set in server ({_holder(servers, key).where(key)}); set it in one "
+                                   "place only")
+        axes[key] = _axis(matrix, key)
+    if speed.concurrency and ("parallel" in fixed or "parallel" in axes):
+        sec = matrix if "parallel" in axes else _holder(servers, "parallel")
+        raise sec.fail("parallel", "speed.concurrency sets the server slots (-np N for N clients); remove "
+                                   "parallel, or remove speed.concurrency")
     varying = tuple(k for k, values in axes.items() if len(values) > 1)
     configs = []
     for combo in itertools.product(*axes.values()):
@@ -128,11 +166,17 @@ def load_plan(path: Path) -> Plan:
             extra += values["extra_args"]
         values["extra_args"] = extra
         config = LlamaConfig(**values)
-        _check_combination(config, matrix, server, speed)
+        _check_combination(config, [matrix, *servers], speed)
         configs.append(config)
-    runs = [RunSpec(ref_, mpath, config, speed, ref, varying) for ref_, mpath in models for config in configs]
-    where = next((sec.where("extra_args") for sec in (server, matrix) if sec.has("extra_args")), str(path))
-    return Plan(name=name, file=path, runs=runs, speed=speed, kld=kld, ref=ref, extra_args_where=where)
+    clients = speed.concurrency or (1,)
+    return [RunSpec(ref_, mpath, config.model_copy(update={"parallel": n}) if speed.concurrency else config, speed,
+                    ref, varying, n)
+            for ref_, mpath in models for config in configs for n in clients]
+
+
+def _holder(sections: list[Section], *keys: str) -> Section:
+    """The first of `sections` that sets one of `keys` (else the first): where an error about them points."""
+    return next((sec for sec in sections if any(sec.has(k) for k in keys)), sections[0])
 
 
 def _display_path(path: Path) -> str:
@@ -200,35 +244,46 @@ def _value(sec: Section, key: str, value: Any, where: str) -> Any:
     return checked
 
 
-def _check_combination(config: LlamaConfig, matrix: Section, server: Section, speed: SpeedSettings) -> None:
+def _check_combination(config: LlamaConfig, sections: list[Section], speed: SpeedSettings) -> None:
+    """Settings that are fine alone but not together; `sections` (matrix first) say where to point."""
     # llama.cpp clamps the default ubatch to a smaller batch, so only two explicit values can clash
     batch, ubatch = config.batch_size, config.ubatch_size
     if batch is not None and ubatch is not None and ubatch > batch:
-        sec = matrix if matrix.has("ubatch_size") or not server.has("ubatch_size") else server
+        sec = _holder(sections, "ubatch_size", "batch_size")
         key = "ubatch_size" if sec.has("ubatch_size") else "batch_size"
         raise sec.fail(key, f"ubatch_size {ubatch} is larger than batch_size {batch} in one combination; "
                             "keep ubatch_size <= batch_size")
     if quantized_v_without_fa(config):
-        sec = matrix if matrix.has("flash_attn") or not server.has("flash_attn") else server
+        sec = _holder(sections, "flash_attn", "cache_type_v")
         key = "flash_attn" if sec.has("flash_attn") else "cache_type_v"
         raise sec.fail(key, f"cache_type_v {config.cache_type_v} with flash_attn off in one combination: llama.cpp "
                             "needs flash attention for a quantized V cache; use flash_attn on or auto, or an f16 V "
                             "cache")
     if config.ctx_size is not None:
-        for depth in speed.depths:
-            if isinstance(depth, int) and depth >= config.ctx_size:
-                sec = matrix if matrix.has("ctx_size") else server
-                raise sec.fail("ctx_size", f"ctx_size {config.ctx_size} leaves no room for speed.depths {depth}; "
-                                           "every depth must be smaller than every ctx_size")
+        for n in speed.concurrency or (1,):
+            slot = config.ctx_size // n
+            for depth in speed.depths:
+                if isinstance(depth, int) and depth >= slot:
+                    sec = _holder(sections, "ctx_size")
+                    per = f" over {n} slots gives each {slot} tokens, which" if n > 1 else ""
+                    raise sec.fail("ctx_size", f"ctx_size {config.ctx_size}{per} leaves no room for speed.depths "
+                                               f"{depth}; every depth must be smaller than every ctx_size"
+                                               + (" / concurrency" if speed.concurrency else ""))
 
 
-def _speed(sec: Section, plan_dir: Path) -> SpeedSettings:
+MAX_CONCURRENCY = 256  # clients at once; each is a thread with its own connection
+
+
+def _speed(sec: Section, plan_dir: Path, base: SpeedSettings | None = None) -> SpeedSettings:
+    """The speed settings of a section; a key it does not set keeps `base`'s value (an `also` group's speed)."""
     sec.check_keys(SpeedSettings.__dataclass_fields__)
-    d = SpeedSettings()
+    d = base or SpeedSettings()
     pos = _positive
 
-    def str_list(key: str) -> tuple[str, ...]:
-        if not sec.has(key) or sec.data[key] is None or sec.data[key] == []:
+    def str_list(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        if not sec.has(key):
+            return default
+        if sec.data[key] is None or sec.data[key] == []:
             return ()
         items = sec.seq(key)
         for i, item in enumerate(items):
@@ -244,10 +299,20 @@ def _speed(sec: Section, plan_dir: Path) -> SpeedSettings:
             raise CollectorError(f"{sec.item_where('depths', i)}: {sec.keypath('depths')}: expected an integer >= 0 "
                                  f"(tokens of filled context) or a share of the context such as \"50%\", got "
                                  f"{short_repr(depth)}")
-    suite = sec.get("prompt_suite", str, d.prompt_suite, lambda v: None if v.strip() else "must not be empty")
-    if Path(suite).suffix and not Path(suite).is_absolute():
-        suite = str(plan_dir / suite)  # a suite file next to the plan, like the models
-    categories = str_list("categories")
+    concurrency = tuple(sec.seq("concurrency", default=d.concurrency))
+    for i, n in enumerate(concurrency):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CONCURRENCY:
+            raise CollectorError(f"{sec.item_where('concurrency', i)}: {sec.keypath('concurrency')}: expected a "
+                                 f"number of clients from 1 to {MAX_CONCURRENCY}, got {short_repr(n)}")
+        if n in concurrency[:i]:
+            raise CollectorError(f"{sec.item_where('concurrency', i)}: {sec.keypath('concurrency')}: {n} is listed "
+                                 "twice")
+    suite = d.prompt_suite
+    if sec.has("prompt_suite"):
+        suite = sec.get("prompt_suite", str, d.prompt_suite, lambda v: None if v.strip() else "must not be empty")
+        if Path(suite).suffix and not Path(suite).is_absolute():
+            suite = str(plan_dir / suite)  # a suite file next to the plan, like the models
+    categories = str_list("categories", d.categories)
     _check_suite(sec, suite, categories)
     return SpeedSettings(
         prompt_suite=suite,
@@ -260,6 +325,8 @@ def _speed(sec: Section, plan_dir: Path) -> SpeedSettings:
         load_timeout_s=sec.get("load_timeout_s", float, d.load_timeout_s, pos),
         request_timeout_s=sec.get("request_timeout_s", float, d.request_timeout_s, pos),
         llama_bench=sec.get("llama_bench", bool, d.llama_bench),
+        concurrency=concurrency,
+        shared_prefix=sec.get("shared_prefix", bool, d.shared_prefix),
     )
 
 

@@ -7,31 +7,33 @@ with the stage, a one-line message and the last log lines, and the sweep goes on
 
 from __future__ import annotations
 
+import json
 import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from collector import __version__
 from collector.cache import cache_dir
+from collector.concurrent import measure_concurrent
 from collector.errors import CollectorError
 from collector.files import clean_stale
 from collector.llama import tools as llama_tools
 from collector.llama.bench import run_llama_bench
 from collector.llama.binaries import LlamaTools, help_flags
 from collector.llama.client import LlamaClient, ServerRequestError
-from collector.llama.flags import gpu_only_settings, server_args, unknown_flags
+from collector.llama.flags import LlamaConfig, gpu_only_settings, server_args, unknown_flags
 from collector.llama.logparse import parse_server_log
 from collector.llama.server import ServerProcess, check_config_files, free_port
 from collector.llama.tools import ToolError
 from collector.lock import host_lock
 from collector.plan import Plan, RunSpec
 from collector.progress import NullObserver, Observer
-from collector.prompts import load_suite
+from collector.prompts import PromptSuite, load_suite
 from collector.records import store
 from collector.records.index import load_index
 from collector.records.schema import ErrorInfo, Host, LlamaCpp, ModelInfo, Source, SpeedRecord
@@ -109,7 +111,11 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
         for path in clean_stale([Path(data_dir) / "records", cache_dir()]):
             observer.message(f"removed {path} (left by a process that is gone)")
         if only != "kld" and plan.runs:
-            suite = load_suite(plan.speed.prompt_suite, plan.speed.categories)
+            suites: dict[tuple[str, tuple[str, ...]], PromptSuite] = {}
+            for spec in plan.runs:  # a bad suite fails before the first server starts
+                key = (spec.speed.prompt_suite, spec.speed.categories)
+                if key not in suites:
+                    suites[key] = load_suite(*key)
             from collector import hardware  # host/GPU probing and the sampler thread
 
             host = hardware.probe_host(nvml)
@@ -120,7 +126,8 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
                 for i, spec in enumerate(plan.runs, 1):
                     observer.run_started(i, total, spec.label())
                     model = _model_info(spec)
-                    if not force and (model.sha256, _config_key(spec)) in done:
+                    suite = suites[(spec.speed.prompt_suite, spec.speed.categories)]
+                    if not force and (model.sha256, _spec_key(spec, suite)) in done:
                         report.skipped.append(spec.label())
                         observer.run_finished(i, total, "skipped", None, "already recorded (use --force)")
                         continue
@@ -161,17 +168,30 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
         with server:
             stage = "measure"
             rec.load_seconds = round(server.load_seconds or 0.0, 3)
-            with LlamaClient(server.base_url, timeout_s=s.request_timeout_s) as client:
+            with ExitStack() as stack:
+                clients = [stack.enter_context(LlamaClient(server.base_url, timeout_s=s.request_timeout_s))
+                           for _ in range(spec.concurrency)]
                 sampler = hardware.Sampler(server.pid, nvml=nvml)
                 sampler.start()
                 try:
-                    n_ctx_slot = client.props().get("default_generation_settings", {}).get("n_ctx")
-                    res = measure(client, suite, depths=s.depths, n_predict=s.n_predict, repetitions=s.repetitions,
-                                  warmup=s.warmup, seed=s.seed, n_ctx_slot=n_ctx_slot)
+                    props = clients[0].props()
+                    n_ctx_slot = props.get("default_generation_settings", {}).get("n_ctx")
+                    if spec.concurrency > 1:
+                        slots = props.get("total_slots")
+                        if slots != spec.concurrency:
+                            raise CollectorError(f"llama-server runs {slots} slots, not the {spec.concurrency} asked "
+                                                 "for with -np; the concurrency would not be what the record says")
+                        res = measure_concurrent(clients, suite, depths=s.depths, n_predict=s.n_predict,
+                                                 repetitions=s.repetitions, warmup=s.warmup, seed=s.seed,
+                                                 n_ctx_slot=n_ctx_slot, shared_prefix=s.shared_prefix)
+                    else:
+                        res = measure(clients[0], suite, depths=s.depths, n_predict=s.n_predict,
+                                      repetitions=s.repetitions, warmup=s.warmup, seed=s.seed, n_ctx_slot=n_ctx_slot)
                 finally:
                     sampled = sampler.stop()
             stage = "stop"
         rec.method, rec.samples, rec.summary, request_s = res.method, res.samples, res.summary, res.request_seconds
+        rec.batches = res.batches
         add_energy(rec.summary, getattr(sampled, "energy_j", None), getattr(sampled, "power_w_mean", None),
                    res.gen_tokens, getattr(sampled, "energy_method", None))
     except (ServerRequestError, CollectorError) as exc:
@@ -181,8 +201,8 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
         rec.status, rec.error = "failed", ErrorInfo(stage=stage, message=str(exc), log_tail=tail)
     _add_log_facts(rec, server, sampled, spec)
     if rec.status == "ok":
-        rec.conditions = judge_conditions(rec.samples, sampled)
-    if rec.status == "ok" and s.llama_bench:
+        rec.conditions = judge_conditions(rec.samples, sampled, rec.batches, spec.concurrency)
+    if rec.status == "ok" and s.llama_bench and spec.concurrency == 1:  # llama-bench has one client
         median_prompt = sorted(x.prompt_tokens or 0 for x in rec.samples)[len(rec.samples) // 2]
         try:
             rec.engine_bench = run_llama_bench(tools.path("llama-bench"), spec.model_path, spec.config,
@@ -214,12 +234,31 @@ def _model_info(spec: RunSpec) -> ModelInfo:
     return info
 
 
-def _config_key(spec: RunSpec) -> str:
-    return spec.config.model_dump_json()
+def _spec_key(spec: RunSpec, suite: PromptSuite) -> str:
+    return _run_key(spec.config, spec.concurrency, spec.speed.shared_prefix, spec.speed.depths,
+                    spec.speed.n_predict, suite.sha256, list(suite.prompts))
+
+
+def _record_key(rec: SpeedRecord) -> str:
+    asked = (rec.plan.settings.get("depths") if rec.plan else None) or rec.method.depths
+    suite = rec.method.prompt_suite.sha256 if rec.method.prompt_suite else None
+    return _run_key(rec.config, rec.method.concurrency, rec.method.shared_prefix, asked, rec.method.n_predict, suite,
+                    [s.category for s in rec.samples])
+
+
+def _run_key(config: LlamaConfig, concurrency: int | None, shared_prefix: bool | None, depths: Any,
+             n_predict: int | None, suite_sha: str | None, categories: list[str]) -> str:
+    """What "already recorded" compares: the flags, the clients at once (and, for several, whether they share a
+    prefix; records from before concurrency was measured had one client) and what was measured: the depths as
+    asked ("50%" is not 512 tokens), tokens generated per request and the prompts."""
+    n = concurrency or 1
+    asked = [d.strip() if isinstance(d, str) else d for d in depths]
+    method = json.dumps([asked, n_predict, suite_sha, sorted(set(categories))])
+    return f"{config.model_dump_json()}|clients={n}|shared={bool(shared_prefix) and n > 1}|{method}"
 
 
 def _recorded_keys(data_dir: Path, device: str, llama: LlamaCpp) -> set[tuple[str | None, str]]:
-    """(model sha256, config) of ok, quiet speed records of this device and llama.cpp build already in data_dir.
+    """(model sha256, run key) of ok, quiet speed records of this device and llama.cpp build already in data_dir.
 
     The build is the binary's hash (a rebuilt llama.cpp measures again); a noisy run is measured again."""
     keys: set[tuple[str | None, str]] = set()
@@ -229,7 +268,7 @@ def _recorded_keys(data_dir: Path, device: str, llama: LlamaCpp) -> set[tuple[st
         if (isinstance(rec, SpeedRecord) and rec.status == "ok" and rec.measured
                 and not (rec.conditions and rec.conditions.noisy) and rec.llama_cpp.build_key == llama.build_key
                 and store.device_slug(rec.host) == device):
-            keys.add((rec.model.sha256, rec.config.model_dump_json()))
+            keys.add((rec.model.sha256, _record_key(rec)))
     return keys
 
 

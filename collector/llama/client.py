@@ -37,6 +37,21 @@ class CompletionResult:
     content: str = ""
     tokens_evaluated: int | None = None
     stop_type: str | None = None
+    started_at: float = 0.0  # time.perf_counter() when the request was sent: puts concurrent streams on one clock
+    id_slot: int | None = None  # the server slot that served it
+
+    @property
+    def last_token_at(self) -> float | None:
+        """perf_counter time of the last token received (None: no token)."""
+        return self.started_at + self.token_times_s[-1] if self.token_times_s else None
+
+    @property
+    def queue_ms(self) -> float | None:
+        """Client TTFT minus the server's prompt time: how long the request waited before its slot started on
+        the prompt (HTTP and tokenization, a decode step in progress, or no free slot)."""
+        if self.ttft_ms is None or "prompt_ms" not in self.timings:
+            return None
+        return max(0.0, self.ttft_ms - self.timings["prompt_ms"])
 
     @property
     def tg_tps_client(self) -> float | None:
@@ -133,9 +148,11 @@ class LlamaClient:
         timings = {k: float(v) for k, v in (final.get("timings") or {}).items() if isinstance(v, (int, float))}
         if "predicted_per_second" not in timings:
             raise ServerRequestError("/completion final event carries no timings; is this a llama-server?")
+        slot = final.get("id_slot")
         return CompletionResult(timings=timings, n_tokens=len(times), ttft_ms=times[0] * 1000 if times else None,
                                 token_times_s=times, content="".join(content),
-                                tokens_evaluated=final.get("tokens_evaluated"), stop_type=final.get("stop_type"))
+                                tokens_evaluated=final.get("tokens_evaluated"), stop_type=final.get("stop_type"),
+                                started_at=t0, id_slot=slot if isinstance(slot, int) else None)
 
 
 def iter_sse(lines: Any) -> Any:

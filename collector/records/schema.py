@@ -216,6 +216,8 @@ class Method(_Block):
     depths: list[NonNegInt] = Field(default_factory=list)
     prompt_suite: PromptSuiteRef | None = None
     note: str | None = None
+    concurrency: PosInt | None = None  # clients sending requests at once, on as many server slots (None: one)
+    shared_prefix: bool | None = None  # concurrent streams fed the same filler (False: each its own text)
 
 
 class Stat(_Block):
@@ -259,6 +261,15 @@ class Stat(_Block):
                    min=r(min(values)), max=r(max(values)), n=len(values))
 
 
+def percentile(values: Sequence[float], pct: int) -> float | None:
+    """The pct-th percentile (inclusive method: within the samples' range); None for no samples."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
 class Sample(_Block):
     """Raw numbers for one prompt category at one filled depth, one list entry per repetition."""
 
@@ -270,7 +281,33 @@ class Sample(_Block):
     tg_tps: list[NonNeg] = Field(default_factory=list)  # server timings.predicted_per_second
     tg_tps_client: list[NonNeg] = Field(default_factory=list)  # client: tokens after the first / time
     ttft_ms: list[NonNeg] = Field(default_factory=list)  # client: request sent -> first token
+    queue_ms: list[NonNeg] = Field(default_factory=list)  # client TTFT minus the server's prompt time: the wait
+    # before a slot started on the prompt (HTTP, a running decode step, or no free slot)
     note: str | None = None
+
+
+class Batch(_Block):
+    """One batch of concurrent requests (a single request when one client): what they made together.
+
+    `wall_ms` runs from the first request sent to the last token received; `throughput_tps` is `gen_tokens`
+    (every stream's generated tokens) over that time. `waited`: requests whose slot started on the prompt
+    only after another stream of the batch had finished (README, "Concurrent clients")."""
+
+    depth_tokens: NonNegInt = 0
+    streams: PosInt
+    gen_tokens: NonNegInt
+    wall_ms: Annotated[float, Field(gt=0)]
+    throughput_tps: NonNeg
+    waited: NonNegInt = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Batch:
+        if self.waited > self.streams:
+            raise ValueError(f"waited {self.waited} is more than the batch's {self.streams} streams")
+        expect = self.gen_tokens / (self.wall_ms / 1000)
+        if abs(self.throughput_tps - expect) > max(0.01, 1e-3 * expect):
+            raise ValueError(f"throughput_tps {self.throughput_tps} is not gen_tokens / wall time ({expect:.3f})")
+        return self
 
 
 class Summary(_Block):
@@ -281,6 +318,10 @@ class Summary(_Block):
     ttft_ms: Stat | None = None
     tg_tps_client: Stat | None = None
     pg_tps: Stat | None = None  # llama-bench -pg: (prompt + generated tokens) / total time, a combined rate
+    throughput_tps: Stat | None = None  # per batch: every stream's generated tokens / the batch's wall time
+    ttft_ms_p95: NonNeg | None = None  # 95th percentile of ttft_ms (its median is the 50th)
+    requests: NonNegInt | None = None  # measured requests (warmup excluded)
+    slot_waits: NonNegInt | None = None  # of those, requests that waited for a free slot (see Batch.waited)
     power_w_mean: NonNeg | None = None
     energy_j: NonNeg | None = None
     energy_j_per_token: NonNeg | None = None
@@ -296,6 +337,7 @@ class Conditions(_Block):
     cpu_other_pct_max: NonNeg | None = None  # the busiest sampling interval
     gpu_other_processes: NonNegInt | None = None  # other processes holding memory on the run's GPUs
     tg_spread_pct: NonNeg | None = None  # largest (max - min) / median of tg over one prompt and depth, percent
+    throughput_spread_pct: NonNeg | None = None  # several clients: the same over the batches' throughput per depth
     noisy: bool = False
     reasons: list[str] = Field(default_factory=list)
 
@@ -365,12 +407,21 @@ class SpeedRecord(_RecordBase):
     summary: Summary = Field(default_factory=Summary)
     conditions: Conditions | None = None
     engine_bench: EngineBench | None = None
+    batches: list[Batch] = Field(default_factory=list)  # measured requests grouped as sent together
 
     @model_validator(mode="after")
     def _ok_is_complete(self) -> SpeedRecord:
         if self.status != "ok":
             return self
         s = self.summary
+        n = self.method.concurrency
+        if n is not None and any(b.streams != n for b in self.batches):
+            raise ValueError(f"every batch of a record with method.concurrency {n} must have {n} streams")
+        if s.slot_waits is not None and s.requests is not None and s.slot_waits > s.requests:
+            raise ValueError(f"summary.slot_waits {s.slot_waits} is more than summary.requests {s.requests}")
+        if self.batches and s.requests is not None and s.requests != sum(b.streams for b in self.batches):
+            raise ValueError(f"summary.requests {s.requests} is not the batches' {sum(b.streams for b in self.batches)}"
+                             " streams")
         checks = [(bool(self.model.name or self.model.file_name), "model.name or model.file_name"),
                   (any(x is not None for x in (s.tg_tps, s.pp_tps, s.pg_tps)), "summary.tg_tps or summary.pp_tps")]
         if self.measured:
@@ -378,6 +429,8 @@ class SpeedRecord(_RecordBase):
                        (bool(self.command), "command (the llama-server argv)"),
                        (bool(self.samples), "samples"),
                        (s.tg_tps is not None and s.tg_tps.n is not None, "summary.tg_tps with n")]
+            if n is not None:  # recorded since concurrency was measured: every run has its batches
+                checks += [(bool(self.batches), "batches"), (s.throughput_tps is not None, "summary.throughput_tps")]
         self._require(checks)
         return self
 

@@ -91,11 +91,22 @@ def test_server_args_exact() -> None:
 
 def test_embedded_demo_plan_loads(smollm2: Path) -> None:
     plan = load_plan(default_plan_path())
-    assert plan.name == "demo-cpu" and len(plan.runs) == 4  # the demo needs >= 2 values of >= 2 matrix keys
-    assert {(r.config.flash_attn, r.config.ctx_size) for r in plan.runs} == {
+    # the matrix (>= 2 values of >= 2 matrix keys), one client each, then one configuration for 1, 2, 4 clients
+    assert plan.name == "demo-cpu" and len(plan.runs) == 4 + 3
+    matrix, clients = plan.runs[:4], plan.runs[4:]
+    assert {(r.config.flash_attn, r.config.ctx_size) for r in matrix} == {
         ("off", 1024), ("off", 2048), ("on", 1024), ("on", 2048)}
-    assert all(r.model_path == smollm2 and r.config.parallel == 1 for r in plan.runs)
+    assert all(r.model_path == smollm2 for r in plan.runs)
+    assert all(r.config.parallel == 1 and r.concurrency == 1 and r.speed.depths == (0, "50%") for r in matrix)
     assert plan.runs[0].label() == "SmolLM2-135M-Instruct.Q4_1.gguf flash_attn=off ctx_size=1024"
+    assert [(r.concurrency, r.config.parallel, r.config.ctx_size, r.config.flash_attn) for r in clients] == [
+        (1, 1, 4096, "on"), (2, 2, 4096, "on"), (4, 4, 4096, "on")]
+    assert all(r.config.threads == 2 and r.config.n_gpu_layers == 0 for r in clients)  # the top server's keys
+    assert clients[1].label() == "SmolLM2-135M-Instruct.Q4_1.gguf concurrency=2"
+    assert clients[0].plan.settings["concurrency"] == [1, 2, 4] and plan.ref.settings["concurrency"] == [1]
+    # KV-cache quality at two context sizes: quants at 512 only, the KV caches at both
+    assert plan.kld is not None and plan.kld.sizes == (512, 1024) and plan.kld.kv_cache
+    assert (plan.kld.at(512).chunks, plan.kld.at(1024).chunks) == (16, 4)
 
 
 @pytest.mark.parametrize(("body", "line", "key", "fragment"), [
@@ -135,6 +146,27 @@ def test_embedded_demo_plan_loads(smollm2: Path) -> None:
     (BASE + "speed:\n  load_timeout_s: -1\n", 4, "speed.load_timeout_s", "must be > 0"),
     (BASE + "speed:\n  prompt_suite: nosuch-v9\n", 4, "speed.prompt_suite", "no prompt suite 'nosuch-v9'"),
     (BASE + "speed:\n  categories: [debugging, poetry]\n", 4, "speed.categories", "poetry not in prompt suite"),
+    (BASE + "speed:\n  concurrency: [1, 0]\n", 4, "speed.concurrency", "number of clients from 1 to 256, got 0"),
+    (BASE + "speed:\n  concurrency:\n    - 2\n    - two\n", 6, "speed.concurrency", "got 'two'"),
+    (BASE + "speed:\n  concurrency: [1, true]\n", 4, "speed.concurrency", "got True"),
+    (BASE + "speed:\n  concurrency: [2, 2]\n", 4, "speed.concurrency", "2 is listed twice"),
+    (BASE + "speed:\n  concurrency: 1000\n", 4, "speed.concurrency", "from 1 to 256, got 1000"),
+    (BASE + "speed:\n  concurrency: {a: 1}\n", 4, "speed.concurrency", "got a mapping"),
+    (BASE + "speed:\n  shared_prefix: 1\n", 4, "speed.shared_prefix", "true/false"),
+    (BASE + "server:\n  parallel: 2\nspeed:\n  concurrency: [1, 2]\n", 4, "server.parallel",
+     "speed.concurrency sets the server slots"),
+    (BASE + "matrix:\n  parallel: [1, 2]\nspeed:\n  concurrency: [4]\n", 4, "matrix.parallel",
+     "speed.concurrency sets the server slots"),
+    (BASE + "server:\n  ctx_size: 2048\nspeed:\n  depths: [0, 600]\n  concurrency: [1, 4]\n", 4, "server.ctx_size",
+     "ctx_size 2048 over 4 slots gives each 512 tokens, which leaves no room for speed.depths 600"),
+    (BASE + "also: {server: {threads: 1}}\n", 3, "also", "expected a value or a list of values, got a mapping"),
+    (BASE + "also:\n  - serve: {threads: 1}\n", 4, "also[0].serve", "unknown key; allowed here: server, matrix, speed"),
+    (BASE + "also:\n  - server:\n      threads: zero\n", 5, "also[0].server.threads", "expected an integer"),
+    (BASE + "also:\n  - speed:\n      concurrency: [0]\n", 5, "also[0].speed.concurrency", "from 1 to 256"),
+    (BASE + "server:\n  parallel: 1\nalso:\n  - speed: {concurrency: [2]}\n", 4, "server.parallel",
+     "speed.concurrency sets the server slots"),
+    (BASE + "server:\n  threads: 2\nalso:\n  - matrix: {threads: [1, 2]}\n", 6, "also[0].matrix.threads",
+     "also set in server"),
     ("models: [m.gguf]\n", None, "name", "is required"),  # a missing key has no line of its own
     ("name: t\n", None, "models", "is required"),
     ("name: t\nmodels: []\n", 2, "models", "empty list"),
@@ -227,3 +259,48 @@ def test_depths_as_shares_of_the_context(tmp_path: Path, model: Path) -> None:
     for bad in ('"150%"', '"0%"', '"half"'):
         with pytest.raises(CollectorError, match=r"speed.depths.*share of the context such as"):
             load_plan(write(tmp_path, BASE + f"speed:\n  depths: [0, {bad}]\n"))
+
+
+def test_concurrency_runs_each_configuration_per_number_of_clients(tmp_path: Path, model: Path) -> None:
+    plan = load_plan(write(tmp_path, BASE + """\
+server: {threads: 2, ctx_size: 4096}
+matrix:
+  flash_attn: ["off", "on"]
+speed:
+  depths: [0, "50%"]
+  concurrency: [1, 2, 4]
+  shared_prefix: true
+"""))
+    got = [(r.config.flash_attn, r.concurrency, r.config.parallel) for r in plan.runs]
+    assert got == [("off", 1, 1), ("off", 2, 2), ("off", 4, 4), ("on", 1, 1), ("on", 2, 2), ("on", 4, 4)]
+    assert plan.runs[4].label() == "m.gguf flash_attn=on concurrency=2"
+    assert server_args(plan.runs[5].config)[-2:] == ["-np", "4"]
+    assert plan.speed.shared_prefix is True and plan.ref.settings["concurrency"] == [1, 2, 4]
+    # without speed.concurrency: one client, and the slots are what the plan says (or llama-server's default)
+    plain = load_plan(write(tmp_path, BASE + "server: {parallel: 2}\n"))
+    assert [(r.concurrency, r.config.parallel) for r in plain.runs] == [(1, 2)]
+
+
+def test_also_groups_inherit_and_override(tmp_path: Path, model: Path) -> None:
+    plan = load_plan(write(tmp_path, BASE + """\
+server: {threads: 2, ctx_size: 1024}
+matrix:
+  flash_attn: ["off", "on"]
+speed:
+  depths: [0, 256]
+  n_predict: 8
+  categories: [sql]
+also:
+  - server: {ctx_size: 4096}
+    speed: {concurrency: [2], depths: [0]}
+  - matrix: {batch_size: [256, 512]}
+"""))
+    assert len(plan.runs) == 2 + 1 + 2
+    first, *rest = plan.runs[2:]
+    assert (first.config.ctx_size, first.config.threads, first.config.parallel, first.config.flash_attn) == (
+        4096, 2, 2, None)  # the top server's keys, the group's override; no top matrix in a group
+    assert (first.speed.depths, first.speed.n_predict, first.speed.categories, first.concurrency) == (
+        (0,), 8, ("sql",), 2)
+    assert first.plan.settings["depths"] == [0] and plan.ref.settings["depths"] == [0, 256]
+    assert [(r.config.batch_size, r.config.ctx_size, r.speed.depths) for r in rest] == [
+        (256, 1024, (0, 256)), (512, 1024, (0, 256))]
