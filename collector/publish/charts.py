@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import matplotlib as mpl
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator, NullLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 from collector.cache import cache_dir
 from collector.publish.escape import neutralize
@@ -57,7 +56,9 @@ class Deferred:
     def key(self) -> str:
         """Content address: this module's code, matplotlib's version, the function and its arguments."""
         h = hashlib.sha256(_CODE_STAMP)
-        h.update(pickle.dumps((self.fn.__name__, self.args), protocol=5))
+        # repr, not pickle: pickle's bytes depend on which equal objects are shared (its memo), so equal
+        # arguments built twice gave different keys and missed the cache
+        h.update(repr((self.fn.__name__, self.args)).encode("utf-8", "surrogatepass"))
         return h.hexdigest()[:32]
 
     def _paths(self) -> dict[str, Path]:
@@ -210,6 +211,43 @@ def _line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequ
     return _render(chart_id, WIDTH_IN, 3.0 + 0.22 * n, draw)
 
 
+Series = tuple[str, Sequence[float], Sequence[float], Sequence[float], Sequence[float]]  # label, xs, ys, lows, highs
+
+
+def _panel_lines_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Series]]], xlabel: str,
+                       xticks: Sequence[float], logx: bool = False, logy: bool = False) -> dict[str, bytes]:
+    """Panels side by side sharing one x axis whose ticks are exactly `xticks` (each labelled once, as a whole
+    number); one line per series (at most MAX_LINES, the same labels and colours in every panel), a band for
+    the range of samples. y starts at zero, or is logarithmic with plain decimal labels when `logy`."""
+    def draw(fig: Figure) -> None:
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        handles: list[Any] = []
+        for k, (ax, (ylabel, series)) in enumerate(zip(axes, panels)):
+            for i, (label, xs, ys, lo, hi) in enumerate(series[:MAX_LINES]):
+                colour = f"C{i}"
+                (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=colour,
+                                  label=wrap(label, 44))
+                ax.fill_between(xs, lo, hi, color=colour, alpha=0.15, linewidth=0)
+                if k == 0:
+                    handles.append(line)
+            if logx:
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(list(xticks), [f"{x:,.0f}" for x in xticks])
+            ax.xaxis.set_minor_locator(NullLocator())
+            if logy:
+                ax.set_yscale("log")
+                ax.yaxis.set_minor_locator(NullLocator())
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            else:
+                ax.set_ylim(bottom=0)
+                ax.yaxis.set_major_locator(MaxNLocator(5))
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+        fig.legend(handles=handles, loc="outside lower center", ncols=1)
+    n = min(max(len(s) for _, s in panels), MAX_LINES)
+    return _render(chart_id, WIDTH_IN, 3.0 + 0.22 * n, draw)
+
+
 def _pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
                   logx: bool = False) -> dict[str, bytes]:
     """Scatter of every point, the frontier joined by a line and its points labelled."""
@@ -254,3 +292,10 @@ def line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Seque
 def pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
                  logx: bool = False) -> Deferred:
     return Deferred(_pareto_chart, (chart_id, list(points), list(front), xlabel, ylabel, logx))
+
+
+def panel_lines_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Series]]], xlabel: str,
+                      xticks: Sequence[float], logx: bool = False, logy: bool = False) -> Deferred:
+    return Deferred(_panel_lines_chart, (chart_id, [(a, [(lb, list(x), list(y), list(lo), list(hi))
+                                                         for lb, x, y, lo, hi in ser]) for a, ser in panels],
+                                         xlabel, list(xticks), logx, logy))

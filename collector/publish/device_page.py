@@ -12,6 +12,7 @@ from collector.publish.frame import Row, bandwidth_gbps, device_label, kv_types,
 from collector.publish.labels import config_summary, labels, quant_facts, runnable_command
 from collector.publish.recommend import KEEP_SPEED, KLD_BUDGET, Pick, faithful_pick, pareto_front, recommend
 from collector.publish.render import figure_text, mib, num, render
+from collector.publish.sweeps import clients_chart, clients_series, clients_table, kv_context_chart
 from collector.records.schema import KldRecord, SpeedRecord
 from collector.records.store import AnyRecord, model_display_name
 
@@ -314,13 +315,19 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
              sorted(rows, key=lambda r: (model_display_name(r.rec.model), -(r.value() or -1.0), r.page_id))]
     depths = sorted({d for r in rows for d in r.depths})
     chart_list, files = _charts(device, src, rows, labelled)
+    series = clients_series(rows)
+    clients_charts, clients_files = clients_chart(device, series)
+    kld_charts, kld_files = kv_context_chart(device, klds)
+    chart_list += clients_charts
+    files += clients_files + kld_files
     only_kld = not rows and bool(klds)
     kld_table = _kld_rows(klds)
     text = render("device.md.j2", src=src, title=label, label=label, hw=_hardware(device_records),
                   imported_only=bool(rows) and not measured, kld_only=only_kld, n_configs=len(rows),
                   n_records=len(speed_recs), measured=_picks(src, measured, labelled, klds),
                   imported=_picks(src, imported, labelled, klds), table=table, depths=depths,
-                  fits=_fits(table), charts=chart_list, klds=kld_table,
+                  fits=_fits(table), charts=chart_list, klds=kld_table, clients=clients_table(src, series),
+                  kld_charts=kld_charts,
                   kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED)
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
 

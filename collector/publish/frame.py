@@ -143,6 +143,9 @@ def config_key(rec: SpeedRecord) -> str:
         parts["figure"] = rec.source.figure or rec.id
     else:
         parts["model"] = rec.model.sha256
+    if (rec.method.concurrency or 1) > 1:  # N clients at once is another measurement than one (same flags)
+        parts["clients"] = rec.method.concurrency
+        parts["shared_prefix"] = bool(rec.method.shared_prefix)
     return json.dumps(parts, sort_keys=True)
 
 
@@ -252,6 +255,9 @@ def join_kld(rows: list[Row], klds: list[dict[str, Any]]) -> None:
             continue
         ctk, ctv, _ = kv_types(rec)
         same = [c for c in cands if (c["ctk"], c["ctv"]) == (ctk, ctv)] or cands
+        sizes = {c["corpus_ctx"] for c in same if c["corpus_ctx"]}
+        if len(sizes) > 1:  # KV types scored at several context sizes: the first (smallest), where quants are too
+            same = [c for c in same if c["corpus_ctx"] == min(sizes)]
         best = sorted(sorted(same, key=lambda c: c["created_at"], reverse=True), key=lambda c: c["imported"])[0]
         row.kld, row.kld_join = best, how
         if (best["ctk"], best["ctv"]) != (ctk, ctv):

@@ -48,7 +48,13 @@ def labels(rows: list[Row], *, with_model: bool | None = None) -> list[str]:
     def flag_text(k: str) -> Callable[[Row], str]:
         return lambda r: f"{FLAGS[k].label if k in FLAGS else 'extra'} {value_text(r, k)}"
 
-    candidates: list[tuple[str, Callable[[Row], str]]] = [(k, flag_text(k)) for k in varying_keys(rows)]
+    def clients_text(r: Row) -> str:
+        n = r.rec.method.concurrency or 1
+        return f"{n} clients" if n > 1 else ""
+
+    # clients first: N clients run on N slots, so it also tells apart what "slots" would
+    candidates: list[tuple[str, Callable[[Row], str]]] = [("clients", clients_text)]
+    candidates += [(k, flag_text(k)) for k in varying_keys(rows)]
     candidates.append(("build", lambda r: r.rec.llama_cpp.version or "build not stated"))
     candidates.append(("noisy", lambda r: "noisy" if r.noisy else ""))
     for _, text in candidates:
@@ -161,6 +167,14 @@ TERMS: dict[str, str] = {
             "streamed token (prompt processing included).",
     "depth": "Filled depth: tokens actually in the context when generation starts. A context allocated with -c "
              "but not filled says nothing about speed when it is full.",
+    "clients": "Requests in flight at once: N streaming clients sent together, served by N server slots (-np N, "
+               "each slot holding ctx / N tokens). One client is how the other figures are measured.",
+    "throughput": "Aggregate generation, tokens per second: every concurrent stream's generated tokens over the "
+                  "wall time of its batch, from the first request sent to the last token received (prompt "
+                  "processing included). With one client it is one request's tokens over its whole time.",
+    "waited for a slot": "A request whose slot started on its prompt only after another stream of the same batch "
+                         "had received its last token, i.e. it got the slot that stream freed. The slot's start is "
+                         "the client's time to first token less llama-server's prompt time.",
     "n and range": "n is how many samples a figure summarises; the range is their min–max. A single figure "
                    "(n=1, or a figure a source states without a spread) cannot show noise.",
     "tie": "Two configurations whose ranges of samples overlap: the data cannot tell which is faster.",

@@ -13,9 +13,9 @@ from typing import Any
 from collector.llama.flags import FLAGS
 from collector.publish.common import device_src, model_src
 from collector.publish.escape import shell_command
-from collector.publish.frame import Figure, device_label, figure_of, kv_types, quant_of, run_page_id
+from collector.publish.frame import Figure, device_label, figure_from_stat, figure_of, kv_types, quant_of, run_page_id
 from collector.publish.labels import quant_facts, runnable_command
-from collector.publish.render import mib, num, render
+from collector.publish.render import figure_text, mib, num, render
 from collector.records.schema import KldRecord, SpeedRecord
 from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
 
@@ -145,7 +145,11 @@ def run_html(rec: AnyRecord) -> str:
                               ("temperature", rec.method.temperature), ("repetitions", rec.method.repetitions),
                               ("warmup requests", rec.method.warmup), ("filled depths", rec.method.depths),
                               ("prompt suite", rec.method.prompt_suite.name if rec.method.prompt_suite else None),
+                              ("clients at once", rec.method.concurrency),
+                              ("every stream fed the same filler", rec.method.shared_prefix
+                               if (rec.method.concurrency or 1) > 1 else None),
                               ("load time s", rec.load_seconds), ("note", rec.method.note)]),
+            "clients": _clients(rec),
             "conditions": rec.conditions, "engine": rec.engine_bench,
         }
     else:
@@ -162,3 +166,16 @@ def run_html(rec: AnyRecord) -> str:
             "results": [(k, v) for k, v in r.model_dump().items() if v is not None],
         }
     return render("run.html.j2", **ctx)
+
+
+def _clients(rec: SpeedRecord) -> list[tuple[str, Any]]:
+    """The run's requests taken together: aggregate throughput over its batches, TTFT p95, slot waits."""
+    s = rec.summary
+    if s.throughput_tps is None:
+        return []
+    n = rec.method.concurrency or 1
+    return _pairs([("clients at once", n), ("batches", len(rec.batches)),
+                   ("aggregate throughput", figure_text(figure_from_stat(s.throughput_tps), "t/s")),
+                   ("TTFT p95 ms", s.ttft_ms_p95),
+                   ("requests that waited for a slot", f"{s.slot_waits} of {s.requests}"
+                    if s.slot_waits is not None and s.requests is not None else None)])
