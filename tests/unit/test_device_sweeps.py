@@ -131,3 +131,13 @@ def test_device_page_shows_throughput_per_stream_speed_and_kv_at_context() -> No
                     assert len(ticks) >= 2 and not [t for t, c in Counter(ticks).items() if c > 1], ticks
     # the KLD table names each context size
     assert "<td data-sort=\"1024.0\">1024</td>" in text and "<td data-sort=\"512.0\">512</td>" in text
+
+
+def test_picks_compare_one_client_with_one_client() -> None:
+    from collector.publish.recommend import recommend
+
+    # a per-stream figure under load is not a single client's speed, even when it is the larger number
+    rows = build_frames([speed(1, 1, 60.0, [20.0]), speed(2, 2, 95.0, [80.0])]).rows
+    picks, _ = recommend(rows)
+    assert picks and all((p.row.rec.method.concurrency or 1) == 1 for p in picks)
+    assert next(p for p in picks if p.kind == "fastest").row.tg.value == 60.0  # type: ignore[union-attr]
