@@ -40,13 +40,10 @@ def md(value: object) -> Markup:
     return Markup(_MD_SPECIAL.sub(r"\\\1", text))
 
 
-def code_fence(body: str, lang: str = "bash", title: str | None = None) -> Markup:
-    """A fenced code block whose fence is longer than any backtick run in `body` (so it cannot be closed early)."""
-    body = neutralize(body)
-    longest = max((len(m) for m in re.findall(r"`+", body)), default=0)
-    fence = "`" * max(3, longest + 1)
-    head = f"{fence}{lang}" + (f' title="{h(title)}"' if title else "")
-    return Markup(f"{head}\n{body}\n{fence}")
+def code_block(body: str) -> Markup:
+    """A shell command as the page's code block (Material adds its copy button): raw HTML, which Markdown passes
+    through untouched (no fence to close early, no highlighting pass over thousands of commands)."""
+    return Markup(f'<div class="language-bash highlight"><pre><code>{h(neutralize(body))}</code></pre></div>')
 
 
 def shell_command(argv: Sequence[str], model_file: str | None) -> str:

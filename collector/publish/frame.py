@@ -17,6 +17,7 @@ import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from collector.llama.flags import FLAGS
@@ -90,11 +91,11 @@ class Row:
     def page_id(self) -> str:
         return run_page_id(self.rec)
 
-    @property
-    def device(self) -> str:
+    @cached_property
+    def device(self) -> str:  # computed once: a row's records share device and model (pages ask ~30 times)
         return device_slug(self.rec.host)
 
-    @property
+    @cached_property
     def model(self) -> str:
         return model_slug(self.rec)
 

@@ -16,7 +16,7 @@ from collector.publish.frame import Frames, Row, device_label, quant_of, run_pag
 from collector.publish.labels import config_summary, glossary
 from collector.publish.recommend import usable
 from collector.publish.render import figure_text, render
-from collector.records.schema import SpeedRecord
+from collector.records.schema import Host, SpeedRecord
 from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
 
 MAX_RUNS_LISTED = 1000  # the runs index lists the newest this many; the data page has every record
@@ -46,11 +46,16 @@ def home_markdown(f: Frames) -> tuple[str, list[Output]]:
     rows = f.rows
     devices = sorted({r.device for r in rows} | {k["device"] for k in f.klds})
     per_device = []
+    hosts: dict[str, Host] = {}
+    for rec in f.records.values():
+        hosts.setdefault(device_slug(rec.host), rec.host)
+    rows_of: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        rows_of[r.device].append(r)
     for device in devices:
-        drows = [r for r in rows if r.device == device]
+        drows = rows_of[device]
         fast = _fastest_per(drows, lambda r: r.model)
-        per_device.append({"href": device_src(device), "label": device_label(next(
-            rec.host for rec in f.records.values() if device_slug(rec.host) == device)),
+        per_device.append({"href": device_src(device), "label": device_label(hosts[device]),
             "n": len(drows), "kld": sum(1 for k in f.klds if k["device"] == device),
             "best": [{"model": model_display_name(r.rec.model), "quant": quant_of(r.rec), "tg": r.tg,
                       "imported": imp, "href": run_src(r.page_id)} for (_, imp), r in sorted(

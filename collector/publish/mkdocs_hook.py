@@ -1,4 +1,5 @@
-"""MkDocs adapter: adds the generated files, fills the home page, writes the run pages, reports refused records.
+"""MkDocs adapter: adds the generated files, fills the home page, puts the deferred tables back into the finished
+pages, writes the run pages, reports refused records.
 
 All logic lives in collector.publish. A record file that `collector validate` refuses is never published: each
 is reported as one warning line naming the file and the reason, so `mkdocs build --strict` fails on it.
@@ -13,7 +14,7 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-from collector.publish.site import HOME_PLACEHOLDER, SiteBuild, build_from, write_run_pages
+from collector.publish.site import HOME_PLACEHOLDER, SiteBuild, build_from, restore_tables, write_run_pages
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
 _state: dict[str, SiteBuild] = {}  # the last build; the hook module lives as long as `mkdocs serve`
@@ -41,6 +42,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
     return markdown
 
 
+def on_post_page(output: str, page: Any, config: Any) -> str:
+    return restore_tables(output, _state["build"].deferred.get(page.file.src_uri, []))
+
+
 def on_post_build(config: Any) -> None:
     build = _state["build"]
-    write_run_pages(build.records, Path(config.site_dir))
+    write_run_pages(build.records, Path(config.site_dir), build.versions, build.site_key)

@@ -8,13 +8,16 @@ shell, outside MkDocs' per-page pipeline (README, "The site": how it scales).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+from collector.kvcache import KeyValueCache
 from collector.parallel import pmap
 from collector.publish.charts import Deferred
 from collector.publish.common import GeneratedFile, Output, PendingChart
@@ -52,6 +55,36 @@ class SiteBuild:
     home: str  # Markdown that replaces HOME_PLACEHOLDER in site/index.md
     records: list[AnyRecord] = field(default_factory=list)  # one run page each (write_run_pages)
     invalid: dict[Path, str] = field(default_factory=dict)  # refused record files, with the reason
+    deferred: dict[str, list[str]] = field(default_factory=dict)  # src_uri -> its tables (see defer_tables)
+    versions: dict[str, str] | None = None  # record id -> file stamp: run pages of unchanged records are cached
+    site_key: str = ""  # the data directory: one run-page cache per data directory
+
+
+# Generated tables, command blocks and qa- paragraphs and lists are raw HTML that Markdown passes through
+# unchanged. At 10,000 records they are most of the site's bytes, and Python-Markdown's HTML-block scan plus the
+# search plugin's HTML parse of them cost more than everything else: each is swapped for a comment before MkDocs
+# sees the page and put back into the finished HTML (on_post_page). Search indexes the pages' headings and
+# Markdown text, not these blocks. Record values inside are escaped, so no closing tag occurs early.
+_TABLE = re.compile(r'<div class="qa-table-wrap">.*?</table>\s*</div>'
+                    r'|<div class="language-bash highlight"><pre><code>.*?</code></pre></div>'
+                    r'|<(p|ul) class="qa-[a-z-]+">.*?</\1>', re.S)  # no qa- list holds another list
+_DEFERRED = re.compile(r"<!-- qa-deferred:(\d+) -->")
+
+
+def defer_tables(markdown: str) -> tuple[str, list[str]]:
+    """The page with each table and command block replaced by a placeholder comment, and the blocks in order."""
+    blocks: list[str] = []
+
+    def keep(m: re.Match[str]) -> str:
+        blocks.append(m.group(0))
+        return f"<!-- qa-deferred:{len(blocks) - 1} -->"
+
+    return _TABLE.sub(keep, markdown), blocks
+
+
+def restore_tables(html: str, blocks: list[str]) -> str:
+    """The finished page with its blocks back in place of their placeholders."""
+    return _DEFERRED.sub(lambda m: blocks[int(m.group(1))], html) if blocks else html
 
 
 def _assets() -> list[GeneratedFile]:
@@ -111,7 +144,15 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     bad = [g.src_uri for g in drawn if not g.src_uri.startswith(RESERVED_PREFIXES)]
     if bad:
         raise AssertionError(f"generated files outside the reserved prefixes: {bad[:3]}")
-    return SiteBuild(files=drawn, home=home, records=list(f.records.values()))
+    deferred: dict[str, list[str]] = {}
+    pages: list[GeneratedFile] = []
+    for g in drawn:
+        if g.src_uri.endswith(".md") and isinstance(g.content, str):
+            text, deferred[g.src_uri] = defer_tables(g.content)
+            g = GeneratedFile(g.src_uri, text)
+        pages.append(g)
+    home, deferred["index.md"] = defer_tables(home)
+    return SiteBuild(files=pages, home=home, records=list(f.records.values()), deferred=deferred)
 
 
 def build_from(data_dir: Path) -> SiteBuild:
@@ -119,12 +160,16 @@ def build_from(data_dir: Path) -> SiteBuild:
     index: RecordIndex = load_index(Path(data_dir))
     build = build_site(index.valid)
     build.invalid = dict(index.errors)
+    build.versions, build.site_key = index.versions(), str(Path(data_dir).resolve())
     return build
 
 
 def render_site(data_dir: Path) -> list[GeneratedFile]:
-    """Every generated page, chart, asset and download for the valid records under `data_dir` (no run pages)."""
-    return build_from(data_dir).files
+    """Every generated page, chart, asset and download for the valid records under `data_dir` (no run pages),
+    pages whole (their deferred blocks in place)."""
+    build = build_from(data_dir)
+    return [GeneratedFile(g.src_uri, restore_tables(g.content, build.deferred[g.src_uri]))
+            if isinstance(g.content, str) and g.src_uri in build.deferred else g for g in build.files]
 
 
 # ---- run pages: one template, the site's own shell ----
@@ -141,39 +186,71 @@ def split_shell(shell_html: str) -> tuple[str, str]:
     return _H1.sub("", head, count=1), tail
 
 
-_SHELL: dict[str, str] = {}
+# Run pages are a pure function of their record and this package's code: their bodies are cached per data
+# directory (collector.kvcache), keyed by the record file's stamp (RecordIndex.versions), so a warm build or
+# `mkdocs serve` after one new record renders only the new pages and writes the others from the cache.
+_PACKAGE = Path(__file__).resolve().parent.parent
+_CODE_STAMP = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(_PACKAGE.rglob("*"))
+                                      if p.suffix in (".py", ".j2", ".txt") and p.is_file())).hexdigest()[:16]
+_RUN: dict[str, Any] = {}  # what forked workers read: head, tail, output folder, records
 
 
-def _write_chunk(chunk: tuple[int, int]) -> int:
-    head, tail, out_dir, records = _SHELL["head"], _SHELL["tail"], Path(_SHELL["out"]), _RECORDS
-    for rec in records[chunk[0]:chunk[1]]:
-        folder = out_dir / "runs" / run_page_id(rec)
-        folder.mkdir(parents=True, exist_ok=True)
-        title = f"<title>{h(run_title(rec))} - Quant Atlas</title>"
-        page = _TITLE.sub(lambda _: title, head, count=1) + run_html(rec) + tail  # noqa: B023 (used at once)
-        (folder / "index.html").write_text(page, encoding="utf-8")
-    return chunk[1] - chunk[0]
+def _page(rec: AnyRecord, body: str) -> str:
+    title = f"<title>{h(run_title(rec))} - Quant Atlas</title>"
+    return _TITLE.sub(lambda _: title, _RUN["head"], count=1) + body + _RUN["tail"]
 
 
-_RECORDS: list[AnyRecord] = []
+def _write(rec: AnyRecord, body: str) -> None:
+    folder = Path(_RUN["out"]) / "runs" / run_page_id(rec)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "index.html").write_text(_page(rec, body), encoding="utf-8")
 
 
-def write_run_pages(records: list[AnyRecord], site_dir: Path) -> int:
-    """Write runs/<id>/index.html for every record, wrapped in the built shell page; removes the shell page."""
-    global _RECORDS
+def _render_chunk(chunk: tuple[int, int]) -> list[str]:
+    """Render and write the pages of records[chunk]; the bodies go back to be cached."""
+    bodies = []
+    for rec in _RUN["todo"][chunk[0]:chunk[1]]:
+        bodies.append(run_html(rec))
+        _write(rec, bodies[-1])
+    return bodies
+
+
+def write_run_pages(records: list[AnyRecord], site_dir: Path, versions: dict[str, str] | None = None,
+                    site_key: str = "") -> int:
+    """Write runs/<id>/index.html for every record, wrapped in the built shell page; removes the shell page.
+
+    With `versions` (record id -> file stamp) and the cache on, bodies of unchanged records come from the cache
+    (streamed from SQLite: a warm build holds one page at a time); only new and changed records are rendered."""
     shell_dir = Path(site_dir) / "runs" / "_shell"
     head, tail = split_shell((shell_dir / "index.html").read_text(encoding="utf-8"))
-    _SHELL.update(head=head, tail=tail, out=str(site_dir))
-    _RECORDS = records
-    size = max(50, len(records) // (4 * (os.cpu_count() or 1)))
-    chunks = [(i, min(i + size, len(records))) for i in range(0, len(records), size)]
-    written = sum(pmap(_write_chunk, chunks, RUNS_PARALLEL_FROM // size + 1))
+    vers = versions or {}
+    kv = KeyValueCache("site", "runs-" + hashlib.sha256(site_key.encode()).hexdigest()[:16], _CODE_STAMP,
+                       enabled=None if versions is not None else False)
+    by_version = {vers[r.id]: r for r in records if r.id in vers}
+    done: set[str] = set()
+    stale: list[str] = []
+    _RUN.update(head=head, tail=tail, out=str(site_dir))
+    try:
+        for key, body in kv.items():
+            rec = by_version.get(key)
+            if rec is None:
+                stale.append(key)
+            else:
+                _write(rec, body)
+                done.add(rec.id)
+        _RUN["todo"] = todo = [r for r in records if r.id not in done]
+        size = max(50, len(todo) // (4 * (os.cpu_count() or 1)))
+        chunks = [(i, min(i + size, len(todo))) for i in range(0, len(todo), size)]
+        bodies = [b for part in pmap(_render_chunk, chunks, RUNS_PARALLEL_FROM // size + 1) for b in part]
+    finally:
+        _RUN.clear()
+    kv.update(((vers[r.id], b) for r, b in zip(todo, bodies) if r.id in vers), drop=stale)
+    kv.close()
     for p in shell_dir.iterdir():
         p.unlink()
     shell_dir.rmdir()
-    _RECORDS = []
     _drop_shell_from_sitemap(Path(site_dir))
-    return written
+    return len(records)
 
 
 def _drop_shell_from_sitemap(site_dir: Path) -> None:

@@ -7,8 +7,9 @@ Speed: ruamel's pure-Python parser takes ~15-20 ms per record; libyaml (PyYAML's
 is about ten times faster. PyYAML resolves plain scalars by YAML 1.1 (`on` would become a boolean), so the fast
 loader keeps only the YAML 1.2 core-schema resolvers, the set the store writes against. Any file the fast path
 cannot validate goes through the store's ruamel reader, whose errors name file:line; so the fast path only ever
-decides "valid". Parsed records are cached per data directory, keyed by each file's size, mtime and inode, and
-re-validated when used.
+decides "valid". Parsed records are cached per data directory (collector.kvcache: one SQLite row per file, the
+record as pydantic's JSON), keyed by each file's size, mtime and inode, and re-validated from that JSON when used
+(pydantic-core parses and checks it in one pass, about twice as fast as json.loads plus validation).
 """
 
 from __future__ import annotations
@@ -22,10 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.cache import cache_dir
+from pydantic import ValidationError
+
 from collector.errors import CollectorError
-from collector.files import atomic_write_text, pid_alive
-from collector.records.store import RECORD_MAX_BYTES, AnyRecord, load_record, parse_record, record_to_dict
+from collector.files import pid_alive
+from collector.kvcache import KeyValueCache
+from collector.records.store import (
+    RECORD_MAX_BYTES,
+    AnyRecord,
+    load_record,
+    parse_record,
+    record_from_json,
+    record_json,
+)
 
 try:
     import yaml
@@ -60,7 +70,7 @@ if _Base is not None:
     _Core12Loader.add_constructor("tag:yaml.org,2002:int", _int)
 
 PARALLEL_FROM = 400  # files; below this, forking costs more than it saves
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: SQLite, each record as pydantic's JSON text
 # the cache holds validation results: they are only reusable with the same schema and reader code
 _CODE_STAMP = hashlib.sha256(b"".join((Path(__file__).parent / n).read_bytes()
                                       for n in ("schema.py", "store.py", "index.py"))).hexdigest()[:16]
@@ -73,6 +83,11 @@ class RecordIndex:
 
     records: dict[Path, AnyRecord] = field(default_factory=dict)
     errors: dict[Path, str] = field(default_factory=dict)
+    stamps: dict[Path, str] = field(default_factory=dict)  # size, mtime and inode of each record file
+
+    def versions(self) -> dict[str, str]:
+        """Record id -> a key that changes whenever its file does (what caches of derived pages key on)."""
+        return {rec.id: f"{path}|{self.stamps.get(path, '')}" for path, rec in self.records.items()}
 
     @property
     def valid(self) -> list[AnyRecord]:
@@ -100,18 +115,10 @@ def _one(path: Path) -> AnyRecord | str:
         return str(exc)
 
 
-def _cache_file(data_dir: Path) -> Path:
+def _cache(data_dir: Path, use: bool) -> KeyValueCache:
+    """One cache per data directory: file path -> "[stamp, error]\\n" + the record's JSON."""
     key = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
-    return cache_dir("records") / f"index-{key}.json"
-
-
-def _read_cache(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    ok = isinstance(data, dict) and data.get("version") == CACHE_VERSION and data.get("code") == _CODE_STAMP
-    return data.get("files", {}) if ok else {}
+    return KeyValueCache("records", f"index-{key}", f"{CACHE_VERSION}:{_CODE_STAMP}", enabled=use)
 
 
 def _stamp(st: os.stat_result) -> list[int]:
@@ -142,42 +149,41 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
     """Every record file under data_dir: valid ones parsed, the others with their reason; ids must be unique.
 
     With the cache (default; QUANT_ATLAS_CACHE=0 turns it off) a file whose size, mtime and inode are unchanged
-    since the last load is taken from a JSON cache of validated records instead of re-parsing its YAML.
+    since the last load is taken from a cache of validated records (SQLite, one row per file) instead of
+    re-parsing its YAML; only new and changed files are parsed and written back.
     """
     from collector.parallel import pmap
 
     files, strays = scan(Path(data_dir))
     use = cache if cache is not None else os.environ.get("QUANT_ATLAS_CACHE", "1") != "0"
-    cfile = _cache_file(data_dir) if use else None
-    known = _read_cache(cfile) if cfile else {}
+    kv = _cache(data_dir, use)
     stamps = [_stamp(p.stat()) for p in files]
+    at = {str(p): i for i, p in enumerate(files)}
     out: list[AnyRecord | str | None] = [None] * len(files)
-    todo: list[int] = []
-    for i, (path, stamp) in enumerate(zip(files, stamps)):
-        entry = known.get(str(path))
-        if entry is None or entry.get("stamp") != stamp:
-            todo.append(i)
-        elif entry.get("error") is not None:
-            out[i] = str(entry["error"])
-        else:
-            try:
-                out[i] = parse_record(entry["record"], str(path))
-            except (CollectorError, KeyError, TypeError):
-                todo.append(i)
+    stale: list[str] = []  # cached files that are gone
+    for name, value in kv.items():
+        i = at.get(name)
+        if i is None:
+            stale.append(name)
+            continue
+        head, _, body = value.partition("\n")
+        try:
+            stamp, error = json.loads(head)
+            if stamp == stamps[i]:  # the cached record was valid with this code: pydantic parses and checks
+                out[i] = str(error) if error is not None else record_from_json(body)  # its JSON in one pass
+        except (ValueError, ValidationError, TypeError):
+            pass
+    todo = [i for i, got in enumerate(out) if got is None]
     for i, got in zip(todo, pmap(_one, [files[i] for i in todo], PARALLEL_FROM)):
         out[i] = got
-    if cfile and (todo or len(known) != len(files)):
-        entries = {str(p): {"stamp": st, "record": None if isinstance(r, str) else record_to_dict(r),  # type: ignore[arg-type]
-                            "error": r if isinstance(r, str) else None}
-                   for p, st, r in zip(files, stamps, out)}
-        try:
-            atomic_write_text(cfile, json.dumps({"version": CACHE_VERSION, "code": _CODE_STAMP,
-                                                 "files": entries}, ensure_ascii=False))
-        except OSError:
-            pass  # a cache that cannot be written only costs time
+    kv.update(((str(files[i]), json.dumps([stamps[i], r if isinstance(r, str) else None]) + "\n"
+               + ("" if isinstance(r, str) else record_json(r))) for i in todo if (r := out[i]) is not None),
+              drop=stale)
+    kv.close()
     index = RecordIndex()
     by_id: dict[str, list[Path]] = defaultdict(list)
-    for path, item in zip(files, out):
+    for path, item, stamp in zip(files, out, stamps):
+        index.stamps[path] = ":".join(map(str, stamp))
         if isinstance(item, str):
             index.errors[path] = item
         elif item is not None:

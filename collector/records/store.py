@@ -6,6 +6,7 @@ import hashlib
 import io
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ SLUG_MAX = 64
 RECORD_MAX_BYTES = 4 << 20  # a record is tens of KiB; the log tail is the biggest part
 
 
+@lru_cache(maxsize=1 << 16)  # pure; site pages slug the same few hundred names many thousand times
 def slugify(text: str, max_len: int = SLUG_MAX) -> str:
     """A lower-case ASCII slug of at most `max_len` characters: a readable prefix plus a short hash when cut,
     so no name (a GGUF's general.name, a CPU model) can make a path too long or collide when cut."""
@@ -58,13 +60,18 @@ _GPU_NOISE = re.compile(r"\b(nvidia|geforce|amd|radeon|tesla|intel|corporation)\
 
 def device_slug(host: Host) -> str:
     """`rtx-4090`, `2x-rtx-3060`, or `cpu-<model>` for CPU-only records."""
-    if host.gpus:
+    return _device_slug(tuple(g.name for g in host.gpus), host.cpu.model)
+
+
+@lru_cache(maxsize=4096)  # pages ask for every record's device several times; there are few distinct hosts
+def _device_slug(gpu_names: tuple[str, ...], cpu_model: str | None) -> str:
+    if gpu_names:
         counts: dict[str, int] = {}
-        for gpu in host.gpus:
-            name = slugify(_GPU_NOISE.sub(" ", gpu.name))
+        for gpu_name in gpu_names:
+            name = slugify(_GPU_NOISE.sub(" ", gpu_name))
             counts[name] = counts.get(name, 0) + 1
         return slugify("+".join(f"{n}x-{name}" if n > 1 else name for name, n in counts.items()))
-    return "cpu-" + slugify(host.cpu.model or "unknown", SLUG_MAX - 4)
+    return "cpu-" + slugify(cpu_model or "unknown", SLUG_MAX - 4)
 
 
 # a quant label at the end of a file stem: ".Q4_K_M", "-UD-IQ2_XXS", ".i1-IQ3_M", "-Q2_K_XL", "-MXFP4_MOE"
@@ -140,6 +147,16 @@ def save_record(record: AnyRecord, data_dir: Path) -> Path:
         raise CollectorError(f"{path}: could not write the record ({exc.strerror or exc}); free disk space "
                              "or fix permissions and run again (nothing partial was left)") from exc
     return path
+
+
+def record_json(record: AnyRecord) -> str:
+    """The record as pydantic's JSON (the record index's cache); `record_from_json` reads it back."""
+    return _ADAPTER.dump_json(record).decode("utf-8")
+
+
+def record_from_json(text: str) -> AnyRecord:
+    """A record from `record_json`'s text, validated (raises pydantic's ValidationError)."""
+    return _ADAPTER.validate_json(text)
 
 
 def parse_record(data: Any, origin: str) -> AnyRecord:

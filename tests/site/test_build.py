@@ -235,3 +235,60 @@ def test_parallel_build_gives_the_same_bytes(monkeypatch) -> None:
     monkeypatch.setenv("QUANT_ATLAS_JOBS", "2")
     monkeypatch.setattr(site_mod, "CHARTS_PARALLEL_FROM", 1)  # force worker processes even for the fixtures
     assert [(f.src_uri, f.content) for f in build_site(recs).files] == serial
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeypatch) -> None:
+    """The caches (records, run pages, charts) and the deferred blocks change nothing a reader gets; a second
+    build draws no new chart (chart keys are stable) and no placeholder is left in any page."""
+    from collector.cache import cache_dir
+
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")
+    assert mkdocs_build(FIXTURE_DATA, tmp_path / "plain").returncode == 0
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "1")
+    assert mkdocs_build(FIXTURE_DATA, tmp_path / "cold").returncode == 0
+    charts = sorted(p.name for p in cache_dir("site/charts").iterdir())
+    assert len(charts) >= 20
+    assert mkdocs_build(FIXTURE_DATA, tmp_path / "warm").returncode == 0
+    assert sorted(p.name for p in cache_dir("site/charts").iterdir()) == charts
+    plain = {k: v for k, v in _tree(tmp_path / "plain").items() if not k.startswith("search/")}
+    for name in ("cold", "warm"):
+        assert {k: v for k, v in _tree(tmp_path / name).items() if not k.startswith("search/")} == plain, name
+    pages = [v for k, v in plain.items() if k.endswith(".html")]
+    assert len(pages) > 30 and not [p for p in pages if b"qa-deferred" in p]
+    device = (tmp_path / "warm" / "devices" / "rtx-4090" / "index.html").read_text(encoding="utf-8")
+    assert device.count("<table") >= 2 and _commands(device)  # the deferred tables and commands are back
+
+
+def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monkeypatch) -> None:
+    import collector.publish.site as site_mod
+    from collector.publish.site import SHELL_MARK, write_run_pages
+
+    recs = load_records(FIXTURE_DATA)
+    rendered: list[str] = []
+    real = site_mod.run_html
+
+    def counting(rec):
+        rendered.append(rec.id)
+        return real(rec)
+
+    monkeypatch.setattr(site_mod, "run_html", counting)
+    monkeypatch.setattr(site_mod, "RUNS_PARALLEL_FROM", 10 ** 9)  # in this process, where the count is kept
+
+    def build(out: Path, versions: dict[str, str]) -> dict[str, bytes]:
+        (out / "runs" / "_shell").mkdir(parents=True)
+        (out / "runs" / "_shell" / "index.html").write_text(
+            f"<html><title>Run</title><h1>Run</h1>{SHELL_MARK}</html>", encoding="utf-8")
+        assert write_run_pages(recs, out, versions, site_key=str(FIXTURE_DATA)) == len(recs)
+        return _tree(out)
+
+    versions = {r.id: f"{r.id}|1" for r in recs}
+    first = build(tmp_path / "a", versions)
+    assert sorted(rendered) == sorted(r.id for r in recs)
+    rendered.clear()
+    assert build(tmp_path / "b", versions) == first and rendered == []
+    changed = recs[3].id
+    assert build(tmp_path / "c", {**versions, changed: f"{changed}|2"}) == first and rendered == [changed]

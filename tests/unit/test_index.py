@@ -90,3 +90,23 @@ def test_cache_is_really_used_when_the_stamp_is_unchanged(tmp_path: Path) -> Non
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert load_index(tmp_path).valid[0].model.quant == "Q4_0"
     assert load_index(tmp_path, cache=False).valid[0].model.quant == "Q5_0"
+
+
+def test_cache_parses_only_new_files_and_survives_a_corrupt_cache(tmp_path: Path, monkeypatch) -> None:
+    import collector.records.index as index_mod
+    from collector.cache import cache_dir
+
+    data = tmp_path / "data"
+    for i in range(3):
+        store.save_record(speed(cpu_host(), model(f"M{i}", "Q4_0", 1000 + i), {0: 10.0 + i}, ctx_size=512), data)
+    first = load_index(data).valid
+    parsed: list[Path] = []
+    real = index_mod._one
+    monkeypatch.setattr(index_mod, "_one", lambda p: parsed.append(p) or real(p))
+    new = store.save_record(speed(cpu_host(), model("M9", "Q4_0", 1009), {0: 19.0}, ctx_size=512), data)
+    assert _dump(load_index(data).valid) == _dump([*first, store.load_record(new)])
+    assert parsed == [new]
+    for db in cache_dir("records").glob("*.sqlite"):
+        db.write_bytes(b"\x00not a database" * 64)
+    parsed.clear()
+    assert len(load_index(data).valid) == 4 and len(parsed) == 4  # parsed again, no traceback
