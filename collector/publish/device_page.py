@@ -9,6 +9,7 @@ from typing import Any
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, Output, chart_files, front_matter, model_src, run_src
 from collector.publish.frame import Row, bandwidth_gbps, device_label, kv_types, quant_of, run_page_id
+from collector.publish.history_page import history_pages
 from collector.publish.labels import config_summary, labels, quant_facts, runnable_command
 from collector.publish.recommend import KEEP_SPEED, KLD_BUDGET, Pick, faithful_pick, pareto_front, recommend
 from collector.publish.render import figure_text, mib, num, render
@@ -315,11 +316,13 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
              sorted(rows, key=lambda r: (model_display_name(r.rec.model), -(r.value() or -1.0), r.page_id))]
     depths = sorted({d for r in rows for d in r.depths})
     chart_list, files = _charts(device, src, rows, labelled)
-    series = clients_series(rows)
+    series = clients_series(rows, labelled)
     clients_charts, clients_files = clients_chart(device, series)
     kld_charts, kld_files = kv_context_chart(device, klds)
     chart_list += clients_charts
     files += clients_files + kld_files
+    history, history_files = history_pages(device, speed_recs)
+    files += history_files
     only_kld = not rows and bool(klds)
     kld_table = _kld_rows(klds)
     text = render("device.md.j2", src=src, title=label, label=label, hw=_hardware(device_records),
@@ -327,7 +330,7 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
                   n_records=len(speed_recs), measured=_picks(src, measured, labelled, klds),
                   imported=_picks(src, imported, labelled, klds), table=table, depths=depths,
                   fits=_fits(table), charts=chart_list, klds=kld_table, clients=clients_table(src, series),
-                  kld_charts=kld_charts,
+                  kld_charts=kld_charts, history=history,
                   kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED)
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
 

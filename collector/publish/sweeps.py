@@ -12,6 +12,7 @@ A KV-cache series is the base model scored with one quantized KV cache at severa
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +72,11 @@ def _point(row: Row, depth: int) -> ClientsPoint:
                         sum(b.waited for b in batches))
 
 
-def clients_series(rows: list[Row]) -> list[ClientsSeries]:
-    """Configurations measured with at least two numbers of clients (measured, ok rows; noisy ones apart)."""
+def clients_series(rows: list[Row], names: dict[str, str] | None = None) -> list[ClientsSeries]:
+    """Configurations measured with at least two numbers of clients (measured, ok rows; noisy ones apart).
+
+    `names` (row key -> the label the page's other tables use): a series is named like its configuration there,
+    without the number of clients; else by what separates it from the other series."""
     groups: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         if not r.imported and r.status == "ok" and r.depths:
@@ -89,6 +93,8 @@ def clients_series(rows: list[Row]) -> list[ClientsSeries]:
         update={"parallel": None})})], noisy=g[0].noisy) for g in picked]
     out = []
     for label, group in zip(labels(views), picked):
+        if names and group[0].key in names:
+            label = re.sub(r"^\d+ clients · ", "", names[group[0].key])
         common = set.intersection(*(set(r.depths) for r in group))
         if not common:
             continue

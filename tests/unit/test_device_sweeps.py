@@ -98,6 +98,10 @@ def test_series_and_labels() -> None:
     assert "slots" not in series.label  # the slot count follows the clients: it does not name the series
     text = labels(rows)
     assert len(set(text)) == 4 and sum("4 clients" in t for t in text) == 1 and sum("clients" in t for t in text) == 2
+    # on the page, the series is named like its configuration in the page's tables, the clients left out
+    names = {r.key: f"{r.rec.method.concurrency or 1} clients · ctx {r.rec.config.ctx_size}" for r in rows}
+    [named] = clients_series(rows, names)
+    assert named.label == f"ctx {series.points[0].row.rec.config.ctx_size}"
     kv, corpus, left = kv_context_series(frames.klds)
     assert [s.label for s in kv] == ["KV q4_0/q4_0", "KV q8_0/q8_0"] and corpus == "builtin" and left == 0
     assert [[p["corpus_ctx"] for p in s.points] for s in kv] == [[512, 1024], [512, 1024]]
