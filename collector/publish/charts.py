@@ -299,3 +299,48 @@ def panel_lines_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Series
     return Deferred(_panel_lines_chart, (chart_id, [(a, [(lb, list(x), list(y), list(lo), list(hi))
                                                          for lb, x, y, lo, hi in ser]) for a, ser in panels],
                                          xlabel, list(xticks), logx, logy))
+
+
+def _history_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[str], Sequence[float | None],
+                                                      Sequence[float | None], Sequence[float | None],
+                                                      Sequence[int]]]) -> dict[str, bytes]:
+    """One panel per figure (ylabel, build labels, medians, lows, highs, indices of builds after a flagged change),
+    stacked on one shared x axis: builds in build order, each labelled once (under the lowest panel); whiskers span
+    the range of samples; a flagged change is a dashed line between the two builds. y starts at zero."""
+    def draw(fig: Figure) -> None:
+        axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
+        handles: list[Any] = []
+        for k, (ax, (ylabel, names, ys, lo, hi, steps)) in enumerate(zip(axes, panels)):
+            pts = [(i, y, lo[i], hi[i]) for i, y in enumerate(ys) if y is not None]
+            xs, vals = [p[0] for p in pts], [p[1] for p in pts]
+            low = [y - (a if a is not None else y) for _, y, a, _ in pts]
+            high = [(b if b is not None else y) - y for _, y, _, b in pts]
+            (line,) = ax.plot(xs, vals, marker="o", markersize=4, linewidth=1.2, color=LIGHT["measured"])
+            ax.errorbar(xs, vals, yerr=[low, high], fmt="none", ecolor=LIGHT["fg"], elinewidth=0.8, capsize=2)
+            for i in steps:
+                ax.axvline(i - 0.5, color=LIGHT["front"], linestyle="--", linewidth=1)
+            top = max((y + h for y, h in zip(vals, high)), default=1.0)
+            ax.set_ylim(0, top * 1.12 if top > 0 else 1.0)  # the whiskers stay clear of the frame
+            ax.yaxis.set_major_locator(MaxNLocator(5))
+            ax.set_ylabel(wrap(ylabel, 24))
+            if k == len(panels) - 1:
+                ax.set_xticks(list(range(len(names))), [neutralize(n) for n in names],
+                              rotation=45 if len(names) > 6 else 0)
+                ax.set_xlim(-0.5, len(names) - 0.5)
+                ax.xaxis.set_minor_locator(NullLocator())
+                ax.set_xlabel("llama.cpp build")
+            else:
+                ax.tick_params(axis="x", labelbottom=False)
+            if not handles:
+                handles.append(Line2D([], [], color=line.get_color(), marker="o", label="median; whiskers: range"))
+        if any(p[5] for p in panels):
+            handles.append(Line2D([], [], color=LIGHT["front"], linestyle="--", label="change beyond noise"))
+        _legend_below(fig, handles)
+    return _render(chart_id, WIDTH_IN, 1.4 + 1.9 * len(panels), draw)
+
+
+def history_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[str], Sequence[float | None],
+                                                     Sequence[float | None], Sequence[float | None],
+                                                     Sequence[int]]]) -> Deferred:
+    return Deferred(_history_chart, (chart_id, [(a, list(n), list(y), list(lo), list(hi), list(s))
+                                                for a, n, y, lo, hi, s in panels]))

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from sitebuild import mkdocs_build
-from fixtures.records.factory import HOSTILE
 from collector.publish import build_site, render_site
 from collector.publish.site import HOME_PLACEHOLDER, RESERVED_PREFIXES
 from collector.records.index import load_records
+from fixtures.records.factory import HOSTILE
+from sitebuild import mkdocs_build
 
 pytestmark = pytest.mark.site
 REPO = Path(__file__).resolve().parents[2]
@@ -189,11 +189,13 @@ def test_invalid_records_fail_the_strict_build_and_are_never_published(tmp_path:
     text = one.read_text(encoding="utf-8")
     bad = {"binary.yaml": b"\xff\xfe\x00\x01garbage\n",
            "truncated.yaml": text[: text.index("\nplan:")].encode() + b"\n",
-           "inf.yaml": re.sub(r"id: \S+", "id: 01BADINF", text, count=1).replace("median: ", "median: .inf #", 1).encode(),
+           "inf.yaml": re.sub(r"id: \S+", "id: 01BADINF", text, count=1).replace("median: ", "median: .inf #",
+                                                                                1).encode(),
            "dup.yaml": text.encode()}  # the same id as the file it copies
     for name, body in bad.items():
         (one.parent / name).write_bytes(body)
-    proc = subprocess.run([sys.executable, "-m", "collector.cli", "validate", str(data)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "collector.cli", "validate", str(data)], capture_output=True,
+                          text=True)
     assert proc.returncode != 0
     for name in bad:
         assert name in proc.stdout + proc.stderr
@@ -292,3 +294,25 @@ def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monk
     assert build(tmp_path / "b", versions) == first and rendered == []
     changed = recs[3].id
     assert build(tmp_path / "c", {**versions, changed: f"{changed}|2"}) == first and rendered == [changed]
+
+
+def test_history_pages_for_configurations_measured_by_two_builds(built_site: Path) -> None:
+    cpu = _html(built_site, "devices/cpu-test-xeon-cpu-2-20ghz")
+    [link] = re.findall(r'href="(history/[^"]+/)"', cpu)
+    text = _text(cpu)
+    assert "History across llama.cpp builds" in text and "(b11401, b11434)" in text
+    assert "speedup of 16.0 % from b11401 to b11434" in text  # the fixture's CPU Q4_1: 80.98 -> 93.95 t/s
+    page = _html(built_site, f"devices/cpu-test-xeon-cpu-2-20ghz/{link}")
+    body = _text(page)
+    assert "git bisect start b11434 b11401" in body
+    assert "median of n=3" in body and "median of n=6" in body  # per build, with n and spread
+    assert "prompt processing (pp): no change beyond noise across 2 builds" in body
+    for variant in ("light", "dark"):
+        [svg] = re.findall(rf'src="([^"]+-history-[^"]+-{variant}\.svg)#only-{variant}"', page)
+        assert (built_site / f"devices/cpu-test-xeon-cpu-2-20ghz/{link}" / svg).resolve().is_file()
+    gpu = _text(_html(built_site, "devices/rtx-4090"))
+    hist = gpu[gpu.index("History across llama.cpp builds"):]
+    assert "generation (tg): no change beyond noise across 2 builds" in hist
+    # the recommendation names the build it was measured with
+    fastest = _section(_html(built_site, "devices/cpu-test-xeon-cpu-2-20ghz"), "Fastest", "run page")
+    assert "llama.cpp b11434 · 2 run(s) pooled" in fastest

@@ -1,0 +1,212 @@
+"""One configuration across llama.cpp builds: timelines, and a change flagged only when it exceeds the noise.
+
+A timeline is a configuration without its build: the same device, model file, flags and number of clients
+(`frame.config_key` less the build), measured by the collector; or the same llama-bench test (pp512, tg128 at a
+depth) of the same model and settings, imported. Each build on it pools its quiet samples at the timeline's
+headline depth; noisy runs are shown and never compared.
+
+Step-detection rule (site/methodology.md, README "History across builds"): builds are taken in build-number order,
+and each build with at least MIN_SAMPLES samples is compared with the previous such build. Each gets a noise band:
+the distribution-free 95 % confidence interval of its median (order statistics of the binomial; with fewer than 6
+samples no such interval exists and the full min-max range is used), widened to span the medians of its separate
+runs when it was measured more than once (sessions differ more than samples within one). Two consecutive builds
+differ when their noise bands do not overlap AND their medians differ by more than STEP (5 %), both; the change
+names the build range to bisect. Anything else is "no change beyond noise".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from collector.publish.frame import Figure, figure_of, quant_of
+from collector.records.schema import SpeedRecord
+from collector.records.store import device_slug
+
+STEP = 0.05  # relative change of the median a flagged change must exceed (asv's default regression threshold)
+MIN_SAMPLES = 3  # fewer samples than this say nothing about noise: such a build is shown, not compared
+CONFIDENCE = 0.95
+
+
+def median_band(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The distribution-free confidence interval of the median: (x_(k), x_(n-k+1)) for the largest k with
+    P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2; the min-max range when n is too small for one."""
+    xs = sorted(values)
+    n = len(xs)
+    alpha = (1 - confidence) / 2
+    k, cdf = 0, 0.0
+    while k < n:
+        nxt = cdf + math.comb(n, k) / 2 ** n  # P(B <= k)
+        if nxt > alpha:
+            break
+        cdf, k = nxt, k + 1
+    if k == 0:
+        return xs[0], xs[-1]
+    return xs[k - 1], xs[n - k]
+
+
+@dataclass(frozen=True)
+class BuildSamples:
+    """One build's samples of one figure (tokens/s), and the median of each run when it was measured more than once."""
+
+    build: int
+    samples: tuple[float, ...]
+    run_medians: tuple[float, ...] = ()
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def band(self) -> tuple[float, float] | None:
+        """The noise band (see the module docstring), or None when there are too few samples to compare."""
+        if len(self.samples) < MIN_SAMPLES:
+            return None
+        lo, hi = median_band(self.samples)
+        if len(self.run_medians) > 1:
+            lo, hi = min(lo, *self.run_medians), max(hi, *self.run_medians)
+        return lo, hi
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change between two consecutive compared builds: bisect llama.cpp between `good` and `bad`."""
+
+    before: int
+    after: int
+    median_before: float
+    median_after: float
+
+    @property
+    def relative(self) -> float:
+        return self.median_after / self.median_before - 1
+
+    @property
+    def kind(self) -> str:
+        return "slowdown" if self.relative < 0 else "speedup"
+
+    @property
+    def bisect(self) -> str:
+        return f"git bisect start b{self.after} b{self.before}"
+
+
+def detect_changes(series: Sequence[BuildSamples], step: float = STEP) -> list[Change]:
+    """The changes beyond noise between consecutive builds of one figure (the rule in the module docstring)."""
+    compared = [b for b in sorted(series, key=lambda b: b.build) if b.band() is not None]
+    out = []
+    for a, b in zip(compared, compared[1:]):
+        band_a, band_b = a.band(), b.band()
+        assert band_a is not None and band_b is not None
+        apart = band_a[1] < band_b[0] or band_b[1] < band_a[0]
+        if apart and abs(b.median / a.median - 1) > step:
+            out.append(Change(a.build, b.build, a.median, b.median))
+    return out
+
+
+# ---- timelines from records ----
+
+@dataclass
+class BuildPoint:
+    """One build on a timeline: its records, and its figures at the headline depth (quiet samples only)."""
+
+    build: int
+    version: str
+    records: list[SpeedRecord] = field(default_factory=list)
+    noisy: list[SpeedRecord] = field(default_factory=list)  # shown, never compared
+    figures: dict[str, Figure] = field(default_factory=dict)  # tg, pp
+    series: dict[str, BuildSamples] = field(default_factory=dict)
+
+    @property
+    def compared(self) -> bool:
+        return any(s.band() is not None for s in self.series.values())
+
+
+@dataclass
+class Timeline:
+    key: str
+    device: str
+    records: list[SpeedRecord] = field(default_factory=list)
+    depth: int = 0
+    points: list[BuildPoint] = field(default_factory=list)  # by build number
+    changes: dict[str, list[Change]] = field(default_factory=dict)  # tg, pp
+
+    @property
+    def rec(self) -> SpeedRecord:
+        return self.records[-1]
+
+    @property
+    def imported(self) -> bool:
+        return self.rec.source.type == "imported"
+
+    @property
+    def test(self) -> str | None:
+        """The llama-bench test name of an imported timeline (pp512, tg128 @ d512)."""
+        return self.rec.samples[0].category if self.imported and self.rec.samples else None
+
+
+def timeline_key(rec: SpeedRecord) -> str | None:
+    """What makes records points of one timeline; None for records that cannot be on one (failed, build not
+    known, imported other than from llama-bench)."""
+    if rec.status != "ok" or not rec.llama_cpp.build_number:
+        return None
+    parts: dict[str, object] = {"device": device_slug(rec.host), "config": rec.config.model_dump(mode="json")}
+    if rec.source.type == "imported":
+        if rec.source.tool != "llama-bench" or not rec.samples:
+            return None
+        parts["bench"] = rec.samples[0].category
+        parts["model"] = rec.model.sha256 or [rec.model.name, rec.model.file_name, quant_of(rec)]
+    else:
+        parts["model"] = rec.model.sha256
+        if (rec.method.concurrency or 1) > 1:
+            parts["clients"] = rec.method.concurrency
+            parts["shared_prefix"] = bool(rec.method.shared_prefix)
+    return json.dumps(parts, sort_keys=True)
+
+
+def _samples(recs: list[SpeedRecord], depth: int, what: str) -> list[list[float]]:
+    return [[v for s in r.samples if s.depth_tokens == depth for v in getattr(s, f"{what}_tps")] for r in recs]
+
+
+def timelines(records: list[SpeedRecord]) -> list[Timeline]:
+    """Every timeline with ok records from two or more llama.cpp builds, oldest record first within each."""
+    groups: dict[str, list[SpeedRecord]] = defaultdict(list)
+    for rec in sorted(records, key=lambda r: (r.created_at, r.id)):
+        key = timeline_key(rec)
+        if key is not None:
+            groups[key].append(rec)
+    out = []
+    for key, recs in groups.items():
+        by_build: dict[int, list[SpeedRecord]] = defaultdict(list)
+        for r in recs:
+            by_build[r.llama_cpp.build_number or 0].append(r)
+        if len(by_build) < 2:
+            continue
+        line = Timeline(key=key, device=device_slug(recs[0].host), records=recs)
+        quiet_depths = [{s.depth_tokens for r in rs if not _noisy(r) for s in r.samples} for rs in by_build.values()]
+        common = set.intersection(*[d for d in quiet_depths if d]) if any(quiet_depths) else set()
+        every = {s.depth_tokens for r in recs for s in r.samples}
+        line.depth = min(common or every or {0})
+        for build in sorted(by_build):
+            rs = by_build[build]
+            point = BuildPoint(build, f"b{build}", records=rs, noisy=[r for r in rs if _noisy(r)])
+            quiet = [r for r in rs if not _noisy(r)]
+            for what in ("tg", "pp"):
+                per_run = [v for v in _samples(quiet, line.depth, what) if v]
+                pooled = [v for vs in per_run for v in vs]
+                fig = figure_of(pooled)
+                if fig is not None:
+                    point.figures[what] = fig
+                    point.series[what] = BuildSamples(build, tuple(pooled),
+                                                      tuple(statistics.median(v) for v in per_run))
+            line.points.append(point)
+        for what in ("tg", "pp"):
+            line.changes[what] = detect_changes([p.series[what] for p in line.points if what in p.series])
+        out.append(line)
+    return out
+
+
+def _noisy(rec: SpeedRecord) -> bool:
+    return bool(rec.conditions and rec.conditions.noisy)
