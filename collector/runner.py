@@ -55,12 +55,25 @@ class RunReport:
         return f"{len(self.ok)} ok, {len(self.failed)} failed, {len(self.skipped)} skipped"
 
 
-def dry_run(plan: Plan, tools: LlamaTools | None = None) -> list[tuple[str, list[str]]]:
-    """(label, published command) for every run; starts nothing."""
+def dry_run(plan: Plan, tools: LlamaTools | None = None, data_dir: Path | None = None,
+            nvml: Any = None) -> list[tuple[str, list[str], bool]]:
+    """(label, published command, already recorded) for every run; starts nothing. "Already recorded" is the
+    check `run_plan` makes (an ok, quiet record of this device, build and run in data_dir): `run` skips it."""
     if tools is not None:
         check_plan_flags(plan, tools)
     server = tools.path("llama-server") if tools else Path("llama-server")
-    return [(spec.label(), _server_for(spec, server, Path(".")).published_command()) for spec in plan.runs]
+    recorded = [False] * len(plan.runs)
+    if tools is not None and data_dir is not None and (Path(data_dir) / "records").is_dir() and plan.runs:
+        from collector import hardware
+
+        done = _recorded_keys(Path(data_dir), store.device_slug(hardware.probe_host(nvml)), tools.version())
+        suites: dict[tuple[str, tuple[str, ...]], PromptSuite] = {}
+        for i, spec in enumerate(plan.runs):
+            key = (spec.speed.prompt_suite, spec.speed.categories)
+            suite = suites[key] if key in suites else suites.setdefault(key, load_suite(*key))
+            recorded[i] = bool(done) and (_model_info(spec).sha256, _spec_key(spec, suite)) in done
+    return [(spec.label(), _server_for(spec, server, Path(".")).published_command(), rec)
+            for spec, rec in zip(plan.runs, recorded)]
 
 
 def check_plan_flags(plan: Plan, tools: LlamaTools) -> None:

@@ -12,7 +12,7 @@ from collector.plan import load_plan
 from collector.progress import RecordingObserver
 from collector.records import index, store
 from collector.records.schema import SpeedRecord
-from collector.runner import run_plan
+from collector.runner import dry_run, run_plan
 from fakes import RTX_4090, FakeNVML
 
 pytestmark = pytest.mark.slow
@@ -75,6 +75,10 @@ def test_speed_run_end_to_end_skip_and_force(tmp_path: Path, llama_tools: LlamaT
 
     # quiet runs are "already recorded"; a run this busy 2-core host measured as noisy is measured again
     noisy = [r for r in recs if r.conditions and r.conditions.noisy]
+    # the dry run says so first (the same check, nothing started)
+    ahead = dry_run(plan, llama_tools, data)
+    assert [recorded for _, _, recorded in ahead] == [
+        not any(r.conditions and r.conditions.noisy for r in recs if r.config.flash_attn == fa) for fa in ("off", "on")]
     again = run_plan(plan, tools=llama_tools, data_dir=data)
     assert len(again.skipped) == 2 - len(noisy) and len(again.ok) == len(noisy), [r.conditions for r in recs]
     assert len(index.record_files(data)) == 2 + len(noisy)
