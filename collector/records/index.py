@@ -115,6 +115,13 @@ def _one(path: Path) -> AnyRecord | str:
         return str(exc)
 
 
+def _one_json(path: Path) -> tuple[bool, str]:
+    """(True, the record as pydantic's JSON) or (False, the reason): what worker processes send back. JSON
+    crosses the process boundary several times cheaper than pickled models, and it is what the cache stores."""
+    got = _one(path)
+    return (False, got) if isinstance(got, str) else (True, record_json(got))
+
+
 def _cache(data_dir: Path, use: bool) -> KeyValueCache:
     """One cache per data directory: file path -> "[stamp, error]\\n" + the record's JSON."""
     key = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
@@ -174,11 +181,11 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
         except (ValueError, ValidationError, TypeError):
             pass
     todo = [i for i, got in enumerate(out) if got is None]
-    for i, got in zip(todo, pmap(_one, [files[i] for i in todo], PARALLEL_FROM)):
-        out[i] = got
-    kv.update(((str(files[i]), json.dumps([stamps[i], r if isinstance(r, str) else None]) + "\n"
-               + ("" if isinstance(r, str) else record_json(r))) for i in todo if (r := out[i]) is not None),
-              drop=stale)
+    rows: list[tuple[str, str]] = []
+    for i, (ok, text) in zip(todo, pmap(_one_json, [files[i] for i in todo], PARALLEL_FROM)):
+        out[i] = record_from_json(text) if ok else text
+        rows.append((str(files[i]), json.dumps([stamps[i], None if ok else text]) + "\n" + (text if ok else "")))
+    kv.update(rows, drop=stale)
     kv.close()
     index = RecordIndex()
     by_id: dict[str, list[Path]] = defaultdict(list)
