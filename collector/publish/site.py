@@ -59,6 +59,11 @@ class SiteBuild:
     versions: dict[str, str] | None = None  # record id -> file stamp: run pages of unchanged records are cached
     site_key: str = ""  # the data directory: one run-page cache per data directory
 
+    def whole(self) -> list[GeneratedFile]:
+        """The files with every page whole (its deferred blocks back in place), as a reader gets them."""
+        return [GeneratedFile(g.src_uri, restore_tables(g.content, self.deferred[g.src_uri]))
+                if isinstance(g.content, str) and g.src_uri in self.deferred else g for g in self.files]
+
 
 # Generated tables, command blocks and qa- paragraphs and lists are raw HTML that Markdown passes through
 # unchanged. At 10,000 records they are most of the site's bytes, and Python-Markdown's HTML-block scan plus the
@@ -167,9 +172,7 @@ def build_from(data_dir: Path) -> SiteBuild:
 def render_site(data_dir: Path) -> list[GeneratedFile]:
     """Every generated page, chart, asset and download for the valid records under `data_dir` (no run pages),
     pages whole (their deferred blocks in place)."""
-    build = build_from(data_dir)
-    return [GeneratedFile(g.src_uri, restore_tables(g.content, build.deferred[g.src_uri]))
-            if isinstance(g.content, str) and g.src_uri in build.deferred else g for g in build.files]
+    return build_from(data_dir).whole()
 
 
 # ---- run pages: one template, the site's own shell ----

@@ -223,7 +223,9 @@ def test_kv_cache_at_two_context_sizes(cache: Path, ladder: Ladder, llama_tools:
     assert deep.corpus.tokens == 2 * CTX and deep.corpus.sha256 == recs[0].corpus.sha256
     n_vocab = deep.base_model.n_vocab
     for ctx, chunks in ((CTX, 2), (2 * CTX, 1)):  # one base-logits file per size, at its predicted size
-        [f] = (cache / "kld-logits").glob(f"*-c{ctx}-n{chunks}-b{CTX}.kld")
+        # this test's base model and corpus (the cache is shared with the module's other tests)
+        [f] = (cache / "kld-logits").glob(f"{deep.base_model.sha256[:16]}-{deep.corpus.sha256[:16]}-"
+                                          f"c{ctx}-n{chunks}-b{CTX}.kld")
         assert f.stat().st_size == logits_size_bytes(ctx, chunks, n_vocab) and read_logits_header(f)[0] == ctx
     assert any("at ctx 512" in str(e) for e in obs.events)
     # a second run skips all three; each size is its own measurement
