@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test lint site serve clean
+.PHONY: demo test lint site serve clean history-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(BIN)/collector run
+	$(BIN)/collector validate data/
+
+# one configuration measured by two llama.cpp builds (the second compiles once into the cache, ~10 min on 2 cores)
+HISTORY_BUILD ?= 11401
+history-demo: $(VENV)/.installed
+	$(BIN)/collector llama install $(HISTORY_BUILD)
+	$(BIN)/collector run collector/plans/history-cpu.yaml --llama-build $(HISTORY_BUILD)
+	$(BIN)/collector run collector/plans/history-cpu.yaml
 	$(BIN)/collector validate data/
 
 # the demo model, fetched once and shared read-only with the test sessions (which never write into $HOME)
