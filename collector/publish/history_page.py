@@ -97,7 +97,9 @@ def history_pages(device: str, speed_records: list[SpeedRecord]) -> tuple[list[d
         files += chart_out
         rows = []
         for p in line.points:
-            runs = [{"href": run_src(run_page_id(r)), "date": r.created_at.strftime("%Y-%m-%d"),
+            # runs of one day are told apart by their time; an import's date is when it was imported
+            runs = [{"href": run_src(run_page_id(r)), "date": r.created_at.strftime("%Y-%m-%d %H:%M UTC")
+                     if r.measured else f"imported {r.created_at:%Y-%m-%d}",
                      "noisy": r in p.noisy} for r in p.records]
             rows.append({"p": p, "runs": runs, "commit": next((r.llama_cpp.commit for r in p.records
                                                                if r.llama_cpp.commit), None),
