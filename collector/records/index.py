@@ -8,7 +8,8 @@ is about ten times faster. PyYAML resolves plain scalars by YAML 1.1 (`on` would
 loader keeps only the YAML 1.2 core-schema resolvers, the set the store writes against. Any file the fast path
 cannot validate goes through the store's ruamel reader, whose errors name file:line; so the fast path only ever
 decides "valid". Parsed records are cached per data directory (collector.kvcache: one SQLite row per file, the
-record as pydantic's JSON), keyed by each file's size, mtime and inode, and re-validated from that JSON when used
+record as pydantic's JSON), keyed by each file's size, mtime and inode or else its sha256 (a fresh checkout, as in
+CI, has new mtimes and inodes but the same bytes), and re-validated from that JSON when used
 (pydantic-core parses and checks it in one pass, about twice as fast as json.loads plus validation).
 """
 
@@ -70,7 +71,7 @@ if _Base is not None:
     _Core12Loader.add_constructor("tag:yaml.org,2002:int", _int)
 
 PARALLEL_FROM = 400  # files; below this, forking costs more than it saves
-CACHE_VERSION = 3  # 3: SQLite, each record as pydantic's JSON text
+CACHE_VERSION = 4  # 4: SQLite, [stamp, error, sha256] + the record as pydantic's JSON text
 # the cache holds validation results: they are only reusable with the same schema and reader code
 _CODE_STAMP = hashlib.sha256(b"".join((Path(__file__).parent / n).read_bytes()
                                       for n in ("schema.py", "store.py", "index.py"))).hexdigest()[:16]
@@ -83,11 +84,12 @@ class RecordIndex:
 
     records: dict[Path, AnyRecord] = field(default_factory=dict)
     errors: dict[Path, str] = field(default_factory=dict)
-    stamps: dict[Path, str] = field(default_factory=dict)  # size, mtime and inode of each record file
+    digests: dict[Path, str] = field(default_factory=dict)  # sha256 of each record file's bytes
 
     def versions(self) -> dict[str, str]:
-        """Record id -> a key that changes whenever its file does (what caches of derived pages key on)."""
-        return {rec.id: f"{path}|{self.stamps.get(path, '')}" for path, rec in self.records.items()}
+        """Record id -> a key that changes whenever its file's content does (what caches of derived pages key on;
+        the same in a fresh checkout, so a CI cache of them is used)."""
+        return {rec.id: f"{path}|{self.digests.get(path, '')}" for path, rec in self.records.items()}
 
     @property
     def valid(self) -> list[AnyRecord]:
@@ -128,6 +130,11 @@ def _cache(data_dir: Path, use: bool) -> KeyValueCache:
     return KeyValueCache("records", f"index-{key}", f"{CACHE_VERSION}:{_CODE_STAMP}", enabled=use)
 
 
+def _digest(path: Path) -> str:
+    with open(path, "rb") as fh:  # streamed: a huge stray file costs time, not memory
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def _stamp(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
@@ -156,8 +163,9 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
     """Every record file under data_dir: valid ones parsed, the others with their reason; ids must be unique.
 
     With the cache (default; QUANT_ATLAS_CACHE=0 turns it off) a file whose size, mtime and inode are unchanged
-    since the last load is taken from a cache of validated records (SQLite, one row per file) instead of
-    re-parsing its YAML; only new and changed files are parsed and written back.
+    since the last load, or whose bytes are (same sha256: a touched file, a fresh checkout), is taken from a cache
+    of validated records (SQLite, one row per file) instead of re-parsing its YAML; only new and changed files are
+    parsed and written back.
     """
     from collector.parallel import pmap
 
@@ -165,9 +173,11 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
     use = cache if cache is not None else os.environ.get("QUANT_ATLAS_CACHE", "1") != "0"
     kv = _cache(data_dir, use)
     stamps = [_stamp(p.stat()) for p in files]
+    digests: list[str | None] = [None] * len(files)
     at = {str(p): i for i, p in enumerate(files)}
     out: list[AnyRecord | str | None] = [None] * len(files)
     stale: list[str] = []  # cached files that are gone
+    rows: list[tuple[str, str]] = []  # rows to write: parsed files, and hits under a new stamp
     for name, value in kv.items():
         i = at.get(name)
         if i is None:
@@ -175,22 +185,31 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
             continue
         head, _, body = value.partition("\n")
         try:
-            stamp, error = json.loads(head)
-            if stamp == stamps[i]:  # the cached record was valid with this code: pydantic parses and checks
-                out[i] = str(error) if error is not None else record_from_json(body)  # its JSON in one pass
-        except (ValueError, ValidationError, TypeError):
+            stamp, error, digest = json.loads(head)
+            if stamp != stamps[i]:  # touched, or a fresh checkout (CI): the same bytes are still a hit
+                if stamp[0] != stamps[i][0] or _digest(files[i]) != digest:  # another size: changed
+                    continue
+                rows.append((name, json.dumps([stamps[i], error, digest]) + "\n" + body))
+            # the cached record was valid with this code: pydantic parses and checks its JSON in one pass
+            out[i] = str(error) if error is not None else record_from_json(body)
+            digests[i] = digest
+        except (OSError, ValueError, ValidationError, TypeError):
             pass
     todo = [i for i, got in enumerate(out) if got is None]
-    rows: list[tuple[str, str]] = []
     for i, (ok, text) in zip(todo, pmap(_one_json, [files[i] for i in todo], PARALLEL_FROM)):
         out[i] = record_from_json(text) if ok else text
-        rows.append((str(files[i]), json.dumps([stamps[i], None if ok else text]) + "\n" + (text if ok else "")))
+        try:
+            digests[i] = _digest(files[i])
+        except OSError:
+            continue  # gone since: nothing to cache
+        rows.append((str(files[i]), json.dumps([stamps[i], None if ok else text, digests[i]]) + "\n"
+                     + (text if ok else "")))
     kv.update(rows, drop=stale)
     kv.close()
     index = RecordIndex()
     by_id: dict[str, list[Path]] = defaultdict(list)
-    for path, item, stamp in zip(files, out, stamps):
-        index.stamps[path] = ":".join(map(str, stamp))
+    for path, item, digest in zip(files, out, digests):
+        index.digests[path] = digest or ""
         if isinstance(item, str):
             index.errors[path] = item
         elif item is not None:

@@ -110,3 +110,30 @@ def test_cache_parses_only_new_files_and_survives_a_corrupt_cache(tmp_path: Path
         db.write_bytes(b"\x00not a database" * 64)
     parsed.clear()
     assert len(load_index(data).valid) == 4 and len(parsed) == 4  # parsed again, no traceback
+
+
+def test_cache_hits_by_content_after_a_fresh_checkout(tmp_path: Path, monkeypatch) -> None:
+    """New mtimes and inodes with the same bytes (what a CI checkout gives) still hit; other bytes do not."""
+    import shutil
+
+    import collector.records.index as index_mod
+
+    data = tmp_path / "data"
+    paths = [store.save_record(speed(cpu_host(), model(f"M{i}", "Q4_0", 1000 + i), {0: 10.0 + i}, ctx_size=512),
+                               data) for i in range(3)]
+    first = load_index(data)
+    for p in paths:  # a new file (new inode, new mtime) with the same bytes
+        shutil.copy(p, p.with_suffix(".tmp"))
+        os.replace(p.with_suffix(".tmp"), p)
+        os.utime(p, ns=(1, 1))
+    text = paths[0].read_text()
+    paths[0].write_text(text.replace("Q4_0", "Q5_0"))  # same size, other bytes
+    parsed: list[Path] = []
+    real = index_mod._one
+    monkeypatch.setattr(index_mod, "_one", lambda p: parsed.append(p) or real(p))
+    second = load_index(data)
+    assert parsed == [paths[0]] and second.records[paths[0]].model.quant == "Q5_0"
+    assert second.versions()[second.records[paths[1]].id] == first.versions()[first.records[paths[1]].id]
+    assert second.versions()[second.records[paths[0]].id] != first.versions()[first.records[paths[0]].id]
+    parsed.clear()
+    assert _dump(load_index(data).valid) == _dump(second.valid) and parsed == []  # the new stamps were stored
