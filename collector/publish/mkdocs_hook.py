@@ -14,7 +14,14 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-from collector.publish.site import HOME_PLACEHOLDER, SiteBuild, build_from, restore_tables, write_run_pages
+from collector.publish.site import (
+    HOME_PLACEHOLDER,
+    SiteBuild,
+    build_from,
+    keep_run_pages,
+    restore_tables,
+    write_run_pages,
+)
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
 _state: dict[str, SiteBuild] = {}  # the last build; the hook module lives as long as `mkdocs serve`
@@ -24,6 +31,10 @@ def data_dir(config: Any) -> Path:
     """$QUANT_ATLAS_DATA, else data/ next to mkdocs.yml."""
     env = os.environ.get("QUANT_ATLAS_DATA")
     return Path(env) if env else Path(config.config_file_path).parent / "data"
+
+
+def on_pre_build(config: Any) -> None:
+    keep_run_pages(Path(config.site_dir))  # before MkDocs cleans site_dir
 
 
 def on_files(files: Files, config: Any) -> Files:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import re
+import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from collector.files import atomic_write_text
 from collector.kvcache import KeyValueCache
 from collector.parallel import pmap
 from collector.publish.charts import Deferred
@@ -218,30 +221,94 @@ def _render_chunk(chunk: tuple[int, int]) -> list[str]:
     return bodies
 
 
+KEPT = ".qa-runs-kept"  # site_dir's run pages, moved aside while MkDocs cleans site_dir (keep_run_pages)
+MANIFEST = ".qa-runs.json"  # in runs/: the shell and each page's record version, to know what may be kept
+
+
+def _kept(site_dir: Path) -> Path:
+    return site_dir.parent / f".{site_dir.name}{KEPT}"
+
+
+def keep_run_pages(site_dir: Path) -> None:
+    """Before MkDocs cleans site_dir (on_pre_build): move the last build's run pages aside with one rename, so that
+    write_run_pages keeps the unchanged ones instead of deleting and writing 10,000 files again."""
+    site_dir = Path(site_dir)
+    kept = _kept(site_dir)
+    shutil.rmtree(kept, ignore_errors=True)  # left by an interrupted build
+    if os.environ.get("QUANT_ATLAS_CACHE", "1") != "0" and (site_dir / "runs" / MANIFEST).is_file():
+        try:
+            os.replace(site_dir / "runs", kept)
+        except OSError:
+            pass  # then every page is written again
+
+
+def _vhash(version: str) -> str:
+    return hashlib.sha256(version.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _reuse_kept(runs: Path, kept: Path, shell: str, records: list[AnyRecord], vers: dict[str, str]) -> set[str]:
+    """Put the kept run pages back in place when they were wrapped in this very shell by this code; returns the ids
+    whose page is still exactly right. Pages of records gone or changed are removed."""
+    try:
+        manifest = json.loads((kept / MANIFEST).read_text(encoding="utf-8"))
+        assert manifest["shell"] == shell
+        pages: dict[str, list[str]] = manifest["pages"]
+        for entry in runs.iterdir():  # what MkDocs just built there (the runs index) replaces the kept copy
+            target = kept / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        runs.rmdir()
+        os.replace(kept, runs)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        shutil.rmtree(kept, ignore_errors=True)
+        return set()
+    now = {r.id: run_page_id(r) for r in records}
+    keep = {rid for rid, (folder, vh) in pages.items()
+            if now.get(rid) == folder and rid in vers and _vhash(vers[rid]) == vh}
+    for rid, (folder, _vh) in pages.items():
+        if rid not in keep and (runs / folder).is_dir() and folder not in now.values():
+            shutil.rmtree(runs / folder)  # a record gone (a changed one is overwritten below)
+    (runs / MANIFEST).unlink()
+    return keep
+
+
 def write_run_pages(records: list[AnyRecord], site_dir: Path, versions: dict[str, str] | None = None,
                     site_key: str = "") -> int:
     """Write runs/<id>/index.html for every record, wrapped in the built shell page; removes the shell page.
 
-    With `versions` (record id -> file stamp) and the cache on, bodies of unchanged records come from the cache
-    (streamed from SQLite: a warm build holds one page at a time); only new and changed records are rendered."""
-    shell_dir = Path(site_dir) / "runs" / "_shell"
+    With `versions` (record id -> content version) and the caches on: pages the last build left in site_dir
+    (keep_run_pages) stay where neither the shell nor the record changed; the other bodies come from the body
+    cache (streamed from SQLite) or are rendered."""
+    site_dir = Path(site_dir)
+    runs = site_dir / "runs"
+    shell_dir = runs / "_shell"
     head, tail = split_shell((shell_dir / "index.html").read_text(encoding="utf-8"))
+    shutil.rmtree(shell_dir)
     vers = versions or {}
+    use = versions is not None and os.environ.get("QUANT_ATLAS_CACHE", "1") != "0"
+    shell = hashlib.sha256(f"{_CODE_STAMP}\n{head}\n{tail}".encode()).hexdigest()
+    kept = _kept(site_dir)
+    left = _reuse_kept(runs, kept, shell, records, vers) if use and kept.is_dir() else set()
+    if not use:
+        shutil.rmtree(kept, ignore_errors=True)
+    pending = [r for r in records if r.id not in left]
     kv = KeyValueCache("site", "runs-" + hashlib.sha256(site_key.encode()).hexdigest()[:16], _CODE_STAMP,
-                       enabled=None if versions is not None else False)
-    by_version = {vers[r.id]: r for r in records if r.id in vers}
+                       enabled=None if use else False)
+    by_version = {vers[r.id]: r for r in pending if r.id in vers}
+    current = set(vers.values())  # bodies of kept pages stay cached too
     done: set[str] = set()
     stale: list[str] = []
     _RUN.update(head=head, tail=tail, out=str(site_dir))
     try:
         for key, body in kv.items():
             rec = by_version.get(key)
-            if rec is None:
-                stale.append(key)
-            else:
+            if rec is not None:
                 _write(rec, body)
                 done.add(rec.id)
-        _RUN["todo"] = todo = [r for r in records if r.id not in done]
+            elif key not in current:
+                stale.append(key)
+        _RUN["todo"] = todo = [r for r in pending if r.id not in done]
         size = max(50, len(todo) // (4 * (os.cpu_count() or 1)))
         chunks = [(i, min(i + size, len(todo))) for i in range(0, len(todo), size)]
         bodies = [b for part in pmap(_render_chunk, chunks, RUNS_PARALLEL_FROM // size + 1) for b in part]
@@ -249,10 +316,11 @@ def write_run_pages(records: list[AnyRecord], site_dir: Path, versions: dict[str
         _RUN.clear()
     kv.update(((vers[r.id], b) for r, b in zip(todo, bodies) if r.id in vers), drop=stale)
     kv.close()
-    for p in shell_dir.iterdir():
-        p.unlink()
-    shell_dir.rmdir()
-    _drop_shell_from_sitemap(Path(site_dir))
+    if use:
+        runs.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(runs / MANIFEST, json.dumps({"shell": shell, "pages": {
+            r.id: [run_page_id(r), _vhash(vers[r.id])] for r in records if r.id in vers}}))
+    _drop_shell_from_sitemap(site_dir)
     return len(records)
 
 

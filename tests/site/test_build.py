@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from collector.publish import build_site, render_site
-from collector.publish.site import HOME_PLACEHOLDER, RESERVED_PREFIXES
+from collector.publish.site import HOME_PLACEHOLDER, MANIFEST, RESERVED_PREFIXES
 from collector.records.index import load_records
 from fixtures.records.factory import HOSTILE
 from sitebuild import mkdocs_build
@@ -240,7 +240,9 @@ def test_parallel_build_gives_the_same_bytes(monkeypatch) -> None:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file of a built site, but the cache's bookkeeping of which run pages a rebuild may keep."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
 
 
 def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeypatch) -> None:
@@ -316,3 +318,29 @@ def test_history_pages_for_configurations_measured_by_two_builds(built_site: Pat
     # the recommendation names the build it was measured with
     fastest = _section(_html(built_site, "devices/cpu-test-xeon-cpu-2-20ghz"), "Fastest", "run page")
     assert "llama.cpp b11434 · 2 run(s) pooled" in fastest
+
+
+def test_a_rebuild_keeps_unchanged_run_pages_and_equals_a_fresh_build(tmp_path: Path, monkeypatch) -> None:
+    """Building into the same folder again leaves the pages of unchanged records in place (no rewrite), rewrites a
+    changed record's page, removes a gone record's page, and gives exactly the site a clean uncached build gives."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE_DATA, data)
+    out = tmp_path / "out"
+    assert mkdocs_build(data, out).returncode == 0
+    records = data / "records" / "2x-rtx-3060" / "coder-reap-test"
+    changed, gone = records / "2026-11-01-speed-01FIXTURE00000000000000020.yaml", \
+        records / "2026-11-01-speed-01FIXTURE00000000000000019.yaml"
+    kept = out / "runs" / "01FIXTURE00000000000000010" / "index.html"
+    inode, old = kept.stat().st_ino, (out / "runs" / "01FIXTURE00000000000000020" / "index.html").read_text()
+    changed.write_text(changed.read_text().replace("no KV cache type is stated", "no KV cache type is stated, re-edited"))
+    gone.unlink()
+    assert mkdocs_build(data, out).returncode == 0
+    assert kept.stat().st_ino == inode  # left in place, not written again
+    new = (out / "runs" / "01FIXTURE00000000000000020" / "index.html").read_text()
+    assert new != old and "re-edited" in new and not (out / "runs" / "01FIXTURE00000000000000019").exists()
+    assert not list(tmp_path.glob(".*qa-runs-kept"))
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")
+    assert mkdocs_build(data, tmp_path / "fresh").returncode == 0
+    fresh = {k: v for k, v in _tree(tmp_path / "fresh").items() if not k.startswith("search/")}
+    again = {k: v for k, v in _tree(out).items() if not k.startswith("search/")}
+    assert again == fresh
