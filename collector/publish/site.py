@@ -193,8 +193,9 @@ def split_shell(shell_html: str) -> tuple[str, str]:
 
 
 # Run pages are a pure function of their record and this package's code: their bodies are cached per data
-# directory (collector.kvcache), keyed by the record file's stamp (RecordIndex.versions), so a warm build or
-# `mkdocs serve` after one new record renders only the new pages and writes the others from the cache.
+# directory (collector.kvcache), keyed by the record file's content (RecordIndex.versions), so a warm build or
+# `mkdocs serve` after one new record renders only the new pages; pages already in the output folder whose record
+# and page shell did not change are kept there (keep_run_pages).
 _PACKAGE = Path(__file__).resolve().parent.parent
 _CODE_STAMP = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(_PACKAGE.rglob("*"))
                                       if p.suffix in (".py", ".j2", ".txt") and p.is_file())).hexdigest()[:16]
@@ -247,29 +248,23 @@ def _vhash(version: str) -> str:
 
 
 def _reuse_kept(runs: Path, kept: Path, shell: str, records: list[AnyRecord], vers: dict[str, str]) -> set[str]:
-    """Put the kept run pages back in place when they were wrapped in this very shell by this code; returns the ids
-    whose page is still exactly right. Pages of records gone or changed are removed."""
+    """Move back the kept run pages that are still exactly right (same shell and code, same record version);
+    returns their record ids. The rest of the kept folder (pages of records changed or gone) is deleted."""
     try:
         manifest = json.loads((kept / MANIFEST).read_text(encoding="utf-8"))
-        assert manifest["shell"] == shell
-        pages: dict[str, list[str]] = manifest["pages"]
-        for entry in runs.iterdir():  # what MkDocs just built there (the runs index) replaces the kept copy
-            target = kept / entry.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(entry, target)
-        runs.rmdir()
-        os.replace(kept, runs)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        shutil.rmtree(kept, ignore_errors=True)
-        return set()
-    now = {r.id: run_page_id(r) for r in records}
-    keep = {rid for rid, (folder, vh) in pages.items()
-            if now.get(rid) == folder and rid in vers and _vhash(vers[rid]) == vh}
-    for rid, (folder, _vh) in pages.items():
-        if rid not in keep and (runs / folder).is_dir() and folder not in now.values():
-            shutil.rmtree(runs / folder)  # a record gone (a changed one is overwritten below)
-    (runs / MANIFEST).unlink()
+        pages = manifest["pages"] if isinstance(manifest, dict) and manifest.get("shell") == shell else {}
+    except (OSError, ValueError, KeyError):
+        pages = {}
+    keep: set[str] = set()
+    for r in records:
+        folder = run_page_id(r)
+        if r.id in vers and pages.get(r.id) == [folder, _vhash(vers[r.id])]:
+            try:
+                os.replace(kept / folder, runs / folder)  # a rename: no bytes copied
+                keep.add(r.id)
+            except OSError:
+                pass  # written again below
+    shutil.rmtree(kept, ignore_errors=True)
     return keep
 
 
