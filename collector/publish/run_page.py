@@ -176,6 +176,7 @@ def _clients(rec: SpeedRecord) -> list[tuple[str, Any]]:
     n = rec.method.concurrency or 1
     return _pairs([("clients at once", n), ("batches", len(rec.batches)),
                    ("aggregate throughput", figure_text(figure_from_stat(s.throughput_tps), "t/s")),
-                   ("TTFT p95 ms", s.ttft_ms_p95),
+                   ("TTFT p95 ms", None if s.ttft_ms_p95 is None else
+                    f"{num(s.ttft_ms_p95)} (95th percentile of n={s.ttft_ms.n if s.ttft_ms else '?'} requests)"),
                    ("requests that waited for a slot", f"{s.slot_waits} of {s.requests}"
                     if s.slot_waits is not None and s.requests is not None else None)])
