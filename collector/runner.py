@@ -120,7 +120,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
     server_bin = tools.path("llama-server")
     check_config_files()
     check_plan_flags(plan, tools)
-    with host_lock(f"plan {plan.name}", wait=wait, on_wait=observer.message), _term_as_interrupt():
+    with host_lock(f"plan {plan.name}", wait=wait, on_wait=observer.message), term_as_interrupt():
         for path in clean_stale([Path(data_dir) / "records", cache_dir()]):
             observer.message(f"removed {path} (left by a process that is gone)")
         if only != "kld" and plan.runs:
@@ -165,8 +165,11 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
 
 def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, host: Host, llama: LlamaCpp,
              model: ModelInfo, suite: Any, port_picker: Callable[[], int],
-             hardware: Any, nvml: Any = None) -> tuple[SpeedRecord, float]:
-    """Start, measure, stop, parse; every expected failure becomes a failed record. Also: seconds in requests."""
+             hardware: Any, nvml: Any = None,
+             after_load: Callable[[ServerProcess], None] | None = None) -> tuple[SpeedRecord, float]:
+    """Start, measure, stop, parse; every expected failure becomes a failed record. Also: seconds in requests.
+    `after_load(server)` runs once the server is ready, before any request: a ToolError it raises (e.g. a memory
+    budget exceeded) fails the run at its stage without measuring."""
     server = _server_for(spec, server_bin, work, port_picker)
     # filled in as the run goes; validated once complete (an ok record must hold samples and a summary)
     rec = SpeedRecord.model_construct(id=store.new_id(), created_at=store.utc_now(), status="ok",
@@ -179,8 +182,10 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
     request_s = 0.0
     try:
         with server:
-            stage = "measure"
             rec.load_seconds = round(server.load_seconds or 0.0, 3)
+            if after_load is not None:
+                after_load(server)
+            stage = "measure"
             with ExitStack() as stack:
                 clients = [stack.enter_context(LlamaClient(server.base_url, timeout_s=s.request_timeout_s))
                            for _ in range(spec.concurrency)]
@@ -293,7 +298,7 @@ def _detail(rec: SpeedRecord) -> str:
 
 
 @contextmanager
-def _term_as_interrupt() -> Iterator[None]:
+def term_as_interrupt() -> Iterator[None]:
     """SIGTERM behaves like Ctrl-C during a sweep, so the server is stopped and finished records stay."""
     if threading.current_thread() is not threading.main_thread():
         yield

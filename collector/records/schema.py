@@ -520,4 +520,82 @@ class KldRecord(_RecordBase):
         return self
 
 
-Record = Annotated[SpeedRecord | KldRecord, Field(discriminator="kind")]
+class TuneQuestion(_Block):
+    """What a tune was asked: the fastest launch command for this model on this host under these limits."""
+
+    ctx: PosInt | Literal["max"]  # context the user needs (tokens), or the largest that fits the budget
+    depth: NonNegInt  # filled context (tokens) the speed is measured at
+    memory_budget_mib: NonNeg
+    budget_source: str  # "--memory-budget", or what the default was read from (MemAvailable, NVML free memory)
+    memory_scope: Literal["host", "gpu"]  # what the budget limits: llama.cpp's host buffers, or its GPU buffers
+    kv: list[str] = Field(default_factory=list)  # KV cache types allowed, in the user's order of preference
+    objective: Literal["tg", "pp"] = "tg"  # ranked by the median generation (tg) or prompt (pp) speed at depth
+    time_budget_s: NonNeg
+
+
+class TuneProbe(_Block):
+    """A load without a speed run, to read llama.cpp's memory (a memory-boundary bisection step)."""
+
+    config: LlamaConfig
+    command: list[str] = Field(default_factory=list)
+    memory_mib: NonNeg | None = None  # llama.cpp's buffers in the budget's scope (model + KV + compute), its log
+    fits: bool | None = None  # None: the load failed (see error)
+    error: str | None = None
+    why: str = ""
+
+
+class TuneChoice(_Block):
+    """One configuration of a tune (the default or the chosen one) and its speed over every trial that ran it."""
+
+    config: LlamaConfig
+    command: list[str] = Field(default_factory=list)  # llama-server argv, the model path as {model}
+    records: list[str] = Field(default_factory=list)  # ids of the speed records measuring it at the question's depth
+    memory_mib: NonNeg | None = None
+    fits: bool | None = None  # within the memory budget (None: not known)
+    tg_tps: Stat | None = None  # every sample at the depth, pooled over the records
+    pp_tps: Stat | None = None
+    band_low: NonNeg | None = None  # 95 % distribution-free interval of the objective's median (tokens/s)
+    band_high: NonNeg | None = None
+
+
+class TuneGain(_Block):
+    """The chosen configuration's objective over the default's: the ratio of medians, and the range the two
+    medians' 95 % intervals allow. `beyond_noise`: the intervals do not overlap and the medians differ by > 5 %."""
+
+    metric: Literal["tg", "pp"]
+    pct: float
+    low_pct: float
+    high_pct: float
+    beyond_noise: bool
+
+
+class TuneRecord(_RecordBase):
+    """A `collector tune` search: its question, every step, the trials (speed records, ids), the answer.
+    `command` is the chosen llama-server command."""
+
+    kind: Literal["tune"] = "tune"
+    question: TuneQuestion
+    probes: list[TuneProbe] = Field(default_factory=list)
+    trials: list[str] = Field(default_factory=list)  # speed record ids, in the order run (reused ones included)
+    steps: list[str] = Field(default_factory=list)  # what the search did and why, one line each
+    stopped: Literal["done", "time budget", "interrupted"] = "done"
+    seconds: NonNeg | None = None
+    default: TuneChoice | None = None
+    chosen: TuneChoice | None = None
+    gain: TuneGain | None = None
+
+    @model_validator(mode="after")
+    def _ok_is_complete(self) -> TuneRecord:
+        if self.status != "ok":
+            return self
+        c, d = self.chosen, self.default
+        self._require([(c is not None and bool(c.command) and c.command[0] == "llama-server",
+                        "chosen with a llama-server command"),
+                       (c is not None and bool(c.records), "chosen.records (its speed trials)"),
+                       (d is not None and bool(d.records), "default.records (the default command measured)"),
+                       (self.gain is not None, "gain"), (bool(self.trials), "trials"),
+                       (self.command == (c.command if c else None), "command equal to chosen.command")])
+        return self
+
+
+Record = Annotated[SpeedRecord | KldRecord | TuneRecord, Field(discriminator="kind")]

@@ -17,10 +17,10 @@ from ulid import ULID
 
 from collector.errors import CollectorError, short_repr
 from collector.files import atomic_write_text
-from collector.records.schema import SCHEMA_VERSION, Host, KldRecord, Record, SpeedRecord
+from collector.records.schema import SCHEMA_VERSION, Host, KldRecord, Record, SpeedRecord, TuneRecord
 from collector.yamlcheck import line_of, load_yaml_file
 
-AnyRecord = SpeedRecord | KldRecord
+AnyRecord = SpeedRecord | KldRecord | TuneRecord
 _ADAPTER: TypeAdapter[AnyRecord] = TypeAdapter(Record)
 
 
