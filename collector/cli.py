@@ -281,6 +281,65 @@ def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "k
     out_console.print(report.summary_line(), markup=False)
 
 
+@cli.command(name="tune")
+@click.argument("model")
+@click.option("--ctx", "ctx", default="max", show_default=True, metavar="C|max",
+              help="Context you need in tokens, or max: the largest that fits the memory budget.")
+@click.option("--depth", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Filled context (tokens) at which speed is measured and compared.")
+@click.option("--memory-budget", type=click.FloatRange(min=1), default=None, metavar="MiB",
+              help="Most memory llama.cpp's buffers may use (host RAM on a CPU, GPU memory on a GPU); "
+                   "default: what is free now.")
+@click.option("--kv", default="f16,q8_0", show_default=True,
+              help="KV cache types allowed, in order of preference.")
+@click.option("--objective", type=click.Choice(["tg", "pp"]), default="tg", show_default=True,
+              help="Rank by generation (tg) or prompt processing (pp) speed at the depth.")
+@click.option("--time-budget", type=click.FloatRange(min=0.05), default=15.0, show_default=True, metavar="MINUTES",
+              help="Stop the search before a step that would not finish in this time.")
+@click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="Folder holding llama-server.")
+@click.option("--llama-build", default=None, metavar="BUILD",
+              help="Tune with a build installed by `collector llama install BUILD`.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the question and the search; start nothing.")
+@click.option("--wait", is_flag=True,
+              help="When another collector is measuring on this host, wait for it instead of stopping.")
+def tune_cmd(model: str, ctx: str, depth: int, memory_budget: float | None, kv: str, objective: Literal["tg", "pp"],
+             time_budget: float, llama_bin: Path | None, llama_build: str | None, data_dir: Path, dry_run: bool,
+             wait: bool) -> None:
+    """Search this host for the fastest llama-server command for MODEL (a path or pypi: reference) within a
+    memory budget; every trial and the answer are records under --data-dir (README, "Tuning")."""
+    from collector import hardware, tune
+    from collector.model_ref import resolve_model
+
+    tools = _tools(llama_bin, llama_build)
+    ctx_asked, kv_types = tune.parse_ctx(ctx), tune.parse_kv(kv)
+    host, llama = hardware.probe_host(), tools.version()
+    scope = tune.scope_of(host, llama)
+    budget, source = (memory_budget, "--memory-budget") if memory_budget is not None else tune.default_budget(scope)
+    q = tune.Question(model_ref=model, model_path=resolve_model(model), ctx=ctx_asked, depth=depth, budget_mib=budget,
+                      budget_source=source, scope=scope, kv=kv_types, objective=objective,
+                      time_budget_s=time_budget * 60)
+    if isinstance(ctx_asked, int) and depth + tune.PROMPT_ROOM + tune.N_PREDICT > ctx_asked:
+        most = ctx_asked - tune.PROMPT_ROOM - tune.N_PREDICT
+        raise CollectorError(f"--depth {depth} leaves no room in --ctx {ctx_asked} for a prompt and "
+                             f"{tune.N_PREDICT} generated tokens; ask for a depth of at most {max(most, 0)} "
+                             "or a larger --ctx")
+    if dry_run:
+        for line in tune.describe(q, host):
+            out_console.print(line, markup=False, soft_wrap=True)
+        return
+    rec, path = tune.tune(q, tools=tools, data_dir=data_dir, observer=_RichObserver(), wait=wait)
+    out_console.print(f"tune record: {path}", markup=False, soft_wrap=True)
+    if rec.status != "ok" or rec.chosen is None or rec.gain is None:  # like `run`: a finished search exits 0
+        out_console.print(f"no recommendation ({rec.stopped}): {rec.error.message if rec.error else 'no answer'}",
+                          markup=False, soft_wrap=True)
+        return
+    g = rec.gain
+    out_console.print(" ".join(rec.chosen.command), markup=False, soft_wrap=True)
+    out_console.print(f"{g.metric} {g.pct:+.1f} % over the default (range {g.low_pct:+.1f} to {g.high_pct:+.1f} %; "
+                      + ("beyond noise" if g.beyond_noise else "not beyond noise") + ")", markup=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point: expected errors print one line and exit 1, without a traceback."""
     try:

@@ -79,6 +79,21 @@ def probe_gpus(nvml: Any = None) -> list[GpuInfo]:
         _shutdown(nv)
 
 
+def free_vram_mib(nvml: Any = None) -> float | None:
+    """Free memory of every NVIDIA GPU together (MiB) as NVML reports it now; None without NVML or a GPU."""
+    nv = _start(nvml)
+    if nv is None:
+        return None
+    try:
+        free = [nv.nvmlDeviceGetMemoryInfo(nv.nvmlDeviceGetHandleByIndex(i)).free
+                for i in range(nv.nvmlDeviceGetCount())]
+    except nv.NVMLError:
+        return None
+    finally:
+        _shutdown(nv)
+    return sum(free) / MIB if free else None
+
+
 def cuda_version(value: int) -> str:
     """NVML's CUDA driver version integer (12040) as "12.4"."""
     return f"{value // 1000}.{value % 1000 // 10}"

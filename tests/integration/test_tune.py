@@ -1,0 +1,95 @@
+"""`collector tune` with the real llama-server and SmolLM2 on the CPU: the budget, the same answer twice, the time
+budget, and the command line's errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from clirun import invoke
+
+from collector.llama.binaries import LlamaTools
+from collector.model_ref import DEMO_MODEL
+from collector.records import store
+from collector.records.index import load_index
+from collector.records.schema import SpeedRecord, TuneRecord
+from collector.tune import Question, tune, used_mib
+
+pytestmark = pytest.mark.slow
+
+# At ctx 2048, llama.cpp's host buffers for SmolLM2 Q4_1 are ~154 MiB with an f16 KV cache and the default ubatch,
+# ~133 MiB with q8_0 (logs of build 11434): a budget of 145 MiB puts the default over it, so the search must meet
+# the boundary for real.
+BUDGET = 145.0
+
+
+def _question(model: Path, **changes: object) -> Question:
+    q = Question(model_ref=DEMO_MODEL, model_path=model, ctx=2048, depth=0, budget_mib=BUDGET,
+                 budget_source="--memory-budget", scope="host", kv=("f16", "q8_0"), objective="tg", time_budget_s=900)
+    return dataclasses.replace(q, **changes)  # type: ignore[arg-type]
+
+
+def _speed(data: Path) -> dict[str, SpeedRecord]:
+    return {r.id: r for r in load_index(data, cache=False).valid if isinstance(r, SpeedRecord)}
+
+
+def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials(
+        tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
+    data = tmp_path / "data"
+    q = _question(smollm2)
+    rec, path = tune(q, tools=llama_tools, data_dir=data)
+    assert rec.status == "ok", (rec.error, rec.steps)
+    assert store.load_record(path) == rec
+    c, d, g = rec.chosen, rec.default, rec.gain
+    assert c is not None and d is not None and g is not None
+    assert c.memory_mib is not None and c.memory_mib <= BUDGET and c.fits
+    assert d.fits is False  # the default needs more than the budget: the boundary was met, not assumed
+    assert rec.command == c.command and c.command[:3] == ["llama-server", "-m", "{model}"]
+    trials = _speed(data)
+    assert set(rec.trials) == set(trials)  # every trial is a record in the data dir, and the tune lists each
+    for t in trials.values():
+        assert f"tune:{rec.id}" in t.tags
+        mib = used_mib(t.memory_mib, "host")
+        if t.status == "failed":  # only ever stopped for the budget, before measuring
+            assert t.error is not None and t.error.stage == "budget" and mib is not None and mib > BUDGET
+            assert not t.samples
+        elif t.config != d.config:  # only the default is measured over the budget (it is the baseline)
+            assert mib is not None and mib <= BUDGET, (t.command, mib)
+    chosen_recs = [trials[i] for i in c.records]
+    assert len(chosen_recs) >= 2 and all(r.config == c.config for r in chosen_recs)  # screened, then confirmed
+    assert c.tg_tps is not None and c.tg_tps.n == sum(len(s.tg_tps) for r in chosen_recs for s in r.samples)
+    assert g.low_pct <= g.pct <= g.high_pct
+
+    again, _ = tune(q, tools=llama_tools, data_dir=data)
+    assert _speed(data).keys() == trials.keys()  # nothing measured again: every trial reused
+    assert (again.chosen, again.default, again.gain) == (c, d, g)
+    assert again.probes == []  # every memory question answered by the first tune's probes and trials
+    assert again.id != rec.id and again.trials == rec.trials
+
+
+def test_tune_stops_at_its_time_budget(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
+    data = tmp_path / "data"
+    rec, path = tune(_question(smollm2, time_budget_s=30), tools=llama_tools, data_dir=data)
+    assert rec.stopped == "time budget" and rec.status == "failed"
+    assert rec.seconds is not None and rec.seconds <= 30
+    assert rec.steps[-1].startswith("stopped at the time budget")
+    assert rec.chosen is None and rec.command == [] and rec.gain is None  # no recommendation from half a search
+    assert rec.default is not None and rec.default.records  # what it did measure is kept
+    assert set(rec.trials) == set(_speed(data)) and rec.trials
+    assert isinstance(store.load_record(path), TuneRecord)
+
+
+def test_tune_command_line(tmp_path: Path, smollm2: Path) -> None:
+    model = str(smollm2)
+    code, out = invoke(["tune", model, "--ctx", "4096", "--depth", "1024", "--memory-budget", "300", "--dry-run"])
+    assert code == 0, out
+    assert "default: llama-server -m {model} -c 4096" in out and "300 MiB of host memory (--memory-budget)" in out
+    for args, said in ((["--kv", "f16,q9"], "--kv 'f16,q9': q9 is not a KV cache type"),
+                       (["--ctx", "100"], "--ctx '100'"),
+                       (["--ctx", "1024", "--depth", "900"], "--depth 900 leaves no room in --ctx 1024")):
+        code, out = invoke(["tune", model, "--dry-run", *args])
+        assert (code, out.splitlines()[0]) == (1, out) and said in out, out
+    code, out = invoke(["tune", str(tmp_path / "nope.gguf"), "--dry-run"])
+    assert code == 1 and "nope.gguf" in out and "\n" not in out
+    assert not list(tmp_path.iterdir())  # a dry run writes nothing
