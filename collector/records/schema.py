@@ -556,6 +556,7 @@ class TuneChoice(_Block):
     pp_tps: Stat | None = None
     band_low: NonNeg | None = None  # 95 % distribution-free interval of the objective's median (tokens/s)
     band_high: NonNeg | None = None
+    noisy: bool = False  # every trial of it was noisy (README, "Noisy runs"): figures shown, never recommended
 
 
 class TuneGain(_Block):
