@@ -241,7 +241,9 @@ class Tuner:
     memory: dict[str, tuple[float | None, bool | None, str]] = field(default_factory=dict)  # config -> (MiB, fits, by)
     longest: dict[str, float] = field(default_factory=dict)  # "probe"/"trial" -> longest seconds so far
     t0: float = 0.0
-    n_new: int = 0
+    default: LlamaConfig | None = None  # set as the search reaches them
+    best: LlamaConfig | None = None
+    done: bool = False
 
     def __post_init__(self) -> None:
         self.suite: PromptSuite = load_suite(SUITE, (CATEGORY,))
@@ -416,7 +418,6 @@ class Tuner:
         rec.tags = [TAG, f"tune:{self.id}"]
         store.save_record(rec, self.data_dir)
         self._timed("trial", started)
-        self.n_new += 1
         self.trials.append(rec.id)
         mib = used_mib(rec.memory_mib, self.q.scope)
         self._note_memory(config, mib, f"trial {rec.id}")
@@ -526,9 +527,10 @@ class Tuner:
         return [(f"ubatch {ub}", with_(best, ubatch_size=ub)) for ub in (*UBATCHES, 512)
                 if ub != (best.ubatch_size or 512)]
 
-    def search(self) -> tuple[LlamaConfig, LlamaConfig | None]:
-        """(default, best): the default measured, the memory base, then one setting at a time."""
-        default = self.default_config()
+    def search(self) -> None:
+        """The default measured, the memory base, one setting at a time, then the confirmation; `default` and
+        `best` say how far it got when it stops early."""
+        self.default = default = self.default_config()
         self.say(f"default: {' '.join(self.command(default))} (what llama.cpp picks), measured as the baseline")
         d = self.ensure(default, 1, "the default", enforce_budget=False)
         if not d:
@@ -536,10 +538,11 @@ class Tuner:
         fa_default = d[-1].placement.flash_attn
         base = self.memory_base()
         if base is None:
-            return default, None
-        best = base if self.ensure(base, 1, "memory base") else None
-        if best is None:
-            return default, None
+            raise CollectorError(f"no configuration fits the {self.q.budget_mib:g} MiB budget; raise --memory-budget, "
+                                 "allow smaller KV types (--kv) or ask for less context")
+        if not self.ensure(base, 1, "memory base"):
+            raise CollectorError("the configuration that fits the budget failed to run; see its failed record")
+        self.best = best = base
         for dim in ("flash_attn", "threads", "ubatch_size"):
             for why, cand in self.candidates(dim, best, fa_default):
                 if quantized_v_without_fa(cand):
@@ -550,13 +553,10 @@ class Tuner:
                     self.say(f"not kept {why}: its trials were noisy")
                 elif got and (self.score(cand) or 0) > (self.score(best) or 0):
                     self.say(f"kept {why}: {self.score(cand):.1f} > {self.score(best):.1f} t/s")
-                    best = cand
-        return default, best
-
-    def confirm(self, default: LlamaConfig, best: LlamaConfig) -> None:
-        """One more trial each of the default and the best (the best first: it is the answer)."""
+                    self.best = best = cand
         for config, why in ((best, "confirm the best"), (default, "confirm the default")):
             self.ensure(config, 2, why, enforce_budget=config is not default)
+        self.done = True
 
     def choice(self, config: LlamaConfig) -> TuneChoice:
         recs = used(self.measured.get(self._key(config), []))
@@ -604,40 +604,33 @@ def tune(q: Question, *, tools: LlamaTools, data_dir: Path, observer: Observer |
         t = Tuner(q, tools, data_dir, host, llama, model, observer, nvml, port_picker, clock)
         stopped: Literal["done", "time budget", "interrupted"] = "done"
         error: ErrorInfo | None = None
-        default = best = None
         try:
-            default, best = t.search()
-            if best is None:
-                error = ErrorInfo(stage="memory", message=f"no configuration fits the {q.budget_mib:g} MiB budget; "
-                                  "raise --memory-budget, allow smaller KV types (--kv) or ask for less context")
-            else:
-                t.confirm(default, best)
+            t.search()
         except OutOfTime as exc:
             stopped = "time budget"
             t.say(str(exc))
         except KeyboardInterrupt:
-            stopped = "interrupted"
             t.say("interrupted (Ctrl-C or SIGTERM): the trials so far are kept")
-            _save(t, default, best, "interrupted", error, clock)
+            _save(t, "interrupted", None, clock)
             raise
         except CollectorError as exc:
             error = ErrorInfo(stage="search", message=str(exc))
-        return _save(t, default, best, stopped, error, clock)
+        return _save(t, stopped, error, clock)
 
 
-def _save(t: Tuner, default: LlamaConfig | None, best: LlamaConfig | None, stopped: Any, error: ErrorInfo | None,
-          clock: Callable[[], float]) -> tuple[TuneRecord, Path]:
-    d = t.choice(default) if default is not None else None
-    c = t.choice(best) if best is not None else None
+def _save(t: Tuner, stopped: Any, error: ErrorInfo | None, clock: Callable[[], float]) -> tuple[TuneRecord, Path]:
+    d = t.choice(t.default) if t.default is not None else None
+    c = t.choice(t.best) if t.best is not None and t.done else None
     gain = gain_of(t.q, d, c) if d and c else None
     if error is None and d and c and (d.noisy or c.noisy):
         error = ErrorInfo(stage="noisy", message="the host was too busy to compare configurations: every trial of "
                           f"the {'default' if d.noisy else 'best'} configuration was noisy; run the tune again on a "
                           "quiet host (its quiet trials are reused)")
     if error is None and not (d and c and d.records and c.records and gain):
-        why = {"time budget": "the time budget ran out", "interrupted": "it was interrupted"}.get(stopped, "")
-        error = ErrorInfo(stage="search", message=f"the search ended before the best and the default were both "
-                          f"measured ({why or 'a trial failed'}); see steps")
+        why = {"time budget": "the time budget ran out", "interrupted": "it was interrupted"}.get(stopped)
+        error = ErrorInfo(stage=stopped if why else "search",
+                          message=f"the search did not finish ({why or 'a trial failed'}): no recommendation from "
+                          "half a search; the trials so far are kept and a re-run reuses them")
     rec = TuneRecord(id=t.id, created_at=store.utc_now(), status="failed" if error else "ok", error=error,
                      source=Source(type="measured", collector_version=__version__), host=t.host, llama_cpp=t.llama,
                      model=t.model, command=c.command if c and not error else [], plan=t.plan, tags=[TAG],
