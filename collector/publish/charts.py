@@ -344,3 +344,94 @@ def history_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[str], Sequ
                                                      Sequence[int]]]) -> Deferred:
     return Deferred(_history_chart, (chart_id, [(a, list(n), list(y), list(lo), list(hi), list(s))
                                                 for a, n, y, lo, hi, s in panels]))
+
+
+@dataclass(frozen=True)
+class Spot:
+    """A measured configuration of a tune: memory (x), the objective's median (y) and its range of samples."""
+
+    x: float
+    y: float
+    lo: float | None = None
+    hi: float | None = None
+    noisy: bool = False  # a trial measured on a busy host (hollow)
+
+
+def _tune_chart(chart_id: str, xlabel: str, ylabel: str, budget: float, trials: Sequence[Spot],
+                default: Spot | None, chosen: Spot | None, not_measured: Sequence[float],
+                probes: Sequence[float]) -> dict[str, bytes]:
+    """A tune's trials: speed against memory, the budget a vertical line, the default and the chosen marked; the
+    trials stopped over the budget (x) and the load-only probes (o) on rows of their own below, at their memory,
+    since they have no speed. y starts at zero; no point carries a text label (nothing to collide)."""
+    rows = [(name, xs) for name, xs in (("trial over the budget:\nnot measured", not_measured),
+                                        ("probe: load only,\nno speed", probes)) if xs]
+
+    def whisker(ax: Any, s: Spot, colour: str) -> None:
+        if s.lo is not None and s.hi is not None:
+            ax.errorbar([s.x], [s.y], yerr=[[s.y - s.lo], [s.hi - s.y]], fmt="none", ecolor=colour,
+                        elinewidth=0.8, capsize=2, zorder=2)
+
+    def draw(fig: Figure) -> None:
+        if rows:
+            top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[4, 0.5 + 0.45 * len(rows)])
+        else:
+            top, bottom = fig.add_subplot(), None
+        handles: list[Any] = []
+        for s in trials:
+            whisker(top, s, LIGHT["measured"])
+        quiet, noisy = [s for s in trials if not s.noisy], [s for s in trials if s.noisy]
+        if quiet:
+            handles.append(top.scatter([s.x for s in quiet], [s.y for s in quiet], s=22, zorder=3,
+                                       color=LIGHT["measured"], label="trial (median; whiskers: range)"))
+        if noisy:
+            handles.append(top.scatter([s.x for s in noisy], [s.y for s in noisy], s=22, zorder=3,
+                                       facecolors="none", edgecolors=LIGHT["measured"],
+                                       label="trial on a busy host (noisy)"))
+        if default is not None:
+            whisker(top, default, LIGHT["fg"])
+            handles.append(top.scatter([default.x], [default.y], s=70, marker="s", facecolors="none", zorder=4,
+                                       edgecolors=LIGHT["fg"], linewidths=1.4, label="default command"))
+        if chosen is not None:
+            whisker(top, chosen, LIGHT["front"])
+            handles.append(top.scatter([chosen.x], [chosen.y], s=130, marker="*", zorder=5, color=LIGHT["front"],
+                                       label="chosen command"))
+        for ax in (top, bottom):
+            if ax is not None:
+                ax.axvline(budget, color=LIGHT["imported"], linestyle="--", linewidth=1.2, zorder=1)
+        handles.append(Line2D([], [], color=LIGHT["imported"], linestyle="--", label=f"memory budget {budget:g} MiB"))
+        top.set_ylim(bottom=0)
+        top.yaxis.set_major_locator(MaxNLocator(5))
+        top.set_ylabel(ylabel)
+        xs = [budget, *(s.x for s in trials), *(s.x for s in (default, chosen) if s is not None),
+              *not_measured, *probes]
+        pad = (max(xs) - min(xs)) * 0.06 or max(xs) * 0.05 or 1.0
+        top.set_xlim(min(xs) - pad, max(xs) + pad)
+        top.xaxis.set_major_locator(MaxNLocator(6))
+        if bottom is None:
+            top.set_xlabel(xlabel)
+        else:
+            top.tick_params(axis="x", labelbottom=False)
+            markers = {0: ("x", LIGHT["fg"]), 1: ("o", LIGHT["measured"])}
+            for i, (name, vals) in enumerate(rows):
+                kind = 0 if name.startswith("trial") else 1
+                marker, colour = markers[kind]
+                y = len(rows) - 1 - i
+                if kind == 0:
+                    bottom.scatter(vals, [y] * len(vals), marker=marker, s=40, color=colour, zorder=3)
+                else:
+                    bottom.scatter(vals, [y] * len(vals), marker=marker, s=22, facecolors="none",
+                                   edgecolors=colour, zorder=3)
+            bottom.set_yticks([len(rows) - 1 - i for i in range(len(rows))], [n for n, _ in rows],
+                              fontsize=FONT_PT - 2)
+            bottom.set_ylim(-0.6, len(rows) - 0.4)
+            bottom.grid(axis="y", visible=False)
+            bottom.set_xlabel(xlabel)
+        _legend_below(fig, handles)
+    return _render(chart_id, WIDTH_IN, 3.9 + 0.35 * len(rows), draw)
+
+
+def tune_chart(chart_id: str, xlabel: str, ylabel: str, budget: float, trials: Sequence[Spot],
+               default: Spot | None, chosen: Spot | None, not_measured: Sequence[float],
+               probes: Sequence[float]) -> Deferred:
+    return Deferred(_tune_chart, (chart_id, xlabel, ylabel, budget, list(trials), default, chosen,
+                                  sorted(not_measured), sorted(probes)))

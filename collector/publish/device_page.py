@@ -14,6 +14,7 @@ from collector.publish.labels import config_summary, labels, quant_facts, runnab
 from collector.publish.recommend import KEEP_SPEED, KLD_BUDGET, Pick, faithful_pick, pareto_front, recommend
 from collector.publish.render import figure_text, mib, num, render
 from collector.publish.sweeps import clients_chart, clients_series, clients_table, kv_context_chart
+from collector.publish.tune_view import over_budget, tuned_section
 from collector.records.schema import KldRecord, SpeedRecord
 from collector.records.store import AnyRecord, model_display_name
 
@@ -122,12 +123,15 @@ def row_context(src: str, row: Row, label: str) -> dict[str, Any]:
     bpt = rec.model.bytes_per_token
     eff = row.tg.value * bpt / (bw * 1e9) * 100 if (row.tg and bpt and bw) else None
     k = row.kld
-    failed = [r for r in row.records if r.status == "failed"]
+    over = [r for r in row.records if over_budget(r)]  # a tune's trial over its memory budget: not measured
+    crashed = [r for r in row.records if r.status == "failed" and not over_budget(r)]
+    failed = crashed or over
     return {
         "row": row, "rec": rec, "label": label, "config": config_summary(rec), "quant": quant_of(rec),
         "model_name": model_display_name(rec.model), "model_href": model_src(row.model),
         "run_href": run_src(row.page_id), "runs": [run_src(run_page_id(r)) for r in row.records],
-        "n_runs": len(row.records), "n_failed": len(failed),
+        "n_runs": len(row.records), "n_failed": len(crashed), "n_over": len(over),
+        "over_budget": row.status == "failed" and not crashed,
         "error": f"{failed[-1].error.stage}: {failed[-1].error.message}" if failed and failed[-1].error else None,
         "status": row.status, "noisy": row.noisy,
         "noisy_why": "; ".join(row.rec.conditions.reasons) if row.noisy and row.rec.conditions else "",
@@ -323,6 +327,8 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
     files += clients_files + kld_files
     history, history_files = history_pages(device, speed_recs)
     files += history_files
+    tuned, tuned_files = tuned_section(device, src, device_records)
+    files += tuned_files
     only_kld = not rows and bool(klds)
     kld_table = _kld_rows(klds)
     text = render("device.md.j2", src=src, title=label, label=label, hw=_hardware(device_records),
@@ -330,7 +336,7 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
                   n_records=len(speed_recs), measured=_picks(src, measured, labelled, klds),
                   imported=_picks(src, imported, labelled, klds), table=table, depths=depths,
                   fits=_fits(table), charts=chart_list, klds=kld_table, clients=clients_table(src, series),
-                  kld_charts=kld_charts, history=history,
+                  kld_charts=kld_charts, history=history, tuned=tuned,
                   kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED)
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
 
@@ -341,7 +347,9 @@ def _fits(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for c in table:
         if c["noisy"]:
             continue
-        outcome = "runs" if c["status"] == "ok" else f"failed: {c['error'] or 'see the run'}"
+        outcome = ("runs" if c["status"] == "ok" else
+                   "not measured: over a tune's memory budget" if c["over_budget"]
+                   else f"failed: {c['error'] or 'see the run'}")
         out.append({**c, "outcome": outcome})
     return out
 

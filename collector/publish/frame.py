@@ -110,7 +110,12 @@ class Row:
 
 def run_page_id(record: AnyRecord) -> str:
     """The run's permalink name: its id when that is a plain token, else a bounded slug of it."""
-    return record.id if _SAFE_ID.match(record.id) else "r-" + slugify(record.id, 60)
+    return page_id_of(record.id)
+
+
+def page_id_of(record_id: str) -> str:
+    """The permalink name of the record with this id (a tune names its trials by id)."""
+    return record_id if _SAFE_ID.match(record_id) else "r-" + slugify(record_id, 60)
 
 
 def device_label(host: Host) -> str:

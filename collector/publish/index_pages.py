@@ -16,7 +16,8 @@ from collector.publish.frame import Frames, Row, device_label, quant_of, run_pag
 from collector.publish.labels import config_summary, glossary
 from collector.publish.recommend import usable
 from collector.publish.render import figure_text, render
-from collector.records.schema import Host, SpeedRecord
+from collector.publish.tune_view import tune_of
+from collector.records.schema import Host, KldRecord, SpeedRecord
 from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
 
 MAX_RUNS_LISTED = 1000  # the runs index lists the newest this many; the data page has every record
@@ -152,10 +153,10 @@ CSV_COLS = ["id", "kind", "status", "created_at", "source_type", "citation", "so
             "pp_tps_median", "ttft_ms_median", "corpus", "kld_mean", "kld_p99_9", "same_top_p", "error",
             *[f"config_{k}" for k in ("ctx_size", "n_gpu_layers", "n_cpu_moe", "cache_type_k", "cache_type_v",
                                        "flash_attn", "batch_size", "ubatch_size", "threads", "parallel",
-                                       "tensor_split", "extra_args")]]
+                                       "tensor_split", "extra_args")], "tune"]
 
 
-def _csv_row(rec: AnyRecord) -> dict[str, Any]:
+def _csv_row(rec: SpeedRecord | KldRecord) -> dict[str, Any]:
     m = rec.model
     row: dict[str, Any] = {
         "id": rec.id, "kind": rec.kind, "status": rec.status, "created_at": rec.created_at.isoformat(),
@@ -169,7 +170,7 @@ def _csv_row(rec: AnyRecord) -> dict[str, Any]:
         row[f"config_{key}"] = " ".join(value) if isinstance(value, list) else value
     if isinstance(rec, SpeedRecord):
         tg = rec.summary.tg_tps
-        row.update(noisy=bool(rec.conditions and rec.conditions.noisy),
+        row.update(tune=tune_of(rec), noisy=bool(rec.conditions and rec.conditions.noisy),
                    tg_tps_median=tg.median if tg else None, tg_tps_min=tg.min if tg else None,
                    tg_tps_max=tg.max if tg else None, tg_tps_n=tg.n if tg else None,
                    tg_tps_stated=(tg.text or tg.stated or tg.mean) if tg and tg.median is None else None,
@@ -209,6 +210,9 @@ COLUMN_DOCS: dict[str, str] = {
     "ttft_ms_median": "speed: time to first token, ms", "corpus": "kld: the text evaluated",
     "kld_mean": "kld: mean KL divergence against the base model", "kld_p99_9": "kld: 99.9th percentile KLD",
     "same_top_p": "kld: % of tokens whose top choice matches the base model", "error": "failed: stage: message",
+    "tune": "speed: the id of the tune this run is a trial of (the tune's page is runs/ID/, the tune record is in "
+            "records.json); empty: not a tune trial. A trial with error stage budget was over the tune's memory "
+            "budget and not measured, by design",
 }
 
 
@@ -282,9 +286,12 @@ def _json(records: list[AnyRecord]) -> str:
 
 def data_files(f: Frames) -> list[GeneratedFile]:
     records = sorted(f.records.values(), key=lambda r: (r.created_at, r.id))
-    rows = [_csv_row(r) for r in records]
+    # the table downloads hold speed and KLD records; a tune (a search, not a measurement) is in the JSON only,
+    # its trials are speed rows of their own
+    rows = [_csv_row(r) for r in records if isinstance(r, (SpeedRecord, KldRecord))]
     frame = _typed(rows)
     page = render("data.md.j2", n_rows=len(frame), n_records=len(records), version=DOWNLOADS_VERSION,
+                  n_tunes=len(records) - len(rows),
                   columns=[{"name": c, "type": column_type(c), "doc": column_doc(c)} for c in CSV_COLS])
     return [GeneratedFile("data/records.csv", _csv(frame, rows)), GeneratedFile("data/records.json", _json(records)),
             GeneratedFile("data/records.parquet", _parquet(frame)), GeneratedFile("data/index.md", page)]

@@ -11,19 +11,29 @@ from __future__ import annotations
 from typing import Any
 
 from collector.llama.flags import FLAGS
-from collector.publish.common import device_src, model_src
+from collector.publish.common import device_src, model_src, run_src
 from collector.publish.escape import shell_command
-from collector.publish.frame import Figure, device_label, figure_from_stat, figure_of, kv_types, quant_of, run_page_id
+from collector.publish.frame import (
+    Figure,
+    device_label,
+    figure_from_stat,
+    figure_of,
+    kv_types,
+    page_id_of,
+    quant_of,
+    run_page_id,
+)
 from collector.publish.labels import quant_facts, runnable_command
 from collector.publish.render import figure_text, mib, num, render
-from collector.records.schema import KldRecord, SpeedRecord
+from collector.publish.tune_view import over_budget, tune_of, tune_run_context
+from collector.records.schema import KldRecord, SpeedRecord, TuneRecord
 from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
 
 SRC_DEPTH = "runs/x/"  # a run page's URL depth, for relative links
 
 
 def run_title(rec: AnyRecord) -> str:
-    what = "KLD run" if isinstance(rec, KldRecord) else "Speed run"
+    what = "KLD run" if isinstance(rec, KldRecord) else "Tune" if isinstance(rec, TuneRecord) else "Speed run"
     return f"{model_display_name(rec.model)} {quant_of(rec)} on {device_label(rec.host)} — {what}"
 
 
@@ -73,7 +83,7 @@ def _model(rec: AnyRecord) -> list[tuple[str, str]]:
                    ("sliding window (SWA)", m.n_swa), ("origin", m.origin)])
 
 
-def _config(rec: AnyRecord) -> list[tuple[str, str]]:
+def _config(rec: SpeedRecord | KldRecord) -> list[tuple[str, str]]:
     unset = "not stated" if rec.source.type == "imported" else "llama.cpp default"
     items = []
     for key, flag in FLAGS.items():
@@ -110,16 +120,23 @@ def run_html(rec: AnyRecord) -> str:
         "src": src, "rec": rec, "title": run_title(rec), "kind": rec.kind,
         "device_href": device_src(device_slug(rec.host)), "model_href": model_src(model_slug(rec)),
         "device": device_label(rec.host), "model": model_display_name(rec.model),
-        "hardware": _hardware(rec), "model_facts": _model(rec), "config": _config(rec),
+        "hardware": _hardware(rec), "model_facts": _model(rec),
+        "config": [] if isinstance(rec, TuneRecord) else _config(rec),
         "llama": _pairs([("version", rec.llama_cpp.version), ("build number", rec.llama_cpp.build_number),
                          ("build number from", rec.llama_cpp.build_source), ("commit", rec.llama_cpp.commit),
                          ("backend", rec.llama_cpp.backend), ("binary sha256", rec.llama_cpp.binary_sha256),
                          ("compiler", rec.llama_cpp.compiler)]),
         "date": (f"{rec.source.date} (as the source states)" if rec.source.date else "not stated")
         if rec.source.type == "imported" else rec.created_at.strftime("%Y-%m-%d %H:%M UTC"),
-        "command": None, "kld": None, "speed": None,
+        "command": None, "kld": None, "speed": None, "tune": None, "over_budget": over_budget(rec),
+        "tune_href": None,
     }
-    if isinstance(rec, SpeedRecord):
+    if isinstance(rec, TuneRecord):
+        ctx["tune"] = tune_run_context(rec, src, ctx["device"])
+    elif isinstance(rec, SpeedRecord):
+        trial_of = tune_of(rec)
+        if trial_of:
+            ctx["tune_href"] = run_src(page_id_of(trial_of))
         cmd = runnable_command(rec)
         ctx["command"] = cmd
         p, m = rec.placement, rec.memory_mib
