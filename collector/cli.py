@@ -309,6 +309,7 @@ def tune_cmd(model: str, ctx: str, depth: int, memory_budget: float | None, kv: 
     """Search this host for the fastest llama-server command for MODEL (a path or pypi: reference) within a
     memory budget; every trial and the answer are records under --data-dir (README, "Tuning")."""
     from collector import hardware, tune
+    from collector.model_info import check_gguf_magic
     from collector.model_ref import resolve_model
 
     tools = _tools(llama_bin, llama_build)
@@ -316,7 +317,9 @@ def tune_cmd(model: str, ctx: str, depth: int, memory_budget: float | None, kv: 
     host, llama = hardware.probe_host(), tools.version()
     scope = tune.scope_of(host, llama)
     budget, source = (memory_budget, "--memory-budget") if memory_budget is not None else tune.default_budget(scope)
-    q = tune.Question(model_ref=model, model_path=resolve_model(model), ctx=ctx_asked, depth=depth, budget_mib=budget,
+    model_path = resolve_model(model)
+    check_gguf_magic(model_path)
+    q = tune.Question(model_ref=model, model_path=model_path, ctx=ctx_asked, depth=depth, budget_mib=budget,
                       budget_source=source, scope=scope, kv=kv_types, objective=objective,
                       time_budget_s=time_budget * 60)
     if isinstance(ctx_asked, int) and depth + tune.PROMPT_ROOM + tune.N_PREDICT > ctx_asked:

@@ -22,9 +22,11 @@ search stops before a step the time budget cannot pay for (estimated from the lo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -298,6 +300,15 @@ class Tuner:
     def _timed(self, kind: str, started: float) -> None:
         self.longest[kind] = max(self.longest.get(kind, 0.0), self.clock() - started)
 
+    def _left(self) -> float:
+        return max(self.q.time_budget_s - (self.clock() - self.t0), 1.0)
+
+    def _past_deadline(self, what: str) -> None:
+        """A step cut off by the deadline is not recorded: it measured nothing whole."""
+        if self.clock() - self.t0 > self.q.time_budget_s:
+            raise OutOfTime(f"stopped at the time budget ({self.q.time_budget_s:.0f} s) during {what}, which is not "
+                            "recorded")
+
     def command(self, config: LlamaConfig) -> list[str]:
         return ["llama-server", "-m", "{model}", *server_args(config)]
 
@@ -332,7 +343,7 @@ class Tuner:
         error = shrunk = mib = None
         with tempfile.TemporaryDirectory(prefix="qa-tune-") as work:
             server = ServerProcess(self.tools.path("llama-server"), self.q.model_path, server_args(config),
-                                   log_dir=Path(work), port_picker=self.port_picker)
+                                   log_dir=Path(work), port_picker=self.port_picker, load_timeout_s=self._left())
             try:
                 with server:
                     facts = parse_server_log(server.log_text())
@@ -340,6 +351,7 @@ class Tuner:
                     shrunk = self._shrunk(config, facts.placement.n_ctx)
             except CollectorError as exc:
                 error = str(exc)
+        self._past_deadline("a probe")
         self._timed("probe", started)
         by = f"probe {len(self.probes) + 1}"
         fits: bool | None = None
@@ -397,11 +409,18 @@ class Tuner:
 
         self._afford("trial")
         started = self.clock()
+        left = self._left()  # the server is stopped at the deadline: a trial never runs past the time budget
         spec = RunSpec(model_ref=self.q.model_ref, model_path=self.q.model_path, config=config,
-                       speed=self.settings, plan=self.plan)
+                       speed=dataclasses.replace(self.settings, load_timeout_s=left, request_timeout_s=left),
+                       plan=self.plan)
         budget = self.q.budget_mib
+        deadline: list[threading.Timer] = []
 
         def check(server: ServerProcess) -> None:
+            # SIGKILL after 0.5 s: on SIGTERM llama-server would finish the request under way first
+            deadline.append(threading.Timer(max(self.q.time_budget_s - (self.clock() - self.t0), 0.0), server.stop,
+                                            kwargs={"grace_s": 0.5}))
+            deadline[0].start()
             facts = parse_server_log(server.log_text())
             mib = used_mib(facts.memory, self.q.scope)
             shrunk = self._shrunk(config, facts.placement.n_ctx)
@@ -411,10 +430,15 @@ class Tuner:
                 raise ToolError(f"llama.cpp's buffers need {mib:g} MiB of {self.q.scope} memory, over the tune's "
                                 f"budget of {budget:g} MiB; not measured", "budget", server.log_tail())
 
-        with tempfile.TemporaryDirectory(prefix="qa-tune-") as work:
-            rec, _ = _one_run(spec, self.tools.path("llama-server"), self.tools, Path(work), self.host, self.llama,
-                              self.model, self.suite,
-                              self.port_picker, hardware, self.nvml, after_load=check)
+        try:
+            with tempfile.TemporaryDirectory(prefix="qa-tune-") as work:
+                rec, _ = _one_run(spec, self.tools.path("llama-server"), self.tools, Path(work), self.host,
+                                  self.llama, self.model, self.suite, self.port_picker, hardware, self.nvml,
+                                  after_load=check)
+        finally:
+            for timer in deadline:
+                timer.cancel()
+        self._past_deadline("a trial")
         rec.tags = [TAG, f"tune:{self.id}"]
         store.save_record(rec, self.data_dir)
         self._timed("trial", started)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import procs_with
 
 from collector import cli, files
 from collector.errors import CollectorError
@@ -45,20 +46,6 @@ def _plan(tmp: Path, model: str = DEMO_MODEL, reps: int = 1, extra: str = "") ->
     path = tmp / "plan.yaml"
     path.write_text(TINY.replace("MODEL", model).replace("REPS", str(reps)) + extra)
     return path
-
-
-def _procs_with(needle: str) -> list[int]:
-    """Live (non-zombie) processes whose command line contains `needle`."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if needle.encode() in cmd and state != "Z" and int(pid) != os.getpid():
-            found.append(int(pid))
-    return found
 
 
 def _cli(args: list[str], tmp: Path, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -136,7 +123,7 @@ def test_server_hangs_times_out_without_orphan(tmp_path: Path, smollm2: Path) ->
 
     class Spy(RecordingObserver):
         def run_finished(self, *a: object, **k: object) -> None:
-            seen.append(_procs_with(str(tools.bin_dir)))
+            seen.append(procs_with(str(tools.bin_dir)))
             super().run_finished(*a, **k)
 
     t0 = time.monotonic()
@@ -145,7 +132,7 @@ def test_server_hangs_times_out_without_orphan(tmp_path: Path, smollm2: Path) ->
     assert len(report.failed) == 2
     rec = store.load_record(report.failed[0])
     assert rec.error.stage == "load" and "did not become ready within 1.5 s" in rec.error.message
-    assert seen == [[], []] and _procs_with(str(tools.bin_dir)) == []  # no fake server left behind
+    assert seen == [[], []] and procs_with(str(tools.bin_dir)) == []  # no fake server left behind
 
 
 @pytest.mark.slow
@@ -158,7 +145,7 @@ def test_server_killed_mid_measurement_then_next_run_ok(tmp_path: Path, llama_to
     def killer() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            for pid in _procs_with(f"{tmp_path}/qa-run-"):
+            for pid in procs_with(f"{tmp_path}/qa-run-"):
                 log = next(Path(tmp_path).glob("qa-run-*/run-1/llama-server.log"), None)
                 if log and "print_timing" in log.read_text(errors="replace"):  # one request done, more to come
                     os.kill(pid, signal.SIGKILL)
@@ -219,13 +206,13 @@ def test_ctrl_c_stops_server_and_keeps_finished_records(tmp_path: Path, smollm2:
     data = tmp_path / "data"
     try:
         _wait(lambda: len(index.record_files(data)) == 1 if data.exists() else False)
-        _wait(lambda: bool(_procs_with(f"{tmp_path}/qa-run-")))  # the second run's server is up
+        _wait(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))  # the second run's server is up
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    assert _procs_with(str(tmp_path)) == []
+    assert procs_with(str(tmp_path)) == []
     [path] = index.record_files(data)
     assert store.load_record(path).status == "ok"
     assert not [p for p in data.rglob("*.tmp")]
@@ -235,15 +222,15 @@ def test_ctrl_c_stops_server_and_keeps_finished_records(tmp_path: Path, smollm2:
 def test_collector_killed_leaves_no_server(tmp_path: Path, smollm2: Path) -> None:
     proc = _start_cli(tmp_path, _plan(tmp_path, reps=2))
     try:
-        _wait(lambda: bool(_procs_with(f"{tmp_path}/qa-run-")))
-        servers = _procs_with(f"{tmp_path}/qa-run-")
+        _wait(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))
+        servers = procs_with(f"{tmp_path}/qa-run-")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         proc.kill()
         proc.communicate()  # closes its pipes
     assert servers
-    _wait(lambda: _procs_with(str(tmp_path)) == [], timeout=10)  # PR_SET_PDEATHSIG: the kernel killed it
+    _wait(lambda: procs_with(str(tmp_path)) == [], timeout=10)  # PR_SET_PDEATHSIG: the kernel killed it
 
 
 # --- one collector per host, busy hosts marked, nothing left behind -----------------------------------
@@ -252,7 +239,7 @@ def test_collector_killed_leaves_no_server(tmp_path: Path, smollm2: Path) -> Non
 def test_second_collector_on_the_host_is_refused_while_one_measures(tmp_path: Path, smollm2: Path) -> None:
     first = _start_cli(tmp_path, _plan(tmp_path, reps=3))
     try:
-        _wait(lambda: bool(_procs_with(f"{tmp_path}/qa-run-")))
+        _wait(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))
         other = tmp_path / "other"
         other.mkdir()
         r = _cli(["run", str(_plan(other)), "--data-dir", str(other / "data")], other)
@@ -317,9 +304,9 @@ def test_killed_collector_leaves_no_llama_perplexity(tmp_path: Path, llama_tools
     code = f"from collector.llama.tools import run_tool; run_tool({argv!r}, 'kld')"
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
-        _wait(lambda: bool(_procs_with(str(corpus))), timeout=60)
+        _wait(lambda: bool(procs_with(str(corpus))), timeout=60)
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     finally:
         child.kill()
-    _wait(lambda: _procs_with(str(corpus)) == [], timeout=10)
+    _wait(lambda: procs_with(str(corpus)) == [], timeout=10)
