@@ -239,7 +239,8 @@ class Tuner:
     probes: list[TuneProbe] = field(default_factory=list)
     trials: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
-    measured: dict[str, list[SpeedRecord]] = field(default_factory=dict)  # run key -> ok trials
+    measured: dict[str, list[SpeedRecord]] = field(default_factory=dict)  # run key -> ok trials, in time order
+    cursor: dict[str, int] = field(default_factory=dict)  # run key -> how many of them this search has used
     memory: dict[str, tuple[float | None, bool | None, str]] = field(default_factory=dict)  # config -> (MiB, fits, by)
     longest: dict[str, float] = field(default_factory=dict)  # "probe"/"trial" -> longest seconds so far
     t0: float = 0.0
@@ -372,36 +373,42 @@ class Tuner:
             return f"llama.cpp's fit reduced the context from {config.ctx_size} to {n_ctx} (not enough memory)"
         return None
 
-    def ensure(self, config: LlamaConfig, n: int, why: str, *, enforce_budget: bool = True) -> list[SpeedRecord]:
-        """At least `n` quiet ok trials of `config` (earlier ones count), or 2n trials when some stay noisy; []
-        when it is over the budget or fails. Returns the trials `used` takes figures from. Whether more are needed
-        depends on the records alone, so a re-run over the same records measures nothing again."""
+    def take(self, config: LlamaConfig, why: str, *, enforce_budget: bool = True) -> SpeedRecord | None:
+        """The configuration's next trial: the next recorded one this search has not used yet, else a new
+        measurement; a noisy one is followed by one more try. Returns the trial (noisy when both tries were), or None
+        when the configuration is over the budget or failed. The search uses each configuration's trials in the
+        order recorded, so a re-run over the same records takes the same trials for the same decisions."""
         key = self._key(config)
         have = self.measured.setdefault(key, [])
-        for rec in have:
+        flags = " ".join(server_args(config)) or "defaults"
+        rec: SpeedRecord | None = None
+        for _ in range(2):
+            pos = self.cursor.get(key, 0)
+            if pos < len(have):
+                rec = have[pos]
+                self.say(f"trial ({why}): {flags}: already measured ({self._figure([rec])}, {rec.id}), reused")
+                if key_of(config) not in self.memory:
+                    self._note_memory(config, used_mib(rec.memory_mib, self.q.scope), f"trial {rec.id}")
+            else:
+                over = self.over_budget_by(config) if enforce_budget else None
+                if over:
+                    self.say(f"skipped ({why}): {flags}: over the budget ({over})")
+                    return None
+                rec = self._trial(config, why, enforce_budget)
+                if rec.status != "ok":
+                    return None
+                have.append(rec)
+            self.cursor[key] = pos + 1
             if rec.id not in self.trials:
                 self.trials.append(rec.id)
-        if have and key_of(config) not in self.memory:
-            self._note_memory(config, used_mib(have[-1].memory_mib, self.q.scope), f"trial {have[-1].id}")
-        def enough() -> bool:
-            return sum(not is_noisy(r) for r in have) >= n or len(have) >= 2 * n
+            if not is_noisy(rec):
+                break
+        return rec
 
-        if enough():
-            if n == 1:
-                self.say(f"trial ({why}): {' '.join(server_args(config)) or 'defaults'}: already measured "
-                         f"({self._figure(used(have))}), reused")
-            return used(have)
-        if enforce_budget:
-            over = self.over_budget_by(config)
-            if over:
-                self.say(f"skipped ({why}): {' '.join(server_args(config))}: over the budget ({over})")
-                return []
-        while not enough():
-            rec = self._trial(config, why, enforce_budget)
-            if rec.status != "ok":
-                return used(have)
-            have.append(rec)
-        return used(have)
+    def taken(self, config: LlamaConfig) -> list[SpeedRecord]:
+        """The trials of the configuration this search has used, quiet ones only unless all were noisy."""
+        key = self._key(config)
+        return used(self.measured.get(key, [])[:self.cursor.get(key, 0)])
 
     def _trial(self, config: LlamaConfig, why: str, enforce_budget: bool) -> SpeedRecord:
         from collector import hardware
@@ -461,12 +468,9 @@ class Tuner:
             return "no samples"
         return f"{self.q.objective} {statistics.median(values):.1f} t/s (n={len(values)})"
 
-    def score(self, config: LlamaConfig) -> float | None:
-        """The objective's median in the configuration's first trial: the screening compares first trials only, so
-        a confirmation measured later never changes a decision and a re-run walks the same path."""
-        values = samples_at(used(self.measured.get(self._key(config), []))[:1], self.q.depth,
-                            f"{self.q.objective}_tps")
-        return statistics.median(values) if values else None
+    def median(self, recs: list[SpeedRecord]) -> float:
+        values = samples_at(recs, self.q.depth, f"{self.q.objective}_tps")
+        return statistics.median(values) if values else 0.0
 
     # ---- the search ----
 
@@ -556,34 +560,49 @@ class Tuner:
         `best` say how far it got when it stops early."""
         self.default = default = self.default_config()
         self.say(f"default: {' '.join(self.command(default))} (what llama.cpp picks), measured as the baseline")
-        d = self.ensure(default, 1, "the default", enforce_budget=False)
-        if not d:
+        d = self.take(default, "the default", enforce_budget=False)
+        if d is None:
             raise CollectorError("the default command failed; see its failed record")
-        fa_default = d[-1].placement.flash_attn
         base = self.memory_base()
         if base is None:
             raise CollectorError(f"no configuration fits the {self.q.budget_mib:g} MiB budget; raise --memory-budget, "
                                  "allow smaller KV types (--kv) or ask for less context")
-        if not self.ensure(base, 1, "memory base"):
+        last = self.take(base, "memory base")  # the best's most recent trial
+        if last is None:
             raise CollectorError("the configuration that fits the budget failed to run; see its failed record")
         self.best = best = base
         for dim in ("flash_attn", "threads", "ubatch_size"):
-            for why, cand in self.candidates(dim, best, fa_default):
+            for why, cand in self.candidates(dim, best, d.placement.flash_attn):
                 if quantized_v_without_fa(cand):
                     self.say(f"skipped ({why}): llama.cpp refuses a quantized V cache without flash attention")
                     continue
-                got = self.ensure(cand, 1, why)
-                if got and noisy(got):
+                first = self.take(cand, why)
+                if first is not None and is_noisy(first):
                     self.say(f"not kept {why}: its trials were noisy")
-                elif got and (self.score(cand) or 0) > (self.score(best) or 0):
-                    self.say(f"kept {why}: {self.score(cand):.1f} > {self.score(best):.1f} t/s")
-                    self.best = best = cand
-        for config, why in ((best, "confirm the best"), (default, "confirm the default")):
-            self.ensure(config, 2, why, enforce_budget=config is not default)
+                if first is None or is_noisy(first) or self.median([first]) <= self.median([last]):
+                    continue
+                # a challenger: the best and it measured again, back to back, so that a host whose speed drifts
+                # between trials does not crown whichever ran later; kept when more than 5 % faster over both pairs
+                again = self.take(best, f"the best again, against {why}")
+                second = self.take(cand, f"{why} again")
+                if again is None or second is None or any(map(is_noisy, (first, second, again, last))):
+                    self.say(f"not kept {why}: a trial of the comparison was noisy or failed")
+                    last = again or last
+                    continue
+                new, old = self.median([first, second]), self.median([last, again])
+                if new > old * (1 + STEP):
+                    self.say(f"kept {why}: {new:.1f} against {old:.1f} t/s, two trials each, measured alternately")
+                    self.best, best, last = cand, cand, second
+                else:
+                    self.say(f"not kept {why}: {new:.1f} against {old:.1f} t/s, two trials each, not more than "
+                             f"{STEP * 100:g} % faster")
+                    last = again
+        self.take(best, "confirm the best")
+        self.take(default, "confirm the default", enforce_budget=False)
         self.done = True
 
     def choice(self, config: LlamaConfig) -> TuneChoice:
-        recs = used(self.measured.get(self._key(config), []))
+        recs = self.taken(config)
         obj = samples_at(recs, self.q.depth, f"{self.q.objective}_tps")
         lo, hi = median_band(obj) if obj else (None, None)
         mib, fits, _ = self.memory.get(key_of(config), (None, None, ""))

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 # ~133 MiB with q8_0 (logs of build 11434): a budget of 145 MiB puts the default over it, so the search must meet
 # the boundary for real.
 BUDGET = 145.0
+STOP_S = 2  # after the deadline: stopping the server under way (SIGKILL after 0.5 s) and writing the tune record
 
 
 def _question(model: Path, **changes: object) -> Question:
@@ -73,8 +74,8 @@ def test_tune_stops_at_its_time_budget(tmp_path: Path, llama_tools: LlamaTools, 
     data = tmp_path / "data"
     rec, path = tune(_question(smollm2, time_budget_s=30), tools=llama_tools, data_dir=data)
     assert rec.stopped == "time budget" and rec.status == "failed"
-    assert rec.seconds is not None and rec.seconds <= 30
-    assert rec.steps[-1].startswith("stopped at the time budget")
+    assert rec.seconds is not None and rec.seconds <= 30 + STOP_S
+    assert rec.steps[-1].startswith("stopped at the time budget")  # before a step, or during one
     assert rec.chosen is None and rec.command == [] and rec.gain is None  # no recommendation from half a search
     assert rec.default is not None and rec.default.records  # what it did measure is kept
     assert set(rec.trials) == set(_speed(data)) and rec.trials
@@ -87,7 +88,7 @@ def test_a_trial_running_into_the_time_budget_is_stopped_there_and_not_recorded(
     data = tmp_path / "data"
     rec, _ = tune(_question(smollm2, time_budget_s=4), tools=llama_tools, data_dir=data)  # the default takes ~10 s
     assert rec.stopped == "time budget" and rec.steps[-1].endswith("during a trial, which is not recorded")
-    assert rec.seconds is not None and rec.seconds <= 4 + 2  # the deadline, then stopping the server and writing
+    assert rec.seconds is not None and rec.seconds <= 4 + STOP_S
     assert _speed(data) == {} and rec.trials == [] and rec.status == "failed"  # half a trial is not a measurement
     assert procs_with(str(tmp_path)) == []
 
