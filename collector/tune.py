@@ -66,7 +66,7 @@ from collector.records.schema import (
 
 # How each trial measures: one prompt of the coding suite at the question's depth, greedy, a warmup request, then
 # REPS requests (screening) - the confirmation adds as many again for the best and the default.
-SUITE, CATEGORY, N_PREDICT, REPS, WARMUP, SEED = "coding-v1", "algorithm", 32, 2, 1, 42
+SUITE, CATEGORY, N_PREDICT, REPS, WARMUP, SEED = "coding-v1", "algorithm", 64, 2, 1, 42
 PROMPT_ROOM = 512  # tokens the prompt needs beside the depth (the suite's prompts are 150-400 tokens)
 CTX_STEP = 256  # libllama pads n_ctx to a multiple of 256: the context bisection's resolution
 UBATCHES = (256, 1024)  # tried beside llama.cpp's default of 512
@@ -589,13 +589,17 @@ class Tuner:
                     self.say(f"not kept {why}: a trial of the comparison was noisy or failed")
                     last = again or last
                     continue
-                new, old = self.median([first, second]), self.median([last, again])
-                if new > old * (1 + STEP):
-                    self.say(f"kept {why}: {new:.1f} against {old:.1f} t/s, two trials each, measured alternately")
+                metric = f"{self.q.objective}_tps"
+                new, old = samples_at([first, second], self.q.depth, metric), samples_at([last, again], self.q.depth,
+                                                                                          metric)
+                words = (f"{statistics.median(new):.1f} against {statistics.median(old):.1f} t/s, two trials each "
+                         "measured alternately")
+                if faster_beyond_noise(new, old):
+                    self.say(f"kept {why}: {words}")
                     self.best, best, last = cand, cand, second
                 else:
-                    self.say(f"not kept {why}: {new:.1f} against {old:.1f} t/s, two trials each, not more than "
-                             f"{STEP * 100:g} % faster")
+                    self.say(f"not kept {why}: {words}, not faster beyond noise (95 % intervals of the medians apart "
+                             f"and more than {STEP * 100:g} %)")
                     last = again
         self.take(best, "confirm the best")
         self.take(default, "confirm the default", enforce_budget=False)
@@ -612,6 +616,14 @@ class Tuner:
         return TuneChoice(config=config, command=self.command(config), records=[r.id for r in recs],
                           memory_mib=mib, fits=fits, noisy=noisy(recs), tg_tps=stat("tg_tps"), pp_tps=stat("pp_tps"),
                           band_low=lo, band_high=hi)
+
+
+def faster_beyond_noise(new: list[float], old: list[float]) -> bool:
+    """The same test as the gain's and the history pages': the medians' 95 % intervals do not overlap and the
+    median is more than 5 % higher."""
+    if not new or not old:
+        return False
+    return median_band(new)[0] > median_band(old)[1] and statistics.median(new) > statistics.median(old) * (1 + STEP)
 
 
 def gain_of(q: Question, default: TuneChoice, chosen: TuneChoice) -> TuneGain | None:
