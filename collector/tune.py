@@ -9,15 +9,17 @@ and the KV cache types allowed, in order of preference. The search (README, "Tun
 2. memory: the first KV type (in the user's order) that holds the context within the budget; for `--ctx max` the
    largest context any allowed type reaches, found by bisection with loads that only read llama.cpp's buffers
    (probes); on a GPU also the offload boundary (`--n-cpu-moe` for MoE models, `-ngl` for dense ones);
-3. speed, one setting at a time from that base: flash attention, threads (CPU), ubatch; a value is kept when its
-   median beats the best so far. A configuration over the budget stops right after its load (a failed trial,
-   stage `budget`); one that an earlier probe or trial already shows over the budget is not started;
+3. speed, one setting at a time from that base: flash attention, threads (CPU), ubatch; a value whose trial beats
+   the best's latest is measured again alternately with the best, and kept only when faster beyond noise over
+   both pairs. A configuration over the budget stops right after its load (a failed trial, stage `budget`); one
+   that an earlier probe or trial already shows over the budget is not started;
 4. confirmation: the best and the default measured once more each; the gain is the ratio of their medians with
    the range the medians' 95 % intervals allow.
 
-Every speed trial is a speed record tagged `tune`; an earlier tune trial of the same configuration, method, host
-and build in the data dir is reused instead of measured again, so the same records give the same answer. The
-search stops before a step the time budget cannot pay for (estimated from the longest step of its kind so far).
+Every speed trial is a speed record tagged `tune`; earlier tune trials of the same configuration, method, host
+and build in the data dir are used, in recorded order, before anything is measured again, so the same records give
+the same answer. The search stops before a step the time budget cannot pay for (estimated from the longest step of
+its kind so far), and a step still running at the deadline is stopped and not recorded.
 """
 
 from __future__ import annotations

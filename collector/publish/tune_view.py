@@ -88,9 +88,9 @@ def gain_text(gain: TuneGain, chosen: TuneChoice, default: TuneChoice, budget: f
             f"{figure_text(_objective(default, gain.metric), 't/s')}")
     spread = f"the two medians' 95 % intervals allow {gain.low_pct:+.1f} % to {gain.high_pct:+.1f} %"
     over = (f" The default does not fit the budget ({_mib(default.memory_mib)} of {budget:,g} MiB): the chosen "
-            "command is the fastest found that does." if default.fits is False else "")
+            "command is what the search kept within it." if default.fits is False else "")
     if chosen.command == default.command:
-        return f"The default command is the fastest found: no change to make ({both})."
+        return f"No setting tried beat the default command beyond noise: no change to make ({both})."
     if gain.beyond_noise:
         return f"{gain.pct:+.1f} % {what} against the default ({spread}; {both}): beyond noise.{over}"
     return (f"No measurable gain: {gain.pct:+.1f} % {what} against the default, but {spread}, so the difference is "
