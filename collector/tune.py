@@ -544,7 +544,8 @@ class Tuner:
 
     def candidates(self, dim: str, best: LlamaConfig, default_fa: bool | None) -> list[tuple[str, LlamaConfig]]:
         """(why, config) for the values of one setting other than the best's: flash attention (the default's
-        resolved value is what `auto` gave), threads (CPU; llama.cpp's default is the physical cores), ubatch."""
+        resolved value is what `auto` gave), threads (CPU; llama.cpp's default is the physical cores), split mode
+        (several GPUs), ubatch."""
         if dim == "flash_attn":
             now = best.flash_attn or ("on" if default_fa else "off" if default_fa is False else None)
             return [(f"flash attention {fa}", with_(best, flash_attn=fa)) for fa in ("on", "off") if fa != now]
@@ -554,6 +555,9 @@ class Tuner:
             cores = self.host.cpu.cores or 1
             values = {max(1, cores // 2), cores, self.host.cpu.threads or cores} - {best.threads or cores}
             return [(f"{t} threads", with_(best, threads=t)) for t in sorted(values)]
+        if dim == "split_mode":  # several GPUs: rows of each layer across them, beside whole layers (the default)
+            several = self.q.scope == "gpu" and len(self.host.gpus) > 1
+            return [("split mode row", with_(best, split_mode="row"))] if several and best.split_mode is None else []
         return [(f"ubatch {ub}", with_(best, ubatch_size=ub)) for ub in (*UBATCHES, 512)
                 if ub != (best.ubatch_size or 512)]
 
@@ -573,7 +577,7 @@ class Tuner:
         if last is None:
             raise CollectorError("the configuration that fits the budget failed to run; see its failed record")
         self.best = best = base
-        for dim in ("flash_attn", "threads", "ubatch_size"):
+        for dim in ("flash_attn", "threads", "split_mode", "ubatch_size"):
             for why, cand in self.candidates(dim, best, d.placement.flash_attn):
                 if quantized_v_without_fa(cand):
                     self.say(f"skipped ({why}): llama.cpp refuses a quantized V cache without flash attention")
@@ -703,6 +707,8 @@ def describe(q: Question, host: Host) -> list[str]:
     space = ["flash attention on/off"]
     if q.scope == "host":
         space.append(f"threads (beside the {host.cpu.cores or '?'} physical cores llama.cpp uses by default)")
+    elif len(host.gpus) > 1:
+        space.append("split mode row (beside layer, the default)")
     space.append("ubatch " + "/".join(str(u) for u in UBATCHES) + " (default 512)")
     ctx = "the largest context that fits (bisection in steps of 256)" if q.ctx == "max" else f"ctx {q.ctx}"
     gpu = "; offload boundary (--n-cpu-moe for MoE models, -ngl for dense) by bisection" if q.scope == "gpu" else ""

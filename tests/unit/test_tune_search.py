@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from collector.errors import CollectorError
+from collector.llama.binaries import LlamaTools
 from collector.llama.flags import LlamaConfig
 from collector.publish.history import median_band
-from collector.records.schema import Memory, Stat, TuneChoice
+from collector.records.schema import CpuInfo, GpuInfo, Host, LlamaCpp, Memory, ModelInfo, Stat, TuneChoice
 from collector.tune import (
     Question,
+    Tuner,
     bisect_largest,
     bisect_smallest,
     gain_of,
@@ -94,3 +96,25 @@ def test_gain_is_the_ratio_of_medians_and_beyond_noise_only_when_the_bands_part(
     g = gain_of(q, _choice(slow), _choice([41.0, 39.0, 43.0, 44.0, 38.0, 42.5]))
     assert g is not None and not g.beyond_noise  # overlapping bands: no measurable gain
 
+
+
+def _tuner(tmp_path: Path, host: Host, scope: str) -> Tuner:
+    q = Question(model_ref="m", model_path=Path("m"), ctx=4096, depth=0, budget_mib=1000,
+                 budget_source="--memory-budget", scope=scope, kv=("f16",), objective="tg",  # type: ignore[arg-type]
+                 time_budget_s=60)
+    return Tuner(q, LlamaTools(tmp_path, "test"), tmp_path / "data", host, LlamaCpp(), ModelInfo())
+
+
+def test_settings_tried_depend_on_the_host(tmp_path: Path) -> None:
+    cpu = _tuner(tmp_path, Host(cpu=CpuInfo(cores=8, threads=16)), "host")
+    base = LlamaConfig(ctx_size=4096)
+    whys = {dim: [why for why, _ in cpu.candidates(dim, base, True)]
+            for dim in ("flash_attn", "threads", "split_mode", "ubatch_size")}
+    assert whys == {"flash_attn": ["flash attention off"],  # auto resolved to on: only off is new
+                    "threads": ["4 threads", "16 threads"],  # 8 (the physical cores) is llama.cpp's default
+                    "split_mode": [], "ubatch_size": ["ubatch 256", "ubatch 1024"]}
+    gpus = _tuner(tmp_path, Host(gpus=[GpuInfo(name="A"), GpuInfo(name="B")]), "gpu")
+    assert [w for w, _ in gpus.candidates("threads", base, None)] == []
+    assert [(w, c.split_mode) for w, c in gpus.candidates("split_mode", base, None)] == [("split mode row", "row")]
+    one = _tuner(tmp_path, Host(gpus=[GpuInfo(name="A")]), "gpu")
+    assert one.candidates("split_mode", base, None) == []
