@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -18,3 +20,11 @@ def procs_with(needle: str) -> list[int]:
         if needle.encode() in cmd and state != "Z" and int(pid) != os.getpid():
             found.append(int(pid))
     return found
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Poll `cond` every 50 ms; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)

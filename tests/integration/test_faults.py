@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import procs_with
+from procs import procs_with, wait_until
 
 from collector import cli, files
 from collector.errors import CollectorError
@@ -193,20 +193,13 @@ def _start_cli(tmp: Path, plan: Path) -> subprocess.Popen[str]:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def _wait(cond, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_ctrl_c_stops_server_and_keeps_finished_records(tmp_path: Path, smollm2: Path) -> None:
     proc = _start_cli(tmp_path, _plan(tmp_path, reps=2))
     data = tmp_path / "data"
     try:
-        _wait(lambda: len(index.record_files(data)) == 1 if data.exists() else False)
-        _wait(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))  # the second run's server is up
+        wait_until(lambda: len(index.record_files(data)) == 1 if data.exists() else False)
+        wait_until(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))  # the second run's server is up
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -222,7 +215,7 @@ def test_ctrl_c_stops_server_and_keeps_finished_records(tmp_path: Path, smollm2:
 def test_collector_killed_leaves_no_server(tmp_path: Path, smollm2: Path) -> None:
     proc = _start_cli(tmp_path, _plan(tmp_path, reps=2))
     try:
-        _wait(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))
+        wait_until(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))
         servers = procs_with(f"{tmp_path}/qa-run-")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -230,7 +223,7 @@ def test_collector_killed_leaves_no_server(tmp_path: Path, smollm2: Path) -> Non
         proc.kill()
         proc.communicate()  # closes its pipes
     assert servers
-    _wait(lambda: procs_with(str(tmp_path)) == [], timeout=10)  # PR_SET_PDEATHSIG: the kernel killed it
+    wait_until(lambda: procs_with(str(tmp_path)) == [], timeout=10)  # PR_SET_PDEATHSIG: the kernel killed it
 
 
 # --- one collector per host, busy hosts marked, nothing left behind -----------------------------------
@@ -239,7 +232,7 @@ def test_collector_killed_leaves_no_server(tmp_path: Path, smollm2: Path) -> Non
 def test_second_collector_on_the_host_is_refused_while_one_measures(tmp_path: Path, smollm2: Path) -> None:
     first = _start_cli(tmp_path, _plan(tmp_path, reps=3))
     try:
-        _wait(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))
+        wait_until(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))
         other = tmp_path / "other"
         other.mkdir()
         r = _cli(["run", str(_plan(other)), "--data-dir", str(other / "data")], other)
@@ -304,9 +297,9 @@ def test_killed_collector_leaves_no_llama_perplexity(tmp_path: Path, llama_tools
     code = f"from collector.llama.tools import run_tool; run_tool({argv!r}, 'kld')"
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
-        _wait(lambda: bool(procs_with(str(corpus))), timeout=60)
+        wait_until(lambda: bool(procs_with(str(corpus))), timeout=60)
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     finally:
         child.kill()
-    _wait(lambda: procs_with(str(corpus)) == [], timeout=10)
+    wait_until(lambda: procs_with(str(corpus)) == [], timeout=10)

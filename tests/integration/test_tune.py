@@ -4,16 +4,20 @@ budget, and the command line's errors."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from clirun import invoke
-from procs import procs_with
+from procs import procs_with, wait_until
 
 from collector.llama.binaries import LlamaTools
 from collector.model_ref import DEMO_MODEL
 from collector.records import store
-from collector.records.index import load_index
+from collector.records.index import load_index, record_files
 from collector.records.schema import SpeedRecord, TuneRecord
 from collector.tune import Question, tune, used_mib
 
@@ -91,6 +95,30 @@ def test_a_trial_running_into_the_time_budget_is_stopped_there_and_not_recorded(
     assert rec.seconds is not None and rec.seconds <= 4 + STOP_S
     assert _speed(data) == {} and rec.trials == [] and rec.status == "failed"  # half a trial is not a measurement
     assert procs_with(str(tmp_path)) == []
+
+
+def test_ctrl_c_during_a_tune_keeps_its_trials_and_records_the_tune_as_interrupted(tmp_path: Path,
+                                                                                 smollm2: Path) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "tune", str(smollm2), "--ctx", "2048",
+                             "--memory-budget", str(BUDGET), "--data-dir", str(data)],
+                            env={**os.environ, "TMPDIR": str(tmp_path)}, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,  # SIGINT as a terminal would deliver it:
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_until(lambda: data.exists() and len(record_files(data)) >= 1)  # the default's trial is written
+        wait_until(lambda: bool(procs_with(f"{tmp_path}/qa-tune-")))  # the next server (probe or trial) is up
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert procs_with(str(tmp_path)) == []
+    records = load_index(data, cache=False).valid
+    [rec] = [r for r in records if isinstance(r, TuneRecord)]
+    assert rec.stopped == "interrupted" and rec.status == "failed" and rec.chosen is None and rec.command == []
+    assert rec.trials and set(rec.trials) == {r.id for r in records if isinstance(r, SpeedRecord)}
+    assert not list(data.rglob("*.tmp"))
 
 
 def test_tune_command_line(tmp_path: Path, smollm2: Path) -> None:
