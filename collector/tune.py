@@ -246,6 +246,7 @@ class Tuner:
     memory: dict[str, tuple[float | None, bool | None, str]] = field(default_factory=dict)  # config -> (MiB, fits, by)
     longest: dict[str, float] = field(default_factory=dict)  # "probe"/"trial" -> longest seconds so far
     t0: float = 0.0
+    earlier: list[tuple[TuneRecord, Path]] = field(default_factory=list)  # ok tunes already in the data dir
     default: LlamaConfig | None = None  # set as the search reaches them
     best: LlamaConfig | None = None
     done: bool = False
@@ -274,7 +275,7 @@ class Tuner:
         from collector.runner import _record_key
 
         device = store.device_slug(self.host)
-        for rec in load_index(self.data_dir).valid:
+        for path, rec in load_index(self.data_dir).records.items():
             if not (TAG in rec.tags and rec.measured and rec.model.sha256 == self.model.sha256
                     and rec.llama_cpp.build_key == self.llama.build_key and store.device_slug(rec.host) == device):
                 continue
@@ -283,6 +284,8 @@ class Tuner:
             elif isinstance(rec, SpeedRecord) and rec.error and rec.error.stage == "budget":
                 self._note_memory(rec.config, used_mib(rec.memory_mib, self.q.scope), f"trial {rec.id}")
             elif isinstance(rec, TuneRecord) and rec.question.memory_scope == self.q.scope:
+                if rec.status == "ok":
+                    self.earlier.append((rec, path))
                 for p in rec.probes:
                     if p.fits is not None and p.memory_mib is not None and not p.error:
                         self._note_memory(p.config, p.memory_mib, f"a probe of tune {rec.id}")
@@ -692,6 +695,13 @@ def _save(t: Tuner, stopped: Any, error: ErrorInfo | None, clock: Callable[[], f
         error = ErrorInfo(stage=stopped if why else "search",
                           message=f"the search did not finish ({why or 'a trial failed'}): no recommendation from "
                           "half a search; the trials so far are kept and a re-run reuses them")
+    if error is None:  # a re-run over the same records: the answer is already recorded, not written twice
+        asked = t.q.schema().model_dump(exclude={"time_budget_s", "budget_source"})
+        for old, path in t.earlier:
+            if (old.question.model_dump(exclude={"time_budget_s", "budget_source"}) == asked
+                    and (old.default, old.chosen, old.gain) == (d, c, gain)):
+                t.say(f"the same answer from the same trials as tune {old.id}: not written again")
+                return old, path
     rec = TuneRecord(id=t.id, created_at=store.utc_now(), status="failed" if error else "ok", error=error,
                      source=Source(type="measured", collector_version=__version__), host=t.host, llama_cpp=t.llama,
                      model=t.model, command=c.command if c and not error else [], plan=t.plan, tags=[TAG],

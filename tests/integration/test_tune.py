@@ -19,7 +19,7 @@ from collector.model_ref import DEMO_MODEL
 from collector.records import store
 from collector.records.index import load_index, record_files
 from collector.records.schema import SpeedRecord, TuneRecord
-from collector.tune import Question, tune, used_mib
+from collector.tune import Question, Tuner, tune, used_mib
 
 pytestmark = pytest.mark.slow
 
@@ -67,11 +67,15 @@ def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials
     assert c.tg_tps is not None and c.tg_tps.n == sum(len(s.tg_tps) for r in chosen_recs for s in r.samples)
     assert g.low_pct <= g.pct <= g.high_pct
 
-    again, _ = tune(q, tools=llama_tools, data_dir=data)
+    tuner = Tuner(q, llama_tools, data, rec.host, rec.llama_cpp, rec.model)  # the search alone, nothing saved
+    tuner.search()
     assert _speed(data).keys() == trials.keys()  # nothing measured again: every trial reused
-    assert (again.chosen, again.default, again.gain) == (c, d, g)
-    assert again.probes == []  # every memory question answered by the first tune's probes and trials
-    assert again.id != rec.id and set(c.records) | set(d.records) <= set(again.trials) <= set(rec.trials)
+    assert (tuner.choice(c.config), tuner.choice(d.config)) == (c, d) and tuner.best == c.config
+    assert tuner.probes == []  # every memory question answered by the first tune's probes and trials
+    assert set(c.records) | set(d.records) <= set(tuner.trials) <= set(rec.trials)
+    again, again_path = tune(q, tools=llama_tools, data_dir=data)  # the same answer is not recorded twice
+    assert (again, again_path) == (rec, path)
+    assert len([p for p in data.rglob("*-tune-*.yaml")]) == 1
 
 
 def test_tune_stops_at_its_time_budget(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
