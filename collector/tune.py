@@ -379,33 +379,36 @@ class Tuner:
         return None
 
     def take(self, config: LlamaConfig, why: str, *, enforce_budget: bool = True) -> SpeedRecord | None:
-        """The configuration's next trial: the next recorded one this search has not used yet, else a new
-        measurement; a noisy one is followed by one more try. Returns the trial (noisy when both tries were), or None
-        when the configuration is over the budget or failed. The search uses each configuration's trials in the
-        order recorded, so a re-run over the same records takes the same trials for the same decisions."""
+        """The configuration's next trial: the next quiet recorded one this search has not used yet, else a new
+        measurement, and one more when that is noisy. Returns the trial (noisy when both new ones were), or None
+        when the configuration is over the budget or failed. The search uses each configuration's quiet trials in
+        the order recorded, so a re-run over the same records takes the same trials for the same decisions; noisy
+        recorded trials are passed over, so a re-run on a quiet host measures what was noisy before."""
         key = self._key(config)
         have = self.measured.setdefault(key, [])
         flags = " ".join(server_args(config)) or "defaults"
-        rec: SpeedRecord | None = None
-        for _ in range(2):
-            pos = self.cursor.get(key, 0)
-            if pos < len(have):
-                rec = have[pos]
-                self.say(f"trial ({why}): {flags}: already measured ({self._figure([rec])}, {rec.id}), reused")
-                if key_of(config) not in self.memory:
-                    self._note_memory(config, used_mib(rec.memory_mib, self.q.scope), f"trial {rec.id}")
-            else:
-                over = self.over_budget_by(config) if enforce_budget else None
-                if over:
-                    self.say(f"skipped ({why}): {flags}: over the budget ({over})")
-                    return None
-                rec = self._trial(config, why, enforce_budget)
-                if rec.status != "ok":
-                    return None
-                have.append(rec)
+        pos = self.cursor.get(key, 0)
+        while pos < len(have) and is_noisy(have[pos]):
+            pos += 1
+        if pos < len(have):
+            rec = have[pos]
             self.cursor[key] = pos + 1
+            self.say(f"trial ({why}): {flags}: already measured ({self._figure([rec])}, {rec.id}), reused")
+            if key_of(config) not in self.memory:
+                self._note_memory(config, used_mib(rec.memory_mib, self.q.scope), f"trial {rec.id}")
             if rec.id not in self.trials:
                 self.trials.append(rec.id)
+            return rec
+        over = self.over_budget_by(config) if enforce_budget else None
+        if over:
+            self.say(f"skipped ({why}): {flags}: over the budget ({over})")
+            return None
+        for _ in range(2):
+            rec = self._trial(config, why, enforce_budget)
+            if rec.status != "ok":
+                return None
+            have.append(rec)
+            self.cursor[key] = len(have)
             if not is_noisy(rec):
                 break
         return rec

