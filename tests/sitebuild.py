@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,3 +17,9 @@ def mkdocs_build(data_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "QUANT_ATLAS_DATA": str(data_dir), "NO_MKDOCS_2_WARNING": "1"}
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(REPO / "mkdocs.yml"),
                            "-d", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def page_commands(page: str) -> list[str]:
+    """The text of every highlighted code block of a built page (what the copy button copies)."""
+    blocks = re.findall(r'<div class="[^"]*highlight"><pre>.*?<code>(.*?)</code></pre>', page, re.S)
+    return [html.unescape(re.sub(r"<[^>]+>", "", b)).strip() for b in blocks]

@@ -40,10 +40,18 @@ def md(value: object) -> Markup:
     return Markup(_MD_SPECIAL.sub(r"\\\1", text))
 
 
+_FLAG = re.compile(r"(?<![^ ])(--?[A-Za-z][A-Za-z0-9_.-]{0,30})(?![^ ])")
+
+
 def code_block(body: str) -> Markup:
     """A shell command as the page's code block (Material adds its copy button): raw HTML, which Markdown passes
-    through untouched (no fence to close early, no highlighting pass over thousands of commands)."""
-    return Markup(f'<div class="language-bash highlight"><pre><code>{h(neutralize(body))}</code></pre></div>')
+    through untouched (no fence to close early, no highlighting pass over thousands of commands). In a one-line
+    command every flag is kept whole where the line wraps (a phone would otherwise break `-ctv` after its hyphen);
+    the copy button copies the text, spans or not."""
+    text = h(neutralize(body))
+    if "\n" not in text:
+        text = _FLAG.sub(r'<span class="qa-w">\1</span>', text)
+    return Markup(f'<div class="language-bash highlight"><pre><code>{text}</code></pre></div>')
 
 
 def shell_command(argv: Sequence[str], model_file: str | None) -> str:

@@ -20,7 +20,7 @@ from collector.publish import build_site, render_site
 from collector.publish.site import HOME_PLACEHOLDER, MANIFEST, RESERVED_PREFIXES
 from collector.records.index import load_records
 from fixtures.records.factory import HOSTILE
-from sitebuild import mkdocs_build
+from sitebuild import mkdocs_build, page_commands
 
 pytestmark = pytest.mark.site
 REPO = Path(__file__).resolve().parents[2]
@@ -37,12 +37,6 @@ def _text(page: str) -> str:
     m = re.search(r"<article[^>]*>(.*)</article>", page, re.S)
     body = re.sub(r"<script.*?</script>", "", m.group(1) if m else page, flags=re.S)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", "", body)).split())
-
-
-def _commands(page: str) -> list[str]:
-    """The text of every highlighted code block (what the copy button copies)."""
-    blocks = re.findall(r'<div class="[^"]*highlight"><pre>.*?<code>(.*?)</code></pre>', page, re.S)
-    return [html.unescape(re.sub(r"<[^>]+>", "", b)).strip() for b in blocks]
 
 
 def _section(page: str, start: str, end: str) -> str:
@@ -66,7 +60,7 @@ def test_strict_build_has_every_page(built_site: Path) -> None:
 def test_every_gpu_page_recommends_a_runnable_command(built_site: Path) -> None:
     # 2x RTX 3060: the source states every flag, so the command is rebuilt from them, and said so
     dev = _html(built_site, "devices/2x-rtx-3060")
-    cmds = _commands(dev)
+    cmds = page_commands(dev)
     assert cmds and all(c.startswith("llama-server -m Coder-REAP-Test.i1-IQ3_M.gguf") for c in cmds)
     assert "-ctk q8_0 -ctv q4_0 -fa on" in cmds[0] and "-ts 1,1" in cmds[0] and "--n-cpu-moe 0" in cmds[0]
     assert "Reconstructed from the flags the source states" in _text(dev)
@@ -80,7 +74,7 @@ def test_every_gpu_page_recommends_a_runnable_command(built_site: Path) -> None:
     # the measured GPU page: the command each pick was measured with
     dev = _html(built_site, "devices/rtx-4090")
     assert any(c == "llama-server -m Llama-Test-8B.Q4_K_M.gguf -c 8192 -ngl 99" for c in
-               _commands(dev))
+               page_commands(dev))
 
 
 def test_stated_figures_keep_their_tilde_digits_and_quote(built_site: Path) -> None:
@@ -141,7 +135,7 @@ def test_hostile_strings_show_as_text_everywhere(built_site: Path) -> None:
     run = _html(built_site, "runs/01FIXTURE00000000000000016")
     assert html.escape(HOSTILE, quote=False) in run
     # the bidi override is shown, not obeyed, inside the copyable command
-    assert any("\\u202e" in c for c in _commands(_html(built_site, "devices/rtx-4090")))
+    assert any("\\u202e" in c for c in page_commands(_html(built_site, "devices/rtx-4090")))
 
 
 def test_svgs_parse_and_chart_labels_are_unique(built_site: Path) -> None:
@@ -264,7 +258,7 @@ def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeyp
     pages = [v for k, v in plain.items() if k.endswith(".html")]
     assert len(pages) > 30 and not [p for p in pages if b"qa-deferred" in p]
     device = (tmp_path / "warm" / "devices" / "rtx-4090" / "index.html").read_text(encoding="utf-8")
-    assert device.count("<table") >= 2 and _commands(device)  # the deferred tables and commands are back
+    assert device.count("<table") >= 2 and page_commands(device)  # the deferred tables and commands are back
 
 
 def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monkeypatch) -> None:

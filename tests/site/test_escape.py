@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import markdown
 
 from collector.publish.escape import code_block, h, md, shell_command
@@ -24,5 +26,15 @@ def test_code_block_survives_backticks_markup_and_shell_quoting() -> None:
     assert cmd == "llama-server -m 'x```y.gguf' --alias 'a b'\"'\"'c' '</code></pre>'"
     html = _render(code_block(cmd) + "\n\n**after**")
     assert "<strong>after</strong>" in html and html.count("<code") == 1 and html.count("</pre>") == 1
-    assert f"<code>{h(cmd)}</code>" in html  # the whole command, escaped, in one block
+    text = re.sub(r"</?span[^>]*>", "", html.split("<code>", 1)[1].split("</code>", 1)[0])
+    assert text == h(cmd)  # the whole command, escaped, in one block
+    assert '<span class="qa-w">--alias</span>' in html and '<span class="qa-w">-m</span>' in html
+
+
+def test_flags_are_kept_whole_in_one_line_commands_only() -> None:
+    one = str(code_block("llama-server -m x-y.gguf -c 8192 -ctk q8_0 --n-cpu-moe 3 -fa on"))
+    flags = re.findall(r'<span class="qa-w">([^<]*)</span>', one)
+    assert flags == ["-m", "-c", "-ctk", "--n-cpu-moe", "-fa"]  # not x-y.gguf, not values
+    log = str(code_block("line -one\nline -two"))
+    assert "<span" not in log  # a log tail is shown as it is
     assert h('"q" & <t>') == "&quot;q&quot; &amp; &lt;t&gt;"

@@ -23,7 +23,7 @@ from collector.publish.run_page import run_html
 from collector.records.index import load_records
 from collector.records.schema import ErrorInfo, SpeedRecord, TuneRecord
 from fixtures.records.factory import HOSTILE
-from sitebuild import REPO, mkdocs_build
+from sitebuild import REPO, mkdocs_build, page_commands
 
 pytestmark = pytest.mark.site
 TUNE_DATA = REPO / "tests" / "fixtures" / "tune" / "data"
@@ -35,11 +35,6 @@ def _text(page: str) -> str:
     m = re.search(r"<article[^>]*>(.*)</article>", page, re.S)
     body = re.sub(r"<script.*?</script>", "", m.group(1) if m else page, flags=re.S)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", "", body)).split())
-
-
-def _commands(page: str) -> list[str]:
-    blocks = re.findall(r'<div class="[^"]*highlight"><pre>.*?<code>(.*?)</code></pre>', page, re.S)
-    return [html.unescape(re.sub(r"<[^>]+>", "", b)).strip() for b in blocks]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +53,7 @@ def test_tune_page_states_question_answer_gain_steps_probes_and_trials(tune_site
     assert ("with the largest context that fits the budget, ranked by generation speed (tg) at 256 filled tokens"
             in text) and "in host (CPU) memory within 250 MiB (budget from --memory-budget)" in text
     assert "in order of preference: f16, q8_0" in text and "the search took 197 s and finished its search" in text
-    assert _commands(page) == [CHOSEN]
+    assert page_commands(page) == [CHOSEN]
     # default against chosen: memory and fit, medians with n and range, the 95 % band, as recorded
     assert "294.7 MiB over the 250 MiB budget" in text and "210.4 MiB fits the 250 MiB budget" in text
     assert "44.5 median of n=4 · 39.3–49.9" in text and "40.9 median of n=4 · 5.42–44.9" in text
@@ -87,7 +82,7 @@ def test_failed_tune_shows_error_and_steps_never_a_recommendation(tune_site: Pat
     assert "This tune gave no answer" in text and "Stage search: the search ended before the best" in text
     assert "stopped at its time budget" in text
     assert "stopped at the time budget: 197 s of 240 s spent" in text
-    assert _commands(page) == [] and 'id="answer"' not in page and "Gain" not in text
+    assert page_commands(page) == [] and 'id="answer"' not in page and "Gain" not in text
     device = (tune_site / "devices" / "cpu-amd-epyc" / "index.html").read_text(encoding="utf-8")
     assert FAILED not in device
 
@@ -100,7 +95,7 @@ def test_device_page_shows_the_newest_ok_tune_with_its_chart(tune_site: Path) ->
     assert ("largest context that fits · tg at depth 256 · host memory budget 250 MiB · KV f16, q8_0" in section)
     assert CHOSEN in section and "210.4 MiB, fits the 250 MiB budget" in section
     assert "No measurable gain: -8.2 %" in section and "(median of n=4 · 39.3–49.9)" in section
-    assert f'href="../../runs/{OK}/"' in page and CHOSEN in _commands(page)
+    assert f'href="../../runs/{OK}/"' in page and CHOSEN in page_commands(page)
     for variant in ("light", "dark"):
         svg = tune_site / "charts" / "devices" / f"cpu-amd-epyc-tune-{OK}-{variant}.svg"
         assert f"cpu-amd-epyc-tune-{OK}-{variant}.svg" in page
@@ -150,7 +145,8 @@ def test_hostile_tune_is_text_and_an_over_budget_trial_is_not_a_crash() -> None:
                                                    "tune's budget of 250 MiB; not measured")})
     body = run_html(hostile)
     assert "<script>" not in body and html.escape(HOSTILE, quote=False) in body
-    assert html.escape(f"-m '{HOSTILE}.gguf' -c 8192") in body  # quoted for the shell, then escaped
+    unwrapped = re.sub(r'</?span( class="qa-w")?>', "", body)  # flags are kept whole by a span each
+    assert html.escape(f"-m '{HOSTILE}.gguf' -c 8192") in unwrapped  # quoted for the shell, then escaped
     build = build_site([*records, hostile, over])
     device = next(g for g in build.whole() if g.src_uri == "devices/cpu-amd-epyc.md")
     assert isinstance(device.content, str)
