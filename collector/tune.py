@@ -470,15 +470,13 @@ class Tuner:
             self.say(f"trial ({why}): {flags}: {rec.error.stage}: {rec.error.message}")
         return rec
 
-    def _figure(self, recs: list[SpeedRecord]) -> str:
-        values = samples_at(recs, self.q.depth, f"{self.q.objective}_tps")
-        if not values:
-            return "no samples"
-        return f"{self.q.objective} {statistics.median(values):.1f} t/s (n={len(values)})"
-
     def median(self, recs: list[SpeedRecord]) -> float:
         values = samples_at(recs, self.q.depth, f"{self.q.objective}_tps")
         return statistics.median(values) if values else 0.0
+
+    def _figure(self, recs: list[SpeedRecord]) -> str:
+        n = len(samples_at(recs, self.q.depth, f"{self.q.objective}_tps"))
+        return f"{self.q.objective} {self.median(recs):.1f} t/s (n={n})" if n else "no samples"
 
     # ---- the search ----
 
