@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 from collector.importers.transcription import import_transcription, load_transcription
 from collector.llama.flags import FLAGS, RESPELLINGS, server_args
 from collector.records import index, store
+from sitebuild import page_commands
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = REPO.parent / "shared" / "sources"  # CI: a fresh clone with shared/ beside it, as here
@@ -358,7 +359,7 @@ def test_imported_figures_have_device_and_run_pages() -> None:
     assert {store.device_slug(r.host) for r in imported} == {"rtx-4090", "2x-rtx-3060", "3x-r9700-pro"}
     # the printed command, as a reader runs it (llama-server from PATH; README: "Published command")
     assert "llama-server -m huihui-ai_Qwen3-Coder-Next-abliterated-IQ2_XS.gguf --port 8085 -c 168000 -ctk q8_0 " \
-           "-ctv q8_0 --flash-attn on --jinja --metrics" in pages["devices/rtx-4090.md"]
+           "-ctv q8_0 --flash-attn on --jinja --metrics" in page_commands(pages["devices/rtx-4090.md"])
 
 
 def test_committed_records_match_their_transcriptions() -> None:
