@@ -6,13 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sitebuild import FIXTURE_DATA, mkdocs_build
+from sitebuild import FIXTURE_DATA, build_clean
 
 
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("site") / "html"
-    proc = mkdocs_build(FIXTURE_DATA, out)
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "WARNING" not in proc.stderr, proc.stderr
-    return out
+    return build_clean(FIXTURE_DATA, tmp_path_factory.mktemp("site") / "html")

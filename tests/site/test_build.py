@@ -20,7 +20,7 @@ from collector.publish import build_site, render_site
 from collector.publish.site import HOME_PLACEHOLDER, MANIFEST, RESERVED_PREFIXES
 from collector.records.index import load_records
 from fixtures.records.factory import HOSTILE
-from sitebuild import mkdocs_build, page_commands
+from sitebuild import mkdocs_build, page_commands, page_text
 
 pytestmark = pytest.mark.site
 REPO = Path(__file__).resolve().parents[2]
@@ -32,15 +32,8 @@ def _html(site: Path, url: str) -> str:
     return (site / url / "index.html").read_text(encoding="utf-8")
 
 
-def _text(page: str) -> str:
-    """What a reader sees of the page's article: tags removed, entities decoded, spaces collapsed."""
-    m = re.search(r"<article[^>]*>(.*)</article>", page, re.S)
-    body = re.sub(r"<script.*?</script>", "", m.group(1) if m else page, flags=re.S)
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", body)).split())
-
-
 def _section(page: str, start: str, end: str) -> str:
-    text = _text(page)
+    text = page_text(page)
     return text[text.index(start):text.index(end, text.index(start))]
 
 
@@ -63,11 +56,11 @@ def test_every_gpu_page_recommends_a_runnable_command(built_site: Path) -> None:
     cmds = page_commands(dev)
     assert cmds and all(c.startswith("llama-server -m Coder-REAP-Test.i1-IQ3_M.gguf") for c in cmds)
     assert "-ctk q8_0 -ctv q4_0 -fa on" in cmds[0] and "-ts 1,1" in cmds[0] and "--n-cpu-moe 0" in cmds[0]
-    assert "Reconstructed from the flags the source states" in _text(dev)
-    assert "No command:" not in _text(dev)
+    assert "Reconstructed from the flags the source states" in page_text(dev)
+    assert "No command:" not in page_text(dev)
     # 3x R9700: KLD only; its figures and the most faithful pick are on its page, titled by its GPUs
     dev = _html(built_site, "devices/3x-ai-pro-r9700")
-    text = _text(dev)
+    text = page_text(dev)
     assert text.startswith("3x AMD Radeon AI PRO R9700")
     assert "Most faithful: Coder Next Test" in text and "UD-Q5_K_M: mean KLD 0.0217" in text
     assert "0.21" in text and "CPU: not stated" in text
@@ -78,29 +71,29 @@ def test_every_gpu_page_recommends_a_runnable_command(built_site: Path) -> None:
 
 
 def test_stated_figures_keep_their_tilde_digits_and_quote(built_site: Path) -> None:
-    text = _text(_html(built_site, "devices/rtx-4090"))
+    text = page_text(_html(built_site, "devices/rtx-4090"))
     pub = text[text.index("From published sources"):]
     assert "~94 t/s approximate, as stated; no spread" in pub
     assert "TG: ~94 t/s (86-94 over the day)" in pub  # the quote that holds the figure
-    text = _text(_html(built_site, "devices/2x-rtx-3060"))
+    text = page_text(_html(built_site, "devices/2x-rtx-3060"))
     assert "22.40 t/s" in text and "22.00 t/s" in text  # as written, never re-rounded
 
 
 def test_unstated_facts_are_shown_as_not_stated(built_site: Path) -> None:
-    text = _text(_html(built_site, "devices/rtx-4090"))
+    text = page_text(_html(built_site, "devices/rtx-4090"))
     pub = text[text.index("From published sources"):text.index("What fits on this device")]
     assert "KV types (K/V) not stated" in pub and "f16" not in pub
     assert "date not stated" in pub
     assert "MoE" in pub and "dense" not in pub
     # a measured run names its llama.cpp build, never b0-unknown
     assert "llama.cpp b11434" in text and "b0" not in text
-    dev = _text(_html(built_site, "devices/2x-rtx-3060"))
+    dev = page_text(_html(built_site, "devices/2x-rtx-3060"))
     assert "VRAM 12GB (as stated)" in dev and "date 2026-02-14 (as stated)" in dev
 
 
 def test_speed_figures_carry_n_and_spread_and_noise_is_not_a_ranking(built_site: Path) -> None:
     dev = _html(built_site, "devices/cpu-test-xeon-cpu-2-20ghz")
-    text = _text(dev)
+    text = page_text(dev)
     # the configuration measured twice is one row of n=6 (two runs of three); the noisy one is apart, marked
     assert "median of n=6" in text and "2 runs" in text
     assert "noisy" in text and "other processes used 48% of the CPU" in dev
@@ -114,7 +107,7 @@ def test_speed_figures_carry_n_and_spread_and_noise_is_not_a_ranking(built_site:
 
 
 def test_context_pick_says_how_full_its_context_was(built_site: Path) -> None:
-    text = _text(_html(built_site, "devices/rtx-4090"))
+    text = page_text(_html(built_site, "devices/rtx-4090"))
     # 32768 keeps only 90 t/s at 16,384 filled (< 80 % of 130): the pick is 8192, judged at its deepest fill
     assert "(8,192 tokens) among configurations keeping at least 80% of the fastest speed: 115 t/s with 4,096 " \
            "tokens filled (88.5 %)" in text
@@ -122,7 +115,7 @@ def test_context_pick_says_how_full_its_context_was(built_site: Path) -> None:
     assert "it was measured at depth 0" in text and "Only 0 of" not in text
     dev = _html(built_site, "devices/rtx-4090")
     assert "charts/devices/rtx-4090-depth-light.svg" in dev and "charts/devices/rtx-4090-depth-pp-dark.svg" in dev
-    pub = _text(_html(built_site, "devices/2x-rtx-3060"))
+    pub = page_text(_html(built_site, "devices/2x-rtx-3060"))
     assert "Only the allocation is known" in pub
 
 
@@ -165,7 +158,7 @@ def test_home_is_like_with_like_and_has_no_placeholder(built_site: Path) -> None
     home = _html(built_site, "")
     assert HOME_PLACEHOLDER not in home and "quant-atlas:home" not in home
     assert "<strong>5</strong> device(s)" in home
-    latest = _text(home)[_text(home).index("Latest measured runs"):]
+    latest = page_text(home)[page_text(home).index("Latest measured runs"):]
     assert "Coder REAP Test" not in latest  # imported figures are not runs of ours, whatever their date
 
 
@@ -173,7 +166,7 @@ def test_failed_run_page_shows_error(built_site: Path) -> None:
     page = _html(built_site, "runs/01FIXTURE00000000000000006")
     assert "This run failed" in page and "failed to load model: not enough memory" in page
     assert "CUDA out of memory" in page
-    assert "null" not in _text(page)
+    assert "null" not in page_text(page)
 
 
 def test_invalid_records_fail_the_strict_build_and_are_never_published(tmp_path: Path) -> None:
@@ -295,18 +288,18 @@ def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monk
 def test_history_pages_for_configurations_measured_by_two_builds(built_site: Path) -> None:
     cpu = _html(built_site, "devices/cpu-test-xeon-cpu-2-20ghz")
     [link] = re.findall(r'href="(history/[^"]+/)"', cpu)
-    text = _text(cpu)
+    text = page_text(cpu)
     assert "History across llama.cpp builds" in text and "(b11401, b11434)" in text
     assert "speedup of 16.0 % from b11401 to b11434" in text  # the fixture's CPU Q4_1: 80.98 -> 93.95 t/s
     page = _html(built_site, f"devices/cpu-test-xeon-cpu-2-20ghz/{link}")
-    body = _text(page)
+    body = page_text(page)
     assert "git bisect start b11434 b11401" in body
     assert "median of n=3" in body and "median of n=6" in body  # per build, with n and spread
     assert "prompt processing (pp): no change beyond noise across 2 builds" in body
     for variant in ("light", "dark"):
         [svg] = re.findall(rf'src="([^"]+-history-[^"]+-{variant}\.svg)#only-{variant}"', page)
         assert (built_site / f"devices/cpu-test-xeon-cpu-2-20ghz/{link}" / svg).resolve().is_file()
-    gpu = _text(_html(built_site, "devices/rtx-4090"))
+    gpu = page_text(_html(built_site, "devices/rtx-4090"))
     hist = gpu[gpu.index("History across llama.cpp builds"):]
     assert "generation (tg): no change beyond noise across 2 builds" in hist
     # the recommendation names the build it was measured with

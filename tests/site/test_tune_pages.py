@@ -23,7 +23,7 @@ from collector.publish.run_page import run_html
 from collector.records.index import load_records
 from collector.records.schema import ErrorInfo, SpeedRecord, TuneRecord
 from fixtures.records.factory import HOSTILE
-from sitebuild import REPO, mkdocs_build, page_commands
+from sitebuild import REPO, build_clean, page_commands, page_text
 
 pytestmark = pytest.mark.site
 TUNE_DATA = REPO / "tests" / "fixtures" / "tune" / "data"
@@ -31,24 +31,14 @@ OK, FAILED = "01M8CDQN1J7YH8P2M0078DA9AR", "01M8CDGVXANHMSTNH1B0JQFC3N"
 CHOSEN = "llama-server -m SmolLM2-135M-Instruct.Q4_1.gguf -c 8192 -ctk q8_0 -ctv q8_0"
 
 
-def _text(page: str) -> str:
-    m = re.search(r"<article[^>]*>(.*)</article>", page, re.S)
-    body = re.sub(r"<script.*?</script>", "", m.group(1) if m else page, flags=re.S)
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", body)).split())
-
-
 @pytest.fixture(scope="module")
 def tune_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tune-site") / "html"
-    proc = mkdocs_build(TUNE_DATA, out)
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "WARNING" not in proc.stderr, proc.stderr
-    return out
+    return build_clean(TUNE_DATA, tmp_path_factory.mktemp("tune-site") / "html")
 
 
 def test_tune_page_states_question_answer_gain_steps_probes_and_trials(tune_site: Path) -> None:
     page = (tune_site / "runs" / OK / "index.html").read_text(encoding="utf-8")
-    text = _text(page)
+    text = page_text(page)
     assert "SmolLM2-135M-Instruct Q4_1 on CPU: AMD EPYC — Tune" in text
     assert ("with the largest context that fits the budget, ranked by generation speed (tg) at 256 filled tokens"
             in text) and "in host (CPU) memory within 250 MiB (budget from --memory-budget)" in text
@@ -73,12 +63,12 @@ def test_tune_page_states_question_answer_gain_steps_probes_and_trials(tune_site
     assert len(hrefs) == 7 and "(default)" in trials and "(chosen)" in trials
     for trial in hrefs:
         run = (tune_site / "runs" / trial / "index.html").read_text(encoding="utf-8")
-        assert f'href="../{OK}/"' in run and "A speed trial of a tune" in _text(run)
+        assert f'href="../{OK}/"' in run and "A speed trial of a tune" in page_text(run)
 
 
 def test_failed_tune_shows_error_and_steps_never_a_recommendation(tune_site: Path) -> None:
     page = (tune_site / "runs" / FAILED / "index.html").read_text(encoding="utf-8")
-    text = _text(page)
+    text = page_text(page)
     assert "This tune gave no answer" in text and "Stage search: the search ended before the best" in text
     assert "stopped at its time budget" in text
     assert "stopped at the time budget: 197 s of 240 s spent" in text
@@ -89,7 +79,7 @@ def test_failed_tune_shows_error_and_steps_never_a_recommendation(tune_site: Pat
 
 def test_device_page_shows_the_newest_ok_tune_with_its_chart(tune_site: Path) -> None:
     page = (tune_site / "devices" / "cpu-amd-epyc" / "index.html").read_text(encoding="utf-8")
-    text = _text(page)
+    text = page_text(page)
     section = text[text.index("Tuned for this device"):text.index("What fits on this device")]
     assert section.count("Tuned: SmolLM2-135M-Instruct") == 1
     assert ("largest context that fits · tg at depth 256 · host memory budget 250 MiB · KV f16, q8_0" in section)
@@ -117,7 +107,7 @@ def test_tune_records_are_in_the_json_never_in_the_tables(tune_site: Path) -> No
     assert {r["id"]: r["tune"] for r in rows} == trial_of
     data = json.loads((tune_site / "data" / "records.json").read_text(encoding="utf-8"))
     assert sorted(d["id"] for d in data if d["kind"] == "tune") == sorted(tunes)
-    assert "in records.json only (2 of them)" in _text((tune_site / "data" / "index.html").read_text("utf-8"))
+    assert "in records.json only (2 of them)" in page_text((tune_site / "data" / "index.html").read_text("utf-8"))
     runs = (tune_site / "runs" / "index.html").read_text(encoding="utf-8")
     assert runs.count("<td>tune</td><td>ok</td>") == 1 and runs.count("<td>tune</td><td>failed</td>") == 1
     # the device's tables have the trials as speed runs, never the tune
