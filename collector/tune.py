@@ -352,9 +352,7 @@ class Tuner:
                                    log_dir=Path(work), port_picker=self.port_picker, load_timeout_s=self._left())
             try:
                 with server:
-                    facts = parse_server_log(server.log_text())
-                    mib = used_mib(facts.memory, self.q.scope)
-                    shrunk = self._shrunk(config, facts.placement.n_ctx)
+                    mib, shrunk = self._loaded(server, config)
             except CollectorError as exc:
                 error = str(exc)
         self._past_deadline("a probe")
@@ -373,10 +371,14 @@ class Tuner:
         self.say(f"probe {len(self.probes)} ({why}): {' '.join(server_args(config)) or 'defaults'}: {verdict}")
         return fits
 
-    def _shrunk(self, config: LlamaConfig, n_ctx: int | None) -> str | None:
-        if config.ctx_size and n_ctx and n_ctx < config.ctx_size:
-            return f"llama.cpp's fit reduced the context from {config.ctx_size} to {n_ctx} (not enough memory)"
-        return None
+    def _loaded(self, server: ServerProcess, config: LlamaConfig) -> tuple[float | None, str | None]:
+        """What a loaded server's log says: llama.cpp's buffers in the budget's scope (MiB), and why the context
+        does not count as fitting when llama.cpp's fit shrank it (None: it did not)."""
+        facts = parse_server_log(server.log_text())
+        n_ctx = facts.placement.n_ctx
+        shrunk = (f"llama.cpp's fit reduced the context from {config.ctx_size} to {n_ctx} (not enough memory)"
+                  if config.ctx_size and n_ctx and n_ctx < config.ctx_size else None)
+        return used_mib(facts.memory, self.q.scope), shrunk
 
     def take(self, config: LlamaConfig, why: str, *, enforce_budget: bool = True) -> SpeedRecord | None:
         """The configuration's next trial: the next quiet recorded one this search has not used yet, else a new
@@ -436,9 +438,7 @@ class Tuner:
             deadline.append(threading.Timer(max(self.q.time_budget_s - (self.clock() - self.t0), 0.0), server.stop,
                                             kwargs={"grace_s": 0.5}))
             deadline[0].start()
-            facts = parse_server_log(server.log_text())
-            mib = used_mib(facts.memory, self.q.scope)
-            shrunk = self._shrunk(config, facts.placement.n_ctx)
+            mib, shrunk = self._loaded(server, config)
             if shrunk:
                 raise ToolError(shrunk, "budget", server.log_tail())
             if enforce_budget and mib is not None and mib > budget:
@@ -656,16 +656,16 @@ def tune(q: Question, *, tools: LlamaTools, data_dir: Path, observer: Observer |
     """Run the search, write every trial and the tune record; returns the tune record and its path."""
     from collector import hardware
     from collector.llama.server import check_config_files
-    from collector.runner import _model_info, term_as_interrupt
+    from collector.model_info import model_facts
+    from collector.runner import term_as_interrupt
 
     check_config_files()
     observer = observer or NullObserver()
     with host_lock(f"tune {q.model_path.name}", wait=wait, on_wait=observer.message), term_as_interrupt():
         host = hardware.probe_host(nvml)
         llama = tools.version()
-        spec = RunSpec(model_ref=q.model_ref, model_path=q.model_path, config=LlamaConfig(), speed=SpeedSettings(),
-                       plan=PlanRef())
-        model = _model_info(spec)
+        model = model_facts(q.model_path)
+        model.origin = q.model_ref
         t = Tuner(q, tools, data_dir, host, llama, model, observer, nvml, port_picker, clock)
         stopped: Literal["done", "time budget", "interrupted"] = "done"
         error: ErrorInfo | None = None
