@@ -50,10 +50,10 @@ from collector.publish.history import STEP, median_band
 from collector.records import store
 from collector.records.index import load_index
 from collector.records.schema import (
+    TUNE_TAG,
     ErrorInfo,
     Host,
     LlamaCpp,
-    Memory,
     ModelInfo,
     PlanRef,
     Source,
@@ -74,7 +74,7 @@ CTX_STEP = 256  # libllama pads n_ctx to a multiple of 256: the context bisectio
 UBATCHES = (256, 1024)  # tried beside llama.cpp's default of 512
 KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
             "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}  # bytes per element: KV memory order
-TAG = "tune"
+TAG = TUNE_TAG
 
 
 @dataclass(frozen=True)
@@ -135,17 +135,6 @@ def default_budget(scope: str, nvml: Any = None) -> tuple[float, str]:
         if line.startswith("MemAvailable:"):
             return round(int(line.split()[1]) / 1024, 1), "MemAvailable at start (/proc/meminfo)"
     raise CollectorError("could not read MemAvailable from /proc/meminfo; give --memory-budget MiB")
-
-
-def used_mib(memory: Memory, scope: str) -> float | None:
-    """llama.cpp's model + KV + compute buffers in the budget's scope, from its log (None: none logged)."""
-    total, seen = 0.0, False
-    for buffers in (memory.model_buffers, memory.kv_buffers, memory.compute_buffers):
-        for name, mib in buffers.items():
-            on_host = name.upper().startswith("CPU") or name.endswith("_Host")
-            if on_host == (scope == "host"):
-                total, seen = total + mib, True
-    return round(total, 1) if seen else None
 
 
 def key_of(config: LlamaConfig) -> str:
@@ -282,7 +271,7 @@ class Tuner:
             if isinstance(rec, SpeedRecord) and rec.status == "ok":
                 self.measured.setdefault(_record_key(rec), []).append(rec)
             elif isinstance(rec, SpeedRecord) and rec.error and rec.error.stage == "budget":
-                self._note_memory(rec.config, used_mib(rec.memory_mib, self.q.scope), f"trial {rec.id}")
+                self._note_memory(rec.config, rec.memory_mib.used_mib(self.q.scope), f"trial {rec.id}")
             elif isinstance(rec, TuneRecord) and rec.question.memory_scope == self.q.scope:
                 if rec.status == "ok":
                     self.earlier.append((rec, path))
@@ -378,7 +367,7 @@ class Tuner:
         n_ctx = facts.placement.n_ctx
         shrunk = (f"llama.cpp's fit reduced the context from {config.ctx_size} to {n_ctx} (not enough memory)"
                   if config.ctx_size and n_ctx and n_ctx < config.ctx_size else None)
-        return used_mib(facts.memory, self.q.scope), shrunk
+        return facts.memory.used_mib(self.q.scope), shrunk
 
     def take(self, config: LlamaConfig, why: str, *, enforce_budget: bool = True) -> SpeedRecord | None:
         """The configuration's next trial: the next quiet recorded one this search has not used yet, else a new
@@ -397,7 +386,7 @@ class Tuner:
             self.cursor[key] = pos + 1
             self.say(f"trial ({why}): {flags}: already measured ({self._figure([rec])}, {rec.id}), reused")
             if key_of(config) not in self.memory:
-                self._note_memory(config, used_mib(rec.memory_mib, self.q.scope), f"trial {rec.id}")
+                self._note_memory(config, rec.memory_mib.used_mib(self.q.scope), f"trial {rec.id}")
             if rec.id not in self.trials:
                 self.trials.append(rec.id)
             return rec
@@ -458,7 +447,7 @@ class Tuner:
         store.save_record(rec, self.data_dir)
         self._timed("trial", started)
         self.trials.append(rec.id)
-        mib = used_mib(rec.memory_mib, self.q.scope)
+        mib = rec.memory_mib.used_mib(self.q.scope)
         self._note_memory(config, mib, f"trial {rec.id}")
         flags = " ".join(server_args(config)) or "defaults"
         if rec.status == "ok":

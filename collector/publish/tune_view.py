@@ -19,10 +19,10 @@ from collector.publish.common import Output, chart_files, model_src, run_src
 from collector.publish.escape import shell_command
 from collector.publish.frame import Figure, figure_from_stat, page_id_of, run_page_id
 from collector.publish.render import DASH, figure_text, num
-from collector.records.schema import Memory, SpeedRecord, Stat, TuneChoice, TuneGain, TuneQuestion, TuneRecord
+from collector.records.schema import TUNE_TAG as TAG
+from collector.records.schema import SpeedRecord, Stat, TuneChoice, TuneGain, TuneQuestion, TuneRecord
 from collector.records.store import AnyRecord, model_display_name, model_slug
 
-TAG = "tune"  # collector.tune.TAG; not imported: collector.tune imports this package
 OBJECTIVE = {"tg": "generation speed (tg)", "pp": "prompt processing speed (pp)"}
 STOPPED = {"done": "finished its search", "time budget": "stopped at its time budget",
            "interrupted": "was interrupted"}
@@ -144,12 +144,6 @@ def newest_ok_tunes(records: Sequence[AnyRecord]) -> list[TuneRecord]:
     return sorted(best.values(), key=lambda r: (model_display_name(r.model), -r.created_at.timestamp(), r.id))
 
 
-def _used_mib(memory: Memory, scope: str) -> float | None:
-    from collector.tune import used_mib  # the tune's own reading of memory (imported late: tune imports publish)
-
-    return used_mib(memory, scope)
-
-
 def _spot(memory: float | None, values: list[float], noisy: bool) -> charts.Spot | None:
     if memory is None or not values:
         return None
@@ -165,6 +159,8 @@ def _stat_spot(memory: float | None, stat: Stat | None) -> charts.Spot | None:
 def tuned_section(device: str, src: str, records: Sequence[AnyRecord]) -> tuple[list[dict[str, Any]], list[Output]]:
     """The device page's "Tuned for this device": per model and question the newest ok tune, its command, its gain
     and a chart of its trials (speed against memory)."""
+    from collector.tune import noisy, samples_at, used  # imported late: collector.tune imports this package
+
     by_id = {r.id: r for r in records}
     items: list[dict[str, Any]] = []
     files: list[Output] = []
@@ -183,7 +179,7 @@ def tuned_section(device: str, src: str, records: Sequence[AnyRecord]) -> tuple[
             if t.status == "ok":
                 groups.setdefault(t.config.model_dump_json(), []).append(t)
                 continue
-            mib = _used_mib(t.memory_mib, q.memory_scope)
+            mib = t.memory_mib.used_mib(q.memory_scope)
             if mib is None:
                 unplaced += 1
             else:
@@ -191,12 +187,9 @@ def tuned_section(device: str, src: str, records: Sequence[AnyRecord]) -> tuple[
         spots = []
         for key in (rec.default.config.model_dump_json(), rec.chosen.config.model_dump_json()):
             groups.pop(key, None)  # drawn as the default and the chosen, over their own records
-        for recs in groups.values():
-            quiet = [r for r in recs if not (r.conditions and r.conditions.noisy)]
-            noisy = not quiet  # as the tune pools them: the quiet trials, or every one when all are noisy
-            values = [v for r in (quiet or recs) for s in r.samples if s.depth_tokens == q.depth
-                      for v in getattr(s, what)]
-            spot = _spot(_used_mib(recs[-1].memory_mib, q.memory_scope), values, noisy)
+        for recs in groups.values():  # pooled as the tune pools them
+            spot = _spot(recs[-1].memory_mib.used_mib(q.memory_scope), samples_at(used(recs), q.depth, what),
+                         noisy(recs))
             if spot is None:
                 unplaced += 1
             else:

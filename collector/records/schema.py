@@ -199,6 +199,17 @@ class Memory(_Block):
     host_rss_peak: NonNeg | None = None
     breakdown: list[BreakdownRow] = Field(default_factory=list)
 
+    def used_mib(self, scope: str) -> float | None:
+        """llama.cpp's model + KV + compute buffers on the host ("host": CPU and pinned *_Host buffers) or on its GPUs
+        ("gpu"), as its log states them (MiB; None: none logged, never 0)."""
+        total, seen = 0.0, False
+        for buffers in (self.model_buffers, self.kv_buffers, self.compute_buffers):
+            for name, mib in buffers.items():
+                on_host = name.upper().startswith("CPU") or name.endswith("_Host")
+                if on_host == (scope == "host"):
+                    total, seen = total + mib, True
+        return round(total, 1) if seen else None
+
 
 class PromptSuiteRef(_Block):
     name: str
@@ -518,6 +529,9 @@ class KldRecord(_RecordBase):
                        (self.base_model is not None and self.base_model.sha256 is not None, "base_model.sha256")]
         self._require(checks)
         return self
+
+
+TUNE_TAG = "tune"  # the tag of a tune's speed trials and of the tune record (and "tune:<id>" on each trial)
 
 
 class TuneQuestion(_Block):

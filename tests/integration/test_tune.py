@@ -19,7 +19,7 @@ from collector.model_ref import DEMO_MODEL
 from collector.records import store
 from collector.records.index import load_index, record_files
 from collector.records.schema import SpeedRecord, TuneRecord
-from collector.tune import Question, Tuner, tune, used_mib
+from collector.tune import Question, Tuner, tune
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials
     tunes = {r.id for r in load_index(data, cache=False).valid if isinstance(r, TuneRecord)}
     for t in trials.values():
         assert {f"tune:{i}" for i in tunes} & set(t.tags), t.tags  # and belongs to a tune
-        mib = used_mib(t.memory_mib, "host")
+        mib = t.memory_mib.used_mib("host")
         if t.status == "failed":  # only ever stopped for the budget, before measuring
             assert t.error is not None and t.error.stage == "budget" and mib is not None and mib > BUDGET
             assert not t.samples

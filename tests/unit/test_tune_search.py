@@ -21,7 +21,6 @@ from collector.tune import (
     parse_ctx,
     parse_kv,
     smaller_or_equal,
-    used_mib,
 )
 
 
@@ -65,9 +64,9 @@ def test_memory_order_of_configurations() -> None:
 def test_budget_scope_counts_host_or_gpu_buffers() -> None:
     m = Memory(model_buffers={"CPU_Mapped": 92.1, "CUDA0": 1000.0}, kv_buffers={"CUDA0": 200.0},
                compute_buffers={"CUDA0": 50.5, "CUDA_Host": 10.0, "CPU": 4.0})
-    assert used_mib(m, "host") == 106.1
-    assert used_mib(m, "gpu") == 1250.5
-    assert used_mib(Memory(), "host") is None  # nothing logged: unknown, never 0
+    assert m.used_mib("host") == 106.1
+    assert m.used_mib("gpu") == 1250.5
+    assert Memory().used_mib("host") is None  # nothing logged: unknown, never 0
 
 
 def test_question_words_are_checked() -> None:
