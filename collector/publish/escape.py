@@ -43,15 +43,23 @@ def md(value: object) -> Markup:
 _FLAG = re.compile(r"(?<![^ ])(--?[A-Za-z][A-Za-z0-9_.-]{0,30})(?![^ ])")
 
 
+def _whole_flags(body: str) -> str:
+    """Escaped text of a one-line command in which every flag is kept whole where the line wraps (a phone would
+    otherwise break `-ctv` after its hyphen); copying gives the same text, spans or not. Several lines (a log
+    tail) are left as they are."""
+    text = h(neutralize(body))
+    return text if "\n" in text else _FLAG.sub(r'<span class="qa-w">\1</span>', text)
+
+
 def code_block(body: str) -> Markup:
     """A shell command as the page's code block (Material adds its copy button): raw HTML, which Markdown passes
-    through untouched (no fence to close early, no highlighting pass over thousands of commands). In a one-line
-    command every flag is kept whole where the line wraps (a phone would otherwise break `-ctv` after its hyphen);
-    the copy button copies the text, spans or not."""
-    text = h(neutralize(body))
-    if "\n" not in text:
-        text = _FLAG.sub(r'<span class="qa-w">\1</span>', text)
-    return Markup(f'<div class="language-bash highlight"><pre><code>{text}</code></pre></div>')
+    through untouched (no fence to close early, no highlighting pass over thousands of commands)."""
+    return Markup(f'<div class="language-bash highlight"><pre><code>{_whole_flags(body)}</code></pre></div>')
+
+
+def inline_command(body: str) -> Markup:
+    """A command or its flags inside a sentence or a table cell, as inline code with its flags kept whole."""
+    return Markup(f"<code>{_whole_flags(body)}</code>")
 
 
 def shell_command(argv: Sequence[str], model_file: str | None) -> str:

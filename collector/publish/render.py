@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from collector.publish.common import href, mdlink
-from collector.publish.escape import code_block, h, md, neutralize, safe_url
+from collector.publish.escape import code_block, h, inline_command, md, neutralize, safe_url
 from collector.publish.frame import Figure
 from collector.publish.labels import glossary_anchor
 
@@ -108,8 +108,8 @@ def env() -> Environment:
     e = Environment(loader=PackageLoader("collector.publish", "templates"), autoescape=True,
                     undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                     finalize=_visible)
-    e.filters.update(md=md, code=code_block, num=num, fig=figure_html, fig_text=figure_text, mib=mib, gb=gb,
-                     sort=sort_attr, url=safe_url, tojson=lambda v: Markup(json.dumps(v)))
+    e.filters.update(md=md, code=code_block, cmd=inline_command, num=num, fig=figure_html, fig_text=figure_text,
+                     mib=mib, gb=gb, sort=sort_attr, url=safe_url, tojson=lambda v: Markup(json.dumps(v)))
     e.globals.update(href=href, mdlink=mdlink, gloss=gloss, ghead=gloss_head, DASH=DASH, figure_value=figure_value,
                      figure_detail=figure_detail)
     return e

@@ -6,7 +6,7 @@ import re
 
 import markdown
 
-from collector.publish.escape import code_block, h, md, shell_command
+from collector.publish.escape import code_block, h, inline_command, md, shell_command
 
 
 def _render(text: str) -> str:
@@ -37,4 +37,6 @@ def test_flags_are_kept_whole_in_one_line_commands_only() -> None:
     assert flags == ["-m", "-c", "-ctk", "--n-cpu-moe", "-fa"]  # not x-y.gguf, not values
     log = str(code_block("line -one\nline -two"))
     assert "<span" not in log  # a log tail is shown as it is
+    cell = str(inline_command("-c 768 -ctk q8_0 <b>"))  # the same in a table cell or a sentence
+    assert cell == '<code><span class="qa-w">-c</span> 768 <span class="qa-w">-ctk</span> q8_0 &lt;b&gt;</code>'
     assert h('"q" & <t>') == "&quot;q&quot; &amp; &lt;t&gt;"
