@@ -137,3 +137,52 @@ def test_cache_hits_by_content_after_a_fresh_checkout(tmp_path: Path, monkeypatc
     assert second.versions()[second.records[paths[0]].id] != first.versions()[first.records[paths[0]].id]
     parsed.clear()
     assert _dump(load_index(data).valid) == _dump(second.valid) and parsed == []  # the new stamps were stored
+
+
+# Hand edits a contributor might make: plain scalars of every YAML 1.1/1.2 flavour in a string field and in a number
+# field, flow style, tags, anchors, comments, CRLF, a BOM, document markers, duplicate keys, several documents
+_EDITS: list[tuple[str, str]] = [
+    *((r"(?m)^  quant: .*$", f"  quant: {word}") for word in (
+        "on", "yes", "No", "TRUE", "012", "0o17", "0x1F", "-0x1F", "1e3", "1E3", "+12", "-.5", "1.", ".inf", "-.Inf",
+        ".NaN", "nan", "~", "null", "Null", "NULL", "", "1_000", "3:20", "2026-01-02", "'012'", '"on"', "!!str 012",
+        "Q4_0 # a comment", "|\n    Q4_0", ">-\n    Q4_0", "&a Q4_0", "[Q4_0]", "{a: b}")),
+    *((r"(?m)^  ctx_size: .*$", f"  ctx_size: {word}") for word in (
+        "0x200", "+512", "512.0", "5.12e2", '"512"', "5_12", "0o1000", "01000", "!!int 512", "!!float 512", "~",
+        "true", ".inf")),
+    (r"(?m)^tags: \[\]$", "tags: [a, 'b', 1, null, true]"),
+    (r"(?m)^tags: \[\]$", "tags: &t [a]\nwarnings: *t"),
+    (r"(?m)^tags: \[\]$", "tags:\n- a\ntags: [b]"),
+    (r"(?m)^tags: \[\]$", "tags: !!seq [a]"),
+    (r"\n", "\r\n"),
+    (r"\A", "\ufeff"),
+    (r"\A", "%YAML 1.2\n---\n"),
+    (r"\A", "%YAML 1.1\n---\n"),
+    (r"(?m)^  quant: .*$", "  quant: =\n  <<: {quant_note: x}"),
+    (r"\Z", "\n...\n"),
+    (r"\Z", "\n---\nkind: speed\n"),
+    (r"\A", "# a record\n"),
+]
+
+
+def test_fast_reader_decides_exactly_what_the_store_decides(tmp_path: Path, monkeypatch) -> None:
+    """Every hand edit is read the same with the fast path as with the store's reader alone: the same valid
+    records, the same refused files with the same reasons."""
+    import re
+
+    import collector.records.index as index_mod
+
+    good = store.save_record(speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512), tmp_path / "a")
+    text = good.read_text(encoding="utf-8")
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, (pattern, new) in enumerate(_EDITS):
+        edited, n = re.subn(pattern, lambda _m, new=new: new, text, count=1)
+        assert n == 1, pattern
+        edited = re.sub(r"(?m)^id: .*$", f"id: EDIT{i:04d}", edited)
+        (data / f"edit-{i:02d}.yaml").write_bytes(edited.encode("utf-8"))
+    fast = load_index(data, cache=False)
+    monkeypatch.setattr(index_mod, "_CParser", None)
+    slow = load_index(data, cache=False)
+    assert _dump(fast.valid) == _dump(slow.valid)
+    assert fast.errors == slow.errors
+    assert 10 < len(fast.valid) < len(_EDITS)  # both outcomes are exercised
