@@ -58,5 +58,4 @@ def on_post_page(output: str, page: Any, config: Any) -> str:
 
 
 def on_post_build(config: Any) -> None:
-    build = _state["build"]
-    write_run_pages(build.records, Path(config.site_dir), build.versions, build.site_key)
+    write_run_pages(_state["build"], Path(config.site_dir))

@@ -11,15 +11,17 @@ import gzip
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 from collections import defaultdict
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass, field, replace
+from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from collector.files import atomic_write_text
+from collector.cache import cache_dir
+from collector.files import atomic_write_bytes, atomic_write_text
 from collector.kvcache import KeyValueCache
 from collector.parallel import pmap
 from collector.publish.charts import Deferred
@@ -38,7 +40,7 @@ from collector.publish.index_pages import (
 )
 from collector.publish.model_page import model_page
 from collector.publish.run_page import run_html, run_title
-from collector.records.index import RecordIndex, load_index
+from collector.records.index import RecordIndex, fingerprint, load_index
 from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
 
 # Generated files live only under these prefixes; site/ holds none of them (tests check both ways)
@@ -52,11 +54,20 @@ CHARTS_PARALLEL_FROM = 12  # charts; fewer are drawn in this process
 RUNS_PARALLEL_FROM = 400  # run pages; fewer are written in this process
 
 
+class RunRef(NamedTuple):
+    """What a run page needs of its record when the page itself is not rendered again (write_run_pages)."""
+
+    id: str
+    page: str  # run_page_id: the folder under runs/
+    title: str
+
+
 @dataclass
 class SiteBuild:
     files: list[GeneratedFile]
     home: str  # Markdown that replaces HOME_PLACEHOLDER in site/index.md
-    records: list[AnyRecord] = field(default_factory=list)  # one run page each (write_run_pages)
+    records: list[AnyRecord] = field(default_factory=list)  # one run page each; empty when the build is a memo
+    runs: list[RunRef] = field(default_factory=list)  # the same records, as their pages need them
     invalid: dict[Path, str] = field(default_factory=dict)  # refused record files, with the reason
     deferred: dict[str, list[str]] = field(default_factory=dict)  # src_uri -> its tables (see defer_tables)
     versions: dict[str, str] | None = None  # record id -> file stamp: run pages of unchanged records are cached
@@ -160,16 +171,72 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
             g = GeneratedFile(g.src_uri, text)
         pages.append(g)
     home, deferred["index.md"] = defer_tables(home)
-    return SiteBuild(files=pages, home=home, records=list(f.records.values()), deferred=deferred)
+    recs = list(f.records.values())
+    return SiteBuild(files=pages, home=home, records=recs, deferred=deferred,
+                     runs=[RunRef(r.id, run_page_id(r), run_title(r)) for r in recs])
 
 
 def build_from(data_dir: Path) -> SiteBuild:
-    """The site of the records under data_dir; the files the validator refuses are left out and listed."""
-    index: RecordIndex = load_index(Path(data_dir))
+    """The site of the records under data_dir; the files the validator refuses are left out and listed.
+
+    A build is a pure function of the record files and this code, so the whole SiteBuild (pages, charts,
+    downloads, what the run pages need) is kept (`_memo`) under the index's fingerprint: when no record file
+    changed, nothing is parsed, validated or rendered again; one changed file and everything is built again."""
+    data_dir = Path(data_dir)
+    site_key = str(data_dir.resolve())
+    memo = _memo(site_key)
+    if memo is not None:
+        hit = _memo_get(memo, _memo_key(fingerprint(data_dir)))
+        if hit is not None:
+            return hit
+    index: RecordIndex = load_index(data_dir)
     build = build_site(index.valid)
     build.invalid = dict(index.errors)
-    build.versions, build.site_key = index.versions(), str(Path(data_dir).resolve())
+    build.versions, build.site_key = index.versions(), site_key
+    if memo is not None:
+        _memo_put(memo, _memo_key(index.fingerprint()), build)
     return build
+
+
+# What else a build's bytes depend on: this package's code and assets, and the libraries that draw, template and
+# write the files (a new matplotlib draws other SVG bytes)
+_LIBS = ("matplotlib", "jinja2", "markupsafe", "pydantic", "pandas", "pyarrow")
+
+
+def _memo_key(index_fingerprint: str) -> bytes:
+    libs = []
+    for name in _LIBS:
+        try:
+            libs.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            libs.append(f"{name}=-")
+    return f"{_CODE_STAMP} {' '.join(libs)} {index_fingerprint}".encode()
+
+
+def _memo(site_key: str) -> Path | None:
+    """The memo file of this data directory, or None when caches are off (QUANT_ATLAS_CACHE=0)."""
+    if os.environ.get("QUANT_ATLAS_CACHE", "1") == "0":
+        return None
+    return cache_dir("site") / f"build-{hashlib.sha256(site_key.encode()).hexdigest()[:16]}.pickle"
+
+
+def _memo_get(path: Path, key: bytes) -> SiteBuild | None:
+    """The kept build when its key is this one; anything unreadable is a miss (the cache only saves time)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.readline().rstrip(b"\n") != key:
+                return None
+            build = pickle.load(fh)
+    except Exception:
+        return None
+    return build if isinstance(build, SiteBuild) else None
+
+
+def _memo_put(path: Path, key: bytes, build: SiteBuild) -> None:
+    try:
+        atomic_write_bytes(path, key + b"\n" + pickle.dumps(replace(build, records=[]), pickle.HIGHEST_PROTOCOL))
+    except OSError:
+        pass  # a cache that cannot be written only costs time
 
 
 def render_site(data_dir: Path) -> list[GeneratedFile]:
@@ -198,27 +265,28 @@ def split_shell(shell_html: str) -> tuple[str, str]:
 # and page shell did not change are kept there (keep_run_pages).
 _PACKAGE = Path(__file__).resolve().parent.parent
 _CODE_STAMP = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(_PACKAGE.rglob("*"))
-                                      if p.suffix in (".py", ".j2", ".txt") and p.is_file())).hexdigest()[:16]
+                                      if p.suffix in (".py", ".j2", ".txt", ".css", ".js") and p.is_file())
+                             ).hexdigest()[:16]
 _RUN: dict[str, Any] = {}  # what forked workers read: head, tail, output folder, records
 
 
-def _page(rec: AnyRecord, body: str) -> str:
-    title = f"<title>{h(run_title(rec))} - Quant Atlas</title>"
+def _page(run: RunRef, body: str) -> str:
+    title = f"<title>{h(run.title)} - Quant Atlas</title>"
     return _TITLE.sub(lambda _: title, _RUN["head"], count=1) + body + _RUN["tail"]
 
 
-def _write(rec: AnyRecord, body: str) -> None:
-    folder = Path(_RUN["out"]) / "runs" / run_page_id(rec)
+def _write(run: RunRef, body: str) -> None:
+    folder = Path(_RUN["out"]) / "runs" / run.page
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "index.html").write_text(_page(rec, body), encoding="utf-8")
+    (folder / "index.html").write_text(_page(run, body), encoding="utf-8")
 
 
 def _render_chunk(chunk: tuple[int, int]) -> list[str]:
-    """Render and write the pages of records[chunk]; the bodies go back to be cached."""
+    """Render and write the pages of todo[chunk] (run, record); the bodies go back to be cached."""
     bodies = []
-    for rec in _RUN["todo"][chunk[0]:chunk[1]]:
+    for run, rec in _RUN["todo"][chunk[0]:chunk[1]]:
         bodies.append(run_html(rec))
-        _write(rec, bodies[-1])
+        _write(run, bodies[-1])
     return bodies
 
 
@@ -247,7 +315,7 @@ def _vhash(version: str) -> str:
     return hashlib.sha256(version.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def _reuse_kept(runs: Path, kept: Path, shell: str, records: list[AnyRecord], vers: dict[str, str]) -> set[str]:
+def _reuse_kept(runs: Path, kept: Path, shell: str, refs: list[RunRef], vers: dict[str, str]) -> set[str]:
     """Move back the kept run pages that are still exactly right (same shell and code, same record version);
     returns their record ids. The rest of the kept folder (pages of records changed or gone) is deleted."""
     try:
@@ -256,11 +324,10 @@ def _reuse_kept(runs: Path, kept: Path, shell: str, records: list[AnyRecord], ve
     except (OSError, ValueError, KeyError):
         pages = {}
     keep: set[str] = set()
-    for r in records:
-        folder = run_page_id(r)
-        if r.id in vers and pages.get(r.id) == [folder, _vhash(vers[r.id])]:
+    for r in refs:
+        if r.id in vers and pages.get(r.id) == [r.page, _vhash(vers[r.id])]:
             try:
-                os.replace(kept / folder, runs / folder)  # a rename: no bytes copied
+                os.replace(kept / r.page, runs / r.page)  # a rename: no bytes copied
                 keep.add(r.id)
             except OSError:
                 pass  # written again below
@@ -268,27 +335,33 @@ def _reuse_kept(runs: Path, kept: Path, shell: str, records: list[AnyRecord], ve
     return keep
 
 
-def write_run_pages(records: list[AnyRecord], site_dir: Path, versions: dict[str, str] | None = None,
-                    site_key: str = "") -> int:
-    """Write runs/<id>/index.html for every record, wrapped in the built shell page; removes the shell page.
+def _records_of(build: SiteBuild, ids: set[str]) -> dict[str, AnyRecord]:
+    """The records with these ids: the build's own, or (a build from the memo holds none) read again."""
+    recs = build.records or (load_index(Path(build.site_key)).valid if ids else [])
+    return {r.id: r for r in recs if r.id in ids}
 
-    With `versions` (record id -> content version) and the caches on: pages the last build left in site_dir
-    (keep_run_pages) stay where neither the shell nor the record changed; the other bodies come from the body
-    cache (streamed from SQLite) or are rendered."""
+
+def write_run_pages(build: SiteBuild, site_dir: Path) -> int:
+    """Write runs/<id>/index.html for every record of the build, wrapped in the built shell page; removes the
+    shell page.
+
+    With the build's versions (record id -> content version) and the caches on: pages the last build left in
+    site_dir (keep_run_pages) stay where neither the shell nor the record changed; the other bodies come from the
+    body cache (streamed from SQLite) or are rendered (only then are records needed)."""
     site_dir = Path(site_dir)
     runs = site_dir / "runs"
     shell_dir = runs / "_shell"
     head, tail = split_shell((shell_dir / "index.html").read_text(encoding="utf-8"))
     shutil.rmtree(shell_dir)
-    vers = versions or {}
-    use = versions is not None and os.environ.get("QUANT_ATLAS_CACHE", "1") != "0"
+    vers = build.versions or {}
+    use = build.versions is not None and os.environ.get("QUANT_ATLAS_CACHE", "1") != "0"
     shell = hashlib.sha256(f"{_CODE_STAMP}\n{head}\n{tail}".encode()).hexdigest()
     kept = _kept(site_dir)
-    left = _reuse_kept(runs, kept, shell, records, vers) if use and kept.is_dir() else set()
+    left = _reuse_kept(runs, kept, shell, build.runs, vers) if use and kept.is_dir() else set()
     if not use:
         shutil.rmtree(kept, ignore_errors=True)
-    pending = [r for r in records if r.id not in left]
-    kv = KeyValueCache("site", "runs-" + hashlib.sha256(site_key.encode()).hexdigest()[:16], _CODE_STAMP,
+    pending = [r for r in build.runs if r.id not in left]
+    kv = KeyValueCache("site", "runs-" + hashlib.sha256(build.site_key.encode()).hexdigest()[:16], _CODE_STAMP,
                        enabled=None if use else False)
     by_version = {vers[r.id]: r for r in pending if r.id in vers}
     current = set(vers.values())  # bodies of kept pages stay cached too
@@ -297,26 +370,28 @@ def write_run_pages(records: list[AnyRecord], site_dir: Path, versions: dict[str
     _RUN.update(head=head, tail=tail, out=str(site_dir))
     try:
         for key, body in kv.items():
-            rec = by_version.get(key)
-            if rec is not None:
-                _write(rec, body)
-                done.add(rec.id)
+            ref = by_version.get(key)
+            if ref is not None:
+                _write(ref, body)
+                done.add(ref.id)
             elif key not in current:
                 stale.append(key)
-        _RUN["todo"] = todo = [r for r in pending if r.id not in done]
+        need = [r for r in pending if r.id not in done]
+        recs = _records_of(build, {r.id for r in need})
+        _RUN["todo"] = todo = [(r, recs[r.id]) for r in need]
         size = max(50, len(todo) // (4 * (os.cpu_count() or 1)))
         chunks = [(i, min(i + size, len(todo))) for i in range(0, len(todo), size)]
         bodies = [b for part in pmap(_render_chunk, chunks, RUNS_PARALLEL_FROM // size + 1) for b in part]
     finally:
         _RUN.clear()
-    kv.update(((vers[r.id], b) for r, b in zip(todo, bodies) if r.id in vers), drop=stale)
+    kv.update(((vers[r.id], b) for (r, _), b in zip(todo, bodies) if r.id in vers), drop=stale)
     kv.close()
     if use:
         runs.mkdir(parents=True, exist_ok=True)
         atomic_write_text(runs / MANIFEST, json.dumps({"shell": shell, "pages": {
-            r.id: [run_page_id(r), _vhash(vers[r.id])] for r in records if r.id in vers}}))
+            r.id: [r.page, _vhash(vers[r.id])] for r in build.runs if r.id in vers}}))
     _drop_shell_from_sitemap(site_dir)
-    return len(records)
+    return len(build.runs)
 
 
 def _drop_shell_from_sitemap(site_dir: Path) -> None:
