@@ -62,6 +62,10 @@ class RunRef(NamedTuple):
     title: str
 
 
+def run_ref(rec: AnyRecord) -> RunRef:
+    return RunRef(rec.id, run_page_id(rec), run_title(rec))
+
+
 @dataclass
 class SiteBuild:
     files: list[GeneratedFile]
@@ -172,8 +176,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
         pages.append(g)
     home, deferred["index.md"] = defer_tables(home)
     recs = list(f.records.values())
-    return SiteBuild(files=pages, home=home, records=recs, deferred=deferred,
-                     runs=[RunRef(r.id, run_page_id(r), run_title(r)) for r in recs])
+    return SiteBuild(files=pages, home=home, records=recs, deferred=deferred, runs=[run_ref(r) for r in recs])
 
 
 def build_from(data_dir: Path) -> SiteBuild:

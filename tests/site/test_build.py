@@ -256,7 +256,7 @@ def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeyp
 
 def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monkeypatch) -> None:
     import collector.publish.site as site_mod
-    from collector.publish.site import SHELL_MARK, write_run_pages
+    from collector.publish.site import SHELL_MARK, SiteBuild, run_ref, write_run_pages
 
     recs = load_records(FIXTURE_DATA)
     rendered: list[str] = []
@@ -273,7 +273,9 @@ def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monk
         (out / "runs" / "_shell").mkdir(parents=True)
         (out / "runs" / "_shell" / "index.html").write_text(
             f"<html><title>Run</title><h1>Run</h1>{SHELL_MARK}</html>", encoding="utf-8")
-        assert write_run_pages(recs, out, versions, site_key=str(FIXTURE_DATA)) == len(recs)
+        build = SiteBuild([], "", records=recs, runs=[run_ref(r) for r in recs], versions=versions,
+                          site_key=str(FIXTURE_DATA))
+        assert write_run_pages(build, out) == len(recs)
         return _tree(out)
 
     versions = {r.id: f"{r.id}|1" for r in recs}
@@ -283,6 +285,46 @@ def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monk
     assert build(tmp_path / "b", versions) == first and rendered == []
     changed = recs[3].id
     assert build(tmp_path / "c", {**versions, changed: f"{changed}|2"}) == first and rendered == [changed]
+
+
+def test_an_unchanged_data_set_is_built_from_the_memo(tmp_path: Path, monkeypatch) -> None:
+    """A second build of the same record files parses and renders nothing and gives the same build; any change of
+    a file's bytes, a new file or a corrupt memo builds again; run pages from a memo read their records when they
+    must be rendered."""
+    import collector.publish.site as site_mod
+    from collector.cache import cache_dir
+    from collector.publish.site import SHELL_MARK, write_run_pages
+
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE_DATA, data)
+    loads: list[Path] = []
+    real = site_mod.load_index
+    monkeypatch.setattr(site_mod, "load_index", lambda d, *a, **k: loads.append(d) or real(d, *a, **k))
+    first = site_mod.build_from(data)
+    assert len(loads) == 1 and first.records
+    memo = site_mod.build_from(data)
+    assert len(loads) == 1 and memo.records == []
+    assert (memo.whole(), memo.runs, memo.versions, memo.invalid, memo.home) == (
+        first.whole(), first.runs, first.versions, first.invalid, first.home)
+    record = sorted(data.rglob("*.yaml"))[0]
+    record.write_text(record.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+    assert site_mod.build_from(data).records and len(loads) == 2
+    assert site_mod.build_from(data).records == [] and len(loads) == 2
+    (record.parent / "broken.yaml").write_text("kind: [\n", encoding="utf-8")
+    assert record.parent / "broken.yaml" in site_mod.build_from(data).invalid and len(loads) == 3
+    for path in cache_dir("site").glob("build-*.pickle"):
+        path.write_bytes(path.read_bytes()[:200] + b"garbage")
+    again = site_mod.build_from(data)
+    assert len(loads) == 4 and again.records
+    memo = site_mod.build_from(data)
+    assert memo.records == [] and len(loads) == 4
+    out = tmp_path / "out"
+    (out / "runs" / "_shell").mkdir(parents=True)
+    (out / "runs" / "_shell" / "index.html").write_text(f"<html><title>Run</title><h1>Run</h1>{SHELL_MARK}</html>",
+                                                        encoding="utf-8")
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")  # no page kept and no body cached: every page is rendered
+    assert write_run_pages(memo, out) == len(memo.runs) == len(list((out / "runs").glob("*/index.html")))
+    assert len(loads) == 5  # the records, read again for the pages
 
 
 def test_history_pages_for_configurations_measured_by_two_builds(built_site: Path) -> None:
