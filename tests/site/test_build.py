@@ -136,7 +136,7 @@ def test_svgs_parse_and_chart_labels_are_unique(built_site: Path) -> None:
     assert len(svgs) >= 10
     for path in svgs:
         root = ET.parse(path).getroot()  # a NUL or a stray '<' would make this raise
-        ticks = [" ".join(t.text.strip() for t in g.iter(f"{SVG}text") if t.text and t.text.strip())
+        ticks = [" ".join(w for t in g.iter(f"{SVG}text") for w in " ".join(t.itertext()).split())
                  for g in root.iter(f"{SVG}g") if re.fullmatch(r"[xy]tick_\d+", g.get("id") or "")]
         labels = [t for t in ticks if t and not re.fullmatch(r"[\d.,−-]+%?", t)]
         dup = [t for t, c in Counter(labels).items() if c > 1]
