@@ -89,9 +89,15 @@ def _resolve(text: str) -> Any:
     raise _Unusual(text)  # a date, a merge key, 0o17, 1_000, ...
 
 
+_COMMON = re.compile(r"-?[0-9]+(\.[0-9]+)?")  # how numbers are written: the store's resolver agrees on these
+
+
 def _plain(text: str) -> Any:
     if text and text[0] not in _FIRST:
         return text  # most keys and words: no resolver applies
+    common = _COMMON.fullmatch(text)
+    if common:
+        return float(text) if common[1] else int(text, 10)  # 1.2: "012" is twelve, not octal
     try:
         value = _SEEN[text]
     except KeyError:
@@ -101,6 +107,9 @@ def _plain(text: str) -> Any:
     return text if value is _STR else value
 
 
+_NO_KEY = object()  # in _yaml_12's keys: this mapping waits for a key
+
+
 def _yaml_12(data: bytes) -> Any:
     """The one document in `data` as Python values, by libyaml's event stream and the YAML 1.2 core schema.
 
@@ -108,23 +117,29 @@ def _yaml_12(data: bytes) -> Any:
     C parser, was ~80 % of a cold build's reading). Only plain block/flow mappings, sequences and scalars are
     decided here: tags, anchors and aliases, and anything but exactly one document raise _Unusual."""
     parser = _CParser(data)
-    stack: list[Any] = []  # open containers; a mapping's pending key is pushed above it
+    get = parser.get_event
+    scalar, seq_start, map_start = _ev.ScalarEvent, _ev.SequenceStartEvent, _ev.MappingStartEvent
+    ends = (_ev.MappingEndEvent, _ev.SequenceEndEvent)
+    stack: list[Any] = []  # open containers
+    keys: list[Any] = []  # per open container: a mapping's pending key (_NO_KEY: none yet)
     docs = 0
     root: Any = None
     while True:
-        ev: Any = parser.get_event()
-        kind = type(ev)
-        if kind is _ev.ScalarEvent:
+        ev: Any = get()
+        kind = ev.__class__
+        if kind is scalar:
             if ev.anchor is not None or ev.tag is not None:
                 raise _Unusual
             value: Any = _plain(ev.value) if ev.implicit[0] else ev.value
-        elif kind is _ev.MappingStartEvent or kind is _ev.SequenceStartEvent:
+        elif kind is map_start or kind is seq_start:
             if ev.anchor is not None or ev.tag is not None:
                 raise _Unusual
-            stack.append({} if kind is _ev.MappingStartEvent else [])
+            stack.append({} if kind is map_start else [])
+            keys.append(_NO_KEY)
             continue
-        elif kind is _ev.MappingEndEvent or kind is _ev.SequenceEndEvent:
+        elif kind in ends:
             value = stack.pop()
+            keys.pop()
         elif kind is _ev.DocumentStartEvent:
             docs += 1
             if docs > 1 or ev.version is not None or ev.tags:  # a %YAML 1.1 directive changes the resolution
@@ -142,24 +157,19 @@ def _yaml_12(data: bytes) -> Any:
             root = value
             continue
         top = stack[-1]
-        if type(top) is list:
+        if top.__class__ is list:
             top.append(value)
-        elif type(top) is dict:  # value is this mapping's key: wait for its value
-            if isinstance(value, (dict, list)):
+            continue
+        key = keys[-1]
+        if key is _NO_KEY:  # value is this mapping's key: wait for its value
+            if value.__class__ is dict or value.__class__ is list:
                 raise _Unusual  # a collection as a key
-            stack.append(_Key(value))
-        else:  # top is a pending key
-            stack.pop()
-            if top.key in stack[-1]:
-                raise _Unusual  # a duplicate key: the store refuses it
-            stack[-1][top.key] = value
-
-
-class _Key:
-    __slots__ = ("key",)
-
-    def __init__(self, key: Any) -> None:
-        self.key = key
+            keys[-1] = value
+        elif key in top:
+            raise _Unusual  # a duplicate key: the store refuses it
+        else:
+            top[key] = value
+            keys[-1] = _NO_KEY
 
 
 PARALLEL_FROM = 400  # files; below this, forking costs more than it saves

@@ -148,7 +148,9 @@ _EDITS: list[tuple[str, str]] = [
         "Q4_0 # a comment", "|\n    Q4_0", ">-\n    Q4_0", "&a Q4_0", "[Q4_0]", "{a: b}")),
     *((r"(?m)^  ctx_size: .*$", f"  ctx_size: {word}") for word in (
         "0x200", "+512", "512.0", "5.12e2", '"512"', "5_12", "0o1000", "01000", "!!int 512", "!!float 512", "~",
-        "true", ".inf")),
+        "true", ".inf", "-512", "0512", "512.", "512.00", ".5e3", "5e+2", "1_024.0")),
+    *((r"(?m)^  ram_total_mib: .*$", f"  ram_total_mib: {word}") for word in (
+        "8192", "8192.0", "-0.0", "08192.50", "8.192e3", "8.192E+3", ".5", "1e-05", "8_192.0", "0x2000", "8192.")),
     (r"(?m)^tags: \[\]$", "tags: [a, 'b', 1, null, true]"),
     (r"(?m)^tags: \[\]$", "tags: &t [a]\nwarnings: *t"),
     (r"(?m)^tags: \[\]$", "tags:\n- a\ntags: [b]"),
