@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from collector.cache import cache_dir
-from collector.files import atomic_write_bytes, atomic_write_text
+from collector.files import atomic_write_text
 from collector.kvcache import KeyValueCache
 from collector.parallel import pmap
-from collector.publish.charts import Deferred
 from collector.publish.common import GeneratedFile, Output, PendingChart
 from collector.publish.device_page import device_page
 from collector.publish.escape import h
@@ -50,7 +49,6 @@ HOME_PLACEHOLDER = "<!-- quant-atlas:home -->"
 ASSETS = ("sortable.js", "quant-atlas.css")
 SHELL_SRC = "runs/_shell.md"  # one run page MkDocs builds: its header, nav and scripts wrap every run page
 SHELL_MARK = "<!-- quant-atlas:run -->"
-CHARTS_PARALLEL_FROM = 12  # charts; fewer are drawn in this process
 RUNS_PARALLEL_FROM = 400  # run pages; fewer are written in this process
 
 
@@ -115,18 +113,11 @@ def _assets() -> list[GeneratedFile]:
     return [GeneratedFile(f"assets/quant-atlas/{name}", (root / name).read_text(encoding="utf-8")) for name in ASSETS]
 
 
-def _draw(chart: Deferred) -> dict[str, bytes]:
-    return chart.render_cached()
-
-
 def _draw_charts(items: list[Output]) -> list[GeneratedFile]:
-    """Replace every pending chart by its SVG files, in place and in order; cache hits are read here,
-    only the charts that must really be drawn go to worker processes."""
+    """Replace every pending chart by its SVG files, in place and in order (a chart takes about a millisecond:
+    drawn in this process, no worker would pay for its fork)."""
     pending = [x for x in items if isinstance(x, PendingChart)]
-    svgs: list[dict[str, bytes] | None] = [p.chart.cached() for p in pending]
-    misses = [i for i, v in enumerate(svgs) if v is None]
-    for i, drawn in zip(misses, pmap(_draw, [pending[i].chart for i in misses], CHARTS_PARALLEL_FROM)):
-        svgs[i] = drawn
+    svgs = [p.chart.render_cached() for p in pending]
     by_id = {id(p): v for p, v in zip(pending, svgs)}
     out: list[GeneratedFile] = []
     for x in items:
@@ -188,7 +179,7 @@ def build_from(data_dir: Path) -> SiteBuild:
     data_dir = Path(data_dir)
     site_key = str(data_dir.resolve())
     memo = _memo(site_key)
-    if memo is not None:
+    if memo is not None and memo.is_file():  # no memo yet (a first build): nothing to fingerprint for
         hit = _memo_get(memo, _memo_key(fingerprint(data_dir)))
         if hit is not None:
             return hit
@@ -201,8 +192,8 @@ def build_from(data_dir: Path) -> SiteBuild:
     return build
 
 
-# What else a build's bytes depend on: this package's code and assets, and the libraries that draw, template and
-# write the files (a new matplotlib draws other SVG bytes)
+# What else a build's bytes depend on: this package's code and assets, and the libraries that template and write
+# the files and place the charts' ticks and text (matplotlib's locators and font metrics)
 _LIBS = ("matplotlib", "jinja2", "markupsafe", "pydantic", "pandas", "pyarrow")
 
 
@@ -236,10 +227,18 @@ def _memo_get(path: Path, key: bytes) -> SiteBuild | None:
 
 
 def _memo_put(path: Path, key: bytes, build: SiteBuild) -> None:
+    """Streamed to a temporary file and renamed: never a partial memo, never a second copy of it in memory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        atomic_write_bytes(path, key + b"\n" + pickle.dumps(replace(build, records=[]), pickle.HIGHEST_PROTOCOL))
-    except OSError:
-        pass  # a cache that cannot be written only costs time
+        with open(tmp, "wb") as fh:
+            fh.write(key + b"\n")
+            pickle.dump(replace(build, records=[]), fh, pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except (OSError, pickle.PickleError, RecursionError):
+        tmp.unlink(missing_ok=True)  # a cache that cannot be written only costs time
+    except BaseException:  # Ctrl-C while writing: no temporary file left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def render_site(data_dir: Path) -> list[GeneratedFile]:

@@ -155,7 +155,7 @@ class Item:
     """A legend entry: its label and how its key is drawn."""
 
     label: str
-    kind: str  # "patch", "line", "dashed", or a marker name ("o", "s", "*", "x", "o-hollow")
+    kind: str  # "patch", "line", "dashed", "line+o" (a line through a dot), or a marker ("o", "s", "*", "o-hollow")
     colour: str
 
 

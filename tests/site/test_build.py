@@ -215,15 +215,15 @@ def test_charts_are_byte_identical_across_renders(monkeypatch) -> None:
 
 
 def test_parallel_build_gives_the_same_bytes(monkeypatch) -> None:
-    import collector.publish.site as site_mod
+    import collector.records.index as index_mod
+    from collector.publish.site import build_from
 
-    recs = load_records(FIXTURE_DATA)
     monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")
     monkeypatch.setenv("QUANT_ATLAS_JOBS", "1")
-    serial = [(f.src_uri, f.content) for f in build_site(recs).files]
+    serial = [(f.src_uri, f.content) for f in build_from(FIXTURE_DATA).files]
     monkeypatch.setenv("QUANT_ATLAS_JOBS", "2")
-    monkeypatch.setattr(site_mod, "CHARTS_PARALLEL_FROM", 1)  # force worker processes even for the fixtures
-    assert [(f.src_uri, f.content) for f in build_site(recs).files] == serial
+    monkeypatch.setattr(index_mod, "PARALLEL_FROM", 1)  # records parsed in worker processes even for the fixtures
+    assert [(f.src_uri, f.content) for f in build_from(FIXTURE_DATA).files] == serial
 
 
 def _tree(root: Path) -> dict[str, bytes]:
