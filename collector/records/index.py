@@ -210,19 +210,22 @@ class RecordIndex:
         return h.hexdigest()
 
 
-def _fast(path: Path) -> AnyRecord:
+def _read(path: Path) -> bytes | None:
+    """The file's bytes, or None when it is over the size limit (the store's reader says so)."""
     if os.path.getsize(path) > RECORD_MAX_BYTES:
-        raise CollectorError("too large")
+        return None
     with open(path, "rb") as fh:
-        data = _yaml_12(fh.read())
-    return parse_record(data, str(path))
+        return fh.read()
 
 
-def _one(path: Path) -> AnyRecord | str:
-    """The record in `path`, or the store's one-line reason it is not one."""
+def _one(path: Path, data: bytes | None = None) -> AnyRecord | str:
+    """The record in `path` (whose bytes are `data` when already read), or the store's one-line reason it is not
+    one."""
     if _CParser is not None:
         try:
-            return _fast(path)
+            data = _read(path) if data is None else data
+            if data is not None:
+                return parse_record(_yaml_12(data), str(path))
         except Exception:
             pass
     try:
@@ -231,11 +234,20 @@ def _one(path: Path) -> AnyRecord | str:
         return str(exc)
 
 
-def _one_json(path: Path) -> tuple[bool, str]:
-    """(True, the record as pydantic's JSON) or (False, the reason): what worker processes send back. JSON
-    crosses the process boundary several times cheaper than pickled models, and it is what the cache stores."""
-    got = _one(path)
-    return (False, got) if isinstance(got, str) else (True, record_json(got))
+def _one_json(path: Path) -> tuple[bool, str, str | None]:
+    """(True, the record as pydantic's JSON) or (False, the reason), and the sha256 of the file's bytes (None: gone):
+    what worker processes send back. JSON crosses the process boundary several times cheaper than pickled models,
+    and it is what the cache stores. The digest is of the bytes parsed (read once)."""
+    try:
+        data = _read(path)
+    except OSError:
+        data = None
+    got = _one(path, data)
+    try:
+        digest = hashlib.sha256(data).hexdigest() if data is not None else _digest(path)
+    except OSError:
+        digest = None  # gone since: nothing to cache
+    return (False, got, digest) if isinstance(got, str) else (True, record_json(got), digest)
 
 
 def _cache(data_dir: Path, use: bool) -> KeyValueCache:
@@ -327,12 +339,11 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
         except (OSError, ValueError, ValidationError, TypeError):
             pass
     todo = [i for i, got in enumerate(out) if got is None]
-    for i, (ok, text) in zip(todo, pmap(_one_json, [files[i] for i in todo], PARALLEL_FROM)):
+    for i, (ok, text, digest) in zip(todo, pmap(_one_json, [files[i] for i in todo], PARALLEL_FROM)):
         out[i] = record_from_json(text) if ok else text
-        try:
-            digests[i] = _digest(files[i])
-        except OSError:
+        if digest is None:
             continue  # gone since: nothing to cache
+        digests[i] = digest
         rows.append((str(files[i]), json.dumps([stamps[i], None if ok else text, digests[i]]) + "\n"
                      + (text if ok else "")))
     kv.update(rows, drop=stale)

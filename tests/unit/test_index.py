@@ -102,7 +102,7 @@ def test_cache_parses_only_new_files_and_survives_a_corrupt_cache(tmp_path: Path
     first = load_index(data).valid
     parsed: list[Path] = []
     real = index_mod._one
-    monkeypatch.setattr(index_mod, "_one", lambda p: parsed.append(p) or real(p))
+    monkeypatch.setattr(index_mod, "_one", lambda p, *a: parsed.append(p) or real(p, *a))
     new = store.save_record(speed(cpu_host(), model("M9", "Q4_0", 1009), {0: 19.0}, ctx_size=512), data)
     assert _dump(load_index(data).valid) == _dump([*first, store.load_record(new)])
     assert parsed == [new]
@@ -130,7 +130,7 @@ def test_cache_hits_by_content_after_a_fresh_checkout(tmp_path: Path, monkeypatc
     paths[0].write_text(text.replace("Q4_0", "Q5_0"))  # same size, other bytes
     parsed: list[Path] = []
     real = index_mod._one
-    monkeypatch.setattr(index_mod, "_one", lambda p: parsed.append(p) or real(p))
+    monkeypatch.setattr(index_mod, "_one", lambda p, *a: parsed.append(p) or real(p, *a))
     second = load_index(data)
     assert parsed == [paths[0]] and second.records[paths[0]].model.quant == "Q5_0"
     assert second.versions()[second.records[paths[1]].id] == first.versions()[first.records[paths[1]].id]
