@@ -5,26 +5,21 @@ samples, legends sit below the axes, and margins are computed from the text's me
 written directly, matplotlib's tick locators and font metrics; matplotlib's own drawing took ~0.24 CPU-s per
 chart, more than half of a cold build at 10,000 records). Text stays text, neutralised of control characters
 (a NUL would make the SVG invalid XML) and XML-escaped. Each chart is drawn once, in the light palette; the dark
-variant is the same SVG with the palette's colours swapped (unique hex strings, see THEMES). Drawn charts are
-cached by content (`Deferred.key`), so a rebuild draws only what changed.
+variant is the same SVG with the palette's colours swapped (unique hex strings, see THEMES). A chart takes about
+a millisecond: they are not cached apart from the whole build (collector.publish.site).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
-
-from collector.cache import cache_dir
 from collector.publish.escape import neutralize
 from collector.publish.svgplot import (
     CYCLE,
+    FONT_PT,
     PAD,
     TICK,
     Axes,
@@ -51,66 +46,21 @@ THEMES = {
     "dark": {"fg": "#e3e6ee", "grid": "#454b5a", "measured": "#8c9eff", "imported": "#ffb74d", "front": "#ff6e6e"},
 }
 LIGHT = THEMES["light"]
-_CODE_STAMP = hashlib.sha256(Path(__file__).read_bytes() + (Path(__file__).parent / "svgplot.py").read_bytes()
-                             + mpl.__version__.encode()).digest()
 MAX_BARS = 25  # a bar chart shows at most this many bars (the highest values); the table has the rest
 MAX_LINES = 8
 WRAP = 34  # characters per label line; longer labels wrap (never cut: cut labels collide)
 WIDTH_IN = 6.4  # shown at most 640 px wide (phones: in a horizontally scrolling box of 560 px or more)
-FONT_PT = 10
 
 
 @dataclass(frozen=True)
 class Deferred:
-    """A chart to draw later (possibly in another process): a module-level function and its arguments."""
+    """A chart to draw when the page's files are assembled: a module-level function and its arguments."""
 
     fn: Callable[..., dict[str, bytes]]
     args: tuple[Any, ...]
 
     def render(self) -> dict[str, bytes]:
         return self.fn(*self.args)
-
-    def key(self) -> str:
-        """Content address: this module's code, matplotlib's version, the function and its arguments."""
-        h = hashlib.sha256(_CODE_STAMP)
-        # repr, not pickle: pickle's bytes depend on which equal objects are shared (its memo), so equal
-        # arguments built twice gave different keys and missed the cache
-        h.update(repr((self.fn.__name__, self.args)).encode("utf-8", "surrogatepass"))
-        return h.hexdigest()[:32]
-
-    def _paths(self) -> dict[str, Path]:
-        folder, key = cache_dir("site/charts"), self.key()
-        return {v: folder / f"{key}-{v}.svg" for v in THEMES}
-
-    def cached(self) -> dict[str, bytes] | None:
-        """The SVGs of an identical earlier chart, or None (also when QUANT_ATLAS_CACHE=0)."""
-        if os.environ.get("QUANT_ATLAS_CACHE", "1") == "0":
-            return None
-        try:
-            return {v: p.read_bytes() for v, p in self._paths().items()}
-        except OSError:
-            return None
-
-    def render_cached(self) -> dict[str, bytes]:
-        """render(), reusing the SVGs of an identical earlier chart (QUANT_ATLAS_CACHE=0 turns this off).
-
-        Drawing is the slowest step of a build and `mkdocs serve` redraws everything for one new record;
-        the key covers everything the bytes depend on, so a hit gives exactly what render() would."""
-        hit = self.cached()
-        if hit is not None:
-            return hit
-        svgs = self.render()
-        if os.environ.get("QUANT_ATLAS_CACHE", "1") == "0":
-            return svgs
-        paths = self._paths()
-        try:
-            for v, p in paths.items():
-                tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-                tmp.write_bytes(svgs[v])
-                os.replace(tmp, p)
-        except OSError:
-            pass  # a cache that cannot be written only costs time
-        return svgs
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def _draw_charts(items: list[Output]) -> list[GeneratedFile]:
     """Replace every pending chart by its SVG files, in place and in order (a chart takes about a millisecond:
     drawn in this process, no worker would pay for its fork)."""
     pending = [x for x in items if isinstance(x, PendingChart)]
-    svgs = [p.chart.render_cached() for p in pending]
+    svgs = [p.chart.render() for p in pending]
     by_id = {id(p): v for p, v in zip(pending, svgs)}
     out: list[GeneratedFile] = []
     for x in items:

@@ -68,10 +68,6 @@ def overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def fmt(v: float) -> str:
-    return f"{v:.2f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
-
-
 @dataclass
 class Scale:
     """An axis: the view (lo, hi), log or linear, and its ticks with their labels."""
