@@ -118,6 +118,11 @@ def _ylabel(svg: Svg, x: float, axes: Axes, label: str) -> None:
              rotate=90)
 
 
+def _xlabel(svg: Svg, ax: Axes, label: str, rotate: float = 0.0) -> None:
+    """The x axis label, centred under the axes' tick labels."""
+    svg.text(ax.x + ax.w / 2, ax.y + ax.h + xtick_band(ax.xs, rotate) + 2, label, FG)
+
+
 def _right_room(scale: Scale) -> float:
     """Room right of the axes for half the last x tick label (it is centred on its tick)."""
     return max(PAD, text_width(scale.ticks[-1][1]) / 2 + 2) if scale.ticks else PAD
@@ -165,7 +170,7 @@ def _bar_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Bar]]]) -> di
                         svg.line([(ax.x - TICK, mid), (ax.x, mid)], FG, 0.8)
                         svg.text(ax.x - TICK - 3, mid, names[j], FG, anchor="end", valign="middle")
                 y += row_h
-            svg.text(ax.x + ax.w / 2, top + sum(rows) + xtick_band(sc) + 2, xlabel, FG)
+            _xlabel(svg, ax, xlabel)
     legend(svg, items, 3, legend_top, FG, LEGEND_PT)
     return _finish(svg)
 
@@ -206,7 +211,7 @@ def _line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequ
         _draw_series(ax, shown)
         ax.xticks(FG)
         ax.yticks(FG)
-        svg.text(ax.x + ax.w / 2, ax.y + ax.h + xtick_band(xs) + 2, xlabel, FG)
+        _xlabel(svg, ax, xlabel)
         _ylabel(svg, PAD, ax, ylabel)
     legend(svg, items, 1, legend_top, FG, LEGEND_PT)
     return _finish(svg)
@@ -239,7 +244,7 @@ def _panel_lines_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Serie
             _draw_series(ax, list(ser[:MAX_LINES]))
             ax.xticks(FG)
             ax.yticks(FG)
-            svg.text(ax.x + ax.w / 2, ax.y + ax.h + xtick_band(xs) + 2, xlabel, FG)
+            _xlabel(svg, ax, xlabel)
             _ylabel(svg, x0, ax, ylabel)
     legend(svg, items, 1, legend_top, FG, LEGEND_PT)
     return _finish(svg)
@@ -282,7 +287,7 @@ def _pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], 
                     break  # no free place: the point stays unlabelled (the table names it)
         ax.xticks(FG)
         ax.yticks(FG)
-        svg.text(ax.x + ax.w / 2, ax.y + ax.h + xtick_band(xs) + 2, xlabel, FG)
+        _xlabel(svg, ax, xlabel)
         _ylabel(svg, PAD, ax, ylabel)
     legend(svg, items, 3, legend_top, FG, LEGEND_PT)
     return _finish(svg)
@@ -351,7 +356,7 @@ def _history_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[str], Seq
             ax.yticks(FG)
             _ylabel(svg, PAD, ax, label)
             if last:
-                svg.text(ax.x + ax.w / 2, ax.y + ax.h + xtick_band(xs, rotate) + 2, "llama.cpp build", FG)
+                _xlabel(svg, ax, "llama.cpp build", rotate)
     legend(svg, items, 3, legend_top, FG, LEGEND_PT)
     return _finish(svg)
 
@@ -447,7 +452,7 @@ def _tune_chart(chart_id: str, xlabel: str, ylabel: str, budget: float, trials: 
             bottom.xticks(FG)
             bottom.yticks(FG, size=FONT_PT - 2)
         axis_bottom = bottom
-    svg.text(axis_bottom.x + axis_bottom.w / 2, axis_bottom.y + axis_bottom.h + xtick_band(xs) + 2, xlabel, FG)
+    _xlabel(svg, axis_bottom, xlabel)
     legend(svg, items, 3, legend_top, FG, LEGEND_PT)
     return _finish(svg)
 
