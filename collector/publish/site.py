@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from collector.cache import cache_dir
-from collector.files import atomic_write_text
+from collector.files import atomic_open, atomic_write_text
 from collector.kvcache import KeyValueCache
 from collector.parallel import pmap
 from collector.publish.common import GeneratedFile, Output, PendingChart
@@ -227,18 +227,13 @@ def _memo_get(path: Path, key: bytes) -> SiteBuild | None:
 
 
 def _memo_put(path: Path, key: bytes, build: SiteBuild) -> None:
-    """Streamed to a temporary file and renamed: never a partial memo, never a second copy of it in memory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Streamed into the file (no second copy of the memo in memory), never left partial."""
     try:
-        with open(tmp, "wb") as fh:
+        with atomic_open(path) as fh:
             fh.write(key + b"\n")
             pickle.dump(replace(build, records=[]), fh, pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
     except (OSError, pickle.PickleError, RecursionError):
-        tmp.unlink(missing_ok=True)  # a cache that cannot be written only costs time
-    except BaseException:  # Ctrl-C while writing: no temporary file left behind
-        tmp.unlink(missing_ok=True)
-        raise
+        pass  # a cache that cannot be written only costs time
 
 
 def render_site(data_dir: Path) -> list[GeneratedFile]:
