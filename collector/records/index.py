@@ -81,11 +81,12 @@ def _resolve(text: str) -> Any:
         return int(text, 10)  # 1.2: "012" is twelve, not octal
     if tag == "tag:yaml.org,2002:int" and _HEX.fullmatch(text):
         return int(text, 16)
-    if tag == "tag:yaml.org,2002:float" and _FLOAT.fullmatch(text):
-        return float(text)
-    special = _SPECIAL.fullmatch(text) if tag == "tag:yaml.org,2002:float" else None
-    if special:
-        return math.nan if special[2] else -math.inf if special[1] == "-" else math.inf
+    if tag == "tag:yaml.org,2002:float":
+        if _FLOAT.fullmatch(text):
+            return float(text)
+        special = _SPECIAL.fullmatch(text)
+        if special:
+            return math.nan if special[2] else -math.inf if special[1] == "-" else math.inf
     raise _Unusual(text)  # a date, a merge key, 0o17, 1_000, ...
 
 
@@ -218,14 +219,12 @@ def _read(path: Path) -> bytes | None:
         return fh.read()
 
 
-def _one(path: Path, data: bytes | None = None) -> AnyRecord | str:
-    """The record in `path` (whose bytes are `data` when already read), or the store's one-line reason it is not
-    one."""
-    if _CParser is not None:
+def _one(path: Path, data: bytes | None) -> AnyRecord | str:
+    """The record in `path`, whose bytes are `data` (None: unreadable or too large), or the store's one-line
+    reason it is not one."""
+    if _CParser is not None and data is not None:
         try:
-            data = _read(path) if data is None else data
-            if data is not None:
-                return parse_record(_yaml_12(data), str(path))
+            return parse_record(_yaml_12(data), str(path))
         except Exception:
             pass
     try:
