@@ -123,6 +123,14 @@ def _xlabel(svg: Svg, ax: Axes, label: str, rotate: float = 0.0) -> None:
     svg.text(ax.x + ax.w / 2, ax.y + ax.h + xtick_band(ax.xs, rotate) + 2, label, FG)
 
 
+def _axis_labels(svg: Svg, ax: Axes, xlabel: str, ylabel: str, ylabel_x: float) -> None:
+    """Both axes' ticks with their labels, and the two axis labels (the y label's block from ylabel_x)."""
+    ax.xticks(FG)
+    ax.yticks(FG)
+    _xlabel(svg, ax, xlabel)
+    _ylabel(svg, ylabel_x, ax, ylabel)
+
+
 def _right_room(scale: Scale) -> float:
     """Room right of the axes for half the last x tick label (it is centred on its tick)."""
     return max(PAD, text_width(scale.ticks[-1][1]) / 2 + 2) if scale.ticks else PAD
@@ -209,10 +217,7 @@ def _line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequ
     with svg.group("axes_1"):
         ax.frame(FG, GRID)
         _draw_series(ax, shown)
-        ax.xticks(FG)
-        ax.yticks(FG)
-        _xlabel(svg, ax, xlabel)
-        _ylabel(svg, PAD, ax, ylabel)
+        _axis_labels(svg, ax, xlabel, ylabel, PAD)
     legend(svg, items, 1, legend_top, FG, LEGEND_PT)
     return _finish(svg)
 
@@ -242,10 +247,7 @@ def _panel_lines_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Serie
         with svg.group(f"axes_{k + 1}"):
             ax.frame(FG, GRID)
             _draw_series(ax, list(ser[:MAX_LINES]))
-            ax.xticks(FG)
-            ax.yticks(FG)
-            _xlabel(svg, ax, xlabel)
-            _ylabel(svg, x0, ax, ylabel)
+            _axis_labels(svg, ax, xlabel, ylabel, x0)
     legend(svg, items, 1, legend_top, FG, LEGEND_PT)
     return _finish(svg)
 
@@ -285,10 +287,7 @@ def _pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], 
                     placed.append(box)
                     svg.text(x0, y0, label, FG, FONT_PT - 2, anchor="start", valign="top")
                     break  # no free place: the point stays unlabelled (the table names it)
-        ax.xticks(FG)
-        ax.yticks(FG)
-        _xlabel(svg, ax, xlabel)
-        _ylabel(svg, PAD, ax, ylabel)
+        _axis_labels(svg, ax, xlabel, ylabel, PAD)
     legend(svg, items, 3, legend_top, FG, LEGEND_PT)
     return _finish(svg)
 
