@@ -85,6 +85,19 @@ class GpuInfo(_Block):
     mem_clock_max_mhz: NonNegInt | None = None
     mem_bandwidth_gbps: NonNeg | None = None  # GB/s, from bus width and max memory clock
     backend: str | None = None  # CUDA, Vulkan, ROCm, ... when known
+    llama_device: str | None = None  # llama.cpp's name of the device it drove: CUDA0, ROCm1, Vulkan0, MTL0
+
+
+class LlamaDevice(_Block):
+    """A device as llama.cpp lists it (`--list-devices`) or uses it (the load log's `using device` lines).
+    MiB as llama.cpp reports them; None where the line does not say."""
+
+    name: Annotated[str, Field(min_length=1)]  # CUDA0, ROCm0, Vulkan0, MTL0, SYCL0, CPU
+    backend: str | None = None  # CUDA, ROCm, Vulkan, Metal, SYCL, CPU (collector.llama.devices.backend_of)
+    description: str | None = None  # "NVIDIA GeForce RTX 4090", "llvmpipe (LLVM 15.0.6, 256 bits)", "Apple M2 Pro"
+    pci_bus_id: str | None = None  # "0000:01:00.0" when llama.cpp prints it
+    memory_total_mib: NonNeg | None = None
+    memory_free_mib: NonNeg | None = None
 
 
 class Host(_Block):
@@ -159,6 +172,7 @@ class Placement(_Block):
     n_swa: NonNegInt | None = None  # sliding window of the SWA layers (tokens), when the model has them
     fit: list[str] = Field(default_factory=list)  # auto-fit decisions, one line each
     devices: list[str] = Field(default_factory=list)
+    llama_devices: list[LlamaDevice] = Field(default_factory=list)  # the devices llama.cpp used for this load
 
 
 class BreakdownRow(_Block):
