@@ -8,7 +8,6 @@ Rates are tokens/s, times ms, energy J. Several clients at once: collector.concu
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 from collector.errors import CollectorError
 from collector.llama.client import CompletionResult, LlamaClient, ServerRequestError
 from collector.prompts import FILLER, PromptSuite
-from collector.records.schema import Batch, Conditions, Method, PromptSuiteRef, Sample, Stat, Summary, percentile
+from collector.records.schema import Batch, Conditions, Method, PromptSuiteRef, Sample, Stat, Summary
+from collector.stats import percentile, spread_pct
 
 SEPARATOR = "\n\n"
 # A request waited for a slot when its slot started on the prompt no earlier than this before another stream of
@@ -234,8 +234,7 @@ def tg_spread_pct(samples: list[Sample]) -> float | None:
         for s in samples:
             by_depth.setdefault(s.depth_tokens, []).extend(s.tg_tps)
         groups = [v for v in by_depth.values() if len(v) > 1]
-    spreads = [(max(g) - min(g)) / statistics.median(g) * 100 for g in groups if statistics.median(g) > 0]
-    return round(max(spreads), 1) if spreads else None
+    return _largest_spread(groups)
 
 
 def throughput_spread_pct(batches: list[Batch]) -> float | None:
@@ -243,8 +242,11 @@ def throughput_spread_pct(batches: list[Batch]) -> float | None:
     by_depth: dict[int, list[float]] = {}
     for b in batches:
         by_depth.setdefault(b.depth_tokens, []).append(b.throughput_tps)
-    spreads = [(max(v) - min(v)) / statistics.median(v) * 100 for v in by_depth.values()
-               if len(v) > 1 and statistics.median(v) > 0]
+    return _largest_spread(list(by_depth.values()))
+
+
+def _largest_spread(groups: list[list[float]]) -> float | None:
+    spreads = [x for g in groups if (x := spread_pct(g)) is not None]
     return round(max(spreads), 1) if spreads else None
 
 

@@ -5,14 +5,14 @@ samples, legends sit below the axes, and margins are computed from the text's me
 written directly, matplotlib's tick locators and font metrics; matplotlib's own drawing took ~0.24 CPU-s per
 chart, more than half of a cold build at 10,000 records). Text stays text, neutralised of control characters
 (a NUL would make the SVG invalid XML) and XML-escaped. Each chart is drawn once, in the light palette; the dark
-variant is the same SVG with the palette's colours swapped (unique hex strings, see THEMES). A chart takes about
-a millisecond: they are not cached apart from the whole build (collector.publish.site).
+variant is the same SVG with the palette's colours swapped (unique hex strings, swapped as attribute values only,
+never inside text). A chart takes about a millisecond: they are not cached apart from the whole build.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,17 +53,6 @@ WIDTH_IN = 6.4  # shown at most 640 px wide (phones: in a horizontally scrolling
 
 
 @dataclass(frozen=True)
-class Deferred:
-    """A chart to draw when the page's files are assembled: a module-level function and its arguments."""
-
-    fn: Callable[..., dict[str, bytes]]
-    args: tuple[Any, ...]
-
-    def render(self) -> dict[str, bytes]:
-        return self.fn(*self.args)
-
-
-@dataclass(frozen=True)
 class Point:
     x: float
     y: float
@@ -99,8 +88,8 @@ def _finish(svg: Svg) -> dict[str, bytes]:
     """The light SVG and its dark variant (the palette's colours swapped)."""
     light = svg.bytes()
     dark = light
-    for key, colour in LIGHT.items():
-        dark = dark.replace(colour.encode(), THEMES["dark"][key].encode())
+    for key, colour in LIGHT.items():  # quoted: every colour is an attribute value, text has no bare quote
+        dark = dark.replace(f'"{colour}"'.encode(), f'"{THEMES["dark"][key]}"'.encode())
     return {"light": light, "dark": dark}
 
 
@@ -136,7 +125,7 @@ def _right_room(scale: Scale) -> float:
     return max(PAD, text_width(scale.ticks[-1][1]) / 2 + 2) if scale.ticks else PAD
 
 
-def _bar_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Bar]]]) -> dict[str, bytes]:
+def bar_chart(panels: Sequence[tuple[str, Sequence[Bar]]]) -> dict[str, bytes]:
     """Horizontal bars from zero, one panel per (axis label, bars) sharing the labels of the first panel's
     order (highest first, at most MAX_BARS); error bars span each figure's range of samples."""
     first = panels[0][1]
@@ -201,7 +190,7 @@ def _draw_series(ax: Axes, series: Sequence[tuple[str, Sequence[float], Sequence
             ax.svg.marker(x, y, "o", colour, 3.0)
 
 
-def _line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequence[float], Sequence[float],
+def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float], Sequence[float],
                                                       Sequence[float]]], xlabel: str, ylabel: str) -> dict[str, bytes]:
     """One line per series (label, xs, ys, lows, highs), at most MAX_LINES, a band for the range of samples;
     the y axis starts at zero."""
@@ -225,7 +214,7 @@ def _line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequ
 Series = tuple[str, Sequence[float], Sequence[float], Sequence[float], Sequence[float]]  # label, xs, ys, lows, highs
 
 
-def _panel_lines_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Series]]], xlabel: str,
+def panel_lines_chart(panels: Sequence[tuple[str, Sequence[Series]]], xlabel: str,
                        xticks: Sequence[float], logx: bool = False, logy: bool = False) -> dict[str, bytes]:
     """Panels side by side sharing one x axis whose ticks are exactly `xticks` (each labelled once, as a whole
     number); one line per series (at most MAX_LINES, the same labels and colours in every panel), a band for
@@ -252,7 +241,7 @@ def _panel_lines_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Serie
     return _finish(svg)
 
 
-def _pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
+def pareto_chart(points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
                   logx: bool = False) -> dict[str, bytes]:
     """Scatter of every point, the frontier joined by a line and its points labelled."""
     items: list[Item] = []
@@ -292,29 +281,11 @@ def _pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], 
     return _finish(svg)
 
 
-def bar_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Bar]]]) -> Deferred:
-    return Deferred(_bar_chart, (chart_id, [(a, list(b)) for a, b in panels]))
 
 
-def line_chart(chart_id: str, series: Sequence[tuple[str, Sequence[float], Sequence[float], Sequence[float],
-                                                     Sequence[float]]], xlabel: str, ylabel: str) -> Deferred:
-    return Deferred(_line_chart, (chart_id, [(a, list(x), list(y), list(lo), list(hi)) for a, x, y, lo, hi in series],
-                                  xlabel, ylabel))
 
 
-def pareto_chart(chart_id: str, points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
-                 logx: bool = False) -> Deferred:
-    return Deferred(_pareto_chart, (chart_id, list(points), list(front), xlabel, ylabel, logx))
-
-
-def panel_lines_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[Series]]], xlabel: str,
-                      xticks: Sequence[float], logx: bool = False, logy: bool = False) -> Deferred:
-    return Deferred(_panel_lines_chart, (chart_id, [(a, [(lb, list(x), list(y), list(lo), list(hi))
-                                                         for lb, x, y, lo, hi in ser]) for a, ser in panels],
-                                         xlabel, list(xticks), logx, logy))
-
-
-def _history_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[str], Sequence[float | None],
+def history_chart(panels: Sequence[tuple[str, Sequence[str], Sequence[float | None],
                                                       Sequence[float | None], Sequence[float | None],
                                                       Sequence[int]]]) -> dict[str, bytes]:
     """One panel per figure (ylabel, build labels, medians, lows, highs, indices of builds after a flagged change),
@@ -360,12 +331,6 @@ def _history_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[str], Seq
     return _finish(svg)
 
 
-def history_chart(chart_id: str, panels: Sequence[tuple[str, Sequence[str], Sequence[float | None],
-                                                     Sequence[float | None], Sequence[float | None],
-                                                     Sequence[int]]]) -> Deferred:
-    return Deferred(_history_chart, (chart_id, [(a, list(n), list(y), list(lo), list(hi), list(s))
-                                                for a, n, y, lo, hi, s in panels]))
-
 
 @dataclass(frozen=True)
 class Spot:
@@ -378,14 +343,13 @@ class Spot:
     noisy: bool = False  # a trial measured on a busy host (hollow)
 
 
-def _tune_chart(chart_id: str, xlabel: str, ylabel: str, budget: float, trials: Sequence[Spot],
-                default: Spot | None, chosen: Spot | None, not_measured: Sequence[float],
-                probes: Sequence[float]) -> dict[str, bytes]:
+def tune_chart(xlabel: str, ylabel: str, budget: float, trials: Sequence[Spot], default: Spot | None,
+               chosen: Spot | None, not_measured: Sequence[float], probes: Sequence[float]) -> dict[str, bytes]:
     """A tune's trials: speed against memory, the budget a vertical line, the default and the chosen marked; the
     trials stopped over the budget (x) and the load-only probes (o) on rows of their own below, at their memory,
     since they have no speed. y starts at zero; no point carries a text label (nothing to collide)."""
-    rows = [(name, vals) for name, vals in (("trial over the budget:\nnot measured", not_measured),
-                                            ("probe: load only,\nno speed", probes)) if vals]
+    rows = [(name, sorted(vals)) for name, vals in (("trial over the budget:\nnot measured", not_measured),
+                                                    ("probe: load only,\nno speed", probes)) if vals]
     quiet, noisy = [s for s in trials if not s.noisy], [s for s in trials if s.noisy]
     items: list[Item] = []
     if quiet:
@@ -455,9 +419,3 @@ def _tune_chart(chart_id: str, xlabel: str, ylabel: str, budget: float, trials: 
     legend(svg, items, 3, legend_top, FG, LEGEND_PT)
     return _finish(svg)
 
-
-def tune_chart(chart_id: str, xlabel: str, ylabel: str, budget: float, trials: Sequence[Spot],
-               default: Spot | None, chosen: Spot | None, not_measured: Sequence[float],
-               probes: Sequence[float]) -> Deferred:
-    return Deferred(_tune_chart, (chart_id, xlabel, ylabel, budget, list(trials), default, chosen,
-                                  sorted(not_measured), sorted(probes)))

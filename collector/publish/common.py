@@ -1,4 +1,4 @@
-"""Shared page pieces: generated files, relative links, pending charts."""
+"""Shared page pieces: generated files, relative links, chart files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import posixpath
 from dataclasses import dataclass
 
-from collector.publish.charts import Deferred
 from collector.publish.escape import h
 
 
@@ -16,17 +15,6 @@ class GeneratedFile:
 
     src_uri: str
     content: str | bytes
-
-
-@dataclass(frozen=True)
-class PendingChart:
-    """A chart's files, drawn after every page is written (all charts together, on every core)."""
-
-    src_base: str
-    chart: Deferred
-
-
-Output = GeneratedFile | PendingChart
 
 
 def front_matter(title: str, wide: bool = False, search: bool = True) -> str:
@@ -72,5 +60,6 @@ def model_src(model: str) -> str:
     return f"models/{model}.md"
 
 
-def chart_files(chart_src_base: str, chart: Deferred) -> list[Output]:
-    return [PendingChart(chart_src_base, chart)]
+def chart_files(chart_src_base: str, svgs: dict[str, bytes] | None) -> list[GeneratedFile]:
+    """A chart's SVG files, one per variant (light, dark)."""
+    return [GeneratedFile(f"{chart_src_base}-{variant}.svg", data) for variant, data in (svgs or {}).items()]

@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from collector.publish import charts
-from collector.publish.common import GeneratedFile, Output, chart_files, front_matter, model_src, run_src
+from collector.publish.common import GeneratedFile, chart_files, front_matter, model_src, run_src
 from collector.publish.frame import Row, bandwidth_gbps, device_label, kv_types, quant_of, run_page_id
 from collector.publish.history_page import history_pages
 from collector.publish.labels import config_summary, labels, quant_facts, runnable_command
@@ -230,20 +230,20 @@ def _kld_only_picks(klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _charts(device: str, src: str, rows: list[Row], labelled: dict[str, str]) -> tuple[list[dict[str, Any]],
-                                                                                        list[Output]]:
+                                                                                        list[GeneratedFile]]:
     out: list[dict[str, Any]] = []
-    files: list[Output] = []
+    files: list[GeneratedFile] = []
     base = f"charts/devices/{device}"
     with_tg = [r for r in rows if r.status == "ok" and r.tg is not None]
     if with_tg:
-        bars = [charts.Bar(labelled[r.key], f.value, f.lo if f.has_spread else None, f.hi if f.has_spread else None,
+        bars = [charts.Bar(labelled[r.key], f.value, f.min if f.has_spread else None, f.max if f.has_spread else None,
                            r.imported) for r in with_tg if (f := r.tg) is not None]
         panels = [("generation speed, t/s (headline depth)", bars)]
         with_vram = [r for r in with_tg if r.rec.memory_mib.vram_peak]
         if with_vram and len(with_vram) == len(with_tg):
             panels.append(("peak VRAM, GiB", [charts.Bar(labelled[r.key], sum(r.rec.memory_mib.vram_peak or [])
                                                          / 1024) for r in with_tg]))
-        files += chart_files(f"{base}-tg", charts.bar_chart(f"{device}-tg", panels))
+        files += chart_files(f"{base}-tg", charts.bar_chart(panels))
         top = sorted(with_tg, key=lambda r: -r.tg.value)[:5]  # type: ignore[union-attr]
         alt = "Bar chart of generation speed per configuration: " + "; ".join(
             f"{labelled[r.key]}: {figure_text(r.tg, 't/s')}" for r in top) + (
@@ -261,12 +261,12 @@ def _charts(device: str, src: str, rows: list[Row], labelled: dict[str, str]) ->
             figs = [r.depths[d][what] for d in ds]
             if len(ds) > 1:
                 series.append((labelled[r.key], ds, [f.value for f in figs],
-                               [f.lo if f.lo is not None else f.value for f in figs],
-                               [f.hi if f.hi is not None else f.value for f in figs]))
+                               [f.min if f.min is not None else f.value for f in figs],
+                               [f.max if f.max is not None else f.value for f in figs]))
         if not series:
             continue
         chart_base = f"{base}-depth" if what == "tg" else f"{base}-depth-{what}"
-        files += chart_files(chart_base, charts.line_chart(f"{device}-depth-{what}", series,
+        files += chart_files(chart_base, charts.line_chart(series,
                                                            "filled context depth (tokens)", f"{name} (t/s)"))
         alt = f"Line chart of {name} against filled context depth: " + "; ".join(
             f"{s[0]}: " + ", ".join(f"{y:.3g} t/s at {x}" for x, y in zip(s[1], s[2])) for s in series)
@@ -281,7 +281,7 @@ def _charts(device: str, src: str, rows: list[Row], labelled: dict[str, str]) ->
         pts = [charts.Point(float(r.kld["kld_mean"]), float(r.tg.value), labelled[r.key], r.imported)  # type: ignore
                for r in same]
         front = pareto_front([(p.x, p.y) for p in pts])
-        files += chart_files(f"{base}-pareto", charts.pareto_chart(f"{device}-pareto", pts, front,
+        files += chart_files(f"{base}-pareto", charts.pareto_chart(pts, front,
                                                                    "mean KLD (lower is more faithful)",
                                                                    "generation speed (t/s)", logx=True))
         alt = "Scatter of generation speed against mean KLD; on the Pareto frontier: " + "; ".join(
@@ -308,7 +308,7 @@ def _kld_rows(klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
-                device_records: list[AnyRecord]) -> list[Output]:
+                device_records: list[AnyRecord]) -> list[GeneratedFile]:
     """The device's Markdown page and its chart files."""
     src = f"devices/{device}.md"
     speed_recs = [r for r in device_records if isinstance(r, SpeedRecord)]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,35 +26,9 @@ from collector.records.store import AnyRecord, device_slug, model_display_name, 
 _SAFE_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
-@dataclass(frozen=True)
-class Figure:
-    """One speed figure as shown: the value, its spread and n, and how it was obtained."""
-
-    value: float
-    n: int | None = None
-    lo: float | None = None  # min of the samples
-    hi: float | None = None  # max of the samples
-    stat: str = "median"  # median | mean (as a source states) | stated (a single figure, no statistic named)
-    approx: bool = False  # the source marks it approximate
-    text: str | None = None  # as the source writes it ("~94", "22.00")
-
-    @property
-    def has_spread(self) -> bool:
-        return self.lo is not None and self.hi is not None and (self.n or 0) > 1
-
-
-def figure_of(values: list[float]) -> Figure | None:
-    if not values:
-        return None
-    return Figure(statistics.median(values), len(values), min(values), max(values))
-
-
-def figure_from_stat(stat: Stat | None) -> Figure | None:
-    """A summary statistic as a figure (imported records: what the source states, with its own n)."""
-    if stat is None or stat.value is None:
-        return None
-    kind = "median" if stat.median is not None else "mean" if stat.mean is not None else "stated"
-    return Figure(stat.value, stat.n, stat.min, stat.max, kind, stat.approx, stat.text)
+def figure_of(values: list[float]) -> Stat | None:
+    """The figure of raw samples: median with min, max and n."""
+    return Stat.of(values)
 
 
 @dataclass
@@ -65,11 +38,11 @@ class Row:
     key: str
     records: list[SpeedRecord] = field(default_factory=list)  # oldest first
     noisy: bool = False
-    tg: Figure | None = None
-    pp: Figure | None = None
-    ttft: Figure | None = None
+    tg: Stat | None = None
+    pp: Stat | None = None
+    ttft: Stat | None = None
     tg_depth: int | None = None  # the filled depth of the headline figures (None: the source does not say)
-    depths: dict[int, dict[str, Figure]] = field(default_factory=dict)  # depth -> {tg, pp, ttft}
+    depths: dict[int, dict[str, Stat]] = field(default_factory=dict)  # depth -> {tg, pp, ttft}
     kld: dict[str, Any] | None = None  # the joined KLD row
     kld_join: str | None = None
     kld_note: str | None = None
@@ -168,7 +141,7 @@ def kv_types(rec: SpeedRecord | KldRecord) -> tuple[str | None, str | None, bool
     return k, v, c.cache_type_k is None and c.cache_type_v is None
 
 
-def _pool(records: list[SpeedRecord]) -> tuple[dict[int, dict[str, Figure]], int | None]:
+def _pool(records: list[SpeedRecord]) -> tuple[dict[int, dict[str, Stat]], int | None]:
     """Figures per filled depth over every sample of the records; and the shallowest depth."""
     pooled: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for rec in records:
@@ -193,8 +166,7 @@ def speed_rows(records: list[SpeedRecord]) -> list[Row]:
         ok = [r for r in row.records if r.status == "ok"]
         if row.imported:
             s = row.rec.summary
-            row.tg, row.pp, row.ttft = (figure_from_stat(s.tg_tps), figure_from_stat(s.pp_tps),
-                                        figure_from_stat(s.ttft_ms))
+            row.tg, row.pp, row.ttft = s.tg_tps, s.pp_tps, s.ttft_ms
             stated = row.rec.method.depths
             row.tg_depth = stated[0] if len(stated) == 1 else None
         elif ok:

@@ -17,36 +17,14 @@ names the build range to bisect. Anything else is "no change beyond noise".
 from __future__ import annotations
 
 import json
-import math
-import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from collector.publish.frame import Figure, figure_of, quant_of
-from collector.records.schema import SpeedRecord
+from collector.publish.frame import figure_of, quant_of
+from collector.records.schema import SpeedRecord, Stat
 from collector.records.store import device_slug
-
-STEP = 0.05  # relative change of the median a flagged change must exceed (asv's default regression threshold)
-MIN_SAMPLES = 3  # fewer samples than this say nothing about noise: such a build is shown, not compared
-CONFIDENCE = 0.95
-
-
-def median_band(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The distribution-free confidence interval of the median: (x_(k), x_(n-k+1)) for the largest k with
-    P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2; the min-max range when n is too small for one."""
-    xs = sorted(values)
-    n = len(xs)
-    alpha = (1 - confidence) / 2
-    k, cdf = 0, 0.0
-    while k < n:
-        nxt = cdf + math.comb(n, k) / 2 ** n  # P(B <= k)
-        if nxt > alpha:
-            break
-        cdf, k = nxt, k + 1
-    if k == 0:
-        return xs[0], xs[-1]
-    return xs[k - 1], xs[n - k]
+from collector.stats import MIN_SAMPLES, STEP, changed, median, median_band
 
 
 @dataclass(frozen=True)
@@ -59,7 +37,7 @@ class BuildSamples:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.samples)
+        return median(self.samples)
 
     def band(self) -> tuple[float, float] | None:
         """The noise band (see the module docstring), or None when there are too few samples to compare."""
@@ -100,8 +78,7 @@ def detect_changes(series: Sequence[BuildSamples], step: float = STEP) -> list[C
     for a, b in zip(compared, compared[1:]):
         band_a, band_b = a.band(), b.band()
         assert band_a is not None and band_b is not None
-        apart = band_a[1] < band_b[0] or band_b[1] < band_a[0]
-        if apart and abs(b.median / a.median - 1) > step:
+        if changed(band_a, a.median, band_b, b.median, step):
             out.append(Change(a.build, b.build, a.median, b.median))
     return out
 
@@ -116,7 +93,7 @@ class BuildPoint:
     version: str
     records: list[SpeedRecord] = field(default_factory=list)
     noisy: list[SpeedRecord] = field(default_factory=list)  # shown, never compared
-    figures: dict[str, Figure] = field(default_factory=dict)  # tg, pp
+    figures: dict[str, Stat] = field(default_factory=dict)  # tg, pp
     series: dict[str, BuildSamples] = field(default_factory=dict)
 
     @property
@@ -200,7 +177,7 @@ def timelines(records: list[SpeedRecord]) -> list[Timeline]:
                 if fig is not None:
                     point.figures[what] = fig
                     point.series[what] = BuildSamples(build, tuple(pooled),
-                                                      tuple(statistics.median(v) for v in per_run))
+                                                      tuple(median(v) for v in per_run))
             line.points.append(point)
         for what in ("tg", "pp"):
             line.changes[what] = detect_changes([p.series[what] for p in line.points if what in p.series])

@@ -7,13 +7,14 @@ import hashlib
 from typing import Any
 
 from collector.publish import charts
-from collector.publish.common import GeneratedFile, Output, chart_files, device_src, front_matter, model_src, run_src
+from collector.publish.common import GeneratedFile, chart_files, device_src, front_matter, model_src, run_src
 from collector.publish.frame import device_label, quant_of, run_page_id
-from collector.publish.history import STEP, Change, Timeline, timelines
+from collector.publish.history import Change, Timeline, timelines
 from collector.publish.labels import config_summary
 from collector.publish.render import figure_text, render
 from collector.records.schema import SpeedRecord
 from collector.records.store import model_display_name, model_slug, slugify
+from collector.stats import STEP
 
 WHAT = {"tg": "generation (tg)", "pp": "prompt processing (pp)"}
 
@@ -65,7 +66,7 @@ def summary(line: Timeline) -> str:
     return "; ".join(f"{v['what']}: {v['text']}" for v in verdicts(line)) or "no figures to compare"
 
 
-def _chart(device: str, src_name: str, line: Timeline) -> tuple[dict[str, Any] | None, list[Output]]:
+def _chart(device: str, src_name: str, line: Timeline) -> tuple[dict[str, Any] | None, list[GeneratedFile]]:
     points = [p for p in line.points if p.figures]
     if len(points) < 2:
         return None, []
@@ -76,20 +77,20 @@ def _chart(device: str, src_name: str, line: Timeline) -> tuple[dict[str, Any] |
         figs = [p.figures.get(what) for p in points]
         after = {c.after for c in line.changes.get(what, [])}
         panels.append((f"{WHAT[what]}, t/s", [p.version for p in points], [f.value if f else None for f in figs],
-                       [f.lo if f else None for f in figs], [f.hi if f else None for f in figs],
+                       [f.min if f else None for f in figs], [f.max if f else None for f in figs],
                        [i for i, p in enumerate(points) if p.build in after]))
     base = f"charts/devices/{device}-history-{src_name}"
     alt = "Median speed per llama.cpp build: " + "; ".join(
         f"{p.version}: " + ", ".join(f"{w} {figure_text(p.figures.get(w), 't/s')}" for w in ("tg", "pp")
                                      if w in p.figures) for p in points)
     return ({"base": base, "alt": alt},
-            chart_files(base, charts.history_chart(f"{device}-history-{src_name}", panels)))
+            chart_files(base, charts.history_chart(panels)))
 
 
-def history_pages(device: str, speed_records: list[SpeedRecord]) -> tuple[list[dict[str, Any]], list[Output]]:
+def history_pages(device: str, speed_records: list[SpeedRecord]) -> tuple[list[dict[str, Any]], list[GeneratedFile]]:
     """The device's timelines (for its page: title, link, one-line verdict) and their pages and charts."""
     entries: list[dict[str, Any]] = []
-    files: list[Output] = []
+    files: list[GeneratedFile] = []
     for line in sorted(timelines(speed_records), key=lambda t: (_title(t), t.key)):
         src = history_src(device, line)
         name = src.rsplit("/", 1)[1][:-3]

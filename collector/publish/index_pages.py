@@ -10,7 +10,7 @@ import pandas as pd
 
 from collector.llama.flags import FLAGS
 from collector.publish import charts
-from collector.publish.common import GeneratedFile, Output, chart_files, device_src, front_matter, model_src, run_src
+from collector.publish.common import GeneratedFile, chart_files, device_src, front_matter, model_src, run_src
 from collector.publish.escape import csv_cell
 from collector.publish.frame import Frames, Row, device_label, quant_of, run_page_id
 from collector.publish.labels import config_summary, glossary
@@ -40,10 +40,10 @@ def overlap(rows: list[Row]) -> dict[tuple[str, str], dict[str, Row]]:
     return {k: v for k, v in sorted(by.items()) if len(v) > 1}
 
 
-def home_markdown(f: Frames) -> tuple[str, list[Output]]:
+def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
     """Live numbers for the home page (filled into site/index.md's placeholder) and the like-with-like chart."""
     src = "index.md"
-    files: list[Output] = []
+    files: list[GeneratedFile] = []
     rows = f.rows
     devices = sorted({r.device for r in rows} | {k["device"] for k in f.klds})
     per_device = []
@@ -65,9 +65,9 @@ def home_markdown(f: Frames) -> tuple[str, list[Output]]:
     chart = None
     if shared:
         (model, quant), by_device = max(shared.items(), key=lambda kv: len(kv[1]))
-        bars = [charts.Bar(device_label(r.rec.host), fig.value, fig.lo, fig.hi) for r in by_device.values()
+        bars = [charts.Bar(device_label(r.rec.host), fig.value, fig.min, fig.max) for r in by_device.values()
                 if (fig := r.tg) is not None]
-        files += chart_files("charts/home-shared", charts.bar_chart("home-shared", [("generation speed (t/s)",
+        files += chart_files("charts/home-shared", charts.bar_chart([("generation speed (t/s)",
                                                                                       bars)]))
         name = model_display_name(next(iter(by_device.values())).rec.model)
         chart = {"title": f"{name} {quant} on each device", "base": "charts/home-shared",

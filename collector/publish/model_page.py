@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from collector.publish import charts
-from collector.publish.common import GeneratedFile, Output, chart_files, device_src, front_matter, run_src
+from collector.publish.common import GeneratedFile, chart_files, device_src, front_matter, run_src
 from collector.publish.device_page import row_context
 from collector.publish.frame import Row, device_label
 from collector.publish.labels import labels, quant_facts
@@ -30,9 +30,9 @@ def _ladder(klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def model_page(model: str, rows: list[Row], klds: list[dict[str, Any]], name: str) -> list[Output]:
+def model_page(model: str, rows: list[Row], klds: list[dict[str, Any]], name: str) -> list[GeneratedFile]:
     src = f"models/{model}.md"
-    files: list[Output] = []
+    files: list[GeneratedFile] = []
     ladder = _ladder(klds)
     chart_list = []
     ok = [k for k in ladder if k["status"] == "ok" and k["kld_mean"] is not None and k["rec"].model.size_bytes
@@ -47,7 +47,7 @@ def model_page(model: str, rows: list[Row], klds: list[dict[str, Any]], name: st
                for k in grp]
         front = pareto_front([(p.x, -p.y) for p in pts])  # smaller and lower KLD are both better
         base = f"charts/models/{model}-kld-{i}"
-        files += chart_files(base, charts.pareto_chart(f"{model}-kld-{i}", pts, front, "file size (GB)", "mean KLD"))
+        files += chart_files(base, charts.pareto_chart(pts, front, "file size (GB)", "mean KLD"))
         alt = "Scatter of mean KLD against file size: " + "; ".join(f"{p.label}: {p.x:.3g} GB, KLD {p.y:.3g}"
                                                                     for p in pts)
         chart_list.append({"title": f"KLD against size, corpus {grp[0]['corpus']}", "base": base, "alt": alt})

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from collector.publish.frame import Figure, Row
+from collector.publish.frame import Row
+from collector.records.schema import Stat
 
 KLD_BUDGET = 0.05  # mean KLD (nats): the "balanced" pick must stay at or under this
 KEEP_SPEED = 0.8  # the "largest context" pick must keep at least this share of the fastest speed
@@ -27,14 +28,14 @@ class Pick:
     notes: list[str] = field(default_factory=list)
 
 
-def interval(fig: Figure) -> tuple[float, float]:
+def interval(fig: Stat) -> tuple[float, float]:
     """The range a figure's samples spanned; a single figure is a point."""
     if fig.has_spread:
-        return float(fig.lo), float(fig.hi)  # type: ignore[arg-type]
+        return float(fig.min), float(fig.max)  # type: ignore[arg-type]
     return fig.value, fig.value
 
 
-def overlaps(a: Figure, b: Figure) -> bool:
+def overlaps(a: Stat, b: Stat) -> bool:
     (alo, ahi), (blo, bhi) = interval(a), interval(b)
     return alo <= bhi and blo <= ahi
 
@@ -43,7 +44,7 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
 
 
-def _said(fig: Figure) -> str:
+def _said(fig: Stat) -> str:
     """A figure in a sentence: as its source writes it ("~94", "22.40"), else rounded for reading."""
     return fig.text or _fmt(fig.value)
 
@@ -147,7 +148,7 @@ def _context(with_ctx: list[Row], best: Row, keep: float) -> Pick | None:
     that was measured; the page says how much of the context that fill is."""
     assert best.tg is not None
 
-    def at_depth(r: Row) -> tuple[Figure | None, int | None]:
+    def at_depth(r: Row) -> tuple[Stat | None, int | None]:
         if r.deepest is not None and "tg" in r.depths[r.deepest]:
             return r.depths[r.deepest]["tg"], r.deepest
         return r.tg, r.tg_depth

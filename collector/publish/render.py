@@ -17,8 +17,8 @@ from markupsafe import Markup
 
 from collector.publish.common import href, mdlink
 from collector.publish.escape import code_block, h, inline_command, md, neutralize, safe_url
-from collector.publish.frame import Figure
 from collector.publish.labels import glossary_anchor
+from collector.records.schema import Stat
 
 DASH = "—"
 
@@ -43,7 +43,7 @@ def nums(xs: Any) -> str:
     return " · ".join(map(num, xs)) or DASH
 
 
-def figure_value(f: Figure | None) -> str:
+def figure_value(f: Stat | None) -> str:
     """The figure's value as text: exactly as a source writes it, else with 3-4 significant digits."""
     if f is None:
         return DASH
@@ -52,19 +52,19 @@ def figure_value(f: Figure | None) -> str:
     return num(f.value, 4 if f.value >= 100 else 3)
 
 
-def figure_detail(f: Figure | None) -> str:
+def figure_detail(f: Stat | None) -> str:
     """n and spread, or what the source says instead: `n=36 · 98.1–110`, `mean of 5, as stated`."""
     if f is None:
         return ""
-    if f.stat == "stated":
+    if f.kind == "stated":
         return "approximate, as stated; no spread" if f.approx else "as stated; n and spread not stated"
-    if f.stat == "mean" and not f.has_spread:
+    if f.kind == "mean" and not f.has_spread:
         return f"mean of {f.n}, as stated; no spread" if f.n else "mean, as stated; n and spread not stated"
-    spread = f" · {num(f.lo)}–{num(f.hi)}" if f.has_spread else " · no spread (one sample)"
-    return f"{f.stat if f.stat != 'median' else 'median'} of n={f.n}{spread}"
+    spread = f" · {num(f.min)}–{num(f.max)}" if f.has_spread else " · no spread (one sample)"
+    return f"{f.kind} of n={f.n}{spread}"
 
 
-def figure_html(f: Figure | None, unit: str = "") -> Markup:
+def figure_html(f: Stat | None, unit: str = "") -> Markup:
     """A figure for a table cell or a list: the value, then n and spread in small print."""
     if f is None:
         return Markup(DASH)
@@ -73,7 +73,7 @@ def figure_html(f: Figure | None, unit: str = "") -> Markup:
                   f'<span class="qa-n">{h(figure_detail(f))}</span>')
 
 
-def figure_text(f: Figure | None, unit: str = "") -> str:
+def figure_text(f: Stat | None, unit: str = "") -> str:
     if f is None:
         return "unknown"
     return f"{figure_value(f)}{' ' + unit if unit else ''} ({figure_detail(f)})"

@@ -14,9 +14,7 @@ from collector.llama.flags import FLAGS
 from collector.publish.common import device_src, model_src, run_src
 from collector.publish.escape import shell_command
 from collector.publish.frame import (
-    Figure,
     device_label,
-    figure_from_stat,
     figure_of,
     kv_types,
     page_id_of,
@@ -26,7 +24,7 @@ from collector.publish.frame import (
 from collector.publish.labels import quant_facts, runnable_command
 from collector.publish.render import figure_text, mib, num, render
 from collector.publish.tune_view import over_budget, tune_of, tune_run_context
-from collector.records.schema import KldRecord, SpeedRecord, TuneRecord
+from collector.records.schema import KldRecord, SpeedRecord, Stat, TuneRecord
 from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
 
 SRC_DEPTH = "runs/x/"  # a run page's URL depth, for relative links
@@ -108,7 +106,7 @@ def _depth_table(rec: SpeedRecord) -> list[dict[str, Any]]:
         d["ttft"] += s.ttft_ms
     out = []
     for depth, vals in sorted(by.items()):
-        figs: dict[str, Figure | None] = {k: figure_of(v) for k, v in vals.items()}
+        figs: dict[str, Stat | None] = {k: figure_of(v) for k, v in vals.items()}
         out.append({"depth": depth, **figs})
     return out
 
@@ -192,7 +190,7 @@ def _clients(rec: SpeedRecord) -> list[tuple[str, Any]]:
         return []
     n = rec.method.concurrency or 1
     return _pairs([("clients at once", n), ("batches", len(rec.batches)),
-                   ("aggregate throughput", figure_text(figure_from_stat(s.throughput_tps), "t/s")),
+                   ("aggregate throughput", figure_text(s.throughput_tps, "t/s")),
                    ("TTFT p95 ms", None if s.ttft_ms_p95 is None else
                     f"{num(s.ttft_ms_p95)} (95th percentile of n={s.ttft_ms.n if s.ttft_ms else '?'} requests)"),
                    ("requests that waited for a slot", f"{s.slot_waits} of {s.requests}"

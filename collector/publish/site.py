@@ -24,7 +24,7 @@ from collector.cache import cache_dir
 from collector.files import atomic_open, atomic_write_text
 from collector.kvcache import KeyValueCache
 from collector.parallel import pmap
-from collector.publish.common import GeneratedFile, Output, PendingChart
+from collector.publish.common import GeneratedFile
 from collector.publish.device_page import device_page
 from collector.publish.escape import h
 from collector.publish.frame import build_frames, run_page_id
@@ -113,26 +113,10 @@ def _assets() -> list[GeneratedFile]:
     return [GeneratedFile(f"assets/quant-atlas/{name}", (root / name).read_text(encoding="utf-8")) for name in ASSETS]
 
 
-def _draw_charts(items: list[Output]) -> list[GeneratedFile]:
-    """Replace every pending chart by its SVG files, in place and in order (a chart takes about a millisecond:
-    drawn in this process, no worker would pay for its fork)."""
-    pending = [x for x in items if isinstance(x, PendingChart)]
-    svgs = [p.chart.render() for p in pending]
-    by_id = {id(p): v for p, v in zip(pending, svgs)}
-    out: list[GeneratedFile] = []
-    for x in items:
-        if isinstance(x, PendingChart):
-            drawn = by_id[id(x)] or {}
-            out += [GeneratedFile(f"{x.src_base}-{variant}.svg", data) for variant, data in drawn.items()]
-        else:
-            out.append(x)
-    return out
-
-
 def build_site(records: list[AnyRecord]) -> SiteBuild:
     """Every generated file for these records (run pages aside), and the home page's live section."""
     f = build_frames(records)
-    files: list[Output] = [*_assets()]
+    files: list[GeneratedFile] = [*_assets()]
     recs_by_device: dict[str, list[AnyRecord]] = defaultdict(list)
     names: dict[str, str] = {}
     for rec in f.records.values():
@@ -154,7 +138,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
     home, home_files = home_markdown(f)
     files += home_files
-    drawn = _draw_charts(files)
+    drawn = files
     bad = [g.src_uri for g in drawn if not g.src_uri.startswith(RESERVED_PREFIXES)]
     if bad:
         raise AssertionError(f"generated files outside the reserved prefixes: {bad[:3]}")

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.publish import charts
-from collector.publish.common import Output, chart_files, run_src
-from collector.publish.frame import Figure, Row, figure_of
+from collector.publish.common import GeneratedFile, chart_files, run_src
+from collector.publish.frame import Row, figure_of
 from collector.publish.labels import labels
 from collector.publish.render import figure_text, num
-from collector.records.schema import SpeedRecord, percentile
+from collector.records.schema import SpeedRecord, Stat
 from collector.records.store import device_slug
+from collector.stats import percentile
 
 
 def clients_of(rec: SpeedRecord) -> int:
@@ -38,9 +39,9 @@ class ClientsPoint:
     row: Row
     clients: int
     depth: int
-    throughput: Figure | None
-    tg: Figure | None
-    ttft: Figure | None
+    throughput: Stat | None
+    tg: Stat | None
+    ttft: Stat | None
     ttft_p95: float | None
     requests: int
     waited: int
@@ -103,12 +104,12 @@ def clients_series(rows: list[Row], names: dict[str, str] | None = None) -> list
     return sorted(out, key=lambda s: s.label)[:charts.MAX_LINES]
 
 
-def _band(figs: list[Figure]) -> tuple[list[float], list[float], list[float]]:
-    return ([f.value for f in figs], [f.lo if f.lo is not None else f.value for f in figs],
-            [f.hi if f.hi is not None else f.value for f in figs])
+def _band(figs: list[Stat]) -> tuple[list[float], list[float], list[float]]:
+    return ([f.value for f in figs], [f.min if f.min is not None else f.value for f in figs],
+            [f.max if f.max is not None else f.value for f in figs])
 
 
-def clients_chart(device: str, series: list[ClientsSeries]) -> tuple[list[dict[str, Any]], list[Output]]:
+def clients_chart(device: str, series: list[ClientsSeries]) -> tuple[list[dict[str, Any]], list[GeneratedFile]]:
     """The chart of aggregate throughput and per-stream tg against clients, with its text and alt text."""
     panels: list[tuple[str, list[charts.Series]]] = []
     for what, title in (("throughput", "aggregate throughput (t/s)"), ("tg", "per-stream generation (t/s)")):
@@ -123,7 +124,7 @@ def clients_chart(device: str, series: list[ClientsSeries]) -> tuple[list[dict[s
         return [], []
     ticks = sorted({p.clients for s in series for p in s.points})
     base = f"charts/devices/{device}-clients"
-    files = chart_files(base, charts.panel_lines_chart(f"{device}-clients", panels, "clients at once (slots)",
+    files = chart_files(base, charts.panel_lines_chart(panels, "clients at once (slots)",
                                                        ticks, logx=max(ticks) / min(ticks) > 4))
     alt = "Line charts of aggregate throughput and per-stream generation speed against clients at once: " + "; ".join(
         f"{s.label} (depth {s.depth:,}): " + ", ".join(
@@ -176,7 +177,7 @@ def kv_context_series(klds: list[dict[str, Any]]) -> tuple[list[KvSeries], str |
     return sorted(series, key=lambda s: s.label)[:charts.MAX_LINES], name, len(keys) - len(same)
 
 
-def kv_context_chart(device: str, klds: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Output]]:
+def kv_context_chart(device: str, klds: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[GeneratedFile]]:
     series, corpus, left = kv_context_series(klds)
     if not series:
         return [], []
@@ -189,8 +190,7 @@ def kv_context_chart(device: str, klds: list[dict[str, Any]]) -> tuple[list[dict
     ticks = sorted({p["corpus_ctx"] for s in series for p in s.points})
     ys_all = [y for _, _, ys, _, _ in lines for y in ys]
     base = f"charts/devices/{device}-kv-context"
-    files = chart_files(base, charts.panel_lines_chart(
-        f"{device}-kv-context", [("mean KLD (nats)", lines)], "context size (tokens)", ticks,
+    files = chart_files(base, charts.panel_lines_chart([("mean KLD (nats)", lines)], "context size (tokens)", ticks,
         logx=max(ticks) / min(ticks) > 4, logy=max(ys_all) / min(ys_all) > 20))
     alt = "Line chart of mean KLD against context size per KV-cache type: " + "; ".join(
         f"{s.label}: " + ", ".join(f"{num(p['kld_mean'], 3)} at {p['corpus_ctx']:,}" for p in s.points)

@@ -15,9 +15,9 @@ from typing import Any
 
 from collector.llama.flags import server_args
 from collector.publish import charts
-from collector.publish.common import Output, chart_files, model_src, run_src
+from collector.publish.common import GeneratedFile, chart_files, model_src, run_src
 from collector.publish.escape import shell_command
-from collector.publish.frame import Figure, figure_from_stat, page_id_of, run_page_id
+from collector.publish.frame import page_id_of, run_page_id
 from collector.publish.render import DASH, figure_text, num
 from collector.records.schema import TUNE_TAG as TAG
 from collector.records.schema import SpeedRecord, Stat, TuneChoice, TuneGain, TuneQuestion, TuneRecord
@@ -67,8 +67,8 @@ def _fits(c: TuneChoice, budget: float) -> str:
     return f"fits the {budget:,g} MiB budget" if c.fits else f"over the {budget:,g} MiB budget"
 
 
-def _objective(c: TuneChoice, metric: str) -> Figure | None:
-    return figure_from_stat(c.tg_tps if metric == "tg" else c.pp_tps)
+def _objective(c: TuneChoice, metric: str) -> Stat | None:
+    return c.tg_tps if metric == "tg" else c.pp_tps
 
 
 def _choice(c: TuneChoice, q: TuneQuestion, file_name: str | None, src: str) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def _choice(c: TuneChoice, q: TuneQuestion, file_name: str | None, src: str) -> 
     return {"command": shell_command(c.command, file_name) if c.command else None,
             "flags": shlex.join(server_args(c.config)) or "none (llama.cpp's defaults)",
             "memory": _mib(c.memory_mib), "fits": _fits(c, q.memory_budget_mib), "fits_ok": c.fits, "noisy": c.noisy,
-            "tg": figure_from_stat(c.tg_tps), "pp": figure_from_stat(c.pp_tps), "band": band,
+            "tg": c.tg_tps, "pp": c.pp_tps, "band": band,
             "records": [{"id": i, "href": run_src(page_id_of(i))} for i in c.records]}
 
 
@@ -151,19 +151,20 @@ def _spot(memory: float | None, values: list[float], noisy: bool) -> charts.Spot
 
 
 def _stat_spot(memory: float | None, stat: Stat | None) -> charts.Spot | None:
-    if memory is None or stat is None or stat.value is None:
+    if memory is None or stat is None:
         return None
     return charts.Spot(memory, stat.value, stat.min, stat.max)
 
 
-def tuned_section(device: str, src: str, records: Sequence[AnyRecord]) -> tuple[list[dict[str, Any]], list[Output]]:
+def tuned_section(device: str, src: str,
+                  records: Sequence[AnyRecord]) -> tuple[list[dict[str, Any]], list[GeneratedFile]]:
     """The device page's "Tuned for this device": per model and question the newest ok tune, its command, its gain
     and a chart of its trials (speed against memory)."""
     from collector.tune import noisy, samples_at, used  # imported late: collector.tune imports this package
 
     by_id = {r.id: r for r in records}
     items: list[dict[str, Any]] = []
-    files: list[Output] = []
+    files: list[GeneratedFile] = []
     for rec in newest_ok_tunes(records):
         q = rec.question
         assert rec.chosen is not None and rec.default is not None and rec.gain is not None  # ok: validated
@@ -202,7 +203,7 @@ def tuned_section(device: str, src: str, records: Sequence[AnyRecord]) -> tuple[
         base = f"charts/devices/{device}-tune-{page}"
         ylabel = f"{q.objective} t/s at depth {q.depth:,}"
         xlabel = f"llama.cpp's buffers in {q.memory_scope} memory (MiB)"
-        files += chart_files(base, charts.tune_chart(f"{device}-tune-{page}", xlabel, ylabel, q.memory_budget_mib,
+        files += chart_files(base, charts.tune_chart(xlabel, ylabel, q.memory_budget_mib,
                                                      spots, default, chosen, not_measured, probes))
         left = []
         if unplaced:

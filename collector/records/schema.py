@@ -7,13 +7,13 @@ needs a new schema_version and a migration in `store.py`.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from collector import stats
 from collector.llama.flags import LlamaConfig
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -269,30 +269,35 @@ class Stat(_Block):
         return self
 
     @property
-    def value(self) -> float | None:
-        """The headline figure: the median, else the mean, else the stated figure."""
-        return next((v for v in (self.median, self.mean, self.stated) if v is not None), None)
+    def value(self) -> float:
+        """The headline figure: the median, else the mean, else the stated figure (a Stat has one of them)."""
+        v = self.median if self.median is not None else self.mean if self.mean is not None else self.stated
+        if v is None:
+            raise ValueError("a statistic needs at least one of stated, median, mean")
+        return v
+
+    @property
+    def kind(self) -> str:
+        """median | mean (as a source states it) | stated (a single figure, no statistic named)."""
+        return "median" if self.median is not None else "mean" if self.mean is not None else "stated"
+
+    @property
+    def has_spread(self) -> bool:
+        return self.min is not None and self.max is not None and (self.n or 0) > 1
 
     @classmethod
     def of(cls, values: Sequence[float], *, mean: float | None = None, digits: int | None = None) -> Stat | None:
-        """median/mean/min/max/n of raw samples (None for none); `mean` as another tool gave it; `digits` rounds."""
-        if not values:
+        """median/mean/min/max/n of raw samples (None for none); `mean` as another tool gave it; `digits` rounds.
+        Built without validation: figures computed from samples are consistent by construction."""
+        d = stats.describe(values)
+        if d is None:
             return None
 
         def r(x: float) -> float:
             return round(x, digits) if digits is not None else x
 
-        return cls(median=r(statistics.median(values)), mean=r(statistics.fmean(values)) if mean is None else mean,
-                   min=r(min(values)), max=r(max(values)), n=len(values))
-
-
-def percentile(values: Sequence[float], pct: int) -> float | None:
-    """The pct-th percentile (inclusive method: within the samples' range); None for no samples."""
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+        return cls.model_construct(median=r(d.median), mean=r(d.mean) if mean is None else mean, min=r(d.min),
+                                   max=r(d.max), n=d.n)
 
 
 class Sample(_Block):

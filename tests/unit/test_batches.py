@@ -7,8 +7,9 @@ from pydantic import ValidationError
 
 from collector.concurrent import batch_layout, stream_text
 from collector.llama.client import CompletionResult
-from collector.records.schema import Batch, percentile
+from collector.records.schema import Batch
 from collector.speed import SLOT_WAIT_TOLERANCE_S, batch_of, summarize, waited_for_slot
+from collector.stats import percentile
 
 
 def stream(start: float, ttft_s: float, prompt_s: float, last_s: float, n: int = 4) -> CompletionResult:

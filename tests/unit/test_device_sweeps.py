@@ -9,7 +9,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from collector.llama.flags import LlamaConfig, server_args
-from collector.publish.common import GeneratedFile, PendingChart
 from collector.publish.device_page import device_page
 from collector.publish.frame import build_frames
 from collector.publish.labels import labels
@@ -91,7 +90,7 @@ def test_series_and_labels() -> None:
     [series] = clients_series(rows)
     assert [p.clients for p in series.points] == [1, 2, 4] and series.depth == 0
     thr = [p.throughput for p in series.points]
-    assert [(f.value, f.n, f.lo, f.hi) for f in thr if f] == [(21.0, 3, 20.0, 22.0), (31.0, 2, 30.0, 32.0),
+    assert [(f.value, f.n, f.min, f.max) for f in thr if f] == [(21.0, 3, 20.0, 22.0), (31.0, 2, 30.0, 32.0),
                                                               (45.5, 2, 44.0, 47.0)]
     assert [p.tg.value for p in series.points if p.tg] == [60.0, 45.0, 30.0]
     assert [p.requests for p in series.points] == [3, 4, 8] and series.points[2].ttft_p95 is not None
@@ -112,14 +111,18 @@ def test_device_page_shows_throughput_per_stream_speed_and_kv_at_context() -> No
     frames = build_frames(recs)
     device = device_slug(HOST)
     out = device_page(device, frames.rows, frames.klds, recs)
-    page = next(f for f in out if isinstance(f, GeneratedFile))
+    page = next(f for f in out if f.src_uri.endswith(".md"))
     text = str(page.content)
     assert "## Concurrent clients" in text and "Speed against concurrent clients" in text
     assert "KV-cache quality against context size" in text
     # every speed figure of the table carries n and the range
     table = text[text.index("## Concurrent clients"):text.index("## Charts")]
     assert table.count("median of n=") == 3 * 3 and "45.5" in table and "44–47" in table and "0 of 8" in table
-    charts = {f.src_base: f.chart.render() for f in out if isinstance(f, PendingChart)}
+    charts: dict[str, dict[str, bytes]] = {}
+    for f in out:
+        if f.src_uri.endswith(".svg") and isinstance(f.content, bytes):
+            base, _, variant = f.src_uri[:-4].rpartition("-")
+            charts.setdefault(base, {})[variant] = f.content
     clients = charts[f"charts/devices/{device}-clients"]["light"]
     assert _ticks(clients) == ["1", "2", "4"] * 2  # two panels, each tick once per panel
     kv = charts[f"charts/devices/{device}-kv-context"]["light"]

@@ -33,7 +33,7 @@ def test_known_answers_fastest_balanced_faithful_context() -> None:
     p, missing = _picks(recs)
     assert not missing
     assert (p["fastest"].row.rec.model.quant, p["fastest"].row.tg.value) == ("Q2_K", 150.0)
-    assert p["fastest"].row.tg.n == 3 and p["fastest"].row.tg.lo < 150.0 < p["fastest"].row.tg.hi
+    assert p["fastest"].row.tg.n == 3 and p["fastest"].row.tg.min < 150.0 < p["fastest"].row.tg.max
     # Q2_K is over the 0.05 budget: the fastest within it is the 125 t/s Q4_K_M configuration
     assert (p["balanced"].row.rec.model.quant, p["balanced"].row.tg.value) == ("Q4_K_M", 125.0)
     assert p["faithful"].row.rec.model.quant == "Q8_0"

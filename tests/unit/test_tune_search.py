@@ -10,8 +10,8 @@ import pytest
 from collector.errors import CollectorError
 from collector.llama.binaries import LlamaTools
 from collector.llama.flags import LlamaConfig
-from collector.publish.history import median_band
 from collector.records.schema import CpuInfo, GpuInfo, Host, LlamaCpp, Memory, ModelInfo, Stat, TuneChoice
+from collector.stats import median_band
 from collector.tune import (
     Question,
     Tuner,
