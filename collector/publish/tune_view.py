@@ -19,6 +19,7 @@ from collector.publish.common import GeneratedFile, chart_files, model_src, run_
 from collector.publish.escape import shell_command
 from collector.publish.frame import page_id_of, run_page_id
 from collector.publish.render import DASH, figure_text, num
+from collector.records.pool import all_noisy, quiet_or_all, values_at
 from collector.records.schema import TUNE_TAG as TAG
 from collector.records.schema import SpeedRecord, Stat, TuneChoice, TuneGain, TuneQuestion, TuneRecord
 from collector.records.store import AnyRecord, model_display_name, model_slug
@@ -160,8 +161,6 @@ def tuned_section(device: str, src: str,
                   records: Sequence[AnyRecord]) -> tuple[list[dict[str, Any]], list[GeneratedFile]]:
     """The device page's "Tuned for this device": per model and question the newest ok tune, its command, its gain
     and a chart of its trials (speed against memory)."""
-    from collector.tune import noisy, samples_at, used  # imported late: collector.tune imports this package
-
     by_id = {r.id: r for r in records}
     items: list[dict[str, Any]] = []
     files: list[GeneratedFile] = []
@@ -189,8 +188,8 @@ def tuned_section(device: str, src: str,
         for key in (rec.default.config.model_dump_json(), rec.chosen.config.model_dump_json()):
             groups.pop(key, None)  # drawn as the default and the chosen, over their own records
         for recs in groups.values():  # pooled as the tune pools them
-            spot = _spot(recs[-1].memory_mib.used_mib(q.memory_scope), samples_at(used(recs), q.depth, what),
-                         noisy(recs))
+            spot = _spot(recs[-1].memory_mib.used_mib(q.memory_scope), values_at(quiet_or_all(recs), q.depth, what),
+                         all_noisy(recs))
             if spot is None:
                 unplaced += 1
             else:

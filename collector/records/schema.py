@@ -439,6 +439,11 @@ class SpeedRecord(_RecordBase):
     engine_bench: EngineBench | None = None
     batches: list[Batch] = Field(default_factory=list)  # measured requests grouped as sent together
 
+    @property
+    def noisy(self) -> bool:
+        """Measured on a busy host or with scattered samples (README, "Noisy runs"): shown, never recommended."""
+        return bool(self.conditions and self.conditions.noisy)
+
     @model_validator(mode="after")
     def _ok_is_complete(self) -> SpeedRecord:
         if self.status != "ok":

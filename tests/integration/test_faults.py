@@ -262,9 +262,10 @@ def test_busy_host_marks_the_run_noisy(tmp_path: Path, llama_tools: LlamaTools, 
     assert all(any("CPU" in why for why in r.conditions.reasons) for r in recs), [r.conditions for r in recs]
     assert all(r.conditions.cpu_other_pct > 10 for r in recs)
     # a noisy record never counts as "already recorded": the next (quiet) run measures again
-    from collector.runner import _recorded_keys
+    from collector.measure import MeasureKey, Recorded
 
-    assert _recorded_keys(tmp_path / "data", store.device_slug(recs[0].host), recs[0].llama_cpp) == set()
+    done = Recorded(tmp_path / "data", store.device_slug(recs[0].host), recs[0].llama_cpp.build_key)
+    assert len(done.records) == len(recs) and not any(done.has(r.model.sha256, MeasureKey.of_record(r)) for r in recs)
 
 
 def test_stale_temporary_files_are_reported_and_cleaned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,27 +1,32 @@
-"""The tune search's pure parts: bisection, the memory order of configurations, the budget's scope, the gain."""
+"""The tune search's policy, over a scripted lab (tests/fakes.py): the memory boundary, challengers, noise, the time
+budget, over-budget configurations, the same answer from the same trials; and its pure parts (bisection, the memory
+order of configurations, the budget's scope, the gain). Every test runs in milliseconds."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from pathlib import Path
 
 import pytest
 
 from collector.errors import CollectorError
-from collector.llama.binaries import LlamaTools
 from collector.llama.flags import LlamaConfig
-from collector.records.schema import CpuInfo, GpuInfo, Host, LlamaCpp, Memory, ModelInfo, Stat, TuneChoice
+from collector.records.schema import CpuInfo, GpuInfo, Host, Memory, ModelInfo, Stat, TuneChoice
 from collector.stats import median_band
-from collector.tune import (
+from collector.tune import parse_ctx, parse_kv
+from collector.tune_search import (
+    KV_BYTES,
+    OutOfTime,
     Question,
-    Tuner,
+    Search,
     bisect_largest,
     bisect_smallest,
     gain_of,
-    parse_ctx,
-    parse_kv,
+    key_of,
     smaller_or_equal,
 )
+from fakes import ScriptedLab
 
 
 @pytest.mark.parametrize("boundary", [0, 1, 5, 17, 31, 32])
@@ -97,23 +102,140 @@ def test_gain_is_the_ratio_of_medians_and_beyond_noise_only_when_the_bands_part(
 
 
 
-def _tuner(tmp_path: Path, host: Host, scope: str) -> Tuner:
+def _search(host: Host, scope: str, lab: ScriptedLab | None = None, model: ModelInfo | None = None,
+            **question: object) -> Search:
     q = Question(model_ref="m", model_path=Path("m"), ctx=4096, depth=0, budget_mib=1000,
                  budget_source="--memory-budget", scope=scope, kv=("f16",), objective="tg",  # type: ignore[arg-type]
-                 time_budget_s=60)
-    return Tuner(q, LlamaTools(tmp_path, "test"), tmp_path / "data", host, LlamaCpp(), ModelInfo())
+                 time_budget_s=600)
+    q = dataclasses.replace(q, **question)  # type: ignore[arg-type]
+    lab = lab or ScriptedLab(lambda c: 0.0, lambda c, n: [1.0])
+    return Search(q, lab, host, model or ModelInfo())
 
 
-def test_settings_tried_depend_on_the_host(tmp_path: Path) -> None:
-    cpu = _tuner(tmp_path, Host(cpu=CpuInfo(cores=8, threads=16)), "host")
+def test_settings_tried_depend_on_the_host() -> None:
+    cpu = _search(Host(cpu=CpuInfo(cores=8, threads=16)), "host")
     base = LlamaConfig(ctx_size=4096)
     whys = {dim: [why for why, _ in cpu.candidates(dim, base, True)]
             for dim in ("flash_attn", "threads", "split_mode", "ubatch_size")}
     assert whys == {"flash_attn": ["flash attention off"],  # auto resolved to on: only off is new
                     "threads": ["4 threads", "16 threads"],  # 8 (the physical cores) is llama.cpp's default
                     "split_mode": [], "ubatch_size": ["ubatch 256", "ubatch 1024"]}
-    gpus = _tuner(tmp_path, Host(gpus=[GpuInfo(name="A"), GpuInfo(name="B")]), "gpu")
+    gpus = _search(Host(gpus=[GpuInfo(name="A"), GpuInfo(name="B")]), "gpu")
     assert [w for w, _ in gpus.candidates("threads", base, None)] == []
     assert [(w, c.split_mode) for w, c in gpus.candidates("split_mode", base, None)] == [("split mode row", "row")]
-    one = _tuner(tmp_path, Host(gpus=[GpuInfo(name="A")]), "gpu")
+    one = _search(Host(gpus=[GpuInfo(name="A")]), "gpu")
     assert one.candidates("split_mode", base, None) == []
+
+
+# A CPU host with two cores, a model trained on 8192 tokens: llama.cpp's buffers are 100 MiB of weights plus 20 MiB per
+# 1024 tokens of f16 KV cache (scaled by the KV type's bytes), 5 MiB per 512 of ubatch, 10 MiB more without flash
+# attention.
+HOST = Host(cpu=CpuInfo(cores=2, threads=2))
+MODEL = ModelInfo(ctx_train=8192, n_layers=30, moe=False)
+
+
+def memory(c: LlamaConfig) -> float:
+    kv = (KV_BYTES[c.cache_type_k or "f16"] + KV_BYTES[c.cache_type_v or "f16"]) / 4
+    return 100 + (c.ctx_size or 8192) / 1024 * 20 * kv + (c.ubatch_size or 512) / 512 * 5 + \
+        (10 if c.flash_attn == "off" else 0)
+
+
+def steady(value: float) -> list[float]:
+    return [value * 0.99, value, value * 1.01]
+
+
+def test_ctx_max_finds_the_largest_context_within_the_budget_and_measures_nothing_over_it() -> None:
+    lab = ScriptedLab(memory, lambda c, n: steady(50.0))
+    s = _search(HOST, "host", lab, MODEL, ctx="max", kv=("f16", "q8_0"), budget_mib=200)
+    s.run()
+    assert s.done and s.best is not None
+    # f16 reaches 4864 tokens (200 - 105 MiB of weights and ubatch at 20 MiB per 1024), q8_0 the training context
+    assert (s.best.ctx_size, s.best.cache_type_k, s.best.cache_type_v) == (8192, "q8_0", "q8_0")
+    assert any(step == "f16: the largest context within the budget is 4864" for step in s.steps), s.steps
+    default, chosen = s.choice(s.default or LlamaConfig()), s.choice(s.best)
+    assert default.fits is False and chosen.fits and chosen.memory_mib is not None and chosen.memory_mib <= 200
+    for key in lab.measured():  # only the default is measured over the budget: it is the baseline
+        c = LlamaConfig.model_validate_json(key)
+        assert memory(c) <= 200 or c == s.default, key
+    assert len(s.probes) <= 2 * (2 + 5)  # two bisections of 32 steps of 256 tokens
+    assert chosen.tg_tps is not None and chosen.tg_tps.n == 6  # screened, then confirmed: two trials of 3 samples
+
+
+def test_a_challenger_is_kept_only_when_faster_beyond_noise_over_two_alternate_trials() -> None:
+    def speed(c: LlamaConfig, n: int) -> list[float]:
+        if c.ubatch_size == 1024:
+            return steady(70.0 if n == 0 else 60.0)  # faster once: drift, not a setting
+        return steady(60.0 if c.threads == 1 else 50.0)  # one thread: faster every time
+
+    lab = ScriptedLab(memory, speed)
+    s = _search(HOST, "host", lab, MODEL, ctx=2048, budget_mib=1000)
+    s.run()
+    assert s.best == LlamaConfig(ctx_size=2048, threads=1)
+    assert any(step.startswith("kept 1 threads: 60.0 against 50.0 t/s") for step in s.steps), s.steps
+    assert any(step.startswith("not kept ubatch 1024:") and "not faster beyond noise" in step for step in s.steps)
+    ub = key_of(LlamaConfig(ctx_size=2048, threads=1, ubatch_size=1024))
+    assert lab.measured().count(ub) == 2  # the challenger measured again, alternately with the best
+    g = gain_of(s.q, s.choice(s.default or LlamaConfig()), s.choice(s.best))
+    assert g is not None and g.beyond_noise and g.pct == pytest.approx(20.0)
+
+
+def test_noisy_trials_get_one_more_try_and_are_never_kept() -> None:
+    def noisy(c: LlamaConfig, n: int) -> bool:
+        return c.threads == 1 or c.ctx_size is None  # every trial of one thread, and of the default
+
+    lab = ScriptedLab(memory, lambda c, n: steady(80.0 if c.threads == 1 else 50.0), noisy)
+    s = _search(HOST, "host", lab, MODEL, ctx="max", budget_mib=1000)
+    s.run()
+    one = key_of(LlamaConfig(ctx_size=8192, threads=1))
+    assert lab.measured().count(one) == 2  # measured, noisy, one more try, noisy again
+    assert "not kept 1 threads: its trials were noisy" in s.steps
+    assert s.best is not None and s.best.threads is None  # never kept, however fast its noisy figures
+    assert s.choice(s.default or LlamaConfig()).noisy  # every trial of the default noisy: no recommendation
+
+
+def test_the_time_budget_stops_the_search_before_a_step_it_cannot_pay_for() -> None:
+    lab = ScriptedLab(memory, lambda c, n: steady(50.0), trial_s=5.0, probe_s=1.0)
+    s = _search(HOST, "host", lab, MODEL, ctx=2048, time_budget_s=12)
+    with pytest.raises(OutOfTime, match="the next trial would take about 5 s more"):
+        s.run()
+    assert lab.now <= 12  # nothing started that the budget could not pay for
+    assert s.default is not None and s.choice(s.default).records  # the default it measured is kept
+    assert not s.done
+
+
+def test_a_step_that_runs_into_the_deadline_is_not_recorded() -> None:
+    lab = ScriptedLab(memory, lambda c, n: steady(50.0), trial_s=20.0)
+    s = _search(HOST, "host", lab, MODEL, ctx=2048, time_budget_s=12)
+    with pytest.raises(OutOfTime, match="during a trial, which is not recorded"):
+        s.run()
+    assert s.trials == []
+
+
+def test_a_configuration_known_to_be_over_the_budget_is_never_loaded() -> None:
+    known = [(LlamaConfig(ctx_size=2048), 400.0, "a probe of tune T")]  # f16 at 2048 tokens needed 400 MiB before
+    lab = ScriptedLab(memory, lambda c, n: steady(50.0), known=known)
+    s = _search(HOST, "host", lab, MODEL, budget_mib=300)
+    assert s.probe(LlamaConfig(ctx_size=4096), "test") is False  # 4096 tokens need at least what 2048 did
+    assert s.steps[-1].endswith("over the budget (a probe of tune T needed 400 MiB with no more context, KV or "
+                                "ubatch than this), not loaded")
+    assert s.take(LlamaConfig(ctx_size=4096, ubatch_size=1024), "test") is None
+    assert s.steps[-1].startswith("skipped (test): -c 4096 -ub 1024: over the budget")
+    assert s.probe(LlamaConfig(ctx_size=4096, cache_type_k="q8_0", cache_type_v="q8_0"), "test")  # smaller KV: loaded
+    assert lab.log == [("probe", key_of(LlamaConfig(ctx_size=4096, cache_type_k="q8_0", cache_type_v="q8_0")))]
+
+
+def test_the_same_trials_give_the_same_answer_without_measuring() -> None:
+    first_lab = ScriptedLab(memory, lambda c, n: steady(60.0 if c.threads == 1 else 50.0))
+    first = _search(HOST, "host", first_lab, MODEL, ctx="max", kv=("f16", "q8_0"), budget_mib=200)
+    first.run()
+    known = [(p.config, p.memory_mib, "an earlier probe") for p in first.probes if p.memory_mib is not None]
+
+    def never(c: LlamaConfig, n: int) -> list[float]:
+        raise AssertionError(f"measured again: {key_of(c)}")
+
+    lab = ScriptedLab(memory, never, recorded=first_lab.trials, known=known)  # type: ignore[arg-type]
+    again = _search(HOST, "host", lab, MODEL, ctx="max", kv=("f16", "q8_0"), budget_mib=200)
+    again.run()
+    assert lab.log == [] and again.probes == []  # every trial reused, every memory question answered
+    assert again.best == first.best and again.choice(again.best) == first.choice(first.best)  # type: ignore[arg-type]
+    assert again.choice(again.default) == first.choice(first.default)  # type: ignore[arg-type]
