@@ -7,8 +7,6 @@ run can tell the leftovers of a dead process (SIGKILL, power loss) from the file
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import tempfile
@@ -17,10 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from collector.cache import cache_dir
-from collector.errors import CollectorError
-
-_HASH_CHUNK = 8 << 20
 # <anything>.<pid>.part[.ext] and .<name>.<pid>.<random>.tmp
 _STALE = re.compile(r"^(?:.+\.(?P<a>\d+)\.part(?:\.[A-Za-z0-9]+)?|\..+\.(?P<b>\d+)\.[A-Za-z0-9_]+\.tmp)$")
 
@@ -86,6 +80,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def temp_owner(name: str) -> int | None:
+    """The pid of the process writing a file of this name, when it is one of our temporary names; else None."""
+    m = _STALE.match(name)
+    return int(m["a"] or m["b"]) if m else None
+
+
 def stale_files(root: Path) -> list[Path]:
     """Temporary files under `root` whose writing process is gone."""
     out: list[Path] = []
@@ -93,8 +93,8 @@ def stale_files(root: Path) -> list[Path]:
         return out
     for dirpath, _, names in os.walk(root):
         for name in names:
-            m = _STALE.match(name)
-            if m and not pid_alive(int(m["a"] or m["b"])):
+            pid = temp_owner(name)
+            if pid is not None and not pid_alive(pid):
                 out.append(Path(dirpath) / name)
     return sorted(out)
 
@@ -110,34 +110,3 @@ def clean_stale(roots: Iterable[Path]) -> list[Path]:
             except OSError:
                 pass
     return removed
-
-
-def sha256_files(paths: list[Path]) -> str:
-    """sha256 over the files' bytes in order, cached by (path, size, mtime_ns) so a big file is hashed once."""
-    stats = [p.stat() for p in paths]
-    key = json.dumps([[str(p.resolve()), s.st_size, s.st_mtime_ns] for p, s in zip(paths, stats)])
-    entry = cache_dir("hashes") / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
-    try:
-        cached = json.loads(entry.read_text(encoding="utf-8"))
-        if cached.get("key") == key and re.fullmatch(r"[0-9a-f]{64}", cached.get("sha256", "")):
-            return str(cached["sha256"])
-    except (OSError, ValueError, AttributeError):
-        pass  # no or unreadable cache entry: hash again
-    digest = _hash_files(paths)
-    try:
-        atomic_write_text(entry, json.dumps({"key": key, "sha256": digest}))
-    except OSError:
-        pass  # a cache that cannot be written only costs time
-    return digest
-
-
-def _hash_files(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        try:
-            with open(p, "rb") as fh:
-                while chunk := fh.read(_HASH_CHUNK):
-                    h.update(chunk)
-        except OSError as exc:
-            raise CollectorError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    return h.hexdigest()

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from collector import __version__
-from collector.cache import cache_dir
+from collector.cache import cache_dir, sha256_files
 from collector.errors import CollectorError
-from collector.files import part_path, sha256_files
+from collector.files import part_path
 from collector.kld_plan import KldPlan
 from collector.llama.binaries import LlamaTools
 from collector.llama.flags import LlamaConfig

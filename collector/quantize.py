@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.cache import cache_dir
+from collector.cache import cache_dir, sha256_files
 from collector.errors import CollectorError
-from collector.files import part_path, sha256_files
+from collector.files import part_path
 from collector.llama.binaries import LlamaTools
 from collector.llama.tools import ToolError, run_tool
 from collector.progress import NullObserver, Observer

@@ -10,8 +10,8 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from collector.cache import sha256_files
 from collector.errors import CollectorError
-from collector.files import sha256_files
 from collector.llama.flags import parse_help_flags
 from collector.llama.tools import ToolError, run_tool
 from collector.records.schema import LlamaCpp

@@ -14,14 +14,9 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-from collector.publish.site import (
-    HOME_PLACEHOLDER,
-    SiteBuild,
-    build_from,
-    keep_run_pages,
-    restore_tables,
-    write_run_pages,
-)
+from collector.publish.deferred import restore_tables
+from collector.publish.run_pages import keep_run_pages, write_run_pages
+from collector.publish.site import HOME_PLACEHOLDER, SiteBuild, build_from
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
 _state: dict[str, SiteBuild] = {}  # the last build; the hook module lives as long as `mkdocs serve`

@@ -8,7 +8,7 @@ C parser, installed with MkDocs) and builds the values itself by the YAML 1.2 co
 writes against (PyYAML's own constructor resolves by YAML 1.1, `on` would become a boolean, and costs three times
 as much): ~1 ms per record. Any file the fast path cannot read or validate goes through the store's ruamel reader,
 whose errors name file:line; so the fast path only ever decides "valid". Parsed records are cached per data
-directory (collector.kvcache: one SQLite row per file, the record as pydantic's JSON), keyed by each file's size,
+directory (collector.cache: one SQLite row per file, the record as pydantic's JSON), keyed by each file's size,
 mtime and inode or else its sha256 (a fresh checkout, as in CI, has new mtimes and inodes but the same bytes), and
 re-validated from that JSON when used (pydantic-core parses and checks it in one pass, about twice as fast as
 json.loads plus validation).
@@ -30,9 +30,9 @@ from pydantic import ValidationError
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
+from collector.cache import KeyValueCache, code_stamp, enabled, scope
 from collector.errors import CollectorError
-from collector.files import pid_alive
-from collector.kvcache import KeyValueCache
+from collector.files import pid_alive, temp_owner
 from collector.records.store import (
     RECORD_MAX_BYTES,
     AnyRecord,
@@ -176,9 +176,7 @@ def _yaml_12(data: bytes) -> Any:
 PARALLEL_FROM = 400  # files; below this, forking costs more than it saves
 CACHE_VERSION = 4  # 4: SQLite, [stamp, error, sha256] + the record as pydantic's JSON text
 # the cache holds validation results: they are only reusable with the same schema and reader code
-_CODE_STAMP = hashlib.sha256(b"".join((Path(__file__).parent / n).read_bytes()
-                                      for n in ("schema.py", "store.py", "index.py"))).hexdigest()[:16]
-_TMP = re.compile(r"^\..+\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+_CODE_STAMP = code_stamp(tuple(Path(__file__).parent / n for n in ("schema.py", "store.py", "index.py")))
 
 
 @dataclass
@@ -251,8 +249,7 @@ def _one_json(path: Path) -> tuple[bool, str, str | None]:
 
 def _cache(data_dir: Path, use: bool) -> KeyValueCache:
     """One cache per data directory: file path -> "[stamp, error]\\n" + the record's JSON."""
-    key = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
-    return KeyValueCache("records", f"index-{key}", f"{CACHE_VERSION}:{_CODE_STAMP}", enabled=use)
+    return KeyValueCache("records", f"index-{scope(data_dir)}", f"{CACHE_VERSION}:{_CODE_STAMP}", use)
 
 
 def _digest(path: Path) -> str:
@@ -274,9 +271,9 @@ def scan(data_dir: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
         dirnames.sort()
         for name in sorted(names):
             path = Path(dirpath) / name
-            m = _TMP.match(name)
-            if m:
-                if not pid_alive(int(m["pid"])):
+            owner = temp_owner(name)
+            if owner is not None:
+                if not pid_alive(owner):
                     strays.append((path, "a temporary file left by an interrupted write (its process is gone); "
                                          "delete it, or run `collector cache clean --data-dir DIR`"))
             elif name.endswith(".yaml") and not name.startswith("."):
@@ -312,7 +309,7 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
     from collector.parallel import pmap
 
     files, strays = scan(Path(data_dir))
-    use = cache if cache is not None else os.environ.get("QUANT_ATLAS_CACHE", "1") != "0"
+    use = cache if cache is not None else enabled()
     kv = _cache(data_dir, use)
     stamps = [_stamp(p.stat()) for p in files]
     digests: list[str | None] = [None] * len(files)

@@ -200,7 +200,7 @@ def test_perplexity_without_summary_is_refused(kld_log: Path, tmp_path: Path) ->
 def test_imported_records_appear_on_the_site(bench: dict[str, Path], kld_log: Path, smollm2: Path,
                                              tmp_path: Path) -> None:
     from collector.publish import build_site
-    from collector.publish.site import restore_tables
+    from collector.publish.deferred import restore_tables
 
     import_llama_bench(bench["json"], tmp_path)
     import_perplexity(kld_log, tmp_path, model=smollm2, corpus_name="python-docs-3.11")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
+from collector.cache import sha256_files
 from collector.corpus import BUILTIN_CORPUS
 from collector.errors import CollectorError
-from collector.files import sha256_files
 from collector.kld import run_kld_plan
 from collector.kld_plan import KldPlan, parse_kld
 from collector.llama.binaries import LlamaTools

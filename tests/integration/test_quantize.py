@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from collector.cache import sha256_files
 from collector.cli import cli
 from collector.corpus import BUILTIN_CORPUS
 from collector.errors import CollectorError
-from collector.files import sha256_files
 from collector.llama.binaries import LlamaTools
 from collector.model_info import model_facts
 from collector.quantize import build_ladder, needs_imatrix

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from collector.publish import build_site, render_site
-from collector.publish.site import HOME_PLACEHOLDER, MANIFEST, RESERVED_PREFIXES
+from collector.publish.run_pages import MANIFEST
+from collector.publish.site import HOME_PLACEHOLDER, RESERVED_PREFIXES
 from collector.records.index import load_records
 from fixtures.records.factory import HOSTILE
 from sitebuild import mkdocs_build, page_commands, page_text
@@ -256,8 +257,9 @@ def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeyp
 
 
 def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monkeypatch) -> None:
-    import collector.publish.site as site_mod
-    from collector.publish.site import SHELL_MARK, SiteBuild, run_ref, write_run_pages
+    import collector.publish.run_pages as site_mod
+    from collector.publish.run_pages import write_run_pages
+    from collector.publish.site import SHELL_MARK, SiteBuild, run_ref
 
     recs = load_records(FIXTURE_DATA)
     rendered: list[str] = []
@@ -292,15 +294,19 @@ def test_an_unchanged_data_set_is_built_from_the_memo(tmp_path: Path, monkeypatc
     """A second build of the same record files parses and renders nothing and gives the same build; any change of
     a file's bytes, a new file or a corrupt memo builds again; run pages from a memo read their records when they
     must be rendered."""
+    import collector.publish.run_pages as run_pages
     import collector.publish.site as site_mod
     from collector.cache import cache_dir
-    from collector.publish.site import SHELL_MARK, write_run_pages
+    from collector.publish.run_pages import write_run_pages
+    from collector.publish.site import SHELL_MARK
 
     data = tmp_path / "data"
     shutil.copytree(FIXTURE_DATA, data)
     loads: list[Path] = []
     real = site_mod.load_index
-    monkeypatch.setattr(site_mod, "load_index", lambda d, *a, **k: loads.append(d) or real(d, *a, **k))
+    counted = lambda d, *a, **k: loads.append(d) or real(d, *a, **k)  # noqa: E731
+    monkeypatch.setattr(site_mod, "load_index", counted)
+    monkeypatch.setattr(run_pages, "load_index", counted)
     first = site_mod.build_from(data)
     assert len(loads) == 1 and first.records
     memo = site_mod.build_from(data)

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import pytest
 
 import collector.model_info as mi
-from collector import files
+from collector import cache
+from collector.cache import sha256_files
 from collector.errors import CollectorError
-from collector.files import sha256_files
 from collector.model_info import gguf_shards, model_facts
 from collector.records.schema import ModelInfo
 from moe_model import write_tiny_moe_gguf
@@ -55,14 +54,15 @@ def test_sha256_cached_by_path_size_mtime(tmp_path: Path, monkeypatch: pytest.Mo
     f.write_bytes(b"abc" * 1000)
     digest = sha256_files([f])
     assert digest == hashlib.sha256(b"abc" * 1000).hexdigest()
-    entries = list((tmp_path / "cache" / "hashes").glob("*.json"))
-    assert len(entries) == 1 and json.loads(entries[0].read_text())["sha256"] == digest
+    with cache.KeyValueCache("hashes", "files", "1") as kv:
+        entries = list(kv.items())
+    assert len(entries) == 1 and entries[0][1] == digest
 
     def must_not_hash(paths: list[Path]) -> str:
         raise AssertionError("re-hashed a file whose path, size and mtime did not change")
 
     with monkeypatch.context() as m:
-        m.setattr(files, "_hash_files", must_not_hash)
+        m.setattr(cache, "_hash_files", must_not_hash)
         assert sha256_files([f]) == digest
 
     f.write_bytes(b"abd" * 1000)  # same size, new content
@@ -74,8 +74,11 @@ def test_corrupt_cache_entry_is_rehashed(tmp_path: Path) -> None:
     f = tmp_path / "x.bin"
     f.write_bytes(b"hello")
     sha256_files([f])
-    for entry in (tmp_path / "cache" / "hashes").glob("*.json"):
-        entry.write_text('{"key": "nope"')
+    with cache.KeyValueCache("hashes", "files", "1") as kv:
+        kv.update([(k, "nope") for k, _ in list(kv.items())])
+    assert sha256_files([f]) == hashlib.sha256(b"hello").hexdigest()
+    for db in cache.cache_dir("hashes").glob("*.sqlite"):
+        db.write_bytes(b"not a database")
     assert sha256_files([f]) == hashlib.sha256(b"hello").hexdigest()
 
 
