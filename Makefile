@@ -39,10 +39,14 @@ $(TEST_MODELS)/.fetched: $(VENV)/.installed
 test: $(VENV)/.installed $(TEST_MODELS)/.fetched
 	QA_MODELS_DIR=$(TEST_MODELS) $(BIN)/python -m pytest
 
-# static checks (also run by .ci/run and ci.yml before the tests)
+# static checks (also run by .ci/run and ci.yml before the tests): style, types, the layers (import-linter's contract
+# in pyproject.toml; no module uses another's private names), and the GitHub workflows
 lint: $(VENV)/.installed
 	$(BIN)/ruff check collector tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_layering.py
+	$(BIN)/actionlint .github/workflows/*.yml
 
 site: $(VENV)/.installed
 	$(BIN)/mkdocs build --strict
