@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -43,13 +44,22 @@ from collector.records.store import (
 )
 
 _CParser: Any = None
-try:  # libyaml's C parser, installed with PyYAML (MkDocs needs it); without it every file takes the store's path
+try:  # libyaml's C parser, in PyYAML's wheels; a PyYAML built without libyaml has none: the store reads every file
     from yaml import cyaml as _cyaml
     from yaml import events as _ev
 
     _CParser = _cyaml.CParser  # type: ignore[attr-defined]  # re-exported from yaml._yaml, not in __all__
-except ImportError:
+except (ImportError, AttributeError):
     pass
+_log = logging.getLogger("collector")
+_SLOW_SAID: list[bool] = []  # the missing fast path is said once per process
+
+
+def _say_slow() -> None:
+    if not _SLOW_SAID:
+        _SLOW_SAID.append(True)
+        _log.warning("warning: PyYAML's libyaml parser is missing, so records are read by the pure-Python reader "
+                     "(~45x slower); reinstall PyYAML from its wheel (pip install --force-reinstall PyYAML)")
 
 # How a plain (unquoted, untagged) scalar resolves is the store's reader's decision (ruamel, YAML 1.2): its own
 # resolver names the type, and this module builds only the forms whose value is unambiguous
@@ -309,6 +319,8 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
     from collector.parallel import pmap
 
     files, strays = scan(Path(data_dir))
+    if _CParser is None and files:
+        _say_slow()  # here, before workers fork: they inherit that it was said
     use = cache if cache is not None else enabled()
     kv = _cache(data_dir, use)
     stamps = [_stamp(p.stat()) for p in files]

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml import YAML
+from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ulid import ULID
 
@@ -33,8 +34,33 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+_EXP = re.compile(r"^(-?[0-9]+)(e[-+][0-9]+)$")
+
+
+def float_text(value: float) -> str:
+    """A float as both YAML 1.2 and 1.1 readers read it back: Python's shortest repr, with a dot in the mantissa of
+    exponent forms (PyYAML's 1.1 resolver reads `-2e-06` as a string, `-2.0e-06` as a float)."""
+    text = repr(value)
+    m = _EXP.match(text)
+    return f"{m[1]}.0{m[2]}" if m else text
+
+
+def _represent_float(representer: Any, value: float) -> Any:
+    if _EXP.match(repr(value)):
+        return representer.represent_scalar("tag:yaml.org,2002:float", float_text(value))
+    return representer.represent_float(value)
+
+
+class _Representer(RoundTripRepresenter):
+    pass
+
+
+_Representer.add_representer(float, _represent_float)
+
+
 def _yaml() -> YAML:
     y = YAML()  # round-trip: keeps key order and comments
+    y.Representer = _Representer
     y.default_flow_style = False
     y.width = 4096  # never fold long commands or log lines
     return y

@@ -4,7 +4,10 @@ cache serves unchanged files only."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+
+import pytest
 
 from collector.records import store
 from collector.records.index import load_index
@@ -188,3 +191,20 @@ def test_fast_reader_decides_exactly_what_the_store_decides(tmp_path: Path, monk
     assert _dump(fast.valid) == _dump(slow.valid)
     assert fast.errors == slow.errors
     assert 10 < len(fast.valid) < len(_EDITS)  # both outcomes are exercised
+
+
+def test_a_missing_libyaml_parser_is_said_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    from collector.records import index
+
+    shutil.copytree(FIXTURE_DATA, tmp_path / "data")
+    real = index._CParser
+    monkeypatch.setattr(index, "_CParser", None)
+    monkeypatch.setattr(index, "_SLOW_SAID", [])
+    with caplog.at_level("WARNING", logger="collector"):
+        slow = load_index(tmp_path / "data", cache=False)
+        load_index(tmp_path / "data", cache=False)
+    said = [r.getMessage() for r in caplog.records if "libyaml" in r.getMessage()]
+    assert len(said) == 1 and "pip install --force-reinstall PyYAML" in said[0]
+    monkeypatch.setattr(index, "_CParser", real)
+    assert slow.records == load_index(tmp_path / "data", cache=False).records  # the same records, only slower

@@ -135,3 +135,31 @@ def test_names_are_bounded_and_stay_distinct() -> None:
     assert len(store.device_slug(host)) <= store.SLUG_MAX
     rec = _record(host=host, model=ModelInfo(name="M" * 400, sha256=SHA, file_name="m" * 240 + ".Q4_0.gguf"))
     assert all(len(part) <= 100 for part in store.record_relpath(rec).parts)
+
+
+def _floats(value: object) -> list[float]:
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in _floats(v)]
+    if isinstance(value, list):
+        return [f for v in value for f in _floats(v)]
+    return [value] if isinstance(value, float) else []
+
+
+def test_floats_read_back_as_floats_by_yaml_1_1_readers_too() -> None:
+    """PyYAML's safe_load (YAML 1.1, the most common reader) takes `-2e-06` for a string: written `-2.0e-06`."""
+    import yaml
+
+    from collector.records.schema import KldRecord
+
+    for value in (-2e-06, 1e-05, 1.5e-05, 1e16, 5e-324, 92.7, 0.1):
+        assert yaml.safe_load(store.float_text(value)) == value
+    rec = KldRecord.model_validate({"id": "x", "created_at": "2026-11-01T00:00:00Z", "status": "ok",
+                                    "source": {"type": "imported", "citation": "c"}, "model": {"name": "m"},
+                                    "corpus": {"name": "c"}, "results": {"kld_mean": 1e-05, "kld_p0_1": -2e-06}})
+    loaded = yaml.safe_load(store.dump_record(rec))
+    assert (loaded["results"]["kld_mean"], loaded["results"]["kld_p0_1"]) == (1e-05, -2e-06)
+    repo = Path(__file__).resolve().parents[2]
+    for path in sorted((repo / "data").rglob("*.yaml")):  # the committed records, as a 1.1 reader sees them
+        text = path.read_text(encoding="utf-8")
+        read = yaml.load(text, Loader=yaml.CSafeLoader)
+        assert _floats(read) == _floats(store.load_record(path).model_dump(mode="json")), path
