@@ -262,8 +262,9 @@ def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "k
     from collector import runner
     from collector.plan import default_plan_path, load_plan
 
-    tools = _tools(llama_bin, llama_build)  # a build not installed is said before a model is fetched
-    loaded = load_plan(plan or default_plan_path())
+    found: list[Any] = []  # llama.cpp, looked for once the plan is known to be right and before a model is fetched
+    loaded = load_plan(plan or default_plan_path(), before_models=lambda: found.append(_tools(llama_bin, llama_build)))
+    tools = found[0]
     if dry_run:
         runs = runner.dry_run(loaded, tools, data_dir if not force else None)
         for label, command, recorded in runs:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,14 +108,18 @@ def default_plan_path() -> Path:
     return Path(__file__).resolve().parent / "plans" / "demo-cpu.yaml"
 
 
-def load_plan(path: Path) -> Plan:
-    """Read and validate a plan file; raises CollectorError naming file:line and key on any problem."""
+def load_plan(path: Path, before_models: Callable[[], Any] | None = None) -> Plan:
+    """Read and validate a plan file; raises CollectorError naming file:line and key on any problem.
+
+    Every key is checked before any model is looked at; `before_models()` then runs (the CLI finds llama.cpp there,
+    so that neither a missing llama-server hides a plan error nor a missing build is said after a download), and
+    only then are the models resolved (a pypi: reference is fetched)."""
     path = Path(path)
     top = Section(load_yaml_file(path, max_bytes=PLAN_MAX_BYTES), path, "")
     top.check_keys(PLAN_KEYS)
     name = top.get("name", str, check=lambda v: None if v.strip() else "must not be empty")
     top.get("description", str, default="")
-    models = _models(top, path.parent)
+    model_refs = _model_refs(top)
 
     server = top.section("server")
     server.check_keys(CONFIG_KEYS)
@@ -124,7 +129,7 @@ def load_plan(path: Path) -> Plan:
 
     ref = PlanRef(name=name, file=_display_path(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                   settings=speed.as_dict())
-    runs = _group_runs(models, [server], fixed, top.section("matrix"), speed, ref)
+    groups = [_group(models_of=[server], fixed=fixed, matrix=top.section("matrix"), speed=speed, ref=ref)]
     also = top.seq("also", [])
     for i, entry in enumerate(also):
         line = top.data["also"].lc.item(i)[0] if hasattr(top.data["also"], "lc") else None
@@ -136,16 +141,34 @@ def load_plan(path: Path) -> Plan:
                               for key in gserver.data}}  # the group's server keys override the top's
         gspeed = _speed(group.section("speed"), path.parent, base=speed)
         gref = ref.model_copy(update={"settings": gspeed.as_dict()})
-        runs += _group_runs(models, [gserver, server], gfixed, group.section("matrix"), gspeed, gref)
+        groups.append(_group(models_of=[gserver, server], fixed=gfixed, matrix=group.section("matrix"), speed=gspeed,
+                             ref=gref))
     where = next((sec.where("extra_args") for sec in (server, top.section("matrix")) if sec.has("extra_args")),
                  str(path))
+    if before_models is not None:
+        before_models()
+    models = _models(top, model_refs, path.parent)
+    runs = [RunSpec(ref_, mpath, config.model_copy(update={"parallel": n}) if g.speed.concurrency else config,
+                    g.speed, g.ref, g.varying, n)
+            for g in groups for ref_, mpath in models for config in g.configs for n in (g.speed.concurrency or (1,))]
     return Plan(name=name, file=path, runs=runs, speed=speed, kld=kld, ref=ref, extra_args_where=where)
 
 
-def _group_runs(models: list[tuple[str, Path]], servers: list[Section], fixed: dict[str, Any], matrix: Section,
-                speed: SpeedSettings, ref: PlanRef) -> list[RunSpec]:
-    """Every model x matrix combination x concurrency of one group; `servers`: where its fixed keys were set,
+@dataclass(frozen=True)
+class _Group:
+    """One group of a plan (the top, or an `also` entry): its configurations and how each is measured."""
+
+    configs: list[LlamaConfig]
+    speed: SpeedSettings
+    ref: PlanRef
+    varying: tuple[str, ...]
+
+
+def _group(models_of: list[Section], fixed: dict[str, Any], matrix: Section, speed: SpeedSettings,
+           ref: PlanRef) -> _Group:
+    """Every matrix combination of one group, checked; `models_of`: the sections where its fixed keys were set,
     the group's own first."""
+    servers = models_of
     matrix.check_keys(CONFIG_KEYS)
     axes: dict[str, list[Any]] = {}
     for key in matrix.data:
@@ -168,10 +191,7 @@ def _group_runs(models: list[tuple[str, Path]], servers: list[Section], fixed: d
         config = LlamaConfig(**values)
         _check_combination(config, [matrix, *servers], speed)
         configs.append(config)
-    clients = speed.concurrency or (1,)
-    return [RunSpec(ref_, mpath, config.model_copy(update={"parallel": n}) if speed.concurrency else config, speed,
-                    ref, varying, n)
-            for ref_, mpath in models for config in configs for n in clients]
+    return _Group(configs, speed, ref, varying)
 
 
 def _holder(sections: list[Section], *keys: str) -> Section:
@@ -186,17 +206,23 @@ def _display_path(path: Path) -> str:
         return path.name  # an absolute path would leak the user's directory layout into records
 
 
-def _models(top: Section, plan_dir: Path) -> list[tuple[str, Path]]:
-    raw = top.seq("models")
-    out: list[tuple[str, Path]] = []
-    seen: set[str] = set()
-    for i, ref in enumerate(raw):
+def _model_refs(top: Section) -> list[str]:
+    """The plan's model references, checked as text (nothing is looked up yet)."""
+    out: list[str] = []
+    for i, ref in enumerate(top.seq("models")):
         where = f"{top.item_where('models', i)}: models[{i}]"
         if not isinstance(ref, str) or not ref.strip():
             raise CollectorError(f"{where}: expected a path or pypi:PACKAGE==VERSION/member.gguf, got {ref!r}")
-        if ref in seen:
+        if ref in out:
             raise CollectorError(f"{where}: {ref} is listed twice; remove the duplicate")
-        seen.add(ref)
+        out.append(ref)
+    return out
+
+
+def _models(top: Section, refs: list[str], plan_dir: Path) -> list[tuple[str, Path]]:
+    out: list[tuple[str, Path]] = []
+    for i, ref in enumerate(refs):
+        where = f"{top.item_where('models', i)}: models[{i}]"
         try:
             model_path = resolve_model(ref, plan_dir)
         except CollectorError as exc:

@@ -21,6 +21,10 @@ _PROCESS_HOME = tempfile.mkdtemp(prefix="qa-home-")
 atexit.register(shutil.rmtree, _PROCESS_HOME, True)
 for _var, _sub in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config")):
     os.environ[_var] = os.path.join(_PROCESS_HOME, _sub)
+# and HOME itself: tools the tests start write there unasked (pip fetching the demo model probes rustup, which writes
+# ~/.rustup/settings.toml)
+REAL_HOME = os.environ.get("HOME")
+os.environ["HOME"] = _PROCESS_HOME
 
 import pytest  # noqa: E402
 

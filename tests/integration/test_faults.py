@@ -246,12 +246,21 @@ def test_second_collector_on_the_host_is_refused_while_one_measures(tmp_path: Pa
         first.communicate(timeout=60)
 
 
+def _busy_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks (0 when it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
 @pytest.mark.slow
 def test_busy_host_marks_the_run_noisy(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
     """A real CPU hog (two busy processes on this 2-core host) during the run: kept, marked noisy, with why."""
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
     try:
-        time.sleep(0.5)
+        wait_until(lambda: all(_busy_ticks(h.pid) > 10 for h in hogs))  # both spinning (0.1 s of CPU each)
         report = run_plan(load_plan(_plan(tmp_path, reps=2)), tools=llama_tools, data_dir=tmp_path / "data")
     finally:
         for h in hogs:

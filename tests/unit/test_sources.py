@@ -3,6 +3,7 @@ as the source writes it (issue 8: unknown stays unknown, never a default); recor
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ def _leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
 
 
 def test_sources_are_there() -> None:
+    """Required where CI provides ../shared (QA_REQUIRE_SOURCES=1, set by .ci/run); a contributor's clone without it
+    skips the transcription checks and says why."""
+    if not SOURCES.is_dir() and os.environ.get("QA_REQUIRE_SOURCES") != "1":
+        pytest.skip(f"no {SOURCES} beside this clone: the transcriptions cannot be checked against their sources")
     assert len(SOURCE_FILES) == 5, f"expected the 5 community sources in {SOURCES}"
 
 

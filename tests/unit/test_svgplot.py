@@ -51,3 +51,14 @@ def test_hostile_labels_stay_text_and_the_svg_parses() -> None:
         width = float(re.match(r"0 0 ([\d.]+)", root.get("viewBox", "")).group(1))  # type: ignore[union-attr]
         assert width == charts.W
     assert svgs["light"] != svgs["dark"] and charts.LIGHT["measured"].encode() not in svgs["dark"]
+
+
+def test_the_dark_variant_recolours_the_drawing_not_the_text() -> None:
+    """A label that holds a palette colour's hex code keeps it in the dark variant (only attributes change)."""
+    code = charts.LIGHT["measured"]
+    svgs = charts.bar_chart([("speed", [charts.Bar(f"{code} build", 10.0), charts.Bar("other", 5.0)])])
+    for variant, data in svgs.items():
+        words = " ".join(" ".join(t.itertext()) for t in ET.fromstring(data).iter(f"{SVG}text"))
+        assert f"{code} build" in words, variant
+    assert f'fill="{code}"'.encode() not in svgs["dark"] and f'fill="{charts.THEMES["dark"]["measured"]}"'.encode() in \
+        svgs["dark"]

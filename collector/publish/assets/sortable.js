@@ -1,9 +1,12 @@
 /* Quant Atlas: sortable tables, our own few lines (no CDN, works offline).
    Click a header (or focus it and press Enter or Space) to sort; again to reverse. Numeric columns sort by
-   the cell's data-sort value, unknown values (empty data-sort) always last. Headers keep their column-header
+   the cell's data-sort value, unknown values (empty data-sort) always last; text columns in natural order (Q2_K
+   before Q10_0, IQ4_XS after IQ3_M), case and accents aside. Headers keep their column-header
    role for screen readers and carry aria-sort. Re-initialised on material's instant navigation. */
 (function () {
   "use strict";
+
+  var text = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 
   function key(row, idx, numeric) {
     var cell = row.cells[idx];
@@ -14,7 +17,7 @@
       var v = parseFloat(raw);
       return isNaN(v) ? null : v;
     }
-    return (cell.textContent || "").trim().toLowerCase();
+    return (cell.textContent || "").trim();
   }
 
   function sortBy(table, idx, numeric, asc) {
@@ -26,7 +29,7 @@
       if (a.k === null && b.k === null) return a.i - b.i;
       if (a.k === null) return 1;
       if (b.k === null) return -1;
-      var c = a.k < b.k ? -1 : a.k > b.k ? 1 : 0;
+      var c = numeric ? (a.k < b.k ? -1 : a.k > b.k ? 1 : 0) : text.compare(a.k, b.k);
       return (asc ? c : -c) || a.i - b.i;
     });
     rows.forEach(function (r) { body.appendChild(r.row); });
