@@ -1,9 +1,16 @@
-"""Read what llama.cpp actually did from a `-lv 4` llama-server log: placement and memory (MiB).
+"""Read what llama.cpp actually did from a llama-server log: placement, devices and memory (MiB).
 
-Exact line formats: ref/llama-cpp.md §3. Fit trial loads and `-lv 5` repeat the load lines, so for every
-single-valued fact the LAST occurrence wins; per-device buffer sizes are also taken from the last load.
-Models with sliding-window attention (gemma-3) get two KV caches, non-SWA and SWA: every cache of the last
-context is kept and `kv_cache` is their sum (tests/fixtures/logs/gemma3-270m-cpu-swa.log, a real log).
+Exact line formats: ref/llama-cpp.md §3; real logs of every backend: tests/fixtures/logs/real/. A log of a build
+older than logbuild.MIN_BUILD is refused (CollectorError), never half-read.
+
+Which load and which context: with `-lv 5` the fit phase's trial loads print full load lines, so everything
+before the fit phase's last line ("fitting params to free memory took ...") is dropped. After it, the first model
+load and the first context are the target model's; a later load or context belongs to speculative decoding (a
+draft model, an MTP head), and its buffers go to `draft_buffers` only. Models with sliding-window attention
+(gemma-3) and compressed KV caches (DeepSeek V4) get several KV caches: all of the target context's are kept and
+`kv_cache` is their sum. A model split over GGUF files has one model buffer per file: same-named buffers add up.
+The memory breakdown is the table printed at exit, after "cleaning up before exit"; the fit phase's tables are
+projections of trial loads, not the run.
 """
 
 from __future__ import annotations
@@ -11,25 +18,40 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from collector.records.schema import BreakdownRow, KvCache, Memory, Placement
+from collector.llama.logbuild import build_of, check_lines
+from collector.llama.logdevices import devices_of
+from collector.llama.logmemory import mib, parse_breakdown
+from collector.records.schema import KvCache, Memory, Placement
 
-# "0.00.189.901 I " (minutes.seconds.ms.us, level) and the optional "cmn  common_param: " tag.
+__all__ = ["LogFacts", "clean_line", "parse_breakdown", "parse_server_log"]
+
+# Colour codes (the escape byte is often lost when a log is pasted, leaving "[34m"), the process id some builds
+# print first ("[53409] "), the time and level ("0.00.189.901 I ") and the "cmn  common_param: " tag.
+_ANSI = re.compile(r"\x1b?\[\d{1,3}(?:;\d{1,3})*m")
+_PID = re.compile(r"^\[\d+\] ")
 _PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ [IWEDC] ")
+_TAG = re.compile(r"^cmn\s+\S+:\s")
+
 _OFFLOADED = re.compile(r"load_tensors: offloaded (\d+)/(\d+) layers to GPU")
 _MODEL_BUF = re.compile(r"load_tensors:\s+(\S+) model buffer size =\s*([\d.]+) MiB")
-_KV_BUF = re.compile(r"llama_kv_cache:\s+(\S+) KV buffer size =\s*([\d.]+) MiB")
-_KV_SIZE = re.compile(r"llama_kv_cache: size =\s*([\d.]+) MiB \(\s*(\d+) cells,\s*(\d+) layers.*?"
+_BUF = re.compile(r":\s+(\S+)\s+(?:(KV|RS|output|compute)|DSV4 \S+ state) buffer size =\s*([\d.]+) MiB")
+_KV_SIZE = re.compile(r"llama_kv_cache(?:_unified)?: size =\s*([\d.]+) MiB \(\s*(\d+) cells,\s*(\d+) layers.*?"
                       r"K \((\w+)\):.*?V \((\w+)\)")
-_KV_ISWA = re.compile(r"llama_kv_cache_iswa: creating\s+(non-SWA|SWA) KV cache")
+_KV_ISWA = re.compile(r"_iswa: creating\s+(non-SWA|SWA) KV cache")
 _N_SWA = re.compile(r"print_info: (n_swa|is_swa_any)\s+=\s*(\d+)")
-_CTX_BUF = re.compile(r"(?:llama_context|sched_reserve):\s+(\S+)\s+(output|compute) buffer size =\s*([\d.]+) MiB")
-_CTX_PARAM = re.compile(r"llama_context: (n_ctx|n_ctx_seq|n_seq_max|flash_attn)\s+=\s*(\S+)")
-_FA_RESOLVED = re.compile(r"resolve_fused_ops: Flash Attention (enabled|not supported)")
+_CTX_PARAM = re.compile(r"llama_context: (n_ctx|n_ctx_seq|n_ctx_per_seq|n_seq_max|flash_attn)\s+=\s*(\S+)\s*$")
+# "llama_context:"/"sched_reserve: Flash Attention was auto, set to enabled" (b6327 on), "resolve_fused_ops:
+# Flash Attention enabled" / "... Flash Attention not supported, set to disabled" (2026 builds)
+_FA_RESOLVED = re.compile(r": Flash Attention (?:was auto, set to )?(enabled|disabled|not supported)")
 _SLOTS = re.compile(r"initializing, n_slots = (\d+), n_ctx_slot = (\d+)")
 _DEVICE = re.compile(r"^\s*- (\S+)\s*: (.+?) \((\d+) MiB, (\d+) MiB free\)")
-_FIT = re.compile(r"(common_params_fit_impl|common_fit_params): (.+)$")
-_TABLE = re.compile(r"(?:common_)?memory_breakdown_print: \|(.*)\|\s*$")
-_NUM = re.compile(r"-?\d+(?:\.\d+)?")
+_FIT = re.compile(r"^((?:common|llama)_(?:params_fit_impl|fit_params|params_fit)): (.+)$")
+_FIT_DONE = "fitting params to free memory took"
+_EXIT = "cleaning up before exit"
+_LOAD = ("llama_model_loader: loaded meta data", "load_tensors: loading model tensors")
+# None: DeepSeek V4's compressor state, "%10s DSV4 %s state buffer size" (src/llama-kv-cache-dsv4.cpp; no published
+# log of it among the fixtures yet), per-sequence state like the RS buffers of recurrent layers
+_KINDS = {"KV": "kv", "RS": "rs", "output": "output", "compute": "compute", None: "rs"}
 
 
 @dataclass
@@ -39,108 +61,136 @@ class LogFacts:
     placement: Placement = field(default_factory=Placement)
     memory: Memory = field(default_factory=Memory)
     build_line: str | None = None
+    build_number: int | None = None  # as the log states it (0: a build without git metadata)
+    build_commit: str | None = None
 
 
-def _strip(line: str) -> str:
-    line = _PREFIX.sub("", line.rstrip("\n"))
-    return re.sub(r"^cmn\s+\S+:\s", "", line)
+def clean_line(raw: str) -> str:
+    """One log line without colour codes, process id, time/level prefix and `cmn` tag."""
+    line = _ANSI.sub("", raw.rstrip("\n"))
+    line = _PREFIX.sub("", _PID.sub("", line).lstrip())
+    return _TAG.sub("", line)
 
 
-def parse_breakdown(lines: list[str]) -> list[BreakdownRow]:
-    """The LAST memory breakdown table (exit table) as rows; [] when none was printed."""
-    tables: list[list[BreakdownRow]] = []
-    for raw in lines:
-        m = _TABLE.search(raw)
-        if not m:
-            continue
-        cells = m.group(1).split("|")
-        if len(cells) < 2:
-            continue
-        name, rest = cells[0].strip(), cells[1]
-        if name.startswith("memory breakdown"):
-            tables.append([])
-            continue
-        if not tables or not name.startswith("- "):
-            continue
-        nums = [float(x) for x in _NUM.findall(rest)]
-        label = name[2:].strip()
-        # a device row: total free = self + (model + ctx + compute) + unaccounted
-        if "=" in rest and "(" in rest and len(nums) >= 7:
-            row = BreakdownRow(name=label, total=nums[0], free=nums[1], self_=nums[2], model=nums[3],
-                               context=nums[4], compute=nums[5], unaccounted=nums[6])
-        elif len(nums) >= 4:  # host / buffer type: self = model + context + compute
-            row = BreakdownRow(name=label, self_=nums[0], model=nums[1], context=nums[2], compute=nums[3])
-        else:
-            continue
-        tables[-1].append(row)
-    return tables[-1] if tables else []
+def _add(buffers: dict[str, float], name: str, value: float) -> None:
+    buffers[name] = round(buffers.get(name, 0.0) + value, 2)
 
 
-def parse_server_log(text: str) -> LogFacts:
-    """Parse a -lv 4 llama-server log; facts not found stay None (never guessed)."""
-    facts = LogFacts()
-    p, mem = facts.placement, facts.memory
-    lines = text.splitlines()
-    model_bufs: dict[str, float] = {}
-    kv_bufs: dict[str, float] = {}
-    compute_bufs: dict[str, float] = {}
-    devices: list[str] = []
-    fit: list[str] = []
-    caches: list[KvCache] = []
+@dataclass
+class _Reader:
+    """The state of one pass over a log's lines."""
+
+    facts: LogFacts = field(default_factory=LogFacts)
+    load: int = 0  # 0 until a load starts: a pasted excerpt's lines count as the first load and context
+    ctx: int = 0
+    meta_open: bool = False  # "loaded meta data" seen and its "loading model tensors" still to come
+    bufs: dict[str, dict[str, float]] = field(default_factory=dict)
+    draft: dict[str, dict[str, float]] = field(default_factory=dict)
+    caches: list[KvCache] = field(default_factory=list)
     swa: bool | None = None
-    n_swa, swa_any = None, False
-    for raw in lines:
-        line = _strip(raw)
-        if "load_tensors: loading model tensors" in line or "llama_model_loader: loaded meta data" in line:
-            model_bufs = {}  # a new (final or trial) load starts: keep only the last one's buffers
-        if "llama_context: n_seq_max" in line:
-            kv_bufs, compute_bufs, caches, swa = {}, {}, [], None  # a new context: keep only the last one's
+    buffer_names: list[str] = field(default_factory=list)
+    n_swa: int | None = None
+    swa_any: bool = False
+
+    def restart(self) -> None:
+        """The fit phase is over: what its trial loads printed is not the run (fit lines and devices stay)."""
+        old = self.facts.placement
+        self.facts.placement = Placement(fit=old.fit, devices=old.devices)
+        self.load = self.ctx = 0
+        self.meta_open, self.swa = False, None
+        self.bufs, self.draft, self.caches, self.buffer_names = {}, {}, [], []
+
+    def buffer(self, kind: str, name: str, size: str) -> None:
+        value = mib(size)
+        if value is None:
+            return  # an impossible size is unknown, not stored
+        self.buffer_names.append(name)
+        unit = self.load if kind == "model" else self.ctx
+        # a draft's buffers are kept per load/context and kind until the end, where they are summed
+        bufs = self.bufs.setdefault(kind, {}) if unit <= 1 else self.draft.setdefault(f"{kind}{unit}", {})
+        if kind == "compute":
+            bufs[name] = value  # a re-reserve of the same context replaces its compute buffer
+        else:
+            _add(bufs, name, value)
+
+    def count(self, line: str) -> None:
+        """Number the loads and contexts; the fit phase's end starts the count again."""
+        if _FIT_DONE in line:
+            self.restart()
+        elif line.startswith(_LOAD):
+            if line.startswith(_LOAD[0]) or not self.meta_open:
+                self.load += 1
+            self.meta_open = line.startswith(_LOAD[0])
+        elif line.startswith("llama_context: n_seq_max"):
+            self.ctx += 1
+
+    def line(self, line: str) -> None:
+        self.count(line)
+        p, target_ctx = self.facts.placement, self.ctx <= 1
         if m := _OFFLOADED.search(line):
-            p.gpu_layers, p.total_layers = int(m.group(1)), int(m.group(2))
+            if self.load <= 1:
+                p.gpu_layers, p.total_layers = int(m.group(1)), int(m.group(2))
         elif m := _MODEL_BUF.search(line):
-            model_bufs[m.group(1)] = float(m.group(2))
+            self.buffer("model", m.group(1), m.group(2))
         elif m := _KV_ISWA.search(line):
-            swa = m.group(1) == "SWA"
-        elif m := _KV_BUF.search(line):
-            kv_bufs[m.group(1)] = round(kv_bufs.get(m.group(1), 0.0) + float(m.group(2)), 2)
-        elif m := _KV_SIZE.search(line):
-            caches.append(KvCache(swa=swa, size=float(m.group(1)), cells=int(m.group(2)), layers=int(m.group(3)),
-                                  type_k=m.group(4), type_v=m.group(5)))
+            self.swa = m.group(1) == "SWA"
+        elif m := _BUF.search(line):
+            self.buffer(_KINDS[m.group(2)], m.group(1), m.group(3))
+        elif (m := _KV_SIZE.search(line)) and target_ctx and (size := mib(m.group(1))) is not None:
+            self.caches.append(KvCache(swa=self.swa, size=size, cells=int(m.group(2)), layers=int(m.group(3)),
+                                       type_k=m.group(4), type_v=m.group(5)))
         elif m := _N_SWA.search(line):
             if m.group(1) == "n_swa":
-                n_swa = int(m.group(2))
+                self.n_swa = int(m.group(2))
             else:
-                swa_any = m.group(2) == "1"
-        elif m := _CTX_BUF.search(line):
-            if m.group(2) == "compute":
-                compute_bufs[m.group(1)] = float(m.group(3))
-        elif m := _CTX_PARAM.search(line):
+                self.swa_any = m.group(2) == "1"
+        elif (m := _CTX_PARAM.search(line)) and target_ctx:
             key, val = m.group(1), m.group(2)
-            if key == "flash_attn":
+            if key == "flash_attn":  # "auto" is decided later, by the resolution line
                 p.flash_attn = {"enabled": True, "disabled": False}.get(val, p.flash_attn)
             elif val.isdigit():
-                setattr(p, "n_slots" if key == "n_seq_max" else key, int(val))
-        elif m := _FA_RESOLVED.search(line):
+                setattr(p, {"n_seq_max": "n_slots", "n_ctx_per_seq": "n_ctx_seq"}.get(key, key), int(val))
+        elif (m := _FA_RESOLVED.search(line)) and target_ctx:
             p.flash_attn = m.group(1) == "enabled"
         elif m := _SLOTS.search(line):
             p.n_slots = int(m.group(1))
-        elif m := _FIT.search(line):
-            fit.append(f"{m.group(1)}: {m.group(2).strip()}")
-        elif "common_params_print_info: build" in line:
-            facts.build_line = line.split("common_params_print_info: ", 1)[1].strip()
-        elif line.startswith("system_info:") or "device_info:" in line:
-            if "device_info:" in line:
-                devices = []
-        elif (m := _DEVICE.match(line)) and "common_param" in raw:
-            devices.append(f"{m.group(1)}: {m.group(2)} ({m.group(3)} MiB)")
-    p.fit = fit
-    p.devices = devices
-    p.n_swa = n_swa if swa_any else None
-    if caches:
-        mem.kv_caches = caches
-        mem.kv_cache = round(sum(c.size for c in caches), 2)
-        p.kv_type_k, p.kv_type_v = caches[0].type_k, caches[0].type_v
-    mem.model_buffers, mem.kv_buffers, mem.compute_buffers = model_bufs, kv_bufs, compute_bufs
-    mem.breakdown = parse_breakdown(lines)
-    return facts
+        elif m := _FIT.match(line):
+            p.fit.append(f"{m.group(1)}: {m.group(2).strip()}")
+        elif line.startswith("common_params_print_info: build"):
+            self.facts.build_line = line.split("common_params_print_info: ", 1)[1].strip()
+        elif line.startswith("device_info:"):
+            p.devices = []
+        elif m := _DEVICE.match(line):
+            p.devices.append(f"{m.group(1)}: {m.group(2)} ({m.group(3)} MiB)")
 
+
+def parse_server_log(text: str) -> LogFacts:
+    """Parse a llama-server log (best with -lv 4); facts not found stay None (never guessed).
+
+    CollectorError when the log is from a build older than logbuild.MIN_BUILD."""
+    lines = [clean_line(raw) for raw in text.splitlines()]
+    build = next((b for line in lines if (b := build_of(line)) is not None), None)
+    check_lines(lines, build[0] if build else None)
+    r = _Reader()
+    if build:
+        r.facts.build_number, r.facts.build_commit = build
+    for line in lines:
+        r.line(line)
+    facts, p, mem = r.facts, r.facts.placement, r.facts.memory
+    p.n_swa = r.n_swa if r.swa_any else None
+    if p.gpu_layers is not None and p.total_layers is not None and p.gpu_layers > p.total_layers:
+        p.gpu_layers = p.total_layers = None  # an impossible count is unknown
+    if r.caches:
+        mem.kv_caches = r.caches
+        mem.kv_cache = round(sum(c.size for c in r.caches), 2)
+        p.kv_type_k, p.kv_type_v = r.caches[0].type_k, r.caches[0].type_v
+    for kind in ("model", "kv", "rs", "output", "compute"):
+        setattr(mem, f"{kind}_buffers", r.bufs.get(kind, {}))
+    for bufs in r.draft.values():
+        for name, value in bufs.items():
+            _add(mem.draft_buffers, name, value)
+    # the exit table follows the server's "cleaning up before exit" line; tables before it are the fit phase's trials
+    exits = [i for i, line in enumerate(lines) if _EXIT in line]
+    mem.breakdown = parse_breakdown(lines[exits[-1]:]) if exits else []
+    p.llama_devices = devices_of(lines, r.buffer_names)
+    return facts

@@ -209,15 +209,22 @@ class Memory(_Block):
     kv_caches: list[KvCache] = Field(default_factory=list)
     model_buffers: dict[str, NonNeg] = Field(default_factory=dict)
     kv_buffers: dict[str, NonNeg] = Field(default_factory=dict)
+    # recurrent-state (RS) buffers of hybrid/recurrent models (Mamba, Qwen3-Next) and the compressor-state buffers
+    # of compressed KV caches (DeepSeek V4): per-sequence state that is not in the KV cells
+    rs_buffers: dict[str, NonNeg] = Field(default_factory=dict)
+    output_buffers: dict[str, NonNeg] = Field(default_factory=dict)  # the context's logits/embeddings buffer
     compute_buffers: dict[str, NonNeg] = Field(default_factory=dict)
+    # every buffer of speculative-decoding drafts (a draft model, an MTP head's context), summed per buffer name
+    draft_buffers: dict[str, NonNeg] = Field(default_factory=dict)
     host_rss_peak: NonNeg | None = None
     breakdown: list[BreakdownRow] = Field(default_factory=list)
 
     def used_mib(self, scope: str) -> float | None:
-        """llama.cpp's model + KV + compute buffers on the host ("host": CPU and pinned *_Host buffers) or on its GPUs
-        ("gpu"), as its log states them (MiB; None: none logged, never 0)."""
+        """llama.cpp's model + KV + recurrent-state + output + compute (+ draft) buffers on the host ("host": CPU and
+        pinned *_Host buffers) or on its GPUs ("gpu"), as its log states them (MiB; None: none logged, never 0)."""
         total, seen = 0.0, False
-        for buffers in (self.model_buffers, self.kv_buffers, self.compute_buffers):
+        for buffers in (self.model_buffers, self.kv_buffers, self.rs_buffers, self.output_buffers,
+                        self.compute_buffers, self.draft_buffers):
             for name, mib in buffers.items():
                 on_host = name.upper().startswith("CPU") or name.endswith("_Host")
                 if on_host == (scope == "host"):

@@ -1,10 +1,10 @@
-"""The -lv 4 server log parser, on real logs captured from this build (CPU) and one hand-made GPU log."""
+"""The -lv 4 server log parser on real logs captured from this build (CPU); GPU logs: test_logparse_real.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from collector.llama.logparse import parse_breakdown, parse_server_log
+from collector.llama.logparse import parse_server_log
 
 LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
 
@@ -35,28 +35,7 @@ def test_real_cpu_log_fa_on_two_slots() -> None:
     assert [r.name for r in m.breakdown] == ["Host"] and m.breakdown[0].self_ == 131
 
 
-def test_handmade_gpu_log() -> None:
-    # hand-written from the exact format strings in ref/llama-cpp.md §3 (no GPU build exists here)
-    f = parse_server_log((LOGS / "handmade-cuda-offload.log").read_text())
-    p, m = f.placement, f.memory
-    assert (p.gpu_layers, p.total_layers) == (41, 49)
-    assert p.flash_attn is True  # "auto" resolved by resolve_fused_ops
-    assert m.model_buffers == {"CUDA0": 19000.50, "CPU_Mapped": 2100.25}
-    assert m.kv_buffers == {"CUDA0": 1700.0, "CPU": 348.0} and m.kv_cache == 2048.0
-    assert m.compute_buffers == {"CUDA0": 980.0, "CUDA_Host": 72.01}
-    assert p.devices[0] == "CUDA0: NVIDIA GeForce RTX 4090 (24080 MiB)"
-    assert "common_params_fit_impl: context size set by user to 32768 -> no change" in p.fit
-    gpu, host = m.breakdown
-    assert (gpu.name, gpu.total, gpu.free, gpu.self_, gpu.model, gpu.context, gpu.compute, gpu.unaccounted) == (
-        "CUDA0 (RTX 4090)", 24080, 1100, 21680, 19000, 1700, 980, 1300)
-    assert (host.self_, host.model, host.context, host.compute) == (2520, 2100, 348, 72)
-
-
-def test_last_table_wins_and_missing_facts_stay_none() -> None:
-    hdr = ("common_memory_breakdown_print: | memory breakdown [MiB] | total free self model context compute "
-           "unaccounted |")
-    rows = [hdr, "common_memory_breakdown_print: |   - Host | 10 = 5 + 3 + 2 |",
-            hdr, "common_memory_breakdown_print: |   - Host | 20 = 10 + 6 + 4 |"]
-    assert parse_breakdown(rows)[0].self_ == 20
+def test_missing_facts_stay_none() -> None:
     f = parse_server_log("0.00.001.000 I srv  llama_server: model loaded\n")
     assert f.placement.n_ctx is None and f.placement.flash_attn is None and f.memory.breakdown == []
+    assert f.memory.used_mib("host") is None and f.placement.llama_devices == []
