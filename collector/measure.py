@@ -22,6 +22,7 @@ from collector.llama.bench import run_llama_bench
 from collector.llama.binaries import LlamaTools
 from collector.llama.client import LlamaClient, ServerRequestError
 from collector.llama.flags import LlamaConfig, server_args
+from collector.llama.logbuild import check_build
 from collector.llama.logparse import parse_server_log
 from collector.llama.server import ServerProcess, free_port
 from collector.llama.tools import ToolError
@@ -106,6 +107,14 @@ class Bench:
     llama: LlamaCpp
     nvml: Any = None
     port_picker: Callable[[], int] = free_port
+
+
+def bench_for(tools: LlamaTools, nvml: Any = None, port_picker: Callable[[], int] = free_port) -> Bench:
+    """The host as probed and the build, refused before anything runs when its logs are of a build older than the
+    collector reads (a run would be measured and then refused)."""
+    llama = tools.version()
+    check_build(llama.build_number)
+    return Bench(tools, hardware.probe_host(nvml), llama, nvml, port_picker)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from collector.llama.flags import gpu_only_settings, unknown_flags
 from collector.llama.server import check_config_files, free_port
 from collector.llama.tools import term_as_interrupt
 from collector.lock import host_lock
-from collector.measure import Bench, MeasureKey, Recorded, measure, model_of, server_for
+from collector.measure import MeasureKey, Recorded, bench_for, measure, model_of, server_for
 from collector.plan import Plan, RunSpec
 from collector.progress import NullObserver, Observer
 from collector.prompts import PromptSuite, load_suite
@@ -116,7 +116,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
             observer.message(f"removed {path} (left by a process that is gone)")
         if only != "kld" and plan.runs:
             suites = _suites(plan)
-            bench = Bench(tools, hardware.probe_host(nvml), tools.version(), nvml, port_picker)
+            bench = bench_for(tools, nvml, port_picker)
             done = Recorded(data_dir, store.device_slug(bench.host), bench.llama.build_key)
             total = len(plan.runs)
             with tempfile.TemporaryDirectory(prefix="qa-run-") as work:

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from collector import __version__, hardware
+from collector import __version__
 from collector.errors import CollectorError
 from collector.llama.binaries import LlamaTools
 from collector.llama.flags import CACHE_TYPES, LlamaConfig, server_args
 from collector.llama.server import check_config_files, free_port
 from collector.llama.tools import term_as_interrupt
 from collector.lock import host_lock
-from collector.measure import Bench
+from collector.measure import Bench, bench_for
 from collector.model_info import model_facts
 from collector.progress import NullObserver, Observer
 from collector.records import store
@@ -89,7 +89,7 @@ def tune(q: Question, *, tools: LlamaTools, data_dir: Path, observer: Observer |
     with host_lock(f"tune {q.model_path.name}", wait=wait, on_wait=observer.message), term_as_interrupt():
         model = model_facts(q.model_path)
         model.origin = q.model_ref
-        bench = Bench(tools, hardware.probe_host(nvml), tools.version(), nvml, port_picker)
+        bench = bench_for(tools, nvml, port_picker)
         tune_id = store.new_id()
         lab = ServerLab(q, bench, data_dir, model, tune_id, clock)
         search = Search(q, lab, bench.host, model, say_to=observer.message)

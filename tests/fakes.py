@@ -128,13 +128,14 @@ class FakeNVML:
         return [SimpleNamespace(pid=pid, usedGpuMemory=512 * MIB) for pid in self.other_pids]
 
 
-def fake_llama_server(folder: Path, body: str) -> Path:
-    """A folder with a Python `llama-server` that answers --version/--help and then runs `body` (fault injection:
-    an out-of-memory exit while loading, a server that never answers). Returns the folder."""
+def fake_llama_server(folder: Path, body: str, build: int = 11434) -> Path:
+    """A folder with a Python `llama-server` that answers --version (as llama.cpp `build`) and --help and then runs
+    `body` (fault injection: an out-of-memory exit while loading, a server that never answers). Returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     exe = folder / "llama-server"
     exe.write_text(f"#!{sys.executable}\nimport sys, time\n"
-                   "if '--version' in sys.argv:\n    print('version: 7 (fake)\\nbuilt with cc for Linux x86_64')\n"
+                   f"if '--version' in sys.argv:\n"
+                   f"    print('version: {build} (fake)\\nbuilt with cc for Linux x86_64')\n"
                    "    sys.exit(0)\nif '--help' in sys.argv:\n    sys.exit(0)\n" + body)
     exe.chmod(0o755)
     return folder

@@ -104,6 +104,15 @@ def test_server_exits_while_loading_is_a_failed_record(tmp_path: Path, smollm2: 
     assert rec.model.sha256 and rec.command[:3] == ["llama-server", "-m", "{model}"]
 
 
+def test_a_build_older_than_the_oldest_supported_is_refused_before_a_server_starts(tmp_path: Path,
+                                                                                   smollm2: Path) -> None:
+    """A run of b4301 would be measured and then its log refused: it is refused first, in one line."""
+    tools = find_tools(fake_llama_server(tmp_path / "fakebin", "open(sys.argv[0] + '.started', 'w')\n", build=4301))
+    with pytest.raises(CollectorError, match=r"^llama.cpp b4301 is older than b6327, .*collector llama install"):
+        run_plan(load_plan(_plan(tmp_path)), tools=tools, data_dir=tmp_path / "data")
+    assert not (tmp_path / "fakebin" / "llama-server.started").exists() and not (tmp_path / "data").exists()
+
+
 def test_cli_sweep_with_failed_runs_reports_and_exits_0(tmp_path: Path, smollm2: Path) -> None:
     fake = fake_llama_server(tmp_path / "fakebin", OOM)
     r = _cli(["run", str(_plan(tmp_path)), "--llama-bin", str(fake), "--only", "speed",
