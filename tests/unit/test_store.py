@@ -11,7 +11,7 @@ from collector import files
 from collector.errors import CollectorError
 from collector.llama.flags import LlamaConfig, server_args
 from collector.records import store
-from collector.records.schema import CpuInfo, GpuInfo, Host, ModelInfo, Sample, Source, SpeedRecord, Stat, Summary
+from collector.records.schema import Conditions, CpuInfo, GpuInfo, Host, ModelInfo, Sample, Source, SpeedRecord, Stat, Summary
 
 SHA = "ab" * 32
 CONFIG = LlamaConfig(ctx_size=1024, flash_attn="off", threads=2)
@@ -25,7 +25,7 @@ def _record(**kw: object) -> SpeedRecord:
         model=ModelInfo(name="SmolLM2 135M Instruct", quant="Q4_1", file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
                         sha256=SHA), config=CONFIG, command=["llama-server", "-m", "{model}", *server_args(CONFIG)],
         samples=[Sample(category="sql", tg_tps=[100.0, 102.0, 98.0])],
-        summary=Summary(tg_tps=Stat.of([100.0, 102.0, 98.0])))
+        summary=Summary(tg_tps=Stat.of([100.0, 102.0, 98.0])), conditions=Conditions(noisy=False))
     base.update(kw)
     return SpeedRecord(**base)
 
