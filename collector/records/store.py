@@ -55,6 +55,15 @@ def slugify(text: str, max_len: int = SLUG_MAX) -> str:
     return s[: max_len - 9].rstrip("-") + "-" + digest
 
 
+_SAFE_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+
+
+def page_id_of(record_id: str) -> str:
+    """The permalink name (the folder under runs/) of the record with this id: the id when that is a plain token,
+    else a bounded slug of it. The record index refuses two records whose ids give the same page."""
+    return record_id if _SAFE_ID.match(record_id) else "r-" + slugify(record_id, 60)
+
+
 _GPU_NOISE = re.compile(r"\b(nvidia|geforce|amd|radeon|tesla|intel|corporation)\b", re.I)
 
 

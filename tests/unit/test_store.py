@@ -11,7 +11,18 @@ from collector import files
 from collector.errors import CollectorError
 from collector.llama.flags import LlamaConfig, server_args
 from collector.records import store
-from collector.records.schema import Conditions, CpuInfo, GpuInfo, Host, ModelInfo, Sample, Source, SpeedRecord, Stat, Summary
+from collector.records.schema import (
+    Conditions,
+    CpuInfo,
+    GpuInfo,
+    Host,
+    ModelInfo,
+    Sample,
+    Source,
+    SpeedRecord,
+    Stat,
+    Summary,
+)
 
 SHA = "ab" * 32
 CONFIG = LlamaConfig(ctx_size=1024, flash_attn="off", threads=2)
