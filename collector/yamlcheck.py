@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from collector.errors import CollectorError
+from collector.errors import CollectorError, short_repr
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -145,15 +145,17 @@ def line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
 class Section:
     """A YAML mapping plus the file it came from; every error names file:line and the key path."""
 
-    def __init__(self, data: Any, file: Path, name: str, line: int | None = None) -> None:
+    def __init__(self, data: Any, file: Path, name: str, line: int | None = None, what: str = "plan") -> None:
         if data is None:
             data = CommentedMap()
+        where = f"{file}:{line + 1}" if line is not None else f"{file}:1" if not name else str(file)
         if not isinstance(data, dict):
-            raise CollectorError(f"{file}:{(line or 0) + 1}: {name or 'plan'} must be a mapping of key: value")
+            raise CollectorError(f"{where}: {name or what} must be a mapping of key: value, got {short_repr(data)}")
         self.data = data
         self.file = Path(file)
         self.name = name
         self.line = line
+        self.what = what
 
     def where(self, key: str | None = None) -> str:
         """"file:line" of a key (1-based), or of the section itself."""
@@ -169,7 +171,7 @@ class Section:
         return f"{self.name}.{key}" if self.name else key
 
     def fail(self, key: str | None, message: str) -> CollectorError:
-        label = self.keypath(key) if key is not None else (self.name or "plan")
+        label = self.keypath(key) if key is not None else (self.name or self.what)
         return CollectorError(f"{self.where(key)}: {label}: {message}")
 
     def check_keys(self, allowed: Iterable[str]) -> None:
@@ -215,7 +217,7 @@ class Section:
         line = None
         if isinstance(self.data, CommentedMap) and key in self.data:
             line = self.data.lc.key(key)[0]
-        return Section(value, self.file, self.keypath(key), line)
+        return Section(value, self.file, self.keypath(key), line, self.what)
 
     def seq(self, key: str, default: Any = _MISSING) -> list[Any]:
         """A list value; a scalar is accepted as a one-element list (matrix: `ctx_size: 4096`)."""
