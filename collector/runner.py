@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -21,7 +20,7 @@ from collector import __version__
 from collector.cache import cache_dir
 from collector.concurrent import measure_concurrent
 from collector.errors import CollectorError
-from collector.files import clean_stale
+from collector.files import check_writable, clean_stale, clean_work_dirs, work_dir
 from collector.llama import tools as llama_tools
 from collector.llama.bench import run_llama_bench
 from collector.llama.binaries import LlamaTools, help_flags
@@ -29,6 +28,7 @@ from collector.llama.client import LlamaClient, ServerRequestError
 from collector.llama.flags import LlamaConfig, gpu_only_settings, server_args, unknown_flags
 from collector.llama.logparse import parse_server_log
 from collector.llama.server import ServerProcess, check_config_files, free_port
+from collector.llama.server import server_args as server_args_of
 from collector.llama.tools import ToolError
 from collector.lock import host_lock
 from collector.plan import Plan, RunSpec
@@ -55,10 +55,14 @@ class RunReport:
         return f"{len(self.ok)} ok, {len(self.failed)} failed, {len(self.skipped)} skipped"
 
 
+DRY_PORT, DRY_RUN_DIR = "PORT", "RUN_DIR"  # what a dry run shows for the values only a run knows
+
+
 def dry_run(plan: Plan, tools: LlamaTools | None = None, data_dir: Path | None = None,
             nvml: Any = None) -> list[tuple[str, list[str], bool]]:
-    """(label, published command, already recorded) for every run; starts nothing. "Already recorded" is the
-    check `run_plan` makes (an ok, quiet record of this device, build and run in data_dir): `run` skips it."""
+    """(label, the argv that will run, already recorded) for every run; starts nothing. The argv is exactly what
+    `run` executes, with the free port and the run's temporary folder as DRY_PORT and DRY_RUN_DIR. "Already
+    recorded" is the check `run_plan` makes (an ok, quiet record of this device, build and run in data_dir)."""
     if tools is not None:
         check_plan_flags(plan, tools)
     server = tools.path("llama-server") if tools else Path("llama-server")
@@ -72,8 +76,13 @@ def dry_run(plan: Plan, tools: LlamaTools | None = None, data_dir: Path | None =
             key = (spec.speed.prompt_suite, spec.speed.categories)
             suite = suites[key] if key in suites else suites.setdefault(key, load_suite(*key))
             recorded[i] = bool(done) and (_model_info(spec).sha256, _spec_key(spec, suite)) in done
-    return [(spec.label(), _server_for(spec, server, Path(".")).published_command(), rec)
-            for spec, rec in zip(plan.runs, recorded)]
+    webui = "--no-webui" in help_flags(server) if tools is not None else True
+    argv = []
+    for spec in plan.runs:
+        srv = _server_for(spec, server, Path(DRY_RUN_DIR))
+        argv.append(server_args_of(srv.server, srv.model, srv.flags, port=DRY_PORT, log_file=srv.log_file,
+                                   webui_flag=webui))
+    return [(spec.label(), cmd, rec) for spec, cmd, rec in zip(plan.runs, argv, recorded)]
 
 
 def check_plan_flags(plan: Plan, tools: LlamaTools) -> None:
@@ -120,8 +129,9 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
     server_bin = tools.path("llama-server")
     check_config_files()
     check_plan_flags(plan, tools)
+    check_writable(Path(data_dir), "--data-dir")  # before the first server starts: nothing measured is thrown away
     with host_lock(f"plan {plan.name}", wait=wait, on_wait=observer.message), term_as_interrupt():
-        for path in clean_stale([Path(data_dir) / "records", cache_dir()]):
+        for path in [*clean_stale([Path(data_dir) / "records", cache_dir()]), *clean_work_dirs()]:
             observer.message(f"removed {path} (left by a process that is gone)")
         if only != "kld" and plan.runs:
             suites: dict[tuple[str, tuple[str, ...]], PromptSuite] = {}
@@ -135,7 +145,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
             llama = tools.version()
             done = _recorded_keys(data_dir, store.device_slug(host), llama)
             total = len(plan.runs)
-            with tempfile.TemporaryDirectory(prefix="qa-run-") as work:
+            with work_dir("run") as work:
                 for i, spec in enumerate(plan.runs, 1):
                     observer.run_started(i, total, spec.label())
                     model = _model_info(spec)
@@ -216,7 +226,8 @@ def _one_run(spec: RunSpec, server_bin: Path, tools: LlamaTools, work: Path, hos
         if isinstance(exc, ToolError):
             stage = exc.stage
         tail = exc.log_tail if isinstance(exc, ToolError) and exc.log_tail else server.log_tail()
-        rec.status, rec.error = "failed", ErrorInfo(stage=stage, message=str(exc), log_tail=tail)
+        rec.status, rec.error = "failed", ErrorInfo(stage=stage, message=_failure(str(exc), stage, server, tail),
+                                                    log_tail=tail)
     _add_log_facts(rec, server, sampled, spec)
     if rec.status == "ok":
         rec.conditions = judge_conditions(rec.samples, sampled, rec.batches, spec.concurrency)
@@ -290,11 +301,24 @@ def _recorded_keys(data_dir: Path, device: str, llama: LlamaCpp) -> set[tuple[st
     return keys
 
 
+def _failure(message: str, stage: str, server: ServerProcess, tail: list[str]) -> str:
+    """The failed record's message: when the server ended on its own during the run (killed, crashed), how it
+    ended and its last log line; a client error alone ("connection reset") does not say what happened."""
+    if server.died is None or stage == "load":  # a failed load says how the server exited already
+        return message
+    last = tail[-1].strip()[-160:] if tail else "no log line"
+    return f"{message}; llama-server {llama_tools.exit_words(server.died)} during the {stage} (last log line: {last})"
+
+
 def _detail(rec: SpeedRecord) -> str:
     if rec.error is not None:
         return f"{rec.error.stage}: {rec.error.message}"
     tg = rec.summary.tg_tps
-    return f"tg {tg.median:.1f} t/s (n={tg.n})" if tg and tg.median is not None else ""
+    figures = f"tg {tg.median:.1f} t/s (n={tg.n})" if tg and tg.median is not None else ""
+    c = rec.conditions
+    if c is not None and c.noisy:  # kept, but never pooled or recommended: the line says so, like the record
+        return f"noisy ({'; '.join(c.reasons)}): {figures}, not counted as recorded"
+    return figures
 
 
 @contextmanager

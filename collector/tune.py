@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import Any, Literal
 
 from collector import __version__
 from collector.errors import CollectorError
+from collector.files import work_dir
 from collector.llama.binaries import LlamaTools
 from collector.llama.flags import CACHE_TYPES, LlamaConfig, quantized_v_without_fa, server_args
 from collector.llama.logparse import parse_server_log
@@ -336,7 +336,7 @@ class Tuner:
         self._afford("probe")
         started = self.clock()
         error = shrunk = mib = None
-        with tempfile.TemporaryDirectory(prefix="qa-tune-") as work:
+        with work_dir("tune") as work:
             server = ServerProcess(self.tools.path("llama-server"), self.q.model_path, server_args(config),
                                    log_dir=Path(work), port_picker=self.port_picker, load_timeout_s=self._left())
             try:
@@ -435,7 +435,7 @@ class Tuner:
                                 f"budget of {budget:g} MiB; not measured", "budget", server.log_tail())
 
         try:
-            with tempfile.TemporaryDirectory(prefix="qa-tune-") as work:
+            with work_dir("tune") as work:
                 rec, _ = _one_run(spec, self.tools.path("llama-server"), self.tools, Path(work), self.host,
                                   self.llama, self.model, self.suite, self.port_picker, hardware, self.nvml,
                                   after_load=check)
@@ -644,11 +644,13 @@ def tune(q: Question, *, tools: LlamaTools, data_dir: Path, observer: Observer |
          clock: Callable[[], float] = time.monotonic) -> tuple[TuneRecord, Path]:
     """Run the search, write every trial and the tune record; returns the tune record and its path."""
     from collector import hardware
+    from collector.files import check_writable
     from collector.llama.server import check_config_files
     from collector.model_info import model_facts
     from collector.runner import term_as_interrupt
 
     check_config_files()
+    check_writable(Path(data_dir), "--data-dir")  # before the first load: no trial measured for nothing
     observer = observer or NullObserver()
     with host_lock(f"tune {q.model_path.name}", wait=wait, on_wait=observer.message), term_as_interrupt():
         host = hardware.probe_host(nvml)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -150,12 +151,37 @@ def save_record(record: AnyRecord, data_dir: Path) -> Path:
     """Validate and write one record under data_dir; returns its path. Raises CollectorError on I/O failure."""
     _ADAPTER.validate_python(record_to_dict(record))  # what we write must load back
     path = Path(data_dir) / record_relpath(record)
+    text = dump_record(record)
     try:
-        atomic_write_text(path, dump_record(record))
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CollectorError(f"{path}: the record holds text that is not Unicode (a lone surrogate, e.g. from a file "
+                             "name that is not UTF-8); rename the file it names") from None
+    try:
+        atomic_write_text(path, text)
     except OSError as exc:
-        raise CollectorError(f"{path}: could not write the record ({exc.strerror or exc}); free disk space "
-                             "or fix permissions and run again (nothing partial was left)") from exc
+        kept = _keep_unsaved(path.name, text)
+        where = (f"the record is kept at {kept}: move it to {path} once there is room" if kept else
+                 "no other place could hold it either")
+        raise CollectorError(f"{path}: could not write the record ({exc.strerror or exc}; nothing partial was "
+                             f"left); {where}, then free disk space or fix permissions and run again") from exc
     return path
+
+
+def _keep_unsaved(name: str, text: str) -> Path | None:
+    """A record the data folder could not take, written where it can be found again: the cache's unsaved/, else
+    a folder of this user's in /tmp. A measurement is never thrown away because its folder was full or read-only."""
+    from collector.cache import cache_dir
+
+    places: list[Any] = [lambda: cache_dir("unsaved"), lambda: Path("/tmp") / f"quant-atlas-unsaved-{os.getuid()}"]
+    for place in places:
+        try:
+            folder = place()
+            atomic_write_text(folder / name, text)
+            return folder / name
+        except (OSError, CollectorError):
+            continue
+    return None
 
 
 def record_json(record: AnyRecord) -> str:
