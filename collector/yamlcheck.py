@@ -53,7 +53,7 @@ def load_yaml_file(path: Path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_
     if count_nodes(data, max_nodes) > max_nodes:
         raise CollectorError(f"{path}: more than {max_nodes:,} values once its aliases (*name) are expanded; "
                              "write the values out or use fewer aliases")
-    bad = _surrogate_at(data)
+    bad = surrogate_at(data)
     if bad is not None:
         at = line_of(data, bad)
         raise CollectorError(f"{path}{f':{at}' if at else ''}: {'.'.join(map(str, bad)) or 'a value'}: a "
@@ -92,7 +92,7 @@ def file_kind(mode: int) -> str | None:
     return "not a regular file"
 
 
-def _surrogate_at(data: Any) -> tuple[Any, ...] | None:
+def surrogate_at(data: Any) -> tuple[Any, ...] | None:
     """The key path of the first string (key or value) holding a lone surrogate, () for the document itself."""
     todo: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     while todo:

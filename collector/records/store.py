@@ -19,7 +19,7 @@ from ulid import ULID
 from collector.errors import CollectorError, short_repr
 from collector.files import atomic_write_text
 from collector.records.schema import SCHEMA_VERSION, Host, KldRecord, Record, SpeedRecord, TuneRecord
-from collector.yamlcheck import line_of, load_yaml_file
+from collector.yamlcheck import line_of, load_yaml_file, surrogate_at
 
 AnyRecord = SpeedRecord | KldRecord | TuneRecord
 _ADAPTER: TypeAdapter[AnyRecord] = TypeAdapter(Record)
@@ -149,14 +149,14 @@ def dump_record(record: AnyRecord) -> str:
 
 def save_record(record: AnyRecord, data_dir: Path) -> Path:
     """Validate and write one record under data_dir; returns its path. Raises CollectorError on I/O failure."""
-    _ADAPTER.validate_python(record_to_dict(record))  # what we write must load back
+    data = record_to_dict(record)
+    _ADAPTER.validate_python(data)  # what we write must load back
     path = Path(data_dir) / record_relpath(record)
+    bad = surrogate_at(data)
+    if bad is not None:  # YAML would write it as an escape that no reader takes back
+        raise CollectorError(f"{path}: {'.'.join(map(str, bad))}: text that is not Unicode (a lone surrogate, e.g. "
+                             "from a file name that is not UTF-8); rename what it names and run again")
     text = dump_record(record)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise CollectorError(f"{path}: the record holds text that is not Unicode (a lone surrogate, e.g. from a file "
-                             "name that is not UTF-8); rename the file it names") from None
     try:
         atomic_write_text(path, text)
     except OSError as exc:
