@@ -105,9 +105,11 @@ def model_slug(record: AnyRecord) -> str:
 
 
 def record_relpath(record: AnyRecord) -> Path:
-    """records/<device>/<model>/<date>-<kind>-<id>.yaml, relative to the data directory."""
+    """records/<device>/<model>/<date>-<kind>-<id>.yaml, relative to the data directory. An id that is not a plain
+    token (a stranger's record may hold any text there: a slash, a NUL) is named by its page id, a bounded slug."""
     date = record.created_at.strftime("%Y-%m-%d")
-    return Path("records") / device_slug(record.host) / model_slug(record) / f"{date}-{record.kind}-{record.id}.yaml"
+    name = f"{date}-{record.kind}-{page_id_of(record.id)}.yaml"
+    return Path("records") / device_slug(record.host) / model_slug(record) / name
 
 
 def record_to_dict(record: AnyRecord) -> dict[str, Any]:

@@ -146,3 +146,10 @@ def test_names_are_bounded_and_stay_distinct() -> None:
     assert len(store.device_slug(host)) <= store.SLUG_MAX
     rec = _record(host=host, model=ModelInfo(name="M" * 400, sha256=SHA, file_name="m" * 240 + ".Q4_0.gguf"))
     assert all(len(part) <= 100 for part in store.record_relpath(rec).parts)
+
+
+def test_an_id_that_is_not_a_plain_token_cannot_leave_the_data_folder(tmp_path: Path) -> None:
+    for rid in ("../../../../../escaped", "a\x00b", "x/y"):
+        path = store.save_record(_record(id=rid), tmp_path / "data")
+        assert path.resolve().is_relative_to((tmp_path / "data" / "records").resolve()), path
+        assert "/" not in path.name and "\x00" not in str(path) and store.load_record(path).id == rid
