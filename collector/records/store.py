@@ -158,6 +158,9 @@ def save_record(record: AnyRecord, data_dir: Path) -> Path:
     if bad is not None:  # YAML would write it as an escape that no reader takes back
         raise CollectorError(f"{path}: {'.'.join(map(str, bad))}: text that is not Unicode (a lone surrogate, e.g. "
                              "from a file name that is not UTF-8); rename what it names and run again")
+    if page_id_of(record.id) != record.id and path.exists():  # two ids that slug alike would share this file
+        raise CollectorError(f"{path}: already holds a record whose id gives the same name as {record.id!r}; give "
+                             "this record an id of its own (a ULID, as the collector makes)")
     text = dump_record(record)
     try:
         atomic_write_text(path, text)

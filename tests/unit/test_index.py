@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from collector.errors import CollectorError
 from collector.records import store
 from collector.records.index import load_index
 from fixtures.records.factory import cpu_host, fixture_records, model, speed
@@ -237,11 +240,15 @@ def test_a_file_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
 
 def test_ids_that_give_the_same_run_page_are_both_refused(tmp_path: Path) -> None:
     """`r-qa-x` and `qa x` would share runs/r-qa-x/: one of them was dropped from the site without a word."""
-    paths = []
-    for rid in ("r-qa-x", "qa x"):
-        rec = speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512)
-        rec.id = rid
-        paths.append(store.save_record(rec, tmp_path))
+    rec = speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512)
+    rec.id = "r-qa-x"
+    first = store.save_record(rec, tmp_path)
+    rec.id = "qa x"  # its file would have the same name: save_record refuses to replace the other record
+    with pytest.raises(CollectorError, match="an id of its own"):
+        store.save_record(rec, tmp_path)
+    second = first.with_name("hand-made.yaml")  # as a stranger's pull request could hold it
+    second.write_text(first.read_text().replace("id: r-qa-x", "id: qa x"))
+    paths = [first, second]
     index = load_index(tmp_path, cache=False)
     assert index.valid == []
     for p in paths:
