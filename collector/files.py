@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from collector.errors import CollectorError
 
 # <anything>.<pid>.part[.ext] and .<name>.<pid>.<random>.tmp
 _STALE = re.compile(r"^(?:.+\.(?P<a>\d+)\.part(?:\.[A-Za-z0-9]+)?|\..+\.(?P<b>\d+)\.[A-Za-z0-9_]+\.tmp)$")
@@ -70,6 +73,38 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
         pass
 
 
+MIN_FREE_BYTES = 16 << 20  # a record is tens of KiB, at most 4 MiB; less room than this and the next one may not fit
+
+
+def check_writable(folder: Path, flag: str, min_free: int = MIN_FREE_BYTES) -> None:
+    """CollectorError, before anything is measured, when records could not be written into `folder`: a path
+    through a file, a folder that cannot be written (read-only disk, permissions), or one with less than
+    `min_free` bytes free. Nothing is created: the nearest existing folder is probed with a temporary file."""
+    folder = Path(folder)
+    probe_at = folder
+    while not probe_at.exists():
+        if probe_at.is_symlink():  # a dangling link: creating the folder would fail
+            raise CollectorError(f"{flag} {folder}: {probe_at} is a broken symbolic link; fix it or give another "
+                                 "folder")
+        probe_at = probe_at.parent
+    if not probe_at.is_dir():
+        raise CollectorError(f"{flag} {folder}: {probe_at} is a file, not a folder; give a folder for the records "
+                             "(nothing was measured)")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe_at, prefix=f".qa-probe.{os.getpid()}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+        st = os.statvfs(probe_at)
+    except OSError as exc:
+        raise CollectorError(f"{flag} {folder}: records cannot be written there ({exc.strerror or exc}); fix the "
+                             "permissions or give another folder (nothing was measured)") from None
+    free = st.f_bavail * st.f_frsize
+    if free < min_free:
+        raise CollectorError(f"{flag} {folder}: only {free // 1024} KiB free where the records go (at least "
+                             f"{min_free >> 20} MiB needed); free disk space or give another folder (nothing was "
+                             "measured)")
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -97,6 +132,33 @@ def stale_files(root: Path) -> list[Path]:
             if pid is not None and not pid_alive(pid):
                 out.append(Path(dirpath) / name)
     return sorted(out)
+
+
+# the temporary folders of a run, a server's config home and a tune trial: tempfile names them qa-<kind>-<pid>-*
+_WORK = re.compile(r"^qa-(?:run|xdg|tune)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
+
+
+def work_dir(kind: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder whose name carries this process's pid, so that the folder a killed collector left
+    (SIGKILL runs no cleanup) is recognised and removed by the next run and by `collector cache clean`."""
+    return tempfile.TemporaryDirectory(prefix=f"qa-{kind}-{os.getpid()}-")
+
+
+def clean_work_dirs(root: Path | None = None) -> list[Path]:
+    """Remove the temporary folders (work_dir) of processes that are gone; returns what was removed."""
+    root = Path(root or tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _WORK.match(entry.name)
+        if m and entry.is_dir(follow_symlinks=False) and not pid_alive(int(m["pid"])):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if not os.path.lexists(entry.path):
+                removed.append(Path(entry.path))
+    return sorted(removed)
 
 
 def clean_stale(roots: Iterable[Path]) -> list[Path]:

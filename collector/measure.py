@@ -25,7 +25,7 @@ from collector.llama.flags import LlamaConfig, server_args
 from collector.llama.logbuild import check_build
 from collector.llama.logparse import parse_server_log
 from collector.llama.server import ServerProcess, free_port
-from collector.llama.tools import ToolError
+from collector.llama.tools import ToolError, exit_words
 from collector.plan import RunSpec
 from collector.prompts import PromptSuite
 from collector.records import store
@@ -191,7 +191,8 @@ def measure(spec: RunSpec, bench: Bench, model: ModelInfo, suite: PromptSuite, w
         if isinstance(exc, ToolError):
             stage = exc.stage
         tail = exc.log_tail if isinstance(exc, ToolError) and exc.log_tail else server.log_tail()
-        rec.status, rec.error = "failed", ErrorInfo(stage=stage, message=str(exc), log_tail=tail)
+        rec.status, rec.error = "failed", ErrorInfo(stage=stage, message=_failure(str(exc), stage, server, tail),
+                                                    log_tail=tail)
     _add_log_facts(rec, server, sampled, spec)
     if rec.status == "ok":
         rec.conditions = judge_conditions(rec.samples, sampled, rec.batches, spec.concurrency)
@@ -204,6 +205,15 @@ def measure(spec: RunSpec, bench: Bench, model: ModelInfo, suite: PromptSuite, w
         except CollectorError as exc:
             rec.method.note = f"{rec.method.note}; {exc}"
     return Measured(SpeedRecord.model_validate(rec.model_dump(by_alias=True)), request_s)
+
+
+def _failure(message: str, stage: str, server: ServerProcess, tail: list[str]) -> str:
+    """The failed record's message: when the server ended on its own during the run (killed, crashed), how it
+    ended and its last log line; a client error alone ("connection reset") does not say what happened."""
+    if server.died is None or stage == "load":  # a failed load says how the server exited already
+        return message
+    last = tail[-1].strip()[-160:] if tail else "no log line"
+    return f"{message}; llama-server {exit_words(server.died)} during the {stage} (last log line: {last})"
 
 
 def _add_log_facts(rec: SpeedRecord, server: ServerProcess, sampled: Any, spec: RunSpec) -> None:

@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collector.errors import CollectorError, short_repr
 from collector.kld_plan import KldPlan, parse_kld
-from collector.llama.flags import CONFIG_KEYS, LlamaConfig, check_value, quantized_v_without_fa
+from collector.llama.flags import CONFIG_KEYS, MAX_TOKENS, LlamaConfig, check_value, quantized_v_without_fa
 from collector.model_info import check_gguf_magic
 from collector.model_ref import is_pypi_ref, resolve_model
 from collector.prompts import load_suite
@@ -130,20 +131,25 @@ def load_plan(path: Path, before_models: Callable[[], Any] | None = None) -> Pla
 
     ref = PlanRef(name=name, file=_display_path(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                   settings=speed.as_dict())
+    counted = _count_runs(model_refs, [(top.section("matrix"), speed)], top)
+    also = top.data.get("also") or []
+    if not isinstance(also, list):
+        raise top.fail("also", f"expected a list of groups (each with matrix:, server: or speed:), got "
+                               f"{short_repr(also)}")
+    sections = [Section(entry, path, f"also[{i}]", _line(also, i)) for i, entry in enumerate(also)]
+    for section in sections:
+        section.check_keys(GROUP_KEYS)
+    gspeeds = [_speed(g.section("speed"), path.parent, base=speed) for g in sections]
+    _count_runs(model_refs, [(g.section("matrix"), gs) for g, gs in zip(sections, gspeeds)], top, counted)
     groups = [_group(models_of=[server], fixed=fixed, matrix=top.section("matrix"), speed=speed, ref=ref)]
-    also = top.seq("also", [])
-    for i, entry in enumerate(also):
-        line = top.data["also"].lc.item(i)[0] if hasattr(top.data["also"], "lc") else None
-        group = Section(entry, path, f"also[{i}]", line)
-        group.check_keys(GROUP_KEYS)
-        gserver = group.section("server")
+    for section, gspeed in zip(sections, gspeeds):
+        gserver = section.section("server")
         gserver.check_keys(CONFIG_KEYS)
         gfixed = {**fixed, **{key: _value(gserver, key, gserver.data[key], gserver.where(key))
                               for key in gserver.data}}  # the group's server keys override the top's
-        gspeed = _speed(group.section("speed"), path.parent, base=speed)
         gref = ref.model_copy(update={"settings": gspeed.as_dict()})
-        groups.append(_group(models_of=[gserver, server], fixed=gfixed, matrix=group.section("matrix"), speed=gspeed,
-                             ref=gref))
+        groups.append(_group(models_of=[gserver, server], fixed=gfixed, matrix=section.section("matrix"),
+                             speed=gspeed, ref=gref))
     where = next((sec.where("extra_args") for sec in (server, top.section("matrix")) if sec.has("extra_args")),
                  str(path))
     if before_models is not None:
@@ -194,6 +200,38 @@ def _group(models_of: list[Section], fixed: dict[str, Any], matrix: Section, spe
         _check_combination(config, [matrix, *servers], speed)
         configs.append(config)
     return _Group(configs, speed, ref, varying)
+
+
+MAX_RUNS = 10_000  # runs one plan expands to: at seconds to minutes each, more is a mistake or weeks of measuring
+
+
+def _count_runs(models: Sequence[Any], groups: list[tuple[Section, SpeedSettings]], top: Section,
+                before: int = 0) -> int:
+    """The runs these groups expand to, counted from the lengths of their lists before anything is expanded: a
+    1 KB plan of 5 keys x 30 values is 24 million runs, refused here with the count instead of filling memory."""
+    total = before
+    for matrix, speed in groups:
+        n = len(models) * max(1, len(speed.concurrency))
+        sizes = []
+        for key in matrix.data if isinstance(matrix.data, dict) else []:
+            raw = matrix.data[key]
+            size = len(raw) if isinstance(raw, list) and not (key == "extra_args" and raw and
+                                                               not any(isinstance(x, list) for x in raw)) else 1
+            sizes.append(size)
+            n *= max(1, size)
+        total += n
+        if total > MAX_RUNS:
+            shape = " x ".join(map(str, sizes)) or "1"
+            raise matrix.fail(None, f"the plan expands to {total:,} runs (models x matrix {shape} x concurrency), "
+                                    f"more than {MAX_RUNS:,}; split it into smaller plans or fewer values")
+    return total - before
+
+
+def _line(seq: Any, index: int) -> int | None:
+    try:
+        return int(seq.lc.item(index)[0])
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _holder(sections: list[Section], *keys: str) -> Section:
@@ -304,7 +342,6 @@ def _speed(sec: Section, plan_dir: Path, base: SpeedSettings | None = None) -> S
     """The speed settings of a section; a key it does not set keeps `base`'s value (an `also` group's speed)."""
     sec.check_keys(SpeedSettings.__dataclass_fields__)
     d = base or SpeedSettings()
-    pos = _positive
 
     def str_list(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
         if not sec.has(key):
@@ -321,9 +358,10 @@ def _speed(sec: Section, plan_dir: Path, base: SpeedSettings | None = None) -> S
     for i, depth in enumerate(depths):
         if isinstance(depth, str) and DEPTH_SHARE.fullmatch(depth.strip()) and 0 < float(depth.strip()[:-1]) < 100:
             continue
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth < MAX_TOKENS:
             raise CollectorError(f"{sec.item_where('depths', i)}: {sec.keypath('depths')}: expected an integer >= 0 "
-                                 f"(tokens of filled context) or a share of the context such as \"50%\", got "
+                                 f"below {MAX_TOKENS:,} (tokens of filled context) or a share of the context such as "
+                                 "\"50%\", got "
                                  f"{short_repr(depth)}")
     concurrency = tuple(sec.seq("concurrency", default=d.concurrency))
     for i, n in enumerate(concurrency):
@@ -344,12 +382,12 @@ def _speed(sec: Section, plan_dir: Path, base: SpeedSettings | None = None) -> S
         prompt_suite=suite,
         categories=categories,
         depths=depths,
-        n_predict=sec.get("n_predict", int, d.n_predict, pos),
-        repetitions=sec.get("repetitions", int, d.repetitions, pos),
-        warmup=sec.get("warmup", int, d.warmup, lambda v: None if v >= 0 else "must be >= 0"),
-        seed=sec.get("seed", int, d.seed, lambda v: None if v >= 0 else "must be >= 0"),
-        load_timeout_s=sec.get("load_timeout_s", float, d.load_timeout_s, pos),
-        request_timeout_s=sec.get("request_timeout_s", float, d.request_timeout_s, pos),
+        n_predict=sec.get("n_predict", int, d.n_predict, _within(1, MAX_N_PREDICT, "tokens")),
+        repetitions=sec.get("repetitions", int, d.repetitions, _within(1, MAX_REPETITIONS)),
+        warmup=sec.get("warmup", int, d.warmup, _within(0, MAX_REPETITIONS)),
+        seed=sec.get("seed", int, d.seed, _within(0, 2**32 - 1)),
+        load_timeout_s=sec.get("load_timeout_s", float, d.load_timeout_s, _seconds),
+        request_timeout_s=sec.get("request_timeout_s", float, d.request_timeout_s, _seconds),
         llama_bench=sec.get("llama_bench", bool, d.llama_bench),
         concurrency=concurrency,
         shared_prefix=sec.get("shared_prefix", bool, d.shared_prefix),
@@ -365,6 +403,21 @@ def _check_suite(sec: Section, suite: str, categories: tuple[str, ...]) -> None:
         raise CollectorError(f"{sec.where(key)}: {exc}") from None
 
 
-def _positive(v: float) -> str | None:
-    return None if v > 0 else f"must be > 0, got {v}"
+MAX_N_PREDICT = 1 << 20  # tokens generated per request
+MAX_REPETITIONS = 1000
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.1, 7 * 86400.0
+
+
+def _within(lo: int, hi: int, unit: str = "") -> Callable[[int], str | None]:
+    """A check that an integer lies in [lo, hi] (what a plan can plausibly ask for)."""
+    def check(v: int) -> str | None:
+        return None if lo <= v <= hi else f"must be from {lo:,} to {hi:,}{' ' + unit if unit else ''}, got {v:,}"
+    return check
+
+
+def _seconds(v: float) -> str | None:
+    """A timeout: finite, long enough for anything to answer, shorter than a week (.inf would wait forever)."""
+    if not math.isfinite(v) or not MIN_TIMEOUT_S <= v <= MAX_TIMEOUT_S:
+        return f"must be a number of seconds from {MIN_TIMEOUT_S:g} to {MAX_TIMEOUT_S:,.0f} (a week), got {v:g}"
+    return None
 

@@ -22,6 +22,7 @@ from collector.errors import CollectorError
 from collector.files import part_path
 from collector.llama.binaries import LlamaTools
 from collector.llama.tools import ToolError, run_tool
+from collector.lock import host_lock
 from collector.progress import NullObserver, Observer
 
 QUANT_TYPES = ("Q4_0", "Q4_1", "MXFP4_MOE", "Q5_0", "Q5_1", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M",
@@ -65,7 +66,8 @@ def _stem(source: Path) -> str:
 def _run_into(argv: list[str], stage: str, part: Path, dst: Path, what: str, cwd: Path | None = None) -> float:
     """Run a tool that writes `part`, rename it to `dst` only on success; returns the tool's seconds."""
     try:
-        seconds = run_tool(argv, stage, None, cwd=cwd).seconds
+        with host_lock(what):  # held already by build_ladder or a run: a no-op there
+            seconds = run_tool(argv, stage, None, cwd=cwd).seconds
         if not part.is_file():
             raise ToolError(f"the tool wrote no {part.name}", stage)
         os.replace(part, dst)
@@ -112,22 +114,36 @@ def compute_imatrix(tools: LlamaTools, model: Path, corpus: Path, dst: Path, *, 
 def build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_type: str = "F16",
                  corpus: Path | None = None, imatrix_ctx: int = 512, imatrix_chunks: int = 16,
                  threads: int | None = None, out_dir: Path | None = None,
-                 observer: Observer | None = None) -> Ladder:
+                 observer: Observer | None = None, wait: bool = False) -> Ladder:
     """Build (or reuse) base_type from `source`, then every type in `types` from that base.
 
     The base is requantized with --allow-requantize when the source is itself quantized (a demo
     convenience: such a base carries the source's rounding, which is fine for comparing quants with
     each other but is not the original model). Outputs live in out_dir, by default
-    cache_dir("ladder")/<first 16 hex of the source sha256>/. Imatrix types need `corpus`.
+    cache_dir("ladder")/<first 16 hex of the source sha256>/. Imatrix types need `corpus`. llama-quantize and
+    llama-imatrix load the machine: the host's measurement lock is held (`wait`: wait for another holder).
     """
+    with host_lock(f"quant ladder of {source.name}", wait=wait, on_wait=(observer or NullObserver()).message):
+        return _build_ladder(tools, source, types, base_type=base_type, corpus=corpus, imatrix_ctx=imatrix_ctx,
+                             imatrix_chunks=imatrix_chunks, threads=threads, out_dir=out_dir, observer=observer)
+
+
+def _build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_type: str, corpus: Path | None,
+                  imatrix_ctx: int, imatrix_chunks: int, threads: int | None, out_dir: Path | None,
+                  observer: Observer | None) -> Ladder:
     observer = observer or NullObserver()
     for t in [base_type, *types]:
         if check_type(t):
             raise CollectorError(f"ladder: {check_type(t)}")
     if not source.is_file():
         raise CollectorError(f"{source}: ladder source model not found; check the path")
+    given = out_dir is not None
     out_dir = out_dir or cache_dir("ladder") / sha256_files([source])[:16]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name (FileExistsError), no permission, a read-only disk
+        raise CollectorError(f"{'--out-dir ' if given else ''}{out_dir}: cannot hold the ladder "
+                             f"({exc.strerror or exc}); give a folder that can be written") from None
     stem = _stem(source)
     ladder = Ladder(base=out_dir / f"{stem}.{base_type.upper()}.gguf", quants=[])
     if not ladder.base.is_file():

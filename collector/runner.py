@@ -7,7 +7,6 @@ with the stage, a one-line message and the last log lines, and the sweep goes on
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,11 @@ from typing import Any, Literal
 from collector import hardware
 from collector.cache import cache_dir
 from collector.errors import CollectorError
-from collector.files import clean_stale
+from collector.files import check_writable, clean_stale, clean_work_dirs, work_dir
 from collector.llama.binaries import LlamaTools, help_flags
 from collector.llama.flags import gpu_only_settings, unknown_flags
 from collector.llama.server import check_config_files, free_port
+from collector.llama.server import server_args as server_args_of
 from collector.llama.tools import term_as_interrupt
 from collector.lock import host_lock
 from collector.measure import MeasureKey, Recorded, bench_for, measure, model_of, server_for
@@ -45,10 +45,14 @@ class RunReport:
         return f"{len(self.ok)} ok, {len(self.failed)} failed, {len(self.skipped)} skipped"
 
 
+DRY_PORT, DRY_RUN_DIR = "PORT", "RUN_DIR"  # what a dry run shows for the values only a run knows
+
+
 def dry_run(plan: Plan, tools: LlamaTools | None = None, data_dir: Path | None = None,
             nvml: Any = None) -> list[tuple[str, list[str], bool]]:
-    """(label, published command, already recorded) for every run; starts nothing. "Already recorded" is the
-    check `run_plan` makes (an ok, quiet record of this device, build and run in data_dir): `run` skips it."""
+    """(label, the argv that will run, already recorded) for every run; starts nothing. The argv is exactly what
+    `run` executes, with the free port and the run's temporary folder as DRY_PORT and DRY_RUN_DIR. "Already
+    recorded" is the check `run_plan` makes (an ok, quiet record of this device, build and run in data_dir)."""
     if tools is not None:
         check_plan_flags(plan, tools)
     server = tools.path("llama-server") if tools else Path("llama-server")
@@ -59,8 +63,13 @@ def dry_run(plan: Plan, tools: LlamaTools | None = None, data_dir: Path | None =
         for i, spec in enumerate(plan.runs):
             suite = suites[(spec.speed.prompt_suite, spec.speed.categories)]
             recorded[i] = bool(done.records) and done.has(model_of(spec).sha256, MeasureKey.of_spec(spec, suite))
-    return [(spec.label(), server_for(spec, server, Path(".")).published_command(), rec)
-            for spec, rec in zip(plan.runs, recorded)]
+    webui = "--no-webui" in help_flags(server) if tools is not None else True
+    argv = []
+    for spec in plan.runs:
+        srv = server_for(spec, server, Path(DRY_RUN_DIR))
+        argv.append(server_args_of(srv.server, srv.model, srv.flags, port=DRY_PORT, log_file=srv.log_file,
+                                   webui_flag=webui))
+    return [(spec.label(), cmd, rec) for spec, cmd, rec in zip(plan.runs, argv, recorded)]
 
 
 def _suites(plan: Plan) -> dict[tuple[str, tuple[str, ...]], PromptSuite]:
@@ -111,15 +120,16 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
     tools.path("llama-server")  # no llama-server: say so before anything starts
     check_config_files()
     check_plan_flags(plan, tools)
+    check_writable(Path(data_dir), "--data-dir")  # before the first server starts: nothing measured is thrown away
     with host_lock(f"plan {plan.name}", wait=wait, on_wait=observer.message), term_as_interrupt():
-        for path in clean_stale([Path(data_dir) / "records", cache_dir()]):
+        for path in [*clean_stale([Path(data_dir) / "records", cache_dir()]), *clean_work_dirs()]:
             observer.message(f"removed {path} (left by a process that is gone)")
         if only != "kld" and plan.runs:
             suites = _suites(plan)
             bench = bench_for(tools, nvml, port_picker)
             done = Recorded(data_dir, store.device_slug(bench.host), bench.llama.build_key)
             total = len(plan.runs)
-            with tempfile.TemporaryDirectory(prefix="qa-run-") as work:
+            with work_dir("run") as work:
                 for i, spec in enumerate(plan.runs, 1):
                     observer.run_started(i, total, spec.label())
                     model = model_of(spec)
@@ -151,4 +161,8 @@ def _detail(rec: SpeedRecord) -> str:
     if rec.error is not None:
         return f"{rec.error.stage}: {rec.error.message}"
     tg = rec.summary.tg_tps
-    return f"tg {tg.median:.1f} t/s (n={tg.n})" if tg and tg.median is not None else ""
+    figures = f"tg {tg.median:.1f} t/s (n={tg.n})" if tg and tg.median is not None else ""
+    c = rec.conditions
+    if c is not None and c.noisy:  # kept, but never pooled or recommended: the line says so, like the record
+        return f"noisy ({'; '.join(c.reasons)}): {figures}, not counted as recorded"
+    return figures

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from collector import __version__
 from collector.errors import CollectorError
+from collector.files import check_writable
 from collector.llama.binaries import LlamaTools
 from collector.llama.flags import CACHE_TYPES, LlamaConfig, server_args
 from collector.llama.server import check_config_files, free_port
@@ -85,6 +86,7 @@ def tune(q: Question, *, tools: LlamaTools, data_dir: Path, observer: Observer |
          clock: Callable[[], float] = time.monotonic) -> tuple[TuneRecord, Path]:
     """Run the search, write every trial and the tune record; returns the tune record and its path."""
     check_config_files()
+    check_writable(Path(data_dir), "--data-dir")  # before the first load: no trial measured for nothing
     observer = observer or NullObserver()
     with host_lock(f"tune {q.model_path.name}", wait=wait, on_wait=observer.message), term_as_interrupt():
         model = model_facts(q.model_path)

@@ -11,13 +11,13 @@ under way first) and the step is not recorded.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from collector.errors import CollectorError
+from collector.files import work_dir
 from collector.llama.flags import LlamaConfig, server_args
 from collector.llama.logparse import parse_server_log
 from collector.llama.server import ServerProcess
@@ -115,7 +115,7 @@ class ServerLab:
 
     def probe(self, config: LlamaConfig, deadline_s: float) -> Probe:
         error = shrunk = mib = None
-        with tempfile.TemporaryDirectory(prefix="qa-tune-") as work:
+        with work_dir("tune") as work:
             server = ServerProcess(self.bench.tools.path("llama-server"), self.q.model_path, server_args(config),
                                    log_dir=Path(work), port_picker=self.bench.port_picker,
                                    load_timeout_s=self._left(deadline_s))
@@ -145,7 +145,7 @@ class ServerLab:
                                 f"budget of {budget_mib:g} MiB; not measured", "budget", server.log_tail())
 
         try:
-            with tempfile.TemporaryDirectory(prefix="qa-tune-") as work:
+            with work_dir("tune") as work:
                 rec = measure(spec, self.bench, self.model, self.suite, Path(work), after_load=check).record
         finally:
             for timer in timers:

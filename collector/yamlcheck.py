@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,7 +12,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from collector.errors import CollectorError
+from collector.errors import CollectorError, short_repr
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -26,11 +28,7 @@ def load_yaml_file(path: Path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_
     Bounded: a file over `max_bytes` is refused before parsing, a document whose values expand (through
     aliases) past `max_nodes` is refused before anything walks it, and bytes that are not UTF-8 are named by line.
     """
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise CollectorError(f"{path}: cannot read ({exc.strerror or exc}); check the path") from None
+    raw = read_regular(path, max_bytes)
     if len(raw) > max_bytes:
         raise CollectorError(f"{path}: larger than {max_bytes // 1024} KiB; this is not a file the collector "
                              "writes or expects (check the path)")
@@ -55,7 +53,60 @@ def load_yaml_file(path: Path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_
     if count_nodes(data, max_nodes) > max_nodes:
         raise CollectorError(f"{path}: more than {max_nodes:,} values once its aliases (*name) are expanded; "
                              "write the values out or use fewer aliases")
+    bad = surrogate_at(data)
+    if bad is not None:
+        at = line_of(data, bad)
+        raise CollectorError(f"{path}{f':{at}' if at else ''}: {'.'.join(map(str, bad)) or 'a value'}: a "
+                             "\\uD800-\\uDFFF escape (a lone surrogate) is not a character; remove it")
     return data
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """At most max_bytes + 1 bytes of a regular file; CollectorError for anything else (a FIFO would block, a
+    device never ends, a directory cannot be read) or when it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    except OSError as exc:
+        raise CollectorError(f"{path}: cannot read ({exc.strerror or exc}); check the path") from None
+    try:
+        kind = file_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise CollectorError(f"{path}: {kind}, not a regular file; give the path of a file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise CollectorError(f"{path}: cannot read ({exc.strerror or exc}); check the path") from None
+    finally:
+        os.close(fd)
+
+
+def file_kind(mode: int) -> str | None:
+    """None for a regular file, else what it is, in words."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, words in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                        (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def surrogate_at(data: Any) -> tuple[Any, ...] | None:
+    """The key path of the first string (key or value) holding a lone surrogate, () for the document itself."""
+    todo: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while todo:
+        v, where = todo.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return where
+        elif isinstance(v, dict):
+            todo += [(k, where) for k in v] + [(x, (*where, k)) for k, x in v.items()]
+        elif isinstance(v, list):
+            todo += [(x, (*where, i)) for i, x in enumerate(v)]
+    return None
 
 
 def count_nodes(data: Any, limit: int) -> int:
@@ -94,15 +145,17 @@ def line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
 class Section:
     """A YAML mapping plus the file it came from; every error names file:line and the key path."""
 
-    def __init__(self, data: Any, file: Path, name: str, line: int | None = None) -> None:
+    def __init__(self, data: Any, file: Path, name: str, line: int | None = None, what: str = "plan") -> None:
         if data is None:
             data = CommentedMap()
+        where = f"{file}:{line + 1}" if line is not None else f"{file}:1" if not name else str(file)
         if not isinstance(data, dict):
-            raise CollectorError(f"{file}:{(line or 0) + 1}: {name or 'plan'} must be a mapping of key: value")
+            raise CollectorError(f"{where}: {name or what} must be a mapping of key: value, got {short_repr(data)}")
         self.data = data
         self.file = Path(file)
         self.name = name
         self.line = line
+        self.what = what
 
     def where(self, key: str | None = None) -> str:
         """"file:line" of a key (1-based), or of the section itself."""
@@ -118,7 +171,7 @@ class Section:
         return f"{self.name}.{key}" if self.name else key
 
     def fail(self, key: str | None, message: str) -> CollectorError:
-        label = self.keypath(key) if key is not None else (self.name or "plan")
+        label = self.keypath(key) if key is not None else (self.name or self.what)
         return CollectorError(f"{self.where(key)}: {label}: {message}")
 
     def check_keys(self, allowed: Iterable[str]) -> None:
@@ -164,7 +217,7 @@ class Section:
         line = None
         if isinstance(self.data, CommentedMap) and key in self.data:
             line = self.data.lc.key(key)[0]
-        return Section(value, self.file, self.keypath(key), line)
+        return Section(value, self.file, self.keypath(key), line, self.what)
 
     def seq(self, key: str, default: Any = _MISSING) -> list[Any]:
         """A list value; a scalar is accepted as a one-element list (matrix: `ctx_size: 4096`)."""

@@ -1,8 +1,8 @@
 """Shared fixtures: the real llama.cpp tools, the real SmolLM2 demo model, and a cache that is not the user's.
 
-Every test runs with COLLECTOR_CACHE_DIR, XDG_CACHE_HOME, MPLCONFIGDIR and PIP_CACHE_DIR in a temporary
-directory of the session, so the suite never writes into $HOME. Models are shared read-only: `make test` fetches
-the demo model once into build/test-models ($QA_MODELS_DIR), and the session cache links to it; without it the
+Every test runs with COLLECTOR_CACHE_DIR, XDG_CACHE_HOME, MPLCONFIGDIR, PIP_CACHE_DIR and QUANT_ATLAS_LOCK in a
+temporary directory of the session, so the suite never writes into $HOME. Models are shared read-only: `make test`
+fetches the demo model once into build/test-models ($QA_MODELS_DIR), and the session cache links to it; without it the
 session fetches the model into its temporary cache (slower, still nothing in $HOME).
 """
 
@@ -53,6 +53,9 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("XDG_CACHE_HOME", str(root))
         mp.setenv("MPLCONFIGDIR", str(root / "matplotlib"))
         mp.setenv("PIP_CACHE_DIR", str(root / "pip"))
+        # the host-wide measurement lock (collector.lock) of this session: the test sessions of several checkouts
+        # on one machine do not wait for each other; a test of the lock's default place unsets it
+        mp.setenv("QUANT_ATLAS_LOCK", str(root / "measure.lock"))
         yield cache
 
 

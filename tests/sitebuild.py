@@ -13,10 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE_DATA = REPO / "tests" / "fixtures" / "records" / "data"
 
 
-def mkdocs_build(data_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
+def mkdocs_build(data_dir: Path, out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`mkdocs build --strict` (or with `flags` instead of --strict) of data_dir into out."""
     env = {**os.environ, "QUANT_ATLAS_DATA": str(data_dir), "NO_MKDOCS_2_WARNING": "1"}
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(REPO / "mkdocs.yml"),
-                           "-d", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", *(flags or ("--strict",)), "-f",
+                           str(REPO / "mkdocs.yml"), "-d", str(out)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
 
 
 def build_clean(data_dir: Path, out: Path) -> Path:

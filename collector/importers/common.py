@@ -1,16 +1,93 @@
-"""What every importer shares: model facts from a local file, idempotent writes."""
+"""What every importer shares: bounded reads of the input, one-line errors, model facts from a local file,
+idempotent writes."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from collector.errors import CollectorError
+from pydantic import ValidationError
+
+from collector.errors import CollectorError, short_repr
 from collector.model_info import model_facts
 from collector.records import store
 from collector.records.index import load_index
 from collector.records.schema import ModelInfo
 from collector.records.store import AnyRecord
+
+IMPORT_MAX_BYTES = 16 << 20  # tool output and logs are KiB to a few MiB; /dev/zero or a disk image is not one
+JSON_MAX_DEPTH = 32  # llama-bench's objects are two levels deep
+
+
+def read_input(file: Path, what: str) -> str:
+    """The text of an import's input: a regular file (not a FIFO, a device or /dev/zero) of at most
+    IMPORT_MAX_BYTES, decoded as UTF-8 (undecodable bytes replaced); CollectorError naming the file otherwise."""
+    from collector.yamlcheck import read_regular
+
+    raw = read_regular(Path(file), IMPORT_MAX_BYTES)
+    if len(raw) > IMPORT_MAX_BYTES:
+        raise CollectorError(f"{file}: larger than {IMPORT_MAX_BYTES >> 20} MiB; this is not {what} (check the path)")
+    return raw.decode("utf-8", errors="replace")
+
+
+def finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
+def no_json_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not a number JSON allows")
+
+
+def loads_json(text: str) -> Any:
+    """json.loads for tool output: numbers must be finite (1e400, NaN and Infinity are refused), nesting is bounded;
+    ValueError (json.JSONDecodeError for bad syntax) otherwise."""
+    depth = max_depth(text)
+    if depth > JSON_MAX_DEPTH:
+        raise ValueError(f"nested {depth} levels deep (llama-bench writes 2)")
+    return json.loads(text, parse_float=finite_float, parse_constant=no_json_constant)
+
+
+def max_depth(text: str) -> int:
+    """How deep the brackets of a JSON text nest (strings skipped): checked before json recurses that deep."""
+    depth = most = 0
+    in_str = escaped = False
+    for ch in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            most = max(most, depth)
+        elif ch in "]}":
+            depth -= 1
+    return most
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for an import error: pydantic's multi-line dump becomes `field: message (got
+    value)` and a count of the others; anything else its first line."""
+    if isinstance(exc, ValidationError):
+        errors = exc.errors()
+        if errors:
+            err = errors[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "value"
+            got = "" if err["type"] == "missing" else f" (got {short_repr(err.get('input'))})"
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            return f"{loc}: {err['msg'].removeprefix('Value error, ')}{got}{more}"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def local_model_facts(path: Path | None, flag: str) -> ModelInfo | None:

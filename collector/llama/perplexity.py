@@ -18,6 +18,7 @@ from collector.llama.binaries import LlamaTools
 from collector.llama.flags import LlamaConfig, perplexity_args
 from collector.llama.kld_parse import parse_kld_summary
 from collector.llama.tools import ToolError, exit_words, run_tool, tail
+from collector.lock import host_lock
 from collector.records.schema import KldResults
 
 MIN_SCORED_TOKENS = 100  # llama-perplexity prints no KLD summary below this (perplexity.cpp:1887)
@@ -110,7 +111,8 @@ def _tail_with(text: str, line: str) -> list[str]:
 
 def run_checked(argv: list[str], stage: str, timeout_s: float | None) -> tuple[str, float]:
     """Run llama-perplexity; ToolError for a failed exit and for the fatal lines it only logs."""
-    res = run_tool(argv, stage, timeout_s, check=False)
+    with host_lock(f"llama-perplexity ({stage})"):  # held already inside a run: a no-op there
+        res = run_tool(argv, stage, timeout_s, check=False)
     fatal = _fatal_in_log(res.text)
     if res.returncode != 0:
         raise ToolError(f"{Path(argv[0]).name} {exit_words(res.returncode)}" + (f": {fatal[0]}" if fatal else

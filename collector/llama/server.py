@@ -23,6 +23,7 @@ from types import TracebackType
 import httpx
 
 from collector.errors import CollectorError
+from collector.files import work_dir
 from collector.llama import tools
 from collector.llama.binaries import help_flags
 from collector.llama.tools import ToolError, clean_env
@@ -82,6 +83,7 @@ class ServerProcess:
         self.log_file = self.log_dir / "llama-server.log"
         self.argv: list[str] = []
         self._xdg: tempfile.TemporaryDirectory[str] | None = None  # made on start: dry runs create nothing
+        self.died: int | None = None  # the exit code when the server ended on its own (negative: the signal)
 
     @property
     def base_url(self) -> str:
@@ -135,7 +137,7 @@ class ServerProcess:
         self.argv = server_args(self.server, self.model, self.flags, port=self.port or 0, log_file=self.log_file)
         env = clean_env()
         if self._xdg is None:
-            self._xdg = tempfile.TemporaryDirectory(prefix="qa-xdg-")
+            self._xdg = work_dir("xdg")  # its name carries our pid: a killed collector's is removed later
         env["XDG_CONFIG_HOME"] = self._xdg.name  # so ~/.config/llama.cpp/config.ini cannot change defaults
         self.log_file.unlink(missing_ok=True)
         stderr_path = self.log_dir / "llama-server.stderr"
@@ -195,6 +197,8 @@ class ServerProcess:
     def stop(self, grace_s: float | None = None) -> int | None:
         """SIGTERM the process group, wait up to grace_s (default stop_grace_s), then SIGKILL; exit code."""
         proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is not None and self.died is None:
+            self.died = proc.returncode  # it was gone before we stopped it: killed, crashed or exited
         code = None if proc is None else tools.stop(proc, self.stop_grace_s if grace_s is None else grace_s)
         if self._xdg is not None:
             self._xdg.cleanup()

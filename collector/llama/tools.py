@@ -168,5 +168,11 @@ def run_tool(argv: Sequence[str], stage: str, timeout_s: float | None = None, *,
 
 
 def exit_words(code: int) -> str:
-    """'exited with 1' or 'was killed by signal 9'."""
-    return f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+    """'exited with 1' or 'was killed by signal 9 (SIGKILL)'."""
+    if code >= 0:
+        return f"exited with {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:
+        name = ""
+    return f"was killed by signal {-code}{name}"

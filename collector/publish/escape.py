@@ -1,43 +1,68 @@
-"""Escaping for every string that comes from a record, per output: HTML, Markdown, shell commands, CSV, SVG.
+"""Escaping for every string that comes from a record, per output: pages (HTML and Markdown alike), shell
+commands, CSV, SVG.
 
-First, in every output, control characters and Unicode direction overrides are neutralised: they are shown as
-visible `\\uXXXX` text, so a NUL cannot break an SVG and a right-to-left override cannot make a copied command
-read differently from what it runs.
+First, in every output, control characters, invisible and direction-changing characters are neutralised: they are
+shown as visible `\\uXXXX` text, so a NUL cannot break an SVG, a soft hyphen or a tag character cannot hide in a
+name, and a right-to-left override cannot make a copied command read differently from what it runs. On pages,
+`h` is the one rule: its text is inert in raw HTML, in attributes and in Markdown alike.
 """
 
 from __future__ import annotations
 
-import html
 import re
 import shlex
+import unicodedata
 from collections.abc import Sequence
 
 from markupsafe import Markup
 
-# C0/C1 controls (tab and newline aside), zero-width and direction marks, bidi embeddings/overrides/isolates, BOM
-_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e"
-                        "\u2060-\u2064\u2066-\u2069\u061c\ufeff\ufff9-\ufffb]")
-# Python-Markdown's backslash-escapable characters plus `|` (added by the tables extension); `<` and `&`
-# are already entities after html.escape
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
+# What a reader cannot see, or that changes how the text around it reads: C0/C1 controls (tab and newline aside;
+# newlines are entities in `h`), the Unicode default-ignorable code points (soft hyphen, combining grapheme joiner,
+# Mongolian vowel separator, zero-width and direction marks, bidi embeddings/overrides/isolates, invisible
+# operators, variation selectors, Hangul fillers, tag characters U+E0000..U+E0FFF), the other format characters
+# (Arabic number signs, interlinear annotations, the BOM), line and paragraph separators, and lone surrogates
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f"
+                        "\u0890\u0891\u08e2\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e"
+                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\ud800-\udfff"
+                        "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+                        "\U000e0000-\U000e0fff]")
 _CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # OWASP: cells a spreadsheet would evaluate
+
+# The one escaping rule for text from a record (and every other value a template prints): HTML's five specials
+# as entities, and every character that Python-Markdown (with this site's extensions: attr_list, tables, toc,
+# superfences) gives a meaning to in running text as a numeric character reference. Such text is the same
+# characters whether it lands in raw HTML (a browser decodes the references), in a quoted attribute, or in a
+# Markdown heading or paragraph (Python-Markdown passes references through as text): it never becomes emphasis,
+# code, a link, an image, an attribute list ({: onerror=...}), a heading or a table cell. A newline is a
+# reference too, so a record's text cannot end a Markdown line and start a block of its own. `_` inside a word
+# (Q4_K_M, n_gpu_layers) is left as it is: Python-Markdown never reads an underscore between two letters or
+# digits as emphasis, and leaving it keeps the pages' bytes as they were.
+_REFS = {ord(c): f"&#{ord(c)};" for c in "\\`*{}[]#|\n\r"}
+_REFS.update({ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&#34;", ord("'"): "&#39;"})
+_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")  # an underscore not between two letters or digits
 
 
 def neutralize(value: object) -> str:
-    """The text with every control character and direction override replaced by visible `\\uXXXX`."""
+    """The text with every invisible or direction-changing character replaced by visible `\\uXXXX` text."""
     text = "" if value is None else str(value)
-    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _INVISIBLE.sub(_visible_code, text)
+
+
+def _visible_code(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def h(value: object) -> str:
-    """HTML-escape a value for an element body or a quoted attribute; None becomes an empty string."""
-    return html.escape(neutralize(value), quote=True)
+    """A value as text for any place of a page: an element body, a quoted attribute or Markdown text (the rule
+    above); None becomes an empty string."""
+    text = neutralize(value).translate(_REFS)
+    return _UNDERSCORE.sub("&#95;", text) if "_" in text else text
 
 
 def md(value: object) -> Markup:
-    """Escape a value for inline Markdown text: no HTML, no emphasis, no links, no table-cell breaks."""
-    text = " ".join(h(value).split())  # a newline in a record would end a heading or a table row
-    return Markup(_MD_SPECIAL.sub(r"\\\1", text))
+    """`h` as Markup (templates used to need a Markdown filter; `h` is now safe in Markdown text too)."""
+    return Markup(h(value))
 
 
 _FLAG = re.compile(r"(?<![^ ])(--?[A-Za-z][A-Za-z0-9_.-]{0,30})(?![^ ])")
@@ -47,8 +72,10 @@ def _whole_flags(body: str) -> str:
     """Escaped text of a one-line command in which every flag is kept whole where the line wraps (a phone would
     otherwise break `-ctv` after its hyphen); copying gives the same text, spans or not. Several lines (a log
     tail) are left as they are."""
-    text = h(neutralize(body))
-    return text if "\n" in text else _FLAG.sub(r'<span class="qa-w">\1</span>', text)
+    lines = str(body).split("\n")
+    if len(lines) > 1:
+        return "\n".join(h(line) for line in lines)  # raw newlines: the block shows the lines as they are
+    return _FLAG.sub(r'<span class="qa-w">\1</span>', h(body))
 
 
 def code_block(body: str) -> Markup:
@@ -69,11 +96,14 @@ def shell_command(argv: Sequence[str], model_file: str | None) -> str:
 
 
 def csv_cell(value: object) -> object:
-    """A value for a CSV download: text that a spreadsheet would run as a formula is prefixed with a quote."""
+    """A value for a CSV download: text that a spreadsheet would run as a formula is prefixed with a quote. Some
+    spreadsheets skip leading spaces and read fullwidth or small forms (＝, ﹦, ＋) as the ASCII sign: the test is on
+    the text as they read it."""
     if not isinstance(value, str):
         return value
     text = neutralize(value)
-    return "'" + text if text.startswith(_CSV_FORMULA) else text
+    head = unicodedata.normalize("NFKC", text[:8]).lstrip(" \u00a0\u3000")
+    return "'" + text if text.startswith(_CSV_FORMULA) or head.startswith(_CSV_FORMULA) else text
 
 
 def safe_url(value: object) -> str | None:

@@ -13,7 +13,6 @@ Headline speed: the median over every sample at the shallowest filled depth meas
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,9 +20,7 @@ from typing import Any
 
 from collector.llama.flags import FLAGS
 from collector.records.schema import GpuInfo, Host, KldRecord, SpeedRecord, Stat
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug, slugify
-
-_SAFE_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug, page_id_of
 
 
 def figure_of(values: list[float]) -> Stat | None:
@@ -84,11 +81,6 @@ class Row:
 def run_page_id(record: AnyRecord) -> str:
     """The run's permalink name: its id when that is a plain token, else a bounded slug of it."""
     return page_id_of(record.id)
-
-
-def page_id_of(record_id: str) -> str:
-    """The permalink name of the record with this id (a tune names its trials by id)."""
-    return record_id if _SAFE_ID.match(record_id) else "r-" + slugify(record_id, 60)
 
 
 def device_label(host: Host) -> str:

@@ -2,7 +2,9 @@
 pages, writes the run pages, reports refused records.
 
 All logic lives in collector.publish. A record file that `collector validate` refuses is never published: each
-is reported as one warning line naming the file and the reason, so `mkdocs build --strict` fails on it.
+is reported as one warning line naming the file and the reason (escaped for the terminal), and a strict build fails
+on it whatever the log level: `-q` drops warnings before MkDocs' strict counter sees them, so the hook aborts
+the strict build itself.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mkdocs.exceptions import Abort
 from mkdocs.structure.files import File, Files
 
+from collector.errors import printable
 from collector.publish.deferred import restore_tables
 from collector.publish.run_pages import keep_run_pages, write_run_pages
 from collector.publish.site import HOME_PLACEHOLDER, SiteBuild, build_from
@@ -35,7 +39,7 @@ def on_pre_build(config: Any) -> None:
 def on_files(files: Files, config: Any) -> Files:
     build = build_from(data_dir(config))
     for _path, why in sorted(build.invalid.items()):
-        log.warning("invalid record, not published: %s", why)
+        log.warning("invalid record, not published: %s", printable(why))
     for g in build.files:
         files.append(File.generated(config, g.src_uri, content=g.content))
     _state["build"] = build
@@ -53,4 +57,9 @@ def on_post_page(output: str, page: Any, config: Any) -> str:
 
 
 def on_post_build(config: Any) -> None:
-    write_run_pages(_state["build"], Path(config.site_dir))
+    build = _state["build"]
+    write_run_pages(build, Path(config.site_dir))
+    if build.invalid and config.strict:
+        first = printable(next(iter(sorted(build.invalid.items())))[1])
+        raise Abort(f"Aborted: {len(build.invalid)} invalid record file(s) under {printable(str(data_dir(config)))} "
+                    f"in strict mode (first: {first}); `collector validate` lists them")

@@ -1,8 +1,9 @@
 """The jinja2 environment for page fragments: autoescape on, filters for figures, Markdown text and code fences.
 
 Templates (collector/publish/templates/*.j2) produce Markdown pages for MkDocs whose bodies are mostly raw HTML
-blocks. Inside HTML, `{{ value }}` is HTML-escaped by autoescape; in Markdown text, `{{ value | md }}` also
-escapes Markdown; a command goes through `code`, an HTML code block that gets Material's copy button.
+blocks, and the run pages' HTML. Every `{{ value }}` goes through one rule (escape.h): its text is inert wherever
+it lands, raw HTML, an attribute or a Markdown heading, so no template has to know which one it is in. A command
+goes through `code`, an HTML code block that gets Material's copy button.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from collector.publish.common import href, mdlink
-from collector.publish.escape import code_block, h, inline_command, md, neutralize, safe_url
+from collector.publish.escape import code_block, h, inline_command, safe_url
 from collector.publish.labels import glossary_anchor
 from collector.records.schema import Stat
 
@@ -98,9 +99,21 @@ def gloss(term: str, src: str, text: str | None = None) -> Markup:
                   f'{h(text or term)}</a>')
 
 
-def _visible(value: Any) -> Any:
-    """Every `{{ value }}` from a record: control characters and direction overrides made visible text."""
-    return neutralize(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+def _text(value: Any) -> Any:
+    """Every `{{ value }}` that is not already markup goes through `h`, the one escaping rule: text that is inert
+    in raw HTML, attributes and Markdown alike (invisible characters made visible)."""
+    if isinstance(value, Markup) or value is None or isinstance(value, (int, float)):
+        return value
+    return Markup(h(value))
+
+
+def join(items: Any, sep: str = "") -> str | Markup:
+    """jinja's `join` (whose autoescape only HTML-escapes the items): plain text stays plain text, so the result
+    goes through `_text` (or `code`) like any other value; items that are markup keep it, the others go through `h`."""
+    items = list(items)
+    if not any(isinstance(v, Markup) for v in items):
+        return sep.join(map(str, items))
+    return Markup(h(sep)).join(v if isinstance(v, Markup) else Markup(h(v)) for v in items)
 
 
 def gloss_head(term: str, src: str, text: str | None = None) -> Markup:
@@ -113,8 +126,8 @@ def gloss_head(term: str, src: str, text: str | None = None) -> Markup:
 def env() -> Environment:
     e = Environment(loader=PackageLoader("collector.publish", "templates"), autoescape=True,
                     undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                    finalize=_visible)
-    e.filters.update(md=md, code=code_block, cmd=inline_command, num=num, nums=nums, fig=figure_html,
+                    finalize=_text)
+    e.filters.update(join=join, code=code_block, cmd=inline_command, num=num, nums=nums, fig=figure_html,
                      fig_text=figure_text, mib=mib, gb=gb, sort=sort_attr, url=safe_url,
                      tojson=lambda v: Markup(json.dumps(v)))
     e.globals.update(href=href, mdlink=mdlink, gloss=gloss, ghead=gloss_head, DASH=DASH, figure_value=figure_value,

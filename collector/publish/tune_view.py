@@ -17,12 +17,12 @@ from collector.llama.flags import server_args
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, model_src, run_src
 from collector.publish.escape import shell_command
-from collector.publish.frame import page_id_of, run_page_id
+from collector.publish.frame import run_page_id
 from collector.publish.render import DASH, figure_text, num
 from collector.records.pool import all_noisy, quiet_or_all, values_at
 from collector.records.schema import TUNE_TAG as TAG
 from collector.records.schema import SpeedRecord, Stat, TuneChoice, TuneGain, TuneQuestion, TuneRecord
-from collector.records.store import AnyRecord, model_display_name, model_slug
+from collector.records.store import AnyRecord, model_display_name, model_slug, page_id_of
 
 OBJECTIVE = {"tg": "generation speed (tg)", "pp": "prompt processing speed (pp)"}
 STOPPED = {"done": "finished its search", "time budget": "stopped at its time budget",

@@ -8,10 +8,10 @@ C parser, installed with MkDocs) and builds the values itself by the YAML 1.2 co
 writes against (PyYAML's own constructor resolves by YAML 1.1, `on` would become a boolean, and costs three times
 as much): ~1 ms per record. Any file the fast path cannot read or validate goes through the store's ruamel reader,
 whose errors name file:line; so the fast path only ever decides "valid". Parsed records are cached per data
-directory (collector.cache: one SQLite row per file, the record as pydantic's JSON), keyed by each file's size,
-mtime and inode or else its sha256 (a fresh checkout, as in CI, has new mtimes and inodes but the same bytes), and
-re-validated from that JSON when used (pydantic-core parses and checks it in one pass, about twice as fast as
-json.loads plus validation).
+directory (collector.cache: one SQLite row per file, the record as pydantic's JSON), keyed by the sha256 of each
+file's bytes (never by size, mtime or inode: an edit that keeps the size and puts the mtime back is still an edit;
+a fresh checkout, as in CI, has new mtimes and inodes but the same bytes), and re-validated from that JSON when
+used (pydantic-core parses and checks it in one pass, about twice as fast as json.loads plus validation).
 """
 
 from __future__ import annotations
@@ -38,10 +38,12 @@ from collector.records.store import (
     RECORD_MAX_BYTES,
     AnyRecord,
     load_record,
+    page_id_of,
     parse_record,
     record_from_json,
     record_json,
 )
+from collector.yamlcheck import file_kind, read_regular
 
 _CParser: Any = None
 try:  # libyaml's C parser, in PyYAML's wheels; a PyYAML built without libyaml has none: the store reads every file
@@ -119,6 +121,25 @@ def _plain(text: str) -> Any:
 
 
 _NO_KEY = object()  # in _yaml_12's keys: this mapping waits for a key
+# Bytes on which libyaml (YAML 1.1) and the store's ruamel reader (1.2) part ways: libyaml reads UTF-16 and
+# UTF-32 with a BOM, takes NEL, U+2028 and U+2029 for line breaks and is lenient with tabs and carriage returns,
+# where the store reads UTF-8 only and refuses or reads differently. A file holding any of them (the store never
+# writes one: it quotes such characters as escapes) goes to the store, whose errors name file:line.
+_PARTING = re.compile(rb"[\t\r\x00]|\xc2\x85|\xe2\x80[\xa8\xa9]|\xef\xbb\xbf")
+HAS_FAST_PATH = _CParser is not None
+
+
+def fast_yaml(data: bytes) -> Any:
+    """The one document in `data`, read by the fast path; _Unusual (or libyaml's error) for anything it leaves
+    to the store: bytes that are not plain UTF-8 text, the characters above, and every construct _yaml_12 does not
+    decide."""
+    if _PARTING.search(data):
+        raise _Unusual("bytes the two readers read differently")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Unusual("not UTF-8") from None
+    return _yaml_12(data)
 
 
 def _yaml_12(data: bytes) -> Any:
@@ -184,7 +205,7 @@ def _yaml_12(data: bytes) -> Any:
 
 
 PARALLEL_FROM = 400  # files; below this, forking costs more than it saves
-CACHE_VERSION = 4  # 4: SQLite, [stamp, error, sha256] + the record as pydantic's JSON text
+CACHE_VERSION = 5  # 5: SQLite, [error, sha256 of the file] + the record as pydantic's JSON text
 # the cache holds validation results: they are only reusable with the same schema and reader code
 _CODE_STAMP = code_stamp(tuple(Path(__file__).parent / n for n in ("schema.py", "store.py", "index.py")))
 
@@ -220,19 +241,21 @@ class RecordIndex:
 
 
 def _read(path: Path) -> bytes | None:
-    """The file's bytes, or None when it is over the size limit (the store's reader says so)."""
-    if os.path.getsize(path) > RECORD_MAX_BYTES:
+    """The file's bytes, or None when it is over the size limit or not a regular file (the store's reader says
+    which): never more than the limit is read."""
+    try:
+        data = read_regular(path, RECORD_MAX_BYTES)
+    except CollectorError:
         return None
-    with open(path, "rb") as fh:
-        return fh.read()
+    return data if len(data) <= RECORD_MAX_BYTES else None
 
 
-def _one(path: Path, data: bytes | None) -> AnyRecord | str:
+def read_record(path: Path, data: bytes | None) -> AnyRecord | str:
     """The record in `path`, whose bytes are `data` (None: unreadable or too large), or the store's one-line
     reason it is not one."""
     if _CParser is not None and data is not None:
         try:
-            return parse_record(_yaml_12(data), str(path))
+            return parse_record(fast_yaml(data), str(path))
         except Exception:
             pass
     try:
@@ -249,7 +272,7 @@ def _one_json(path: Path) -> tuple[bool, str, str | None]:
         data = _read(path)
     except OSError:
         data = None
-    got = _one(path, data)
+    got = read_record(path, data)
     try:
         digest = hashlib.sha256(data).hexdigest() if data is not None else _digest(path)
     except OSError:
@@ -263,32 +286,67 @@ def _cache(data_dir: Path, use: bool) -> KeyValueCache:
 
 
 def _digest(path: Path) -> str:
-    with open(path, "rb") as fh:  # streamed: a huge stray file costs time, not memory
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _stamp(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if file_kind(os.fstat(fd).st_mode) is not None:
+            raise OSError(f"{path}: not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:  # streamed: a huge stray file costs time, not memory
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    finally:
+        os.close(fd)
 
 
 def scan(data_dir: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """(record files, other files under records/ that do not belong there, each with the reason)."""
+    """(record files, other files under records/ that do not belong there, each with the reason).
+
+    Only regular files are records: a symbolic link (to a file, a folder, /dev/zero or nowhere), a FIFO (reading
+    it would wait forever) or a device under data/ is refused with one line, never opened; so is a name that is
+    not UTF-8 (no file the collector writes has one)."""
     root = Path(data_dir)
-    if root.is_file():
+    try:
+        kind = file_kind(root.lstat().st_mode)
+    except OSError as exc:
+        return [], [(root, f"cannot be read ({exc.strerror or exc})")]
+    if kind is None:
         return [root], []
+    if kind != "a directory":
+        return [], [(root, f"{kind}, not a folder of records or a record file")]
     files, strays = [], []
     for dirpath, dirnames, names in os.walk(root):
         dirnames.sort()
-        for name in sorted(names):
+        linked = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # never followed by os.walk
+        for name in sorted(names) + linked:
             path = Path(dirpath) / name
             owner = temp_owner(name)
             if owner is not None:
                 if not pid_alive(owner):
                     strays.append((path, "a temporary file left by an interrupted write (its process is gone); "
                                          "delete it, or run `collector cache clean --data-dir DIR`"))
-            elif name.endswith(".yaml") and not name.startswith("."):
+                continue
+            if (not name.endswith(".yaml") or name.startswith(".")) and name not in linked:
+                continue  # not a record file: README, .gitkeep, ...
+            try:
+                kind = file_kind(os.lstat(path).st_mode)
+            except OSError as exc:
+                strays.append((path, f"cannot be read ({exc.strerror or exc})"))
+                continue
+            if kind is not None:
+                strays.append((path, f"{kind}; only regular files are read under a data folder (replace it with "
+                                     "the file itself, or remove it)"))
+            elif _not_utf8(name):
+                strays.append((path, "a file name that is not UTF-8; rename it (records are named "
+                                     "<date>-<kind>-<id>.yaml)"))
+            else:
                 files.append(path)
     return files, strays
+
+
+def _not_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.walk hands undecodable bytes over as lone surrogates
+        return True
+    return False
 
 
 def _stray_error(path: Path, why: str) -> str:
@@ -311,10 +369,10 @@ def fingerprint(data_dir: Path) -> str:
 def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
     """Every record file under data_dir: valid ones parsed, the others with their reason; ids must be unique.
 
-    With the cache (default; QUANT_ATLAS_CACHE=0 turns it off) a file whose size, mtime and inode are unchanged
-    since the last load, or whose bytes are (same sha256: a touched file, a fresh checkout), is taken from a cache
-    of validated records (SQLite, one row per file) instead of re-parsing its YAML; only new and changed files are
-    parsed and written back.
+    With the cache (default; QUANT_ATLAS_CACHE=0 turns it off) a file whose bytes are unchanged since the last
+    load (the same sha256) is taken from a cache of validated records (SQLite, one row per file) instead of
+    re-parsing its YAML; only new and changed files are parsed and written back. Ids must also be unique as run
+    pages (two ids that slug alike would share one).
     """
     from collector.parallel import pmap
 
@@ -323,28 +381,31 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
         _say_slow()  # here, before workers fork: they inherit that it was said
     use = cache if cache is not None else enabled()
     kv = _cache(data_dir, use)
-    stamps = [_stamp(p.stat()) for p in files]
     digests: list[str | None] = [None] * len(files)
+    if use:  # the cache's key is the content: a same-size edit with its mtime put back is still an edit
+        for i, p in enumerate(files):
+            try:
+                digests[i] = _digest(p)
+            except OSError:
+                pass  # gone or replaced since the scan: read (and refused) below
     at = {str(p): i for i, p in enumerate(files)}
     out: list[AnyRecord | str | None] = [None] * len(files)
     stale: list[str] = []  # cached files that are gone
-    rows: list[tuple[str, str]] = []  # rows to write: parsed files, and hits under a new stamp
+    rows: list[tuple[str, str]] = []  # rows to write: the files parsed
     for name, value in kv.items():
-        i = at.get(name)
-        if i is None:
+        at_i = at.get(name)
+        if at_i is None:
             stale.append(name)
             continue
+        i = at_i
         head, _, body = value.partition("\n")
         try:
-            stamp, error, digest = json.loads(head)
-            if stamp != stamps[i]:  # touched, or a fresh checkout (CI): the same bytes are still a hit
-                if stamp[0] != stamps[i][0] or _digest(files[i]) != digest:  # another size: changed
-                    continue
-                rows.append((name, json.dumps([stamps[i], error, digest]) + "\n" + body))
+            error, digest = json.loads(head)
+            if digest is None or digest != digests[i]:
+                continue  # changed (or unreadable now): parsed again
             # the cached record was valid with this code: pydantic parses and checks its JSON in one pass
             out[i] = str(error) if error is not None else record_from_json(body)
-            digests[i] = digest
-        except (OSError, ValueError, ValidationError, TypeError):
+        except (ValueError, ValidationError, TypeError):
             pass
     todo = [i for i, got in enumerate(out) if got is None]
     for i, (ok, text, digest) in zip(todo, pmap(_one_json, [files[i] for i in todo], PARALLEL_FROM)):
@@ -352,8 +413,7 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
         if digest is None:
             continue  # gone since: nothing to cache
         digests[i] = digest
-        rows.append((str(files[i]), json.dumps([stamps[i], None if ok else text, digests[i]]) + "\n"
-                     + (text if ok else "")))
+        rows.append((str(files[i]), json.dumps([None if ok else text, digest]) + "\n" + (text if ok else "")))
     kv.update(rows, drop=stale)
     kv.close()
     index = RecordIndex()
@@ -370,6 +430,17 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
             for p in paths:
                 others = ", ".join(str(o) for o in paths if o != p)
                 index.errors[p] = f"{p}: id {rid} is also the id of {others}; every record needs its own id"
+                index.records.pop(p, None)
+    by_page: dict[str, list[Path]] = defaultdict(list)
+    for path, rec in index.records.items():
+        by_page[page_id_of(rec.id)].append(path)
+    for page, paths in by_page.items():
+        if len(paths) > 1:  # ids that differ but slug alike ("qa x", "r-qa-x") would share one run page
+            for p in paths:
+                others = ", ".join(f"{o} (id {index.records[o].id})" for o in paths if o != p)
+                index.errors[p] = (f"{p}: id {index.records[p].id} gives the same run page (runs/{page}/) as "
+                                   f"{others}; every record needs an id of its own")
+            for p in paths:
                 index.records.pop(p, None)
     for path, why in strays:
         index.errors[path] = _stray_error(path, why)

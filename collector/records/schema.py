@@ -7,21 +7,70 @@ needs a new schema_version and a migration in `store.py`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collector import stats
 from collector.llama.flags import LlamaConfig
 
 SCHEMA_VERSION: Literal[1] = 1
-NonNeg = Annotated[float, Field(ge=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PosInt = Annotated[int, Field(ge=1)]
+# Every number a record holds is one the site, the CSV and the Parquet file can hold and draw: integers within
+# +-2**53 (exact as a float and in JavaScript, inside Parquet's int64), other numbers finite and within +-1e15
+# (no quantity a record measures comes near; a 300-digit figure is a typo or an attack, not a measurement)
+MAX_INT = 1 << 53
+MAX_REAL = 1e15
+Real = Annotated[float, Field(ge=-MAX_REAL, le=MAX_REAL)]
+NonNeg = Annotated[float, Field(ge=0, le=MAX_REAL)]
+Positive = Annotated[float, Field(gt=0, le=MAX_REAL)]
+Int = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_INT)]
+PosInt = Annotated[int, Field(ge=1, le=MAX_INT)]
 Percent = Annotated[float, Field(ge=0, le=100)]
+SignedPercent = Annotated[float, Field(ge=-100, le=100)]
+# KL divergence is never negative; llama-perplexity's per-token figures carry float rounding (-1.1e-05 is real)
+Kld = Annotated[float, Field(ge=-1e-3, le=MAX_REAL)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+JSON_DEPTH = 32
+
+
+def _plain_json(value: Any) -> Any:
+    """A free-form value (a tool's raw output fields, plan settings) that JSON, the site and Parquet can hold:
+    finite numbers in range, no lone surrogate, nested at most JSON_DEPTH deep."""
+    todo = [(value, 0)]
+    while todo:
+        v, depth = todo.pop()
+        if depth > JSON_DEPTH:
+            raise ValueError(f"nested more than {JSON_DEPTH} deep")
+        if isinstance(v, dict):
+            todo += [(k, depth + 1) for k in v] + [(x, depth + 1) for x in v.values()]
+        elif isinstance(v, list):
+            todo += [(x, depth + 1) for x in v]
+        elif isinstance(v, bool) or v is None:
+            continue
+        elif isinstance(v, int) and not -MAX_INT <= v <= MAX_INT:
+            raise ValueError(f"an integer beyond +-2**53 ({str(v)[:20]}...)")
+        elif isinstance(v, float) and not (math.isfinite(v) and abs(v) <= MAX_REAL):
+            raise ValueError(f"a number that is not finite or beyond +-1e15 ({v})")
+        elif isinstance(v, str) and has_surrogate(v):
+            raise ValueError("text with a lone surrogate (not Unicode text)")
+    return value
+
+
+def has_surrogate(text: str) -> bool:
+    """A lone surrogate (\\ud800-\\udfff): a YAML escape can make one, but it is no character and cannot be written
+    as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+JsonDict = Annotated[dict[str, Any], AfterValidator(_plain_json)]
 
 
 class _Block(BaseModel):
@@ -53,7 +102,7 @@ class Source(_Block):
     quotes: list[str] = Field(default_factory=list)  # imported: the source's own words that hold the figure
     command: Literal["printed", "reconstructed"] | None = None  # imported: how `command` was obtained
     figure: str | None = None  # imported: which figure of the source ("<file stem>#<figure id>"); re-import key
-    raw: dict[str, Any] | None = None  # imported tool output: every field the tool reported for this test, verbatim
+    raw: JsonDict | None = None  # imported tool output: every field the tool reported for this test, verbatim
 
     @model_validator(mode="after")
     def _imported_needs_citation(self) -> Source:
@@ -179,13 +228,13 @@ class BreakdownRow(_Block):
     """One row of llama.cpp's exit memory breakdown table (MiB)."""
 
     name: str
-    total: float | None = None
-    free: float | None = None
-    self_: float | None = Field(default=None, alias="self")
-    model: float | None = None
-    context: float | None = None
-    compute: float | None = None
-    unaccounted: float | None = None
+    total: Real | None = None
+    free: Real | None = None
+    self_: Real | None = Field(default=None, alias="self")
+    model: Real | None = None
+    context: Real | None = None
+    compute: Real | None = None
+    unaccounted: Real | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
@@ -241,8 +290,8 @@ class Method(_Block):
     endpoint: str | None = None
     n_predict: NonNegInt | None = None
     temperature: NonNeg | None = None
-    seed: int | None = None
-    top_k: int | None = None
+    seed: Int | None = None
+    top_k: Int | None = None
     repetitions: NonNegInt | None = None
     warmup: NonNegInt | None = None
     depths: list[NonNegInt] = Field(default_factory=list)
@@ -268,6 +317,11 @@ class Stat(_Block):
     def _consistent(self) -> Stat:
         if all(v is None for v in (self.stated, self.median, self.mean)):
             raise ValueError("a statistic needs at least one of stated, median, mean")
+        # a median is computed from samples: their range and count come with it (a file cut short loses them)
+        if self.median is not None and (self.min is None or self.max is None or self.n is None):
+            raise ValueError("a median needs min, max and n (the range and count of its samples)")
+        if self.stated is not None and self.text is None:
+            raise ValueError("a stated figure needs text: the figure exactly as its source writes it")
         lo, hi = self.min, self.max
         for name in ("median", "mean"):
             v = getattr(self, name)
@@ -333,7 +387,7 @@ class Batch(_Block):
     depth_tokens: NonNegInt = 0
     streams: PosInt
     gen_tokens: NonNegInt
-    wall_ms: Annotated[float, Field(gt=0)]
+    wall_ms: Positive
     throughput_tps: NonNeg
     waited: NonNegInt = 0
 
@@ -378,6 +432,12 @@ class Conditions(_Block):
     noisy: bool = False
     reasons: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _noisy_says_why(self) -> Conditions:
+        if self.noisy and not self.reasons:
+            raise ValueError("a noisy run needs its reasons")
+        return self
+
 
 class EngineBench(_Block):
     """The same model and flags measured by llama-bench, for the server-vs-engine gap."""
@@ -395,13 +455,13 @@ class PlanRef(_Block):
     name: str | None = None
     file: str | None = None
     sha256: str | None = None
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: JsonDict = Field(default_factory=dict)
 
 
 class _RecordBase(_Block):
     schema_version: Literal[1] = SCHEMA_VERSION
     id: Annotated[str, Field(min_length=1, max_length=128)]
-    created_at: Annotated[datetime, Field(strict=False)]  # an ISO string in YAML and JSON
+    created_at: Annotated[AwareDatetime, Field(strict=False)]  # an ISO string with its zone, in YAML and JSON
     status: Literal["ok", "failed"]
     error: ErrorInfo | None = None
     source: Source
@@ -412,6 +472,12 @@ class _RecordBase(_Block):
     plan: PlanRef | None = None
     tags: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)  # e.g. GPU-only settings measured on a host without a GPU
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        """Kept in UTC, as the collector writes it: records from every zone sort and compare on one clock."""
+        return value.astimezone(UTC)
 
     @model_validator(mode="after")
     def _failed_needs_error(self) -> _RecordBase:
@@ -467,10 +533,18 @@ class SpeedRecord(_RecordBase):
         checks = [(bool(self.model.name or self.model.file_name), "model.name or model.file_name"),
                   (any(x is not None for x in (s.tg_tps, s.pp_tps, s.pg_tps)), "summary.tg_tps or summary.pp_tps")]
         if self.measured:
+            # the summary is over every sample, and the collector writes the host's conditions for every ok run:
+            # a record that lost them (a file cut short) is not the measurement it was
+            counts = {name: sum(len(getattr(x, name)) for x in self.samples)
+                      for name in ("tg_tps", "pp_tps", "ttft_ms")}
             checks += [(self.model.sha256 is not None, "model.sha256"),
                        (bool(self.command), "command (the llama-server argv)"),
                        (bool(self.samples), "samples"),
-                       (s.tg_tps is not None and s.tg_tps.n is not None, "summary.tg_tps with n")]
+                       (s.tg_tps is not None and s.tg_tps.n is not None, "summary.tg_tps with n"),
+                       (self.conditions is not None and "noisy" in self.conditions.model_fields_set,
+                        "conditions with noisy (the host while it measured)")]
+            checks += [(getattr(s, name) is not None and getattr(s, name).n == n,
+                        f"summary.{name} over its {n} samples") for name, n in counts.items() if n]
             if n is not None:  # recorded since concurrency was measured: every run has its batches
                 checks += [(bool(self.batches), "batches"), (s.throughput_tps is not None, "summary.throughput_tps")]
         self._require(checks)
@@ -488,47 +562,47 @@ class Corpus(_Block):
 class KldResults(_Block):
     """Every statistic of llama-perplexity's KLD summary. Percent values are in percent."""
 
-    ppl_q: Annotated[float, Field(gt=0)] | None = None
-    ppl_q_unc: float | None = None
-    ppl_base: Annotated[float, Field(gt=0)] | None = None
-    ppl_base_unc: float | None = None
-    cor_ln_ppl: float | None = None  # percent
-    ln_ppl_ratio: float | None = None
-    ln_ppl_ratio_unc: float | None = None
-    ppl_ratio: Annotated[float, Field(gt=0)] | None = None
-    ppl_ratio_unc: float | None = None
-    ppl_diff: float | None = None
-    ppl_diff_unc: float | None = None
-    kld_mean: float | None = None
-    kld_mean_unc: float | None = None
-    kld_max: float | None = None
-    kld_p99_9: float | None = None
-    kld_p99: float | None = None
-    kld_p95: float | None = None
-    kld_p90: float | None = None
-    kld_median: float | None = None
-    kld_p10: float | None = None
-    kld_p5: float | None = None
-    kld_p1: float | None = None
-    kld_p0_1: float | None = None
-    kld_min: float | None = None
-    dp_mean: float | None = None
-    dp_mean_unc: float | None = None
-    dp_max: float | None = None
-    dp_p99_9: float | None = None
-    dp_p99: float | None = None
-    dp_p95: float | None = None
-    dp_p90: float | None = None
-    dp_p75: float | None = None
-    dp_median: float | None = None
-    dp_p25: float | None = None
-    dp_p10: float | None = None
-    dp_p5: float | None = None
-    dp_p1: float | None = None
-    dp_p0_1: float | None = None
-    dp_min: float | None = None
-    dp_rms: float | None = None
-    dp_rms_unc: float | None = None
+    ppl_q: Positive | None = None
+    ppl_q_unc: NonNeg | None = None
+    ppl_base: Positive | None = None
+    ppl_base_unc: NonNeg | None = None
+    cor_ln_ppl: SignedPercent | None = None  # percent
+    ln_ppl_ratio: Real | None = None
+    ln_ppl_ratio_unc: NonNeg | None = None
+    ppl_ratio: Positive | None = None
+    ppl_ratio_unc: NonNeg | None = None
+    ppl_diff: Real | None = None
+    ppl_diff_unc: NonNeg | None = None
+    kld_mean: Kld | None = None
+    kld_mean_unc: NonNeg | None = None
+    kld_max: Kld | None = None
+    kld_p99_9: Kld | None = None
+    kld_p99: Kld | None = None
+    kld_p95: Kld | None = None
+    kld_p90: Kld | None = None
+    kld_median: Kld | None = None
+    kld_p10: Kld | None = None
+    kld_p5: Kld | None = None
+    kld_p1: Kld | None = None
+    kld_p0_1: Kld | None = None
+    kld_min: Kld | None = None
+    dp_mean: SignedPercent | None = None
+    dp_mean_unc: NonNeg | None = None
+    dp_max: SignedPercent | None = None
+    dp_p99_9: SignedPercent | None = None
+    dp_p99: SignedPercent | None = None
+    dp_p95: SignedPercent | None = None
+    dp_p90: SignedPercent | None = None
+    dp_p75: SignedPercent | None = None
+    dp_median: SignedPercent | None = None
+    dp_p25: SignedPercent | None = None
+    dp_p10: SignedPercent | None = None
+    dp_p5: SignedPercent | None = None
+    dp_p1: SignedPercent | None = None
+    dp_p0_1: SignedPercent | None = None
+    dp_min: SignedPercent | None = None
+    dp_rms: NonNeg | None = None
+    dp_rms_unc: NonNeg | None = None
     same_top_p: Percent | None = None
     same_top_p_unc: NonNeg | None = None
 
@@ -557,7 +631,10 @@ class KldRecord(_RecordBase):
                   (self.corpus is not None, "corpus"), (self.results.kld_mean is not None, "results.kld_mean")]
         if self.measured:
             checks += [(self.model.sha256 is not None, "model.sha256"), (bool(self.command), "command"),
-                       (self.base_model is not None and self.base_model.sha256 is not None, "base_model.sha256")]
+                       (self.base_model is not None and self.base_model.sha256 is not None, "base_model.sha256"),
+                       (self.results.same_top_p is not None, "results.same_top_p (llama-perplexity's last statistic)"),
+                       (self.timing.seconds is not None and self.timing.base_cached is not None,
+                        "timing.seconds and timing.base_cached")]
         self._require(checks)
         return self
 
@@ -609,9 +686,9 @@ class TuneGain(_Block):
     medians' 95 % intervals allow. `beyond_noise`: the intervals do not overlap and the medians differ by > 5 %."""
 
     metric: Literal["tg", "pp"]
-    pct: float
-    low_pct: float
-    high_pct: float
+    pct: Real
+    low_pct: Real
+    high_pct: Real
     beyond_noise: bool
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -19,7 +20,7 @@ from ulid import ULID
 from collector.errors import CollectorError, short_repr
 from collector.files import atomic_write_text
 from collector.records.schema import SCHEMA_VERSION, Host, KldRecord, Record, SpeedRecord, TuneRecord
-from collector.yamlcheck import line_of, load_yaml_file
+from collector.yamlcheck import line_of, load_yaml_file, surrogate_at
 
 AnyRecord = SpeedRecord | KldRecord | TuneRecord
 _ADAPTER: TypeAdapter[AnyRecord] = TypeAdapter(Record)
@@ -81,6 +82,15 @@ def slugify(text: str, max_len: int = SLUG_MAX) -> str:
     return s[: max_len - 9].rstrip("-") + "-" + digest
 
 
+_SAFE_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+
+
+def page_id_of(record_id: str) -> str:
+    """The permalink name (the folder under runs/) of the record with this id: the id when that is a plain token,
+    else a bounded slug of it. The record index refuses two records whose ids give the same page."""
+    return record_id if _SAFE_ID.match(record_id) else "r-" + slugify(record_id, 60)
+
+
 _GPU_NOISE = re.compile(r"\b(nvidia|geforce|amd|radeon|tesla|intel|corporation)\b", re.I)
 
 
@@ -121,9 +131,11 @@ def model_slug(record: AnyRecord) -> str:
 
 
 def record_relpath(record: AnyRecord) -> Path:
-    """records/<device>/<model>/<date>-<kind>-<id>.yaml, relative to the data directory."""
+    """records/<device>/<model>/<date>-<kind>-<id>.yaml, relative to the data directory. An id that is not a plain
+    token (a stranger's record may hold any text there: a slash, a NUL) is named by its page id, a bounded slug."""
     date = record.created_at.strftime("%Y-%m-%d")
-    return Path("records") / device_slug(record.host) / model_slug(record) / f"{date}-{record.kind}-{record.id}.yaml"
+    name = f"{date}-{record.kind}-{page_id_of(record.id)}.yaml"
+    return Path("records") / device_slug(record.host) / model_slug(record) / name
 
 
 def record_to_dict(record: AnyRecord) -> dict[str, Any]:
@@ -165,14 +177,42 @@ def dump_record(record: AnyRecord) -> str:
 
 def save_record(record: AnyRecord, data_dir: Path) -> Path:
     """Validate and write one record under data_dir; returns its path. Raises CollectorError on I/O failure."""
-    _ADAPTER.validate_python(record_to_dict(record))  # what we write must load back
+    data = record_to_dict(record)
+    _ADAPTER.validate_python(data)  # what we write must load back
     path = Path(data_dir) / record_relpath(record)
+    bad = surrogate_at(data)
+    if bad is not None:  # YAML would write it as an escape that no reader takes back
+        raise CollectorError(f"{path}: {'.'.join(map(str, bad))}: text that is not Unicode (a lone surrogate, e.g. "
+                             "from a file name that is not UTF-8); rename what it names and run again")
+    if page_id_of(record.id) != record.id and path.exists():  # two ids that slug alike would share this file
+        raise CollectorError(f"{path}: already holds a record whose id gives the same name as {record.id!r}; give "
+                             "this record an id of its own (a ULID, as the collector makes)")
+    text = dump_record(record)
     try:
-        atomic_write_text(path, dump_record(record))
+        atomic_write_text(path, text)
     except OSError as exc:
-        raise CollectorError(f"{path}: could not write the record ({exc.strerror or exc}); free disk space "
-                             "or fix permissions and run again (nothing partial was left)") from exc
+        kept = _keep_unsaved(path.name, text)
+        where = (f"the record is kept at {kept}: move it to {path} once there is room" if kept else
+                 "no other place could hold it either")
+        raise CollectorError(f"{path}: could not write the record ({exc.strerror or exc}; nothing partial was "
+                             f"left); {where}, then free disk space or fix permissions and run again") from exc
     return path
+
+
+def _keep_unsaved(name: str, text: str) -> Path | None:
+    """A record the data folder could not take, written where it can be found again: the cache's unsaved/, else
+    a folder of this user's in /tmp. A measurement is never thrown away because its folder was full or read-only."""
+    from collector.cache import cache_dir
+
+    places: list[Any] = [lambda: cache_dir("unsaved"), lambda: Path("/tmp") / f"quant-atlas-unsaved-{os.getuid()}"]
+    for place in places:
+        try:
+            folder = place()
+            atomic_write_text(folder / name, text)
+            return folder / name
+        except (OSError, CollectorError):
+            continue
+    return None
 
 
 def record_json(record: AnyRecord) -> str:

@@ -48,8 +48,9 @@ def _plan(tmp: Path, model: str = DEMO_MODEL, reps: int = 1, extra: str = "") ->
     return path
 
 
-def _cli(args: list[str], tmp: Path, **kw: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TMPDIR": str(tmp)}
+def _cli(args: list[str], tmp: Path, env_extra: dict[str, str] | None = None,
+         **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TMPDIR": str(tmp), **(env_extra or {})}
     return subprocess.run([*COLLECTOR, *args], capture_output=True, text=True, env=env, cwd=tmp, timeout=300, **kw)
 
 
@@ -168,12 +169,18 @@ def test_server_killed_mid_measurement_then_next_run_ok(tmp_path: Path, llama_to
             if index == 1:
                 threading.Thread(target=killer, daemon=True).start()
 
-    report = run_plan(plan, tools=llama_tools, data_dir=tmp_path / "data", observer=Obs())
+    obs = Obs()
+    report = run_plan(plan, tools=llama_tools, data_dir=tmp_path / "data", observer=obs)
     assert killed, "the server was never killed"
     assert len(report.failed) == 1 and len(report.ok) == 1
     bad, good = store.load_record(report.failed[0]), store.load_record(report.ok[0])
     assert bad.config.flash_attn == "off" and bad.error.stage == "measure"
     assert "did the server die" in bad.error.message and bad.error.log_tail
+    # how it died and its last log line, in the record and in the progress line (issue 25, 9)
+    assert "llama-server was killed by signal 9 (SIGKILL) during the measure" in bad.error.message
+    assert f"(last log line: {bad.error.log_tail[-1].strip()[-160:]})" in bad.error.message
+    [finish] = [e for e in obs.events if e[0] == "finish" and e[3] == "failed"]
+    assert "killed by signal 9 (SIGKILL)" in finish[5]
     assert good.config.flash_attn == "on" and good.summary.tg_tps.n == 3
 
 
@@ -189,6 +196,57 @@ def test_disk_full_leaves_no_partial_file(tmp_path: Path, smollm2: Path, monkeyp
     with pytest.raises(CollectorError, match="could not write the record .*No space left.*nothing partial"):
         run_plan(load_plan(_plan(tmp_path)), tools=tools, data_dir=data)
     assert [p for p in data.rglob("*") if p.is_file()] == []
+
+
+def test_a_record_that_cannot_be_written_is_kept_where_the_message_says(tmp_path: Path, smollm2: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk under --data-dir fills up while the sweep runs: the record is not thrown away but kept in the
+    cache's unsaved/ folder, and the one-line error says where (issue 25, 7)."""
+    tools = find_tools(fake_llama_server(tmp_path / "fakebin", OOM))
+    data = tmp_path / "data"
+    real = files.atomic_open
+
+    def full_under_data(path: Path):  # type: ignore[no-untyped-def]
+        if str(path).startswith(str(data)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path)
+
+    monkeypatch.setattr(files, "atomic_open", full_under_data)
+    with pytest.raises(CollectorError) as err:
+        run_plan(load_plan(_plan(tmp_path)), tools=tools, data_dir=data)
+    message = str(err.value)
+    m = re.search(r"the record is kept at (\S+\.yaml): move it to (\S+\.yaml) once there is room", message)
+    assert m and "No space left" in message and "\n" not in message, message
+    kept = store.load_record(Path(m[1]))
+    assert kept.status == "failed" and Path(m[2]).name == Path(m[1]).name and Path(m[1]).parent.name == "unsaved"
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "full"])
+def test_a_data_dir_that_cannot_take_records_stops_before_measuring(tmp_path: Path, llama_tools: LlamaTools,
+                                                                     smollm2: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     where: str) -> None:
+    """`run --data-dir` on a path through a file or on a full disk measured first and then discarded the run
+    (issue 25, 7): now it stops before the first server starts."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    if where == "under-a-file":
+        (tmp_path / "a-file").write_text("x")
+        data = tmp_path / "a-file" / "data"
+        expect = "is a file, not a folder"
+    else:
+        data = tmp_path / "data"
+        real = os.statvfs
+
+        def almost_full(p: object) -> os.statvfs_result:  # a 64 KB tmpfs with 8 KiB left
+            st = real(p)  # type: ignore[arg-type]
+            return os.statvfs_result((st.f_bsize, 4096, 16, 2, 2, st.f_files, st.f_ffree, st.f_favail, st.f_flag,
+                                      st.f_namemax))
+
+        monkeypatch.setattr(files.os, "statvfs", almost_full)
+        expect = "only 8 KiB free"
+    with pytest.raises(CollectorError, match=f"--data-dir {re.escape(str(data))}: .*{expect}.*nothing was measured"):
+        run_plan(load_plan(_plan(tmp_path)), tools=llama_tools, data_dir=data)
+    assert not list(tmp_path.glob("qa-run-*")) and procs_with(str(tmp_path)) == []  # no server started
+    assert not (tmp_path / "data").exists()
 
 
 # --- the collector itself interrupted -----------------------------------------------------------------
@@ -233,6 +291,12 @@ def test_collector_killed_leaves_no_server(tmp_path: Path, smollm2: Path) -> Non
         proc.communicate()  # closes its pipes
     assert servers
     wait_until(lambda: procs_with(str(tmp_path)) == [], timeout=10)  # PR_SET_PDEATHSIG: the kernel killed it
+    # SIGKILL runs no cleanup: its run folder and the server's config home stay, named with its pid, and are
+    # removed by the next `collector cache clean` (and the next run)
+    left = sorted(p.name.split("-")[1] for p in tmp_path.glob(f"qa-*-{proc.pid}-*"))
+    assert left == ["run", "xdg"], sorted(p.name for p in tmp_path.iterdir())
+    r = _cli(["cache", "clean", "--data-dir", str(tmp_path / "data")], tmp_path)
+    assert r.returncode == 0 and not list(tmp_path.glob(f"qa-*-{proc.pid}-*")), r.stdout + r.stderr
 
 
 # --- one collector per host, busy hosts marked, nothing left behind -----------------------------------
@@ -244,7 +308,9 @@ def test_second_collector_on_the_host_is_refused_while_one_measures(tmp_path: Pa
         wait_until(lambda: bool(procs_with(f"{tmp_path}/qa-run-")))
         other = tmp_path / "other"
         other.mkdir()
-        r = _cli(["run", str(_plan(other)), "--data-dir", str(other / "data")], other)
+        # another cache directory (issue 25, 9): the lock is the host's, not the cache's
+        r = _cli(["run", str(_plan(other)), "--data-dir", str(other / "data")], other,
+                 env_extra={"COLLECTOR_CACHE_DIR": str(other / "cache")})
         assert r.returncode == 1 and "Traceback" not in r.stderr
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "another collector is measuring on this host" in lines[0], r.stderr
@@ -270,7 +336,9 @@ def test_busy_host_marks_the_run_noisy(tmp_path: Path, llama_tools: LlamaTools, 
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
     try:
         wait_until(lambda: all(_busy_ticks(h.pid) > 10 for h in hogs))  # both spinning (0.1 s of CPU each)
-        report = run_plan(load_plan(_plan(tmp_path, reps=2)), tools=llama_tools, data_dir=tmp_path / "data")
+        obs = RecordingObserver()
+        report = run_plan(load_plan(_plan(tmp_path, reps=2)), tools=llama_tools, data_dir=tmp_path / "data",
+                          observer=obs)
     finally:
         for h in hogs:
             h.kill()
@@ -279,6 +347,9 @@ def test_busy_host_marks_the_run_noisy(tmp_path: Path, llama_tools: LlamaTools, 
     assert recs and all(r.conditions and r.conditions.noisy for r in recs)
     assert all(any("CPU" in why for why in r.conditions.reasons) for r in recs), [r.conditions for r in recs]
     assert all(r.conditions.cpu_other_pct > 10 for r in recs)
+    # the progress line says so, as the record does (it printed "ok tg 3.8 t/s" for a noisy run)
+    details = [e[5] for e in obs.events if e[0] == "finish"]
+    assert details and all(d.startswith("noisy (other processes used ") for d in details), details
     # a noisy record never counts as "already recorded": the next (quiet) run measures again
     from collector.measure import MeasureKey, Recorded
 
@@ -302,9 +373,17 @@ def test_stale_temporary_files_are_reported_and_cleaned(tmp_path: Path, monkeypa
     live.write_text("x")
     r = _cli(["validate", str(tmp_path / "data")], tmp_path)
     assert r.returncode != 0 and leftover.name in r.stdout + r.stderr and "cache clean" in r.stdout + r.stderr
+    # a killed collector's run folder and its server's config home, in the temporary directory ($TMPDIR)
+    folders = [tmp_path / f"qa-run-{dead.pid}-k2j4", tmp_path / f"qa-xdg-{dead.pid}-x9q1"]
+    for folder in folders:
+        (folder / "run-1").mkdir(parents=True)
+        (folder / "run-1" / "llama-server.log").write_text("log")
+    mine = tmp_path / f"qa-run-{os.getpid()}-live"  # a live collector's: kept
+    mine.mkdir()
     r = _cli(["cache", "clean", "--data-dir", str(tmp_path / "data")], tmp_path)
-    assert r.returncode == 0 and "2 leftover file(s) removed" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "4 leftover file(s) and folder(s) removed" in r.stdout, r.stdout + r.stderr
     assert not leftover.exists() and not part.exists() and live.exists()
+    assert not any(f.exists() for f in folders) and mine.is_dir()
 
 
 @pytest.mark.slow

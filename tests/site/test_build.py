@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -127,7 +128,7 @@ def test_hostile_strings_show_as_text_everywhere(built_site: Path) -> None:
         assert "<strong>bold</strong>" not in text, page
         assert "\u202e" not in text and "\x00" not in text, page
     run = _html(built_site, "runs/01FIXTURE00000000000000016")
-    assert html.escape(HOSTILE, quote=False) in run
+    assert HOSTILE in page_text(run) and "<strong>" not in run  # the text, as text
     # the bidi override is shown, not obeyed, inside the copyable command
     assert any("\\u202e" in c for c in page_commands(_html(built_site, "devices/rtx-4090")))
 
@@ -193,6 +194,62 @@ def test_invalid_records_fail_the_strict_build_and_are_never_published(tmp_path:
     assert built.returncode != 0
     for name in bad:
         assert f"invalid record, not published: {one.parent / name}" in built.stderr, built.stderr[-2000:]
+    quiet = mkdocs_build(data, tmp_path / "quiet", "-q", "--strict")  # -q dropped the warnings strict counted
+    said = quiet.stdout + quiet.stderr
+    assert quiet.returncode != 0 and "invalid record file(s)" in said and "Traceback" not in said, said
+
+
+def test_hostile_files_and_values_never_stop_validate_or_the_build(tmp_path: Path) -> None:
+    """Every file and value of the hostile review (issue 25, 2-5) is refused with one line by validate and left
+    out of the site: the build of the rest succeeds (strict: fails naming them), nothing hangs or crashes."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE_DATA, data)
+    files = sorted(data.rglob("*.yaml"))
+    speed_text = next(p for p in files if "01FIXTURE00000000000000001" in p.name).read_text(encoding="utf-8")
+    kld_text = next(p for p in files if "-kld-" in p.name).read_text(encoding="utf-8")
+    folder = files[0].parent
+    n = iter(range(100))
+
+    def variant(text: str, line: str, new: str) -> bytes:
+        """The record with a new id and the first line matching `line` (a regex) replaced by `new`."""
+        text = re.sub(r"(?m)^id: \S+", f"id: 01HOSTILE{next(n):017d}", text, count=1)
+        text, count = re.subn(f"(?m)^{line}$", lambda _: new, text, count=1)
+        assert count == 1, line
+        return text.encode()
+
+    bad = {
+        "naive-time.yaml": variant(speed_text, "created_at: .*", 'created_at: "2026-11-27T10:00:00"'),
+        "size-2-64.yaml": variant(speed_text, "  size_bytes: .*", "  size_bytes: 18446744073709551616"),
+        "ctx-401.yaml": variant(speed_text, "  ctx_size: .*", "  ctx_size: " + "9" * 401),
+        "surrogate.yaml": variant(speed_text, "  name: .*", '  name: "\\uD800"'),
+        "kld-negative.yaml": variant(kld_text, "  kld_mean: .*", "  kld_mean: -5.5"),
+        "utf-16.yaml": variant(speed_text, "status: ok", "status: ok").decode().encode("utf-16"),
+        "nel.yaml": variant(speed_text, "status: ok", "status: ok").replace(b"\nstatus:", "\u0085status:".encode()),
+    }
+    for name, body in bad.items():
+        (folder / name).write_bytes(body)
+    (folder / "dangling.yaml").symlink_to(folder / "nowhere")
+    (folder / "zero.yaml").symlink_to("/dev/zero")
+    os.mkfifo(folder / "fifo.yaml")
+    with open(os.fsencode(folder) + b"/\xff\xfe.yaml", "wb") as fh:
+        fh.write(variant(speed_text, "status: ok", "status: ok"))
+    for rid in ("r-qa-x", "qa x"):
+        (folder / f"slug-{rid.replace(' ', '_')}.yaml").write_bytes(
+            re.sub(r"(?m)^id: \S+", f"id: {rid}", speed_text, count=1).encode())
+    refused = len(bad) + 6
+    proc = subprocess.run([sys.executable, "-m", "collector.cli", "validate", str(data)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    invalid = [ln for ln in proc.stderr.splitlines() if ln.startswith("invalid ")]
+    assert len(invalid) == refused, "\n".join(invalid)
+    assert f"error: {refused} of " in proc.stderr
+    strict = mkdocs_build(data, tmp_path / "strict")
+    assert strict.returncode != 0 and "Traceback" not in strict.stderr, strict.stderr[-3000:]
+    assert strict.stderr.count("invalid record, not published") == refused
+    lenient = mkdocs_build(data, tmp_path / "site", "--quiet")
+    assert lenient.returncode == 0 and "Traceback" not in lenient.stderr, lenient.stderr[-3000:]
+    runs = tmp_path / "site" / "runs"
+    assert runs.is_dir() and not list(runs.glob("*HOSTILE*")) and not (runs / "r-qa-x").exists()
 
 
 def test_generated_files_stay_under_reserved_prefixes() -> None:

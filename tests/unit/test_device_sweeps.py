@@ -15,11 +15,13 @@ from collector.publish.labels import labels
 from collector.publish.sweeps import clients_series, kv_context_series
 from collector.records.schema import (
     Batch,
+    Conditions,
     Corpus,
     CpuInfo,
     Host,
     KldRecord,
     KldResults,
+    KldTiming,
     LlamaCpp,
     Method,
     ModelInfo,
@@ -57,7 +59,9 @@ def speed(i: int, clients: int, tg: float, throughput: list[float], **flags: obj
                        method=Method(endpoint="/completion", n_predict=64, depths=[0], concurrency=clients),
                        samples=samples, batches=batches,
                        summary=Summary(tg_tps=Stat.of(per), throughput_tps=Stat.of([b.throughput_tps for b in batches]),
-                                       requests=len(batches) * clients, slot_waits=0))
+                                       pp_tps=Stat.of(samples[0].pp_tps), ttft_ms=Stat.of(samples[0].ttft_ms),
+                                       requests=len(batches) * clients, slot_waits=0),
+                       conditions=Conditions(noisy=False))
 
 
 def kld(i: int, kv: str, ctx: int, mean: float) -> KldRecord:
@@ -67,7 +71,8 @@ def kld(i: int, kv: str, ctx: int, mean: float) -> KldRecord:
                      corpus=Corpus(name="builtin", sha256="c0" * 32, ctx_size=ctx, chunks=4, tokens=4 * ctx),
                      config=LlamaConfig(ctx_size=ctx, cache_type_k=kv, cache_type_v=kv, flash_attn="on"),
                      tags=["kv-cache"], command=["llama-perplexity", "-m", "{model}", "-c", str(ctx)],
-                     results=KldResults(kld_mean=mean, kld_mean_unc=mean / 20))
+                     results=KldResults(kld_mean=mean, kld_mean_unc=mean / 20, same_top_p=90.0),
+                     timing=KldTiming(seconds=10.0, base_cached=True))
 
 
 def records() -> list[SpeedRecord | KldRecord]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,90 @@ def test_cli_names_the_bad_line_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and f"{bad}:2: not valid llama-bench JSONL" in proc.stderr
     assert not (tmp_path / "data").exists()
+
+
+# --- hostile import inputs (issue 25, 8): every one a one-line error naming the file, nothing written ---------
+
+BENCH = REPO / "tests" / "fixtures" / "llama-bench-b11401.jsonl"
+
+
+def _bench_line(**changes: str) -> str:
+    """The first test of a captured llama-bench -o jsonl output, with raw JSON text replaced per field."""
+    import re
+
+    line = BENCH.read_text().splitlines()[0]
+    line = re.sub(r'"model_filename": "[^"]*"', '"model_filename": "/nonexistent/SmolLM2-135M-Instruct.Q4_1.gguf"',
+                  line)
+    for key, raw in changes.items():
+        line, n = re.subn(rf'"{key}": (?:"[^"]*"|[^,}}]+)', f'"{key}": {raw}', line)
+        assert n == 1, key
+    return line + "\n"
+
+
+def _import_error(tmp_path: Path, path: Path) -> str:
+    from collector.importers.llama_bench import import_llama_bench
+
+    with pytest.raises(CollectorError) as err:
+        import_llama_bench(path, tmp_path / "data")
+    message = str(err.value)
+    assert "\n" not in message and "pydantic" not in message and str(path) in message, message
+    assert not (tmp_path / "data").exists()
+    return message
+
+
+@pytest.mark.parametrize("key", ["n_prompt", "n_depth", "flash_attn", "build_number", "n_threads"])
+def test_numbers_out_of_range_are_refused(tmp_path: Path, key: str) -> None:
+    for raw in ("1e400", "-1e400", "1" + "0" * 400, "NaN", "Infinity"):
+        path = tmp_path / "bench.jsonl"
+        path.write_text(_bench_line(**{key: raw}))
+        _import_error(tmp_path, path)
+
+
+def test_deep_nesting_and_huge_or_endless_inputs_are_refused(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('[{"a": ' + "[" * 100_000 + "]" * 100_000 + "}]")
+    assert "nested" in _import_error(tmp_path, deep)
+    deep_line = tmp_path / "deep.jsonl"
+    deep_line.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    assert "nested" in _import_error(tmp_path, deep_line)
+    big = tmp_path / "big.json"
+    with open(big, "wb") as fh:
+        fh.truncate(17 << 20)  # sparse: costs no disk
+    assert "larger than 16 MiB" in _import_error(tmp_path, big)
+    assert "character device" in _import_error(tmp_path, Path("/dev/zero"))
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    assert "FIFO" in _import_error(tmp_path, fifo)
+
+
+def test_a_value_the_schema_refuses_is_one_line_not_a_pydantic_dump(tmp_path: Path) -> None:
+    path = tmp_path / "bench.jsonl"
+    path.write_text(_bench_line(model_size="-5"))
+    message = _import_error(tmp_path, path)
+    assert "model.size_bytes" in message or "size_bytes" in message, message
+    path.write_text(_bench_line(n_threads="0"))
+    assert "n_threads" in _import_error(tmp_path, path)
+
+
+def test_a_test_time_without_its_zone_is_utc(tmp_path: Path) -> None:
+    from collector.importers.llama_bench import import_llama_bench
+
+    path = tmp_path / "bench.jsonl"
+    path.write_text(_bench_line(test_time='"2026-11-26T15:09:32"'))
+    [written], _ = import_llama_bench(path, tmp_path / "data")
+    rec = store.load_record(written)
+    assert rec.created_at.isoformat() == "2026-11-26T15:09:32+00:00" and "UTC" in (rec.source.note or "")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("- a list\n", "t.yaml:1: transcription must be a mapping"),
+    (GOOD.replace("  - id: one\n", "  - 5\n  - id: one\n"), "figures[0] must be a mapping"),
+    (GOOD.replace('{stated: "22.4"}', "{stated: 22.40}"), 'in quotes ("22.4")'),
+    (GOOD.replace("record:\n", "reconstruct_command: true\n    record:\n").replace(
+        "model: {name: A model}", "model: {name: A model}\n      config: {ctx_size: -1}"), "config: ctx_size"),
+])
+def test_transcription_errors_say_transcription(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(CollectorError) as err:
+        load_transcription(_write(tmp_path, text))
+    message = str(err.value)
+    assert fragment in message and "\n" not in message and "plan" not in message, message

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.errors import CollectorError
 from collector.records import store
 from collector.records.index import load_index
 from fixtures.records.factory import cpu_host, fixture_records, model, speed
@@ -82,17 +83,23 @@ def test_cache_serves_unchanged_files_and_rereads_changed_ones(tmp_path: Path, m
     assert list(third.errors) == [paths[2].parent / "broken.yaml"]
 
 
-def test_cache_is_really_used_when_the_stamp_is_unchanged(tmp_path: Path) -> None:
+def test_cache_sees_a_same_size_edit_with_its_mtime_put_back(tmp_path: Path) -> None:
+    """The cache is keyed on the bytes: an edit that keeps inode, size and mtime (`status: ok` -> `status: xx`)
+    is an edit, refused at once, never served from the cache as the valid record it was (issue 25, 4)."""
     path = store.save_record(speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512), tmp_path)
     assert load_index(tmp_path).valid[0].model.quant == "Q4_0"
     st = path.stat()
-    with open(path, "r+b") as fh:  # same inode, size and mtime: the stamp cannot see this edit
-        text = fh.read().replace(b"Q4_0", b"Q5_0")
-        fh.seek(0)
-        fh.write(text)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert load_index(tmp_path).valid[0].model.quant == "Q4_0"
-    assert load_index(tmp_path, cache=False).valid[0].model.quant == "Q5_0"
+    for old, new in ((b"Q4_0", b"Q5_0"), (b"status: ok", b"status: xx")):
+        with open(path, "r+b") as fh:  # same inode, size and mtime
+            text = fh.read().replace(old, new)
+            fh.seek(0)
+            fh.write(text)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert path.stat().st_size == st.st_size and path.stat().st_ino == st.st_ino
+        if new == b"Q5_0":
+            assert load_index(tmp_path).valid[0].model.quant == "Q5_0"
+    index = load_index(tmp_path)
+    assert index.valid == [] and "status" in index.errors[path]
 
 
 def test_cache_parses_only_new_files_and_survives_a_corrupt_cache(tmp_path: Path, monkeypatch) -> None:
@@ -104,8 +111,8 @@ def test_cache_parses_only_new_files_and_survives_a_corrupt_cache(tmp_path: Path
         store.save_record(speed(cpu_host(), model(f"M{i}", "Q4_0", 1000 + i), {0: 10.0 + i}, ctx_size=512), data)
     first = load_index(data).valid
     parsed: list[Path] = []
-    real = index_mod._one
-    monkeypatch.setattr(index_mod, "_one", lambda p, *a: parsed.append(p) or real(p, *a))
+    real = index_mod.read_record
+    monkeypatch.setattr(index_mod, "read_record", lambda p, *a: parsed.append(p) or real(p, *a))
     new = store.save_record(speed(cpu_host(), model("M9", "Q4_0", 1009), {0: 19.0}, ctx_size=512), data)
     assert _dump(load_index(data).valid) == _dump([*first, store.load_record(new)])
     assert parsed == [new]
@@ -132,8 +139,8 @@ def test_cache_hits_by_content_after_a_fresh_checkout(tmp_path: Path, monkeypatc
     text = paths[0].read_text()
     paths[0].write_text(text.replace("Q4_0", "Q5_0"))  # same size, other bytes
     parsed: list[Path] = []
-    real = index_mod._one
-    monkeypatch.setattr(index_mod, "_one", lambda p, *a: parsed.append(p) or real(p, *a))
+    real = index_mod.read_record
+    monkeypatch.setattr(index_mod, "read_record", lambda p, *a: parsed.append(p) or real(p, *a))
     second = load_index(data)
     assert parsed == [paths[0]] and second.records[paths[0]].model.quant == "Q5_0"
     assert second.versions()[second.records[paths[1]].id] == first.versions()[first.records[paths[1]].id]
@@ -208,3 +215,67 @@ def test_a_missing_libyaml_parser_is_said_once(tmp_path: Path, monkeypatch: pyte
     assert len(said) == 1 and "pip install --force-reinstall PyYAML" in said[0]
     monkeypatch.setattr(index, "_CParser", real)
     assert slow.records == load_index(tmp_path / "data", cache=False).records  # the same records, only slower
+
+
+def test_only_regular_files_are_read_one_line_each(tmp_path: Path) -> None:
+    """Symbolic links (dangling, to /dev/zero, to a folder), a FIFO, a device and a name that is not UTF-8 under
+    records/ are refused with one line each, never opened: no traceback, no hang, no read until MemoryError
+    (issue 25, 3)."""
+    import signal
+
+    good = store.save_record(speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512), tmp_path)
+    folder = good.parent
+    (folder / "dangling.yaml").symlink_to(folder / "nowhere.yaml")
+    (folder / "zero.yaml").symlink_to("/dev/zero")
+    (folder / "good-link.yaml").symlink_to(good)
+    (folder / "linked-dir").symlink_to(folder)
+    os.mkfifo(folder / "f.yaml")
+    odd = os.fsencode(folder) + b"/\xff\xfe.yaml"
+    with open(odd, "wb") as fh:
+        fh.write(good.read_bytes())
+    signal.alarm(20)  # a FIFO opened for reading would block here forever
+    try:
+        index = load_index(tmp_path)
+        again = load_index(tmp_path)  # and from the cache
+    finally:
+        signal.alarm(0)
+    assert [p.name for p in index.records] == [good.name]
+    names = {p.name: why for p, why in index.errors.items()}
+    assert set(names) == {"dangling.yaml", "zero.yaml", "good-link.yaml", "linked-dir", "f.yaml",
+                          os.fsdecode(b"\xff\xfe.yaml")}
+    for name, why in names.items():
+        assert "\n" not in why and why.startswith(str(folder / name)), why
+    assert "symbolic link" in names["zero.yaml"] and "symbolic link" in names["linked-dir"]
+    assert "FIFO" in names["f.yaml"] and "not UTF-8" in names[os.fsdecode(b"\xff\xfe.yaml")]
+    assert again.errors == index.errors and list(again.records) == list(index.records)
+
+
+def test_a_file_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
+    for odd in (Path("/dev/null"), Path("/dev/zero")):
+        index = load_index(odd)
+        assert not index.records and list(index.errors) == [odd] and "character device" in index.errors[odd]
+
+
+def test_ids_that_give_the_same_run_page_are_both_refused(tmp_path: Path) -> None:
+    """`r-qa-x` and `qa x` would share runs/r-qa-x/: one of them was dropped from the site without a word."""
+    rec = speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512)
+    rec.id = "r-qa-x"
+    first = store.save_record(rec, tmp_path)
+    rec.id = "qa x"  # its file would have the same name: save_record refuses to replace the other record
+    with pytest.raises(CollectorError, match="an id of its own"):
+        store.save_record(rec, tmp_path)
+    second = first.with_name("hand-made.yaml")  # as a stranger's pull request could hold it
+    second.write_text(first.read_text().replace("id: r-qa-x", "id: qa x"))
+    paths = [first, second]
+    index = load_index(tmp_path, cache=False)
+    assert index.valid == []
+    for p in paths:
+        assert "runs/r-qa-x/" in index.errors[p] and "id of its own" in index.errors[p]
+
+
+def test_a_lone_surrogate_is_refused_by_validate_and_the_site(tmp_path: Path) -> None:
+    good = store.save_record(speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512), tmp_path)
+    good.write_text(good.read_text().replace("  name: M\n", '  name: "\\uD800"\n', 1))
+    index = load_index(tmp_path, cache=False)
+    [why] = index.errors.values()
+    assert index.valid == [] and "model.name" in why and "surrogate" in why and ":" in why.split(" ")[0]

@@ -11,7 +11,18 @@ from collector import files
 from collector.errors import CollectorError
 from collector.llama.flags import LlamaConfig, server_args
 from collector.records import store
-from collector.records.schema import CpuInfo, GpuInfo, Host, ModelInfo, Sample, Source, SpeedRecord, Stat, Summary
+from collector.records.schema import (
+    Conditions,
+    CpuInfo,
+    GpuInfo,
+    Host,
+    ModelInfo,
+    Sample,
+    Source,
+    SpeedRecord,
+    Stat,
+    Summary,
+)
 
 SHA = "ab" * 32
 CONFIG = LlamaConfig(ctx_size=1024, flash_attn="off", threads=2)
@@ -25,7 +36,7 @@ def _record(**kw: object) -> SpeedRecord:
         model=ModelInfo(name="SmolLM2 135M Instruct", quant="Q4_1", file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
                         sha256=SHA), config=CONFIG, command=["llama-server", "-m", "{model}", *server_args(CONFIG)],
         samples=[Sample(category="sql", tg_tps=[100.0, 102.0, 98.0])],
-        summary=Summary(tg_tps=Stat.of([100.0, 102.0, 98.0])))
+        summary=Summary(tg_tps=Stat.of([100.0, 102.0, 98.0])), conditions=Conditions(noisy=False))
     base.update(kw)
     return SpeedRecord(**base)
 
@@ -163,3 +174,10 @@ def test_floats_read_back_as_floats_by_yaml_1_1_readers_too() -> None:
         text = path.read_text(encoding="utf-8")
         read = yaml.load(text, Loader=yaml.CSafeLoader)
         assert _floats(read) == _floats(store.load_record(path).model_dump(mode="json")), path
+
+
+def test_an_id_that_is_not_a_plain_token_cannot_leave_the_data_folder(tmp_path: Path) -> None:
+    for rid in ("../../../../../escaped", "a\x00b", "x/y"):
+        path = store.save_record(_record(id=rid), tmp_path / "data")
+        assert path.resolve().is_relative_to((tmp_path / "data" / "records").resolve()), path
+        assert "/" not in path.name and "\x00" not in str(path) and store.load_record(path).id == rid
