@@ -38,6 +38,21 @@ def validate(data_dir: Path) -> None:
     if idx.errors:
         raise CollectorError(f"{len(idx.errors)} of {total} files under {data_dir} are invalid (listed above)")
     out_console.print(f"{total} records valid under {data_dir}")
+    _list_uncatalogued(idx.records.values())
+
+
+def _list_uncatalogued(records: Any) -> None:
+    """Device spellings the catalog does not resolve (never guessed: they stay "not in the catalog")."""
+    from collector import catalog
+
+    missing = catalog.unresolved(records)
+    if not missing:
+        return
+    cpu_only = {s for r in records if not r.host.gpus for s in catalog.record_spellings(r)}
+    out_console.print(f"{len(missing)} device spellings not in the catalog (collector/catalog/devices.yaml):")
+    for spelling, n in sorted(missing.items(), key=lambda kv: (kv[0] in cpu_only, kv[0])):
+        kind = "CPU" if spelling in cpu_only else "GPU"
+        out_console.print(f"  not in the catalog ({kind}, {n} records): {escape(repr(spelling))}", soft_wrap=True)
 
 
 @cli.group(name="import")
@@ -113,6 +128,34 @@ def import_transcription_cmd(file: Path, data_dir: Path, force: bool) -> None:
     if skipped:
         out_console.print(f"skipped {len(skipped)} figures already imported (use --force to replace): "
                           + ", ".join(skipped), soft_wrap=True)
+
+
+@import_group.command(name="localscore")
+@click.argument("source", default="imports/localscore", type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
+@click.option("--force", is_flag=True, help="replace results already imported instead of skipping them")
+def import_localscore_cmd(source: Path, data_dir: Path, force: bool) -> None:
+    """One record per LocalScore result of the kept, pinned localscore_results.tsv (SOURCE/source.yaml)."""
+    from collector.importers.localscore import import_localscore
+
+    _report(*import_localscore(source, data_dir, force=force), "results")
+
+
+@import_group.command(name="xiongjiedai")
+@click.argument("source", default="imports/xiongjiedai", type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
+@click.option("--force", is_flag=True, help="replace tests already imported instead of skipping them")
+def import_xiongjiedai_cmd(source: Path, data_dir: Path, force: bool) -> None:
+    """One record per llama-bench row of the kept XiongjieDai/GPU-Benchmarks-on-LLM-Inference notebooks."""
+    from collector.importers.xiongjiedai import import_xiongjiedai
+
+    _report(*import_xiongjiedai(source, data_dir, force=force), "tests")
+
+
+def _report(written: list[Path], skipped: list[str], what: str) -> None:
+    out_console.print(f"imported {len(written)} records", soft_wrap=True)
+    if skipped:
+        out_console.print(f"skipped {len(skipped)} {what} already imported (use --force to replace)")
 
 
 @cli.command()
