@@ -20,9 +20,9 @@ _SEPARATOR = re.compile(r"^\|(\s*:?-+:?\s*\|)+$")
 _BUILD = re.compile(r"^build: (?P<commit>[0-9a-fA-F]+|unknown) \((?P<number>\d+)\)$")
 # llama.cpp's own device lines, as its backends print them when they start
 _DEVICE_LINES = (
-    re.compile(r"^\s*Device \d+: (?P<name>[^,]+), (?:compute capability|gfx)"),  # CUDA, ROCm (ggml_cuda_init)
-    re.compile(r"^ggml_vulkan: \d+ = (?P<name>.+?) \([^()]*\) \| uma:"),  # Vulkan: name (driver) | uma: ...
-    re.compile(r"^ggml_metal_init: found device: (?P<name>.+?)\s*$"),  # Metal
+    re.compile(r"^\s*Device (?P<index>\d+): (?P<name>[^,]+), (?:compute capability|gfx)"),  # CUDA, ROCm
+    re.compile(r"^ggml_vulkan: (?P<index>\d+) = (?P<name>.+?) \([^()]*\) \| uma:"),  # Vulkan: name (driver) | uma:
+    re.compile(r"^ggml_metal_init: found device: (?P<name>.+?)\s*$"),  # Metal (one device)
 )
 MAX_LINES = 200_000  # a pasted page, not a data dump
 
@@ -52,12 +52,19 @@ def _cells(line: str) -> list[str] | None:
     return [c.strip() for c in text[1:-1].split("|")]
 
 
-def _device_name(line: str) -> str | None:
+def _device(line: str) -> tuple[str, bool] | None:
+    """(device name, whether the line starts a device list: device 0, or Metal's single device)."""
     for pattern in _DEVICE_LINES:
         m = pattern.match(line)
         if m:
-            return m["name"].strip()
+            index = m.groupdict().get("index")
+            return m["name"].strip(), index in (None, "0")
     return None
+
+
+def _device_name(line: str) -> str | None:
+    found = _device(line)
+    return found[0] if found else None
 
 
 def find_tables(text: str, origin: str) -> list[BenchTable]:
@@ -74,8 +81,9 @@ def find_tables(text: str, origin: str) -> list[BenchTable]:
         header = _cells(line)
         if header is None or i + 1 >= len(lines) or not _SEPARATOR.match(lines[i + 1].strip()) \
                 or "test" not in header or "t/s" not in header:
-            if _device_name(line):
-                pending.append(line.rstrip())
+            device = _device(line)
+            if device:  # a new list (device 0) replaces one printed by an earlier run that made no table
+                pending = [line.rstrip()] if device[1] else [*pending, line.rstrip()]
             i += 1
             continue
         dupes = sorted({c for c in header if header.count(c) > 1})

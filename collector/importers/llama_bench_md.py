@@ -187,14 +187,14 @@ def row_record(table: BenchTable, row: BenchRow, ctx: Context, origin: str, figu
     if test.kind == "pg":
         sample.note = (f"combined rate of {test.label}: (prompt + generated tokens) / total time; not a prompt or "
                        "generation rate (summary.pg_tps)")
-    build = table.build_number
+    build = table.build_number or None  # "build: unknown (0)": a build without git metadata, not build 0
     notes = [f"llama-bench markdown table, {origin} line {row.line} (header line {table.line})",
              "the figure is llama-bench's mean over its repetitions ± their standard deviation; the number of "
              "repetitions is not printed",
              "settings not in the table are not stated (llama-bench prints only those that differ from its "
              "defaults); the command is rebuilt from the stated columns"]
     if build is None:
-        notes.append("no build line follows the table: the llama.cpp build is not stated")
+        notes.append("no build line with a build number follows the table: the llama.cpp build is not stated")
     if ctx.note:
         notes.append(ctx.note)
     raw: dict[str, Any] = {"cells": dict(cells), "line": row.line, "header_line": table.line}
@@ -208,7 +208,7 @@ def row_record(table: BenchTable, row: BenchRow, ctx: Context, origin: str, figu
                       date=ctx.date, note="; ".join(notes) + ".", raw=raw, figure=figure, command="reconstructed"),
         host=_host(table, ctx, backend, where),
         llama_cpp=LlamaCpp(version=None if build is None else f"b{build}", build_number=build,
-                           commit=table.build_commit,
+                           commit=table.build_commit if build else None,
                            build_source=None if build is None else "the build line llama-bench printed",
                            backend=backend),
         model=_model(cells, ctx, where),

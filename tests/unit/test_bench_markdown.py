@@ -175,3 +175,15 @@ def test_any_bytes_give_a_one_line_error(tmp_path: Path) -> None:
 def test_tables_that_are_not_llama_bench_are_passed_over() -> None:
     text = "| GPU | 8B Q4_K_M |\n|---|---|\n| 4090 24GB | 127.74 |\n"
     assert find_tables(text, "x") == []
+
+
+def test_device_lines_of_a_run_without_a_table_are_not_the_next_tables() -> None:
+    """A failed run (its device lines, an error, no table) pasted before another run: the table gets its own."""
+    one = (FIXTURES / "llama-cpp-pr15952-cuda-b6457.md").read_text(encoding="utf-8").split("-->\n", 1)[1]
+    failed = ("ggml_cuda_init: found 2 CUDA devices:\n  Device 0: NVIDIA GeForce RTX 3090, compute capability 8.6\n"
+              "  Device 1: NVIDIA GeForce RTX 3090, compute capability 8.6\nmain: error: failed to load model\n")
+    [table] = find_tables(failed + one, "x")
+    assert table.devices == ["NVIDIA GeForce RTX 5070"]
+    text = one.replace("build: 08a216474 (6457)", "build: unknown (0)")
+    recs = markdown_records(text, "x", Context(citation="x"))
+    assert recs[0].llama_cpp.version is None and recs[0].llama_cpp.commit is None
