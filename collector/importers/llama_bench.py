@@ -12,7 +12,7 @@ from typing import Any
 from collector.errors import CollectorError
 from collector.importers.bench_markdown import find_tables
 from collector.importers.common import merge_model, write_records
-from collector.importers.llama_bench_md import Context, markdown_records
+from collector.importers.llama_bench_md import RUNTIME, Context, markdown_records
 from collector.llama.flags import FLAGS, LlamaConfig, check_value
 from collector.model_info import FILE_TYPES, model_facts
 from collector.records import store
@@ -187,7 +187,7 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
             commit = None if commit == "unknown" else commit
     return SpeedRecord(
         id=store.new_id(), created_at=created, status="ok",
-        source=Source(type="imported", tool="llama-bench",
+        source=Source(type="imported", tool="llama-bench", runtime=RUNTIME,
                       citation=f"{file.name}: llama-bench build {build} ({commit})",
                       note=(f"llama-bench test {label} from {file.name} line {line}; created_at is {when}; "
                             f"summary mean is llama-bench's avg_ts, its stddev_ts was {t.get('stddev_ts')} t/s"),

@@ -136,3 +136,11 @@ def test_every_page_figure_is_quoted() -> None:
 def test_data_covers_at_least_100_catalogued_accelerators() -> None:
     devices = {catalog.resolve(g.name) for r in _data() for g in r.host.gpus} - {None}
     assert len(devices) >= 100
+
+
+def test_slugs_are_the_device_page_paths_of_the_canonical_names() -> None:
+    from collector.records.schema import GpuInfo, Host
+    from collector.records.store import device_slug
+
+    for dev in catalog.default().devices:
+        assert dev.slug == device_slug(Host(gpus=[GpuInfo(name=dev.name)])), dev.name
