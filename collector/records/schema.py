@@ -54,6 +54,8 @@ class Source(_Block):
     command: Literal["printed", "reconstructed"] | None = None  # imported: how `command` was obtained
     figure: str | None = None  # imported: which figure of the source ("<file stem>#<figure id>"); re-import key
     raw: dict[str, Any] | None = None  # imported tool output: every field the tool reported for this test, verbatim
+    runtime: str | None = None  # imported: what ran the model, as the source names it ("llama.cpp (llama-bench)",
+    # "llamafile (LocalScore)"); None: llama.cpp as the record's llama_cpp block describes it
 
     @model_validator(mode="after")
     def _imported_needs_citation(self) -> Source:
@@ -139,6 +141,7 @@ class ModelInfo(_Block):
     file_name: str | None = None
     size_bytes: NonNegInt | None = None  # all shards together
     size_stated: str | None = None  # imported: the file size as the source states it, e.g. "44.7 GB" (never converted)
+    params_stated: str | None = None  # imported: the parameter count as the source states it ("8.03 B", "8000 M")
     n_files: PosInt | None = None
     sha256: Sha256 | None = None  # of the first shard's bytes followed by the others, in order
     params_total: NonNegInt | None = None
@@ -254,6 +257,7 @@ class Stat(_Block):
     min: NonNeg | None = None
     max: NonNeg | None = None
     n: PosInt | None = None
+    stddev: NonNeg | None = None  # the standard deviation a tool or source states (llama-bench's "± 0.66")
     approx: bool = False  # the source marks it approximate ("~94")
     text: str | None = None  # the figure exactly as the source writes it ("~94", "22.00")
 

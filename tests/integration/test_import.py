@@ -10,7 +10,7 @@ import pytest
 from clirun import invoke
 
 from collector.errors import CollectorError
-from collector.importers.llama_bench import import_llama_bench, parse_bench_output
+from collector.importers.llama_bench import bench_label, import_llama_bench, parse_bench_output
 from collector.importers.perplexity import import_perplexity
 from collector.llama.binaries import LlamaTools
 from collector.llama.kld_parse import parse_kld_summary
@@ -217,3 +217,32 @@ def test_imported_records_appear_on_the_site(bench: dict[str, Path], kld_log: Pa
         assert rec.id in pages[f"devices/{store.device_slug(rec.host)}.md"]
     home = restore_tables(site.home, site.deferred["index.md"])  # the home page's tables, as the reader gets them
     assert any(rec.id in home for rec in records)
+
+
+def test_llama_bench_markdown_equals_its_json_of_the_same_run(llama_tools: LlamaTools, smollm2: Path,
+                                                               tmp_path: Path) -> None:
+    """One real run printing its markdown table on stdout (`-o md`) and JSONL on stderr (`-oe jsonl`, one line per
+    test among the log lines): every imported markdown row is the same test as the JSON's, with its mean and stddev
+    as printed (2 decimals)."""
+    proc = _run([str(llama_tools.path("llama-bench")), "-m", str(smollm2), "-p", "16", "-n", "4", "-pg", "8,2",
+                 "-d", "0,8", "-fa", "0,1", "-r", "2", "-t", "2", "-o", "md", "-oe", "jsonl"])
+    md = tmp_path / "bench.md"
+    md.write_text(proc.stdout, encoding="utf-8")
+    tests = {(bench_label(t), t["flash_attn"]): t for _, t in parse_bench_output(proc.stderr, "stderr")}
+    code, out = invoke(["import", "llama-bench", str(md), "--data-dir", str(tmp_path / "data"), "--citation",
+                        "llama-bench run by this test", "--cpu", "this host's CPU"])
+    assert code == 0, out
+    records = index.load_records(tmp_path / "data")
+    assert len(records) == len(tests) == 12
+    for rec in records:
+        assert isinstance(rec, SpeedRecord) and rec.source.raw is not None
+        cells = rec.source.raw["cells"]
+        t = tests[(cells["test"], cells["fa"] == "1")]
+        stat = rec.summary.pp_tps or rec.summary.tg_tps or rec.summary.pg_tps
+        assert stat is not None and stat.text == f"{t['avg_ts']:.2f} ± {t['stddev_ts']:.2f}"
+        assert (stat.mean, stat.stddev) == (round(t["avg_ts"], 2), round(t["stddev_ts"], 2))
+        assert rec.samples[0].depth_tokens == t["n_depth"] and rec.config.threads == t["n_threads"] == 2
+        assert rec.config.flash_attn == ("on" if t["flash_attn"] else "off")
+        assert rec.llama_cpp.version is None  # "build: unknown (0)": the sdist build names no build
+    code, out = invoke(["validate", str(tmp_path / "data")])
+    assert code == 0 and "12 records valid" in out
