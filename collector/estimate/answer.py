@@ -102,7 +102,8 @@ def record_models(records: list[AnyRecord]) -> list[Arch]:
             size = parse_size(m.size_stated) or m.size_bytes
             if not size:
                 continue
-            source = f"{m.size_stated} as {rec.source.citation} states it" if m.size_stated else "the record"
+            origin = (rec.source.citation or "its source").split(",")[0]
+            source = f"{m.size_stated} as {origin} states it" if m.size_stated else "of the file (the record)"
             arch = from_stated(st, m.quant, int(size), source)
         seen.setdefault((arch.name, arch.quant, arch.weight_bytes), arch)
     return sorted(seen.values(), key=lambda a: (a.weight_bytes, a.name))
