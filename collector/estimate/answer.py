@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from collector.cache import Blob, code_stamp, digest
 from collector.catalog import CatalogDevice
+from collector.errors import CollectorError
 from collector.estimate.arch import Arch, from_stated, stated_models
 from collector.estimate.heldout import ClassError, Held, leave_device_out, leave_model_out, summarise
 from collector.estimate.memory import MemConfig, largest_context
@@ -114,6 +116,7 @@ class Estimator:
         self.points, self.left, self.fitted, self.models = points, left, fitted, models
         bench = [p.base for p in points if p.runtime == BENCH and p.metric == "tg"]
         self.size_range = (min(bench), max(bench)) if bench else None
+        self.figures = Counter((p.device, p.metric) for p in points if p.runtime == BENCH)
 
     @classmethod
     def of(cls, records: list[AnyRecord]) -> Estimator:
@@ -125,7 +128,7 @@ class Estimator:
                      (runtime, metric, mode, klass)), None)
 
     def n_figures(self, device: str, metric: str) -> int:
-        return sum(1 for p in self.points if p.runtime == BENCH and p.metric == metric and p.device == device)
+        return self.figures[(device, metric)]
 
     def speed(self, dev: CatalogDevice, n_gpus: int, arch: Arch, metric: str, depth: int = 0,
               prompt: int = 512, vram_stated: str | None = None) -> SpeedAnswer:
@@ -177,15 +180,12 @@ def vram_mib(dev: CatalogDevice) -> list[float]:
     return [gb * 1024 for gb in dev.memory_gb]
 
 
-def fits(arch: Arch, vram: float, n_gpus: int, kv: str, cfg: MemConfig | None = None) -> int | None:
-    """The largest context whose GPU buffers fit n GPUs of `vram` MiB, each keeping llama.cpp's fit margin free;
-    None when the model does not fit at 256 tokens (or llama.cpp would refuse the cache type)."""
-    from dataclasses import replace
-
-    from collector.errors import CollectorError
-
-    base = cfg or MemConfig()
+@lru_cache(maxsize=4096)  # every device of one memory size asks the same question of every model
+def fits(arch: Arch, vram: float, n_gpus: int, kv: str) -> int | None:
+    """The largest context whose GPU buffers fit n GPUs of `vram` MiB, each keeping llama.cpp's fit margin free,
+    with llama-server's defaults (flash attention, ubatch 512, one slot); None when the model does not fit at 256
+    tokens (or llama.cpp would refuse the cache type)."""
     try:
-        return largest_context(arch, replace(base, type_k=kv, type_v=kv), n_gpus * (vram - FIT_MARGIN_MIB))
+        return largest_context(arch, MemConfig(type_k=kv, type_v=kv), n_gpus * (vram - FIT_MARGIN_MIB))
     except CollectorError:
         return None

@@ -171,6 +171,13 @@ class Fit:
         return float(np.median(vals)) if vals else None
 
 
+def _index(keys: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct keys, sorted, and each key's position among them."""
+    names = sorted(set(keys))
+    pos = {k: i for i, k in enumerate(names)}
+    return names, np.array([pos[k] for k in keys], dtype=int)
+
+
 class _Arrays:
     def __init__(self, pts: list[Point]) -> None:
         self.pts = pts
@@ -179,24 +186,21 @@ class _Arrays:
         self.kvd = np.array([p.per_depth * p.depth for p in pts])
         self.bw = np.array([p.bw for p in pts])
         self.layers = np.array([float(p.layers) for p in pts])
-        self.devs = sorted({p.device for p in pts})
-        self.dev = np.array([self.devs.index(p.device) for p in pts])
-        self.cls = [p.cls for p in pts]
-        self.quants = sorted({p.quant for p in pts})
-        self.quant = [p.quant for p in pts]
-        self.models = sorted({p.model for p in pts})
-        self.model = np.array([self.models.index(p.model) for p in pts])
+        self.devs, self.dev = _index([p.device for p in pts])
+        self.classes, self.cls_idx = _index([p.cls for p in pts])
+        self.quants, self.quant_idx = _index([p.quant for p in pts])
+        self.models, self.model = _index([p.model for p in pts])
 
 
 def _work(a: _Arrays, f: Fit) -> np.ndarray:
     if f.runtime == LOCALSCORE:
         return np.array([f.const.get(m, 1.0) for m in a.models])[a.model]
-    kappa = np.array([f.kappa.get(q, 1.0) for q in a.quant])
+    kappa = np.array([f.kappa.get(q, 1.0) for q in a.quants])[a.quant_idx]
     return a.base * kappa + a.kvd
 
 
 def _tau(a: _Arrays, f: Fit) -> np.ndarray:
-    return np.array([f.tau.get(c, 0.0) for c in a.cls]) * a.layers
+    return np.array([f.tau.get(c, 0.0) for c in a.classes])[a.cls_idx] * a.layers
 
 
 def _eta(a: _Arrays, f: Fit) -> np.ndarray:
@@ -245,7 +249,7 @@ def fit(points: list[Point], runtime: str, metric: str, start: Fit | None = None
     """Fit the model's parameters on these points (all of one runtime and metric)."""
     a = _Arrays(points)
     f = replace(start, eta={}, classes={}) if start else Fit(runtime, metric)
-    f.tau = {c: f.tau.get(c, 0.0) for c in sorted(set(a.cls))}
+    f.tau = {c: f.tau.get(c, 0.0) for c in a.classes}
     if runtime == LOCALSCORE:
         f.const = {m: f.const.get(m, float(np.median(a.t[a.model == i] * a.bw[a.model == i])))
                    for i, m in enumerate(a.models)}
@@ -255,8 +259,9 @@ def fit(points: list[Point], runtime: str, metric: str, start: Fit | None = None
     for _ in range(rounds):
         if use_tau:
             for c in list(f.tau):
-                small = float(np.min(a.t[[i for i, k in enumerate(a.cls) if k == c]]) / 2)
-                f.tau[c] = _golden(_setter(a, f, "tau", c), 0.0, small / (2 if runtime == LOCALSCORE else 8), steps)
+                small = float(np.min(a.t[a.cls_idx == a.classes.index(c)]) / 2)
+                f.tau[c] = _golden(_setter(a, f, "tau", c), 0.0, small / (2 if runtime == LOCALSCORE else 8),
+                                   steps)
         if runtime == LOCALSCORE:
             eta = _eta(a, f)[a.dev]
             spare = np.maximum(a.t - _tau(a, f), a.t * 1e-3)
