@@ -105,7 +105,7 @@ def record_models(records: list[AnyRecord]) -> list[Arch]:
             if not size:
                 continue
             origin = (rec.source.citation or "its source").split(",")[0]
-            source = f"{m.size_stated} as {origin} states it" if m.size_stated else "of the file (the record)"
+            source = f"{m.size_stated} as {origin} states it" if m.size_stated else "the file's (the record)"
             arch = from_stated(st, m.quant, int(size), source)
         seen.setdefault((arch.name, arch.quant, arch.weight_bytes), arch)
     return sorted(seen.values(), key=lambda a: (a.weight_bytes, a.name))

@@ -274,8 +274,8 @@ def from_stated(s: Stated, quant: str | None, size_bytes: int, size_source: str,
     the size its source states standing for every tensor (read per token, and on the GPU when offloaded)."""
     fb = s.files.get(sha256 or "")
     if fb:
-        size_bytes, size_source = fb.tensor_bytes, "of the file's tensors (models.yaml)"
-    return Arch(name=s.name, quant=quant, source=f"hyperparameters as {s.url} states them; size {size_source}",
+        size_bytes, size_source = fb.tensor_bytes, "the file's tensors (models.yaml)"
+    return Arch(name=s.name, quant=quant, source=f"hyperparameters: {s.url} · size: {size_source}",
                 arch=None, n_layer=s.n_layer, n_layer_all=s.n_layer, n_embd=s.n_embd, n_ff=s.n_ff, n_head=s.n_head,
                 n_head_kv=(s.n_head_kv,) * s.n_layer, head_k=s.head_dim, head_v=s.head_dim, n_vocab=s.n_vocab,
                 ctx_train=s.ctx_train, weight_bytes=size_bytes, read_bytes=size_bytes,

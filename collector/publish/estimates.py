@@ -47,7 +47,8 @@ def _speed_cell(a: SpeedAnswer, row: Row) -> dict[str, Any]:
     e = a.error
     detail = f"80 % of held-out checks: {rate(a.low or 0)}–{rate(a.high or 0)}" if a.low and a.high else ""
     if e:
-        detail += f" · {a.basis}; held-out error {e.median_pct:.0f} % (leave one {e.mode} out, {e.n} figures)"
+        whose = "this device's fit" if "own" in a.basis else "its class's median"
+        detail += f" · {whose}; median error {e.median_pct:.0f} % over {e.n} figures, one {e.mode} left out"
     return {"text": f"~{rate(a.value)} t/s", "detail": detail, "est": True}
 
 
