@@ -113,3 +113,13 @@ def test_cli_prints_the_answer_and_refuses_a_device_it_does_not_know() -> None:
     assert code == 1 and "not in the device catalog" in out
     code, out = invoke(["estimate", "--report", "--data-dir", str(REPO / "data")])
     assert code == 0 and "outside the target: 0" in out and "leave-one-device-out NVIDIA discrete GPU" in out
+
+
+def test_cli_reads_a_gguf_and_names_what_llama_cpp_would_refuse(gemma3: Path, tiny_moe: Path) -> None:
+    code, out = invoke(["estimate", str(gemma3), "--device", "NVIDIA GeForce RTX 4090", "--ctx", "32768",
+                        "--data-dir", str(REPO / "data")])
+    assert code == 0 and "model facts: GGUF gemma-3-270m-q4_k_m.gguf" in out and "largest context per KV type" in out
+    assert "tg @ depth 0: ~" in out and "not shown on the site" in out  # Q4_K_M fitted, but 0.25 GB is out of reach
+    code, out = invoke(["estimate", str(tiny_moe), "--device", "RTX 4090", "--kv", "q8_0",
+                        "--data-dir", str(REPO / "data")])
+    assert code == 1 and "does not divide the head size 16" in out
