@@ -165,7 +165,9 @@ def _memo_key(index_fingerprint: str) -> str:
             libs.append(f"{name}={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             libs.append(f"{name}=-")
-    return f"{code_stamp(package_files())} {' '.join(libs)} {index_fingerprint}"
+    # .yaml too: the device catalog and collector/estimate/models.yaml are inputs of the pages, like the code
+    code = code_stamp(package_files((".py", ".j2", ".txt", ".css", ".js", ".yaml")))
+    return f"{code} {' '.join(libs)} {index_fingerprint}"
 
 
 def render_site(data_dir: Path) -> list[GeneratedFile]:
