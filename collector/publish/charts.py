@@ -285,6 +285,33 @@ def pareto_chart(points: Sequence[Point], front: Sequence[int], xlabel: str, yla
 
 
 
+def identity_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], xlabel: str,
+                   ylabel: str) -> dict[str, bytes]:
+    """Estimate against measurement: one hollow marker per (measured, estimated) pair, a colour per series, both
+    axes logarithmic over the same range so the dashed line y = x (a perfect estimate) is the diagonal."""
+    values = [v for _, pts in series for pt in pts for v in pt if v > 0]
+    scale = logarithmic(values or [1.0, 10.0])
+    items = [Item(f"{name} ({len(pts)})", "o-hollow", CYCLE[i % len(CYCLE)]) for i, (name, pts) in enumerate(series)]
+    items.append(Item("estimate = measurement", "dashed", FG))
+    side = 3.4 * 72
+    band = xtick_band(scale) + 2 + text_height(xlabel)
+    ylabel = fit(ylabel, side)
+    svg, legend_top = _figure(side, band, items, 2)
+    left = PAD + text_height(ylabel) + 4 + ytick_band(scale)
+    ax = Axes(svg, left, PAD + 6, min(side, W - left - _right_room(scale)), side, scale, scale)
+    lo, hi = scale.lo, scale.hi
+    with svg.group("axes_1"):
+        ax.frame(FG, GRID)
+        svg.line([(ax.px(lo), ax.py(lo)), (ax.px(hi), ax.py(hi))], FG, 0.8, dash="4,3")
+        for i, (_, pts) in enumerate(series):
+            for x, y in pts:
+                if x > 0 and y > 0:
+                    svg.marker(ax.px(x), ax.py(y), "o", CYCLE[i % len(CYCLE)], 4.0, hollow=True)
+        _axis_labels(svg, ax, xlabel, ylabel, PAD)
+    legend(svg, items, 2, legend_top, FG, LEGEND_PT)
+    return _finish(svg)
+
+
 def history_chart(panels: Sequence[tuple[str, Sequence[str], Sequence[float | None],
                                                       Sequence[float | None], Sequence[float | None],
                                                       Sequence[int]]]) -> dict[str, bytes]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from markupsafe import Markup
+
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, front_matter, model_src, run_src
 from collector.publish.frame import Row, bandwidth_gbps, device_label, kv_types, quant_of, run_page_id
@@ -308,8 +310,9 @@ def _kld_rows(klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
-                device_records: list[AnyRecord]) -> list[GeneratedFile]:
-    """The device's Markdown page and its chart files."""
+                device_records: list[AnyRecord], estimates: str = "") -> list[GeneratedFile]:
+    """The device's Markdown page and its chart files; `estimates`: its rendered estimate section
+    (collector.publish.estimates), placed after what was measured to fit."""
     src = f"devices/{device}.md"
     speed_recs = [r for r in device_records if isinstance(r, SpeedRecord)]
     label = device_label((speed_recs or device_records)[-1].host)
@@ -337,7 +340,8 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
                   imported=_picks(src, imported, labelled, klds), table=table, depths=depths,
                   fits=_fits(table), charts=chart_list, klds=kld_table, clients=clients_table(src, series),
                   kld_charts=kld_charts, history=history, tuned=tuned,
-                  kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED)
+                  kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED,
+                  estimates=Markup(estimates))
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
 
 

@@ -1,5 +1,5 @@
-"""MkDocs adapter: adds the generated files, fills the home page, puts the deferred tables back into the finished
-pages, writes the run pages, reports refused records.
+"""MkDocs adapter: adds the generated files, fills the home page and the Methodology page's estimates report, puts
+the deferred tables back into the finished pages, writes the run pages, reports refused records.
 
 All logic lives in collector.publish. A record file that `collector validate` refuses is never published: each
 is reported as one warning line naming the file and the reason (escaped for the terminal), and a strict build fails
@@ -20,7 +20,7 @@ from mkdocs.structure.files import File, Files
 from collector.errors import printable
 from collector.publish.deferred import restore_tables
 from collector.publish.run_pages import keep_run_pages, write_run_pages
-from collector.publish.site import HOME_PLACEHOLDER, SiteBuild, build_from
+from collector.publish.site import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER, SiteBuild, build_from
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
 _state: dict[str, SiteBuild] = {}  # the last build; the hook module lives as long as `mkdocs serve`
@@ -49,6 +49,8 @@ def on_files(files: Files, config: Any) -> Files:
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
     if page.file.src_uri == "index.md":
         return markdown.replace(HOME_PLACEHOLDER, _state["build"].home)
+    if page.file.src_uri == "methodology.md":
+        return markdown.replace(ESTIMATES_PLACEHOLDER, _state["build"].methodology)
     return markdown
 
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from collector.cache import Blob, code_stamp, package_files, scope
-from collector.publish.common import GeneratedFile
+from collector.estimate.answer import Estimator
+from collector.publish.common import GeneratedFile, device_src
 from collector.publish.deferred import defer_tables, restore_tables
 from collector.publish.device_page import device_page
+from collector.publish.estimates import catalog_pages, device_of, device_section, methodology_section
 from collector.publish.frame import build_frames, run_page_id
 from collector.publish.index_pages import (
     compare_page,
@@ -31,12 +33,14 @@ from collector.publish.index_pages import (
 from collector.publish.model_page import model_page
 from collector.publish.run_page import run_title
 from collector.records.index import RecordIndex, fingerprint, load_index
+from collector.records.schema import SpeedRecord
 from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
 
 # Generated files live only under these prefixes; site/ holds none of them (tests check both ways)
 RESERVED_PREFIXES = ("devices/", "models/", "runs/", "compare/", "data/", "charts/", "assets/quant-atlas/",
                      "glossary.md")
 HOME_PLACEHOLDER = "<!-- quant-atlas:home -->"
+ESTIMATES_PLACEHOLDER = "<!-- quant-atlas:estimates -->"  # site/methodology.md: the held-out report
 ASSETS = ("sortable.js", "quant-atlas.css")
 SHELL_SRC = "runs/_shell.md"  # one run page MkDocs builds: its header, nav and scripts wrap every run page
 SHELL_MARK = "<!-- quant-atlas:run -->"
@@ -58,6 +62,7 @@ def run_ref(rec: AnyRecord) -> RunRef:
 class SiteBuild:
     files: list[GeneratedFile]
     home: str  # Markdown that replaces HOME_PLACEHOLDER in site/index.md
+    methodology: str = ""  # Markdown that replaces ESTIMATES_PLACEHOLDER in site/methodology.md
     records: list[AnyRecord] = field(default_factory=list)  # one run page each; empty when the build is a memo
     runs: list[RunRef] = field(default_factory=list)  # the same records, as their pages need them
     invalid: dict[Path, str] = field(default_factory=dict)  # refused record files, with the reason
@@ -93,8 +98,18 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     for k in f.klds:
         klds_by_device[k["device"]].append(k)
         klds_by_model[k["model"]].append(k)
+    est = Estimator.of(list(f.records.values()))
+    record_pages: dict[str, str] = {}
     for device, recs in sorted(recs_by_device.items()):
-        files += device_page(device, rows_by_device[device], klds_by_device[device], recs)
+        host = max(recs, key=lambda r: isinstance(r, SpeedRecord)).host
+        files += device_page(device, rows_by_device[device], klds_by_device[device], recs,
+                             device_section(est, host, device_src(device)))
+        dev, n, _ = device_of(host)
+        if dev is not None and n == 1:
+            record_pages.setdefault(dev.name, device_src(device))
+    files += catalog_pages(est, record_pages)
+    methodology, method_files = methodology_section(est, list(f.records.values()))
+    files += method_files
     for model in sorted(names):
         files += model_page(model, rows_by_model[model], klds_by_model[model], names[model])
     files += [devices_index(f), models_index(f), runs_index(f), compare_page(f), *data_files(f), glossary_page(),
@@ -112,8 +127,10 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
             g = GeneratedFile(g.src_uri, text)
         pages.append(g)
     home, deferred["index.md"] = defer_tables(home)
+    methodology, deferred["methodology.md"] = defer_tables(methodology)
     recs = list(f.records.values())
-    return SiteBuild(files=pages, home=home, records=recs, deferred=deferred, runs=[run_ref(r) for r in recs])
+    return SiteBuild(files=pages, home=home, methodology=methodology, records=recs, deferred=deferred,
+                     runs=[run_ref(r) for r in recs])
 
 
 def build_from(data_dir: Path) -> SiteBuild:
@@ -148,7 +165,9 @@ def _memo_key(index_fingerprint: str) -> str:
             libs.append(f"{name}={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             libs.append(f"{name}=-")
-    return f"{code_stamp(package_files())} {' '.join(libs)} {index_fingerprint}"
+    # .yaml too: the device catalog and collector/estimate/models.yaml are inputs of the pages, like the code
+    code = code_stamp(package_files((".py", ".j2", ".txt", ".css", ".js", ".yaml")))
+    return f"{code} {' '.join(libs)} {index_fingerprint}"
 
 
 def render_site(data_dir: Path) -> list[GeneratedFile]:

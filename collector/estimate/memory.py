@@ -1,0 +1,217 @@
+"""llama.cpp's memory for one configuration, predicted from the model's facts (MiB, as llama.cpp logs them).
+
+What is modelled, and how (llama.cpp b11434 sources, `src/llama-model.cpp`, `llama-context.cpp`, `llama-kv-cache*.cpp`,
+`ggml-cpu/repack.cpp`):
+
+- **Model buffers.** `-ngl N` puts repeating layer il on the GPU when il >= n_layer_all + 1 - N, and the output layer
+  when N >= 1; the token embeddings always stay on the CPU. `--n-cpu-moe K` keeps the expert tensors of layers
+  0..K-1 on the CPU. On the CPU the file's tensors are memory-mapped (CPU_Mapped), and the CPU backend keeps a second,
+  repacked copy (CPU_REPACK) of the Q4_0, Q4_K, IQ4_NL and MXFP4 matrices whose rows are a multiple of 8 (the AVX2
+  rule; ARM and AVX-512 repack other types too, which is not modelled).
+- **KV cache.** The context is padded to 256 cells; with several slots and no unified cache each slot gets
+  pad256(ctx / slots) cells. Per layer with a KV cache: cells x heads_kv x (head_k x bytes(K type) + head_v x
+  bytes(V type)). Sliding-window layers get pad256(min(cells, window x (slots if unified) + ubatch)) cells.
+  Recurrent layers hold (conv + SSM state) f32 values per slot instead.
+- **Compute buffer** (the graph allocator's peak; approximate): per ubatch token 20 bytes x n_embd + 12 bytes x
+  the feed-forward width (fitted to the CPU logs of SmolLM2, gemma-3-270m and the MoE test model; the other figures
+  are the tensors' own sizes), plus the attention mask (cells x ubatch, f16 with flash attention, f32 without) for
+  each cache kind, plus without flash attention the KQ matrix (cells x ubatch x heads, f32) of the largest cache.
+  The peak is the larger of that and the output stage (a row of logits per slot beside the last hidden states):
+  llama-server reserves one output per slot (llama-bench and older builds a ubatch of them, not modelled here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from collector.errors import CollectorError
+from collector.estimate.arch import Arch, type_block, type_bytes
+
+MIB = 1 << 20
+REPACKED = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})
+PAD = 256
+COMPUTE_EMBD_BYTES, COMPUTE_FF_BYTES = 20, 12  # per ubatch token, see the module docstring
+
+
+def pad(n: int, to: int = PAD) -> int:
+    return -(-n // to) * to
+
+
+@dataclass(frozen=True)
+class MemConfig:
+    """The llama-server settings memory depends on (llama-server's defaults where None)."""
+
+    ctx: int | None = None  # None or 0: the model's training context
+    n_seq: int = 1  # slots (-np)
+    unified: bool = False  # -kvu (llama-server's automatic -np gives 4 slots with a unified cache)
+    type_k: str = "f16"
+    type_v: str = "f16"
+    flash_attn: bool = True  # "auto" is on wherever the backend supports it (CPU, CUDA, Metal, Vulkan)
+    ubatch: int = 512
+    batch: int = 2048
+    n_gpu_layers: int | None = None  # None: every layer (and the output layer); 0: none
+    n_cpu_moe: int = 0
+    on_gpu: bool = True  # False: a CPU-only run (every buffer on the host)
+
+
+@dataclass(frozen=True)
+class Cache:
+    swa: bool
+    recurrent: bool
+    cells: int  # per slot
+    layers: int
+    mib: float
+
+
+@dataclass
+class MemEstimate:
+    """Per kind, MiB on the GPU(s) ("gpu") and on the host ("host")."""
+
+    model: dict[str, float] = field(default_factory=dict)
+    kv: dict[str, float] = field(default_factory=dict)
+    compute: dict[str, float] = field(default_factory=dict)
+    output_mib: float = 0.0  # llama.cpp's output buffer (host): one row of logits per slot
+    caches: list[Cache] = field(default_factory=list)
+    n_ctx: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def total(self, where: str) -> float:
+        return sum(d.get(where, 0.0) for d in (self.model, self.kv, self.compute)) + (
+            self.output_mib if where == "host" else 0.0)
+
+
+def resolve_ctx(arch: Arch, cfg: MemConfig) -> int:
+    ctx = cfg.ctx or arch.ctx_train or 4096
+    return pad(ctx)
+
+
+def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
+    n = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
+    n = n if cfg.on_gpu else 0
+    first_gpu = max(arch.n_layer_all + 1 - n, 0)
+    output_gpu = n >= 1
+    gpu = host = repack = 0.0
+    if arch.tied and output_gpu and cfg.on_gpu and arch.embd_bytes:
+        gpu += arch.embd_bytes  # the output layer on a GPU gets its own copy of the tied embedding matrix
+    if arch.tensors:
+        for t in arch.tensors:
+            on_gpu = (output_gpu if t.layer is None else t.layer >= first_gpu) and t.name != "token_embd.weight"
+            if on_gpu and t.expert and t.layer is not None and t.layer < cfg.n_cpu_moe:
+                on_gpu = False
+            if on_gpu:
+                gpu += t.n_bytes
+            else:
+                host += t.n_bytes
+                if t.type in REPACKED and t.rows % 8 == 0 and t.layer is not None:
+                    repack += t.n_bytes
+    else:  # a stated model: its layers' bytes spread evenly (embeddings and output apart when they are known)
+        per = arch.layer_bytes()
+        on = float(sum(b for il, b in enumerate(per) if il >= first_gpu)) + (arch.output_bytes if output_gpu else 0)
+        if arch.embd_bytes is None and n > arch.n_layer_all:
+            on = arch.weight_bytes  # every byte counted on the GPU: the embeddings' share is not known
+        gpu += on
+        host = arch.weight_bytes - on
+        repack = (arch.repack_bytes or 0) * (host / arch.weight_bytes if arch.weight_bytes else 0)
+        if cfg.n_cpu_moe:
+            est.notes.append("--n-cpu-moe is not modelled for a model known only by its stated size")
+    est.model = {"gpu": gpu / MIB, "host": (host + repack) / MIB} if cfg.on_gpu else {"host": (host + repack) / MIB}
+
+
+def check_kv_types(arch: Arch, type_k: str, type_v: str) -> None:
+    """llama.cpp refuses a quantized cache whose block does not divide the head size (no context is created)."""
+    for what, name, head in (("K", type_k, arch.head_k), ("V", type_v, arch.head_v)):
+        block = type_block(name)
+        if head and head % block:
+            raise CollectorError(f"{what} cache type {name} with block size {block} does not divide the head size "
+                                 f"{head} of {arch.name}; llama.cpp refuses it, choose another -ct{what.lower()}")
+
+
+def _kv(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
+    check_kv_types(arch, cfg.type_k, cfg.type_v)
+    n_ctx = resolve_ctx(arch, cfg)
+    streams = 1 if cfg.unified or cfg.n_seq == 1 else cfg.n_seq
+    cells = n_ctx if streams == 1 else pad(n_ctx // streams)
+    est.n_ctx = cells * streams
+    bk, bv = type_bytes(cfg.type_k), type_bytes(cfg.type_v)
+    swa_cells = pad(min(cells, (arch.n_swa or 0) * (cfg.n_seq if cfg.unified else 1) + cfg.ubatch))
+    full = [il for il in arch.kv_layers() if il not in arch.swa_layers]
+    swa = [il for il in arch.kv_layers() if il in arch.swa_layers]
+    if arch.n_swa and not arch.swa_pattern_known:
+        est.notes.append(f"the sliding-window pattern of {arch.arch} is not known here: every layer is counted as "
+                         "full attention (more KV memory than llama.cpp allocates)")
+
+    def size(layers: list[int], n_cells: int) -> float:
+        per_cell = sum(arch.n_head_kv[il] * (arch.head_k * bk + arch.head_v * bv) for il in layers)
+        return streams * n_cells * per_cell / MIB
+
+    n_gpu = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
+    first_gpu = max(arch.n_layer_all + 1 - (n_gpu if cfg.on_gpu else 0), 0)
+    gpu = host = 0.0
+    for layers, n_cells, is_swa in ((full, cells, False), (swa, swa_cells, True)):
+        if not layers:
+            continue
+        mib = size(layers, n_cells)
+        est.caches.append(Cache(is_swa, False, n_cells, len(layers), mib))
+        on_gpu = size([il for il in layers if il >= first_gpu], n_cells)
+        gpu, host = gpu + on_gpu, host + mib - on_gpu
+    if arch.recurrent_layers:
+        rs_seqs = max(1, cfg.n_seq)
+        rec = sorted(arch.recurrent_layers)
+        mib = rs_seqs * len(rec) * (arch.n_embd_r + arch.n_embd_s) * 4 / MIB
+        est.caches.append(Cache(False, True, rs_seqs, len(rec), mib))
+        share = sum(1 for il in rec if il >= first_gpu) / len(rec)
+        gpu, host = gpu + mib * share, host + mib * (1 - share)
+    est.kv = {"gpu": gpu, "host": host} if cfg.on_gpu else {"host": host}
+
+
+def _compute(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
+    ub = min(cfg.ubatch, cfg.batch, est.n_ctx or cfg.ubatch)
+    base = ub * (COMPUTE_EMBD_BYTES * arch.n_embd + COMPUTE_FF_BYTES * arch.n_ff)
+    attn = [c for c in est.caches if not c.recurrent]
+    mask = sum(c.cells * ub * (2 if cfg.flash_attn else 4) for c in attn)
+    kq = 0 if cfg.flash_attn or not attn else max(c.cells for c in attn) * ub * arch.n_head * 4
+    # the output stage: a row of logits per slot next to the last hidden states (peaks for a large vocabulary)
+    out = max(1, cfg.n_seq) * arch.n_vocab * 4 + ub * arch.n_embd * 12
+    mib = max(base + mask + kq, out) / MIB
+    n_gpu = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
+    if cfg.on_gpu and n_gpu > 0:
+        # the layers' graph runs where the layers are; the host keeps the inputs (token rows, positions)
+        est.compute = {"gpu": mib, "host": ub * arch.n_embd * 4 / MIB}
+    else:
+        est.compute = {"host": mib}
+    est.output_mib = max(1, cfg.n_seq) * arch.n_vocab * 4 / MIB
+
+
+def estimate_memory(arch: Arch, cfg: MemConfig) -> MemEstimate:
+    """Model, KV (+ recurrent state) and compute buffers in MiB, on the GPU(s) and the host."""
+    est = MemEstimate()
+    _model(arch, cfg, est)
+    _kv(arch, cfg, est)
+    _compute(arch, cfg, est)
+    return est
+
+
+def largest_context(arch: Arch, cfg: MemConfig, budget_mib: float, where: str = "gpu") -> int | None:
+    """The largest context (a multiple of 256, at most the training context) whose buffers on `where` fit
+    `budget_mib`; None when not even 256 cells fit. Memory grows with the context, so bisection finds it."""
+    top = pad(arch.ctx_train or 131072)
+
+    def fits(ctx: int) -> bool:
+        return estimate_memory(arch, _with_ctx(cfg, ctx)).total(where) <= budget_mib
+
+    if not fits(PAD):
+        return None
+    if fits(top):
+        return top
+    lo, hi = PAD, top  # fits(lo), not fits(hi)
+    while hi - lo > PAD:
+        mid = pad((lo + hi) // 2)
+        mid = mid if mid < hi else hi - PAD
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def _with_ctx(cfg: MemConfig, ctx: int) -> MemConfig:
+    from dataclasses import replace
+
+    return replace(cfg, ctx=ctx)
