@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import re
+import tempfile
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -204,14 +205,20 @@ def _keep_unsaved(name: str, text: str) -> Path | None:
     a folder of this user's in /tmp. A measurement is never thrown away because its folder was full or read-only."""
     from collector.cache import cache_dir
 
-    places: list[Any] = [lambda: cache_dir("unsaved"), lambda: Path("/tmp") / f"quant-atlas-unsaved-{os.getuid()}"]
+    places: list[Any] = [lambda: cache_dir("unsaved"),
+                         lambda: Path(tempfile.gettempdir()) / f"quant-atlas-unsaved-{os.getuid()}"]
     for place in places:
+        folder = None
         try:
             folder = place()
             atomic_write_text(folder / name, text)
             return folder / name
         except (OSError, CollectorError):
-            continue
+            if folder is not None:
+                try:
+                    folder.rmdir()  # only when this attempt left it empty
+                except OSError:
+                    pass
     return None
 
 

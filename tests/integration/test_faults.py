@@ -192,10 +192,12 @@ def test_disk_full_leaves_no_partial_file(tmp_path: Path, smollm2: Path, monkeyp
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(files.os, "fsync", enospc)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))  # where a record no folder took would go last
+    (tmp_path / "tmp").mkdir()
     data = tmp_path / "data"
     with pytest.raises(CollectorError, match="could not write the record .*No space left.*nothing partial"):
         run_plan(load_plan(_plan(tmp_path)), tools=tools, data_dir=data)
-    assert [p for p in data.rglob("*") if p.is_file()] == []
+    assert [p for p in data.rglob("*") if p.is_file()] == [] and list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_a_record_that_cannot_be_written_is_kept_where_the_message_says(tmp_path: Path, smollm2: Path,
