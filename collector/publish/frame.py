@@ -20,8 +20,9 @@ from functools import cached_property
 from typing import Any
 
 from collector.llama.flags import FLAGS
+from collector.publish.sitedevice import device_key, site_device
 from collector.records.schema import GpuInfo, Host, KldRecord, SpeedRecord, Stat
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug, slugify
+from collector.records.store import AnyRecord, model_display_name, model_slug, slugify
 
 _SAFE_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
@@ -66,7 +67,7 @@ class Row:
 
     @cached_property
     def device(self) -> str:  # computed once: a row's records share device and model (pages ask ~30 times)
-        return device_slug(self.rec.host)
+        return device_key(self.rec.host)
 
     @cached_property
     def model(self) -> str:
@@ -92,13 +93,9 @@ def page_id_of(record_id: str) -> str:
 
 
 def device_label(host: Host) -> str:
-    """`RTX 4090`, `2x RTX 3060`, or `CPU: <model>`, from the record's own names."""
-    if host.gpus:
-        counts: dict[str, int] = {}
-        for gpu in host.gpus:
-            counts[gpu.name] = counts.get(gpu.name, 0) + 1
-        return " + ".join(f"{n}x {name}" if n > 1 else name for name, n in counts.items())
-    return "CPU: " + (host.cpu.model or "unknown")
+    """`NVIDIA GeForce RTX 4090`, `2x NVIDIA GeForce RTX 3060` (the catalog's names), a spelling the catalog does not
+    know as the record writes it, or `CPU: <model>`."""
+    return site_device(host).label
 
 
 def bandwidth_gbps(gpus: list[GpuInfo]) -> float | None:
@@ -116,7 +113,7 @@ def quant_of(record: AnyRecord) -> str:
 
 def config_key(rec: SpeedRecord) -> str:
     """What makes two speed records the same configuration (a re-measurement) rather than two."""
-    parts: dict[str, Any] = {"device": device_slug(rec.host), "config": rec.config.model_dump(mode="json"),
+    parts: dict[str, Any] = {"device": device_key(rec.host), "config": rec.config.model_dump(mode="json"),
                              "build": rec.llama_cpp.build_key}
     if rec.source.type == "imported":  # every imported figure is its own row, with its source
         parts["figure"] = rec.source.figure or rec.id
@@ -193,7 +190,7 @@ def kld_rows(records: list[KldRecord]) -> list[dict[str, Any]]:
         r = rec.results
         out.append({
             "rec": rec, "n_records": len(recs), "page_id": run_page_id(rec), "status": rec.status,
-            "device": device_slug(rec.host), "model": model_slug(rec), "model_name": model_display_name(rec.model),
+            "device": device_key(rec.host), "model": model_slug(rec), "model_name": model_display_name(rec.model),
             "quant": quant_of(rec), "sha256": rec.model.sha256, "imported": rec.source.type == "imported",
             "ctk": k, "ctv": v, "kv_default": defaulted, "kv_variant": "kv-cache" in rec.tags,
             "corpus": corpus.name if corpus else None,

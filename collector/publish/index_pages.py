@@ -16,9 +16,10 @@ from collector.publish.frame import Frames, Row, device_label, quant_of, run_pag
 from collector.publish.labels import config_summary, glossary
 from collector.publish.recommend import usable
 from collector.publish.render import figure_text, render
+from collector.publish.sitedevice import device_key
 from collector.publish.tune_view import tune_of
 from collector.records.schema import Host, KldRecord, SpeedRecord
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
+from collector.records.store import AnyRecord, model_display_name, model_slug
 
 MAX_RUNS_LISTED = 1000  # the runs index lists the newest this many; the data page has every record
 
@@ -49,7 +50,7 @@ def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
     per_device = []
     hosts: dict[str, Host] = {}
     for rec in f.records.values():
-        hosts.setdefault(device_slug(rec.host), rec.host)
+        hosts.setdefault(device_key(rec.host), rec.host)
     rows_of: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         rows_of[r.device].append(r)
@@ -93,7 +94,7 @@ def devices_index(f: Frames) -> GeneratedFile:
     src = "devices/index.md"
     by: dict[str, list[AnyRecord]] = defaultdict(list)
     for rec in f.records.values():
-        by[device_slug(rec.host)].append(rec)
+        by[device_key(rec.host)].append(rec)
     items = []
     for device, recs in sorted(by.items()):
         rows = [r for r in f.rows if r.device == device]
@@ -161,7 +162,7 @@ def _csv_row(rec: SpeedRecord | KldRecord) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": rec.id, "kind": rec.kind, "status": rec.status, "created_at": rec.created_at.isoformat(),
         "source_type": rec.source.type, "citation": rec.source.citation, "source_date": rec.source.date,
-        "device": device_slug(rec.host), "device_label": device_label(rec.host), "model": model_slug(rec),
+        "device": device_key(rec.host), "device_label": device_label(rec.host), "model": model_slug(rec),
         "model_name": model_display_name(m), "quant": quant_of(rec), "file_name": m.file_name,
         "size_bytes": m.size_bytes, "bits_per_weight": m.bits_per_weight, "sha256": m.sha256,
         "build": rec.llama_cpp.version, "error": f"{rec.error.stage}: {rec.error.message}" if rec.error else None,

@@ -23,9 +23,10 @@ from collector.publish.frame import (
 )
 from collector.publish.labels import quant_facts, runnable_command
 from collector.publish.render import figure_text, mib, num, render
+from collector.publish.sitedevice import device_key
 from collector.publish.tune_view import over_budget, tune_of, tune_run_context
 from collector.records.schema import KldRecord, SpeedRecord, Stat, TuneRecord
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
+from collector.records.store import AnyRecord, model_display_name, model_slug
 
 SRC_DEPTH = "runs/x/"  # a run page's URL depth, for relative links
 
@@ -116,7 +117,7 @@ def run_html(rec: AnyRecord) -> str:
     src = f"runs/{run_page_id(rec)}.md"
     ctx: dict[str, Any] = {
         "src": src, "rec": rec, "title": run_title(rec), "kind": rec.kind,
-        "device_href": device_src(device_slug(rec.host)), "model_href": model_src(model_slug(rec)),
+        "device_href": device_src(device_key(rec.host)), "model_href": model_src(model_slug(rec)),
         "device": device_label(rec.host), "model": model_display_name(rec.model),
         "hardware": _hardware(rec), "model_facts": _model(rec),
         "config": [] if isinstance(rec, TuneRecord) else _config(rec),

@@ -30,8 +30,9 @@ from collector.publish.index_pages import (
 )
 from collector.publish.model_page import model_page
 from collector.publish.run_page import run_title
+from collector.publish.sitedevice import device_key
 from collector.records.index import RecordIndex, fingerprint, load_index
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
+from collector.records.store import AnyRecord, model_display_name, model_slug
 
 # Generated files live only under these prefixes; site/ holds none of them (tests check both ways)
 RESERVED_PREFIXES = ("devices/", "models/", "runs/", "compare/", "data/", "charts/", "assets/quant-atlas/",
@@ -83,7 +84,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     recs_by_device: dict[str, list[AnyRecord]] = defaultdict(list)
     names: dict[str, str] = {}
     for rec in f.records.values():
-        recs_by_device[device_slug(rec.host)].append(rec)
+        recs_by_device[device_key(rec.host)].append(rec)
         names.setdefault(model_slug(rec), model_display_name(rec.model))
     rows_by_device, rows_by_model = defaultdict(list), defaultdict(list)
     for row in f.rows:
