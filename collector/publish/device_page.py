@@ -8,38 +8,17 @@ from typing import Any
 
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, front_matter, model_src, run_src
-from collector.publish.frame import Row, bandwidth_gbps, device_label, kv_types, quant_of, run_page_id
+from collector.publish.frame import Row, bandwidth_gbps, kv_types, quant_of, run_page_id
+from collector.publish.hardware_view import hardware
 from collector.publish.history_page import history_pages
 from collector.publish.labels import config_summary, labels, quant_facts, runnable_command
 from collector.publish.recommend import KEEP_SPEED, KLD_BUDGET, Pick, faithful_pick, pareto_front, recommend
 from collector.publish.render import figure_text, mib, num, render
+from collector.publish.sitedevice import site_device
 from collector.publish.sweeps import clients_chart, clients_series, clients_table, kv_context_chart
 from collector.publish.tune_view import over_budget, tuned_section
 from collector.records.schema import KldRecord, SpeedRecord
 from collector.records.store import AnyRecord, model_display_name
-
-
-def _hardware(records: list[AnyRecord]) -> dict[str, Any]:
-    """The device as its records describe it: measured facts first, what a source states otherwise."""
-    rec = max(records, key=lambda r: (r.source.type == "measured", r.created_at))
-    gpus: list[dict[str, Any]] = []
-    for g in rec.host.gpus:
-        vram = mib(g.vram_total_mib) if g.vram_total_mib else (f"{g.vram_stated} (as stated)" if g.vram_stated
-                                                                 else "not stated")
-        info = {"name": g.name, "vram": vram, "bandwidth": g.mem_bandwidth_gbps, "driver": g.driver,
-                "backend": g.backend, "count": 1}
-        same = next((x for x in gpus if {k: v for k, v in x.items() if k != "count"} ==
-                     {k: v for k, v in info.items() if k != "count"}), None)
-        if same:
-            same["count"] += 1
-        else:
-            gpus.append(info)
-    host = rec.host
-    ram = mib(host.ram_total_mib) if host.ram_total_mib else (f"{host.ram_stated} (as stated)" if host.ram_stated
-                                                                else "not stated")
-    backends = sorted({r.llama_cpp.backend for r in records if r.llama_cpp.backend})
-    return {"gpus": gpus, "cpu": host.cpu.model or "not stated", "cores": host.cpu.cores, "ram": ram,
-            "os": host.os, "backends": backends}
 
 
 def _command(row: Row) -> dict[str, Any]:
@@ -312,7 +291,8 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
     """The device's Markdown page and its chart files."""
     src = f"devices/{device}.md"
     speed_recs = [r for r in device_records if isinstance(r, SpeedRecord)]
-    label = device_label((speed_recs or device_records)[-1].host)
+    dev = site_device((speed_recs or device_records)[-1].host)
+    label = dev.label
     labelled = dict(zip([r.key for r in rows], labels(rows))) if rows else {}
     measured = [r for r in rows if not r.imported]
     imported = [r for r in rows if r.imported]
@@ -331,7 +311,7 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
     files += tuned_files
     only_kld = not rows and bool(klds)
     kld_table = _kld_rows(klds)
-    text = render("device.md.j2", src=src, title=label, label=label, hw=_hardware(device_records),
+    text = render("device.md.j2", src=src, title=label, label=label, hw=hardware(device_records, dev),
                   imported_only=bool(rows) and not measured, kld_only=only_kld, n_configs=len(rows),
                   n_records=len(speed_recs), measured=_picks(src, measured, labelled, klds),
                   imported=_picks(src, imported, labelled, klds), table=table, depths=depths,
