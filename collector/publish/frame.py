@@ -21,6 +21,7 @@ from typing import Any
 
 from collector.llama.flags import FLAGS
 from collector.publish.sitedevice import device_key, site_device
+from collector.publish.stated_rows import merge_stated
 from collector.records.schema import GpuInfo, Host, KldRecord, SpeedRecord, Stat
 from collector.records.store import AnyRecord, model_display_name, model_slug, slugify
 
@@ -47,6 +48,8 @@ class Row:
     kld: dict[str, Any] | None = None  # the joined KLD row
     kld_join: str | None = None
     kld_note: str | None = None
+    also: list[Row] = field(default_factory=list)  # imported: the source's other figures of this configuration
+    repeated: list[Row] = field(default_factory=list)  # imported: other sources stating the same figure
 
     @property
     def rec(self) -> SpeedRecord:
@@ -192,6 +195,7 @@ def kld_rows(records: list[KldRecord]) -> list[dict[str, Any]]:
             "rec": rec, "n_records": len(recs), "page_id": run_page_id(rec), "status": rec.status,
             "device": device_key(rec.host), "model": model_slug(rec), "model_name": model_display_name(rec.model),
             "quant": quant_of(rec), "sha256": rec.model.sha256, "imported": rec.source.type == "imported",
+            "repo": rec.model.repo, "device_label": device_label(rec.host), "citation": rec.source.citation,
             "ctk": k, "ctv": v, "kv_default": defaulted, "kv_variant": "kv-cache" in rec.tags,
             "corpus": corpus.name if corpus else None,
             "corpus_key": (corpus.sha256 or corpus.name) if corpus else "unknown corpus",
@@ -210,9 +214,11 @@ def quant_of_model(model: Any) -> str:
 
 
 def join_kld(rows: list[Row], klds: list[dict[str, Any]]) -> None:
-    """Attach to each configuration the KLD of the same weights: by sha256 when both sides have one, else by
-    model name + quant (said so). The KLD measured with the same KV cache types is preferred; otherwise the
-    weights' KLD is attached with a note naming the cache types it was measured with; measured over imported."""
+    """Attach to each configuration the KLD of the same weights, measured anywhere: by sha256 when both sides have
+    one; else by model + quant + the repository the file is published in, where the records name it (a file of
+    another uploader is another file: never joined), and by model + quant alone where either side does not name it
+    (said so). The KLD measured with the same KV cache types is preferred; otherwise the weights' KLD is attached with
+    a note naming the cache types it was measured with; measured over imported."""
     by_sha: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_name: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for k in klds:
@@ -225,7 +231,15 @@ def join_kld(rows: list[Row], klds: list[dict[str, Any]]) -> None:
         rec = row.rec
         how, cands = "sha256", by_sha.get(rec.model.sha256 or "")
         if not cands:
-            how, cands = "model name + quant", by_name.get((row.model, quant_of(rec)))
+            repo = rec.model.repo
+            named = [c for c in by_name.get((row.model, quant_of(rec)), [])
+                     if not (c["sha256"] and rec.model.sha256)]  # two files with hashes are the same only by hash
+            same_repo = [c for c in named if repo and c["repo"] == repo]
+            if same_repo:
+                how, cands = f"model + quant + uploader ({repo})", same_repo
+            else:
+                how = "model + quant (the uploader is not stated on both sides)"
+                cands = [c for c in named if not (repo and c["repo"])]  # a file of another uploader is another file
         if not cands:
             continue
         ctk, ctv, _ = kv_types(rec)
@@ -249,7 +263,7 @@ class Frames:
 def build_frames(records: list[AnyRecord]) -> Frames:
     speed = [r for r in records if isinstance(r, SpeedRecord)]
     kld = [r for r in records if isinstance(r, KldRecord)]
-    rows = speed_rows(speed)
+    rows = merge_stated(speed_rows(speed))
     klds = kld_rows(kld)
     join_kld(rows, klds)
     return Frames(rows=rows, klds=klds, records={run_page_id(r): r for r in records})
