@@ -36,10 +36,16 @@ def context_pick(rows: list[Row], keep: float) -> tuple[Row, int, Stat, Stat, Ro
         fastest_row, fastest = max(at, key=lambda rf: (rf[1].value, rf[0].page_id))
         cands = [(r, f) for r, f in at if f.value >= keep * fastest.value]
         r, f = max(cands, key=lambda rf: (rf[0].rec.config.ctx_size or 0, rf[1].value, rf[0].page_id))
-        if best is None or (r.rec.config.ctx_size or 0) >= (best[0].rec.config.ctx_size or 0):
-            best = (r, d, f, fastest, fastest_row, len(at))
+        found = (r, d, f, fastest, fastest_row, len(at))
+        # the largest context; for one context, a depth where it was compared with others, then the deepest
+        if best is None or _rank(found) >= _rank(best):
+            best = found
     assert best is not None
     return best
+
+
+def _rank(found: tuple[Row, int, Stat, Stat, Row, int]) -> tuple[int, bool, int]:
+    return found[0].rec.config.ctx_size or 0, found[5] > 1, found[1]
 
 
 def context_why(pick: tuple[Row, int, Stat, Stat, Row, int], keep: float, said: str) -> tuple[str, list[str]]:
@@ -58,6 +64,10 @@ def context_why(pick: tuple[Row, int, Stat, Stat, Row, int], keep: float, said: 
                + ("" if fastest_row is r else f" ({num(share)} % of {num(fastest.value)} t/s)"))
         notes = [f"Compared with the {n_at - 1} other configuration(s) measured with {depth:,} tokens filled only, "
                  "never with speeds at other depths"]
+    deeper = max((d for d in r.depths if d > depth and _tg(r, d) is not None), default=None)
+    if deeper is not None:
+        notes.append(f"With {deeper:,} tokens filled it runs {num(_tg(r, deeper).value)} t/s")  # type: ignore[union-attr]
+        depth = deeper
     if depth < FULL_ENOUGH * ctx:
         notes.append(f"Only {depth:,} of its {ctx:,} tokens were filled: the speed near a full context is not "
                      "measured")

@@ -16,7 +16,7 @@ from collector.publish.frame import Frames, Row, device_label, quant_of, run_pag
 from collector.publish.labels import config_summary, glossary
 from collector.publish.recommend import usable
 from collector.publish.render import figure_text, render
-from collector.publish.sitedevice import device_key
+from collector.publish.sitedevice import NOT_STATED, device_key
 from collector.publish.tune_view import tune_of
 from collector.records.schema import Host, KldRecord, SpeedRecord
 from collector.records.store import AnyRecord, model_display_name, model_slug
@@ -46,7 +46,7 @@ def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
     src = "index.md"
     files: list[GeneratedFile] = []
     rows = f.rows
-    devices = sorted({r.device for r in rows} | {k["device"] for k in f.klds})
+    devices = sorted(({r.device for r in rows} | {k["device"] for k in f.klds}) - {NOT_STATED})  # no device
     per_device = []
     hosts: dict[str, Host] = {}
     for rec in f.records.values():

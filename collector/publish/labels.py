@@ -185,6 +185,8 @@ TERMS: dict[str, str] = {
     "same top p": "Share of tokens where the quant and the base model put their highest probability on the same "
                   "token, percent.",
     "PPL ratio": "The quant's perplexity divided by the base model's over the same corpus.",
+    "Pareto front": "The files no other file beats on both generation speed and mean KLD at once: for each of them, "
+                    "every faster file is less faithful and every more faithful file is slower.",
     "bpw": "Bits per weight: 8 × file size ÷ parameters, what the file really spends per weight whatever its "
            "name says.",
     "tensor mix": "Which ggml types the weights are stored in, as shares of all weights. A quant name is a recipe; "

@@ -21,6 +21,7 @@ from collector.records.schema import Host
 from collector.records.store import device_slug
 
 _VENDORS = ("NVIDIA", "AMD", "Intel", "Apple", "Qualcomm", "Huawei", "Raspberry Pi", "Zhaoxin")
+NOT_STATED = "device-not-stated"  # records whose source names no GPU and no CPU
 UNCATALOGUED = "-uncatalogued"  # added to the path of an unresolved spelling whose slug a catalog device has
 
 
@@ -55,6 +56,8 @@ def _vendor_in(name: str) -> str | None:
 
 @lru_cache(maxsize=4096)  # a few hundred distinct hosts; asked for every record several times
 def _site_device(gpu_names: tuple[str, ...], cpu_model: str | None) -> SiteDevice:
+    if not gpu_names and not cpu_model:  # a published table that names no machine (KLD does not depend on it)
+        return SiteDevice(NOT_STATED, "Device not stated", "not stated", None, 0, False)
     if not gpu_names:
         name = cpu_model or "unknown"
         return SiteDevice(device_slug(Host.model_validate({"cpu": {"model": cpu_model}})), f"CPU: {name}", "CPU",
