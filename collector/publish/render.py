@@ -34,7 +34,11 @@ def num(x: Any, digits: int = 3) -> str:
     x = float(x)
     if abs(x) >= 10 ** digits:
         return f"{x:,.0f}"
-    return f"{x:.{digits}g}"
+    text = f"{x:.{digits}g}"
+    if "e" in text:  # a small figure (a KLD uncertainty of 2e-05) in plain decimals: 0.00002
+        places = digits - 1 - math.floor(math.log10(abs(x)))
+        text = f"{x:.{places}f}".rstrip("0").rstrip(".")
+    return text
 
 
 def nums(xs: Any) -> str:
