@@ -17,19 +17,19 @@ from typing import NamedTuple
 from collector.cache import Blob, code_stamp, package_files, scope
 from collector.publish.common import GeneratedFile
 from collector.publish.deferred import defer_tables, restore_tables
+from collector.publish.device_index import devices_index
 from collector.publish.device_page import device_page
 from collector.publish.frame import build_frames, run_page_id
 from collector.publish.index_pages import (
     compare_page,
     data_files,
-    devices_index,
     glossary_page,
     home_markdown,
     models_index,
     runs_index,
 )
 from collector.publish.model_page import model_page
-from collector.publish.run_page import run_title
+from collector.publish.run_page import run_title, trial_names_of
 from collector.publish.sitedevice import device_key
 from collector.records.index import RecordIndex, fingerprint, load_index
 from collector.records.store import AnyRecord, model_display_name, model_slug
@@ -65,6 +65,7 @@ class SiteBuild:
     deferred: dict[str, list[str]] = field(default_factory=dict)  # src_uri -> its tables (see defer_tables)
     versions: dict[str, str] | None = None  # record id -> file stamp: run pages of unchanged records are cached
     site_key: str = ""  # the data directory: one run-page cache per data directory
+    trial_names: dict[str, dict[str, str]] = field(default_factory=dict)  # tune id -> its trials in words
 
     def whole(self) -> list[GeneratedFile]:
         """The files with every page whole (its deferred blocks back in place), as a reader gets them."""
@@ -98,7 +99,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
         files += device_page(device, rows_by_device[device], klds_by_device[device], recs)
     for model in sorted(names):
         files += model_page(model, rows_by_model[model], klds_by_model[model], names[model])
-    files += [devices_index(f), models_index(f), runs_index(f), compare_page(f), *data_files(f), glossary_page(),
+    files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
     home, home_files = home_markdown(f)
     files += home_files
@@ -114,7 +115,8 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
         pages.append(g)
     home, deferred["index.md"] = defer_tables(home)
     recs = list(f.records.values())
-    return SiteBuild(files=pages, home=home, records=recs, deferred=deferred, runs=[run_ref(r) for r in recs])
+    return SiteBuild(files=pages, home=home, records=recs, deferred=deferred, runs=[run_ref(r) for r in recs],
+                     trial_names=trial_names_of(f.records))
 
 
 def build_from(data_dir: Path) -> SiteBuild:

@@ -8,6 +8,7 @@ tables. A trial stopped over the tune's memory budget (error stage `budget`) is 
 
 from __future__ import annotations
 
+import re
 import shlex
 import statistics
 from collections.abc import Sequence
@@ -98,8 +99,20 @@ def gain_text(gain: TuneGain, chosen: TuneChoice, default: TuneChoice, budget: f
             f"within noise ({both}).{over}")
 
 
-def tune_run_context(rec: TuneRecord, src: str, device: str) -> dict[str, Any]:
-    """Everything a tune's run page shows beyond the common facts."""
+_ID = re.compile(r"(?<![0-9A-Za-z])[0-9A-HJKMNP-TV-Z]{26}(?![0-9A-Za-z])")
+
+
+def _named(step: str, names: dict[str, str]) -> str:
+    """A step of the search with each trial's record id replaced by the trial's configuration, as a reader knows
+    it (the trial list links each to its run page)."""
+    return _ID.sub(lambda m: f"({names[m.group(0)]})" if m.group(0) in names else "(a trial not in the data)",
+                   step)
+
+
+def tune_run_context(rec: TuneRecord, src: str, device: str,
+                     trial_names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything a tune's run page shows beyond the common facts; `trial_names`: each trial's configuration in
+    words, by record id (a trial not in the data is said to be missing)."""
     q = rec.question
     fname = rec.model.file_name
     out: dict[str, Any] = {
@@ -107,7 +120,7 @@ def tune_run_context(rec: TuneRecord, src: str, device: str) -> dict[str, Any]:
         "time": (f"Time budget {q.time_budget_s:,g} s; the search took "
                  f"{'an unknown time' if rec.seconds is None else f'{rec.seconds:,.0f} s'} and "
                  f"{STOPPED[rec.stopped]}."),
-        "steps": rec.steps,
+        "steps": [_named(step, trial_names or {}) for step in rec.steps],
         "probes": [{"flags": shlex.join(server_args(p.config)) or "none (llama.cpp's defaults)",
                     "memory": _mib(p.memory_mib),
                     "fits": "load failed" if p.fits is None else ("fits" if p.fits else "over the budget"),
@@ -118,7 +131,9 @@ def tune_run_context(rec: TuneRecord, src: str, device: str) -> dict[str, Any]:
     for role, c in (("default", rec.default), ("chosen", rec.chosen)):
         for i in (c.records if c else []):
             roles.setdefault(i, []).append(role)
-    out["trials"] = [{"id": i, "href": run_src(page_id_of(i)), "roles": roles.get(i, [])} for i in rec.trials]
+    names = trial_names or {}
+    out["trials"] = [{"name": names.get(i, "a trial whose record is not in the data"), "href": run_src(page_id_of(i)),
+                      "roles": roles.get(i, [])} for i in rec.trials]
     if rec.default is not None and rec.chosen is not None:  # a failed tune may hold them: figures, no answer
         out["rows"] = [("default", _choice(rec.default, q, fname, src)),
                        ("chosen" if rec.status == "ok" else "best found", _choice(rec.chosen, q, fname, src))]

@@ -109,7 +109,7 @@ def test_tune_records_are_in_the_json_never_in_the_tables(tune_site: Path) -> No
     assert sorted(d["id"] for d in data if d["kind"] == "tune") == sorted(tunes)
     assert "in records.json only (2 of them)" in page_text((tune_site / "data" / "index.html").read_text("utf-8"))
     runs = (tune_site / "runs" / "index.html").read_text(encoding="utf-8")
-    assert runs.count("<td>tune</td><td>ok</td>") == 1 and runs.count("<td>tune</td><td>failed</td>") == 1
+    assert runs.count('<span class="qa-n">tune</span>') == 1 and runs.count("tune · <strong>failed</strong>") == 1
     # the device's tables have the trials as speed runs, never the tune
     device = (tune_site / "devices" / "cpu-amd-epyc" / "index.html").read_text(encoding="utf-8")
     table = device[device.index('id="every-configuration"'):]
