@@ -71,7 +71,14 @@ def answer(device: str, index: int, rows: list[Row], labelled: dict[str, str],
     """The answer for one model's rows (measured or imported ones) on one device: its picks, table and chart."""
     points, left_out, _ = comparable(rows)
     if len(points) < 2:
-        return None, []
+        noisy = sorted({quant_of(r.rec) for r in rows if r.noisy and r.kld})
+        if not points and not noisy:
+            return None, []
+        have = f"only {quant_of(points[0].rec)} has" if points else "no file has"
+        note = (f"Nothing to set side by side yet: {have} both a quiet speed on this device and a KLD"
+                + (f"; the speed of {', '.join(noisy)} was measured on a busy host (noisy: shown apart in the tables, "
+                   "never compared), so measure it again on a quiet host" if noisy else "") + ".")
+        return {"name": model_display_name(rows[-1].rec.model), "imported": rows[-1].imported, "note": note}, []
     picks, missing = trio(points)
     pts = [charts.Point(float(r.kld["kld_mean"]), float(r.tg.value), quant_of(r.rec), r.imported)  # type: ignore
            for r in points]
@@ -95,7 +102,7 @@ def answer(device: str, index: int, rows: list[Row], labelled: dict[str, str],
         f"{quant_of(r.rec)}: {figure_text(r.tg, 't/s')}, KLD {num(r.kld['kld_mean'], 4)}"  # type: ignore[index]
         + (" (on the front)" if i in front else "") for i, r in enumerate(points)))
     where = "depth not stated" if head.tg_depth is None else f"at depth {head.tg_depth:,}"
-    return {"name": model_display_name(head.rec.model), "imported": head.imported, "picks": [
+    return {"name": model_display_name(head.rec.model), "imported": head.imported, "note": None, "picks": [
         {"kind": p.kind, "title": p.title, "quant": quant_of(p.row.rec), "label": labelled.get(p.row.key, ""),
          "tg": p.row.tg, "kld": p.row.kld["kld_mean"] if p.row.kld else None, "why": p.why, "notes": p.notes,
          "href": run_src(p.row.page_id), "ties": [quant_of(t.rec) for t in p.ties]} for p in picks],

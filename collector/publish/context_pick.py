@@ -10,7 +10,7 @@ are speed rows like any other, so a tune's answer measured at its depth takes pa
 from __future__ import annotations
 
 from collector.publish.frame import Row
-from collector.publish.render import num
+from collector.publish.render import figure_num, figure_value, num
 from collector.records.schema import Stat
 
 FULL_ENOUGH = 0.5  # a context "measured full" when the depth of the comparison reaches this share of it
@@ -61,12 +61,12 @@ def context_why(pick: tuple[Row, int, Stat, Stat, Row, int], keep: float, said: 
         share = fig.value / fastest.value * 100 if fastest.value else 100.0
         why = (f"largest allocated context ({ctx:,} tokens) among the configurations measured with {depth:,} tokens "
                f"filled that keep at least {keep:.0%} of the fastest of them: {said} t/s"
-               + ("" if fastest_row is r else f" ({num(share)} % of {num(fastest.value)} t/s)"))
+               + ("" if fastest_row is r else f" ({num(share)} % of {figure_num(fastest.value)} t/s)"))
         notes = [f"Compared with the {n_at - 1} other configuration(s) measured with {depth:,} tokens filled only, "
                  "never with speeds at other depths"]
     deeper = max((d for d in r.depths if d > depth and _tg(r, d) is not None), default=None)
     if deeper is not None:
-        notes.append(f"With {deeper:,} tokens filled it runs {num(_tg(r, deeper).value)} t/s")  # type: ignore[union-attr]
+        notes.append(f"With {deeper:,} tokens filled it runs {figure_value(_tg(r, deeper))} t/s")
         depth = deeper
     if depth < FULL_ENOUGH * ctx:
         notes.append(f"Only {depth:,} of its {ctx:,} tokens were filled: the speed near a full context is not "

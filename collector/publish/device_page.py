@@ -16,7 +16,7 @@ from collector.publish.hardware_view import hardware
 from collector.publish.history_page import history_pages
 from collector.publish.labels import config_summary, labels, quant_facts, runnable_command
 from collector.publish.recommend import KEEP_SPEED, KLD_BUDGET, Pick, faithful_pick, recommend
-from collector.publish.render import figure_text, mib, num, render
+from collector.publish.render import figure_num, figure_text, mib, num, render
 from collector.publish.sitedevice import NOT_STATED, site_device
 from collector.publish.sweeps import clients_chart, clients_series, clients_table, kv_context_chart
 from collector.publish.tune_view import over_budget, tuned_section
@@ -262,7 +262,7 @@ def _charts(device: str, src: str, rows: list[Row], labelled: dict[str, str]) ->
         files += chart_files(chart_base, charts.line_chart(series,
                                                            "filled context depth (tokens)", f"{name} (t/s)"))
         alt = f"Line chart of {name} against filled context depth: " + "; ".join(
-            f"{s[0]}: " + ", ".join(f"{y:.3g} t/s at {x}" for x, y in zip(s[1], s[2])) for s in series)
+            f"{s[0]}: " + ", ".join(f"{figure_num(y)} t/s at {x}" for x, y in zip(s[1], s[2])) for s in series)
         out.append({"title": f"{unit_text} speed against filled context depth",
                     "text": "Depth is context actually filled with tokens before the prompt, not the allocated "
                             "ctx. The band spans the samples' range.", "base": chart_base, "alt": alt})

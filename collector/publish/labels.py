@@ -71,10 +71,11 @@ def labels(rows: list[Row], *, with_model: bool | None = None) -> list[str]:
     counts = Counter(out)
     seen: Counter[str] = Counter()
     for i, (label, r) in enumerate(zip(out, rows)):
-        if counts[label] > 1:  # the source's own name of the figure, else a run number
+        if counts[label] > 1:  # the date a source states for the figure, else a number (never an internal id)
             seen[label] += 1
-            figure = (r.rec.source.figure or "").partition("#")[2] if r.imported else ""
-            out[i] = f"{label} · {'figure ' + neutralize(figure) if figure else 'run ' + str(seen[label])}"
+            date = (r.rec.source.date or "").replace("T", " ")[:16] if r.imported else ""
+            tag = neutralize(date) if date else ("result " if r.imported else "run ") + str(seen[label])
+            out[i] = f"{label} · {tag}"
     counts = Counter(out)
     return [f"{label} · #{i + 1}" if counts[label] > 1 else label for i, label in enumerate(out)]
 

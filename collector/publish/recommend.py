@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from collector.publish.context_pick import context_pick, context_why
 from collector.publish.frame import Row
+from collector.publish.render import figure_num
 from collector.records.schema import Stat
 
 KLD_BUDGET = 0.05  # mean KLD (nats): the "balanced" pick must stay at or under this
@@ -48,7 +49,8 @@ def overlaps(a: Stat, b: Stat) -> bool:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+    """A speed in a sentence: as the tables write it (one formatter for a figure everywhere)."""
+    return figure_num(x)
 
 
 def _said(fig: Stat) -> str:

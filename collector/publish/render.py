@@ -47,13 +47,29 @@ def nums(xs: Any) -> str:
     return " · ".join(map(num, xs)) or DASH
 
 
+def decimals(x: float) -> int:
+    """Decimals a measured figure is shown with, chosen by its size (54.9, 253.1, 1,199, 7.53, 0.412): the figure
+    and its range are written with the same number of them, so "54.9 (52.6–56.0)" never reads "55 (52.6–56)"."""
+    x = abs(x)
+    return 0 if x >= 1000 else 1 if x >= 10 else 2 if x >= 1 else 3
+
+
+def fixed(x: float, places: int) -> str:
+    return f"{x:,.{places}f}"
+
+
+def figure_num(x: float, like: float | None = None) -> str:
+    """A measured figure, or a bound of its range with the decimals of the figure `like`."""
+    return fixed(x, decimals(x if like is None else like))
+
+
 def figure_value(f: Stat | None) -> str:
-    """The figure's value as text: exactly as a source writes it, else with 3-4 significant digits."""
+    """The figure's value as text: exactly as a source writes it, else with the decimals its size calls for."""
     if f is None:
         return DASH
     if f.text:
         return f.text
-    return num(f.value, 4 if f.value >= 100 else 3)
+    return figure_num(f.value)
 
 
 def figure_detail(f: Stat | None) -> str:
@@ -64,7 +80,8 @@ def figure_detail(f: Stat | None) -> str:
         return "approximate, as stated; no spread" if f.approx else "as stated; n and spread not stated"
     if f.kind == "mean" and not f.has_spread:
         return f"mean of {f.n}, as stated; no spread" if f.n else "mean, as stated; n and spread not stated"
-    spread = f" · {num(f.min)}–{num(f.max)}" if f.has_spread else " · no spread (one sample)"
+    spread = (f" · {figure_num(f.min, f.value)}–{figure_num(f.max, f.value)}"  # type: ignore[arg-type]
+              if f.has_spread else " · no spread (one sample)")
     return f"{f.kind} of n={f.n}{spread}"
 
 

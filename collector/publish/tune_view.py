@@ -19,7 +19,7 @@ from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, model_src, run_src
 from collector.publish.escape import shell_command
 from collector.publish.frame import page_id_of, run_page_id
-from collector.publish.render import DASH, figure_text, num
+from collector.publish.render import DASH, figure_num, figure_text
 from collector.records.pool import all_noisy, quiet_or_all, values_at
 from collector.records.schema import TUNE_TAG as TAG
 from collector.records.schema import SpeedRecord, Stat, TuneChoice, TuneGain, TuneQuestion, TuneRecord
@@ -74,8 +74,8 @@ def _objective(c: TuneChoice, metric: str) -> Stat | None:
 
 
 def _choice(c: TuneChoice, q: TuneQuestion, file_name: str | None, src: str) -> dict[str, Any]:
-    band = (f"{num(c.band_low)}–{num(c.band_high)} t/s" if c.band_low is not None and c.band_high is not None
-            else "unknown")
+    band = (f"{figure_num(c.band_low)}–{figure_num(c.band_high, c.band_low)} t/s"
+            if c.band_low is not None and c.band_high is not None else "unknown")
     return {"command": shell_command(c.command, file_name) if c.command else None,
             "flags": shlex.join(server_args(c.config)) or "none (llama.cpp's defaults)",
             "memory": _mib(c.memory_mib), "fits": _fits(c, q.memory_budget_mib), "fits_ok": c.fits, "noisy": c.noisy,
@@ -246,4 +246,4 @@ def tuned_section(device: str, src: str,
 
 
 def _spot_text(s: charts.Spot | None) -> str:
-    return "not drawn" if s is None else f"{s.y:.3g} t/s at {s.x:,.1f} MiB"
+    return "not drawn" if s is None else f"{figure_num(s.y)} t/s at {s.x:,.1f} MiB"

@@ -52,9 +52,9 @@ def test_the_cpu_page_answers_fast_balanced_and_faithful_for_every_ladder_file()
     # the real run's spread (n=18 at depth 0, range about +-10 %) stays: fastest Q2_K (110 t/s; IQ2_XS at 100 and
     # Q3_K_M at 95 overlap its range: a tie); balanced: the faster of the two files within the 0.05 budget (Q6_K
     # 0.0082, a tie with Q8_0 0.0038); most faithful: Q8_0 (0.00377)
-    assert "Fastest (tie): Q2_K · 110 t/s" in answer and "a tie with IQ2_XS, Q3_K_M" in answer
-    assert "Balanced (tie): Q6_K · 70 t/s" in answer and "a tie with Q8_0" in answer
-    assert "Most faithful: Q8_0 · 60 t/s" in answer and "mean KLD 0.00377" in answer
+    assert "Fastest (tie): Q2_K · 110.0 t/s" in answer and "a tie with IQ2_XS, Q3_K_M" in answer
+    assert "Balanced (tie): Q6_K · 70.0 t/s" in answer and "a tie with Q8_0" in answer
+    assert "Most faithful: Q8_0 · 60.0 t/s" in answer and "mean KLD 0.00377" in answer
     assert answer.count("the same file (sha256)") == 8  # each file's KLD joined by its hash
     # the chart: one point per file, every one labelled, the front drawn through the faithful and the fast end
     svg = files["charts/devices/cpu-amd-epyc-answer-0-light.svg"]
@@ -62,4 +62,4 @@ def test_the_cpu_page_answers_fast_balanced_and_faithful_for_every_ladder_file()
     assert len(root.findall(f".//{SVG}circle")) >= 8
     labels = {"".join(t.itertext()) for t in root.iter(f"{SVG}text")}
     assert set(TG) <= labels, labels
-    assert 'alt="Scatter of generation speed against mean KLD, one point per file: Q2_K: 110 t/s' in page
+    assert 'alt="Scatter of generation speed against mean KLD, one point per file: Q2_K: 110.0 t/s' in page

@@ -112,8 +112,8 @@ def test_context_pick_says_how_full_its_context_was(built_site: Path) -> None:
     text = page_text(_html(built_site, "devices/rtx-4090"))
     # compared only at the same filled depth: at 4,096 filled 32768 keeps 110 of 115 t/s (never 130, a depth-0 speed)
     assert "(32,768 tokens) among the configurations measured with 4,096 tokens filled that keep at least 80% of the " \
-           "fastest of them: 110 t/s (95.7 % of 115 t/s)" in text
-    assert "With 16,384 tokens filled it runs 90 t/s" in text
+           "fastest of them: 110.0 t/s (95.7 % of 115.0 t/s)" in text
+    assert "With 16,384 tokens filled it runs 90.0 t/s" in text
     assert "Only 8,192 of its 65,536 tokens were filled" in text  # the MoE model's pick
     # a model measured at depth 0 only: its context was only allocated, so nothing is recommended
     assert "No largest-context pick: only the allocation was measured" in text and "Only 0 of" not in text
@@ -268,9 +268,9 @@ def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monk
     rendered: list[str] = []
     real = site_mod.run_html
 
-    def counting(rec):
+    def counting(rec, *args):
         rendered.append(rec.id)
-        return real(rec)
+        return real(rec, *args)
 
     monkeypatch.setattr(site_mod, "run_html", counting)
     monkeypatch.setattr(site_mod, "RUNS_PARALLEL_FROM", 10 ** 9)  # in this process, where the count is kept

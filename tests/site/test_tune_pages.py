@@ -46,8 +46,9 @@ def test_tune_page_states_question_answer_gain_steps_probes_and_trials(tune_site
     assert page_commands(page) == [CHOSEN]
     # default against chosen: memory and fit, medians with n and range, the 95 % band, as recorded
     assert "294.7 MiB over the 250 MiB budget" in text and "210.4 MiB fits the 250 MiB budget" in text
-    assert "44.5 median of n=4 · 39.3–49.9" in text and "40.9 median of n=4 · 5.42–44.9" in text
-    assert "110.1 median of n=4 · 105–116" in text and "39.3–49.9 t/s" in text and "5.42–44.9 t/s" in text
+    # one formatter for a figure and its range, everywhere: the decimals of the figure (40.9: one) for both ends
+    assert "44.5 median of n=4 · 39.3–49.9" in text and "40.9 median of n=4 · 5.4–44.9" in text
+    assert "110.1 median of n=4 · 105.1–116.5" in text and "39.3–49.9 t/s" in text and "5.4–44.9 t/s" in text
     # the gain: within noise, said so, with its range; and why a slower command is the answer
     assert ("No measurable gain: -8.2 % generation speed (tg) against the default, but the two medians' 95 % "
             "intervals allow -89.2 % to +14.1 %") in text

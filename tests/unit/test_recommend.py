@@ -39,7 +39,7 @@ def test_known_answers_fastest_balanced_faithful_context() -> None:
     assert p["faithful"].row.rec.model.quant == "Q8_0"
     # only speeds measured with the context filled count, each compared at its own depth: every one of these was
     # measured at a depth no other configuration was, so the largest filled context is the answer, said to be alone
-    assert _ctx(p["context"]) == 131072 and "90 t/s with 65,536 tokens filled" in p["context"].why
+    assert _ctx(p["context"]) == 131072 and "90.0 t/s with 65,536 tokens filled" in p["context"].why
     assert "No other configuration was measured with 65,536 tokens filled" in p["context"].notes[0]
     assert _picks(recs, kld_budget=0.25)[0]["balanced"].row.rec.model.quant == "Q2_K"
     p, missing = _picks(recs, kld_budget=0.001)
@@ -93,8 +93,8 @@ def test_context_pick_compares_only_at_the_same_filled_depth() -> None:
             speed(HOST, m, {0: 90.0, 4096: 70.0}, ctx_size=32768)]
     p, _ = _picks(recs)
     assert p["fastest"].row.tg.value == 200.0 and _ctx(p["context"]) == 8192
-    assert "measured with 4,096 tokens filled that keep at least 80% of the fastest of them: 95 t/s (95 % of 100 t/s)" \
-        in p["context"].why
+    assert ("measured with 4,096 tokens filled that keep at least 80% of the fastest of them: 95.0 t/s (95 % of "
+            "100.0 t/s)") in p["context"].why
     assert "Compared with the 2 other configuration(s) measured with 4,096 tokens filled only" in p["context"].notes[0]
     assert _ctx(_picks(recs, keep=0.6)[0]["context"]) == 32768
 
