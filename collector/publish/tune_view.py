@@ -74,7 +74,8 @@ def _objective(c: TuneChoice, metric: str) -> Stat | None:
 
 
 def _choice(c: TuneChoice, q: TuneQuestion, file_name: str | None, src: str) -> dict[str, Any]:
-    band = (f"{figure_num(c.band_low)}–{figure_num(c.band_high, c.band_low)} t/s"
+    like = c.tg_tps.value if c.tg_tps else c.band_low  # the band in the decimals of the figure it is the band of
+    band = (f"{figure_num(c.band_low, like)}–{figure_num(c.band_high, like)} t/s"
             if c.band_low is not None and c.band_high is not None else "unknown")
     return {"command": shell_command(c.command, file_name) if c.command else None,
             "flags": shlex.join(server_args(c.config)) or "none (llama.cpp's defaults)",
