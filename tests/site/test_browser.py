@@ -50,8 +50,11 @@ def browser() -> Iterator[CDP]:
         yield cdp
 
 
+CONFIGS = "document.querySelector('h2#every-configuration ~ .qa-table-wrap table.qa-sortable')"  # every configuration
+
+
 def _column(cdp: CDP, idx: int) -> list[float | None]:
-    return cdp.js(f"""Array.from(document.querySelector('table.qa-sortable').tBodies[0].rows).map(r => {{
+    return cdp.js(f"""Array.from({CONFIGS}.tBodies[0].rows).map(r => {{
         const v = r.cells[{idx}].getAttribute('data-sort'); return v === '' ? null : parseFloat(v); }})""")
 
 
@@ -63,18 +66,17 @@ def test_table_sorts_numerically_after_instant_navigation(browser: CDP, server: 
                  "!!document.querySelector('table.qa-sortable[data-qa-ready]')", timeout=30)
     # a sortable header keeps its column-header role (no role=button) for screen readers
     assert browser.js("document.querySelectorAll('table.qa-sortable th[role]').length") == 0
-    idx = browser.js("Array.from(document.querySelector('table.qa-sortable thead').rows[0].cells)"
-                     ".findIndex(c => c.textContent.trim() === 'tg t/s?')")
+    idx = browser.js(f"Array.from({CONFIGS}.tHead.rows[0].cells).findIndex(c => c.textContent.trim() === 'tg t/s?')")
     assert idx >= 0
     before = _column(browser, idx)
-    header = f"document.querySelector('table.qa-sortable thead').rows[0].cells[{idx}]"
+    header = f"{CONFIGS}.tHead.rows[0].cells[{idx}]"
     browser.click(header)  # the header's text, not its small glossary link
     browser.poll(f"{header}.getAttribute('aria-sort') === 'ascending'")
     asc = _column(browser, idx)
     known = [v for v in asc if v is not None]
     assert known == sorted(known) and asc[len(known):] == [None] * (len(asc) - len(known))
     assert asc != before and len(known) >= 4
-    assert known[0] == 42.0  # numeric, not text order ("120" < "42" as text)
+    assert known[0] == 41.0  # numeric, not text order ("120" < "41" as text)
     browser.click(header)
     browser.poll(f"{header}.getAttribute('aria-sort') === 'descending'")
     desc = [v for v in _column(browser, idx) if v is not None]
@@ -158,5 +160,57 @@ def test_commands_are_readable_and_not_under_the_copy_button(browser: CDP, serve
                 assert block["text"].startswith("llama-server"), block
                 assert block["under"] == 0, f"{page} at {width}px: text under the copy button: {block}"
                 assert not block["clipped"], f"{page} at {width}px: command cut off: {block}"
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+
+
+PHONE_PAGES = ["", "devices/", "devices/rtx-4090/", "devices/cpu-test-xeon-cpu-2-20ghz/", "devices/2x-rtx-3060/",
+               "devices/3x-ai-pro-r9700/", "models/llama-test-8b/", "models/coder-next-test/", "compare/", "runs/",
+               "runs/01FIXTURE00000000000000001/", "data/"]
+
+
+def test_at_390_px_every_table_shows_its_key_figures_and_every_chart_fits(browser: CDP, server: str) -> None:
+    """On a phone every table keeps its first column and its key figure column on screen, even scrolled to its far
+    end (both are pinned), and every chart is drawn inside the viewport at the page's width."""
+    browser.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True)
+    try:
+        for page in PHONE_PAGES:
+            browser.open(f"{server}/{page}")
+            browser.poll("document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)")
+            report = browser.js("""(() => {
+                const vw = document.documentElement.clientWidth, out = {tables: [], charts: [], untagged: []};
+                const seen = c => { const r = c.getBoundingClientRect();
+                    return r.width > 0 && r.height > 0 && r.left >= -1 && r.right <= vw + 1; };
+                for (const t of document.querySelectorAll('.md-typeset .qa-table-wrap table')) {
+                    const key = Array.from(t.classList).find(c => /^qa-key-\\d+$/.test(c));
+                    if (!key) { out.untagged.push(t.tHead ? t.tHead.textContent.trim().slice(0, 60) : '?'); continue; }
+                    const n = parseInt(key.slice(7), 10), wrap = t.closest('.qa-table-wrap');
+                    const rows = Array.from(t.tBodies[0].rows).filter(r => r.cells.length >= n).slice(0, 6);
+                    for (const end of [0, 1]) {  // as the page opens, then scrolled to the table's far right
+                        wrap.scrollLeft = end ? wrap.scrollWidth : 0;
+                        for (const r of rows) {
+                            wrap.scrollIntoView ? r.scrollIntoView({block: 'center'}) : 0;
+                            out.tables.push({head: t.tHead.rows[0].cells[n - 1].textContent.trim(),
+                                             text: r.cells[n - 1].textContent.trim(), end: end,
+                                             key: seen(r.cells[n - 1]), first: seen(r.cells[0])});
+                        }
+                    }
+                    wrap.scrollLeft = 0;
+                }
+                for (const img of document.querySelectorAll('figure.qa-chart img')) {
+                    if (!img.offsetWidth) continue;  // the other palette's variant
+                    img.scrollIntoView({block: 'center'});
+                    out.charts.push({src: img.src, ok: seen(img) && img.naturalWidth > 0,
+                                     width: img.getBoundingClientRect().width});
+                }
+                return out; })()""")
+            assert not report["untagged"], f"{page}: tables without a key figure column: {report['untagged']}"
+            bad = [t for t in report["tables"] if not (t["key"] and t["first"] and t["text"])]
+            assert not bad, f"{page} at 390 px: key figure or first column off screen: {bad[:3]}"
+            assert all(c["ok"] for c in report["charts"]), f"{page} at 390 px: chart not inside the page: {report}"
+            assert all(c["width"] > 300 for c in report["charts"]), report["charts"]  # drawn at the page's width
+        # the pages with tables and charts were seen
+        browser.open(f"{server}/devices/rtx-4090/")
+        assert browser.js("document.querySelectorAll('figure.qa-chart img').length") >= 6
     finally:
         browser.call("Emulation.clearDeviceMetricsOverride")
