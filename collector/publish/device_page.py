@@ -282,8 +282,9 @@ def _kld_rows(klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
-                device_records: list[AnyRecord]) -> list[GeneratedFile]:
-    """The device's Markdown page and its chart files."""
+                device_records: list[AnyRecord], all_klds: list[dict[str, Any]] | None = None) -> list[GeneratedFile]:
+    """The device's Markdown page and its chart files; `all_klds`: every KLD row of the site (what is known of a
+    model's other files, wherever measured), default this device's."""
     src = f"devices/{device}.md"
     speed_recs = [r for r in device_records if isinstance(r, SpeedRecord)]
     dev = site_device((speed_recs or device_records)[-1].host)
@@ -323,7 +324,7 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
                   fits=_fits(table), charts=chart_list, klds=kld_table, clients=clients_table(src, series),
                   kld_charts=kld_charts, history=history, tuned=tuned,
                   kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED,
-                  answers=answers, no_kld=_no_kld(rows, klds))
+                  answers=answers, no_kld=_no_kld(rows, klds if all_klds is None else all_klds))
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
 
 
@@ -336,8 +337,10 @@ def _no_kld(rows: list[Row], klds: list[dict[str, Any]]) -> list[dict[str, Any]]
     for model, group in sorted(by_model.items()):
         if any(r.kld for r in group):
             continue
-        out.append({"name": model_display_name(group[-1].rec.model), "model_href": model_src(model),
-                    "quants": sorted({quant_of(r.rec) for r in group})})
+        quants = sorted({quant_of(r.rec) for r in group})
+        out.append({"name": model_display_name(group[-1].rec.model), "model_href": model_src(model), "quants": quants,
+                    "other": sorted({k["quant"] for k in klds if k["model"] == model and k["status"] == "ok"
+                                     and not k["kv_variant"]} - set(quants))})
     return out
 
 

@@ -96,7 +96,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
         klds_by_device[k["device"]].append(k)
         klds_by_model[k["model"]].append(k)
     for device, recs in sorted(recs_by_device.items()):
-        files += device_page(device, rows_by_device[device], klds_by_device[device], recs)
+        files += device_page(device, rows_by_device[device], klds_by_device[device], recs, f.klds)
     for model in sorted(names):
         files += model_page(model, rows_by_model[model], klds_by_model[model], names[model])
     files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),

@@ -383,3 +383,22 @@ def test_a_rebuild_keeps_unchanged_run_pages_and_equals_a_fresh_build(tmp_path: 
     fresh = {k: v for k, v in _tree(tmp_path / "fresh").items() if not k.startswith("search/")}
     again = {k: v for k, v in _tree(out).items() if not k.startswith("search/")}
     assert again == fresh
+
+
+def test_a_gpu_page_joins_kld_from_other_sources_to_its_imported_speed(built_site: Path) -> None:
+    """The RTX 4090's published UD-Q4_K_XL and UD-Q5_K_M figures get the KLD of other sources: a table naming the
+    uploader (joined by model + quant + uploader) and the R9700 post (model + quant: neither names one); the page
+    says where each was measured and sets them side by side with the three picks."""
+    text = page_text(_html(built_site, "devices/rtx-4090"))
+    answer = text[text.index("Coder Next Test: published figures"):text.index("Recommended launch commands")]
+    assert "Fastest: UD-Q4_K_XL · ~94 t/s" in answer and "mean KLD 0.0412" in answer
+    assert "Most faithful: UD-Q5_K_M · 41.0 t/s" in answer and "mean KLD 0.0217" in answer
+    assert ("measured on a device the source does not state, imported from 005_fixture.txt: KLD of the Coder Next "
+            "Test quants (fixture); joined by model + quant + uploader (unsloth/Coder-Next-Test-GGUF)") in answer
+    assert ("measured on 3x AMD Radeon AI PRO R9700, imported from 004_fixture.txt: Three R9700 cards, KLD of a big "
+            "MoE (fixture); joined by model + quant (the uploader is not stated on both sides)") in answer
+    pub = text[text.index("From published sources"):]
+    assert "Mean KLD: 0.0412 (corpus wikitext-2 (as stated); measured on a device the source does not state" in pub
+    # the file larger than the card's memory is said to spill into system RAM; the download is the named repository
+    assert "The file (55.2 GB, as stated) is larger than the GPU memory (25.8 GB, measured)" in pub
+    assert "Download: Hugging Face: unsloth/Coder-Next-Test-GGUF" in pub
