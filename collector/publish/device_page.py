@@ -294,6 +294,11 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
     imported = [r for r in rows if r.imported]
     table = [row_context(src, r, labelled[r.key]) for r in
              sorted(rows, key=lambda r: (model_display_name(r.rec.model), -(r.value() or -1.0), r.page_id))]
+    if rows and not klds and all(r.imported and not r.rec.command and not r.kld for r in rows) and \
+            all(isinstance(r, SpeedRecord) for r in device_records):  # crowd results only: nothing to launch
+        text = render("device_crowd.md.j2", src=src, label=label, hw=hardware(device_records, dev), table=table,
+                      n_records=len(speed_recs))
+        return [GeneratedFile(src, front_matter(label, wide=True) + text)]
     depths = sorted({d for r in rows for d in r.depths})
     chart_list, files = _charts(device, src, rows, labelled)
     series = clients_series(rows, labelled)
