@@ -1,6 +1,6 @@
 """Screenshots of built pages as a reader sees them: headless Chromium at each width, light and dark.
 
-    python tests/screens.py SITE_DIR OUT_DIR devices/cpu-amd-epyc/ models/x/ ... [--widths 1400,390]
+    python tests/screens.py SITE_DIR OUT_DIR devices/cpu-amd-epyc/ models/x/ ... [--widths 1400,390] [--max-height N]
 
 SITE_DIR is an `mkdocs build` output; each page is saved as OUT_DIR/<page path with / as ->-<width>-<scheme>.png
 (docs/screenshots/ holds the committed set). Full page, device scale 1; a phone width emulates a mobile viewport.
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cdp import CDP, Quiet, chromium
 
 
-def shoot(cdp: CDP, url: str, width: int, scheme: str, out: Path) -> None:
+def shoot(cdp: CDP, url: str, width: int, scheme: str, out: Path, max_height: int = 0) -> None:
     cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=width < 600)
     cdp.call("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": scheme}])
     cdp.open("about:blank")
@@ -29,7 +29,11 @@ def shoot(cdp: CDP, url: str, width: int, scheme: str, out: Path) -> None:
     cdp.js("localStorage.clear(), sessionStorage.clear()")  # material keeps the last palette: let the media decide
     cdp.open(url)
     cdp.poll("document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)")
-    shot = cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+    clip = {}
+    if max_height:  # the top of a long page (the whole page is what the browser shows when scrolled)
+        height = min(max_height, cdp.js("document.documentElement.scrollHeight"))
+        clip = {"clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}
+    shot = cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, **clip)["data"]
     out.write_bytes(base64.b64decode(shot))
 
 
@@ -39,6 +43,7 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("pages", nargs="+")
     ap.add_argument("--widths", default="1400,390")
+    ap.add_argument("--max-height", type=int, default=0, help="clip each shot to this many px from the top (0: all)")
     args = ap.parse_args()
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
@@ -54,7 +59,7 @@ def main() -> None:
                 for width in (int(w) for w in args.widths.split(",")):
                     for scheme in ("light", "dark"):
                         path = args.out / f"{name}-{width}-{scheme}.png"
-                        shoot(cdp, f"{base}/{page.lstrip('/')}", width, scheme, path)
+                        shoot(cdp, f"{base}/{page.lstrip('/')}", width, scheme, path, args.max_height)
                         print(path)
     finally:
         httpd.shutdown()

@@ -134,9 +134,9 @@ def bar_chart(panels: Sequence[tuple[str, Sequence[Bar]]]) -> dict[str, bytes]:
     any_imported = any(first[i].imported for i in order)
     any_range = any(p[1][i].lo is not None for p in panels for i in order)
     items: list[Item] = []
-    if any_imported:
-        items += [Item("measured", "patch", LIGHT["measured"]),
-                  Item("imported (as the source states)", "patch", LIGHT["imported"])]
+    if any_imported:  # the colour key, with the measured swatch only where a bar is measured
+        items += [Item("measured", "patch", LIGHT["measured"])] if not all(first[i].imported for i in order) else []
+        items.append(Item("imported (as the source states)", "patch", LIGHT["imported"]))
     if any_range:
         items.append(Item("range of samples (min–max)", "line", FG))
     rows = [max(21.6, text_height(n) + 6) for n in names]  # each label fits its row

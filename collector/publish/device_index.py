@@ -27,10 +27,9 @@ def _memory(dev: SiteDevice, recs: list[AnyRecord]) -> tuple[list[float], str]:
         return [], "system RAM (differs per machine)"
     seen = set()
     for r in recs:
-        if isinstance(r, SpeedRecord):
-            got = memory_gb(r)
-            if got and got[1] != "the catalog's size":
-                seen.add(round(got[0], 1))
+        got = memory_gb(r)
+        if got and got[1] != "the catalog's size":
+            seen.add(round(got[0], 1))
     if dev.memory_gb:
         known = [m for m in dev.memory_gb if m in seen]
         return (known, "as the records state it") if known else (list(dev.memory_gb), "the catalog's sizes")

@@ -13,6 +13,7 @@ import re
 
 from collector.publish.sitedevice import site_device
 from collector.records.schema import SpeedRecord
+from collector.records.store import AnyRecord
 
 _GB = re.compile(r"^\s*~?\s*(\d+(?:\.\d+)?)\s*GB\s*$", re.I)
 
@@ -32,7 +33,7 @@ def file_gb(rec: SpeedRecord) -> tuple[float, str] | None:
     return (gb, "as stated") if gb is not None else None
 
 
-def memory_gb(rec: SpeedRecord) -> tuple[float, str] | None:
+def memory_gb(rec: AnyRecord) -> tuple[float, str] | None:
     """(the GPUs' memory together in GB, how it is known); None for a CPU-only host or when nothing says it."""
     gpus = rec.host.gpus
     if not gpus:
