@@ -55,7 +55,9 @@ def decimals(x: float) -> int:
 
 
 def fixed(x: float, places: int) -> str:
-    return f"{x:,.{places}f}"
+    """x with `places` decimals; first rounded to 6 places, so that a median computed from samples (54.949999...)
+    and the same median stored rounded (54.95) print alike."""
+    return f"{round(x, 6):,.{places}f}"
 
 
 def figure_num(x: float, like: float | None = None) -> str:
