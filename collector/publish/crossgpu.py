@@ -116,7 +116,7 @@ def _line_context(src: str, line: DeviceLine) -> dict[str, Any]:
                         for r in line.figures],
             "imported": first.source.type == "imported", "runtime": first.source.runtime,
             "source": first.source.title or first.source.citation, "url": first.source.url,
-            "citation": first.source.citation if len(line.figures) == 1 else None}
+            "citation": None if first.source.title else first.source.citation}  # each result's page cites its row
 
 
 def compare_pages(rows: list[Row]) -> tuple[list[dict[str, Any]], list[GeneratedFile]]:
