@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -87,13 +88,22 @@ def figure_detail(f: Stat | None) -> str:
     return f"{f.kind} of n={f.n}{spread}"
 
 
+_WHOLE = re.compile(r"(?<![\w-])(--?[A-Za-z][\w.-]*|[\d.,]+–[\d.,]+)")  # a flag, or a range a–b
+
+
+def whole(text: object) -> Markup:
+    """Escaped text in which flags (--metrics) and ranges (84.2–103.0) never break across lines: a phone would
+    otherwise wrap them after their hyphen or dash."""
+    return Markup(_WHOLE.sub(r'<span class="qa-nw">\1</span>', h(text)))
+
+
 def figure_html(f: Stat | None, unit: str = "") -> Markup:
     """A figure for a table cell or a list: the value, then n and spread in small print."""
     if f is None:
         return Markup(DASH)
     unit_html = f" {h(unit)}" if unit else ""
     return Markup(f'<span class="qa-v">{h(figure_value(f))}{unit_html}</span> '
-                  f'<span class="qa-n">{h(figure_detail(f))}</span>')
+                  f'<span class="qa-n">{whole(figure_detail(f))}</span>')
 
 
 def figure_text(f: Stat | None, unit: str = "") -> str:
@@ -137,7 +147,7 @@ def env() -> Environment:
     e = Environment(loader=PackageLoader("collector.publish", "templates"), autoescape=True,
                     undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                     finalize=_visible)
-    e.filters.update(md=md, code=code_block, cmd=inline_command, num=num, nums=nums, fig=figure_html,
+    e.filters.update(md=md, code=code_block, cmd=inline_command, num=num, nums=nums, fig=figure_html, whole=whole,
                      fig_text=figure_text, mib=mib, gb=gb, sort=sort_attr, url=safe_url,
                      tojson=lambda v: Markup(json.dumps(v)))
     e.globals.update(href=href, mdlink=mdlink, gloss=gloss, ghead=gloss_head, DASH=DASH, figure_value=figure_value,
