@@ -37,7 +37,6 @@ from collector.llama.perplexity import (
 from collector.llama.tools import ToolError
 from collector.model_info import model_facts
 from collector.progress import NullObserver, Observer
-from collector.quantize import build_ladder
 from collector.records.index import load_index
 from collector.records.schema import Corpus, ErrorInfo, Host, KldRecord, KldTiming, LlamaCpp, ModelInfo, PlanRef, Source
 from collector.records.store import new_id, save_record, utc_now
@@ -77,13 +76,10 @@ def _models(plan: KldPlan, tools: LlamaTools, observer: Observer) -> tuple[str, 
     q_s = im_s = 0.0
     jobs: list[Job] = []
     if plan.ladder is not None:
-        src = plan.resolve(plan.ladder.source)
-        ladder = build_ladder(tools, src, list(plan.ladder.types), base_type=plan.ladder.base_type,
-                              corpus=plan.corpus_path, imatrix_ctx=plan.ctx_size,
-                              imatrix_chunks=plan.ladder.imatrix_chunks, threads=plan.config.threads, observer=observer)
+        ladder = plan.build_ladder(tools, observer)
         q_s, im_s = ladder.quantize_seconds, ladder.imatrix_seconds
-        base_ref, base_path = f"{plan.ladder.source} -> {plan.ladder.base_type}", ladder.base
-        jobs += [Job(t, f"{plan.ladder.source} -> {t}", p) for t, p in ladder.quants]
+        base_ref, base_path = plan.ladder_ref(plan.ladder.base_type), ladder.base
+        jobs += [Job(t, plan.ladder_ref(t), p) for t, p in ladder.quants]
     else:
         assert plan.base is not None  # parse_kld guarantees base or ladder
         base_ref, base_path = plan.base, plan.resolve(plan.base)

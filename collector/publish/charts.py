@@ -134,9 +134,9 @@ def bar_chart(panels: Sequence[tuple[str, Sequence[Bar]]]) -> dict[str, bytes]:
     any_imported = any(first[i].imported for i in order)
     any_range = any(p[1][i].lo is not None for p in panels for i in order)
     items: list[Item] = []
-    if any_imported:
-        items += [Item("measured", "patch", LIGHT["measured"]),
-                  Item("imported (as the source states)", "patch", LIGHT["imported"])]
+    if any_imported:  # the colour key, with the measured swatch only where a bar is measured
+        items += [Item("measured", "patch", LIGHT["measured"])] if not all(first[i].imported for i in order) else []
+        items.append(Item("imported (as the source states)", "patch", LIGHT["imported"]))
     if any_range:
         items.append(Item("range of samples (min–max)", "line", FG))
     rows = [max(21.6, text_height(n) + 6) for n in names]  # each label fits its row
@@ -241,17 +241,59 @@ def panel_lines_chart(panels: Sequence[tuple[str, Sequence[Series]]], xlabel: st
     return _finish(svg)
 
 
+MAX_LABELS = 24  # points labelled on a scatter (the table names every point)
+
+
+def place_labels(svg: Svg, ax: Axes, labels: Sequence[tuple[float, float, str]],
+                 markers: Sequence[tuple[float, float]], size: float = FONT_PT - 2) -> None:
+    """Each label beside its point, at the first of 8 positions around it (further out ring by ring) where it stays
+    inside the axes and covers no other label and no marker; a label that finds none is joined to its point by a
+    thin line from the nearest free spot; when there is none at all, the point stays unlabelled (the table names
+    it). Points are labelled in the order given."""
+    r = 3.0
+    taken = [(x - r, y - r, x + r, y + r) for x, y in markers]
+    placed: list[tuple[float, float, float, float]] = []
+    for cx, cy, label in labels:
+        w, h = text_width(label, size), text_height(label, size)
+        own = (cx - r, cy - r, cx + r, cy + r)
+        spot = None
+        for ring in (3.0, 9.0, 16.0, 26.0, 40.0):
+            for dx, dy in ((ring, -ring - h), (-ring - w, -ring - h), (ring, ring), (-ring - w, ring),
+                           (ring, -h / 2), (-ring - w, -h / 2), (-w / 2, -ring - h), (-w / 2, ring)):
+                x0, y0 = cx + dx, cy + dy
+                box = (x0, y0, x0 + w, y0 + h)
+                if (ax.x <= x0 and x0 + w <= ax.x + ax.w and ax.y <= y0 and y0 + h <= ax.y + ax.h
+                        and not any(overlaps(box, o) for o in placed)
+                        and not any(overlaps(box, m) for m in taken if m != own)):
+                    spot = (x0, y0, ring)
+                    break
+            if spot:
+                break
+        if spot is None:
+            continue
+        x0, y0, ring = spot
+        placed.append((x0, y0, x0 + w, y0 + h))
+        if ring > 9.0:  # far from its point: a leader line says which point it names
+            ex = min(max(cx, x0), x0 + w)
+            ey = min(max(cy, y0), y0 + h)
+            svg.line([(cx, cy), (ex, ey)], FG, 0.4)
+        svg.text(x0, y0, label, FG, size, anchor="start", valign="top")
+
+
 def pareto_chart(points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
-                  logx: bool = False) -> dict[str, bytes]:
-    """Scatter of every point, the frontier joined by a line and its points labelled."""
+                  logx: bool = False, zero_x: bool = True) -> dict[str, bytes]:
+    """Scatter of every point (each labelled where its label fits), the frontier joined by a line. `zero_x` False
+    starts a linear x axis at the data, not at zero (sizes of one model's files: no empty width)."""
     items: list[Item] = []
     for flag, name in ((False, "measured"), (True, "imported (as the source states)")):
         if any(p.imported == flag for p in points):
             items.append(Item(name, "o", LIGHT["imported" if flag else "measured"]))
     items.append(Item("Pareto frontier", "line", LIGHT["front"]))
     use_log = logx and all(p.x > 0 for p in points)
-    xs = logarithmic([p.x for p in points]) if use_log else linear([p.x for p in points], nbins=6, zero=True)
-    ys = linear([p.y for p in points], nbins=6, zero=True)
+    # room around the points for their labels: a label never leaves the axes
+    xs = (logarithmic([p.x for p in points], margin=0.1) if use_log else
+          linear([p.x for p in points], nbins=6, zero=zero_x, margin=0.1))
+    ys = linear([p.y for p in points], nbins=6, zero=True, margin=0.14)
     band = xtick_band(xs) + 2 + text_height(xlabel)
     axes_h = 3.6 * 72 - 80
     ylabel = fit(ylabel, axes_h)
@@ -264,18 +306,9 @@ def pareto_chart(points: Sequence[Point], front: Sequence[int], xlabel: str, yla
         svg.line([(ax.px(p.x), ax.py(p.y)) for p in fpts], LIGHT["front"], 1.0)
         for p in points:
             svg.marker(ax.px(p.x), ax.py(p.y), "o", LIGHT["imported" if p.imported else "measured"], 4.2)
-        placed: list[tuple[float, float, float, float]] = []
-        for p in fpts[:12]:  # each label beside its point where it neither leaves the axes nor covers another
-            label = neutralize(p.label)
-            w, h = text_width(label, FONT_PT - 2), text_height(label, FONT_PT - 2)
-            cx, cy = ax.px(p.x), ax.py(p.y)
-            for x0, y0 in ((cx + 3, cy - 3 - h), (cx - 3 - w, cy - 3 - h), (cx + 3, cy + 3), (cx - 3 - w, cy + 3)):
-                box = (x0, y0, x0 + w, y0 + h)
-                if (ax.x <= x0 and x0 + w <= ax.x + ax.w and ax.y <= y0 and y0 + h <= ax.y + ax.h
-                        and not any(overlaps(box, other) for other in placed)):
-                    placed.append(box)
-                    svg.text(x0, y0, label, FG, FONT_PT - 2, anchor="start", valign="top")
-                    break  # no free place: the point stays unlabelled (the table names it)
+        first = [*front, *(i for i in range(len(points)) if i not in set(front))]  # the front's labels first
+        place_labels(svg, ax, [(ax.px(points[i].x), ax.py(points[i].y), neutralize(points[i].label))
+                               for i in first[:MAX_LABELS]], [(ax.px(p.x), ax.py(p.y)) for p in points])
         _axis_labels(svg, ax, xlabel, ylabel, PAD)
     legend(svg, items, 3, legend_top, FG, LEGEND_PT)
     return _finish(svg)

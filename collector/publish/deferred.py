@@ -1,4 +1,5 @@
-"""Generated tables, command blocks and `qa-` paragraphs and lists kept out of MkDocs' Markdown pipeline.
+"""Generated tables, command blocks, charts, raw HTML paragraphs and `qa-` lists kept out of MkDocs' Markdown
+pipeline.
 
 They are raw HTML that Markdown passes through unchanged. At 10,000 records they are most of the site's bytes, and
 Python-Markdown's HTML-block scan plus the search plugin's HTML parse of them cost more than everything else: each
@@ -13,7 +14,8 @@ import re
 
 _BLOCK = re.compile(r'<div class="qa-table-wrap">.*?</table>\s*</div>'
                     r'|<div class="language-bash highlight"><pre><code>.*?</code></pre></div>'
-                    r'|<(p|ul) class="qa-[a-z-]+">.*?</\1>', re.S)  # no qa- list holds another list
+                    r'|<(p|ul) class="qa-[a-z-]+"[^>]*>.*?</\1>'  # no qa- list holds another list
+                    r'|^<p>.*?</p>$|^<figure class="qa-chart">.*?</figure>$', re.S | re.M)  # raw paragraphs, charts
 _PLACEHOLDER = re.compile(r"<!-- qa-deferred:(\d+) -->")
 
 

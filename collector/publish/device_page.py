@@ -9,39 +9,21 @@ from typing import Any
 from markupsafe import Markup
 
 from collector.publish import charts
+from collector.publish.answer import answer
 from collector.publish.common import GeneratedFile, chart_files, front_matter, model_src, run_src
-from collector.publish.frame import Row, bandwidth_gbps, device_label, kv_types, quant_of, run_page_id
+from collector.publish.fits import spill_note
+from collector.publish.frame import Row, bandwidth_gbps, kv_types, quant_of, run_page_id
+from collector.publish.gguf_links import download_link
+from collector.publish.hardware_view import hardware
 from collector.publish.history_page import history_pages
 from collector.publish.labels import config_summary, labels, quant_facts, runnable_command
-from collector.publish.recommend import KEEP_SPEED, KLD_BUDGET, Pick, faithful_pick, pareto_front, recommend
-from collector.publish.render import figure_text, mib, num, render
+from collector.publish.recommend import KEEP_SPEED, KLD_BUDGET, Pick, faithful_pick, recommend
+from collector.publish.render import figure_num, figure_text, mib, num, render
+from collector.publish.sitedevice import NOT_STATED, site_device
 from collector.publish.sweeps import clients_chart, clients_series, clients_table, kv_context_chart
 from collector.publish.tune_view import over_budget, tuned_section
 from collector.records.schema import KldRecord, SpeedRecord
 from collector.records.store import AnyRecord, model_display_name
-
-
-def _hardware(records: list[AnyRecord]) -> dict[str, Any]:
-    """The device as its records describe it: measured facts first, what a source states otherwise."""
-    rec = max(records, key=lambda r: (r.source.type == "measured", r.created_at))
-    gpus: list[dict[str, Any]] = []
-    for g in rec.host.gpus:
-        vram = mib(g.vram_total_mib) if g.vram_total_mib else (f"{g.vram_stated} (as stated)" if g.vram_stated
-                                                                 else "not stated")
-        info = {"name": g.name, "vram": vram, "bandwidth": g.mem_bandwidth_gbps, "driver": g.driver,
-                "backend": g.backend, "count": 1}
-        same = next((x for x in gpus if {k: v for k, v in x.items() if k != "count"} ==
-                     {k: v for k, v in info.items() if k != "count"}), None)
-        if same:
-            same["count"] += 1
-        else:
-            gpus.append(info)
-    host = rec.host
-    ram = mib(host.ram_total_mib) if host.ram_total_mib else (f"{host.ram_stated} (as stated)" if host.ram_stated
-                                                                else "not stated")
-    backends = sorted({r.llama_cpp.backend for r in records if r.llama_cpp.backend})
-    return {"gpus": gpus, "cpu": host.cpu.model or "not stated", "cores": host.cpu.cores, "ram": ram,
-            "os": host.os, "backends": backends}
 
 
 def _command(row: Row) -> dict[str, Any]:
@@ -85,6 +67,9 @@ def _layers(row: Row) -> str:
         text = "not stated" if row.imported else "not logged"
     if p.cpu_moe_layers:
         text += f", experts of {p.cpu_moe_layers} on the CPU"
+    if p.cpu_layers is not None:
+        text = (f"{p.cpu_layers} in system RAM" + (" (as stated)" if row.imported else "") if text.startswith(
+            ("not stated", "not logged")) else f"{text}, {p.cpu_layers} in system RAM")
     return text
 
 
@@ -137,13 +122,16 @@ def row_context(src: str, row: Row, label: str) -> dict[str, Any]:
         "error": f"{failed[-1].error.stage}: {failed[-1].error.message}" if failed and failed[-1].error else None,
         "status": row.status, "noisy": row.noisy,
         "noisy_why": "; ".join(row.rec.conditions.reasons) if row.noisy and row.rec.conditions else "",
-        "imported": row.imported, "citation": rec.source.citation, "url": rec.source.url,
+        "imported": row.imported, "citation": rec.source.citation, "url": rec.source.url, "runtime": rec.source.runtime,
         "quote": _quote(row), "date": _date(rec), "build": rec.llama_cpp.version or "build not stated",
         "ctx": rec.config.ctx_size, "kv": _kv(row), "layers": _layers(row), "memory": _memory(row),
         "size": _size(rec), "moe": _moe(rec), "qf": quant_facts(rec.model), "eff": eff,
         "depth_text": ("depth not stated" if row.tg_depth is None else f"at depth {row.tg_depth:,}"),
         "kld": k, "kld_text": _kld_text(row), "warnings": rec.warnings,
-        "command": _command(row),
+        "command": _command(row), "spill": spill_note(rec), "download": download_link(rec),
+        "also": [{"fig": a.tg, "quote": _quote(a), "href": run_src(a.page_id)} for a in row.also],
+        "repeated": [{"citation": x.rec.source.citation, "href": run_src(x.page_id), "url": x.rec.source.url,
+                      "build": x.rec.llama_cpp.version} for x in row.repeated],
     }
 
 
@@ -164,16 +152,21 @@ def _quote(row: Row) -> str | None:
 def _kld_text(row: Row) -> str:
     k = row.kld
     if not k:
-        return "no KLD measurement for this file"
-    unc = f" ± {num(k['kld_mean_unc'], 2)}" if k.get("kld_mean_unc") else ""
-    text = f"{num(k['kld_mean'], 4)}{unc} (corpus {k.get('corpus') or 'unknown'}"
-    if row.kld_join == "model name + quant":
-        text += "; joined by model name + quant, no sha256"
-    if row.kld_note:
-        text += f"; {row.kld_note}"
-    if k.get("imported"):
-        text += "; imported"
-    return text + ")"
+        return "no KLD known for this file (none measured here, none published that names it)"
+    return f"{num(k['kld_mean'], 4)}" + (f" ± {num(k['kld_mean_unc'], 2)}" if k.get("kld_mean_unc") else "") + \
+        f" ({kld_origin(row)})"
+
+
+def kld_origin(row: Row) -> str:
+    """Where a joined KLD comes from: its corpus, the device it was measured on, the source, and the join used."""
+    k = row.kld
+    assert k is not None
+    where = ("measured on this device" if k["device"] == row.device else "measured on a device the source does not "
+             "state" if k["device"] == NOT_STATED else f"measured on {k['device_label']}")
+    text = f"corpus {k.get('corpus') or 'unknown'}; {where}"
+    text += f", imported from {k['citation']}" if k.get("imported") else " by the collector"
+    text += "; the same file (sha256)" if row.kld_join == "sha256" else f"; joined by {row.kld_join}"
+    return text + (f"; {row.kld_note}" if row.kld_note else "")
 
 
 def _picks(src: str, rows: list[Row], labelled: dict[str, str], klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -271,29 +264,10 @@ def _charts(device: str, src: str, rows: list[Row], labelled: dict[str, str]) ->
         files += chart_files(chart_base, charts.line_chart(series,
                                                            "filled context depth (tokens)", f"{name} (t/s)"))
         alt = f"Line chart of {name} against filled context depth: " + "; ".join(
-            f"{s[0]}: " + ", ".join(f"{y:.3g} t/s at {x}" for x, y in zip(s[1], s[2])) for s in series)
+            f"{s[0]}: " + ", ".join(f"{figure_num(y)} t/s at {x}" for x, y in zip(s[1], s[2])) for s in series)
         out.append({"title": f"{unit_text} speed against filled context depth",
                     "text": "Depth is context actually filled with tokens before the prompt, not the allocated "
                             "ctx. The band spans the samples' range.", "base": chart_base, "alt": alt})
-    kd = [r for r in with_tg if r.kld and r.kld.get("kld_mean") is not None and not r.noisy]
-    if len(kd) > 1:
-        corpus = max({r.kld["corpus_key"] for r in kd if r.kld},
-                     key=lambda c: sum(1 for r in kd if r.kld and r.kld["corpus_key"] == c))
-        same = [r for r in kd if r.kld and r.kld["corpus_key"] == corpus]
-        pts = [charts.Point(float(r.kld["kld_mean"]), float(r.tg.value), labelled[r.key], r.imported)  # type: ignore
-               for r in same]
-        front = pareto_front([(p.x, p.y) for p in pts])
-        files += chart_files(f"{base}-pareto", charts.pareto_chart(pts, front,
-                                                                   "mean KLD (lower is more faithful)",
-                                                                   "generation speed (t/s)", logx=True))
-        alt = "Scatter of generation speed against mean KLD; on the Pareto frontier: " + "; ".join(
-            f"{pts[i].label}: {pts[i].y:.3g} t/s, KLD {pts[i].x:.3g}" for i in front)
-        left = len(kd) - len(same)
-        out.append({"title": "Speed against KLD",
-                    "text": f"KLD on corpus {same[0].kld['corpus'] if same[0].kld else corpus}; points on the red "
-                            "line are beaten on both speed and KLD by no other point."
-                            + (f" {left} configuration(s) with KLD on another corpus are left out." if left else ""),
-                    "base": f"{base}-pareto", "alt": alt})
     return out, files
 
 
@@ -310,17 +284,25 @@ def _kld_rows(klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
-                device_records: list[AnyRecord], estimates: str = "") -> list[GeneratedFile]:
+                device_records: list[AnyRecord], estimates: str = "",
+                all_klds: list[dict[str, Any]] | None = None) -> list[GeneratedFile]:
     """The device's Markdown page and its chart files; `estimates`: its rendered estimate section
-    (collector.publish.estimates), placed after what was measured to fit."""
+    (collector.publish.estimates), placed after what was measured to fit; `all_klds`: every KLD row of the site
+    (what is known of a model's other files, wherever measured), default this device's."""
     src = f"devices/{device}.md"
     speed_recs = [r for r in device_records if isinstance(r, SpeedRecord)]
-    label = device_label((speed_recs or device_records)[-1].host)
+    dev = site_device((speed_recs or device_records)[-1].host)
+    label = dev.label
     labelled = dict(zip([r.key for r in rows], labels(rows))) if rows else {}
     measured = [r for r in rows if not r.imported]
     imported = [r for r in rows if r.imported]
     table = [row_context(src, r, labelled[r.key]) for r in
              sorted(rows, key=lambda r: (model_display_name(r.rec.model), -(r.value() or -1.0), r.page_id))]
+    if rows and not klds and all(r.imported and not r.rec.command and not r.kld for r in rows) and \
+            all(isinstance(r, SpeedRecord) for r in device_records):  # crowd results only: nothing to launch
+        text = render("device_crowd.md.j2", src=src, label=label, hw=hardware(device_records, dev), table=table,
+                      n_records=len(speed_recs), estimates=Markup(estimates))
+        return [GeneratedFile(src, front_matter(label, wide=True) + text)]
     depths = sorted({d for r in rows for d in r.depths})
     chart_list, files = _charts(device, src, rows, labelled)
     series = clients_series(rows, labelled)
@@ -332,17 +314,44 @@ def device_page(device: str, rows: list[Row], klds: list[dict[str, Any]],
     files += history_files
     tuned, tuned_files = tuned_section(device, src, device_records)
     files += tuned_files
+    answers: list[dict[str, Any]] = []
+    for group in (measured, imported):
+        by_model: dict[str, list[Row]] = defaultdict(list)
+        for r in group:
+            by_model[r.model].append(r)
+        for model in sorted(by_model):
+            got, answer_files = answer(device, len(answers), by_model[model], labelled, kld_origin)
+            if got:
+                answers.append(got)
+                files += answer_files
     only_kld = not rows and bool(klds)
     kld_table = _kld_rows(klds)
-    text = render("device.md.j2", src=src, title=label, label=label, hw=_hardware(device_records),
+    text = render("device.md.j2", src=src, title=label, label=label, hw=hardware(device_records, dev),
                   imported_only=bool(rows) and not measured, kld_only=only_kld, n_configs=len(rows),
                   n_records=len(speed_recs), measured=_picks(src, measured, labelled, klds),
                   imported=_picks(src, imported, labelled, klds), table=table, depths=depths,
                   fits=_fits(table), charts=chart_list, klds=kld_table, clients=clients_table(src, series),
                   kld_charts=kld_charts, history=history, tuned=tuned,
                   kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED,
+                  answers=answers, no_kld=_no_kld(rows, klds if all_klds is None else all_klds),
                   estimates=Markup(estimates))
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
+
+
+def _no_kld(rows: list[Row], klds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Models with speed on this device and no KLD known for any of their files: what is known instead."""
+    out = []
+    by_model: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_model[r.model].append(r)
+    for model, group in sorted(by_model.items()):
+        if any(r.kld for r in group):
+            continue
+        quants = sorted({quant_of(r.rec) for r in group})
+        out.append({"name": model_display_name(group[-1].rec.model), "model_href": model_src(model), "quants": quants,
+                    "other": sorted({k["quant"] for k in klds if k["model"] == model and k["status"] == "ok"
+                                     and not k["kv_variant"]} - set(quants))})
+    return out
 
 
 def _fits(table: list[dict[str, Any]]) -> list[dict[str, Any]]:

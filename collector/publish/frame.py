@@ -19,8 +19,10 @@ from functools import cached_property
 from typing import Any
 
 from collector.llama.flags import FLAGS
+from collector.publish.sitedevice import device_key, site_device
+from collector.publish.stated_rows import merge_stated
 from collector.records.schema import GpuInfo, Host, KldRecord, SpeedRecord, Stat
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug, page_id_of
+from collector.records.store import AnyRecord, model_display_name, model_slug, page_id_of
 
 
 def figure_of(values: list[float]) -> Stat | None:
@@ -43,6 +45,8 @@ class Row:
     kld: dict[str, Any] | None = None  # the joined KLD row
     kld_join: str | None = None
     kld_note: str | None = None
+    also: list[Row] = field(default_factory=list)  # imported: the source's other figures of this configuration
+    repeated: list[Row] = field(default_factory=list)  # imported: other sources stating the same figure
 
     @property
     def rec(self) -> SpeedRecord:
@@ -63,7 +67,7 @@ class Row:
 
     @cached_property
     def device(self) -> str:  # computed once: a row's records share device and model (pages ask ~30 times)
-        return device_slug(self.rec.host)
+        return device_key(self.rec.host)
 
     @cached_property
     def model(self) -> str:
@@ -84,13 +88,9 @@ def run_page_id(record: AnyRecord) -> str:
 
 
 def device_label(host: Host) -> str:
-    """`RTX 4090`, `2x RTX 3060`, or `CPU: <model>`, from the record's own names."""
-    if host.gpus:
-        counts: dict[str, int] = {}
-        for gpu in host.gpus:
-            counts[gpu.name] = counts.get(gpu.name, 0) + 1
-        return " + ".join(f"{n}x {name}" if n > 1 else name for name, n in counts.items())
-    return "CPU: " + (host.cpu.model or "unknown")
+    """`NVIDIA GeForce RTX 4090`, `2x NVIDIA GeForce RTX 3060` (the catalog's names), a spelling the catalog does not
+    know as the record writes it, or `CPU: <model>`."""
+    return site_device(host).label
 
 
 def bandwidth_gbps(gpus: list[GpuInfo]) -> float | None:
@@ -108,7 +108,7 @@ def quant_of(record: AnyRecord) -> str:
 
 def config_key(rec: SpeedRecord) -> str:
     """What makes two speed records the same configuration (a re-measurement) rather than two."""
-    parts: dict[str, Any] = {"device": device_slug(rec.host), "config": rec.config.model_dump(mode="json"),
+    parts: dict[str, Any] = {"device": device_key(rec.host), "config": rec.config.model_dump(mode="json"),
                              "build": rec.llama_cpp.build_key}
     if rec.source.type == "imported":  # every imported figure is its own row, with its source
         parts["figure"] = rec.source.figure or rec.id
@@ -185,8 +185,9 @@ def kld_rows(records: list[KldRecord]) -> list[dict[str, Any]]:
         r = rec.results
         out.append({
             "rec": rec, "n_records": len(recs), "page_id": run_page_id(rec), "status": rec.status,
-            "device": device_slug(rec.host), "model": model_slug(rec), "model_name": model_display_name(rec.model),
+            "device": device_key(rec.host), "model": model_slug(rec), "model_name": model_display_name(rec.model),
             "quant": quant_of(rec), "sha256": rec.model.sha256, "imported": rec.source.type == "imported",
+            "repo": rec.model.repo, "device_label": device_label(rec.host), "citation": rec.source.citation,
             "ctk": k, "ctv": v, "kv_default": defaulted, "kv_variant": "kv-cache" in rec.tags,
             "corpus": corpus.name if corpus else None,
             "corpus_key": (corpus.sha256 or corpus.name) if corpus else "unknown corpus",
@@ -205,9 +206,11 @@ def quant_of_model(model: Any) -> str:
 
 
 def join_kld(rows: list[Row], klds: list[dict[str, Any]]) -> None:
-    """Attach to each configuration the KLD of the same weights: by sha256 when both sides have one, else by
-    model name + quant (said so). The KLD measured with the same KV cache types is preferred; otherwise the
-    weights' KLD is attached with a note naming the cache types it was measured with; measured over imported."""
+    """Attach to each configuration the KLD of the same weights, measured anywhere: by sha256 when both sides have
+    one; else by model + quant + the repository the file is published in, where the records name it (a file of
+    another uploader is another file: never joined), and by model + quant alone where either side does not name it
+    (said so). The KLD measured with the same KV cache types is preferred; otherwise the weights' KLD is attached with
+    a note naming the cache types it was measured with; measured over imported."""
     by_sha: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_name: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for k in klds:
@@ -220,7 +223,15 @@ def join_kld(rows: list[Row], klds: list[dict[str, Any]]) -> None:
         rec = row.rec
         how, cands = "sha256", by_sha.get(rec.model.sha256 or "")
         if not cands:
-            how, cands = "model name + quant", by_name.get((row.model, quant_of(rec)))
+            repo = rec.model.repo
+            named = [c for c in by_name.get((row.model, quant_of(rec)), [])
+                     if not (c["sha256"] and rec.model.sha256)]  # two files with hashes are the same only by hash
+            same_repo = [c for c in named if repo and c["repo"] == repo]
+            if same_repo:
+                how, cands = f"model + quant + uploader ({repo})", same_repo
+            else:
+                how = "model + quant (the uploader is not stated on both sides)"
+                cands = [c for c in named if not (repo and c["repo"])]  # a file of another uploader is another file
         if not cands:
             continue
         ctk, ctv, _ = kv_types(rec)
@@ -244,7 +255,7 @@ class Frames:
 def build_frames(records: list[AnyRecord]) -> Frames:
     speed = [r for r in records if isinstance(r, SpeedRecord)]
     kld = [r for r in records if isinstance(r, KldRecord)]
-    rows = speed_rows(speed)
+    rows = merge_stated(speed_rows(speed))
     klds = kld_rows(kld)
     join_kld(rows, klds)
     return Frames(rows=rows, klds=klds, records={run_page_id(r): r for r in records})

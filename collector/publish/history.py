@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from collector.publish.frame import figure_of, quant_of
+from collector.publish.sitedevice import device_key
 from collector.records.schema import SpeedRecord, Stat
-from collector.records.store import device_slug
 from collector.stats import MIN_SAMPLES, STEP, changed, median, median_band
 
 
@@ -129,7 +129,7 @@ def timeline_key(rec: SpeedRecord) -> str | None:
     known, imported other than from llama-bench)."""
     if rec.status != "ok" or not rec.llama_cpp.build_number:
         return None
-    parts: dict[str, object] = {"device": device_slug(rec.host), "config": rec.config.model_dump(mode="json")}
+    parts: dict[str, object] = {"device": device_key(rec.host), "config": rec.config.model_dump(mode="json")}
     if rec.source.type == "imported":
         if rec.source.tool != "llama-bench" or not rec.samples or not (rec.samples[0].tg_tps or rec.samples[0].pp_tps):
             return None  # a -pg test's combined rate is neither tg nor pp: nothing to put on a timeline
@@ -161,7 +161,7 @@ def timelines(records: list[SpeedRecord]) -> list[Timeline]:
             by_build[r.llama_cpp.build_number or 0].append(r)
         if len(by_build) < 2:
             continue
-        line = Timeline(key=key, device=device_slug(recs[0].host), records=recs)
+        line = Timeline(key=key, device=device_key(recs[0].host), records=recs)
         quiet_depths = [{s.depth_tokens for r in rs if not _noisy(r) for s in r.samples} for rs in by_build.values()]
         common = set.intersection(*[d for d in quiet_depths if d]) if any(quiet_depths) else set()
         every = {s.depth_tokens for r in recs for s in r.samples}

@@ -11,7 +11,7 @@ from collector.publish.common import GeneratedFile, chart_files, device_src, fro
 from collector.publish.frame import device_label, quant_of, run_page_id
 from collector.publish.history import Change, Timeline, timelines
 from collector.publish.labels import config_summary
-from collector.publish.render import figure_text, render
+from collector.publish.render import figure_num, figure_text, render
 from collector.records.schema import SpeedRecord
 from collector.records.store import model_display_name, model_slug, slugify
 from collector.stats import STEP
@@ -35,7 +35,7 @@ def _title(line: Timeline) -> str:
 
 def _change_text(what: str, c: Change) -> str:
     return (f"{WHAT[what]}: {c.kind} of {abs(c.relative) * 100:.1f} % from b{c.before} to b{c.after} "
-            f"(median {c.median_before:.4g} → {c.median_after:.4g} t/s)")
+            f"(median {figure_num(c.median_before)} → {figure_num(c.median_after)} t/s)")
 
 
 def verdicts(line: Timeline) -> list[dict[str, Any]]:

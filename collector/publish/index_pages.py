@@ -11,14 +11,16 @@ import pandas as pd
 from collector.llama.flags import FLAGS
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, device_src, front_matter, model_src, run_src
+from collector.publish.crossgpu import compare_pages
 from collector.publish.escape import csv_cell
 from collector.publish.frame import Frames, Row, device_label, quant_of, run_page_id
 from collector.publish.labels import config_summary, glossary
 from collector.publish.recommend import usable
-from collector.publish.render import figure_text, render
+from collector.publish.render import figure_text, num, render
+from collector.publish.sitedevice import NOT_STATED, device_key
 from collector.publish.tune_view import tune_of
 from collector.records.schema import Host, KldRecord, SpeedRecord
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
+from collector.records.store import AnyRecord, model_display_name, model_slug
 
 MAX_RUNS_LISTED = 1000  # the runs index lists the newest this many; the data page has every record
 
@@ -45,11 +47,11 @@ def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
     src = "index.md"
     files: list[GeneratedFile] = []
     rows = f.rows
-    devices = sorted({r.device for r in rows} | {k["device"] for k in f.klds})
+    devices = sorted(({r.device for r in rows} | {k["device"] for k in f.klds}) - {NOT_STATED})  # no device
     per_device = []
     hosts: dict[str, Host] = {}
     for rec in f.records.values():
-        hosts.setdefault(device_slug(rec.host), rec.host)
+        hosts.setdefault(device_key(rec.host), rec.host)
     rows_of: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         rows_of[r.device].append(r)
@@ -59,7 +61,8 @@ def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
         per_device.append({"href": device_src(device), "label": device_label(hosts[device]),
             "n": len(drows), "kld": sum(1 for k in f.klds if k["device"] == device),
             "best": [{"model": model_display_name(r.rec.model), "quant": quant_of(r.rec), "tg": r.tg,
-                      "imported": imp, "href": run_src(r.page_id)} for (_, imp), r in sorted(
+                      "imported": imp, "href": run_src(r.page_id), "runtime": r.rec.source.runtime}
+                     for (_, imp), r in sorted(
                 fast.items(), key=lambda kv: (kv[0][1], kv[0][0]))]})
     shared = overlap(rows)
     chart = None
@@ -83,26 +86,29 @@ def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
 
 
 def _run_line(rec: AnyRecord) -> dict[str, Any]:
-    return {"href": run_src(run_page_id(rec)), "date": rec.created_at.strftime("%Y-%m-%d"), "kind": rec.kind,
+    """One run as a list shows it: when, what, the configuration and the key figure, so that rows differ."""
+    if isinstance(rec, SpeedRecord):
+        tg = rec.summary.tg_tps
+        config = config_summary(rec) + (f" · {rec.method.concurrency} clients" if (rec.method.concurrency or 1) > 1
+                                        else "")
+        figure = (figure_text(tg, "t/s generation") if tg else "no speed") + (
+            f" · depths {', '.join(map(str, rec.method.depths))}" if rec.method.depths else "")
+        kind = "tune trial" if tune_of(rec) else "speed"
+    elif isinstance(rec, KldRecord):
+        config = ("KV cache " + f"{rec.config.cache_type_k or 'f16'}/{rec.config.cache_type_v or 'f16'}"
+                  if "kv-cache" in rec.tags else "the file, f16 KV cache") + (
+            f" · ctx {rec.corpus.ctx_size}" if rec.corpus and rec.corpus.ctx_size else "")
+        figure = f"mean KLD {num(rec.results.kld_mean, 4)}" if rec.results.kld_mean is not None else "no KLD"
+        kind = "KLD"
+    else:
+        config = " ".join(rec.command[1:]).replace("-m {model} ", "") if rec.command else "no answer"
+        figure = f"{len(rec.trials)} trials, {len(rec.probes)} probes"
+        kind = "tune"
+    return {"href": run_src(run_page_id(rec)), "date": rec.created_at.strftime("%Y-%m-%d"),
+            "time": rec.created_at.strftime("%Y-%m-%d %H:%M UTC"), "kind": kind, "config": config, "figure": figure,
             "status": rec.status, "device": device_label(rec.host), "model": model_display_name(rec.model),
-            "quant": quant_of(rec), "imported": rec.source.type == "imported",
+            "quant": quant_of(rec), "imported": rec.source.type == "imported", "runtime": rec.source.runtime,
             "stated_date": rec.source.date}
-
-
-def devices_index(f: Frames) -> GeneratedFile:
-    src = "devices/index.md"
-    by: dict[str, list[AnyRecord]] = defaultdict(list)
-    for rec in f.records.values():
-        by[device_slug(rec.host)].append(rec)
-    items = []
-    for device, recs in sorted(by.items()):
-        rows = [r for r in f.rows if r.device == device]
-        items.append({"href": device_src(device), "label": device_label(recs[-1].host), "configs": len(rows),
-                      "klds": sum(1 for r in recs if r.kind == "kld"),
-                      "models": sorted({model_display_name(r.model) for r in recs}),
-                      "measured": any(r.source.type == "measured" for r in recs),
-                      "imported": any(r.source.type == "imported" for r in recs)})
-    return GeneratedFile(src, render("devices.md.j2", src=src, items=items))
 
 
 def models_index(f: Frames) -> GeneratedFile:
@@ -123,28 +129,11 @@ def runs_index(f: Frames) -> GeneratedFile:
                                      total=len(f.records), limit=MAX_RUNS_LISTED))
 
 
-def compare_page(f: Frames) -> GeneratedFile:
+def compare_page(f: Frames) -> list[GeneratedFile]:
+    """The compare index and one page per model + quant measured on several devices (collector.publish.crossgpu)."""
     src = "compare/index.md"
-    shared = overlap(f.rows)
-    groups = []
-    for (model, quant), by_device in shared.items():
-        rows = sorted(by_device.values(), key=lambda r: -(r.value() or 0.0))
-        groups.append({"name": model_display_name(rows[0].rec.model), "quant": quant, "href": model_src(model),
-                       "rows": [{"device": device_label(r.rec.host), "device_href": device_src(r.device),
-                                 "tg": r.tg, "pp": r.pp, "ttft": r.ttft, "config": config_summary(r.rec),
-                                 "href": run_src(r.page_id), "tg_depth": r.tg_depth} for r in rows]})
-    # what each device has, so a reader sees where the gaps are when nothing overlaps
-    have: dict[tuple[str, str], set[str]] = defaultdict(set)
-    names: dict[str, str] = {}
-    for r in f.rows:
-        have[(r.model, quant_of(r.rec))].add(r.device)
-        names[r.model] = model_display_name(r.rec.model)
-    devices = sorted({r.device for r in f.rows})
-    labels_by = {r.device: device_label(r.rec.host) for r in f.rows}
-    matrix = [{"name": names[m], "quant": q, "href": model_src(m), "cells": [d in devs for d in devices]}
-              for (m, q), devs in sorted(have.items())]
-    return GeneratedFile(src, render("compare.md.j2", src=src, groups=groups, matrix=matrix,
-                                     devices=[{"label": labels_by[d], "href": device_src(d)} for d in devices]))
+    groups, files = compare_pages(f.rows)
+    return [GeneratedFile(src, render("compare.md.j2", src=src, groups=groups)), *files]
 
 
 CSV_COLS = ["id", "kind", "status", "created_at", "source_type", "citation", "source_date", "device",
@@ -161,7 +150,7 @@ def _csv_row(rec: SpeedRecord | KldRecord) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": rec.id, "kind": rec.kind, "status": rec.status, "created_at": rec.created_at.isoformat(),
         "source_type": rec.source.type, "citation": rec.source.citation, "source_date": rec.source.date,
-        "device": device_slug(rec.host), "device_label": device_label(rec.host), "model": model_slug(rec),
+        "device": device_key(rec.host), "device_label": device_label(rec.host), "model": model_slug(rec),
         "model_name": model_display_name(m), "quant": quant_of(rec), "file_name": m.file_name,
         "size_bytes": m.size_bytes, "bits_per_weight": m.bits_per_weight, "sha256": m.sha256,
         "build": rec.llama_cpp.version, "error": f"{rec.error.stage}: {rec.error.message}" if rec.error else None,

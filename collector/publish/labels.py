@@ -71,10 +71,11 @@ def labels(rows: list[Row], *, with_model: bool | None = None) -> list[str]:
     counts = Counter(out)
     seen: Counter[str] = Counter()
     for i, (label, r) in enumerate(zip(out, rows)):
-        if counts[label] > 1:  # the source's own name of the figure, else a run number
+        if counts[label] > 1:  # the date a source states for the figure, else a number (never an internal id)
             seen[label] += 1
-            figure = (r.rec.source.figure or "").partition("#")[2] if r.imported else ""
-            out[i] = f"{label} · {'figure ' + neutralize(figure) if figure else 'run ' + str(seen[label])}"
+            date = (r.rec.source.date or "").replace("T", " ")[:16] if r.imported else ""
+            tag = neutralize(date) if date else ("result " if r.imported else "run ") + str(seen[label])
+            out[i] = f"{label} · {tag}"
     counts = Counter(out)
     return [f"{label} · #{i + 1}" if counts[label] > 1 else label for i, label in enumerate(out)]
 
@@ -185,6 +186,8 @@ TERMS: dict[str, str] = {
     "same top p": "Share of tokens where the quant and the base model put their highest probability on the same "
                   "token, percent.",
     "PPL ratio": "The quant's perplexity divided by the base model's over the same corpus.",
+    "Pareto front": "The files no other file beats on both generation speed and mean KLD at once: for each of them, "
+                    "every faster file is less faithful and every more faithful file is slower.",
     "bpw": "Bits per weight: 8 × file size ÷ parameters, what the file really spends per weight whatever its "
            "name says.",
     "tensor mix": "Which ggml types the weights are stored in, as shares of all weights. A quant name is a recipe; "

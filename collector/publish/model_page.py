@@ -47,7 +47,7 @@ def model_page(model: str, rows: list[Row], klds: list[dict[str, Any]], name: st
                for k in grp]
         front = pareto_front([(p.x, -p.y) for p in pts])  # smaller and lower KLD are both better
         base = f"charts/models/{model}-kld-{i}"
-        files += chart_files(base, charts.pareto_chart(pts, front, "file size (GB)", "mean KLD"))
+        files += chart_files(base, charts.pareto_chart(pts, front, "file size (GB)", "mean KLD", zero_x=False))
         alt = "Scatter of mean KLD against file size: " + "; ".join(f"{p.label}: {p.x:.3g} GB, KLD {p.y:.3g}"
                                                                     for p in pts)
         chart_list.append({"title": f"KLD against size, corpus {grp[0]['corpus']}", "base": base, "alt": alt})

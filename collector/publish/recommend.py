@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from collector.publish.context_pick import context_pick, context_why
 from collector.publish.frame import Row
+from collector.publish.render import figure_num
 from collector.records.schema import Stat
 
 KLD_BUDGET = 0.05  # mean KLD (nats): the "balanced" pick must stay at or under this
+NOISE_FLOOR = 0.05  # figures without a spread closer than this share are never told apart (as on the history pages)
 KEEP_SPEED = 0.8  # the "largest context" pick must keep at least this share of the fastest speed
-FULL_ENOUGH = 0.5  # a context "measured full" when its deepest filled depth reaches this share of it
 
 
 @dataclass
@@ -36,12 +38,19 @@ def interval(fig: Stat) -> tuple[float, float]:
 
 
 def overlaps(a: Stat, b: Stat) -> bool:
+    """Whether the data cannot tell the two figures apart: their ranges of samples overlap; or one has no spread
+    (a single figure, a source's stated one) and they are closer than the noise floor."""
+    if not (a.has_spread and b.has_spread):
+        hi = max(a.value, b.value)
+        if hi > 0 and abs(a.value - b.value) / hi < NOISE_FLOOR:
+            return True
     (alo, ahi), (blo, bhi) = interval(a), interval(b)
     return alo <= bhi and blo <= ahi
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+    """A speed in a sentence: as the tables write it (one formatter for a figure everywhere)."""
+    return figure_num(x)
 
 
 def _said(fig: Stat) -> str:
@@ -57,7 +66,7 @@ def usable(rows: list[Row]) -> list[Row]:
     return sorted(ok, key=lambda r: (-r.tg.value, r.page_id))  # type: ignore[union-attr]
 
 
-def _by_speed(title: str, kind: str, cands: list[Row], why: str) -> Pick:
+def by_speed(title: str, kind: str, cands: list[Row], why: str) -> Pick:
     best = cands[0]
     assert best.tg is not None
     ties = [r for r in cands[1:] if r.tg is not None and overlaps(best.tg, r.tg)]
@@ -68,8 +77,8 @@ def _by_speed(title: str, kind: str, cands: list[Row], why: str) -> Pick:
         if best.tg.has_spread and second.tg.has_spread:
             notes.append(f"Ahead of the runner-up ({_said(second.tg)} t/s) beyond both ranges of samples")
         else:
-            notes.append(f"The runner-up states {_said(second.tg)} t/s; a single figure has no spread, so "
-                         "the gap is not known to exceed the noise")
+            notes.append(f"The runner-up states {_said(second.tg)} t/s; single figures have no spread, and these are "
+                         f"more than {NOISE_FLOOR:.0%} apart")
     if best.tg.approx:
         notes.append("Approximate, as the source states it")
     return Pick(kind, title + (" (tie)" if ties else ""), best, why, ties, notes)
@@ -99,7 +108,7 @@ def recommend(rows: list[Row], kld_budget: float = KLD_BUDGET, keep: float = KEE
                     + (f" ({detail})" if detail else "") + "."]
     best = ok[0]
     assert best.tg is not None
-    picks.append(_by_speed("Fastest", "fastest", ok,
+    picks.append(by_speed("Fastest", "fastest", ok,
                            f"highest generation speed of the {len(ok)} configuration(s): {_said(best.tg)} t/s"))
 
     pool, _ = kld_pool(ok)
@@ -110,7 +119,7 @@ def recommend(rows: list[Row], kld_budget: float = KLD_BUDGET, keep: float = KEE
         if within:
             b = within[0]
             assert b.tg is not None and b.kld is not None
-            picks.append(_by_speed(
+            picks.append(by_speed(
                 "Balanced", "balanced", within,
                 f"fastest of the {len(within)} configuration(s) whose mean KLD is at or under {kld_budget:g} "
                 f"(this one: {b.kld['kld_mean']:.4g}); {_fmt(b.tg.value / best.tg.value * 100)} % of the fastest"))
@@ -120,15 +129,12 @@ def recommend(rows: list[Row], kld_budget: float = KLD_BUDGET, keep: float = KEE
                            f"(the lowest is {lowest:.4g}).")
         picks.append(faithful_pick(pool))
 
-    with_ctx = [r for r in ok if r.rec.config.ctx_size]
-    if not with_ctx:
-        missing.append("No largest-context pick: no configuration states its context size.")
+    found = context_pick(ok, keep)
+    if isinstance(found, str):
+        missing.append(f"No largest-context pick: {found}.")
     else:
-        ctx_pick = _context(with_ctx, best, keep)
-        if ctx_pick:
-            picks.append(ctx_pick)
-        else:
-            missing.append(f"No largest-context pick: no configuration keeps {keep:.0%} of the fastest speed.")
+        why, notes = context_why(found, keep, _said(found[2]))
+        picks.append(Pick("context", "Largest context", found[0], why, [], notes))
     return picks, missing
 
 
@@ -141,48 +147,6 @@ def faithful_pick(pool: list[Row]) -> Pick:
     ties = [r for r in order[1:] if r.kld and r.kld["kld_mean"] - (r.kld.get("kld_mean_unc") or 0.0) <= k + unc]
     return Pick("faithful", "Most faithful" + (" (tie)" if ties else ""), best,
                 f"lowest mean KLD ({k:.4g}) of the {len(pool)} configuration(s) with a KLD measurement", ties)
-
-
-def _context(with_ctx: list[Row], best: Row, keep: float) -> Pick | None:
-    """The largest allocated context that still keeps `keep` of the fastest speed, judged at the deepest fill
-    that was measured; the page says how much of the context that fill is."""
-    assert best.tg is not None
-
-    def at_depth(r: Row) -> tuple[Stat | None, int | None]:
-        if r.deepest is not None and "tg" in r.depths[r.deepest]:
-            return r.depths[r.deepest]["tg"], r.deepest
-        return r.tg, r.tg_depth
-
-    def speed(r: Row) -> float:
-        fig = at_depth(r)[0]
-        return fig.value if fig else 0.0
-
-    cands = [r for r in with_ctx if speed(r) >= keep * best.tg.value]
-    if not cands:
-        return None
-    c = sorted(cands, key=lambda r: (-(r.rec.config.ctx_size or 0), -speed(r), r.page_id))[0]
-    ctx = int(c.rec.config.ctx_size or 0)
-    fig, depth = at_depth(c)
-    assert fig is not None
-    notes = []
-    if depth is None:
-        prompt = next((s.prompt_tokens for s in c.rec.samples if s.prompt_tokens), None)
-        filled = f"a {prompt}-token prompt" if prompt else "a prompt whose size it does not state"
-        notes.append(f"Only the allocation is known: the source measured with {filled}, so the speed with this "
-                     "context filled is not measured.")
-        where = "as stated"
-    elif depth == 0:
-        where = "with an empty context"
-        notes.append("Only the allocation is known: it was measured at depth 0, so the speed with this context "
-                     "filled is not measured.")
-    else:
-        where = f"with {depth:,} tokens filled"
-        if depth < FULL_ENOUGH * ctx:
-            notes.append(f"Only {depth:,} of its {ctx:,} tokens were filled: the speed near a full context is not "
-                         "measured.")
-    return Pick("context", "Largest context", c,
-                f"largest allocated context ({ctx:,} tokens) among configurations keeping at least {keep:.0%} of the "
-                f"fastest speed: {_said(fig)} t/s {where} ({_fmt(fig.value / best.tg.value * 100)} %)", [], notes)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -17,7 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from collector.publish.common import href, mdlink
-from collector.publish.escape import code_block, h, inline_command, safe_url
+from collector.publish.escape import code_block, h, inline_command, md, safe_url
 from collector.publish.labels import glossary_anchor
 from collector.records.schema import Stat
 
@@ -35,7 +36,11 @@ def num(x: Any, digits: int = 3) -> str:
     x = float(x)
     if abs(x) >= 10 ** digits:
         return f"{x:,.0f}"
-    return f"{x:.{digits}g}"
+    text = f"{x:.{digits}g}"
+    if "e" in text:  # a small figure (a KLD uncertainty of 2e-05) in plain decimals: 0.00002
+        places = digits - 1 - math.floor(math.log10(abs(x)))
+        text = f"{x:.{places}f}".rstrip("0").rstrip(".")
+    return text
 
 
 def nums(xs: Any) -> str:
@@ -44,13 +49,31 @@ def nums(xs: Any) -> str:
     return " · ".join(map(num, xs)) or DASH
 
 
+def decimals(x: float) -> int:
+    """Decimals a measured figure is shown with, chosen by its size (54.9, 253.1, 1,199, 7.53, 0.412): the figure
+    and its range are written with the same number of them, so "54.9 (52.6–56.0)" never reads "55 (52.6–56)"."""
+    x = abs(x)
+    return 0 if x >= 1000 else 1 if x >= 10 else 2 if x >= 1 else 3
+
+
+def fixed(x: float, places: int) -> str:
+    """x with `places` decimals; first rounded to 6 places, so that a median computed from samples (54.949999...)
+    and the same median stored rounded (54.95) print alike."""
+    return f"{round(x, 6):,.{places}f}"
+
+
+def figure_num(x: float, like: float | None = None) -> str:
+    """A measured figure, or a bound of its range with the decimals of the figure `like`."""
+    return fixed(x, decimals(x if like is None else like))
+
+
 def figure_value(f: Stat | None) -> str:
-    """The figure's value as text: exactly as a source writes it, else with 3-4 significant digits."""
+    """The figure's value as text: exactly as a source writes it, else with the decimals its size calls for."""
     if f is None:
         return DASH
     if f.text:
         return f.text
-    return num(f.value, 4 if f.value >= 100 else 3)
+    return figure_num(f.value)
 
 
 def figure_detail(f: Stat | None) -> str:
@@ -61,8 +84,18 @@ def figure_detail(f: Stat | None) -> str:
         return "approximate, as stated; no spread" if f.approx else "as stated; n and spread not stated"
     if f.kind == "mean" and not f.has_spread:
         return f"mean of {f.n}, as stated; no spread" if f.n else "mean, as stated; n and spread not stated"
-    spread = f" · {num(f.min)}–{num(f.max)}" if f.has_spread else " · no spread (one sample)"
+    spread = (f" · {figure_num(f.min, f.value)}–{figure_num(f.max, f.value)}"  # type: ignore[arg-type]
+              if f.has_spread else " · no spread (one sample)")
     return f"{f.kind} of n={f.n}{spread}"
+
+
+_WHOLE = re.compile(r"(?<![\w-])(--?[A-Za-z][\w.-]*|[\d.,]+–[\d.,]+)")  # a flag, or a range a–b
+
+
+def whole(text: object) -> Markup:
+    """Escaped text in which flags (--metrics) and ranges (84.2–103.0) never break across lines: a phone would
+    otherwise wrap them after their hyphen or dash."""
+    return Markup(_WHOLE.sub(r'<span class="qa-nw">\1</span>', h(text)))
 
 
 def figure_html(f: Stat | None, unit: str = "") -> Markup:
@@ -71,7 +104,7 @@ def figure_html(f: Stat | None, unit: str = "") -> Markup:
         return Markup(DASH)
     unit_html = f" {h(unit)}" if unit else ""
     return Markup(f'<span class="qa-v">{h(figure_value(f))}{unit_html}</span> '
-                  f'<span class="qa-n">{h(figure_detail(f))}</span>')
+                  f'<span class="qa-n">{whole(figure_detail(f))}</span>')
 
 
 def figure_text(f: Stat | None, unit: str = "") -> str:
@@ -127,7 +160,8 @@ def env() -> Environment:
     e = Environment(loader=PackageLoader("collector.publish", "templates"), autoescape=True,
                     undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                     finalize=_text)
-    e.filters.update(join=join, code=code_block, cmd=inline_command, num=num, nums=nums, fig=figure_html,
+    e.filters.update(join=join, md=md, code=code_block, cmd=inline_command, num=num, nums=nums, fig=figure_html,
+                     whole=whole,
                      fig_text=figure_text, mib=mib, gb=gb, sort=sort_attr, url=safe_url,
                      tojson=lambda v: Markup(json.dumps(v)))
     e.globals.update(href=href, mdlink=mdlink, gloss=gloss, ghead=gloss_head, DASH=DASH, figure_value=figure_value,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.llama.flags import FLAGS
+from collector.llama.flags import FLAGS, server_args
 from collector.publish.common import device_src, model_src, run_src
 from collector.publish.escape import shell_command
 from collector.publish.frame import (
@@ -23,9 +23,11 @@ from collector.publish.frame import (
 )
 from collector.publish.labels import quant_facts, runnable_command
 from collector.publish.render import figure_text, mib, num, render
+from collector.publish.run_words import fit_words, kld_stats
+from collector.publish.sitedevice import device_key
 from collector.publish.tune_view import over_budget, tune_of, tune_run_context
 from collector.records.schema import KldRecord, SpeedRecord, Stat, TuneRecord
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
+from collector.records.store import AnyRecord, model_display_name, model_slug
 
 SRC_DEPTH = "runs/x/"  # a run page's URL depth, for relative links
 
@@ -111,12 +113,13 @@ def _depth_table(rec: SpeedRecord) -> list[dict[str, Any]]:
     return out
 
 
-def run_html(rec: AnyRecord) -> str:
-    """The body of the run's page (HTML, everything from the record escaped)."""
+def run_html(rec: AnyRecord, trial_names: dict[str, str] | None = None) -> str:
+    """The body of the run's page (HTML, everything from the record escaped); `trial_names`: a tune's trials in
+    words (trial_names_of)."""
     src = f"runs/{run_page_id(rec)}.md"
     ctx: dict[str, Any] = {
         "src": src, "rec": rec, "title": run_title(rec), "kind": rec.kind,
-        "device_href": device_src(device_slug(rec.host)), "model_href": model_src(model_slug(rec)),
+        "device_href": device_src(device_key(rec.host)), "model_href": model_src(model_slug(rec)),
         "device": device_label(rec.host), "model": model_display_name(rec.model),
         "hardware": _hardware(rec), "model_facts": _model(rec),
         "config": [] if isinstance(rec, TuneRecord) else _config(rec),
@@ -130,7 +133,7 @@ def run_html(rec: AnyRecord) -> str:
         "tune_href": None,
     }
     if isinstance(rec, TuneRecord):
-        ctx["tune"] = tune_run_context(rec, src, ctx["device"])
+        ctx["tune"] = tune_run_context(rec, src, ctx["device"], trial_names)
     elif isinstance(rec, SpeedRecord):
         trial_of = tune_of(rec)
         if trial_of:
@@ -146,7 +149,10 @@ def run_html(rec: AnyRecord) -> str:
                                                                                         else "off")),
                                  ("context (n_ctx)", p.n_ctx), ("per slot (n_ctx_seq)", p.n_ctx_seq),
                                  ("slots", p.n_slots), ("sliding window", p.n_swa), ("devices", p.devices),
-                                 ("auto-fit", p.fit)]),
+                                 ("layers in system RAM (as stated)", p.cpu_layers),
+                                 ("memory fit", fit_words(p.fit) if rec.source.type == "measured" else None),
+                                 ("placement as stated", "; ".join(p.fit) if rec.source.type == "imported" and p.fit
+                                  else None)]),
             "memory": _pairs([("VRAM peak", " + ".join(mib(v) for v in m.vram_peak) if m.vram_peak else None),
                               ("VRAM used (as stated)", " + ".join(f"{v:g}" for v in m.vram_used_stated)
                                + f" {m.vram_unit or ''}" if m.vram_used_stated else None),
@@ -178,7 +184,7 @@ def run_html(rec: AnyRecord) -> str:
             "corpus": _pairs([("name", rec.corpus.name), ("sha256", rec.corpus.sha256),
                               ("tokens", rec.corpus.tokens), ("ctx", rec.corpus.ctx_size),
                               ("chunks", rec.corpus.chunks)]) if rec.corpus else [],
-            "results": [(k, v) for k, v in r.model_dump().items() if v is not None],
+            "results": kld_stats(r),
         }
     return render("run.html.j2", **ctx)
 
@@ -195,3 +201,20 @@ def _clients(rec: SpeedRecord) -> list[tuple[str, Any]]:
                     f"{num(s.ttft_ms_p95)} (95th percentile of n={s.ttft_ms.n if s.ttft_ms else '?'} requests)"),
                    ("requests that waited for a slot", f"{s.slot_waits} of {s.requests}"
                     if s.slot_waits is not None and s.requests is not None else None)])
+
+
+def trial_names_of(records: dict[str, AnyRecord]) -> dict[str, dict[str, str]]:
+    """tune id -> {trial record id -> the trial's configuration in words}, for the tunes among `records` (by page)."""
+    out: dict[str, dict[str, str]] = {}
+    for rec in records.values():
+        if isinstance(rec, TuneRecord):
+            names = {}
+            for i in rec.trials:
+                t = records.get(page_id_of(i))
+                if isinstance(t, SpeedRecord):
+                    flags = " ".join(server_args(t.config)) or "llama.cpp's defaults"
+                    tg = t.summary.tg_tps
+                    names[i] = f"{flags}: " + (figure_text(tg, "t/s") if tg else (
+                        f"not measured ({t.error.stage}: {t.error.message})" if t.error else "no speed"))
+            out[rec.id] = names
+    return out

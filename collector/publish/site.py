@@ -18,23 +18,24 @@ from collector.cache import Blob, code_stamp, package_files, scope
 from collector.estimate.answer import Estimator
 from collector.publish.common import GeneratedFile, device_src
 from collector.publish.deferred import defer_tables, restore_tables
+from collector.publish.device_index import devices_index
 from collector.publish.device_page import device_page
 from collector.publish.estimates import catalog_pages, device_of, device_section, methodology_section
 from collector.publish.frame import build_frames, run_page_id
 from collector.publish.index_pages import (
     compare_page,
     data_files,
-    devices_index,
     glossary_page,
     home_markdown,
     models_index,
     runs_index,
 )
 from collector.publish.model_page import model_page
-from collector.publish.run_page import run_title
+from collector.publish.run_page import run_title, trial_names_of
+from collector.publish.sitedevice import device_key
 from collector.records.index import RecordIndex, fingerprint, load_index
 from collector.records.schema import SpeedRecord
-from collector.records.store import AnyRecord, device_slug, model_display_name, model_slug
+from collector.records.store import AnyRecord, model_display_name, model_slug
 
 # Generated files live only under these prefixes; site/ holds none of them (tests check both ways)
 RESERVED_PREFIXES = ("devices/", "models/", "runs/", "compare/", "data/", "charts/", "assets/quant-atlas/",
@@ -69,6 +70,7 @@ class SiteBuild:
     deferred: dict[str, list[str]] = field(default_factory=dict)  # src_uri -> its tables (see defer_tables)
     versions: dict[str, str] | None = None  # record id -> file stamp: run pages of unchanged records are cached
     site_key: str = ""  # the data directory: one run-page cache per data directory
+    trial_names: dict[str, dict[str, str]] = field(default_factory=dict)  # tune id -> its trials in words
 
     def whole(self) -> list[GeneratedFile]:
         """The files with every page whole (its deferred blocks back in place), as a reader gets them."""
@@ -88,7 +90,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     recs_by_device: dict[str, list[AnyRecord]] = defaultdict(list)
     names: dict[str, str] = {}
     for rec in f.records.values():
-        recs_by_device[device_slug(rec.host)].append(rec)
+        recs_by_device[device_key(rec.host)].append(rec)
         names.setdefault(model_slug(rec), model_display_name(rec.model))
     rows_by_device, rows_by_model = defaultdict(list), defaultdict(list)
     for row in f.rows:
@@ -103,7 +105,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     for device, recs in sorted(recs_by_device.items()):
         host = max(recs, key=lambda r: isinstance(r, SpeedRecord)).host
         files += device_page(device, rows_by_device[device], klds_by_device[device], recs,
-                             device_section(est, host, device_src(device)))
+                             estimates=device_section(est, host, device_src(device)), all_klds=f.klds)
         dev, n, _ = device_of(host)
         if dev is not None and n == 1:
             record_pages.setdefault(dev.name, device_src(device))
@@ -112,7 +114,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     files += method_files
     for model in sorted(names):
         files += model_page(model, rows_by_model[model], klds_by_model[model], names[model])
-    files += [devices_index(f), models_index(f), runs_index(f), compare_page(f), *data_files(f), glossary_page(),
+    files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
     home, home_files = home_markdown(f)
     files += home_files
@@ -130,7 +132,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     methodology, deferred["methodology.md"] = defer_tables(methodology)
     recs = list(f.records.values())
     return SiteBuild(files=pages, home=home, methodology=methodology, records=recs, deferred=deferred,
-                     runs=[run_ref(r) for r in recs])
+                     runs=[run_ref(r) for r in recs], trial_names=trial_names_of(f.records))
 
 
 def build_from(data_dir: Path) -> SiteBuild:

@@ -22,8 +22,8 @@ from collector.publish.common import GeneratedFile, chart_files, run_src
 from collector.publish.frame import Row, figure_of
 from collector.publish.labels import labels
 from collector.publish.render import figure_text, num
+from collector.publish.sitedevice import device_key
 from collector.records.schema import SpeedRecord, Stat
-from collector.records.store import device_slug
 from collector.stats import percentile
 
 
@@ -58,7 +58,7 @@ def _series_key(row: Row) -> str:
     rec = row.rec
     config = rec.config.model_dump(mode="json")
     config.pop("parallel")  # the slot count follows the clients
-    return json.dumps([device_slug(rec.host), rec.model.sha256, config, rec.llama_cpp.build_key, row.noisy],
+    return json.dumps([device_key(rec.host), rec.model.sha256, config, rec.llama_cpp.build_key, row.noisy],
                       sort_keys=True)
 
 

@@ -8,6 +8,7 @@ tables. A trial stopped over the tune's memory budget (error stage `budget`) is 
 
 from __future__ import annotations
 
+import re
 import shlex
 import statistics
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, model_src, run_src
 from collector.publish.escape import shell_command
 from collector.publish.frame import run_page_id
-from collector.publish.render import DASH, figure_text, num
+from collector.publish.render import DASH, figure_num, figure_text
 from collector.records.pool import all_noisy, quiet_or_all, values_at
 from collector.records.schema import TUNE_TAG as TAG
 from collector.records.schema import SpeedRecord, Stat, TuneChoice, TuneGain, TuneQuestion, TuneRecord
@@ -73,8 +74,9 @@ def _objective(c: TuneChoice, metric: str) -> Stat | None:
 
 
 def _choice(c: TuneChoice, q: TuneQuestion, file_name: str | None, src: str) -> dict[str, Any]:
-    band = (f"{num(c.band_low)}–{num(c.band_high)} t/s" if c.band_low is not None and c.band_high is not None
-            else "unknown")
+    like = c.tg_tps.value if c.tg_tps else c.band_low  # the band in the decimals of the figure it is the band of
+    band = (f"{figure_num(c.band_low, like)}–{figure_num(c.band_high, like)} t/s"
+            if c.band_low is not None and c.band_high is not None else "unknown")
     return {"command": shell_command(c.command, file_name) if c.command else None,
             "flags": shlex.join(server_args(c.config)) or "none (llama.cpp's defaults)",
             "memory": _mib(c.memory_mib), "fits": _fits(c, q.memory_budget_mib), "fits_ok": c.fits, "noisy": c.noisy,
@@ -98,8 +100,20 @@ def gain_text(gain: TuneGain, chosen: TuneChoice, default: TuneChoice, budget: f
             f"within noise ({both}).{over}")
 
 
-def tune_run_context(rec: TuneRecord, src: str, device: str) -> dict[str, Any]:
-    """Everything a tune's run page shows beyond the common facts."""
+_ID = re.compile(r"(?<![0-9A-Za-z])[0-9A-HJKMNP-TV-Z]{26}(?![0-9A-Za-z])")
+
+
+def _named(step: str, names: dict[str, str]) -> str:
+    """A step of the search with each trial's record id replaced by the trial's configuration, as a reader knows
+    it (the trial list links each to its run page)."""
+    return _ID.sub(lambda m: f"({names[m.group(0)]})" if m.group(0) in names else "(a trial not in the data)",
+                   step)
+
+
+def tune_run_context(rec: TuneRecord, src: str, device: str,
+                     trial_names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything a tune's run page shows beyond the common facts; `trial_names`: each trial's configuration in
+    words, by record id (a trial not in the data is said to be missing)."""
     q = rec.question
     fname = rec.model.file_name
     out: dict[str, Any] = {
@@ -107,7 +121,7 @@ def tune_run_context(rec: TuneRecord, src: str, device: str) -> dict[str, Any]:
         "time": (f"Time budget {q.time_budget_s:,g} s; the search took "
                  f"{'an unknown time' if rec.seconds is None else f'{rec.seconds:,.0f} s'} and "
                  f"{STOPPED[rec.stopped]}."),
-        "steps": rec.steps,
+        "steps": [_named(step, trial_names or {}) for step in rec.steps],
         "probes": [{"flags": shlex.join(server_args(p.config)) or "none (llama.cpp's defaults)",
                     "memory": _mib(p.memory_mib),
                     "fits": "load failed" if p.fits is None else ("fits" if p.fits else "over the budget"),
@@ -118,7 +132,9 @@ def tune_run_context(rec: TuneRecord, src: str, device: str) -> dict[str, Any]:
     for role, c in (("default", rec.default), ("chosen", rec.chosen)):
         for i in (c.records if c else []):
             roles.setdefault(i, []).append(role)
-    out["trials"] = [{"id": i, "href": run_src(page_id_of(i)), "roles": roles.get(i, [])} for i in rec.trials]
+    names = trial_names or {}
+    out["trials"] = [{"name": names.get(i, "a trial whose record is not in the data"), "href": run_src(page_id_of(i)),
+                      "roles": roles.get(i, [])} for i in rec.trials]
     if rec.default is not None and rec.chosen is not None:  # a failed tune may hold them: figures, no answer
         out["rows"] = [("default", _choice(rec.default, q, fname, src)),
                        ("chosen" if rec.status == "ok" else "best found", _choice(rec.chosen, q, fname, src))]
@@ -231,4 +247,4 @@ def tuned_section(device: str, src: str,
 
 
 def _spot_text(s: charts.Spot | None) -> str:
-    return "not drawn" if s is None else f"{s.y:.3g} t/s at {s.x:,.1f} MiB"
+    return "not drawn" if s is None else f"{figure_num(s.y)} t/s at {s.x:,.1f} MiB"

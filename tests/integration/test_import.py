@@ -207,6 +207,7 @@ def test_imported_records_appear_on_the_site(bench: dict[str, Path], kld_log: Pa
     records = index.load_records(tmp_path)
     assert {r.kind for r in records} == {"speed", "kld"}
     from collector.publish.run_page import run_html
+    from collector.publish.sitedevice import device_key
 
     site = build_site(records)
     pages = {g.src_uri: g.content for g in site.whole() if isinstance(g.content, str)}
@@ -214,7 +215,7 @@ def test_imported_records_appear_on_the_site(bench: dict[str, Path], kld_log: Pa
     for rec in records:
         page = run_html(rec)
         assert "imported" in page and (rec.source.tool or "") in page
-        assert rec.id in pages[f"devices/{store.device_slug(rec.host)}.md"]
+        assert rec.id in pages[f"devices/{device_key(rec.host)}.md"]  # the page of the catalog device
     home = restore_tables(site.home, site.deferred["index.md"])  # the home page's tables, as the reader gets them
     assert any(rec.id in home for rec in records)
 

@@ -5,35 +5,26 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
-import json
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.site
 try:
-    import websocket  # websocket-client, in the dev extra
-except ImportError:  # pragma: no cover - reported by _chromium()
-    websocket = None
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1280,900", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0"]
+    from cdp import CDP, Quiet, chromium
+except ImportError:  # pragma: no cover - websocket-client missing: reported by _chromium()
+    CDP = Quiet = chromium = None  # type: ignore[assignment,misc]
 
 
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     missing = None if path else "chromium is not installed (apt-get install -y chromium)"
-    if websocket is None:
+    if CDP is None:
         missing = "websocket-client is not installed (pip install -e '.[dev]')"
     if missing:
         if os.environ.get("QA_REQUIRE_CHROMIUM") == "1":
@@ -43,90 +34,9 @@ def _chromium() -> str:
     return path
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-class CDP:
-    """A minimal DevTools client: one browser websocket, one page session (flattened)."""
-
-    def __init__(self, ws_url: str) -> None:
-        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
-        self.next_id = 0
-        self.events: list[dict[str, Any]] = []
-        self.session: str | None = None
-
-    def call(self, method: str, timeout: float = 30, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        msg: dict[str, Any] = {"id": self.next_id, "method": method, "params": params}
-        if self.session and not method.startswith("Target."):
-            msg["sessionId"] = self.session
-        self.ws.send(json.dumps(msg))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            reply = json.loads(self.ws.recv())
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise AssertionError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-        raise TimeoutError(method)
-
-    def wait_event(self, name: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for i, ev in enumerate(self.events):
-                if ev.get("method") == name:
-                    return self.events.pop(i)
-            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
-            self.events.append(json.loads(self.ws.recv()))
-        raise TimeoutError(name)
-
-    def js(self, expr: str) -> Any:
-        res = self.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in res:
-            raise AssertionError(f"{expr}: {res['exceptionDetails']}")
-        return res["result"].get("value")
-
-    def open(self, url: str) -> None:
-        self.events = [e for e in self.events if e.get("method") != "Page.loadEventFired"]
-        self.call("Page.navigate", url=url)
-        self.wait_event("Page.loadEventFired")
-
-    def poll(self, expr: str, timeout: float = 20) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = self.js(expr)
-            if value:
-                return value
-            time.sleep(0.1)
-        raise TimeoutError(expr)
-
-    def click(self, selector_js: str) -> None:
-        """A real mouse click at the centre of the element `selector_js` evaluates to."""
-        # the first line box: a link that wraps has no text at the centre of its bounding box
-        rect = self.js(f"(() => {{ const e = {selector_js}; e.scrollIntoView({{block: 'center'}}); "
-                       "const r = e.getClientRects()[0]; return [r.x + r.width / 2, r.y + r.height / 2]; })()")
-        for kind in ("mousePressed", "mouseReleased"):
-            self.call("Input.dispatchMouseEvent", type=kind, x=rect[0], y=rect[1], button="left", clickCount=1)
-
-    def errors(self) -> list[str]:
-        out = []
-        for ev in self.events:
-            m, p = ev.get("method"), ev.get("params", {})
-            if m == "Runtime.exceptionThrown":
-                out.append(json.dumps(p["exceptionDetails"])[:300])
-            elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append(json.dumps(p.get("args"))[:300])
-            elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
-                out.append(f"{p['entry'].get('text')} {p['entry'].get('url', '')}")
-        return out
-
-
 @pytest.fixture(scope="module")
 def server(built_site: Path) -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(built_site)))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(built_site)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -136,42 +46,15 @@ def server(built_site: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[CDP]:
-    exe = _chromium()
-    profile = tempfile.mkdtemp(prefix="qa-chromium-")
-    proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}", "about:blank"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        ws_url = None
-        deadline = time.monotonic() + 30
-        assert proc.stderr is not None
-        while ws_url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                raise AssertionError(f"chromium exited with {proc.returncode}")
-            m = re.search(r"DevTools listening on (ws://\S+)", line)
-            ws_url = m.group(1) if m else None
-        assert ws_url, "chromium did not print its DevTools address"
-        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its pipe drained
-        cdp = CDP(ws_url)
-        target = cdp.call("Target.createTarget", url="about:blank")["targetId"]
-        cdp.session = cdp.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
-            cdp.call(f"{domain}.enable")
+    with chromium(_chromium()) as cdp:
         yield cdp
-        cdp.ws.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.stderr is not None:
-            proc.stderr.close()
-        shutil.rmtree(profile, ignore_errors=True)
+
+
+CONFIGS = "document.querySelector('h2#every-configuration ~ .qa-table-wrap table.qa-sortable')"  # every configuration
 
 
 def _column(cdp: CDP, idx: int) -> list[float | None]:
-    return cdp.js(f"""Array.from(document.querySelector('table.qa-sortable').tBodies[0].rows).map(r => {{
+    return cdp.js(f"""Array.from({CONFIGS}.tBodies[0].rows).map(r => {{
         const v = r.cells[{idx}].getAttribute('data-sort'); return v === '' ? null : parseFloat(v); }})""")
 
 
@@ -183,18 +66,17 @@ def test_table_sorts_numerically_after_instant_navigation(browser: CDP, server: 
                  "!!document.querySelector('table.qa-sortable[data-qa-ready]')", timeout=30)
     # a sortable header keeps its column-header role (no role=button) for screen readers
     assert browser.js("document.querySelectorAll('table.qa-sortable th[role]').length") == 0
-    idx = browser.js("Array.from(document.querySelector('table.qa-sortable thead').rows[0].cells)"
-                     ".findIndex(c => c.textContent.trim() === 'tg t/s?')")
+    idx = browser.js(f"Array.from({CONFIGS}.tHead.rows[0].cells).findIndex(c => c.textContent.trim() === 'tg t/s?')")
     assert idx >= 0
     before = _column(browser, idx)
-    header = f"document.querySelector('table.qa-sortable thead').rows[0].cells[{idx}]"
+    header = f"{CONFIGS}.tHead.rows[0].cells[{idx}]"
     browser.click(header)  # the header's text, not its small glossary link
     browser.poll(f"{header}.getAttribute('aria-sort') === 'ascending'")
     asc = _column(browser, idx)
     known = [v for v in asc if v is not None]
     assert known == sorted(known) and asc[len(known):] == [None] * (len(asc) - len(known))
     assert asc != before and len(known) >= 4
-    assert known[0] == 42.0  # numeric, not text order ("120" < "42" as text)
+    assert known[0] == 41.0  # numeric, not text order ("120" < "41" as text)
     browser.click(header)
     browser.poll(f"{header}.getAttribute('aria-sort') === 'descending'")
     desc = [v for v in _column(browser, idx) if v is not None]
@@ -278,5 +160,57 @@ def test_commands_are_readable_and_not_under_the_copy_button(browser: CDP, serve
                 assert block["text"].startswith("llama-server"), block
                 assert block["under"] == 0, f"{page} at {width}px: text under the copy button: {block}"
                 assert not block["clipped"], f"{page} at {width}px: command cut off: {block}"
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+
+
+PHONE_PAGES = ["", "devices/", "devices/rtx-4090/", "devices/cpu-test-xeon-cpu-2-20ghz/", "devices/2x-rtx-3060/",
+               "devices/3x-ai-pro-r9700/", "models/llama-test-8b/", "models/coder-next-test/", "compare/", "runs/",
+               "runs/01FIXTURE00000000000000001/", "data/"]
+
+
+def test_at_390_px_every_table_shows_its_key_figures_and_every_chart_fits(browser: CDP, server: str) -> None:
+    """On a phone every table keeps its first column and its key figure column on screen, even scrolled to its far
+    end (both are pinned), and every chart is drawn inside the viewport at the page's width."""
+    browser.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True)
+    try:
+        for page in PHONE_PAGES:
+            browser.open(f"{server}/{page}")
+            browser.poll("document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)")
+            report = browser.js("""(() => {
+                const vw = document.documentElement.clientWidth, out = {tables: [], charts: [], untagged: []};
+                const seen = c => { const r = c.getBoundingClientRect();
+                    return r.width > 0 && r.height > 0 && r.left >= -1 && r.right <= vw + 1; };
+                for (const t of document.querySelectorAll('.md-typeset .qa-table-wrap table')) {
+                    const key = Array.from(t.classList).find(c => /^qa-key-\\d+$/.test(c));
+                    if (!key) { out.untagged.push(t.tHead ? t.tHead.textContent.trim().slice(0, 60) : '?'); continue; }
+                    const n = parseInt(key.slice(7), 10), wrap = t.closest('.qa-table-wrap');
+                    const rows = Array.from(t.tBodies[0].rows).filter(r => r.cells.length >= n).slice(0, 6);
+                    for (const end of [0, 1]) {  // as the page opens, then scrolled to the table's far right
+                        wrap.scrollLeft = end ? wrap.scrollWidth : 0;
+                        for (const r of rows) {
+                            wrap.scrollIntoView ? r.scrollIntoView({block: 'center'}) : 0;
+                            out.tables.push({head: t.tHead.rows[0].cells[n - 1].textContent.trim(),
+                                             text: r.cells[n - 1].textContent.trim(), end: end,
+                                             key: seen(r.cells[n - 1]), first: seen(r.cells[0])});
+                        }
+                    }
+                    wrap.scrollLeft = 0;
+                }
+                for (const img of document.querySelectorAll('figure.qa-chart img')) {
+                    if (!img.offsetWidth) continue;  // the other palette's variant
+                    img.scrollIntoView({block: 'center'});
+                    out.charts.push({src: img.src, ok: seen(img) && img.naturalWidth > 0,
+                                     width: img.getBoundingClientRect().width});
+                }
+                return out; })()""")
+            assert not report["untagged"], f"{page}: tables without a key figure column: {report['untagged']}"
+            bad = [t for t in report["tables"] if not (t["key"] and t["first"] and t["text"])]
+            assert not bad, f"{page} at 390 px: key figure or first column off screen: {bad[:3]}"
+            assert all(c["ok"] for c in report["charts"]), f"{page} at 390 px: chart not inside the page: {report}"
+            assert all(c["width"] > 300 for c in report["charts"]), report["charts"]  # drawn at the page's width
+        # the pages with tables and charts were seen
+        browser.open(f"{server}/devices/rtx-4090/")
+        assert browser.js("document.querySelectorAll('figure.qa-chart img').length") >= 6
     finally:
         browser.call("Emulation.clearDeviceMetricsOverride")

@@ -99,8 +99,9 @@ def test_speed_figures_carry_n_and_spread_and_noise_is_not_a_ranking(built_site:
     # the configuration measured twice is one row of n=6 (two runs of three); the noisy one is apart, marked
     assert "median of n=6" in text and "2 runs" in text
     assert "noisy" in text and "other processes used 48% of the CPU" in dev
-    fastest = _section(dev, "Fastest", "Why:")
-    assert "40" not in fastest.split("Why")[0]
+    picks = text[text.index("Recommended launch commands"):]
+    fastest = picks[picks.index("Fastest"):picks.index("Why:", picks.index("Fastest"))]
+    assert "40" not in fastest
     # two configurations that differ only in batch size get different labels
     start = dev.index('id="every-configuration"')
     table = dev[start:dev.index("</table>", start)]
@@ -110,15 +111,17 @@ def test_speed_figures_carry_n_and_spread_and_noise_is_not_a_ranking(built_site:
 
 def test_context_pick_says_how_full_its_context_was(built_site: Path) -> None:
     text = page_text(_html(built_site, "devices/rtx-4090"))
-    # 32768 keeps only 90 t/s at 16,384 filled (< 80 % of 130): the pick is 8192, judged at its deepest fill
-    assert "(8,192 tokens) among configurations keeping at least 80% of the fastest speed: 115 t/s with 4,096 " \
-           "tokens filled (88.5 %)" in text
+    # compared only at the same filled depth: at 4,096 filled 32768 keeps 110 of 115 t/s (never 130, a depth-0 speed)
+    assert "(32,768 tokens) among the configurations measured with 4,096 tokens filled that keep at least 80% of the " \
+           "fastest of them: 110.0 t/s (95.7 % of 115.0 t/s)" in text
+    assert "With 16,384 tokens filled it runs 90.0 t/s" in text
     assert "Only 8,192 of its 65,536 tokens were filled" in text  # the MoE model's pick
-    assert "it was measured at depth 0" in text and "Only 0 of" not in text
+    # a model measured at depth 0 only: its context was only allocated, so nothing is recommended
+    assert "No largest-context pick: only the allocation was measured" in text and "Only 0 of" not in text
     dev = _html(built_site, "devices/rtx-4090")
     assert "charts/devices/rtx-4090-depth-light.svg" in dev and "charts/devices/rtx-4090-depth-pp-dark.svg" in dev
     pub = page_text(_html(built_site, "devices/2x-rtx-3060"))
-    assert "Only the allocation is known" in pub
+    assert "No largest-context pick: only the allocation was measured" in pub
 
 
 def test_hostile_strings_show_as_text_everywhere(built_site: Path) -> None:
@@ -322,9 +325,9 @@ def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monk
     rendered: list[str] = []
     real = site_mod.run_html
 
-    def counting(rec):
+    def counting(rec, *args):
         rendered.append(rec.id)
-        return real(rec)
+        return real(rec, *args)
 
     monkeypatch.setattr(site_mod, "run_html", counting)
     monkeypatch.setattr(site_mod, "RUNS_PARALLEL_FROM", 10 ** 9)  # in this process, where the count is kept
@@ -437,3 +440,22 @@ def test_a_rebuild_keeps_unchanged_run_pages_and_equals_a_fresh_build(tmp_path: 
     fresh = {k: v for k, v in _tree(tmp_path / "fresh").items() if not k.startswith("search/")}
     again = {k: v for k, v in _tree(out).items() if not k.startswith("search/")}
     assert again == fresh
+
+
+def test_a_gpu_page_joins_kld_from_other_sources_to_its_imported_speed(built_site: Path) -> None:
+    """The RTX 4090's published UD-Q4_K_XL and UD-Q5_K_M figures get the KLD of other sources: a table naming the
+    uploader (joined by model + quant + uploader) and the R9700 post (model + quant: neither names one); the page
+    says where each was measured and sets them side by side with the three picks."""
+    text = page_text(_html(built_site, "devices/rtx-4090"))
+    answer = text[text.index("Coder Next Test: published figures"):text.index("Recommended launch commands")]
+    assert "Fastest: UD-Q4_K_XL · ~94 t/s" in answer and "mean KLD 0.0412" in answer
+    assert "Most faithful: UD-Q5_K_M · 41.0 t/s" in answer and "mean KLD 0.0217" in answer
+    assert ("measured on a device the source does not state, imported from 005_fixture.txt: KLD of the Coder Next "
+            "Test quants (fixture); joined by model + quant + uploader (unsloth/Coder-Next-Test-GGUF)") in answer
+    assert ("measured on 3x AMD Radeon AI PRO R9700, imported from 004_fixture.txt: Three R9700 cards, KLD of a big "
+            "MoE (fixture); joined by model + quant (the uploader is not stated on both sides)") in answer
+    pub = text[text.index("From published sources"):]
+    assert "Mean KLD: 0.0412 (corpus wikitext-2 (as stated); measured on a device the source does not state" in pub
+    # the file larger than the card's memory is said to spill into system RAM; the download is the named repository
+    assert "The file (55.2 GB, as stated) is larger than the GPU memory (25.8 GB, measured)" in pub
+    assert "Download: Hugging Face: unsloth/Coder-Next-Test-GGUF" in pub

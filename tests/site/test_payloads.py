@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
-from test_browser import CDP, _Quiet, browser  # noqa: F401  (browser: the shared Chromium fixture)
+from cdp import CDP, Quiet
+from test_browser import browser  # noqa: F401  (browser: the shared Chromium fixture)
 
 from collector.records import store
 from collector.records.index import load_index
@@ -108,7 +109,7 @@ def records() -> list[store.AnyRecord]:
 
 @contextmanager
 def _serve(root: Path) -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

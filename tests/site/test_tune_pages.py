@@ -46,8 +46,9 @@ def test_tune_page_states_question_answer_gain_steps_probes_and_trials(tune_site
     assert page_commands(page) == [CHOSEN]
     # default against chosen: memory and fit, medians with n and range, the 95 % band, as recorded
     assert "294.7 MiB over the 250 MiB budget" in text and "210.4 MiB fits the 250 MiB budget" in text
-    assert "44.5 median of n=4 · 39.3–49.9" in text and "40.9 median of n=4 · 5.42–44.9" in text
-    assert "110.1 median of n=4 · 105–116" in text and "39.3–49.9 t/s" in text and "5.42–44.9 t/s" in text
+    # one formatter for a figure and its range, everywhere: the decimals of the figure (40.9: one) for both ends
+    assert "44.5 median of n=4 · 39.3–49.9" in text and "40.9 median of n=4 · 5.4–44.9" in text
+    assert "110.1 median of n=4 · 105.1–116.5" in text and "39.3–49.9 t/s" in text and "5.4–44.9 t/s" in text
     # the gain: within noise, said so, with its range; and why a slower command is the answer
     assert ("No measurable gain: -8.2 % generation speed (tg) against the default, but the two medians' 95 % "
             "intervals allow -89.2 % to +14.1 %") in text
@@ -109,7 +110,7 @@ def test_tune_records_are_in_the_json_never_in_the_tables(tune_site: Path) -> No
     assert sorted(d["id"] for d in data if d["kind"] == "tune") == sorted(tunes)
     assert "in records.json only (2 of them)" in page_text((tune_site / "data" / "index.html").read_text("utf-8"))
     runs = (tune_site / "runs" / "index.html").read_text(encoding="utf-8")
-    assert runs.count("<td>tune</td><td>ok</td>") == 1 and runs.count("<td>tune</td><td>failed</td>") == 1
+    assert runs.count('<span class="qa-n">tune</span>') == 1 and runs.count("tune · <strong>failed</strong>") == 1
     # the device's tables have the trials as speed runs, never the tune
     device = (tune_site / "devices" / "cpu-amd-epyc" / "index.html").read_text(encoding="utf-8")
     table = device[device.index('id="every-configuration"'):]

@@ -122,7 +122,7 @@ def test_device_page_shows_throughput_per_stream_speed_and_kv_at_context() -> No
     assert "KV-cache quality against context size" in text
     # every speed figure of the table carries n and the range
     table = text[text.index("## Concurrent clients"):text.index("## Charts")]
-    assert table.count("median of n=") == 3 * 3 and "45.5" in table and "44–47" in table and "0 of 8" in table
+    assert table.count("median of n=") == 3 * 3 and "45.5" in table and "44.0–47.0" in table and "0 of 8" in table
     charts: dict[str, dict[str, bytes]] = {}
     for f in out:
         if f.src_uri.endswith(".svg") and isinstance(f.content, bytes):

@@ -92,12 +92,24 @@ def test_server_args_exact() -> None:
 
 def test_embedded_demo_plan_loads(smollm2: Path) -> None:
     plan = load_plan(default_plan_path())
-    # the matrix (>= 2 values of >= 2 matrix keys), one client each, then one configuration for 1, 2, 4 clients
-    assert plan.name == "demo-cpu" and len(plan.runs) == 4 + 3
-    matrix, clients = plan.runs[:4], plan.runs[4:]
+    # the matrix (>= 2 values of >= 2 matrix keys), one client each, then one configuration for 1, 2, 4 clients,
+    # then one configuration per quant of the KLD ladder
+    assert plan.name == "demo-cpu" and len(plan.runs) == 4 + 3 + 8
+    matrix, clients, ladder = plan.runs[:4], plan.runs[4:7], plan.runs[7:]
     assert {(r.config.flash_attn, r.config.ctx_size) for r in matrix} == {
         ("off", 1024), ("off", 2048), ("on", 1024), ("on", 2048)}
-    assert all(r.model_path == smollm2 for r in plan.runs)
+    assert all(r.model_path == smollm2 and not r.ladder for r in [*matrix, *clients])
+    # the ladder's quants: the very files the KLD section scores (where llama-quantize puts them), at the matrix's
+    # depths and one of its configurations
+    assert plan.kld is not None and plan.kld.ladder is not None
+    assert [r.model_path for r in ladder] == [f for _, f in plan.kld.ladder_quants()]
+    assert [r.model_path.name for r in ladder][:2] == ["SmolLM2-135M-Instruct.Q8_0.gguf",
+                                                       "SmolLM2-135M-Instruct.Q6_K.gguf"]
+    assert ladder[-1].model_path.parent.name.startswith("imatrix-")  # IQ2_XS is quantized with an imatrix
+    assert all(r.ladder and r.model_ref == f"{plan.kld.ladder.source} -> {t}"
+               for r, t in zip(ladder, plan.kld.ladder.types))
+    assert all((r.config.ctx_size, r.config.flash_attn, r.speed.depths, r.speed.categories) ==
+               (1024, "on", (0, "50%"), ("algorithm", "debugging")) for r in ladder)
     assert all(r.config.parallel == 1 and r.concurrency == 1 and r.speed.depths == (0, "50%") for r in matrix)
     assert plan.runs[0].label() == "SmolLM2-135M-Instruct.Q4_1.gguf flash_attn=off ctx_size=1024"
     assert [(r.concurrency, r.config.parallel, r.config.ctx_size, r.config.flash_attn) for r in clients] == [
@@ -173,7 +185,12 @@ def test_embedded_demo_plan_loads(smollm2: Path) -> None:
     (BASE + "server:\n  ctx_size: 2048\nspeed:\n  depths: [0, 600]\n  concurrency: [1, 4]\n", 4, "server.ctx_size",
      "ctx_size 2048 over 4 slots gives each 512 tokens, which leaves no room for speed.depths 600"),
     (BASE + "also: {server: {threads: 1}}\n", 3, "also", "expected a list of groups"),
-    (BASE + "also:\n  - serve: {threads: 1}\n", 4, "also[0].serve", "unknown key; allowed here: server, matrix, speed"),
+    (BASE + "also:\n  - serve: {threads: 1}\n", 4, "also[0].serve",
+     "unknown key; allowed here: models, server, matrix, speed"),
+    (BASE + "also:\n  - models: [m.gguf]\n", 4, "also[0].models", "expected `ladder`"),
+    (BASE + "also:\n  - models: ladder\n", 4, "also[0].models", "the plan has no kld.ladder"),
+    (BASE + "kld: {base: m.gguf, quants: [m.gguf]}\nalso:\n  - models: ladder\n", 5, "also[0].models",
+     "the plan has no kld.ladder"),
     (BASE + "also:\n  - server:\n      threads: zero\n", 5, "also[0].server.threads", "expected an integer"),
     (BASE + "also:\n  - speed:\n      concurrency: [0]\n", 5, "also[0].speed.concurrency", "from 1 to 256"),
     (BASE + "server:\n  parallel: 1\nalso:\n  - speed: {concurrency: [2]}\n", 4, "server.parallel",

@@ -37,9 +37,10 @@ def test_known_answers_fastest_balanced_faithful_context() -> None:
     # Q2_K is over the 0.05 budget: the fastest within it is the 125 t/s Q4_K_M configuration
     assert (p["balanced"].row.rec.model.quant, p["balanced"].row.tg.value) == ("Q4_K_M", 125.0)
     assert p["faithful"].row.rec.model.quant == "Q8_0"
-    # judged at the deepest fill: 80% of 150 = 120; 8192 (122 t/s with 4096 filled) keeps it, 65536 (96) does not
-    assert _ctx(p["context"]) == 8192 and "4,096 tokens filled" in p["context"].why
-    assert _ctx(_picks(recs, keep=0.6)[0]["context"]) == 131072
+    # only speeds measured with the context filled count, each compared at its own depth: every one of these was
+    # measured at a depth no other configuration was, so the largest filled context is the answer, said to be alone
+    assert _ctx(p["context"]) == 131072 and "90.0 t/s with 65,536 tokens filled" in p["context"].why
+    assert "No other configuration was measured with 65,536 tokens filled" in p["context"].notes[0]
     assert _picks(recs, kld_budget=0.25)[0]["balanced"].row.rec.model.quant == "Q2_K"
     p, missing = _picks(recs, kld_budget=0.001)
     assert "balanced" not in p and any("No balanced pick" in m for m in missing)
@@ -75,11 +76,27 @@ def test_failed_runs_are_never_recommended() -> None:
     m = model("M", "Q4_0", 1_000)
     recs = [speed(HOST, m, {}, failed="out of memory", ctx_size=999_999), speed(HOST, m, {0: 50.0}, ctx_size=4096)]
     p, missing = _picks(recs)
-    assert p["fastest"].row.tg.value == 50.0 and _ctx(p["context"]) == 4096
+    assert p["fastest"].row.tg.value == 50.0 and "context" not in p  # measured at depth 0 only: nothing filled
+    assert "No largest-context pick: only the allocation was measured" in missing[-1]
     assert "balanced" not in p and "faithful" not in p and any("no configuration of this model has a KLD" in x
                                                                  for x in missing)
     assert _picks(recs[:1]) == ({}, ["No recommendation: no quiet, successful configuration with a generation "
                                      "speed (1 failed)."])
+
+
+def test_context_pick_compares_only_at_the_same_filled_depth() -> None:
+    """At 4096 filled: 8192 keeps 95 of 100 t/s, 32768 only 70 (< 80 %); the 262144 context measured at depth 0 only
+    (and the fastest there) is an allocation, never picked."""
+    m = model("M", "Q4_0", 1_000)
+    recs = [speed(HOST, m, {0: 200.0}, ctx_size=262144), speed(HOST, m, {0: 110.0, 4096: 100.0}, ctx_size=4608),
+            speed(HOST, m, {0: 104.0, 4096: 95.0}, ctx_size=8192),
+            speed(HOST, m, {0: 90.0, 4096: 70.0}, ctx_size=32768)]
+    p, _ = _picks(recs)
+    assert p["fastest"].row.tg.value == 200.0 and _ctx(p["context"]) == 8192
+    assert ("measured with 4,096 tokens filled that keep at least 80% of the fastest of them: 95.0 t/s (95 % of "
+            "100.0 t/s)") in p["context"].why
+    assert "Compared with the 2 other configuration(s) measured with 4,096 tokens filled only" in p["context"].notes[0]
+    assert _ctx(_picks(recs, keep=0.6)[0]["context"]) == 32768
 
 
 def test_context_pick_says_how_full_the_context_was() -> None:
@@ -110,3 +127,20 @@ def test_faithful_ties_within_uncertainty() -> None:
 def test_pareto_front() -> None:
     pts = [(0.1, 100.0), (0.05, 90.0), (0.2, 95.0), (0.01, 50.0), (0.05, 80.0)]
     assert sorted(pareto_front(pts)) == [0, 1, 3]
+
+
+def test_stated_single_figures_closer_than_the_noise_floor_are_a_tie() -> None:
+    """22.5 and 22.4 t/s as a source states them (no spread): not told apart; 44.6 vs 21.78 is a ranking."""
+    from collector.records.schema import Stat
+    from fixtures.records.factory import imported, stated_speed
+
+    src = "009_fixture.txt: contexts on one GPU (fixture)"
+    m = model("M", "Q4_0", 1_000)
+    recs = [stated_speed(HOST, m, imported(src, f"009_fixture#c{c}", quotes=[f"TG {t} tok/s"]),
+                         Stat(stated=t, text=f"{t}"), ctx_size=c) for c, t in ((32768, 22.4), (131072, 22.5))]
+    p, _ = _picks(recs)
+    assert p["fastest"].title == "Fastest (tie)" and [t.rec.config.ctx_size for t in p["fastest"].ties] == [32768]
+    apart = [stated_speed(HOST, m, imported(src, f"009_fixture#c{c}", quotes=[f"TG {t} tok/s"]),
+                          Stat(stated=t, text=f"{t}"), ctx_size=c) for c, t in ((32768, 21.78), (131072, 44.6))]
+    p, _ = _picks(apart)
+    assert p["fastest"].title == "Fastest" and "more than 5% apart" in p["fastest"].notes[0]

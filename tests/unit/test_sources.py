@@ -354,15 +354,16 @@ def test_committed_data_holds_every_figure_once() -> None:
 def test_imported_figures_have_device_and_run_pages() -> None:
     from collector.publish import render_site
     from collector.publish.run_page import run_html
+    from collector.publish.sitedevice import device_key
 
     pages = {g.src_uri: g.content for g in render_site(REPO / "data")}
     stems = {tr.stem for tr in TRANSCRIPTIONS.glob("*.yaml")}
     imported = [r for r in index.load_records(REPO / "data") if (r.source.figure or "").split("#")[0] in stems]
     for rec in imported:
-        assert rec.id in pages[f"devices/{store.device_slug(rec.host)}.md"], rec.source.figure
+        assert rec.id in pages[f"devices/{device_key(rec.host)}.md"], rec.source.figure  # one page per GPU
         run = run_html(rec)  # run pages are written outside MkDocs, one template each
         assert "imported" in run and rec.source.figure.split("#")[0].split("_", 1)[1] in run  # the cited file
-    assert {store.device_slug(r.host) for r in imported} == {"rtx-4090", "2x-rtx-3060", "3x-r9700-pro"}
+    assert {device_key(r.host) for r in imported} == {"rtx-4090", "2x-rtx-3060", "3x-ai-pro-r9700"}
     # the printed command, as a reader runs it (llama-server from PATH; README: "Published command")
     assert "llama-server -m huihui-ai_Qwen3-Coder-Next-abliterated-IQ2_XS.gguf --port 8085 -c 168000 -ctk q8_0 " \
            "-ctv q8_0 --flash-attn on --jinja --metrics" in page_commands(pages["devices/rtx-4090.md"])

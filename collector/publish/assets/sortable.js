@@ -1,4 +1,4 @@
-/* Quant Atlas: sortable tables, our own few lines (no CDN, works offline).
+/* Quant Atlas: sortable and filterable tables, our own few lines (no CDN, works offline).
    Click a header (or focus it and press Enter or Space) to sort; again to reverse. Numeric columns sort by
    the cell's data-sort value, unknown values (empty data-sort) always last; text columns in natural order (Q2_K
    before Q10_0, IQ4_XS after IQ3_M), case and accents aside. Headers keep their column-header
@@ -56,8 +56,32 @@
     });
   }
 
+  /* A filter above a table (p.qa-filter data-table=ID, hidden without this script): each select keeps the rows
+     whose data-<name> attribute (space-separated values) holds the chosen value; "" keeps every row. */
+  function filter(form) {
+    var table = document.getElementById(form.getAttribute("data-table"));
+    if (!table || form.getAttribute("data-qa-ready")) return;
+    form.setAttribute("data-qa-ready", "1");
+    form.hidden = false;
+    var selects = form.querySelectorAll("select"), count = form.querySelector(".qa-filter-count");
+    var apply = function () {
+      var shown = 0, rows = table.tBodies[0].rows;
+      Array.prototype.forEach.call(rows, function (row) {
+        var keep = Array.prototype.every.call(selects, function (s) {
+          return !s.value || (row.getAttribute("data-" + s.name) || "").split(" ").indexOf(s.value) >= 0;
+        });
+        row.hidden = !keep;
+        if (keep) shown += 1;
+      });
+      if (count) count.textContent = shown + " of " + rows.length + " devices";
+    };
+    Array.prototype.forEach.call(selects, function (s) { s.addEventListener("change", apply); });
+    apply();
+  }
+
   function init() {
     Array.prototype.forEach.call(document.querySelectorAll("table.qa-sortable"), setup);
+    Array.prototype.forEach.call(document.querySelectorAll("p.qa-filter[data-table]"), filter);
   }
 
   if (typeof window.document$ !== "undefined" && window.document$.subscribe) {

@@ -1,0 +1,70 @@
+"""Screenshots of built pages as a reader sees them: headless Chromium at each width, light and dark.
+
+    python tests/screens.py SITE_DIR OUT_DIR devices/cpu-amd-epyc/ models/x/ ... [--widths 1400,390] [--max-height N]
+
+SITE_DIR is an `mkdocs build` output; each page is saved as OUT_DIR/<page path with / as ->-<width>-<scheme>.png
+(docs/screenshots/ holds the committed set). Full page, device scale 1; a phone width emulates a mobile viewport.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import http.server
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cdp import CDP, Quiet, chromium
+
+
+def shoot(cdp: CDP, url: str, width: int, scheme: str, out: Path, max_height: int = 0) -> None:
+    cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=width < 600)
+    cdp.call("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": scheme}])
+    cdp.open("about:blank")
+    cdp.open(url)
+    cdp.js("localStorage.clear(), sessionStorage.clear()")  # material keeps the last palette: let the media decide
+    cdp.open(url)
+    cdp.poll("document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)")
+    clip = {}
+    if max_height:  # the top of a long page (the whole page is what the browser shows when scrolled)
+        height = min(max_height, cdp.js("document.documentElement.scrollHeight"))
+        clip = {"clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}}
+    shot = cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, **clip)["data"]
+    out.write_bytes(base64.b64decode(shot))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("site", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("pages", nargs="+")
+    ap.add_argument("--widths", default="1400,390")
+    ap.add_argument("--max-height", type=int, default=0, help="clip each shot to this many px from the top (0: all)")
+    args = ap.parse_args()
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        sys.exit("chromium is not installed")
+    args.out.mkdir(parents=True, exist_ok=True)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(args.site)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        with chromium(exe) as cdp:
+            for page in args.pages:
+                name = page.strip("/").replace("/", "-") or "home"
+                for width in (int(w) for w in args.widths.split(",")):
+                    for scheme in ("light", "dark"):
+                        path = args.out / f"{name}-{width}-{scheme}.png"
+                        shoot(cdp, f"{base}/{page.lstrip('/')}", width, scheme, path, args.max_height)
+                        print(path)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()
