@@ -32,12 +32,15 @@ def validate(data_dir: Path) -> None:
 
     if not data_dir.exists():
         raise CollectorError(f"{data_dir}: no such directory; pass the folder that holds records/")
+    from collector.gpus import software_records
+
     idx = load_index(data_dir)
-    for message in idx.errors.values():
+    bad = [*idx.errors.values(), *software_records(idx.records)]  # software-device records are test data
+    for message in bad:
         err_console.print(f"[red]invalid[/red] {escape(printable(message))}", markup=True, soft_wrap=True)
     total = len(idx.records) + len(idx.errors)
-    if idx.errors:
-        raise CollectorError(f"{len(idx.errors)} of {total} files under {data_dir} are invalid (listed above)")
+    if bad:
+        raise CollectorError(f"{len(bad)} of {total} files under {data_dir} are invalid (listed above)")
     if not total:  # a typo'd path or an empty checkout is not "all valid"
         raise CollectorError(f"{data_dir}: no record files (*.yaml) under it; pass the folder that holds records/")
     out_console.print(f"{total} records valid under {printable(str(data_dir))}", markup=False)
@@ -454,7 +457,7 @@ def tune_cmd(model: str, ctx: str, depth: int, memory_budget: float | None, kv: 
                              f"{tune.N_PREDICT} generated tokens; ask for a depth of at most {most} "
                              f"or --ctx {least} or more")
     tools = _tools(llama_bin, llama_build)
-    host, llama = hardware.probe_host(), tools.version()
+    host, llama = hardware.probe_host(server=tools.path("llama-server")), tools.version()
     scope = tune.scope_of(host, llama)
     budget, source = (memory_budget, "--memory-budget") if memory_budget is not None else tune.default_budget(scope)
     model_path = resolve_model(model)
