@@ -210,14 +210,18 @@ def amdgpu_sysfs(root: Path, cards: list[dict[str, Any]]) -> Path:
 
 
 def fake_llama_server(folder: Path, body: str, build: int = 11434) -> Path:
-    """A folder with a Python `llama-server` that answers --version (as llama.cpp `build`) and --help and then runs
-    `body` (fault injection: an out-of-memory exit while loading, a server that never answers). Returns the folder."""
+    """A folder with a Python `llama-server` that answers --version (as llama.cpp `build`), --help and
+    --list-devices (as a CPU build) and then runs `body` (fault injection: an out-of-memory exit while loading, a
+    server that never answers). Returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     exe = folder / "llama-server"
     exe.write_text(f"#!{sys.executable}\nimport sys, time\n"
                    f"if '--version' in sys.argv:\n"
                    f"    print('version: {build} (fake)\\nbuilt with cc for Linux x86_64')\n"
-                   "    sys.exit(0)\nif '--help' in sys.argv:\n    sys.exit(0)\n" + body)
+                   "    sys.exit(0)\nif '--help' in sys.argv:\n    sys.exit(0)\n"
+                   # what the real CPU build prints (tests/fixtures/devices/list-devices-cpu-b11434.txt)
+                   "if '--list-devices' in sys.argv:\n    print('Available devices:\\n  (none)')\n    sys.exit(0)\n"
+                   + body)
     exe.chmod(0o755)
     return folder
 
