@@ -26,6 +26,7 @@ from collector.errors import CollectorError
 from collector.llama import vulkan_headers
 from collector.llama.install import PACKAGE, build_jobs, parse_build, pip_command
 from collector.llama.tools import spawn, stop
+from collector.lock import host_lock
 
 STAMP = ".built"
 COMPILE_TIMEOUT_S = 4 * 3600
@@ -51,12 +52,13 @@ class Request:
 
 
 def compile_tools(build: int | str, out: Path, *, backend: str = "cpu", targets: Sequence[str] = ("llama-server",),
-                  cmake_args: Sequence[str] = (), jobs: int | None = None,
+                  cmake_args: Sequence[str] = (), jobs: int | None = None, wait: bool = False,
                   say: Callable[[str], None] = lambda _: None) -> tuple[Path, bool]:
     """Compile `targets` of llama.cpp BUILD for `backend` into out/bin; (that folder, True if compiled now).
 
     Raises CollectorError with one line saying what failed and where the full log is; out/bin and the stamp are
-    written only after a successful build (a failed or interrupted one leaves out/.work to resume from)."""
+    written only after a successful build (a failed or interrupted one leaves out/.work to resume from). The
+    compile holds the host's measurement lock (it loads every core): `wait` waits for another holder."""
     if backend not in BACKENDS:
         raise CollectorError(f"--backend {backend!r}: not one of {', '.join(BACKENDS)}")
     number = parse_build(str(build))
@@ -66,7 +68,12 @@ def compile_tools(build: int | str, out: Path, *, backend: str = "cpu", targets:
     bin_dir, stamp = out / "bin", out / STAMP
     if _stamped(stamp) == asdict(req) and (bin_dir / req.targets[0]).is_file():
         return bin_dir, False
-    jobs = jobs or build_jobs()
+    with host_lock(f"llama compile {number} ({backend}, compiles llama.cpp)", wait=wait):
+        return _compile(req, out, bin_dir, stamp, jobs or build_jobs(), say), True
+
+
+def _compile(req: Request, out: Path, bin_dir: Path, stamp: Path, jobs: int, say: Callable[[str], None]) -> Path:
+    backend = req.backend
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
@@ -98,7 +105,7 @@ def compile_tools(build: int | str, out: Path, *, backend: str = "cpu", targets:
     _write_stamp(stamp, {**asdict(req), "jobs": jobs, "wall_s": round(wall), "cpu_s": round(cpu)})
     shutil.rmtree(work / "src", ignore_errors=True)  # the build tree stays: a new target compiles only itself
     say(f"compiled in {wall / 60:.1f} min wall, {cpu / 60:.1f} CPU-min: {bin_dir}")
-    return bin_dir, True
+    return bin_dir
 
 
 def _sources(build: int, work: Path, log: Path, say: Callable[[str], None]) -> Path:

@@ -93,13 +93,16 @@ def page_id_of(record_id: str) -> str:
 
 
 _GPU_NOISE = re.compile(r"\b(nvidia|geforce|amd|radeon|tesla|intel|corporation)\b", re.I)
-# what llama.cpp's Vulkan descriptions add to a card's name: the driver, "(RADV NAVI31)", "(LLVM 15.0.6, 256 bits)"
-_GPU_DETAIL = re.compile(r"\([^()]*\)")
+# what Mesa's Vulkan drivers add to a card's name in llama.cpp's description of a Vulkan device: the driver,
+# "(RADV NAVI31)", "(LLVM 15.0.6, 256 bits)". Only there: elsewhere a parenthesis names the part, as in the catalog's
+# "Apple M1 (7-core GPU)"
+_VULKAN_DETAIL = re.compile(r"\([^()]*\)")
 
 
 def device_slug(host: Host) -> str:
     """`rtx-4090`, `2x-rtx-3060`, `llvmpipe`, or `cpu-<model>` for CPU-only records."""
-    return _device_slug(tuple(g.name for g in host.gpus), host.cpu.model)
+    return _device_slug(tuple(_VULKAN_DETAIL.sub(" ", g.name) if g.backend == "Vulkan" else g.name
+                              for g in host.gpus), host.cpu.model)
 
 
 @lru_cache(maxsize=4096)  # pages ask for every record's device several times; there are few distinct hosts
@@ -107,7 +110,7 @@ def _device_slug(gpu_names: tuple[str, ...], cpu_model: str | None) -> str:
     if gpu_names:
         counts: dict[str, int] = {}
         for gpu_name in gpu_names:
-            name = slugify(_GPU_NOISE.sub(" ", _GPU_DETAIL.sub(" ", gpu_name)))
+            name = slugify(_GPU_NOISE.sub(" ", gpu_name))
             counts[name] = counts.get(name, 0) + 1
         return slugify("+".join(f"{n}x-{name}" if n > 1 else name for name, n in counts.items()))
     return "cpu-" + slugify(cpu_model or "unknown", SLUG_MAX - 4)
