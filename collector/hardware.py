@@ -39,8 +39,12 @@ def load_nvml() -> ModuleType | None:
     return pynvml
 
 
-def probe_host(nvml: Any = None) -> Host:
-    """CPU model, physical cores and logical threads, RAM (MiB), OS, GPUs; the host name only as a hash."""
+def probe_host(nvml: Any = None, *, server: Path | None = None, amd: Any = None) -> Host:
+    """CPU model, physical cores and logical threads, RAM (MiB), OS, GPUs; the host name only as a hash.
+
+    With `server` (a llama-server), the GPUs are the devices it lists (`--list-devices`), whatever the vendor,
+    enriched by NVML and by AMD's amdsmi or sysfs (`amd`: an amdsmi-like module, tests pass a fake); without it,
+    or when that build cannot list devices, the GPUs NVML sees (collector.gpus)."""
     cpuinfo = _read("/proc/cpuinfo")
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
                   if line.split(":", 1)[0].strip() in ("model name", "Hardware", "cpu model")), None)
@@ -54,8 +58,26 @@ def probe_host(nvml: Any = None) -> Host:
         ram_total_mib=round(mem_kib / 1024, 1) if mem_kib else None,
         os=f"{platform.system()} {platform.release()}".strip() or None,
         hostname_hash=hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12],
-        gpus=probe_gpus(nvml),
+        gpus=_gpus(nvml, server, amd),
     )
+
+
+def _gpus(nvml: Any, server: Path | None, amd: Any) -> list[GpuInfo]:
+    from collector.amdgpu import open_amd
+    from collector.gpus import host_gpus
+    from collector.llama.devices import list_devices
+
+    nvidia = probe_gpus(nvml)
+    listed = list_devices(server) if server is not None else None
+    if listed is None:
+        return nvidia
+    src = open_amd(amd)
+    try:
+        cards = src.cards() if src is not None else []
+    finally:
+        if src is not None:
+            src.close()
+    return host_gpus(listed, nvidia, cards, src.name if src is not None else None)
 
 
 def probe_gpus(nvml: Any = None) -> list[GpuInfo]:
@@ -196,9 +218,16 @@ class Sampler:
     """
 
     def __init__(self, pid: int | None, gpu_indices: list[int] | None = None, nvml: Any = None,
-                 interval_s: float = 0.2) -> None:
+                 interval_s: float = 0.2, *, gpus: list[GpuInfo] | None = None, amd: Any = None) -> None:
+        if gpus is not None:  # the GPUs a run used: NVML's by index, AMD's by PCI id, the rest unsampled
+            from collector.gpus import sampled
+
+            gpu_indices, self._amd_pci = sampled(gpus)
+        else:
+            self._amd_pci = []
         self.pid, self.gpu_indices, self.interval_s = pid, gpu_indices, interval_s
-        self._nvml_arg = nvml
+        self._nvml_arg, self._amd_arg = nvml, amd
+        self._amd: Any = None
         self._nv: Any = None
         self._handles: list[Any] = []
         self._stop = threading.Event()
@@ -208,7 +237,7 @@ class Sampler:
         self._power_sum_w = 0.0
         self._power_n = 0
         self._rss_peak_kib: int | None = None
-        self._energy_start: list[int] | None = None
+        self._energy_start: list[float] | None = None
         self._t0: float | None = None
         self._n = 0
         self._cpu_last: tuple[int, int, int] | None = None  # (total, busy, ours) jiffies at the last sample
@@ -225,6 +254,13 @@ class Sampler:
             except self._nv.NVMLError:
                 self._handles = []
             self._vram_peak = [0.0] * len(self._handles)
+        if self._amd_pci:
+            from collector.amdgpu import open_amd
+
+            self._amd = open_amd(self._amd_arg)
+            self._amd_pci = self._amd_pci if self._amd is not None else []
+            self._vram_peak += [0.0] * len(self._amd_pci)
+        if self._handles or self._amd_pci:
             self._energy_start = self._energy()
         self._t0 = time.monotonic()
         self._sample()
@@ -240,9 +276,11 @@ class Sampler:
             self._thread.join()
         self._sample()
         seconds = round(time.monotonic() - self._t0, 3) if self._t0 is not None else 0.0
-        energy_end = self._energy() if self._handles else None
+        energy_end = self._energy() if self._handles or self._amd_pci else None
         if self._nv is not None:
             _shutdown(self._nv)
+        if self._amd is not None:
+            self._amd.close()
         power = self._power_sum_w / self._power_n if self._power_n else None
         if self._energy_start is not None and energy_end is not None:
             energy, method = sum(e - s for s, e in zip(self._energy_start, energy_end)) / 1000, "energy_counter"
@@ -251,7 +289,7 @@ class Sampler:
         else:
             energy, method = None, None
         self.result = SamplerResult(
-            vram_peak_mib=[round(v, 1) for v in self._vram_peak] if self._handles else None,
+            vram_peak_mib=[round(v, 1) for v in self._vram_peak] if self._handles or self._amd_pci else None,
             power_w_mean=round(power, 2) if power is not None else None,
             energy_j=round(energy, 3) if energy is not None else None, energy_method=method,
             host_rss_peak_mib=round(self._rss_peak_kib / 1024, 1) if self._rss_peak_kib is not None else None,
@@ -277,7 +315,7 @@ class Sampler:
             self._n += 1
             nv = self._nv
             watts = 0.0
-            power_ok = bool(self._handles)
+            power_ok = bool(self._handles or self._amd_pci)
             for i, h in enumerate(self._handles):
                 used = _opt(nv, lambda: nv.nvmlDeviceGetMemoryInfo(h).used)  # noqa: B023 (called at once)
                 if used is not None:
@@ -287,6 +325,15 @@ class Sampler:
                     power_ok = False
                 else:
                     watts += mw / 1000
+            for j, pci in enumerate(self._amd_pci):
+                amd = self._amd.sample(pci)
+                if amd.vram_used_mib is not None:
+                    k = len(self._handles) + j
+                    self._vram_peak[k] = max(self._vram_peak[k], amd.vram_used_mib)
+                if amd.power_w is None:
+                    power_ok = False
+                else:
+                    watts += amd.power_w
             if power_ok:
                 self._power_sum_w += watts
                 self._power_n += 1
@@ -316,10 +363,14 @@ class Sampler:
             self._cpu_other.append(max(0.0, (d_busy - d_ours) / d_total * 100))
         self._cpu_last = now
 
-    def _energy(self) -> list[int] | None:
-        """Every sampled GPU's energy counter (mJ), or None if any of them lacks one (pre-Volta)."""
-        values = [_opt(self._nv, lambda: int(self._nv.nvmlDeviceGetTotalEnergyConsumption(h)))  # noqa: B023
-                  for h in self._handles]
+    def _energy(self) -> list[float] | None:
+        """Every sampled GPU's energy counter (mJ), or None if any of them lacks one (pre-Volta, most AMD sysfs)."""
+        values: list[float | None] = [
+            _opt(self._nv, lambda: int(self._nv.nvmlDeviceGetTotalEnergyConsumption(h)))  # noqa: B023
+            for h in self._handles]
+        for pci in self._amd_pci:
+            joules = self._amd.sample(pci).energy_j
+            values.append(joules * 1000 if joules is not None else None)
         known = [v for v in values if v is not None]
         return known if values and len(known) == len(values) else None
 

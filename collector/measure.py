@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector import __version__, hardware
+from collector import __version__, gpus, hardware
 from collector.concurrent import measure_concurrent
 from collector.errors import CollectorError
 from collector.llama.bench import run_llama_bench
@@ -114,7 +114,8 @@ def bench_for(tools: LlamaTools, nvml: Any = None, port_picker: Callable[[], int
     collector reads (a run would be measured and then refused)."""
     llama = tools.version()
     check_build(llama.build_number)
-    return Bench(tools, hardware.probe_host(nvml), llama, nvml, port_picker)
+    # the GPUs llama.cpp lists, vendor facts added
+    return Bench(tools, hardware.probe_host(nvml, server=tools.path("llama-server")), llama, nvml, port_picker)
 
 
 @dataclass
@@ -163,7 +164,8 @@ def measure(spec: RunSpec, bench: Bench, model: ModelInfo, suite: PromptSuite, w
             with ExitStack() as stack:
                 clients = [stack.enter_context(LlamaClient(server.base_url, timeout_s=s.request_timeout_s))
                            for _ in range(spec.concurrency)]
-                sampler = hardware.Sampler(server.pid, nvml=bench.nvml)
+                sampler = hardware.Sampler(server.pid, nvml=bench.nvml,
+                                           gpus=gpus.loaded_on(bench.host, server.log_text()))
                 sampler.start()
                 try:
                     props = clients[0].props()
@@ -194,6 +196,7 @@ def measure(spec: RunSpec, bench: Bench, model: ModelInfo, suite: PromptSuite, w
         rec.status, rec.error = "failed", ErrorInfo(stage=stage, message=_failure(str(exc), stage, server, tail),
                                                     log_tail=tail)
     _add_log_facts(rec, server, sampled, spec)
+    rec.host, rec.warnings = gpus.as_used(rec.host, rec.placement, rec.memory_mib)  # the GPUs llama.cpp used
     if rec.status == "ok":
         rec.conditions = judge_conditions(rec.samples, sampled, rec.batches, spec.concurrency)
     if rec.status == "ok" and s.llama_bench and spec.concurrency == 1:  # llama-bench has one client

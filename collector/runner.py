@@ -58,7 +58,8 @@ def dry_run(plan: Plan, tools: LlamaTools | None = None, data_dir: Path | None =
     server = tools.path("llama-server") if tools else Path("llama-server")
     recorded = [False] * len(plan.runs)
     if tools is not None and data_dir is not None and (Path(data_dir) / "records").is_dir() and plan.runs:
-        done = Recorded(Path(data_dir), store.device_slug(hardware.probe_host(nvml)), tools.version().build_key)
+        host = hardware.probe_host(nvml, server=tools.path("llama-server"))
+        done = Recorded(Path(data_dir), store.device_slug(host), tools.version().build_key)
         suites = _suites(plan)
         for i, spec in enumerate(plan.runs):
             suite = suites[(spec.speed.prompt_suite, spec.speed.categories)]
@@ -146,7 +147,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
                         observer.message(f"warning: {spec.label()}: {w}")
                     got = measure(spec, bench, model, suite, Path(work) / f"run-{i}")
                     rec = got.record
-                    rec.warnings = warnings
+                    rec.warnings = [*warnings, *rec.warnings]  # the device notes measure() added
                     report.phases.append((spec.label(), rec.load_seconds or 0.0, got.request_s))
                     path = store.save_record(rec, data_dir)
                     (report.ok if rec.status == "ok" else report.failed).append(path)

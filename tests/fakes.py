@@ -1,6 +1,7 @@
 """Fakes for what cannot exist here, and fault injectors: the only stand-ins the test suite uses.
 
 - FakeNVML: a module-like pynvml with configurable GPUs (no NVIDIA GPU or driver exists on the CI machines).
+- FakeAmdSmi, amdgpu_sysfs: AMD's amdsmi module and the amdgpu driver's sysfs files (no AMD GPU exists here).
 - fake_tool: a shell script standing in for a llama.cpp tool, to inject faults a real run cannot safely produce
   (an out-of-memory exit while loading, a server that never answers).
 - ScriptedLab: the tune search's world scripted (memory and speed of each configuration, noise, a clock), so the
@@ -128,15 +129,99 @@ class FakeNVML:
         return [SimpleNamespace(pid=pid, usedGpuMemory=512 * MIB) for pid in self.other_pids]
 
 
+class AmdSmiLibraryException(Exception):
+    pass
+
+
+# one AMD card as amdsmi describes it; units as amdsmi gives them (MiB, W, energy ticks of `res_uj` µJ)
+R9700 = {"bdf": "0000:03:00.0", "market_name": "AMD Radeon AI PRO R9700", "vram_total": 32624, "vram_used": 1500,
+         "power": 180, "limit": 300, "ticks": 1_000_000, "res_uj": 15.3}
+
+
+class FakeAmdSmi:
+    """Module-like stand-in for amdsmi (ROCm's Python bindings): handles are indices; a value that is an
+    exception raises it; `power_key` picks the ROCm release's name for the power field."""
+
+    AmdSmiLibraryException = AmdSmiLibraryException
+
+    def __init__(self, cards: list[dict[str, Any]], init_error: Exception | None = None,
+                 power_key: str = "socket_power") -> None:
+        self.cards, self.init_error, self.power_key = cards, init_error, power_key
+        self.calls: Counter[str] = Counter()
+
+    def _get(self, h: int, key: str) -> Any:
+        value = self.cards[h][key]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def amdsmi_init(self) -> None:
+        self.calls["init"] += 1
+        if self.init_error:
+            raise self.init_error
+
+    def amdsmi_shut_down(self) -> None:
+        self.calls["shutdown"] += 1
+
+    def amdsmi_get_processor_handles(self) -> list[int]:
+        return list(range(len(self.cards)))
+
+    def amdsmi_get_gpu_device_bdf(self, h: int) -> str:
+        return self._get(h, "bdf")
+
+    def amdsmi_get_gpu_asic_info(self, h: int) -> dict[str, Any]:
+        return {"market_name": self._get(h, "market_name"), "vendor_id": "0x1002"}
+
+    def amdsmi_get_gpu_board_info(self, h: int) -> dict[str, Any]:
+        return {"product_name": "N/A"}
+
+    def amdsmi_get_gpu_vram_usage(self, h: int) -> dict[str, Any]:
+        self.calls[f"vram{h}"] += 1
+        return {"vram_total": self._get(h, "vram_total"), "vram_used": self._get(h, "vram_used")}
+
+    def amdsmi_get_power_info(self, h: int) -> dict[str, Any]:
+        return {self.power_key: self._get(h, "power"), "power_limit": self._get(h, "limit"), "gfx_voltage": "N/A"}
+
+    def amdsmi_get_energy_count(self, h: int) -> dict[str, Any]:
+        self.cards[h]["ticks"] += 1000  # the counter advances between readings
+        return {"energy_accumulator": self._get(h, "ticks"), "counter_resolution": self._get(h, "res_uj"),
+                "timestamp": 0}
+
+
+def amdgpu_sysfs(root: Path, cards: list[dict[str, Any]]) -> Path:
+    """A /sys tree with the amdgpu driver's files for each card (bytes, µW, µJ as the kernel writes them):
+    class/drm/cardN/device -> devices/pci0000:00/<bdf>, a connector entry (cardN-DP-1) and hwmon. Returns root."""
+    for n, card in enumerate(cards):
+        dev = root / "devices" / "pci0000:00" / card["bdf"]
+        (dev / "hwmon" / f"hwmon{n + 2}").mkdir(parents=True)
+        files = {"vendor": card.get("vendor", "0x1002"), "mem_info_vram_total": card.get("vram_total_b"),
+                 "mem_info_vram_used": card.get("vram_used_b")}
+        for name, value in files.items():
+            if value is not None:
+                (dev / name).write_text(f"{value}\n")
+        for name in ("power1_average", "power1_input", "power1_cap", "energy1_input"):
+            if card.get(name) is not None:
+                (dev / "hwmon" / f"hwmon{n + 2}" / name).write_text(f"{card[name]}\n")
+        drm = root / "class" / "drm"
+        (drm / f"card{n}").mkdir(parents=True)
+        (drm / f"card{n}" / "device").symlink_to(dev)
+        (drm / f"card{n}-DP-1").mkdir()
+    return root
+
+
 def fake_llama_server(folder: Path, body: str, build: int = 11434) -> Path:
-    """A folder with a Python `llama-server` that answers --version (as llama.cpp `build`) and --help and then runs
-    `body` (fault injection: an out-of-memory exit while loading, a server that never answers). Returns the folder."""
+    """A folder with a Python `llama-server` that answers --version (as llama.cpp `build`), --help and
+    --list-devices (as a CPU build) and then runs `body` (fault injection: an out-of-memory exit while loading, a
+    server that never answers). Returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     exe = folder / "llama-server"
     exe.write_text(f"#!{sys.executable}\nimport sys, time\n"
                    f"if '--version' in sys.argv:\n"
                    f"    print('version: {build} (fake)\\nbuilt with cc for Linux x86_64')\n"
-                   "    sys.exit(0)\nif '--help' in sys.argv:\n    sys.exit(0)\n" + body)
+                   "    sys.exit(0)\nif '--help' in sys.argv:\n    sys.exit(0)\n"
+                   # what the real CPU build prints (tests/fixtures/devices/list-devices-cpu-b11434.txt)
+                   "if '--list-devices' in sys.argv:\n    print('Available devices:\\n  (none)')\n    sys.exit(0)\n"
+                   + body)
     exe.chmod(0o755)
     return folder
 

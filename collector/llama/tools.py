@@ -99,8 +99,10 @@ atexit.register(kill_all)
 
 @contextmanager
 def term_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C in the block (a sweep, a tune), so the tool under way is stopped and finished
-    records stay; any exception out of the block kills every tool still running."""
+    """SIGTERM behaves like Ctrl-C in the block (a sweep, a tune, an install), so the tool under way is stopped with
+    its whole group and finished records stay; any exception out of the block kills every tool still running.
+    Python's default SIGTERM action ends the process at once: no atexit hook, and the parent-death signal reaches
+    only the direct child (pip), not the build backend and compilers below it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from collector.gpus import software_host
 from collector.llama.flags import FLAGS
 from collector.publish.sitedevice import device_key, site_device
 from collector.publish.stated_rows import merge_stated
@@ -253,6 +254,8 @@ class Frames:
 
 
 def build_frames(records: list[AnyRecord]) -> Frames:
+    # a software device's speed (llvmpipe) is the CPU's: such records are test data, never a GPU's figures
+    records = [r for r in records if not software_host(r.host)]
     speed = [r for r in records if isinstance(r, SpeedRecord)]
     kld = [r for r in records if isinstance(r, KldRecord)]
     rows = merge_stated(speed_rows(speed))

@@ -137,6 +137,8 @@ class GpuInfo(_Block):
     mem_bandwidth_gbps: NonNeg | None = None  # GB/s, from bus width and max memory clock
     backend: str | None = None  # CUDA, Vulkan, ROCm, ... when known
     llama_device: str | None = None  # llama.cpp's name of the device it drove: CUDA0, ROCm1, Vulkan0, MTL0
+    software: bool | None = None  # True: a CPU renderer presented as a GPU (llvmpipe): its speed is the CPU's
+    telemetry: str | None = None  # where vendor facts and samples come from: nvml, amdsmi, amdgpu-sysfs; None: none
 
 
 class LlamaDevice(_Block):

@@ -93,11 +93,16 @@ def page_id_of(record_id: str) -> str:
 
 
 _GPU_NOISE = re.compile(r"\b(nvidia|geforce|amd|radeon|tesla|intel|corporation)\b", re.I)
+# what Mesa's Vulkan drivers add to a card's name in llama.cpp's description of a Vulkan device: the driver,
+# "(RADV NAVI31)", "(LLVM 15.0.6, 256 bits)". Only there: elsewhere a parenthesis names the part, as in the catalog's
+# "Apple M1 (7-core GPU)"
+_VULKAN_DETAIL = re.compile(r"\([^()]*\)")
 
 
 def device_slug(host: Host) -> str:
-    """`rtx-4090`, `2x-rtx-3060`, or `cpu-<model>` for CPU-only records."""
-    return _device_slug(tuple(g.name for g in host.gpus), host.cpu.model)
+    """`rtx-4090`, `2x-rtx-3060`, `llvmpipe`, or `cpu-<model>` for CPU-only records."""
+    return _device_slug(tuple(_VULKAN_DETAIL.sub(" ", g.name) if g.backend == "Vulkan" else g.name
+                              for g in host.gpus), host.cpu.model)
 
 
 @lru_cache(maxsize=4096)  # pages ask for every record's device several times; there are few distinct hosts

