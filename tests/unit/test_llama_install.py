@@ -153,3 +153,32 @@ def test_stopping_an_install_stops_its_compile(cache: Path, tmp_path: Path, sig:
             if not gone(k):
                 os.kill(k, signal.SIGKILL)
     assert _left(cache) == []  # the temporary install folder went with it
+
+
+def test_the_compile_gets_its_settings_and_the_collector_keeps_its_environment(
+        cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CMAKE_ARGS (the default tools-only build unless the user set one) and the bounded LLAMA_CPP_BUILD_JOBS reach
+    pip's environment only; os.environ was set and popped around the compile before."""
+    import json
+    import os
+    import sys
+
+    monkeypatch.delenv("CMAKE_ARGS", raising=False)
+    monkeypatch.setenv("LLAMA_CPP_BUILD_JOBS", "3")
+    seen = tmp_path / "env.json"
+    pip = tmp_path / "pip"
+    pip.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                   f"json.dump({{k: os.environ.get(k) for k in ('CMAKE_ARGS', 'LLAMA_CPP_BUILD_JOBS')}}, "
+                   f"open({str(seen)!r}, 'w'))\nprint('ERROR: No matching distribution found for x')\nsys.exit(1)\n")
+    pip.chmod(0o755)
+    monkeypatch.setattr(install, "pip_command", lambda: [str(pip)])
+    before = dict(os.environ)
+    code, _ = invoke(["llama", "install", "99999"])
+    assert code == 1 and dict(os.environ) == before and "CMAKE_ARGS" not in os.environ
+    assert json.loads(seen.read_text()) == {"CMAKE_ARGS": install.DEFAULT_CMAKE_ARGS, "LLAMA_CPP_BUILD_JOBS": "3"}
+    monkeypatch.setenv("CMAKE_ARGS", "-DGGML_VULKAN=ON")  # a user's own build settings are passed as they are
+    invoke(["llama", "install", "99999"])
+    assert json.loads(seen.read_text())["CMAKE_ARGS"] == "-DGGML_VULKAN=ON"
+    import tempfile
+
+    (Path(tempfile.gettempdir()) / "quant-atlas-llama-install-99999.log").unlink(missing_ok=True)
