@@ -61,6 +61,20 @@ def _run(tmp_path: Path, tools: LlamaTools, plan: Path) -> dict[str, SpeedRecord
     return out
 
 
+def _matches_estimate(model: Path, rec: SpeedRecord) -> None:
+    """collector.estimate's GPU buffers for the record's settings: model and KV exactly as llama.cpp logged them
+    on Vulkan0 (to its two decimals), the compute buffer within 2 MiB (it is modelled, not derived)."""
+    from collector.estimate.arch import read_gguf
+    from collector.estimate.memcheck import mem_config
+    from collector.estimate.memory import estimate_memory
+
+    est = estimate_memory(read_gguf(model), mem_config(rec.config, on_gpu=True))
+    mem = rec.memory_mib
+    assert est.model["gpu"] == pytest.approx(mem.model_buffers["Vulkan0"], abs=0.006), rec.command
+    assert est.kv["gpu"] == pytest.approx(mem.kv_buffers.get("Vulkan0", 0.0), abs=0.006), rec.command
+    assert est.compute["gpu"] == pytest.approx(mem.compute_buffers["Vulkan0"], abs=2.0), rec.command
+
+
 def test_llama_cpp_lists_the_vulkan_device(vulkan_tools: LlamaTools) -> None:
     [dev] = list_devices(vulkan_tools.path("llama-server")) or []
     assert (dev.name, dev.backend) == ("Vulkan0", "Vulkan") and dev.description
@@ -97,6 +111,9 @@ def test_full_partial_and_no_offload(tmp_path: Path, vulkan_tools: LlamaTools, s
     kv = mem.kv_buffers["Vulkan0"] + mem.kv_buffers["CPU"]
     assert mem.kv_buffers["Vulkan0"] / kv == pytest.approx(11 / 30, abs=0.001)
 
+    for rec in (full, part):  # the memory estimate against the GPU buffers llama.cpp logged (issue 22)
+        _matches_estimate(smollm2, rec)
+
     path, none = by_ngl[0]
     assert path.startswith("cpu-") and none.host.gpus == []  # llama.cpp put nothing on the device
     assert none.placement.gpu_layers == 0 and not any(k.startswith("Vulkan") for k in none.memory_mib.model_buffers)
@@ -124,6 +141,8 @@ def test_n_cpu_moe_keeps_the_experts_on_the_cpu(tmp_path: Path, vulkan_tools: Ll
     # they are read from the mapped file now: the CPU_Mapped span grows to reach them (a span of the file, so it
     # can grow by more than the experts' bytes: it also covers the tensors stored between them)
     assert b["CPU_Mapped"] - a["CPU_Mapped"] >= experts - 0.011
+    for rec in (gpu_only, moe):
+        _matches_estimate(tiny_moe, rec)
 
 
 def test_tensor_split_over_two_devices(tmp_path: Path, vulkan_tools: LlamaTools, smollm2: Path,
