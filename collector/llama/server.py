@@ -12,6 +12,7 @@ with the model path replaced by "{model}", the port by "{port}", and the collect
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import tempfile
@@ -26,6 +27,7 @@ from collector.errors import CollectorError
 from collector.files import work_dir
 from collector.llama import tools
 from collector.llama.binaries import help_flags
+from collector.llama.install import AMX_ISSUE, NO_AMX
 from collector.llama.tools import ToolError, clean_env
 
 SYSTEM_CONFIG = Path("/etc/llama.cpp/config.ini")
@@ -33,6 +35,7 @@ PORT_ATTEMPTS = 3
 _OOM_MARKERS = ("out of memory", "failed to allocate", "unable to allocate", "cudaMalloc failed",
                 "failed to create context", "failed to load model", "error loading model")
 _ARG_MARKERS = ("invalid argument", "unknown argument", "error while handling argument", "error: invalid value")
+_AMX_BUFFER = "AMX model buffer size"  # load_tensors: the weights repacked for the AMX kernels
 _BIND_MARKERS = ("couldn't bind", "address already in use", "failed to bind")
 
 
@@ -174,6 +177,10 @@ class ServerProcess:
                             tail)
         why = next((m for m in _OOM_MARKERS if m in text), None)
         hint = f" ({why}); a smaller ctx_size or fewer GPU layers may fit" if why else ""
+        if code == -signal.SIGSEGV and _AMX_BUFFER in self.log_text():
+            hint = (f"; its log shows llama.cpp's AMX kernels in use, which crash on some Intel CPUs ({AMX_ISSUE}): "
+                    "use a llama.cpp compiled without them (`collector llama install` and `make` compile so on "
+                    f"x86-64: CMAKE_ARGS with -DCMAKE_C_FLAGS='{NO_AMX}' and the same -DCMAKE_CXX_FLAGS)")
         raise ToolError(f"llama-server {tools.exit_words(code)} while loading{hint}; see the log tail", "load", tail)
 
     def alive(self) -> bool:

