@@ -65,7 +65,8 @@ class Arch:
     embd_bytes: int | None  # token_embd: llama.cpp keeps it on the CPU (None: not known for a stated model)
     output_bytes: int = 0  # output.weight and output_norm (0 for a stated model without file bytes)
     tied: bool = False  # no output.weight: llama.cpp uses the embeddings as the output matrix (a copy on a GPU)
-    repack_bytes: int | None = None  # stated model: the CPU backend's repacked copy (None: not known)
+    # stated model: the bytes of the matrices the CPU backend may repack, by type (None: not known)
+    repack_bytes: dict[str, int] | None = None
     n_swa: int | None = None
     swa_layers: frozenset[int] = frozenset()
     swa_pattern_known: bool = True  # False: a window, but llama.cpp's layer pattern for this arch is not known here
@@ -223,7 +224,7 @@ class FileBytes:
     tensor_bytes: int
     embd_bytes: int
     output_bytes: int
-    repack_bytes: int
+    repack_bytes: dict[str, int]  # by type: the layers' matrices of a type some CPU repacks, rows a multiple of 8
 
 
 @dataclass(frozen=True)
@@ -259,8 +260,10 @@ def stated_models() -> dict[str, Stated]:
             for j, fraw in enumerate(s.seq("files", [])):
                 f = Section(fraw, path, f"models[{i}].files[{j}]")
                 f.check_keys(("sha256", "tensor_bytes", "embd_bytes", "output_bytes", "repack_bytes"))
+                repack = f.section("repack_bytes")
                 files[f.get("sha256", str)] = FileBytes(f.get("tensor_bytes", int), f.get("embd_bytes", int),
-                                                        f.get("output_bytes", int), f.get("repack_bytes", int))
+                                                        f.get("output_bytes", int),
+                                                        {str(k): repack.get(str(k), int) for k in repack.data})
             out[s.get("name", str)] = Stated(
                 name=s.get("name", str), n_layer=s.get("n_layer", int), n_embd=s.get("n_embd", int),
                 n_ff=s.get("n_ff", int), n_head=s.get("n_head", int), n_head_kv=s.get("n_head_kv", int),

@@ -61,7 +61,7 @@ class KindSummary:
     outside: int  # checks outside the tolerance
 
 
-def mem_config(cfg: LlamaConfig, on_gpu: bool) -> MemConfig:
+def mem_config(cfg: LlamaConfig, on_gpu: bool, cpu_features: Iterable[str] = ()) -> MemConfig:
     """A record's llama-server settings with llama-server's defaults filled in (-np unset: 4 slots, unified)."""
     extra = set(cfg.extra_args)
     unified = cfg.parallel is None or bool(extra & {"-kvu", "--kv-unified"})
@@ -69,7 +69,8 @@ def mem_config(cfg: LlamaConfig, on_gpu: bool) -> MemConfig:
     return MemConfig(ctx=cfg.ctx_size, n_seq=cfg.parallel or 4, unified=unified, type_k=cfg.cache_type_k or "f16",
                      type_v=cfg.cache_type_v or "f16", flash_attn=cfg.flash_attn != "off",
                      ubatch=cfg.ubatch_size or 512, batch=cfg.batch_size or 2048,
-                     n_gpu_layers=ngl if isinstance(ngl, int) else None, n_cpu_moe=cfg.n_cpu_moe or 0, on_gpu=on_gpu)
+                     n_gpu_layers=ngl if isinstance(ngl, int) else None, n_cpu_moe=cfg.n_cpu_moe or 0, on_gpu=on_gpu,
+                     cpu_features=frozenset(cpu_features))
 
 
 def describe(cfg: MemConfig) -> str:
@@ -113,7 +114,8 @@ def log_config(text: str) -> MemConfig:
                      type_k=caches[0].type_k or "f16" if caches else "f16",
                      type_v=caches[0].type_v or "f16" if caches else "f16",
                      flash_attn=facts.placement.flash_attn is not False, ubatch=int(seen.get("n_ubatch", "512")),
-                     batch=int(seen.get("n_batch", "2048")), on_gpu=False)
+                     batch=int(seen.get("n_batch", "2048")), on_gpu=False,
+                     cpu_features=frozenset(facts.placement.cpu_features))
 
 
 def log_checks(text: str, arch: Arch, what: str) -> list[Check]:
@@ -137,7 +139,7 @@ def record_checks(rec: AnyRecord, arch: Arch) -> list[Check]:
     on_gpu = bool(rec.host.gpus)
     where = "gpu" if on_gpu else "host"
     if isinstance(rec, SpeedRecord) and rec.status == "ok":
-        cfg = mem_config(rec.config, on_gpu)
+        cfg = mem_config(rec.config, on_gpu, rec.placement.cpu_features)
         est = estimate_memory(arch, cfg)
         mem = rec.memory_mib
         logged = {"model": mem.model_buffers, "kv": mem.kv_buffers, "compute": mem.compute_buffers}

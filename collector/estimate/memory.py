@@ -6,8 +6,10 @@ What is modelled, and how (llama.cpp b11434 sources, `src/llama-model.cpp`, `lla
 - **Model buffers.** `-ngl N` puts repeating layer il on the GPU when il >= n_layer_all + 1 - N, and the output layer
   when N >= 1; the token embeddings always stay on the CPU. `--n-cpu-moe K` keeps the expert tensors of layers
   0..K-1 on the CPU. On the CPU the file's tensors are memory-mapped (CPU_Mapped), and the CPU backend keeps a second,
-  repacked copy (CPU_REPACK) of the Q4_0, Q4_K, IQ4_NL and MXFP4 matrices whose rows are a multiple of 8 (the AVX2
-  rule; ARM and AVX-512 repack other types too, which is not modelled).
+  repacked copy (CPU_REPACK) of the Q4_0, Q4_K, IQ4_NL and MXFP4 matrices whose rows are a multiple of 8 (x86 with
+  AVX2), and of the Q2_K ones too where llama.cpp reports AVX512; a build that reports no REPACK keeps none. Where the
+  CPU's features are not known, the AVX2 rule. ARM's repacking and the AMX buffer (Intel CPUs with AMX, in builds
+  that keep its kernels) are not modelled.
 - **KV cache.** The context is padded to 256 cells; with several slots and no unified cache each slot gets
   pad256(ctx / slots) cells. Per layer with a KV cache: cells x heads_kv x (head_k x bytes(K type) + head_v x
   bytes(V type)). Sliding-window layers get pad256(min(cells, window x (slots if unified) + ubatch)) cells.
@@ -25,10 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from collector.errors import CollectorError
-from collector.estimate.arch import Arch, type_block, type_bytes
+from collector.estimate.arch import Arch, FileBytes, type_block, type_bytes
 
 MIB = 1 << 20
-REPACKED = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})
+REPACKED = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})  # x86 with AVX2 (ggml-cpu/repack.cpp)
+REPACKED_AVX512 = REPACKED | {"Q2_K"}
 PAD = 256
 COMPUTE_EMBD_BYTES, COMPUTE_FF_BYTES = 20, 12  # per ubatch token, see the module docstring
 
@@ -52,6 +55,14 @@ class MemConfig:
     n_gpu_layers: int | None = None  # None: every layer (and the output layer); 0: none
     n_cpu_moe: int = 0
     on_gpu: bool = True  # False: a CPU-only run (every buffer on the host)
+    cpu_features: frozenset[str] = frozenset()  # as llama.cpp's system_info states them; empty: not known
+
+    @property
+    def repacked(self) -> frozenset[str]:
+        """The types whose matrices the CPU backend repacks (rows a multiple of 8) on this CPU."""
+        if self.cpu_features and "REPACK" not in self.cpu_features:
+            return frozenset()
+        return REPACKED_AVX512 if "AVX512" in self.cpu_features else REPACKED
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
                 gpu += t.n_bytes
             else:
                 host += t.n_bytes
-                if t.type in REPACKED and t.rows % 8 == 0 and t.layer is not None:
+                if t.type in cfg.repacked and t.rows % 8 == 0 and t.layer is not None:
                     repack += t.n_bytes
     else:  # a stated model: its layers' bytes spread evenly (embeddings and output apart when they are known)
         per = arch.layer_bytes()
@@ -111,10 +122,20 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
             on = arch.weight_bytes  # every byte counted on the GPU: the embeddings' share is not known
         gpu += on
         host = arch.weight_bytes - on
-        repack = (arch.repack_bytes or 0) * (host / arch.weight_bytes if arch.weight_bytes else 0)
+        repackable = sum(b for kind, b in (arch.repack_bytes or {}).items() if kind in cfg.repacked)
+        repack = repackable * (host / arch.weight_bytes if arch.weight_bytes else 0)
         if cfg.n_cpu_moe:
             est.notes.append("--n-cpu-moe is not modelled for a model known only by its stated size")
     est.model = {"gpu": gpu / MIB, "host": (host + repack) / MIB} if cfg.on_gpu else {"host": (host + repack) / MIB}
+
+
+def file_bytes(arch: Arch) -> FileBytes:
+    """A GGUF's byte counts as models.yaml keeps them for a file no build has at hand (its `files` entries)."""
+    repack: dict[str, int] = {}
+    for t in arch.tensors:
+        if t.type in REPACKED_AVX512 and t.rows % 8 == 0 and t.layer is not None:
+            repack[t.type] = repack.get(t.type, 0) + t.n_bytes
+    return FileBytes(arch.weight_bytes, arch.embd_bytes or 0, arch.output_bytes, dict(sorted(repack.items())))
 
 
 def check_kv_types(arch: Arch, type_k: str, type_v: str) -> None:

@@ -45,6 +45,8 @@ _CTX_PARAM = re.compile(r"llama_context: (n_ctx|n_ctx_seq|n_ctx_per_seq|n_seq_ma
 _FA_RESOLVED = re.compile(r": Flash Attention (?:was auto, set to )?(enabled|disabled|not supported)")
 _SLOTS = re.compile(r"initializing, n_slots = (\d+), n_ctx_slot = (\d+)")
 _DEVICE = re.compile(r"^\s*- (\S+)\s*: (.+?) \((\d+) MiB, (\d+) MiB free\)")
+_SYSINFO = re.compile(r"system_info: n_threads = .*?\| CPU : (.*)$")  # "CPU : AVX2 = 1 | ... | REPACK = 1 | "
+_FEATURE = re.compile(r"^\s*([A-Z][A-Z0-9_]*) = 1\s*$")
 _FIT = re.compile(r"^((?:common|llama)_(?:params_fit_impl|fit_params|params_fit)): (.+)$")
 _FIT_DONE = "fitting params to free memory took"
 _EXIT = "cleaning up before exit"
@@ -95,7 +97,7 @@ class _Reader:
     def restart(self) -> None:
         """The fit phase is over: what its trial loads printed is not the run (fit lines and devices stay)."""
         old = self.facts.placement
-        self.facts.placement = Placement(fit=old.fit, devices=old.devices)
+        self.facts.placement = Placement(fit=old.fit, devices=old.devices, cpu_features=old.cpu_features)
         self.load = self.ctx = 0
         self.meta_open, self.swa = False, None
         self.bufs, self.draft, self.caches, self.buffer_names = {}, {}, [], []
@@ -158,6 +160,9 @@ class _Reader:
             p.fit.append(f"{m.group(1)}: {m.group(2).strip()}")
         elif line.startswith("common_params_print_info: build"):
             self.facts.build_line = line.split("common_params_print_info: ", 1)[1].strip()
+        elif m := _SYSINFO.search(line):  # the CPU's section ends where another backend's ("CUDA : ...") starts
+            section = re.split(r"\|\s*[A-Za-z][\w-]* : ", m.group(1))[0]
+            p.cpu_features = [f.group(1) for part in section.split("|") if (f := _FEATURE.match(part))]
         elif line.startswith("device_info:"):
             p.devices = []
         elif m := _DEVICE.match(line):

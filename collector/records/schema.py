@@ -230,6 +230,9 @@ class Placement(_Block):
     fit: list[str] = Field(default_factory=list)  # auto-fit decisions, one line each
     devices: list[str] = Field(default_factory=list)
     llama_devices: list[LlamaDevice] = Field(default_factory=list)  # the devices llama.cpp used for this load
+    # the CPU features llama.cpp's system_info line reports on (AVX2, AVX512, AMX_INT8, REPACK, ...): what its CPU
+    # backend computes with, and which matrices it repacks; empty when the log did not say
+    cpu_features: list[str] = Field(default_factory=list)
 
 
 class BreakdownRow(_Block):

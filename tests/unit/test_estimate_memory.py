@@ -3,14 +3,16 @@ in tests/fixtures/logs/, and models.yaml's byte counts against the GGUF they wer
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from collector.cache import sha256_files
 from collector.errors import CollectorError
-from collector.estimate.arch import read_gguf, stated_models
+from collector.estimate.arch import Arch, read_gguf, stated_models
 from collector.estimate.memcheck import data_checks, log_checks, summarise
-from collector.estimate.memory import MemConfig, estimate_memory, largest_context
+from collector.estimate.memory import MemConfig, estimate_memory, file_bytes, largest_context
 from collector.records.index import load_records
 from collector.records.schema import SpeedRecord, TuneRecord
 
@@ -61,8 +63,7 @@ def test_gemma_sliding_window_and_repack_are_modelled(gemma3: Path) -> None:
 def test_models_yaml_bytes_are_the_gguf_files(smollm2: Path) -> None:
     arch = read_gguf(smollm2)
     stated = stated_models()[arch.name]
-    (fb,) = stated.files.values()
-    assert (fb.tensor_bytes, fb.embd_bytes, fb.output_bytes) == (arch.weight_bytes, arch.embd_bytes, arch.output_bytes)
+    assert stated.files[sha256_files([smollm2])] == file_bytes(arch)
     assert (stated.n_layer, stated.n_embd, stated.n_ff, stated.n_head, stated.n_head_kv, stated.head_dim,
             stated.n_vocab, stated.ctx_train, stated.tied) == (arch.n_layer, arch.n_embd, arch.n_ff, arch.n_head,
                                                                arch.n_head_kv[0], arch.head_k, arch.n_vocab,
@@ -94,3 +95,23 @@ def test_a_cache_type_llama_cpp_refuses_is_refused(tiny_moe: Path) -> None:
         estimate_memory(arch, MemConfig(type_k="q8_0", type_v="q8_0"))
     with pytest.raises(CollectorError, match="unknown cache type 'q3_k'"):
         estimate_memory(arch, MemConfig(type_k="q3_k"))
+
+
+def test_the_repack_rule_follows_the_cpu_features_llama_cpp_reports(gemma3: Path) -> None:
+    """AVX2 repacks Q4_K (gemma-3's Q4_K_M matrices), AVX512 Q2_K as well, a build without REPACK nothing; not known:
+    the AVX2 rule (ggml-cpu/repack.cpp, b11434)."""
+    arch = read_gguf(gemma3)
+    q4k = sum(t.n_bytes for t in arch.tensors if t.type == "Q4_K" and t.rows % 8 == 0 and t.layer is not None) / 2**20
+
+    def host(a: Arch, *features: str) -> float:
+        return estimate_memory(a, MemConfig(ctx=512, on_gpu=False, cpu_features=frozenset(features))).model["host"]
+
+    mapped = arch.weight_bytes / 2**20
+    assert q4k > 10 and host(arch) == pytest.approx(mapped + q4k) == host(arch, "AVX2", "AVX512", "REPACK")
+    assert host(arch, "AVX2", "LLAMAFILE") == pytest.approx(mapped)  # no REPACK: no second copy
+    as_q2k = replace(arch, tensors=tuple(replace(t, type="Q2_K") if t.type == "Q4_K" else t for t in arch.tensors))
+    assert host(as_q2k, "AVX2", "REPACK") == pytest.approx(mapped)
+    assert host(as_q2k, "AVX2", "AVX512", "REPACK") == pytest.approx(mapped + q4k)
+    # a stated model's file (models.yaml) keeps the repackable bytes by type, so the same rule applies to it
+    fb = file_bytes(as_q2k)
+    assert fb.repack_bytes == {"Q2_K": round(q4k * 2**20)}

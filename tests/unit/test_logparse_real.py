@@ -268,3 +268,16 @@ def test_devices_of_older_lines() -> None:
     vk = [clean_line(line) for line in body("vulkan-2x-w7900-version-b5572.log").splitlines()]
     assert [(d.name, d.description) for d in devices_of(vk, [])] == [("Vulkan0", "AMD Radeon PRO W7900 (RADV NAVI31)"),
                                                                     ("Vulkan1", "AMD Radeon PRO W7900 (RADV NAVI31)")]
+
+
+def test_cpu_features_are_those_system_info_reports_on() -> None:
+    """The CPU section of llama.cpp's system_info line (the memory estimate's repack rule depends on it)."""
+    assert parse("vulkan-3060-laptop-hybrid-partial-b9849.log").placement.cpu_features == [
+        "SSE3", "SSSE3", "AVX", "AVX2", "F16C", "FMA", "BMI2", "LLAMAFILE", "OPENMP", "REPACK"]
+    # captured here: b11434 with its AMX kernels, on an Intel Xeon with AMX (the segfault of llama.cpp #20824)
+    amx = parse_server_log((REAL.parent / "smollm2-cpu-amx-segfault.log").read_text(encoding="utf-8"))
+    assert {"AVX512", "AVX512_VNNI", "AMX_INT8", "REPACK"} <= set(amx.placement.cpu_features)
+    # another backend's section in the same line (CUDA builds print theirs first) is not the CPU's
+    line = ("system_info: n_threads = 8 (n_threads_batch = 8) / 16 | CUDA : ARCHS = 890 | USE_GRAPHS = 1 | "
+            "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 0 | REPACK = 1 | Metal : EMBED_LIBRARY = 1 |\n")
+    assert parse_server_log(line).placement.cpu_features == ["SSE3", "AVX2", "REPACK"]
