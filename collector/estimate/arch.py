@@ -66,7 +66,7 @@ class Arch:
     output_bytes: int = 0  # output.weight and output_norm (0 for a stated model without file bytes)
     tied: bool = False  # no output.weight: llama.cpp uses the embeddings as the output matrix (a copy on a GPU)
     # stated model: the bytes of the matrices the CPU backend may repack, by type (None: not known)
-    repack_bytes: dict[str, int] | None = None
+    repack_bytes: tuple[tuple[str, int], ...] | None = None
     n_swa: int | None = None
     swa_layers: frozenset[int] = frozenset()
     swa_pattern_known: bool = True  # False: a window, but llama.cpp's layer pattern for this arch is not known here
@@ -283,4 +283,4 @@ def from_stated(s: Stated, quant: str | None, size_bytes: int, size_source: str,
                 n_head_kv=(s.n_head_kv,) * s.n_layer, head_k=s.head_dim, head_v=s.head_dim, n_vocab=s.n_vocab,
                 ctx_train=s.ctx_train, weight_bytes=size_bytes, read_bytes=size_bytes,
                 embd_bytes=fb.embd_bytes if fb else None, output_bytes=fb.output_bytes if fb else 0, tied=s.tied,
-                repack_bytes=fb.repack_bytes if fb else None)
+                repack_bytes=tuple(sorted(fb.repack_bytes.items())) if fb else None)

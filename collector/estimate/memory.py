@@ -122,7 +122,7 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
             on = arch.weight_bytes  # every byte counted on the GPU: the embeddings' share is not known
         gpu += on
         host = arch.weight_bytes - on
-        repackable = sum(b for kind, b in (arch.repack_bytes or {}).items() if kind in cfg.repacked)
+        repackable = sum(b for kind, b in (arch.repack_bytes or ()) if kind in cfg.repacked)
         repack = repackable * (host / arch.weight_bytes if arch.weight_bytes else 0)
         if cfg.n_cpu_moe:
             est.notes.append("--n-cpu-moe is not modelled for a model known only by its stated size")

