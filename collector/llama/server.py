@@ -35,6 +35,7 @@ PORT_ATTEMPTS = 3
 _OOM_MARKERS = ("out of memory", "failed to allocate", "unable to allocate", "cudaMalloc failed",
                 "failed to create context", "failed to load model", "error loading model")
 _ARG_MARKERS = ("invalid argument", "unknown argument", "error while handling argument", "error: invalid value")
+DYING_WAIT_S = 1.0
 _AMX_BUFFER = "AMX model buffer size"  # load_tensors: the weights repacked for the AMX kernels
 _BIND_MARKERS = ("couldn't bind", "address already in use", "failed to bind")
 
@@ -111,6 +112,13 @@ class ServerProcess:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if isinstance(exc, Exception) and self.proc is not None:
+            # a request failed: a server that is dying (killed, crashed) gets a moment to end on its own, so that
+            # its record says how it ended (the connection closes before the process is gone)
+            try:
+                self.proc.wait(timeout=DYING_WAIT_S)
+            except subprocess.TimeoutExpired:
+                pass
         self.stop()
 
     def start(self) -> None:
