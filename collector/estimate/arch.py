@@ -40,6 +40,8 @@ class Tensor:
     layer: int | None  # blk.N; None for token_embd, output, output_norm
     rows: int  # ne[1]: the CPU repacks a tensor only when its rows are a multiple of 8
     expert: bool  # an expert tensor (ffn_*_exps), moved to the CPU by --n-cpu-moe
+    shard: int = 0  # which file of a split GGUF holds it
+    offset: int = -1  # where its data starts in that file (-1: not known)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Arch:
     tied: bool = False  # no output.weight: llama.cpp uses the embeddings as the output matrix (a copy on a GPU)
     # stated model: the bytes of the matrices the CPU backend may repack, by type (None: not known)
     repack_bytes: tuple[tuple[str, int], ...] | None = None
+    # stated model: llama.cpp's CPU_Mapped span of a CPU-only load, by repack rule (memory.MemConfig.repack_rule)
+    mapped_bytes: tuple[tuple[str, int], ...] | None = None
     n_swa: int | None = None
     swa_layers: frozenset[int] = frozenset()
     swa_pattern_known: bool = True  # False: a window, but llama.cpp's layer pattern for this arch is not known here
@@ -166,12 +170,13 @@ def _read(key: tuple[tuple[str, int, int], ...]) -> Arch:
         n_ff = int(hp("expert_feed_forward_length") or n_ff) * n_used + int(hp("expert_shared_feed_forward_length")
                                                                             or 0)
     tensors, read = [], 0.0
-    for t in (t for r in readers for t in r.tensors):
+    for shard, t in ((i, t) for i, r in enumerate(readers) for t in r.tensors):
         m = _BLK.match(t.name)
         layer = int(m.group(1)) if m else None
         expert = bool(_EXPS.match(t.name))
         rows = int(t.shape[1]) if len(t.shape) > 1 else 1
-        tensors.append(Tensor(t.name, t.tensor_type.name, int(t.n_bytes), layer, rows, expert))
+        tensors.append(Tensor(t.name, t.tensor_type.name, int(t.n_bytes), layer, rows, expert, shard,
+                              int(t.data_offset)))
         if layer is not None and layer >= n_layer:
             continue  # a NextN/MTP layer: not run when generating
         read += int(t.n_bytes) * (n_used / int(t.shape[-1]) if expert else 1.0)
@@ -225,6 +230,7 @@ class FileBytes:
     embd_bytes: int
     output_bytes: int
     repack_bytes: dict[str, int]  # by type: the layers' matrices of a type some CPU repacks, rows a multiple of 8
+    mapped_bytes: dict[str, int]  # by repack rule (AVX2, AVX512, none): the CPU_Mapped span of a CPU-only load
 
 
 @dataclass(frozen=True)
@@ -259,11 +265,12 @@ def stated_models() -> dict[str, Stated]:
             files = {}
             for j, fraw in enumerate(s.seq("files", [])):
                 f = Section(fraw, path, f"models[{i}].files[{j}]")
-                f.check_keys(("sha256", "tensor_bytes", "embd_bytes", "output_bytes", "repack_bytes"))
-                repack = f.section("repack_bytes")
+                f.check_keys(("sha256", "tensor_bytes", "embd_bytes", "output_bytes", "repack_bytes", "mapped_bytes"))
+                repack, mapped = f.section("repack_bytes"), f.section("mapped_bytes")
                 files[f.get("sha256", str)] = FileBytes(f.get("tensor_bytes", int), f.get("embd_bytes", int),
                                                         f.get("output_bytes", int),
-                                                        {str(k): repack.get(str(k), int) for k in repack.data})
+                                                        {str(k): repack.get(str(k), int) for k in repack.data},
+                                                        {str(k): mapped.get(str(k), int) for k in mapped.data})
             out[s.get("name", str)] = Stated(
                 name=s.get("name", str), n_layer=s.get("n_layer", int), n_embd=s.get("n_embd", int),
                 n_ff=s.get("n_ff", int), n_head=s.get("n_head", int), n_head_kv=s.get("n_head_kv", int),
@@ -283,4 +290,5 @@ def from_stated(s: Stated, quant: str | None, size_bytes: int, size_source: str,
                 n_head_kv=(s.n_head_kv,) * s.n_layer, head_k=s.head_dim, head_v=s.head_dim, n_vocab=s.n_vocab,
                 ctx_train=s.ctx_train, weight_bytes=size_bytes, read_bytes=size_bytes,
                 embd_bytes=fb.embd_bytes if fb else None, output_bytes=fb.output_bytes if fb else 0, tied=s.tied,
-                repack_bytes=tuple(sorted(fb.repack_bytes.items())) if fb else None)
+                repack_bytes=tuple(sorted(fb.repack_bytes.items())) if fb else None,
+                mapped_bytes=tuple(sorted(fb.mapped_bytes.items())) if fb else None)

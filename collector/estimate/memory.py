@@ -27,11 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from collector.errors import CollectorError
-from collector.estimate.arch import Arch, FileBytes, type_block, type_bytes
+from collector.estimate.arch import Arch, FileBytes, Tensor, type_block, type_bytes
 
 MIB = 1 << 20
 REPACKED = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})  # x86 with AVX2 (ggml-cpu/repack.cpp)
 REPACKED_AVX512 = REPACKED | {"Q2_K"}
+REPACK_RULES = {"AVX2": REPACKED, "AVX512": REPACKED_AVX512, "none": frozenset[str]()}
 PAD = 256
 COMPUTE_EMBD_BYTES, COMPUTE_FF_BYTES = 20, 12  # per ubatch token, see the module docstring
 
@@ -58,11 +59,16 @@ class MemConfig:
     cpu_features: frozenset[str] = frozenset()  # as llama.cpp's system_info states them; empty: not known
 
     @property
+    def repack_rule(self) -> str:
+        """AVX512, AVX2 (also where the CPU's features are not known) or none (a build without REPACK)."""
+        if self.cpu_features and "REPACK" not in self.cpu_features:
+            return "none"
+        return "AVX512" if "AVX512" in self.cpu_features else "AVX2"
+
+    @property
     def repacked(self) -> frozenset[str]:
         """The types whose matrices the CPU backend repacks (rows a multiple of 8) on this CPU."""
-        if self.cpu_features and "REPACK" not in self.cpu_features:
-            return frozenset()
-        return REPACKED_AVX512 if "AVX512" in self.cpu_features else REPACKED
+        return REPACK_RULES[self.repack_rule]
 
 
 @dataclass(frozen=True)
@@ -105,16 +111,21 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     if arch.tied and output_gpu and cfg.on_gpu and arch.embd_bytes:
         gpu += arch.embd_bytes  # the output layer on a GPU gets its own copy of the tied embedding matrix
     if arch.tensors:
+        mapped = []
         for t in arch.tensors:
             on_gpu = (output_gpu if t.layer is None else t.layer >= first_gpu) and t.name != "token_embd.weight"
             if on_gpu and t.expert and t.layer is not None and t.layer < cfg.n_cpu_moe:
                 on_gpu = False
             if on_gpu:
                 gpu += t.n_bytes
+            elif _repacks(t, cfg.repacked):
+                repack += t.n_bytes
             else:
-                host += t.n_bytes
-                if t.type in cfg.repacked and t.rows % 8 == 0 and t.layer is not None:
-                    repack += t.n_bytes
+                mapped.append(t)
+        host = mapped_span(mapped)
+    elif not cfg.on_gpu and arch.mapped_bytes and cfg.repack_rule in dict(arch.mapped_bytes):
+        host = dict(arch.mapped_bytes)[cfg.repack_rule]  # a stated file's CPU-only load, as its GGUF gives it
+        repack = sum(b for kind, b in (arch.repack_bytes or ()) if kind in cfg.repacked)
     else:  # a stated model: its layers' bytes spread evenly (embeddings and output apart when they are known)
         per = arch.layer_bytes()
         on = float(sum(b for il, b in enumerate(per) if il >= first_gpu)) + (arch.output_bytes if output_gpu else 0)
@@ -129,13 +140,33 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     est.model = {"gpu": gpu / MIB, "host": (host + repack) / MIB} if cfg.on_gpu else {"host": (host + repack) / MIB}
 
 
+def _repacks(t: Tensor, types: frozenset[str]) -> bool:
+    return t.type in types and t.rows % 8 == 0 and t.layer is not None
+
+
+def mapped_span(tensors: list[Tensor]) -> float:
+    """The CPU_Mapped buffer of these host tensors: llama.cpp maps each file from the first of them to the end of the
+    last (whatever lies between: padding, and tensors on a GPU or repacked), so a repacked or offloaded tensor at
+    either end shortens it and one in the middle does not. Without offsets: their bytes."""
+    if any(t.offset < 0 for t in tensors):
+        return float(sum(t.n_bytes for t in tensors))
+    spans: dict[int, tuple[int, int]] = {}
+    for t in tensors:
+        lo, hi = spans.get(t.shard, (t.offset, t.offset + t.n_bytes))
+        spans[t.shard] = (min(lo, t.offset), max(hi, t.offset + t.n_bytes))
+    return float(sum(hi - lo for lo, hi in spans.values()))
+
+
 def file_bytes(arch: Arch) -> FileBytes:
     """A GGUF's byte counts as models.yaml keeps them for a file no build has at hand (its `files` entries)."""
     repack: dict[str, int] = {}
     for t in arch.tensors:
-        if t.type in REPACKED_AVX512 and t.rows % 8 == 0 and t.layer is not None:
+        if _repacks(t, REPACKED_AVX512):
             repack[t.type] = repack.get(t.type, 0) + t.n_bytes
-    return FileBytes(arch.weight_bytes, arch.embd_bytes or 0, arch.output_bytes, dict(sorted(repack.items())))
+    mapped = {rule: int(mapped_span([t for t in arch.tensors if not _repacks(t, types)]))
+              for rule, types in REPACK_RULES.items()}
+    return FileBytes(arch.weight_bytes, arch.embd_bytes or 0, arch.output_bytes, dict(sorted(repack.items())),
+                     mapped)
 
 
 def check_kv_types(arch: Arch, type_k: str, type_v: str) -> None:

@@ -97,6 +97,8 @@ _GPU_NOISE = re.compile(r"\b(nvidia|geforce|amd|radeon|tesla|intel|corporation)\
 # "(RADV NAVI31)", "(LLVM 15.0.6, 256 bits)". Only there: elsewhere a parenthesis names the part, as in the catalog's
 # "Apple M1 (7-core GPU)"
 _VULKAN_DETAIL = re.compile(r"\([^()]*\)")
+# what CPU vendors put in a model name ("Intel(R) Xeon(R) Processor", "AMD Ryzen(TM)") and public sets leave out
+_TRADEMARK = re.compile(r"\((?:R|TM)\)|[\u00ae\u2122]", re.I)
 
 
 def device_slug(host: Host) -> str:
@@ -113,7 +115,7 @@ def _device_slug(gpu_names: tuple[str, ...], cpu_model: str | None) -> str:
             name = slugify(_GPU_NOISE.sub(" ", gpu_name))
             counts[name] = counts.get(name, 0) + 1
         return slugify("+".join(f"{n}x-{name}" if n > 1 else name for name, n in counts.items()))
-    return "cpu-" + slugify(cpu_model or "unknown", SLUG_MAX - 4)
+    return "cpu-" + slugify(_TRADEMARK.sub(" ", cpu_model or "unknown"), SLUG_MAX - 4)
 
 
 # a quant label at the end of a file stem: ".Q4_K_M", "-UD-IQ2_XXS", ".i1-IQ3_M", "-Q2_K_XL", "-MXFP4_MOE"

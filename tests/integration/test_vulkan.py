@@ -62,8 +62,8 @@ def _run(tmp_path: Path, tools: LlamaTools, plan: Path) -> dict[str, SpeedRecord
 
 
 def _matches_estimate(model: Path, rec: SpeedRecord) -> None:
-    """collector.estimate's GPU buffers for the record's settings: model and KV exactly as llama.cpp logged them
-    on Vulkan0 (to its two decimals), the compute buffer within 2 MiB (it is modelled, not derived)."""
+    """collector.estimate's buffers for the record's settings: model (on Vulkan0 and the host's mapped span) and KV
+    exactly as llama.cpp logged them (to its two decimals), the compute buffer within 2 MiB (it is modelled)."""
     from collector.estimate.arch import read_gguf
     from collector.estimate.memcheck import mem_config
     from collector.estimate.memory import estimate_memory
@@ -71,6 +71,8 @@ def _matches_estimate(model: Path, rec: SpeedRecord) -> None:
     est = estimate_memory(read_gguf(model), mem_config(rec.config, on_gpu=True))
     mem = rec.memory_mib
     assert est.model["gpu"] == pytest.approx(mem.model_buffers["Vulkan0"], abs=0.006), rec.command
+    host = sum(v for k, v in mem.model_buffers.items() if not k.startswith("Vulkan"))
+    assert est.model["host"] == pytest.approx(host, abs=0.006), (rec.command, mem.model_buffers)
     assert est.kv["gpu"] == pytest.approx(mem.kv_buffers.get("Vulkan0", 0.0), abs=0.006), rec.command
     assert est.compute["gpu"] == pytest.approx(mem.compute_buffers["Vulkan0"], abs=2.0), rec.command
 

@@ -34,9 +34,14 @@ def test_every_measured_record_and_probe_in_data_is_checked_and_within_the_targe
     assert all(abs(c.error) <= 0.02 for c in checks if c.kind in ("model", "kv"))
     by_kind = {s.kind: s for s in summarise(checks)}
     assert by_kind["compute"].max_abs_mib < 10 and by_kind["total"].outside == 0
-    # llama.cpp's own fit projection is in the logs of these records and agrees to its whole-MiB rounding
+    # llama.cpp's own fit projection is in the logs of these records and agrees to its whole-MiB rounding where the
+    # CPU repacks nothing; where it repacks (the ladder's Q4_K_M, Q3_K_M, Q2_K, IQ4_XS and IQ2_XS files on an AVX-512
+    # CPU) it projects 15-99 MiB too little, and ours is closer every time
     fits = [c for c in checks if c.fit is not None]
-    assert fits and all(abs(c.fit - c.logged) < 1.0 for c in fits)
+    repacked = {f"record {r.id}" for r in with_memory if "CPU_REPACK" in r.memory_mib.model_buffers}
+    assert fits and all(abs(c.fit - c.logged) < 1.0 for c in fits if c.what not in repacked)
+    under = [c for c in fits if c.what in repacked]
+    assert len(under) >= 5 and all(c.fit < c.logged - 10 and abs(c.error) < abs(c.fit - c.logged) for c in under)
 
 
 @pytest.mark.parametrize("log, model", [("gemma3-270m-cpu-swa.log", "gemma3"), ("smollm2-cpu-fa-off.log", "smollm2"),

@@ -56,6 +56,9 @@ def test_device_slug_counts_identical_gpus() -> None:
     host = Host(gpus=[GpuInfo(name="NVIDIA GeForce RTX 3060"), GpuInfo(name="NVIDIA GeForce RTX 3060")])
     assert store.device_slug(host) == "2x-rtx-3060"
     assert store.device_slug(Host(gpus=[GpuInfo(name="NVIDIA H100 80GB HBM3")])) == "h100-80gb-hbm3"
+    # a CPU's trademark signs are not part of its page's name ("Intel(R) Xeon(R) Processor" as /proc/cpuinfo says it)
+    assert store.device_slug(Host(cpu=CpuInfo(model="Intel(R) Xeon(R) Processor"))) == "cpu-intel-xeon-processor"
+    assert store.device_slug(Host(cpu=CpuInfo(model="AMD Ryzen\u2122 9 7950X"))) == "cpu-amd-ryzen-9-7950x"
 
 
 def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
