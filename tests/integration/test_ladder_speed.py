@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from collector.cache import sha256_files
+from collector.estimate.arch import read_gguf, stated_models
+from collector.estimate.memory import file_bytes
 from collector.llama.binaries import LlamaTools
 from collector.model_ref import DEMO_MODEL
 from collector.plan import load_plan
@@ -70,3 +73,8 @@ def test_ladder_quants_get_speed_records_that_join_their_kld(tmp_path: Path, lla
         "ladder: SmolLM2-135M-Instruct.Q4_1.gguf -> F16", "ladder: SmolLM2-135M-Instruct.F16.gguf -> Q8_0",
         "ladder: SmolLM2-135M-Instruct.F16.gguf -> Q2_K"], obs.events
     assert plan.kld is not None and plan.kld.build_ladder(llama_tools).built == []
+    # the same files as the demo's ladder (llama-quantize gives the same bytes on any CPU for types without an
+    # importance matrix): models.yaml keeps their byte counts, read from these files
+    stated = stated_models()["Smollm2 135M 8k Lc100K Mix1 Ep2"]
+    for run in plan.runs:
+        assert stated.files[sha256_files([run.model_path])] == file_bytes(read_gguf(run.model_path)), run.model_path
