@@ -62,6 +62,7 @@ from collector.records.schema import (
     GpuInfo,
     Host,
     KldRecord,
+    KldTiming,
     KldResults,
     LlamaCpp,
     Memory,
@@ -156,7 +157,7 @@ def record(i: int, n: int, seed: int = 1) -> AnyRecord:
                          command=["llama-perplexity", "-m", "{model}", "--kl-divergence-base", "{base_logits}",
                                   "--kl-divergence", "-c", "512"],
                          base_command=["llama-perplexity", "-m", "{base}", "--kl-divergence-base", "{base_logits}"],
-                         results=res)
+                         results=res, timing=KldTiming(seconds=round(20 + 10 * r.random(), 2), base_cached=True))
     ctx = g.choice([4096, 8192, 32768, 131072])
     kv = g.choice([None, None, "q8_0", "q4_0"])
     flags = {"ctx_size": ctx, "n_gpu_layers": 99 if h.gpus else 0, "parallel": 1}
