@@ -266,17 +266,21 @@ def stated_models() -> dict[str, Stated]:
             for j, fraw in enumerate(s.seq("files", [])):
                 f = Section(fraw, path, f"models[{i}].files[{j}]")
                 f.check_keys(("sha256", "tensor_bytes", "embd_bytes", "output_bytes", "repack_bytes", "mapped_bytes"))
-                repack, mapped = f.section("repack_bytes"), f.section("mapped_bytes")
                 files[f.get("sha256", str)] = FileBytes(f.get("tensor_bytes", int), f.get("embd_bytes", int),
-                                                        f.get("output_bytes", int),
-                                                        {str(k): repack.get(str(k), int) for k in repack.data},
-                                                        {str(k): mapped.get(str(k), int) for k in mapped.data})
+                                                        f.get("output_bytes", int), _counts(f, "repack_bytes"),
+                                                        _counts(f, "mapped_bytes"))
             out[s.get("name", str)] = Stated(
                 name=s.get("name", str), n_layer=s.get("n_layer", int), n_embd=s.get("n_embd", int),
                 n_ff=s.get("n_ff", int), n_head=s.get("n_head", int), n_head_kv=s.get("n_head_kv", int),
                 head_dim=s.get("head_dim", int), n_vocab=s.get("n_vocab", int), ctx_train=s.get("ctx_train", int),
                 tied=s.get("tied", bool), url=s.get("url", str), quote=s.get("quote", str), files=files)
     return out
+
+
+def _counts(f: Section, key: str) -> dict[str, int]:
+    """A mapping of names to byte counts (models.yaml's repack_bytes and mapped_bytes)."""
+    sec = f.section(key)
+    return {str(k): sec.get(str(k), int) for k in sec.data}
 
 
 def from_stated(s: Stated, quant: str | None, size_bytes: int, size_source: str, sha256: str | None = None) -> Arch:

@@ -110,6 +110,9 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     gpu = host = repack = 0.0
     if arch.tied and output_gpu and cfg.on_gpu and arch.embd_bytes:
         gpu += arch.embd_bytes  # the output layer on a GPU gets its own copy of the tied embedding matrix
+    # a stated file (models.yaml): the bytes of the matrices this CPU repacks, and its CPU-only mapped span
+    stated_repack = sum(b for kind, b in (arch.repack_bytes or ()) if kind in cfg.repacked)
+    stated_mapped = dict(arch.mapped_bytes or ()).get(cfg.repack_rule)
     if arch.tensors:
         mapped = []
         for t in arch.tensors:
@@ -123,9 +126,8 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
             else:
                 mapped.append(t)
         host = mapped_span(mapped)
-    elif not cfg.on_gpu and arch.mapped_bytes and cfg.repack_rule in dict(arch.mapped_bytes):
-        host = dict(arch.mapped_bytes)[cfg.repack_rule]  # a stated file's CPU-only load, as its GGUF gives it
-        repack = sum(b for kind, b in (arch.repack_bytes or ()) if kind in cfg.repacked)
+    elif not cfg.on_gpu and stated_mapped is not None:
+        host, repack = stated_mapped, stated_repack  # a stated file's CPU-only load, as its GGUF gives it
     else:  # a stated model: its layers' bytes spread evenly (embeddings and output apart when they are known)
         per = arch.layer_bytes()
         on = float(sum(b for il, b in enumerate(per) if il >= first_gpu)) + (arch.output_bytes if output_gpu else 0)
@@ -133,8 +135,7 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
             on = arch.weight_bytes  # every byte counted on the GPU: the embeddings' share is not known
         gpu += on
         host = arch.weight_bytes - on
-        repackable = sum(b for kind, b in (arch.repack_bytes or ()) if kind in cfg.repacked)
-        repack = repackable * (host / arch.weight_bytes if arch.weight_bytes else 0)
+        repack = stated_repack * (host / arch.weight_bytes if arch.weight_bytes else 0)
         if cfg.n_cpu_moe:
             est.notes.append("--n-cpu-moe is not modelled for a model known only by its stated size")
     est.model = {"gpu": gpu / MIB, "host": (host + repack) / MIB} if cfg.on_gpu else {"host": (host + repack) / MIB}
