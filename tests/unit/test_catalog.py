@@ -144,11 +144,3 @@ def test_slugs_are_the_device_page_paths_of_the_canonical_names() -> None:
 
     for dev in catalog.default().devices:
         assert dev.slug == device_slug(Host(gpus=[GpuInfo(name=dev.name)])), dev.name
-
-
-def test_the_fast_reader_gives_the_packaged_catalog_as_the_round_trip_reader_does() -> None:
-    from importlib import resources
-
-    from collector import catalog
-    with resources.as_file(resources.files("collector.catalog") / "devices.yaml") as packaged:
-        assert catalog.default().devices == catalog.load(packaged).devices
