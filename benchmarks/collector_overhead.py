@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from collector.llama.binaries import find_tools
-from collector.plan import default_plan_path, load_plan
+from collector.measure.plan import default_plan_path, load_plan
+from collector.measure.runner import run_plan
 from collector.records import store
-from collector.runner import run_plan
 
 
 def main() -> None:

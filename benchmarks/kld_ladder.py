@@ -17,10 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import collector.llama.perplexity as perplexity
-import collector.quantize as quantize
-from collector.kld import run_kld_plan
+import collector.quality.quantize as quantize
 from collector.llama.binaries import find_tools
-from collector.plan import default_plan_path, load_plan
+from collector.measure.plan import default_plan_path, load_plan
+from collector.quality.kld import run_kld_plan
 from collector.records.schema import KldRecord
 from collector.records.store import load_record
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from collector.llama.bench import run_llama_bench
 from collector.llama.binaries import find_tools
 from collector.llama.client import LlamaClient
-from collector.llama.flags import LlamaConfig, server_args
 from collector.llama.server import ServerProcess
-from collector.model_ref import DEMO_MODEL, resolve_model
+from collector.measure.speed_run import measure
+from collector.models.ref import DEMO_MODEL, resolve_model
 from collector.prompts import load_suite
-from collector.speed import measure
+from collector.records.flags import LlamaConfig, server_args
 
 
 def main() -> None:

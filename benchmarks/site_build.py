@@ -53,7 +53,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from collector.llama.flags import LlamaConfig, server_args
+from collector.records.flags import LlamaConfig, server_args
 from collector.records.schema import (
     Conditions,
     Corpus,

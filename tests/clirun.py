@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
+from collector.base.errors import CollectorError
 from collector.cli import cli
-from collector.errors import CollectorError
 
 
 def invoke(args: list[str]) -> tuple[int, str]:

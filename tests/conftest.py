@@ -28,9 +28,9 @@ os.environ["HOME"] = _PROCESS_HOME
 
 import pytest  # noqa: E402
 
-from collector.errors import CollectorError  # noqa: E402
+from collector.base.errors import CollectorError  # noqa: E402
 from collector.llama.binaries import LlamaTools, find_tools  # noqa: E402
-from collector.model_ref import DEMO_MODEL, resolve_model  # noqa: E402
+from collector.models.ref import DEMO_MODEL, resolve_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # absolute: the links made below must point at the files from any working directory (make passes a relative path)
@@ -53,7 +53,7 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("XDG_CACHE_HOME", str(root))
         mp.setenv("MPLCONFIGDIR", str(root / "matplotlib"))
         mp.setenv("PIP_CACHE_DIR", str(root / "pip"))
-        # the host-wide measurement lock (collector.lock) of this session: the test sessions of several checkouts
+        # the host-wide measurement lock (collector.base.lock) of this session: the test sessions of several checkouts
         # on one machine do not wait for each other; a test of the lock's default place unsets it
         mp.setenv("QUANT_ATLAS_LOCK", str(root / "measure.lock"))
         yield cache

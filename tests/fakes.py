@@ -5,7 +5,7 @@
 - fake_tool: a shell script standing in for a llama.cpp tool, to inject faults a real run cannot safely produce
   (an out-of-memory exit while loading, a server that never answers).
 - ScriptedLab: the tune search's world scripted (memory and speed of each configuration, noise, a clock), so the
-  search's policy is tested in milliseconds; the real lab (collector.tune_lab) is tested with llama-server.
+  search's policy is tested in milliseconds; the real lab (collector.tune.lab) is tested with llama-server.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from collector.llama.flags import LlamaConfig
-from collector.tune_search import OutOfTime, Probe, Trial, key_of
+from collector.records.flags import LlamaConfig
+from collector.tune.search import OutOfTime, Probe, Trial, key_of
 
 MIB = 1024 * 1024
 

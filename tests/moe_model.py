@@ -57,7 +57,7 @@ def write_tiny_moe_gguf(path: Path, *, n_layers: int = 2, n_experts: int = 4, n_
         )
     else:
         if tokenizer_from is None:
-            from collector.model_ref import DEMO_MODEL, resolve_model
+            from collector.models.ref import DEMO_MODEL, resolve_model
             tokenizer_from = resolve_model(DEMO_MODEL)
         tokenizer = _tokenizer_fields(Path(tokenizer_from))
     n_vocab = len(next(v for k, v, _, _ in tokenizer if k == "tokenizer.ggml.tokens"))

@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError
-from collector.yamlcheck import Section, load_yaml_file
+from collector.base.errors import CollectorError
+from collector.base.yamlcheck import Section, load_yaml_file
 
 TYPES = ("discrete GPU", "integrated GPU", "Apple SoC", "CPU")
 _DASHES = re.compile(r"[\u2010-\u2015\u2212]")

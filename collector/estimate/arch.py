@@ -19,9 +19,9 @@ from typing import Any
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.constants import GGML_QUANT_SIZES
 
-from collector.errors import CollectorError
-from collector.llama.flags import CACHE_TYPES
-from collector.yamlcheck import Section, load_yaml_file
+from collector.base.errors import CollectorError
+from collector.base.yamlcheck import Section, load_yaml_file
+from collector.records.flags import CACHE_TYPES
 
 _BLK = re.compile(r"^blk\.(\d+)\.")
 _EXPS = re.compile(r"^blk\.\d+\.ffn_[a-z_]+_(ch)?exps\.(weight|bias)$")
@@ -136,7 +136,7 @@ def _per_layer(value: Any, n: int, default: int = 0) -> tuple[int, ...]:
 def read_gguf(path: Path) -> Arch:
     """The facts of one GGUF file (its first shard holds the hyperparameters; every shard's tensors are counted).
     Kept per (path, size, mtime) in this process: the gguf package parses a large vocabulary for seconds."""
-    from collector.model_info import gguf_shards  # the split-file rule lives there
+    from collector.models.info import gguf_shards  # the split-file rule lives there
 
     shards = gguf_shards(Path(path))
     return _read(tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in shards))
@@ -207,7 +207,7 @@ def _read(key: tuple[tuple[str, int, int], ...]) -> Arch:
             every = int(hp("full_attention_interval") or RECURRENT_INTERVAL.get(str(arch), 0))
             recurrent = frozenset(i for i in range(n_layer) if not every or (i + 1) % every != 0)
     size_label = _get(head, "general.name") or shards[0].stem
-    from collector.model_info import FILE_TYPES  # the ftype -> label table lives there
+    from collector.models.info import FILE_TYPES  # the ftype -> label table lives there
 
     ftype = _get(head, "general.file_type")
     quant = FILE_TYPES.get(ftype & ~1024, (None, None))[0] if isinstance(ftype, int) else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from collector import stats
+from collector.base import stats
 from collector.estimate.speed import BENCH, Fit, Point, fit, predict
 
 MIN_DEVICES = 3

@@ -12,11 +12,11 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from collector import stats
+from collector.base import stats
 from collector.estimate.arch import Arch, from_stated, stated_models
 from collector.estimate.memory import MemConfig, estimate_memory
-from collector.llama.flags import LlamaConfig
 from collector.llama.logparse import parse_server_log
+from collector.records.flags import LlamaConfig
 from collector.records.schema import SpeedRecord, TuneRecord
 from collector.records.store import AnyRecord
 

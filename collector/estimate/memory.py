@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.estimate.arch import Arch, FileBytes, Tensor, type_block, type_bytes
 
 MIB = 1 << 20

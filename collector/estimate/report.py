@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.base.errors import CollectorError
 from collector.catalog import CatalogDevice, default, resolve
-from collector.errors import CollectorError
-from collector.estimate.answer import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, fits, vram_mib
 from collector.estimate.arch import Arch, read_gguf
+from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, fits, vram_mib
 from collector.estimate.heldout import ClassError
 from collector.estimate.memory import MemConfig, estimate_memory, resolve_ctx
 from collector.estimate.speed import BENCH
@@ -35,7 +35,7 @@ def find_device(spelling: str) -> CatalogDevice:
 def find_model(spec: str, est: Estimator) -> Arch:
     """A GGUF path or pypi: reference (its facts read from the file), or "NAME QUANT" of a model in the data."""
     if spec.startswith("pypi:") or spec.endswith(".gguf") or Path(spec).is_file():
-        from collector.model_ref import resolve_model
+        from collector.models.ref import resolve_model
 
         return read_gguf(resolve_model(spec))
     want = " ".join(spec.split()).casefold()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from collector.errors import CollectorError, short_repr
+from collector.base.errors import CollectorError, short_repr
 
 _SEPARATOR = re.compile(r"^\|(\s*:?-+:?\s*\|)+$")
 _BUILD = re.compile(r"^build: (?P<commit>[0-9a-fA-F]+|unknown) \((?P<number>\d+)\)$")

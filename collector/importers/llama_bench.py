@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError, short_repr
+from collector.base.errors import CollectorError, short_repr
 from collector.importers.bench_markdown import find_tables
-from collector.importers.common import (
+from collector.importers.intake import (
     IMPORT_MAX_BYTES,
     JSON_MAX_DEPTH,
     finite_float,
@@ -24,9 +24,9 @@ from collector.importers.common import (
     write_records,
 )
 from collector.importers.llama_bench_md import RUNTIME, Context, markdown_records
-from collector.llama.flags import FLAGS, LlamaConfig, check_value
-from collector.model_info import FILE_TYPES, model_facts
+from collector.models.info import FILE_TYPES, model_facts
 from collector.records import store
+from collector.records.flags import FLAGS, LlamaConfig, check_value
 from collector.records.schema import (
     MAX_INT,
     CpuInfo,

@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.errors import CollectorError, short_repr
+from collector.base.errors import CollectorError, short_repr
 from collector.importers.bench_markdown import BenchRow, BenchTable
-from collector.llama.flags import LlamaConfig, check_value
-from collector.model_info import FILE_TYPES
+from collector.models.info import FILE_TYPES
 from collector.records import store
+from collector.records.flags import LlamaConfig, check_value
 from collector.records.schema import (
     CpuInfo,
     GpuInfo,

@@ -19,9 +19,10 @@ import io
 import re
 from pathlib import Path
 
-from collector.errors import CollectorError, short_repr
-from collector.importers.common import write_records
-from collector.model_info import FILE_TYPES
+from collector.base.errors import CollectorError, short_repr
+from collector.base.yamlcheck import Section, load_yaml_file
+from collector.importers.intake import write_records
+from collector.models.info import FILE_TYPES
 from collector.records import store
 from collector.records.schema import (
     CpuInfo,
@@ -35,7 +36,6 @@ from collector.records.schema import (
     Stat,
     Summary,
 )
-from collector.yamlcheck import Section, load_yaml_file
 
 RUNTIME = "llamafile (LocalScore)"
 COLUMNS = ("test_num", "test_date", "gen_tps", "ttft", "ttft_unit", "prompt_tps", "localscore", "model_name",

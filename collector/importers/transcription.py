@@ -32,12 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError, short_repr
-from collector.importers.common import one_line, write_records
-from collector.llama.flags import LlamaConfig, server_args
+from collector.base.errors import CollectorError, short_repr
+from collector.base.yamlcheck import Section, load_yaml_file
+from collector.importers.intake import one_line, write_records
 from collector.records import store
+from collector.records.flags import LlamaConfig, server_args
 from collector.records.store import AnyRecord
-from collector.yamlcheck import Section, load_yaml_file
 
 TOP_KEYS = ("source_file", "title", "author", "url", "date", "note", "defaults", "figures")
 FIGURE_KEYS = ("id", "kind", "quotes", "note", "date", "reconstruct_command", "record")

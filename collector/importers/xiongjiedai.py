@@ -23,12 +23,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
+from collector.base.yamlcheck import Section, load_yaml_file
 from collector.importers.bench_markdown import BenchTable, find_tables
-from collector.importers.common import write_records
+from collector.importers.intake import write_records
 from collector.importers.llama_bench_md import Context, figure_key, row_record
 from collector.records.schema import SpeedRecord
-from collector.yamlcheck import Section, load_yaml_file
 
 REPO = "XiongjieDai/GPU-Benchmarks-on-LLM-Inference"
 _CELL = re.compile(r"^## cell (\d+)$")

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError
-from collector.llama.flags import LlamaConfig, bench_args
+from collector.base.errors import CollectorError
+from collector.base.lock import host_lock
 from collector.llama.tools import ToolError, run_tool
-from collector.lock import host_lock
+from collector.records.flags import LlamaConfig, bench_args
 from collector.records.schema import EngineBench, Stat
 
 

@@ -10,10 +10,10 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from collector.cache import sha256_files
-from collector.errors import CollectorError
-from collector.llama.flags import parse_help_flags
+from collector.base.cache import sha256_files
+from collector.base.errors import CollectorError
 from collector.llama.tools import ToolError, run_tool
+from collector.records.flags import parse_help_flags
 from collector.records.schema import LlamaCpp
 
 HOW_TO_GET = (

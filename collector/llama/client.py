@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 
 # Every sampling parameter is sent: GGUF files can change the server's defaults (ref/llama-cpp.md §2.4).
 GREEDY: dict[str, Any] = {

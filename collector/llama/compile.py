@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
+from collector.base.lock import host_lock
 from collector.llama import vulkan_headers
 from collector.llama.install import PACKAGE, build_jobs, cpu_cmake_args, parse_build, pip_command
 from collector.llama.tools import spawn, stop
-from collector.lock import host_lock
 
 STAMP = ".built"
 COMPILE_TIMEOUT_S = 4 * 3600

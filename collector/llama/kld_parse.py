@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.records.schema import KldResults
 
 # "<key> : <value> [± <unc>] [%]"; keys can carry leading spaces (" 5.0%   KLD")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 
 MIN_BUILD = 6327
 

@@ -13,12 +13,12 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
+from collector.base.lock import host_lock
 from collector.llama.binaries import LlamaTools
-from collector.llama.flags import LlamaConfig, perplexity_args
 from collector.llama.kld_parse import parse_kld_summary
 from collector.llama.tools import ToolError, exit_words, run_tool, tail
-from collector.lock import host_lock
+from collector.records.flags import LlamaConfig, perplexity_args
 from collector.records.schema import KldResults
 
 MIN_SCORED_TOKENS = 100  # llama-perplexity prints no KLD summary below this (perplexity.cpp:1887)

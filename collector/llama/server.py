@@ -23,8 +23,8 @@ from types import TracebackType
 
 import httpx
 
-from collector.errors import CollectorError
-from collector.files import work_dir
+from collector.base.errors import CollectorError
+from collector.base.files import work_dir
 from collector.llama import tools
 from collector.llama.binaries import help_flags
 from collector.llama.install import AMX_ISSUE, NO_AMX

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 
 LOG_TAIL_LINES = 30
 _PR_SET_PDEATHSIG = 1

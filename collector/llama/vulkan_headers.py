@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 
 SYSTEM_HEADER = Path("/usr/include/vulkan/vulkan_core.h")
 NEEDED = "VK_EXT_layer_settings"

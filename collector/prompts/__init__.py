@@ -6,8 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.errors import CollectorError, short_repr
-from collector.yamlcheck import load_yaml_file
+from collector.base.errors import CollectorError, short_repr
+from collector.base.yamlcheck import load_yaml_file
 
 PROMPTS_DIR = Path(__file__).resolve().parent
 FILLER = PROMPTS_DIR / "filler-v1.txt"

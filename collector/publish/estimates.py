@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 from collector.catalog import CatalogDevice, default, resolve
-from collector.estimate.answer import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
+from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
 from collector.estimate.heldout import BOUND_PCT, MIN_DEVICES, MIN_MODELS
 from collector.estimate.memcheck import TOLERANCE_MIB, TOLERANCE_PCT, data_checks, summarise
 from collector.estimate.report import Row, device_rows, rate, verdict

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from collector.gpus import software_host
-from collector.llama.flags import FLAGS
+from collector.host.gpus import software_host
 from collector.publish.sitedevice import device_key, site_device
 from collector.publish.stated_rows import merge_stated
+from collector.records.flags import FLAGS
 from collector.records.schema import GpuInfo, Host, KldRecord, SpeedRecord, Stat
 from collector.records.store import AnyRecord, model_display_name, model_slug, page_id_of
 

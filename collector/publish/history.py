@@ -21,10 +21,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from collector.base.stats import MIN_SAMPLES, STEP, changed, median, median_band
 from collector.publish.frame import figure_of, quant_of
 from collector.publish.sitedevice import device_key
 from collector.records.schema import SpeedRecord, Stat
-from collector.stats import MIN_SAMPLES, STEP, changed, median, median_band
 
 
 @dataclass(frozen=True)

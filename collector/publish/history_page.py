@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from collector.base.stats import STEP
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, device_src, front_matter, model_src, run_src
 from collector.publish.frame import device_label, quant_of, run_page_id
@@ -14,7 +15,6 @@ from collector.publish.labels import config_summary
 from collector.publish.render import figure_num, figure_text, render
 from collector.records.schema import SpeedRecord
 from collector.records.store import model_display_name, model_slug, slugify
-from collector.stats import STEP
 
 WHAT = {"tg": "generation (tg)", "pp": "prompt processing (pp)"}
 

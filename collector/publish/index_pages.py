@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from collector.llama.flags import FLAGS
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, device_src, front_matter, model_src, run_src
 from collector.publish.crossgpu import compare_pages
@@ -19,6 +18,7 @@ from collector.publish.recommend import usable
 from collector.publish.render import figure_text, num, render
 from collector.publish.sitedevice import NOT_STATED, device_key
 from collector.publish.tune_view import tune_of
+from collector.records.flags import FLAGS
 from collector.records.schema import Host, KldRecord, SpeedRecord
 from collector.records.store import AnyRecord, model_display_name, model_slug
 

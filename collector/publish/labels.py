@@ -16,9 +16,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from collector.llama.flags import FLAGS, RESPELLINGS, known_server_flags
 from collector.publish.escape import h, neutralize, shell_command
 from collector.publish.frame import Row, quant_of, varying_keys
+from collector.records.flags import FLAGS, RESPELLINGS, known_server_flags
 from collector.records.schema import ModelInfo, SpeedRecord
 from collector.records.store import model_display_name
 

@@ -17,7 +17,7 @@ from typing import Any
 from mkdocs.exceptions import Abort
 from mkdocs.structure.files import File, Files
 
-from collector.errors import printable
+from collector.base.errors import printable
 from collector.publish.deferred import restore_tables
 from collector.publish.run_pages import keep_run_pages, write_run_pages
 from collector.publish.site import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER, SiteBuild, build_from

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.llama.flags import FLAGS, server_args
 from collector.publish.common import device_src, model_src, run_src
 from collector.publish.escape import shell_command
 from collector.publish.frame import (
@@ -26,6 +25,7 @@ from collector.publish.render import figure_text, mib, num, render
 from collector.publish.run_words import fit_words, kld_stats
 from collector.publish.sitedevice import device_key
 from collector.publish.tune_view import over_budget, tune_of, tune_run_context
+from collector.records.flags import FLAGS, server_args
 from collector.records.schema import KldRecord, SpeedRecord, Stat, TuneRecord
 from collector.records.store import AnyRecord, model_display_name, model_slug
 

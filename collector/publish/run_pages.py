@@ -2,7 +2,7 @@
 page MkDocs builds once), outside MkDocs' per-page pipeline (README, "The site": how it scales).
 
 Run pages are a pure function of their record and this package's code: their bodies are cached per data directory
-(collector.cache.KeyValueCache), keyed by the record file's content (RecordIndex.versions), so a warm build or
+(collector.base.cache.KeyValueCache), keyed by the record file's content (RecordIndex.versions), so a warm build or
 `mkdocs serve` after one new record renders only the new pages; pages already in the output folder whose record
 and page shell did not change are kept there (keep_run_pages).
 """
@@ -18,9 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from collector.cache import KeyValueCache, code_stamp, enabled, package_files, scope
-from collector.files import atomic_write_text
-from collector.parallel import pmap
+from collector.base.cache import KeyValueCache, code_stamp, enabled, package_files, scope
+from collector.base.files import atomic_write_text
+from collector.base.parallel import pmap
 from collector.publish.escape import h
 from collector.publish.run_page import run_html
 from collector.publish.site import SHELL_MARK, RunRef, SiteBuild

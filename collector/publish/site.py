@@ -2,7 +2,7 @@
 collector.publish.run_pages; raw blocks kept from Markdown: collector.publish.deferred).
 
 A build is a pure function of the record files and this code, so the whole SiteBuild is kept (a memo, through
-collector.cache.Blob) under the record index's fingerprint: when no record file changed, nothing is parsed,
+collector.base.cache.Blob) under the record index's fingerprint: when no record file changed, nothing is parsed,
 validated or rendered again.
 """
 
@@ -14,8 +14,8 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import NamedTuple
 
-from collector.cache import Blob, code_stamp, package_files, scope
-from collector.estimate.answer import Estimator
+from collector.base.cache import Blob, code_stamp, package_files, scope
+from collector.estimate.estimator import Estimator
 from collector.publish.common import GeneratedFile, device_src
 from collector.publish.deferred import defer_tables, restore_tables
 from collector.publish.device_index import devices_index

@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from collector.base.stats import percentile
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, run_src
 from collector.publish.frame import Row, figure_of
@@ -24,7 +25,6 @@ from collector.publish.labels import labels
 from collector.publish.render import figure_text, num
 from collector.publish.sitedevice import device_key
 from collector.records.schema import SpeedRecord, Stat
-from collector.stats import percentile
 
 
 def clients_of(rec: SpeedRecord) -> int:

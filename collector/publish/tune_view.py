@@ -14,12 +14,12 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from collector.llama.flags import server_args
 from collector.publish import charts
 from collector.publish.common import GeneratedFile, chart_files, model_src, run_src
 from collector.publish.escape import shell_command
 from collector.publish.frame import run_page_id
 from collector.publish.render import DASH, figure_num, figure_text
+from collector.records.flags import server_args
 from collector.records.pool import all_noisy, quiet_or_all, values_at
 from collector.records.schema import TUNE_TAG as TAG
 from collector.records.schema import SpeedRecord, Stat, TuneChoice, TuneGain, TuneQuestion, TuneRecord

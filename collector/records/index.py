@@ -8,7 +8,7 @@ C parser, installed with MkDocs) and builds the values itself by the YAML 1.2 co
 writes against (PyYAML's own constructor resolves by YAML 1.1, `on` would become a boolean, and costs three times
 as much): ~1 ms per record. Any file the fast path cannot read or validate goes through the store's ruamel reader,
 whose errors name file:line; so the fast path only ever decides "valid". Parsed records are cached per data
-directory (collector.cache: one SQLite row per file, the record as pydantic's JSON), keyed by the sha256 of each
+directory (collector.base.cache: one SQLite row per file, the record as pydantic's JSON), keyed by the sha256 of each
 file's bytes (never by size, mtime or inode: an edit that keeps the size and puts the mtime back is still an edit;
 a fresh checkout, as in CI, has new mtimes and inodes but the same bytes), and re-validated from that JSON when
 used (pydantic-core parses and checks it in one pass, about twice as fast as json.loads plus validation).
@@ -31,9 +31,10 @@ from pydantic import ValidationError
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
-from collector.cache import KeyValueCache, code_stamp, enabled, scope
-from collector.errors import CollectorError
-from collector.files import pid_alive, temp_owner
+from collector.base.cache import KeyValueCache, code_stamp, enabled, scope
+from collector.base.errors import CollectorError
+from collector.base.files import pid_alive, temp_owner
+from collector.base.yamlcheck import file_kind, read_regular
 from collector.records.store import (
     RECORD_MAX_BYTES,
     AnyRecord,
@@ -43,7 +44,6 @@ from collector.records.store import (
     record_from_json,
     record_json,
 )
-from collector.yamlcheck import file_kind, read_regular
 
 _CParser: Any = None
 try:  # libyaml's C parser, in PyYAML's wheels; a PyYAML built without libyaml has none: the store reads every file
@@ -207,7 +207,8 @@ def _yaml_12(data: bytes) -> Any:
 PARALLEL_FROM = 400  # files; below this, forking costs more than it saves
 CACHE_VERSION = 5  # 5: SQLite, [error, sha256 of the file] + the record as pydantic's JSON text
 # the cache holds validation results: they are only reusable with the same schema and reader code
-_CODE_STAMP = code_stamp(tuple(Path(__file__).parent / n for n in ("schema.py", "store.py", "index.py")))
+_CODE_STAMP = code_stamp(tuple(Path(__file__).parent / n for n in ("flags.py", "schema.py", "store.py",
+                                                                        "index.py")))
 
 
 @dataclass
@@ -374,7 +375,7 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
     re-parsing its YAML; only new and changed files are parsed and written back. Ids must also be unique as run
     pages (two ids that slug alike would share one).
     """
-    from collector.parallel import pmap
+    from collector.base.parallel import pmap
 
     files, strays = scan(Path(data_dir))
     if _CParser is None and files:

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from collector import stats
-from collector.llama.flags import LlamaConfig
+from collector.base import stats
+from collector.records.flags import LlamaConfig
 
 SCHEMA_VERSION: Literal[1] = 1
 # Every number a record holds is one the site, the CSV and the Parquet file can hold and draw: integers within

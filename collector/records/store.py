@@ -18,10 +18,10 @@ from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ulid import ULID
 
-from collector.errors import CollectorError, short_repr
-from collector.files import atomic_write_text
+from collector.base.errors import CollectorError, short_repr
+from collector.base.files import atomic_write_text
+from collector.base.yamlcheck import line_of, load_yaml_file, surrogate_at
 from collector.records.schema import SCHEMA_VERSION, Host, KldRecord, Record, SpeedRecord, TuneRecord
-from collector.yamlcheck import line_of, load_yaml_file, surrogate_at
 
 AnyRecord = SpeedRecord | KldRecord | TuneRecord
 _ADAPTER: TypeAdapter[AnyRecord] = TypeAdapter(Record)
@@ -210,7 +210,7 @@ def save_record(record: AnyRecord, data_dir: Path) -> Path:
 def _keep_unsaved(name: str, text: str) -> Path | None:
     """A record the data folder could not take, written where it can be found again: the cache's unsaved/, else
     a folder of this user's in /tmp. A measurement is never thrown away because its folder was full or read-only."""
-    from collector.cache import cache_dir
+    from collector.base.cache import cache_dir
 
     places: list[Any] = [lambda: cache_dir("unsaved"),
                          lambda: Path(tempfile.gettempdir()) / f"quant-atlas-unsaved-{os.getuid()}"]

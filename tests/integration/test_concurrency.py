@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from collector.concurrent import measure_concurrent
 from collector.llama.binaries import LlamaTools
 from collector.llama.client import LlamaClient
 from collector.llama.server import ServerProcess
-from collector.plan import load_plan
+from collector.measure.concurrent import measure_concurrent
+from collector.measure.plan import load_plan
+from collector.measure.runner import run_plan
+from collector.measure.speed_run import SpeedResult
 from collector.prompts import load_suite
 from collector.records import store
 from collector.records.schema import SpeedRecord
-from collector.runner import run_plan
-from collector.speed import SpeedResult
 
 pytestmark = pytest.mark.slow
 N_PREDICT = 16

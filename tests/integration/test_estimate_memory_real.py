@@ -12,9 +12,9 @@ from collector.estimate.arch import read_gguf
 from collector.estimate.memcheck import Check, mem_config, summarise
 from collector.estimate.memory import estimate_memory
 from collector.llama.binaries import LlamaTools
-from collector.llama.flags import LlamaConfig, server_args
 from collector.llama.logparse import parse_server_log
 from collector.llama.server import ServerProcess
+from collector.records.flags import LlamaConfig, server_args
 
 pytestmark = pytest.mark.slow
 

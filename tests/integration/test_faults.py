@@ -20,15 +20,16 @@ from pathlib import Path
 import pytest
 from procs import procs_with, wait_until
 
-from collector import cli, files
-from collector.errors import CollectorError
+from collector import cli
+from collector.base import files
+from collector.base.errors import CollectorError
+from collector.base.progress import RecordingObserver
 from collector.llama import binaries
 from collector.llama.binaries import LlamaTools, find_tools
-from collector.model_ref import DEMO_MODEL
-from collector.plan import load_plan
-from collector.progress import RecordingObserver
+from collector.measure.plan import load_plan
+from collector.measure.runner import run_plan
+from collector.models.ref import DEMO_MODEL
 from collector.records import index, store
-from collector.runner import run_plan
 from fakes import AMX_CRASH, OOM, fake_llama_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -368,7 +369,7 @@ def test_busy_host_marks_the_run_noisy(tmp_path: Path, llama_tools: LlamaTools, 
     details = [e[5] for e in obs.events if e[0] == "finish"]
     assert details and all(d.startswith("noisy (other processes used ") for d in details), details
     # a noisy record never counts as "already recorded": the next (quiet) run measures again
-    from collector.measure import MeasureKey, Recorded
+    from collector.measure.server_run import MeasureKey, Recorded
 
     done = Recorded(tmp_path / "data", store.device_slug(recs[0].host), recs[0].llama_cpp.build_key)
     assert len(done.records) == len(recs) and not any(done.has(r.model.sha256, MeasureKey.of_record(r)) for r in recs)

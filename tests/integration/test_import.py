@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from clirun import invoke
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
+from collector.importers.kld_output import import_perplexity
 from collector.importers.llama_bench import bench_label, import_llama_bench, parse_bench_output
-from collector.importers.perplexity import import_perplexity
 from collector.llama.binaries import LlamaTools
 from collector.llama.kld_parse import parse_kld_summary
 from collector.llama.tools import clean_env

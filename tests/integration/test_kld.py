@@ -9,21 +9,21 @@ import numpy as np
 import pytest
 from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
-from collector.cache import sha256_files
+from collector.base.cache import sha256_files
+from collector.base.errors import CollectorError
+from collector.base.progress import RecordingObserver
+from collector.base.yamlcheck import Section, load_yaml_file
 from collector.corpus import BUILTIN_CORPUS
-from collector.errors import CollectorError
-from collector.kld import run_kld_plan
-from collector.kld_plan import KldPlan, parse_kld
 from collector.llama.binaries import LlamaTools
-from collector.llama.flags import LlamaConfig
 from collector.llama.perplexity import logits_size_bytes, read_logits_header, run_base_pass, run_kld_pass
 from collector.llama.tools import ToolError
-from collector.progress import RecordingObserver
-from collector.quantize import Ladder, build_ladder
+from collector.quality.kld import run_kld_plan
+from collector.quality.kld_plan import KldPlan, parse_kld
+from collector.quality.quantize import Ladder, build_ladder
+from collector.records.flags import LlamaConfig
 from collector.records.index import load_records
 from collector.records.schema import KldRecord
 from collector.records.store import load_record
-from collector.yamlcheck import Section, load_yaml_file
 from fakes import fake_tool_folder
 
 pytestmark = pytest.mark.slow
@@ -233,7 +233,7 @@ def test_kv_cache_at_two_context_sizes(cache: Path, ladder: Ladder, llama_tools:
 
 
 def test_room_for_every_base_logits_file_is_checked_before_any_pass(tmp_path: Path, smollm2: Path) -> None:
-    from collector.kld import _check_logits_room, _Size
+    from collector.quality.kld import _check_logits_room, _Size
     from collector.records.schema import Corpus, ModelInfo
 
     plan = make_plan(tmp_path, f"base: {smollm2}\nkv_cache: [q8_0]\nctx_size: [512, 4096]")

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from collector.cache import sha256_files
+from collector.base.cache import sha256_files
+from collector.base.progress import RecordingObserver
 from collector.estimate.arch import read_gguf, stated_models
 from collector.estimate.memory import file_bytes
 from collector.llama.binaries import LlamaTools
-from collector.model_ref import DEMO_MODEL
-from collector.plan import load_plan
-from collector.progress import RecordingObserver
+from collector.measure.plan import load_plan
+from collector.measure.runner import dry_run, run_plan
+from collector.models.ref import DEMO_MODEL
 from collector.publish.frame import build_frames
 from collector.records.index import load_records
 from collector.records.schema import KldRecord, SpeedRecord
-from collector.runner import dry_run, run_plan
 
 pytestmark = pytest.mark.slow
 

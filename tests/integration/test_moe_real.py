@@ -15,7 +15,7 @@ import pytest
 
 from collector.llama.binaries import LlamaTools
 from collector.llama.tools import clean_env
-from collector.model_info import model_facts
+from collector.models.info import model_facts
 from moe_model import N_FF_EXP, tiny_moe_shapes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from collector.cache import sha256_files
+from collector.base.cache import sha256_files
+from collector.base.errors import CollectorError
 from collector.cli import cli
 from collector.corpus import BUILTIN_CORPUS
-from collector.errors import CollectorError
 from collector.llama.binaries import LlamaTools
-from collector.model_info import model_facts
-from collector.quantize import build_ladder, needs_imatrix
+from collector.models.info import model_facts
+from collector.quality.quantize import build_ladder, needs_imatrix
 from fakes import fake_tool_folder
 
 pytestmark = pytest.mark.slow

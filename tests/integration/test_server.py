@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.llama import server as server_mod
 from collector.llama.binaries import LlamaTools
 from collector.llama.client import LlamaClient

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from collector.base.progress import RecordingObserver
 from collector.llama.binaries import LlamaTools
-from collector.model_ref import DEMO_MODEL
-from collector.plan import load_plan
-from collector.progress import RecordingObserver
+from collector.measure.plan import load_plan
+from collector.measure.runner import dry_run, run_plan
+from collector.models.ref import DEMO_MODEL
 from collector.records import index, store
 from collector.records.schema import SpeedRecord
-from collector.runner import dry_run, run_plan
 from fakes import RTX_4090, FakeNVML
 
 pytestmark = pytest.mark.slow

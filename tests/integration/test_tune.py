@@ -15,14 +15,14 @@ from clirun import invoke
 from procs import procs_with, wait_until
 
 from collector.llama.binaries import LlamaTools
-from collector.measure import Bench
-from collector.model_ref import DEMO_MODEL
+from collector.measure.server_run import Bench
+from collector.models.ref import DEMO_MODEL
 from collector.records import store
 from collector.records.index import load_index, record_files
 from collector.records.schema import SpeedRecord, TuneRecord
-from collector.tune import Question, tune
-from collector.tune_lab import ServerLab
-from collector.tune_search import Search
+from collector.tune.lab import ServerLab
+from collector.tune.search import Search
+from collector.tune.session import Question, tune
 
 pytestmark = pytest.mark.slow
 

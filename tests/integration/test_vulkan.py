@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from collector import hardware
+from collector.host import hardware
 from collector.llama.binaries import LlamaTools
 from collector.llama.devices import list_devices
-from collector.model_ref import DEMO_MODEL
-from collector.plan import load_plan
+from collector.measure.plan import load_plan
+from collector.measure.runner import run_plan
+from collector.models.ref import DEMO_MODEL
 from collector.records import store
 from collector.records.schema import SpeedRecord
-from collector.runner import run_plan
 
 pytestmark = pytest.mark.slow
 TINY_SUITE = Path(__file__).parents[1] / "fixtures" / "prompts" / "tiny-v1.yaml"
@@ -167,10 +167,12 @@ def test_tune_finds_the_offload_boundary_within_a_gpu_budget(tmp_path: Path, vul
     """`collector tune` on the Vulkan device: the budget is GPU memory, and the search bisects -ngl to the most
     layers whose Vulkan buffers fit. The tune is interrupted (as Ctrl-C would) once the boundary is found: each of
     its trials takes minutes on llvmpipe, and the interrupted tune record keeps what the search found."""
-    from collector import tune, tune_lab, tune_search
-    from collector.model_info import model_facts
-    from collector.progress import NullObserver
+    from collector.base.progress import NullObserver
+    from collector.models.info import model_facts
     from collector.records.schema import TuneRecord
+    from collector.tune import lab as tune_lab
+    from collector.tune import search as tune_search
+    from collector.tune import session as tune
 
     # shorter trials than a real tune's (one short prompt, 4 tokens, no warmup): the search is the same
     monkeypatch.setattr(tune_lab, "SUITE", str(TINY_SUITE))

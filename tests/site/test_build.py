@@ -296,7 +296,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeypatch) -> None:
     """The caches (records, run pages, the whole build) and the deferred blocks change nothing a reader gets,
     and no placeholder is left in any page."""
-    from collector.cache import cache_dir
+    from collector.base.cache import cache_dir
 
     monkeypatch.setenv("COLLECTOR_CACHE_DIR", str(tmp_path / "cache"))  # this test's caches only
     monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")
@@ -356,7 +356,7 @@ def test_an_unchanged_data_set_is_built_from_the_memo(tmp_path: Path, monkeypatc
     must be rendered."""
     import collector.publish.run_pages as run_pages
     import collector.publish.site as site_mod
-    from collector.cache import cache_dir
+    from collector.base.cache import cache_dir
     from collector.publish.run_pages import write_run_pages
     from collector.publish.site import SHELL_MARK
 

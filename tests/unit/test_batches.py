@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from collector.concurrent import batch_layout, stream_text
+from collector.base.stats import percentile
 from collector.llama.client import CompletionResult
+from collector.measure.concurrent import batch_layout, stream_text
+from collector.measure.speed_run import SLOT_WAIT_TOLERANCE_S, batch_of, summarize, waited_for_slot
 from collector.records.schema import Batch
-from collector.speed import SLOT_WAIT_TOLERANCE_S, batch_of, summarize, waited_for_slot
-from collector.stats import percentile
 
 
 def stream(start: float, ttft_s: float, prompt_s: float, last_s: float, n: int = 4) -> CompletionResult:
@@ -88,8 +88,8 @@ def test_batch_block_is_strict() -> None:
 
 
 def test_several_clients_are_judged_by_the_batches_throughput() -> None:
+    from collector.measure.speed_run import judge_conditions
     from collector.records.schema import Sample
-    from collector.speed import judge_conditions
 
     # one stream waited on the other's prompt: its tg is a sixth of the other's, as llama.cpp serves them
     samples = [Sample(category="a", depth_tokens=0, tg_tps=[35.6, 5.8, 34.9, 6.1])]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from collector.base.errors import CollectorError
 from collector.cli import cli
-from collector.errors import CollectorError
 from collector.importers.bench_markdown import find_tables
 from collector.importers.llama_bench_md import Context, markdown_records, parse_test
 from collector.records import index

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.llama.binaries import LlamaTools, find_tools, parse_version
 from collector.llama.tools import clean_env
 

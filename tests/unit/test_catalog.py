@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from collector import catalog
+from collector.base.errors import CollectorError
 from collector.cli import cli
-from collector.errors import CollectorError
 from collector.records import index
 from collector.records.store import AnyRecord
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from clirun import invoke
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.llama import compile as llama_compile
 from collector.llama import install, vulkan_headers
 

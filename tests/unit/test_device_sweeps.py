@@ -8,11 +8,11 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from collector.llama.flags import LlamaConfig, server_args
 from collector.publish.device_page import device_page
 from collector.publish.frame import build_frames
 from collector.publish.labels import labels
 from collector.publish.sweeps import clients_series, kv_context_series
+from collector.records.flags import LlamaConfig, server_args
 from collector.records.schema import (
     Batch,
     Conditions,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.cache import sha256_files
-from collector.errors import CollectorError
+from collector.base.cache import sha256_files
+from collector.base.errors import CollectorError
 from collector.estimate.arch import Arch, read_gguf, stated_models
 from collector.estimate.memcheck import data_checks, log_checks, summarise
 from collector.estimate.memory import MemConfig, estimate_memory, file_bytes, largest_context

@@ -11,7 +11,7 @@ import pytest
 from clirun import invoke
 
 from collector.catalog import resolve
-from collector.estimate.answer import Estimator
+from collector.estimate.estimator import Estimator
 from collector.estimate.heldout import BOUND_PCT, MIN_DEVICES, leave_device_out, summarise
 from collector.estimate.speed import BENCH, LOCALSCORE, Fit, Point, collect, fit, predict
 from collector.records.index import load_records

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from collector.llama.binaries import help_flags
-from collector.llama.flags import (
+from collector.records.flags import (
     FLAGS,
     LlamaConfig,
     bench_args,
@@ -59,7 +59,7 @@ def test_snapshot_is_the_real_llama_server_help(llama_tools) -> None:
 
 def test_a_flag_added_in_one_place_reaches_plans_argv_and_labels(tmp_path) -> None:
     """split_mode was added as one registry field (README, Developing): everything else derives from it."""
-    from collector.plan import load_plan
+    from collector.measure.plan import load_plan
     from collector.publish.labels import config_summary
     from fixtures.records.factory import cpu_host, model, speed
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.amdgpu import norm_pci, open_amd
-from collector.gpus import as_used, host_gpus, sampled, software_host, used_devices
-from collector.hardware import Sampler, probe_gpus
+from collector.host.amdgpu import norm_pci, open_amd
+from collector.host.gpus import as_used, host_gpus, sampled, software_host, used_devices
+from collector.host.hardware import Sampler, probe_gpus
 from collector.llama.devices import buffer_device, is_software, parse_device_list
 from collector.records.schema import GpuInfo, Host, LlamaDevice, Memory, Placement
 from collector.records.store import device_slug
@@ -164,7 +164,7 @@ def test_software_records_are_not_published() -> None:
 def test_validate_refuses_software_records_in_a_data_set(tmp_path: Path) -> None:
     from clirun import invoke
 
-    from collector.gpus import software_records
+    from collector.host.gpus import software_records
     from collector.records.index import load_index
     from collector.records.store import save_record
     from fixtures.records.factory import cpu_host, model, speed

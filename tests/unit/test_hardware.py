@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from procs import wait_until
 
-from collector.hardware import (
+from collector.host.hardware import (
     Sampler,
     _children,
     cuda_version,
@@ -138,7 +138,7 @@ def test_import_hides_the_deprecated_pynvml_package_warning(tmp_path: Path) -> N
                 return None
         sys.meta_path.insert(0, Hook())
         """))
-    code = "from collector.hardware import load_nvml; assert load_nvml() is not None"
+    code = "from collector.host.hardware import load_nvml; assert load_nvml() is not None"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     plain = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", "import pynvml"], env=env,
                            capture_output=True, text=True)

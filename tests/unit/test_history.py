@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
+from collector.base.stats import STEP, median_band
 from collector.importers.llama_bench import bench_record
 from collector.publish.history import BuildSamples, detect_changes, timeline_key, timelines
 from collector.records.schema import SpeedRecord
-from collector.stats import STEP, median_band
 from fixtures.records.factory import fixture_records
 
 # Real tg samples (t/s) at depth 0 of one measured run on this 2-core CPU: SmolLM2-135M Q4_1, ctx 1024, flash

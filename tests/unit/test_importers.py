@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from collector.base.errors import CollectorError
 from collector.cli import cli
-from collector.errors import CollectorError
-from collector.importers.common import write_records
+from collector.importers.intake import write_records
 from collector.importers.llama_bench import bench_command, bench_label
 from collector.importers.transcription import import_transcription, load_transcription
 from collector.records import store

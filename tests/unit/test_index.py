@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.records import store
 from collector.records.index import load_index
 from fixtures.records.factory import cpu_host, fixture_records, model, speed
@@ -104,7 +104,7 @@ def test_cache_sees_a_same_size_edit_with_its_mtime_put_back(tmp_path: Path) -> 
 
 def test_cache_parses_only_new_files_and_survives_a_corrupt_cache(tmp_path: Path, monkeypatch) -> None:
     import collector.records.index as index_mod
-    from collector.cache import cache_dir
+    from collector.base.cache import cache_dir
 
     data = tmp_path / "data"
     for i in range(3):

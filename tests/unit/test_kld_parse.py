@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.llama.kld_parse import parse_kld_summary
 
 SAMPLE = Path(__file__).parent.parent / "fixtures" / "kld-Q2_K-smollm2.txt"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from collector.base.errors import CollectorError
+from collector.base.yamlcheck import Section, load_yaml_file
 from collector.corpus import BUILTIN_CORPUS
-from collector.errors import CollectorError
-from collector.kld_plan import parse_kld
-from collector.yamlcheck import Section, load_yaml_file
+from collector.quality.kld_plan import parse_kld
 
 
 def parse(tmp_path: Path, body: str):

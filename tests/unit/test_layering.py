@@ -45,7 +45,8 @@ def test_no_module_uses_another_modules_private_names() -> None:
 
 def test_the_check_sees_both_forms(tmp_path: Path) -> None:
     src = tmp_path / "m.py"
-    src.write_text("from collector.runner import _detail\nfrom collector import hardware\nhardware._read('x')\n"
-                   "import collector.records.store as s\ns._GPU_NOISE\nself_obj = object()\nself_obj._fine = 1\n")
-    assert private_uses(src) == ["m.py:1: collector.runner._detail", "m.py:3: hardware._read",
+    src.write_text("from collector.measure.runner import _detail\nfrom collector.host import hardware\n"
+                   "hardware._read('x')\nimport collector.records.store as s\ns._GPU_NOISE\nself_obj = object()\n"
+                   "self_obj._fine = 1\n")
+    assert private_uses(src) == ["m.py:1: collector.measure.runner._detail", "m.py:3: hardware._read",
                                  "m.py:5: s._GPU_NOISE"]

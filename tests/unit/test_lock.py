@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from procs import wait_until
 
-from collector import lock
-from collector.errors import CollectorError
+from collector.base import lock
+from collector.base.errors import CollectorError
 
 HOLD = """
 import os, sys, time
-from collector.lock import host_lock
+from collector.base.lock import host_lock
 with host_lock("a test holder"):
     open(sys.argv[1], "w").close()
     time.sleep(60)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.llama.logbuild import MIN_BUILD, check_build
 from collector.llama.logdevices import devices_of
 from collector.llama.logparse import LogFacts, clean_line, parse_breakdown, parse_server_log

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-import collector.model_info as mi
-from collector import cache
-from collector.cache import sha256_files
-from collector.errors import CollectorError
-from collector.model_info import gguf_shards, model_facts
+import collector.models.info as mi
+from collector.base import cache
+from collector.base.cache import sha256_files
+from collector.base.errors import CollectorError
+from collector.models.info import gguf_shards, model_facts
 from collector.records.schema import ModelInfo
 from moe_model import write_tiny_moe_gguf
 

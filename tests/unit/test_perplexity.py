@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.llama.perplexity import (
     _fatal_in_log,
     check_free_space,

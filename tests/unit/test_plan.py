@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
-from collector.kld_plan import KldPlan
-from collector.llama.flags import LlamaConfig, server_args
-from collector.plan import RunSpec, SpeedSettings, default_plan_path, load_plan
+from collector.base.errors import CollectorError
+from collector.measure.plan import RunSpec, SpeedSettings, default_plan_path, load_plan
+from collector.quality.kld_plan import KldPlan
+from collector.records.flags import LlamaConfig, server_args
 
 
 @pytest.fixture
@@ -274,7 +274,7 @@ def test_suite_file_next_to_the_plan_and_categories(tmp_path: Path, model: Path)
 
 
 def test_depths_as_shares_of_the_context(tmp_path: Path, model: Path) -> None:
-    from collector.speed import resolve_depths
+    from collector.measure.speed_run import resolve_depths
 
     plan = load_plan(write(tmp_path, BASE + 'speed:\n  depths: [0, "50%", 95%]\n'))
     assert plan.speed.depths == (0, "50%", "95%")

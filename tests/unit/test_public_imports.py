@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.importers import localscore, xiongjiedai
 from collector.records import index, store
 from collector.records.store import AnyRecord

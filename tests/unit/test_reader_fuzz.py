@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.records import index, store
 
 REPO = Path(__file__).resolve().parents[2]

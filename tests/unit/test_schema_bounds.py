@@ -14,11 +14,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from collector.errors import CollectorError
-from collector.llama.flags import MAX_COUNT, MAX_TOKENS
+from collector.base.errors import CollectorError
 from collector.publish.run_page import run_html
 from collector.publish.site import build_site
 from collector.records import store
+from collector.records.flags import MAX_COUNT, MAX_TOKENS
 from collector.records.schema import MAX_INT, MAX_REAL, KldResults, Sample, Stat, Summary
 from fixtures.records.factory import cpu_host, fixture_records, gpu, kld, model, speed
 

@@ -12,8 +12,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from collector.importers.transcription import import_transcription, load_transcription
-from collector.llama.flags import FLAGS, RESPELLINGS, server_args
 from collector.records import index, store
+from collector.records.flags import FLAGS, RESPELLINGS, server_args
 from sitebuild import page_commands
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from collector import files
-from collector.errors import CollectorError
-from collector.llama.flags import LlamaConfig, server_args
+from collector.base import files
+from collector.base.errors import CollectorError
 from collector.records import store
+from collector.records.flags import LlamaConfig, server_args
 from collector.records.schema import (
     Conditions,
     CpuInfo,

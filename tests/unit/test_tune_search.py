@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import CollectorError
-from collector.llama.flags import LlamaConfig
+from collector.base.errors import CollectorError
+from collector.base.stats import median_band
+from collector.records.flags import LlamaConfig
 from collector.records.schema import CpuInfo, GpuInfo, Host, Memory, ModelInfo, Stat, TuneChoice
-from collector.stats import median_band
-from collector.tune import parse_ctx, parse_kv
-from collector.tune_search import (
+from collector.tune.search import (
     KV_BYTES,
     OutOfTime,
     Question,
@@ -26,6 +25,7 @@ from collector.tune_search import (
     key_of,
     smaller_or_equal,
 )
+from collector.tune.session import parse_ctx, parse_kv
 from fakes import ScriptedLab
 
 

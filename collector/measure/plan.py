@@ -14,7 +14,7 @@ Format (every key optional unless marked):
         matrix: {...}               #   (a group without a matrix is one run)
         speed: {concurrency: [1, 2, 4]}
       - models: ladder              #   instead of the plan's models: every quant of the kld section's ladder
-    kld: {...}                      # parsed by collector.kld_plan.parse_kld
+    kld: {...}                      # parsed by collector.quality.kld_plan.parse_kld
 
 `speed.concurrency: [1, 2, 4]` measures each configuration once per value N: llama-server with N slots (-np N,
 each slot holding ctx_size / N tokens) and N streaming clients at once; `parallel` is then not set by hand.
@@ -35,14 +35,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError, short_repr
-from collector.kld_plan import KldPlan, parse_kld
-from collector.llama.flags import CONFIG_KEYS, MAX_TOKENS, LlamaConfig, check_value, quantized_v_without_fa
-from collector.model_info import check_gguf_magic
-from collector.model_ref import is_pypi_ref, resolve_model
+from collector.base.errors import CollectorError, short_repr
+from collector.base.yamlcheck import Section, load_yaml_file
+from collector.models.info import check_gguf_magic
+from collector.models.ref import is_pypi_ref, resolve_model
 from collector.prompts import load_suite
+from collector.quality.kld_plan import KldPlan, parse_kld
+from collector.records.flags import CONFIG_KEYS, MAX_TOKENS, LlamaConfig, check_value, quantized_v_without_fa
 from collector.records.schema import PlanRef
-from collector.yamlcheck import Section, load_yaml_file
 
 PLAN_KEYS = ("name", "description", "models", "server", "matrix", "speed", "also", "kld")
 GROUP_KEYS = ("models", "server", "matrix", "speed")
@@ -109,7 +109,7 @@ class Plan:
 
 def default_plan_path() -> Path:
     """The embedded demo plan (package data)."""
-    return Path(__file__).resolve().parent / "plans" / "demo-cpu.yaml"
+    return Path(__file__).resolve().parents[1] / "plans" / "demo-cpu.yaml"
 
 
 def load_plan(path: Path, before_models: Callable[[], Any] | None = None) -> Plan:

@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.cache import cache_dir, sha256_files
-from collector.errors import CollectorError
-from collector.files import part_path
+from collector.base.cache import cache_dir, sha256_files
+from collector.base.errors import CollectorError
+from collector.base.files import part_path
+from collector.base.lock import host_lock
+from collector.base.progress import NullObserver, Observer
 from collector.llama.binaries import LlamaTools
 from collector.llama.tools import ToolError, run_tool
-from collector.lock import host_lock
-from collector.progress import NullObserver, Observer
 
 QUANT_TYPES = ("Q4_0", "Q4_1", "MXFP4_MOE", "Q5_0", "Q5_1", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M",
                "TQ1_0", "TQ2_0", "Q2_K", "Q2_K_S", "IQ3_XXS", "IQ3_S", "IQ3_M", "Q3_K", "IQ3_XS", "Q3_K_S", "Q3_K_M",

@@ -12,8 +12,8 @@ from typing import Any
 
 from gguf import GGMLQuantizationType, GGUFReader
 
-from collector.cache import sha256_files
-from collector.errors import CollectorError
+from collector.base.cache import sha256_files
+from collector.base.errors import CollectorError
 from collector.records.schema import ModelInfo
 
 # general.file_type -> (short quant label, llama.cpp's ftype name); from src/llama-model-loader.cpp llama_ftype_name

@@ -3,7 +3,7 @@
 Method (DESIGN.md): greedy, fixed seed, ignore_eos, fixed n_predict, cache_prompt false, every sampling
 parameter sent. A depth-d sample first feeds exactly d real tokens of filler (counted with /tokenize),
 then the prompt, as one token array; the server's timings.prompt_n is recorded as prompt_tokens.
-Rates are tokens/s, times ms, energy J. Several clients at once: collector.concurrent.
+Rates are tokens/s, times ms, energy J. Several clients at once: collector.measure.concurrent.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
+from collector.base.stats import percentile, spread_pct
 from collector.llama.client import CompletionResult, LlamaClient, ServerRequestError
 from collector.prompts import FILLER, PromptSuite
 from collector.records.schema import Batch, Conditions, Method, PromptSuiteRef, Sample, Stat, Summary
-from collector.stats import percentile, spread_pct
 
 SEPARATOR = "\n\n"
 # A request waited for a slot when its slot started on the prompt no earlier than this before another stream of

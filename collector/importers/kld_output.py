@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from collector.errors import CollectorError
-from collector.importers.common import local_model_facts, one_line, read_input, write_records
+from collector.base.errors import CollectorError
+from collector.importers.intake import local_model_facts, one_line, read_input, write_records
 from collector.importers.llama_bench import content_key
-from collector.llama.flags import LlamaConfig
 from collector.llama.kld_parse import parse_kld_summary
 from collector.records import store
+from collector.records.flags import LlamaConfig
 from collector.records.schema import Corpus, KldRecord, LlamaCpp, ModelInfo, Source
 
 _COMPUTING = re.compile(r"kl_divergence: computing over (?P<chunks>\d+) chunks, n_ctx=(?P<ctx>\d+), "

@@ -2,7 +2,7 @@
 
 The lab answers two questions, and knows nothing of the search's policy: `probe(config)` (load it, read
 llama.cpp's buffers, stop: memory) and `measure(config)` (a speed trial: figures), plus the trials recorded
-before (`reuse`, in recorded order) and the clock. The real lab (collector.tune_lab) holds the processes, timers
+before (`reuse`, in recorded order) and the clock. The real lab (collector.tune.lab) holds the processes, timers
 and cursors; unit tests script one. The policy (README, "Tuning"):
 
 1. the default, `llama-server -m MODEL [-c C]`, measured whatever its memory, as the baseline;
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from collector.errors import CollectorError
-from collector.llama.flags import LlamaConfig, quantized_v_without_fa, server_args
+from collector.base.errors import CollectorError
+from collector.base.stats import STEP, faster_beyond_noise, gain, median, median_band
+from collector.records.flags import LlamaConfig, quantized_v_without_fa, server_args
 from collector.records.schema import Host, ModelInfo, Stat, TuneChoice, TuneGain, TuneProbe, TuneQuestion
-from collector.stats import STEP, faster_beyond_noise, gain, median, median_band
 
 PROMPT_ROOM = 512  # tokens the prompt needs beside the depth (the suite's prompts are 150-400 tokens)
 N_PREDICT = 64  # tokens generated per trial request (32 gave tg over 0.6 s, too short to time on a CPU)

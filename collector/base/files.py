@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 
 # <anything>.<pid>.part[.ext] and .<name>.<pid>.<random>.tmp
 _STALE = re.compile(r"^(?:.+\.(?P<a>\d+)\.part(?:\.[A-Za-z0-9]+)?|\..+\.(?P<b>\d+)\.[A-Za-z0-9_]+\.tmp)$")

@@ -13,7 +13,7 @@
       kv_cache: [[q8_0, q8_0], q4_0]  # KV-cache types scored on the base; a single name means K and V
       keep_logits: true             # keep the base logits in the cache after the run
       timeout_s: 3600               # per llama-perplexity pass
-      # llama.cpp settings, checked by the flag registry (collector/llama/flags.py) like a speed plan's:
+      # llama.cpp settings, checked by the flag registry (collector/records/flags.py) like a speed plan's:
       ctx_size: 512                 # the chunk size; default 512. A list ([512, 4096]) scores the KV-cache types at
                                     # each size (base logits once per size); quants are scored at the first size
       batch_size: 2048              # default 2048; < ctx_size or a multiple of it
@@ -29,14 +29,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from collector.base.errors import CollectorError, short_repr
+from collector.base.progress import Observer
+from collector.base.yamlcheck import Section
 from collector.corpus import BUILTIN_CORPUS
-from collector.errors import CollectorError, short_repr
 from collector.llama.binaries import LlamaTools
-from collector.llama.flags import CACHE_TYPES, FLAGS, UNQUANTIZED_KV, LlamaConfig, check_value
-from collector.model_ref import is_pypi_ref, resolve_model
-from collector.progress import Observer
-from collector.quantize import BASE_TYPES, Ladder, build_ladder, check_type, ladder_files
-from collector.yamlcheck import Section
+from collector.models.ref import is_pypi_ref, resolve_model
+from collector.quality.quantize import BASE_TYPES, Ladder, build_ladder, check_type, ladder_files
+from collector.records.flags import CACHE_TYPES, FLAGS, UNQUANTIZED_KV, LlamaConfig, check_value
 
 # llama.cpp settings a KLD pass takes (the registry checks them); parallel means nothing to llama-perplexity
 CONFIG_KEYS = tuple(k for k, f in FLAGS.items() if f.perplexity and k not in ("cache_type_k", "cache_type_v"))

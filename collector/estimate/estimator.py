@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from collector.cache import Blob, code_stamp, digest
+from collector.base.cache import Blob, code_stamp, digest
+from collector.base.errors import CollectorError
 from collector.catalog import CatalogDevice
-from collector.errors import CollectorError
 from collector.estimate.arch import Arch, from_stated, stated_models
 from collector.estimate.heldout import ClassError, Held, leave_device_out, leave_model_out, summarise
 from collector.estimate.memory import MemConfig, largest_context

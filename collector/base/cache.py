@@ -23,8 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError
-from collector.files import atomic_open
+from collector.base.errors import CollectorError
+from collector.base.files import atomic_open
 
 _HASH_CHUNK = 8 << 20
 
@@ -73,7 +73,7 @@ def code_stamp(files: tuple[Path, ...]) -> str:
 
 def package_files(suffixes: tuple[str, ...] = (".py", ".j2", ".txt", ".css", ".js")) -> tuple[Path, ...]:
     """This package's code and assets: what generated pages are a function of, besides their records."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the collector package
     return tuple(p for p in sorted(root.rglob("*")) if p.suffix in suffixes and p.is_file())
 
 

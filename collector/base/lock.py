@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 
 LOCK_NAME = "quant-atlas-measure.lock"
 LOCK_DIRS = ("/run/lock", "/var/lock", "/tmp")  # fixed: $TMPDIR differs between processes of one host

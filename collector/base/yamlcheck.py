@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from collector.errors import CollectorError, short_repr
+from collector.base.errors import CollectorError, short_repr
 
 T = TypeVar("T")
 _MISSING: Any = object()

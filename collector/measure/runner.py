@@ -12,21 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from collector import hardware
-from collector.cache import cache_dir
-from collector.errors import CollectorError
-from collector.files import check_writable, clean_stale, clean_work_dirs, work_dir
+from collector.base.cache import cache_dir
+from collector.base.errors import CollectorError
+from collector.base.files import check_writable, clean_stale, clean_work_dirs, work_dir
+from collector.base.lock import host_lock
+from collector.base.progress import NullObserver, Observer
+from collector.host import hardware
 from collector.llama.binaries import LlamaTools, help_flags
-from collector.llama.flags import gpu_only_settings, unknown_flags
 from collector.llama.server import check_config_files, free_port
 from collector.llama.server import server_args as server_args_of
 from collector.llama.tools import term_as_interrupt
-from collector.lock import host_lock
-from collector.measure import MeasureKey, Recorded, bench_for, measure, model_of, server_for
-from collector.plan import Plan, RunSpec
-from collector.progress import NullObserver, Observer
+from collector.measure.plan import Plan, RunSpec
+from collector.measure.server_run import MeasureKey, Recorded, bench_for, measure, model_of, server_for
 from collector.prompts import PromptSuite, load_suite
 from collector.records import store
+from collector.records.flags import gpu_only_settings, unknown_flags
 from collector.records.schema import Host, LlamaCpp, SpeedRecord
 
 Only = Literal["speed", "kld"] | None
@@ -153,7 +153,7 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
                     (report.ok if rec.status == "ok" else report.failed).append(path)
                     observer.run_finished(i, total, rec.status, path, _detail(rec))
         if only != "speed" and plan.kld is not None:
-            from collector.kld import run_kld_plan
+            from collector.quality.kld import run_kld_plan
 
             for path in run_kld_plan(plan.kld, tools=tools, data_dir=data_dir, force=force, observer=observer,
                                      plan_ref=plan.ref, keep_logits=keep_logits):

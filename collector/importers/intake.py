@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from collector.errors import CollectorError, short_repr
-from collector.model_info import model_facts
+from collector.base.errors import CollectorError, short_repr
+from collector.models.info import model_facts
 from collector.records import store
 from collector.records.index import load_index
 from collector.records.schema import ModelInfo
@@ -25,7 +25,7 @@ JSON_MAX_DEPTH = 32  # llama-bench's objects are two levels deep
 def read_input(file: Path, what: str) -> str:
     """The text of an import's input: a regular file (not a FIFO, a device or /dev/zero) of at most
     IMPORT_MAX_BYTES, decoded as UTF-8 (undecodable bytes replaced); CollectorError naming the file otherwise."""
-    from collector.yamlcheck import read_regular
+    from collector.base.yamlcheck import read_regular
 
     raw = read_regular(Path(file), IMPORT_MAX_BYTES)
     if len(raw) > IMPORT_MAX_BYTES:

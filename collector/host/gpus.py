@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from collector.amdgpu import AmdCard, norm_pci
+from collector.host.amdgpu import AmdCard, norm_pci
 from collector.llama.devices import buffer_device, is_gpu_backend, is_software
 from collector.records.schema import GpuInfo, Host, LlamaDevice, Memory, Placement
 from collector.records.store import AnyRecord

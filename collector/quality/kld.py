@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from collector import __version__
-from collector.cache import cache_dir, sha256_files
-from collector.errors import CollectorError
-from collector.files import part_path
-from collector.kld_plan import KldPlan
+from collector.base.cache import cache_dir, sha256_files
+from collector.base.errors import CollectorError
+from collector.base.files import part_path
+from collector.base.progress import NullObserver, Observer
 from collector.llama.binaries import LlamaTools
-from collector.llama.flags import LlamaConfig
 from collector.llama.perplexity import (
     MIN_SCORED_TOKENS,
     PassResult,
@@ -35,8 +34,9 @@ from collector.llama.perplexity import (
     scored_tokens,
 )
 from collector.llama.tools import ToolError
-from collector.model_info import model_facts
-from collector.progress import NullObserver, Observer
+from collector.models.info import model_facts
+from collector.quality.kld_plan import KldPlan
+from collector.records.flags import LlamaConfig
 from collector.records.index import load_index
 from collector.records.schema import Corpus, ErrorInfo, Host, KldRecord, KldTiming, LlamaCpp, ModelInfo, PlanRef, Source
 from collector.records.store import new_id, save_record, utc_now
@@ -59,7 +59,7 @@ class Job:
 
 def _host() -> Host:
     try:
-        from collector.hardware import probe_host
+        from collector.host.hardware import probe_host
     except ImportError:  # the hardware module is optional for KLD: a record without host facts is still valid
         return Host()
     return probe_host()

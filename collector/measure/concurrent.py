@@ -21,9 +21,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from collector.llama.client import CompletionResult, LlamaClient, ServerRequestError
-from collector.prompts import PromptSuite
-from collector.records.schema import Sample, Summary
-from collector.speed import (
+from collector.measure.speed_run import (
     SpeedResult,
     add_to_sample,
     batch_of,
@@ -34,6 +32,8 @@ from collector.speed import (
     method_of,
     summarize,
 )
+from collector.prompts import PromptSuite
+from collector.records.schema import Sample, Summary
 
 BARRIER_TIMEOUT_S = 60.0  # every client thread reaches the start line within this, or the batch is abandoned
 
