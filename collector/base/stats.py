@@ -3,7 +3,9 @@ pages' change detection and the site's figures all come from here, so they agree
 
 - a median's distribution-free 95 % interval (order statistics of the binomial; under 6 samples none exists and
   the min-max range stands in);
-- "beyond noise": two intervals apart AND medians more than STEP (5 %) apart, both (asv's regression threshold);
+- "beyond noise", the one rule for whether the data can tell two figures apart (`separate`): their intervals do
+  not overlap AND they differ by more than STEP (5 %), both (asv's regression threshold). Picks, ties, rankings,
+  history steps and the tuner all decide with it, and the words a page prints for a tie say which part failed;
 - a gain: the ratio of two medians with the range their intervals allow;
 - spread: (max - min) / median, the noisy-run test's measure; percentiles (inclusive method).
 """
@@ -60,26 +62,61 @@ def median_band(values: Sequence[float], confidence: float = CONFIDENCE) -> Band
     return xs[k - 1], xs[n - k]
 
 
+class Interval(NamedTuple):
+    """A figure with the interval the data gives it, and what kind of interval that is."""
+
+    value: float
+    low: float
+    high: float
+    kind: str  # one of INTERVAL_KINDS
+
+    @classmethod
+    def of_samples(cls, values: Sequence[float]) -> Interval:
+        """The median with its 95 % interval (the min-max range under 6 samples)."""
+        lo, hi = median_band(values)
+        return cls(median(values), lo, hi, "median95" if len(values) >= 6 else "range")
+
+
+INTERVAL_KINDS = {
+    "median95": "95 % interval of the median",
+    "range": "range of samples",
+    "stated": "± as stated",
+    "uncertainty": "± its uncertainty",
+    "point": "single figure, no spread",
+}
+
+
+class Separation(NamedTuple):
+    """Whether the data tells figure `a` from figure `b` (`separate`), and which part of the rule decided."""
+
+    apart: bool
+    why: str  # "within-step": they differ by STEP or less | "overlap": their intervals overlap | "apart"
+    gap_pct: float  # |b / a - 1| in percent
+    step_pct: float
+
+
+def separate(a: Interval, b: Interval, step: float = STEP) -> Separation:
+    """THE rule: the data tells `a` from `b` only when they differ by more than `step` (relative to `a`) AND their
+    intervals do not overlap. A single figure is a point: only the step can separate it."""
+    gap = abs(b.value / a.value - 1) if a.value else (0.0 if b.value == a.value else math.inf)
+    if gap <= step:
+        return Separation(False, "within-step", gap * 100, step * 100)
+    if not apart((a.low, a.high), (b.low, b.high)):
+        return Separation(False, "overlap", gap * 100, step * 100)
+    return Separation(True, "apart", gap * 100, step * 100)
+
+
 def apart(a: Band, b: Band) -> bool:
     """Two intervals that do not overlap."""
     return a[1] < b[0] or b[1] < a[0]
 
 
-def differs(median_a: float, median_b: float, step: float = STEP) -> bool:
-    """Medians more than `step` apart, relative to the first."""
-    return abs(median_b / median_a - 1) > step
-
-
-def changed(a: Band, median_a: float, b: Band, median_b: float, step: float = STEP) -> bool:
-    """A change beyond noise: the intervals do not overlap and the medians differ by more than `step`."""
-    return apart(a, b) and differs(median_a, median_b, step)
-
-
 def faster_beyond_noise(new: Sequence[float], old: Sequence[float], step: float = STEP) -> bool:
-    """`new`'s median interval lies wholly above `old`'s and its median is more than `step` higher."""
+    """`new` is faster than `old` and the data tells them apart (`separate` on their medians' intervals)."""
     if not new or not old:
         return False
-    return median_band(new)[0] > median_band(old)[1] and median(new) > median(old) * (1 + step)
+    a, b = Interval.of_samples(old), Interval.of_samples(new)
+    return b.value > a.value and separate(a, b, step).apart
 
 
 class Gain(NamedTuple):
@@ -95,7 +132,8 @@ def gain(new_median: float, new_band: Band, old_median: float, old_band: Band, s
     pct = (new_median / old_median - 1) * 100
     low = (new_band[0] / old_band[1] - 1) * 100
     high = (new_band[1] / old_band[0] - 1) * 100
-    return Gain(pct, low, high, apart(new_band, old_band) and abs(pct) > step * 100)
+    beyond = separate(Interval(old_median, *old_band, "median95"), Interval(new_median, *new_band, "median95"), step)
+    return Gain(pct, low, high, beyond.apart)
 
 
 def spread_pct(values: Sequence[float]) -> float | None:

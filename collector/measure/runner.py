@@ -26,6 +26,7 @@ from collector.measure.plan import Plan, RunSpec
 from collector.measure.server_run import MeasureKey, Recorded, bench_for, measure, model_of, server_for
 from collector.prompts import PromptSuite, load_suite
 from collector.records import store
+from collector.records.figures import record_headline
 from collector.records.flags import gpu_only_settings, unknown_flags
 from collector.records.schema import Host, LlamaCpp, SpeedRecord
 
@@ -164,8 +165,10 @@ def run_plan(plan: Plan, *, tools: LlamaTools, data_dir: Path, force: bool = Fal
 def _detail(rec: SpeedRecord) -> str:
     if rec.error is not None:
         return f"{rec.error.stage}: {rec.error.message}"
-    tg = rec.summary.tg_tps
-    figures = f"tg {tg.median:.1f} t/s (n={tg.n})" if tg and tg.median is not None else ""
+    head = record_headline(rec)
+    tg = head.tg_tps if head else None
+    figures = f"tg {tg.median:.1f} t/s (n={tg.n}, depth {head.depth_tokens})" if head and tg and tg.median is not None \
+        else ""
     c = rec.conditions
     if c is not None and c.noisy:  # kept, but never pooled or recommended: the line says so, like the record
         return f"noisy ({'; '.join(c.reasons)}): {figures}, not counted as recorded"

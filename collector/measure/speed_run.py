@@ -16,6 +16,7 @@ from collector.base.errors import CollectorError
 from collector.base.stats import percentile, spread_pct
 from collector.llama.client import CompletionResult, LlamaClient, ServerRequestError
 from collector.prompts import FILLER, PromptSuite
+from collector.records.figures import headline
 from collector.records.schema import Batch, Conditions, Method, PromptSuiteRef, Sample, Stat, Summary
 
 SEPARATOR = "\n\n"
@@ -188,12 +189,14 @@ def batch_of(results: list[CompletionResult], depth: int) -> Batch:
 
 
 def summarize(samples: list[Sample], batches: list[Batch]) -> Summary:
-    """Statistics over every sample, and the batches' aggregate throughput and slot waits."""
+    """The headline (collector.records.figures), statistics over every sample, and the batches' aggregate
+    throughput and slot waits."""
     def allv(key: str) -> list[float]:
         return [v for s in samples for v in getattr(s, key)]
 
     p95 = percentile(allv("ttft_ms"), 95)
-    return Summary(tg_tps=Stat.of(allv("tg_tps"), digits=3), pp_tps=Stat.of(allv("pp_tps"), digits=3),
+    return Summary(headline=headline(samples, digits=3), tg_tps=Stat.of(allv("tg_tps"), digits=3),
+                   pp_tps=Stat.of(allv("pp_tps"), digits=3),
                    ttft_ms=Stat.of(allv("ttft_ms"), digits=3),
                    tg_tps_client=Stat.of(allv("tg_tps_client"), digits=3),
                    throughput_tps=Stat.of([b.throughput_tps for b in batches], digits=3),

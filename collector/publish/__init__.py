@@ -1,6 +1,6 @@
 """Records -> DataFrames -> recommendations -> charts -> Markdown pages; MkDocs only sees the result."""
 
-from collector.publish.common import GeneratedFile
-from collector.publish.site import SiteBuild, build_site, render_site
+from collector.publish.pages.files import GeneratedFile
+from collector.publish.site.build import SiteBuild, build_site, render_site
 
 __all__ = ["GeneratedFile", "SiteBuild", "build_site", "render_site"]

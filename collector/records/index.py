@@ -231,7 +231,7 @@ class RecordIndex:
     def fingerprint(self) -> str:
         """A digest of everything this index was made from: each record file's path and bytes, each stray file
         with its reason, and the reader's code. `fingerprint(data_dir)` gives the same without parsing a file,
-        so what is derived from an index can be cached under it (the site build: collector.publish.site)."""
+        so what is derived from an index can be cached under it (the site build: collector.publish.site.build)."""
         h = hashlib.sha256(_CODE_STAMP.encode())
         for path, digest in sorted(self.digests.items()):
             h.update(f"{path}\0{digest}\n".encode("utf-8", "surrogateescape"))

@@ -413,9 +413,21 @@ class Batch(_Block):
         return self
 
 
-class Summary(_Block):
-    """Over every sample; the site shows per-depth figures from the samples themselves."""
+class Headline(_Block):
+    """THE figures of a speed run (collector.records.figures defines them): every sample at one filled depth, the
+    shallowest measured; never a statistic pooled across depths. The site, the downloads and the run list read it."""
 
+    depth_tokens: NonNegInt | None = None  # None: an imported figure whose source states no single depth
+    tg_tps: Stat | None = None
+    pp_tps: Stat | None = None
+    ttft_ms: Stat | None = None
+
+
+class Summary(_Block):
+    """`headline`: the run's figures at one stated depth (what pages show). The rest: over every sample, every depth
+    (records before `headline` existed have only these; the site computes their headline from the samples)."""
+
+    headline: Headline | None = None
     tg_tps: Stat | None = None
     pp_tps: Stat | None = None
     ttft_ms: Stat | None = None

@@ -205,14 +205,14 @@ def test_perplexity_without_summary_is_refused(kld_log: Path, tmp_path: Path) ->
 def test_imported_records_appear_on_the_site(bench: dict[str, Path], kld_log: Path, smollm2: Path,
                                              tmp_path: Path) -> None:
     from collector.publish import build_site
-    from collector.publish.deferred import restore_tables
+    from collector.publish.site.deferred import restore_tables
 
     import_llama_bench(bench["json"], tmp_path)
     import_perplexity(kld_log, tmp_path, model=smollm2, corpus_name="python-docs-3.11")
     records = index.load_records(tmp_path)
     assert {r.kind for r in records} == {"speed", "kld"}
-    from collector.publish.run_page import run_html
-    from collector.publish.sitedevice import device_key
+    from collector.publish.pages.run import run_html
+    from collector.publish.rows.devices import device_key
 
     site = build_site(records)
     pages = {g.src_uri: g.content for g in site.whole() if isinstance(g.content, str)}

@@ -15,7 +15,7 @@ from collector.llama.binaries import LlamaTools
 from collector.measure.plan import load_plan
 from collector.measure.runner import dry_run, run_plan
 from collector.models.ref import DEMO_MODEL
-from collector.publish.frame import build_frames
+from collector.publish.rows.frame import build_frames
 from collector.records.index import load_records
 from collector.records.schema import KldRecord, SpeedRecord
 
@@ -65,7 +65,7 @@ def test_ladder_quants_get_speed_records_that_join_their_kld(tmp_path: Path, lla
         assert speed[q].model.origin == kld[q].model.origin == f"{DEMO_MODEL} -> {q}"
     rows = {r.rec.model.quant: r for r in build_frames(recs).rows}
     assert rows["Q4_1"].kld is None  # the source file has no KLD of its own
-    assert {q: (rows[q].kld_join, rows[q].kld["rec"].id) for q in ("Q8_0", "Q2_K")} == {  # type: ignore[index]
+    assert {q: (rows[q].kld_join, rows[q].kld.rec.id) for q in ("Q8_0", "Q2_K")} == {  # type: ignore[union-attr]
         q: ("sha256", kld[q].id) for q in ("Q8_0", "Q2_K")}
 
     # the KLD part reused the files the speed part had built, and a later build reuses them too

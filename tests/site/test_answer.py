@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.publish.site import build_site
+from collector.publish.site.build import build_site
 from collector.records.index import load_records
 from collector.records.schema import KldRecord, SpeedRecord, Stat
 from collector.records.store import new_id

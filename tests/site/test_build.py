@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from collector.publish import build_site, render_site
-from collector.publish.run_pages import MANIFEST
-from collector.publish.site import HOME_PLACEHOLDER, RESERVED_PREFIXES
+from collector.publish.site.run_pages import MANIFEST
+from collector.publish.site.build import HOME_PLACEHOLDER, RESERVED_PREFIXES
 from collector.records.index import load_records
 from fixtures.records.factory import HOSTILE
 from sitebuild import mkdocs_build, page_commands, page_text
@@ -277,7 +277,7 @@ def test_charts_are_byte_identical_across_renders(monkeypatch) -> None:
 
 def test_parallel_build_gives_the_same_bytes(monkeypatch) -> None:
     import collector.records.index as index_mod
-    from collector.publish.site import build_from
+    from collector.publish.site.build import build_from
 
     monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")
     monkeypatch.setenv("QUANT_ATLAS_JOBS", "1")
@@ -317,9 +317,9 @@ def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeyp
 
 
 def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monkeypatch) -> None:
-    import collector.publish.run_pages as site_mod
-    from collector.publish.run_pages import write_run_pages
-    from collector.publish.site import SHELL_MARK, SiteBuild, run_ref
+    import collector.publish.site.run_pages as site_mod
+    from collector.publish.site.run_pages import write_run_pages
+    from collector.publish.site.build import SHELL_MARK, SiteBuild, run_ref
 
     recs = load_records(FIXTURE_DATA)
     rendered: list[str] = []
@@ -354,11 +354,11 @@ def test_an_unchanged_data_set_is_built_from_the_memo(tmp_path: Path, monkeypatc
     """A second build of the same record files parses and renders nothing and gives the same build; any change of
     a file's bytes, a new file or a corrupt memo builds again; run pages from a memo read their records when they
     must be rendered."""
-    import collector.publish.run_pages as run_pages
-    import collector.publish.site as site_mod
+    import collector.publish.site.run_pages as run_pages
+    import collector.publish.site.build as site_mod
     from collector.base.cache import cache_dir
-    from collector.publish.run_pages import write_run_pages
-    from collector.publish.site import SHELL_MARK
+    from collector.publish.site.run_pages import write_run_pages
+    from collector.publish.site.build import SHELL_MARK
 
     data = tmp_path / "data"
     shutil.copytree(FIXTURE_DATA, data)

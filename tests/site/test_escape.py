@@ -8,7 +8,7 @@ import re
 import markdown
 import pytest
 
-from collector.publish.escape import code_block, csv_cell, h, inline_command, neutralize, shell_command
+from collector.publish.words.escape import code_block, csv_cell, h, inline_command, neutralize, shell_command
 
 EXTENSIONS = ["tables", "attr_list", "admonition", "toc", "pymdownx.superfences", "pymdownx.details"]
 

@@ -12,7 +12,7 @@ import pytest
 
 from collector.catalog import default
 from collector.publish import site as site_mod
-from collector.publish.estimates import CATALOG_SRC, CHART
+from collector.publish.pages.estimates import CATALOG_SRC, CHART
 from collector.records.index import load_records
 from sitebuild import build_clean, page_text
 

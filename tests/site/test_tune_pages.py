@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from collector.publish import build_site
-from collector.publish.run_page import run_html
+from collector.publish.pages.run import run_html
 from collector.records.index import load_records
 from collector.records.schema import ErrorInfo, SpeedRecord, TuneRecord
 from fixtures.records.factory import HOSTILE

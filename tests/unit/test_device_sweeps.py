@@ -8,10 +8,10 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from collector.publish.device_page import device_page
-from collector.publish.frame import build_frames
-from collector.publish.labels import labels
-from collector.publish.sweeps import clients_series, kv_context_series
+from collector.publish.pages.device import device_page
+from collector.publish.pages.sweeps import clients_series, kv_context_series
+from collector.publish.rows.frame import build_frames
+from collector.publish.words.labels import labels
 from collector.records.flags import LlamaConfig, server_args
 from collector.records.schema import (
     Batch,
@@ -108,7 +108,7 @@ def test_series_and_labels() -> None:
     assert named.label == f"ctx {series.points[0].row.rec.config.ctx_size}"
     kv, corpus, left = kv_context_series(frames.klds)
     assert [s.label for s in kv] == ["KV q4_0/q4_0", "KV q8_0/q8_0"] and corpus == "builtin" and left == 0
-    assert [[p["corpus_ctx"] for p in s.points] for s in kv] == [[512, 1024], [512, 1024]]
+    assert [[p.corpus_ctx for p in s.points] for s in kv] == [[512, 1024], [512, 1024]]
 
 
 def test_device_page_shows_throughput_per_stream_speed_and_kv_at_context() -> None:
@@ -146,7 +146,7 @@ def test_device_page_shows_throughput_per_stream_speed_and_kv_at_context() -> No
 
 
 def test_picks_compare_one_client_with_one_client() -> None:
-    from collector.publish.recommend import recommend
+    from collector.publish.answers.picks import recommend
 
     # a per-stream figure under load is not a single client's speed, even when it is the larger number
     rows = build_frames([speed(1, 1, 60.0, [20.0]), speed(2, 2, 95.0, [80.0])]).rows

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from collector.publish.escape import csv_cell
-from collector.publish.frame import build_frames
-from collector.publish.index_pages import CSV_COLS, DOWNLOADS_VERSION, column_doc, column_type, data_files
+from collector.publish.pages.sections import CSV_COLS, DOWNLOADS_VERSION, column_doc, column_type, data_files
+from collector.publish.rows.frame import build_frames
+from collector.publish.words.escape import csv_cell
 from collector.records.index import load_records
 from collector.records.store import record_to_dict
 

@@ -60,7 +60,7 @@ def test_snapshot_is_the_real_llama_server_help(llama_tools) -> None:
 def test_a_flag_added_in_one_place_reaches_plans_argv_and_labels(tmp_path) -> None:
     """split_mode was added as one registry field (README, Developing): everything else derives from it."""
     from collector.measure.plan import load_plan
-    from collector.publish.labels import config_summary
+    from collector.publish.words.labels import config_summary
     from fixtures.records.factory import cpu_host, model, speed
 
     assert check_value("split_mode", "row") == ("row", None)

@@ -151,7 +151,7 @@ def test_the_record_keeps_the_gpus_llama_cpp_used() -> None:
 
 
 def test_software_records_are_not_published() -> None:
-    from collector.publish.frame import build_frames
+    from collector.publish.rows.frame import build_frames
     from fixtures.records.factory import cpu_host, gpu, model, speed
 
     m = model("Tiny", "Q4_0", 1000)

@@ -9,7 +9,7 @@ import pytest
 from collector.base.errors import CollectorError
 from collector.base.stats import STEP, median_band
 from collector.importers.llama_bench import bench_record
-from collector.publish.history import BuildSamples, detect_changes, timeline_key, timelines
+from collector.publish.answers.history import BuildSamples, detect_changes, timeline_key, timelines
 from collector.records.schema import SpeedRecord
 from fixtures.records.factory import fixture_records
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from collector.publish.frame import build_frames
-from collector.publish.recommend import pareto_front, recommend
+from collector.publish.answers.context import AloneAtDepth, ComparedAtDepthOnly, NoContext, PartlyFilled
+from collector.publish.answers.picks import (
+    AheadOfRunnerUp,
+    NoKld,
+    NoneWithinBudget,
+    NoQuietRun,
+    pareto_front,
+    recommend,
+)
+from collector.publish.rows.frame import build_frames
+from collector.publish.words import reasons
 from collector.records.schema import CpuInfo, Host
 from fixtures.records.factory import gpu, kld, model, speed
 
@@ -11,7 +20,7 @@ HOST = Host(cpu=CpuInfo(model="x"), gpus=[gpu("NVIDIA GeForce RTX 4090")])
 F16 = model("M", "F16", 16_000_000_000)
 
 
-def _picks(records: list, **kw: float) -> tuple[dict, list[str]]:
+def _picks(records: list, **kw: float) -> tuple[dict, list]:
     f = build_frames(records)
     picks, missing = recommend(f.rows, **kw)
     return {p.kind: p for p in picks}, missing
@@ -39,11 +48,15 @@ def test_known_answers_fastest_balanced_faithful_context() -> None:
     assert p["faithful"].row.rec.model.quant == "Q8_0"
     # only speeds measured with the context filled count, each compared at its own depth: every one of these was
     # measured at a depth no other configuration was, so the largest filled context is the answer, said to be alone
-    assert _ctx(p["context"]) == 131072 and "90.0 t/s with 65,536 tokens filled" in p["context"].why
-    assert "No other configuration was measured with 65,536 tokens filled" in p["context"].notes[0]
+    why = p["context"].reason
+    assert _ctx(p["context"]) == 131072 and (why.figure.value, why.depth, why.n_at) == (90.0, 65536, 1)
+    assert p["context"].notes[0] == AloneAtDepth(65536)
+    assert "90.0 t/s with 65,536 tokens filled" in reasons.why(why)
+    assert "No other configuration was measured with 65,536 tokens filled" in reasons.note(p["context"].notes[0])
     assert _picks(recs, kld_budget=0.25)[0]["balanced"].row.rec.model.quant == "Q2_K"
     p, missing = _picks(recs, kld_budget=0.001)
-    assert "balanced" not in p and any("No balanced pick" in m for m in missing)
+    assert "balanced" not in p and any(isinstance(m, NoneWithinBudget) for m in missing)
+    assert any("No balanced pick" in reasons.missing(m) for m in missing)
 
 
 def test_overlapping_ranges_are_a_tie_and_separated_ranges_are_not() -> None:
@@ -51,12 +64,15 @@ def test_overlapping_ranges_are_a_tie_and_separated_ranges_are_not() -> None:
     close = [speed(HOST, a, {0: 100.0}, spread=0.05, ctx_size=4096),
              speed(HOST, b, {0: 98.0}, spread=0.05, ctx_size=4096)]
     p, _ = _picks(close)
-    assert p["fastest"].title == "Fastest (tie)" and [t.rec.model.quant for t in p["fastest"].ties] == ["Q5_0"]
+    assert reasons.title(p["fastest"]) == "Fastest (tie)"
+    assert [t.row.rec.model.quant for t in p["fastest"].ties] == ["Q5_0"]
     apart = [speed(HOST, a, {0: 100.0}, spread=0.01, ctx_size=4096),
              speed(HOST, b, {0: 80.0}, spread=0.01, ctx_size=4096)]
     p, _ = _picks(apart)
-    assert p["fastest"].title == "Fastest" and not p["fastest"].ties
-    assert "beyond both ranges" in p["fastest"].notes[0]
+    assert reasons.title(p["fastest"]) == "Fastest" and not p["fastest"].ties
+    ahead = p["fastest"].notes[0]
+    assert isinstance(ahead, AheadOfRunnerUp) and ahead.sep.apart and ahead.sep.gap_pct > 5
+    assert "their intervals do not overlap" in reasons.note(ahead)
 
 
 def test_remeasurements_pool_and_noisy_runs_are_never_picked() -> None:
@@ -69,7 +85,8 @@ def test_remeasurements_pool_and_noisy_runs_are_never_picked() -> None:
     p, _ = _picks(recs)
     assert p["fastest"].row.key == quiet[0].key and not p["fastest"].row.noisy
     p, missing = _picks(recs[2:])
-    assert p == {} and "1 measured on a busy host (noisy)" in missing[0]
+    assert p == {} and missing == [NoQuietRun(failed=0, noisy=1)]
+    assert "1 measured on a busy host (noisy)" in reasons.missing(missing[0])
 
 
 def test_failed_runs_are_never_recommended() -> None:
@@ -77,11 +94,13 @@ def test_failed_runs_are_never_recommended() -> None:
     recs = [speed(HOST, m, {}, failed="out of memory", ctx_size=999_999), speed(HOST, m, {0: 50.0}, ctx_size=4096)]
     p, missing = _picks(recs)
     assert p["fastest"].row.tg.value == 50.0 and "context" not in p  # measured at depth 0 only: nothing filled
-    assert "No largest-context pick: only the allocation was measured" in missing[-1]
-    assert "balanced" not in p and "faithful" not in p and any("no configuration of this model has a KLD" in x
-                                                                 for x in missing)
-    assert _picks(recs[:1]) == ({}, ["No recommendation: no quiet, successful configuration with a generation "
-                                     "speed (1 failed)."])
+    assert missing[-1] == NoContext("allocation-only")
+    assert "No largest-context pick: only the allocation was measured" in reasons.missing(missing[-1])
+    assert "balanced" not in p and "faithful" not in p and NoKld() in missing
+    assert "no configuration of this model has a KLD" in reasons.missing(NoKld())
+    assert _picks(recs[:1]) == ({}, [NoQuietRun(failed=1, noisy=0)])
+    assert reasons.missing(NoQuietRun(failed=1, noisy=0)) == ("No recommendation: no quiet, successful configuration "
+                                                               "with a generation speed (1 failed).")
 
 
 def test_context_pick_compares_only_at_the_same_filled_depth() -> None:
@@ -93,16 +112,21 @@ def test_context_pick_compares_only_at_the_same_filled_depth() -> None:
             speed(HOST, m, {0: 90.0, 4096: 70.0}, ctx_size=32768)]
     p, _ = _picks(recs)
     assert p["fastest"].row.tg.value == 200.0 and _ctx(p["context"]) == 8192
+    why = p["context"].reason
+    assert (why.depth, why.figure.value, why.fastest.value, why.n_at) == (4096, 95.0, 100.0, 3)
     assert ("measured with 4,096 tokens filled that keep at least 80% of the fastest of them: 95.0 t/s (95 % of "
-            "100.0 t/s)") in p["context"].why
-    assert "Compared with the 2 other configuration(s) measured with 4,096 tokens filled only" in p["context"].notes[0]
+            "100.0 t/s)") in reasons.why(why)
+    assert p["context"].notes[0] == ComparedAtDepthOnly(2, 4096)
+    assert "Compared with the 2 other configuration(s) measured with 4,096 tokens filled only" in \
+        reasons.note(p["context"].notes[0])
     assert _ctx(_picks(recs, keep=0.6)[0]["context"]) == 32768
 
 
 def test_context_pick_says_how_full_the_context_was() -> None:
     m = model("M", "Q4_0", 1_000)
     p, _ = _picks([speed(HOST, m, {0: 100.0, 512: 95.0}, ctx_size=262144)])
-    assert any("Only 512 of its 262,144 tokens were filled" in n for n in p["context"].notes)
+    assert PartlyFilled(512, 262144) in p["context"].notes
+    assert "Only 512 of its 262,144 tokens were filled" in reasons.note(PartlyFilled(512, 262144))
 
 
 def test_kv_cache_types_prefer_matching_kld() -> None:
@@ -111,9 +135,9 @@ def test_kv_cache_types_prefer_matching_kld() -> None:
             kld(HOST, m, 0.03, base=F16),
             kld(HOST, m, 0.05, base=F16, cache_type_k="q8_0", cache_type_v="q8_0", flash_attn="on")]
     row = build_frames(recs).rows[0]
-    assert row.kld["kld_mean"] == 0.05 and row.kld_note is None and row.kld_join == "sha256"
+    assert row.kld.kld_mean == 0.05 and row.kld_note is None and row.kld_join == "sha256"
     row2 = build_frames(recs[:2]).rows[0]
-    assert row2.kld["kld_mean"] == 0.03 and row2.kld_note == "KLD measured with KV cache f16/f16"
+    assert row2.kld.kld_mean == 0.03 and row2.kld_note == "KLD measured with KV cache f16/f16"
 
 
 def test_faithful_ties_within_uncertainty() -> None:
@@ -121,7 +145,8 @@ def test_faithful_ties_within_uncertainty() -> None:
     recs = [speed(HOST, x, {0: 50.0}, ctx_size=4096) for x in (a, b, c)]
     recs += [kld(HOST, a, 0.0100, base=F16), kld(HOST, b, 0.0101, base=F16), kld(HOST, c, 0.3, base=F16)]
     p, _ = _picks(recs)
-    assert p["faithful"].title == "Most faithful (tie)" and [t.rec.model.quant for t in p["faithful"].ties] == ["Q6_K"]
+    assert reasons.title(p["faithful"]) == "Most faithful (tie)"
+    assert [t.row.rec.model.quant for t in p["faithful"].ties] == ["Q6_K"]
 
 
 def test_pareto_front() -> None:
@@ -139,8 +164,11 @@ def test_stated_single_figures_closer_than_the_noise_floor_are_a_tie() -> None:
     recs = [stated_speed(HOST, m, imported(src, f"009_fixture#c{c}", quotes=[f"TG {t} tok/s"]),
                          Stat(stated=t, text=f"{t}"), ctx_size=c) for c, t in ((32768, 22.4), (131072, 22.5))]
     p, _ = _picks(recs)
-    assert p["fastest"].title == "Fastest (tie)" and [t.rec.config.ctx_size for t in p["fastest"].ties] == [32768]
+    assert reasons.title(p["fastest"]) == "Fastest (tie)"
+    assert [t.row.rec.config.ctx_size for t in p["fastest"].ties] == [32768]
+    assert p["fastest"].ties[0].sep.why == "within-step"
     apart = [stated_speed(HOST, m, imported(src, f"009_fixture#c{c}", quotes=[f"TG {t} tok/s"]),
                           Stat(stated=t, text=f"{t}"), ctx_size=c) for c, t in ((32768, 21.78), (131072, 44.6))]
     p, _ = _picks(apart)
-    assert p["fastest"].title == "Fastest" and "more than 5% apart" in p["fastest"].notes[0]
+    assert reasons.title(p["fastest"]) == "Fastest" and p["fastest"].notes[0].sep.why == "apart"
+    assert "more than the 5 % step" in reasons.note(p["fastest"].notes[0])

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from collector.base.errors import CollectorError
-from collector.publish.run_page import run_html
-from collector.publish.site import build_site
+from collector.publish.pages.run import run_html
+from collector.publish.site.build import build_site
 from collector.records import store
 from collector.records.flags import MAX_COUNT, MAX_TOKENS
 from collector.records.schema import MAX_INT, MAX_REAL, KldResults, Sample, Stat, Summary

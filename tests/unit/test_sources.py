@@ -353,8 +353,8 @@ def test_committed_data_holds_every_figure_once() -> None:
 
 def test_imported_figures_have_device_and_run_pages() -> None:
     from collector.publish import render_site
-    from collector.publish.run_page import run_html
-    from collector.publish.sitedevice import device_key
+    from collector.publish.pages.run import run_html
+    from collector.publish.rows.devices import device_key
 
     pages = {g.src_uri: g.content for g in render_site(REPO / "data")}
     stems = {tr.stem for tr in TRANSCRIPTIONS.glob("*.yaml")}

@@ -3,7 +3,7 @@ one row for a figure however many posts state it (citing each)."""
 
 from __future__ import annotations
 
-from collector.publish.frame import build_frames
+from collector.publish.rows.frame import build_frames
 from collector.records.schema import CpuInfo, Host, Stat
 from fixtures.records.factory import gpu, imported, model, stated_speed
 

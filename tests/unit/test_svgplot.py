@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from collector.publish import charts, svgplot
+from collector.publish import charts
+from collector.publish.charts import svgplot
 
 SVG = "{http://www.w3.org/2000/svg}"
 

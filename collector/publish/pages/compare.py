@@ -1,0 +1,98 @@
+"""Compare: one model file type (model + quant) on many devices, ranked like with like.
+
+Figures are ranked together only when they were measured the same way: the same runtime (llama-server measured by
+the collector, llama-bench, LocalScore's llamafile benchmark, ...), the same llama.cpp build where one is stated, and
+the same test shape (llama-bench's test, the collector's prompt suite, generation length and depth). Each such
+measurement is a section of the page; devices are ranked inside a section, never across.
+
+Per device a section holds every figure of it: a measured configuration is one figure (its samples pooled, the
+fastest quiet configuration of the device), each crowd result (LocalScore) or table row (llama-bench) one more.
+Several results of one device are summarised by their median with the number of results and their range, and every
+result stays listed; results whose highest is more than WIDE times their lowest are flagged as disagreeing, so a
+reader sees the spread instead of an average.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.publish import charts
+from collector.publish.answers.ranking import WIDE, DeviceLine, RankShape, TestShape, groups, sections
+from collector.publish.pages.files import GeneratedFile, chart_files
+from collector.publish.rows.frame import Row
+from collector.publish.words.links import device_src, front_matter, model_src, page_url, run_src
+from collector.publish.words.render import figure_text, render
+from collector.records.store import model_display_name, slugify
+
+MEASURED = "llama-server, measured by the collector"
+
+
+def runtime_text(shape: RankShape) -> str:
+    if shape.runtime:
+        return shape.runtime
+    return MEASURED if shape.test.kind == "measured" else "llama.cpp, as the source states"
+
+
+def test_text(t: TestShape) -> str:
+    """The test shape of a section, as words."""
+    if t.kind == "llama-bench":
+        return f"llama-bench test {t.test}"
+    if t.kind == "localscore":
+        return "LocalScore's own benchmark (its test shape is not published with the results)"
+    if t.kind == "measured":
+        return f"{t.suite or 'prompts not named'}, {t.n_predict} tokens generated, at depth {t.depth}"
+    return "as each source states it"
+
+
+def group_src(model: str, quant: str) -> str:
+    return f"compare/{slugify(model + '-' + quant, 90)}.md"
+
+
+def _line_context(src: str, line: DeviceLine) -> dict[str, Any]:
+    tg, pp = line.stat("tg"), line.stat("pp")
+    first = line.figures[0].rec
+    up = "../" * page_url(src).count("/")  # up to the site's root: hrefs computed once, not per cell
+    return {"device": line.label, "href": f"{up}{device_src(line.device).removesuffix('.md')}/", "tg": tg, "pp": pp,
+            "n": len(line.figures), "spread": line.spread, "wide": (line.spread or 0) > WIDE,
+            "results": [{"href": f"{up}{run_src(r.page_id).removesuffix('.md')}/", "tg": r.tg, "pp": r.pp}
+                        for r in line.figures],
+            "imported": first.source.type == "imported", "runtime": first.source.runtime,
+            "source": first.source.title or first.source.citation, "url": first.source.url,
+            "citation": None if first.source.title else first.source.citation}  # each result's page cites its row
+
+
+def compare_pages(rows: list[Row]) -> tuple[list[dict[str, Any]], list[GeneratedFile]]:
+    """The index entries and the page (with its charts) of every model + quant measured on several devices."""
+    index: list[dict[str, Any]] = []
+    files: list[GeneratedFile] = []
+    for (model, quant), group in groups(rows).items():
+        src = group_src(model, quant)
+        name = model_display_name(group[-1].rec.model)
+        parts: list[dict[str, Any]] = []
+        for i, (key, lines) in enumerate(sorted(sections(group).items(), key=lambda kv: -len(kv[1]))):
+            what = "tg" if any(ln.stat("tg") for ln in lines.values()) else "pp"
+            ranked = sorted(lines.values(), key=lambda ln: -(s.value if (s := ln.stat(what)) else -1.0))
+            ctx = [_line_context(src, ln) for ln in ranked]
+            chart = None
+            if len(ranked) > 2:  # a chart of two bars says no more than its table
+                base = f"charts/{src.removesuffix('.md')}-{i}"
+                bars = [charts.Bar(ln.label, s.value, s.min if s.has_spread else None, s.max if s.has_spread else
+                                   None, ctx[j]["imported"]) for j, ln in enumerate(ranked) if (s := ln.stat(what))]
+                files += chart_files(base, charts.bar_chart([(f"{'generation' if what == 'tg' else 'prompt'} "
+                                                              "speed, t/s", bars)]))
+                chart = {"base": base, "alt": f"Bar chart of {what} per device: " + "; ".join(
+                    f"{ln.label}: {figure_text(ln.stat(what), 't/s')}" for ln in ranked[:charts.MAX_BARS])}
+            parts.append({"runtime": runtime_text(key), "build": key.build or "build not stated",
+                          "test": test_text(key.test), "rows": ctx, "what": what,
+                             "chart": chart, "n_devices": len(ranked), "n_gpus": sum(
+                                 1 for ln in ranked if ln.figures[0].rec.host.gpus),
+                             "n_wide": sum(1 for c in ctx if c["wide"])})
+        ranked_sections = [s for s in parts if s["n_devices"] > 1]
+        text = render("compare_group.md.j2", src=src, name=name, quant=quant, model_href=model_src(model),
+                      sections=ranked_sections, single=[s for s in parts if s["n_devices"] == 1], wide=WIDE)
+        files.append(GeneratedFile(src, front_matter(f"{name} {quant} on each device", wide=True) + text))
+        index.append({"name": name, "quant": quant, "href": src, "n_devices": len({r.device for r in group}),
+                      "sections": [{"runtime": s["runtime"], "build": s["build"], "test": s["test"],
+                                    "n": s["n_devices"], "gpus": s["n_gpus"]} for s in ranked_sections]})
+    index.sort(key=lambda g: (-max(s["n"] for s in g["sections"]), g["name"], g["quant"]))
+    return index, files

@@ -1,0 +1,131 @@
+"""The site's estimates: "what fits and how fast, estimated" on every device page, a page for every catalog device
+no record names, the catalog's list, and the held-out report on the Methodology page.
+
+Estimates never enter the frames the rankings are built from (collector.publish.rows.frame): they are rendered here,
+from collector.estimate, into sections of their own (badged "estimate", italics, dashed, in tables that do not
+sort, no bars), so no pick, Pareto front, chart or download can hold one (tests/site/test_estimates.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from collector.catalog import CatalogDevice, default, resolve
+from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
+from collector.estimate.heldout import BOUND_PCT, MIN_DEVICES, MIN_MODELS
+from collector.estimate.memcheck import TOLERANCE_MIB, TOLERANCE_PCT, data_checks, summarise
+from collector.estimate.report import Row, device_rows, rate, verdict
+from collector.estimate.speed import BENCH
+from collector.publish import charts
+from collector.publish.pages.files import GeneratedFile, chart_files
+from collector.publish.words.links import device_src, front_matter
+from collector.publish.words.render import render
+from collector.records.schema import Host
+from collector.records.store import AnyRecord
+
+CHART = "charts/estimates/heldout-tg"
+METHODOLOGY_SRC = "methodology.md"
+CATALOG_SRC = "devices/catalog.md"
+
+
+def device_of(host: Host) -> tuple[CatalogDevice | None, int, str | None]:
+    """The catalog device of a record's GPUs (all of one kind), their number, and the GPUs' stated memory."""
+    names = {g.name for g in host.gpus}
+    if len(names) != 1:
+        return None, len(host.gpus), None
+    return resolve(host.gpus[0].name), len(host.gpus), host.gpus[0].vram_stated
+
+
+def _speed_cell(a: SpeedAnswer, row: Row) -> dict[str, Any]:
+    if row.measured:
+        return {"text": "measured here", "detail": "this model and quant have llama-bench figures on this device: "
+                "see the tables above", "est": False}
+    if row.fits_at_all is False:
+        return {"text": "does not fit", "detail": "partial offload to the CPU is not estimated", "est": False}
+    if not a.shown or a.value is None:
+        return {"text": "not estimated", "detail": a.why_not or "", "est": False}
+    e = a.error
+    detail = f"80 % of held-out checks: {rate(a.low or 0)}–{rate(a.high or 0)}" if a.low and a.high else ""
+    if e:
+        whose = "this device's fit" if "own" in a.basis else "its class's median"
+        detail += f" · {whose}; median error {e.median_pct:.0f} % over {e.n} figures, one {e.mode} left out"
+    return {"text": f"~{rate(a.value)} t/s", "detail": detail, "est": True}
+
+
+def _contexts(row: Row, vram: list[float], n_gpus: int) -> list[dict[str, Any]]:
+    out = []
+    for kv in KV_TYPES:
+        c = row.contexts.get(kv)
+        ctx_train = row.arch.ctx_train
+        out.append({"kv": kv, "text": "does not fit" if c is None else f"{c:,}",
+                    "full": c is not None and ctx_train is not None and c >= ctx_train})
+    return out
+
+
+def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -> dict[str, Any]:
+    """Everything the estimate section of one device (n GPUs of it) shows."""
+    sizes = vram_mib(dev)
+    tables = []
+    choices: list[float | None] = list(sizes) or [None]
+    for vram in choices:
+        rows = device_rows(est, dev, n_gpus, vram)
+        tables.append({"vram": vram, "rows": [
+            {"name": r.arch.name, "quant": r.arch.quant or "not stated", "size": r.arch.weight_bytes / 2**30,
+             "contexts": _contexts(r, sizes, n_gpus) if vram else [], "needs": r.needs_mib,
+             "ctx_train": r.arch.ctx_train, "speeds": [(label, _speed_cell(a, r)) for label, a in r.speeds],
+             "source": r.arch.source} for r in rows]})
+    return {"src": src, "dev": dev, "n": n_gpus, "tables": tables, "margin": FIT_MARGIN_MIB, "kv_types": KV_TYPES,
+            "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC}
+
+
+def device_section(est: Estimator, host: Host, src: str) -> str:
+    """The section a record device's page gets (a note where the device is not in the catalog)."""
+    dev, n, _ = device_of(host)
+    if not host.gpus:
+        return render("estimates.md.j2", part="none", src=src, why="a CPU: the catalog has no memory bandwidth "
+                      "for CPUs (it is the system's), so nothing is estimated")
+    if dev is None:
+        return render("estimates.md.j2", part="none", src=src, why="these GPUs are not one device of the catalog, "
+                      "so nothing is estimated")
+    return render("estimates.md.j2", part="section", **section_context(est, dev, n, src))
+
+
+def catalog_pages(est: Estimator, record_pages: dict[str, str]) -> list[GeneratedFile]:
+    """A page for every catalog device no record names (record_pages: catalog name -> the page of its records, one
+    GPU), and the list of every catalog device."""
+    files, items = [], []
+    taken = set(record_pages.values())
+    for dev in sorted(default().devices, key=lambda d: (d.vendor, d.name)):
+        has_records = dev.name in record_pages or device_src(dev.slug) in taken
+        src = record_pages.get(dev.name, device_src(dev.slug))
+        if not has_records:
+            body = render("estimates.md.j2", part="page", **section_context(est, dev, 1, src))
+            files.append(GeneratedFile(src, front_matter(dev.name, wide=True) + body))
+        items.append({"dev": dev, "href": src, "records": has_records, "memory": [m / 1024 for m in vram_mib(dev)]})
+    files.append(GeneratedFile(CATALOG_SRC, front_matter("Device catalog", wide=True) +
+                               render("estimates.md.j2", part="catalog", src=CATALOG_SRC, items=items)))
+    return files
+
+
+def methodology_section(est: Estimator, records: list[AnyRecord]) -> tuple[str, list[GeneratedFile]]:
+    """The held-out report (table and chart) and the memory check, for the Methodology page."""
+    held = est.fitted.held.get((BENCH, "tg"), [])
+    by_cls: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for h in held:
+        if h.mode == "device":
+            by_cls[h.point.cls].append((h.point.value, h.estimate))
+    series = sorted(by_cls.items())
+    files = chart_files(CHART, charts.identity_chart(series, "measured tg (t/s, llama-bench)",
+                                                     "estimated tg (t/s), device left out")) if series else []
+    alt = "Scatter of estimated against measured generation speed, leave-one-device-out, per class: " + "; ".join(
+        f"{name}: {len(pts)} figures" for name, pts in series)
+    checks, skipped = data_checks(records)
+    errors = [{"e": e, "verdict": verdict(e)} for e in est.fitted.errors]
+    text = render("estimates.md.j2", part="methodology", src=METHODOLOGY_SRC, errors=errors, chart=CHART,
+                  alt=alt, has_chart=bool(files), memory=summarise(checks), n_checks=len(checks), skipped=skipped,
+                  outside=[c for c in checks if not c.within], tol_pct=TOLERANCE_PCT, tol_mib=TOLERANCE_MIB,
+                  fits=[c for c in checks if c.fit is not None], left=est.left.most_common(), bound=BOUND_PCT,
+                  min_devices=MIN_DEVICES, min_models=MIN_MODELS, margin=FIT_MARGIN_MIB,
+                  fitted=est.fitted.fits.get((BENCH, "tg")))
+    return text, files

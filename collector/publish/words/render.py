@@ -1,0 +1,173 @@
+"""The jinja2 environment for page fragments: autoescape on, filters for figures, Markdown text and code fences.
+
+Templates (collector/publish/templates/*.j2) produce Markdown pages for MkDocs whose bodies are mostly raw HTML
+blocks, and the run pages' HTML. Every `{{ value }}` goes through one rule (escape.h): its text is inert wherever
+it lands, raw HTML, an attribute or a Markdown heading, so no template has to know which one it is in. A command
+goes through `code`, an HTML code block that gets Material's copy button.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from collector.publish.words.escape import code_block, h, inline_command, md, safe_url
+from collector.publish.words.labels import glossary_anchor
+from collector.publish.words.links import href, mdlink
+from collector.records.schema import Stat
+
+DASH = "—"
+
+
+def missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def num(x: Any, digits: int = 3) -> str:
+    """A number for display with `digits` significant digits (integers above that stay whole); — if unknown."""
+    if missing(x):
+        return DASH
+    x = float(x)
+    if abs(x) >= 10 ** digits:
+        return f"{x:,.0f}"
+    text = f"{x:.{digits}g}"
+    if "e" in text:  # a small figure (a KLD uncertainty of 2e-05) in plain decimals: 0.00002
+        places = digits - 1 - math.floor(math.log10(abs(x)))
+        text = f"{x:.{places}f}".rstrip("0").rstrip(".")
+    return text
+
+
+def nums(xs: Any) -> str:
+    """Numbers as `num` writes them, joined by " · "; — for none (a sample's values: one filter call per cell
+    instead of a map and a join, which at 10,000 run pages cost seconds)."""
+    return " · ".join(map(num, xs)) or DASH
+
+
+def decimals(x: float) -> int:
+    """Decimals a measured figure is shown with, chosen by its size (54.9, 253.1, 1,199, 7.53, 0.412): the figure
+    and its range are written with the same number of them, so "54.9 (52.6–56.0)" never reads "55 (52.6–56)"."""
+    x = abs(x)
+    return 0 if x >= 1000 else 1 if x >= 10 else 2 if x >= 1 else 3
+
+
+def fixed(x: float, places: int) -> str:
+    """x with `places` decimals; first rounded to 6 places, so that a median computed from samples (54.949999...)
+    and the same median stored rounded (54.95) print alike."""
+    return f"{round(x, 6):,.{places}f}"
+
+
+def figure_num(x: float, like: float | None = None) -> str:
+    """A measured figure, or a bound of its range with the decimals of the figure `like`."""
+    return fixed(x, decimals(x if like is None else like))
+
+
+def figure_value(f: Stat | None) -> str:
+    """The figure's value as text: exactly as a source writes it, else with the decimals its size calls for."""
+    if f is None:
+        return DASH
+    if f.text:
+        return f.text
+    return figure_num(f.value)
+
+
+def figure_detail(f: Stat | None) -> str:
+    """n and spread, or what the source says instead: `n=36 · 98.1–110`, `mean of 5, as stated`."""
+    if f is None:
+        return ""
+    if f.kind == "stated":
+        return "approximate, as stated; no spread" if f.approx else "as stated; n and spread not stated"
+    if f.kind == "mean" and not f.has_spread:
+        return f"mean of {f.n}, as stated; no spread" if f.n else "mean, as stated; n and spread not stated"
+    spread = (f" · {figure_num(f.min, f.value)}–{figure_num(f.max, f.value)}"  # type: ignore[arg-type]
+              if f.has_spread else " · no spread (one sample)")
+    return f"{f.kind} of n={f.n}{spread}"
+
+
+_WHOLE = re.compile(r"(?<![\w-])(--?[A-Za-z][\w.-]*|[\d.,]+–[\d.,]+)")  # a flag, or a range a–b
+
+
+def whole(text: object) -> Markup:
+    """Escaped text in which flags (--metrics) and ranges (84.2–103.0) never break across lines: a phone would
+    otherwise wrap them after their hyphen or dash."""
+    return Markup(_WHOLE.sub(r'<span class="qa-nw">\1</span>', h(text)))
+
+
+def figure_html(f: Stat | None, unit: str = "") -> Markup:
+    """A figure for a table cell or a list: the value, then n and spread in small print."""
+    if f is None:
+        return Markup(DASH)
+    unit_html = f" {h(unit)}" if unit else ""
+    return Markup(f'<span class="qa-v">{h(figure_value(f))}{unit_html}</span> '
+                  f'<span class="qa-n">{whole(figure_detail(f))}</span>')
+
+
+def figure_text(f: Stat | None, unit: str = "") -> str:
+    if f is None:
+        return "unknown"
+    return f"{figure_value(f)}{' ' + unit if unit else ''} ({figure_detail(f)})"
+
+
+def mib(x: Any) -> str:
+    return DASH if missing(x) else f"{float(x) / 1024:.2f} GiB"
+
+
+def gb(x: Any) -> str:
+    return DASH if missing(x) else f"{float(x) / 1e9:.2f} GB"
+
+
+def sort_attr(x: Any) -> Markup:
+    """The data-sort attribute of a numeric cell (empty when unknown: it sorts last)."""
+    return Markup(' data-sort=""' if missing(x) else f' data-sort="{float(x)!r}"')
+
+
+def gloss(term: str, src: str, text: str | None = None) -> Markup:
+    """A table header or term linked to its glossary entry."""
+    return Markup(f'<a class="qa-gloss" href="{h(href(src, "glossary.md"))}#{glossary_anchor(term)}">'
+                  f'{h(text or term)}</a>')
+
+
+def _text(value: Any) -> Any:
+    """Every `{{ value }}` that is not already markup goes through `h`, the one escaping rule: text that is inert
+    in raw HTML, attributes and Markdown alike (invisible characters made visible)."""
+    if isinstance(value, Markup) or value is None or isinstance(value, (int, float)):
+        return value
+    return Markup(h(value))
+
+
+def join(items: Any, sep: str = "") -> str | Markup:
+    """jinja's `join` (whose autoescape only HTML-escapes the items): plain text stays plain text, so the result
+    goes through `_text` (or `code`) like any other value; items that are markup keep it, the others go through `h`."""
+    items = list(items)
+    if not any(isinstance(v, Markup) for v in items):
+        return sep.join(map(str, items))
+    return Markup(h(sep)).join(v if isinstance(v, Markup) else Markup(h(v)) for v in items)
+
+
+def gloss_head(term: str, src: str, text: str | None = None) -> Markup:
+    """A table header: its text (clicking it sorts) and a small separate link to the glossary entry."""
+    return Markup(f'{h(text or term)}<a class="qa-gloss qa-gloss-q" href="{h(href(src, "glossary.md"))}'
+                  f'#{glossary_anchor(term)}" title="What is {h(term)}?" aria-label="What is {h(term)}?">?</a>')
+
+
+@lru_cache(maxsize=1)
+def env() -> Environment:
+    e = Environment(loader=PackageLoader("collector.publish", "templates"), autoescape=True,
+                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                    finalize=_text)
+    e.filters.update(join=join, md=md, code=code_block, cmd=inline_command, num=num, nums=nums, fig=figure_html,
+                     whole=whole,
+                     fig_text=figure_text, mib=mib, gb=gb, sort=sort_attr, url=safe_url,
+                     tojson=lambda v: Markup(json.dumps(v)))
+    e.globals.update(href=href, mdlink=mdlink, gloss=gloss, ghead=gloss_head, DASH=DASH, figure_value=figure_value,
+                     figure_detail=figure_detail)
+    return e
+
+
+def render(template: str, **context: Any) -> str:
+    return env().get_template(template).render(**context)
