@@ -13,7 +13,9 @@ within WIDE; else by the median of its consistent results when they are a majori
 within WIDE; else it is unranked and listed with its spread.
 
 Figures the gate holds back (bandwidth, source summary, zero) stay listed in their group but take no part in its
-summary; a claim repeated by several posts counts once (its first record stands for it).
+summary; a claim repeated by several posts counts once (its first record stands for it). Only imported results are
+grouped here: the collector's own runs of one configuration are pooled by collector.records.pool, which keeps the
+quiet runs and marks noisy ones (a noisy run at half the speed is the host's load, not a disagreeing source).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from collector.records.schema import SpeedRecord
 from collector.records.store import AnyRecord
 
 WIDE = 1.5
-MEASURED = "llama-server (measured by the collector)"
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,6 @@ def shape_key(rec: SpeedRecord) -> str:
         return normalise_test(str(cells["test"])) or ""
     if rec.method.endpoint == "LocalScore":
         return "LocalScore benchmark"
-    if rec.source.type == "measured":
-        m = rec.method
-        return (f"{m.prompt_suite.name if m.prompt_suite else 'prompts'}, {m.n_predict} tokens, depths "
-                f"{','.join(map(str, m.depths))}, concurrency {m.concurrency or 1}")
     if len(rec.samples) == 1:
         return normalise_test(rec.samples[0].category) or ""
     return "as the source states it"
@@ -150,7 +147,7 @@ def shape_key(rec: SpeedRecord) -> str:
 def group_key(rec: SpeedRecord, metric: str, catalog: Catalog) -> GroupKey:
     m = rec.model
     settings = {k: v for k, v in rec.config.model_dump(mode="json").items() if v not in (None, [], {})}
-    runtime = rec.source.runtime or (MEASURED if rec.source.type == "measured" else "llama.cpp (as stated)")
+    runtime = rec.source.runtime or "llama.cpp (as the source states it)"
     return GroupKey(_device(rec, catalog), model_name(m.name or m.basename or m.file_name, m.params_stated).key,
                     (m.quant or m.file_type or "not stated").upper(), runtime, shape_key(rec),
                     json.dumps(settings, sort_keys=True), metric)
@@ -170,14 +167,14 @@ def _contradicted(values: list[float]) -> list[bool]:
 
 def crowd_groups(records: Iterable[AnyRecord], catalog: Catalog, held: set[tuple[str, str]] | None = None,
                  repeated: dict[str, tuple[str, ...]] | None = None) -> list[CrowdGroup]:
-    """Every group of results (n >= 1), ordered by key. `held`: (record id, metric) the gate holds back;
+    """Every group of imported results (n >= 1), ordered by key. `held`: (record id, metric) the gate holds back;
     `repeated`: record id -> the ids of other posts stating the same claim (those are left out: counted once)."""
     held = held or set()
     repeated = repeated or {}
     dropped = {x for others in repeated.values() for x in others}
     groups: dict[GroupKey, CrowdGroup] = {}
     for rec in records:
-        if not isinstance(rec, SpeedRecord) or rec.status != "ok" or rec.id in dropped:
+        if not isinstance(rec, SpeedRecord) or rec.status != "ok" or rec.id in dropped or rec.measured:
             continue
         for metric in ("tg", "pp"):
             stat = getattr(rec.summary, f"{metric}_tps")

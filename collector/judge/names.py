@@ -90,16 +90,23 @@ def model_name(name: str | None, params_stated: str | None = None) -> ModelName:
     return ModelName(key=model_key(name), label=name.strip(), as_submitted=name, unnamed=False)
 
 
+def _bare(spelling: str) -> bool:
+    """Whether a spelling names the model alone: no owner prefix and no 'GGUF' that model_key folds away."""
+    return _SEPARATORS.sub(" ", unicodedata.normalize("NFKC", spelling).casefold()).strip() == model_key(spelling)
+
+
 def readable_labels(names: list[ModelName]) -> dict[str, str]:
-    """key -> the label a page shows for every spelling of it: the spelling most records use (ties: the one
-    with the most capitals and spaces, then the first alphabetically), so one model has one name."""
+    """key -> the label a page shows for every spelling of it: a spelling that names the model alone (not
+    "Qwen Qwen3 ...", "owner.Name", "... GGUF"), the one most records use, then the one with the most capitals
+    and spaces, then the first alphabetically; so one model has one name."""
     counts: dict[str, dict[str, int]] = {}
     for n in names:
         counts.setdefault(n.key, {}).setdefault(n.label, 0)
         counts[n.key][n.label] += 1
     out = {}
     for key, spellings in counts.items():
-        out[key] = min(spellings, key=lambda s: (-spellings[s], -sum(c.isupper() or c == " " for c in s), s))
+        out[key] = min(spellings, key=lambda s: (not _bare(s), -spellings[s], -sum(c.isupper() or c == " " for c in s),
+                                                 s))
     return out
 
 

@@ -30,6 +30,7 @@ from collector.judge import (
     summaries,
 )
 from collector.judge.crowd import WIDE
+from collector.judge.names import readable_labels
 from collector.records import index, store
 from collector.records.flags import LlamaConfig
 from collector.records.schema import (
@@ -319,6 +320,10 @@ def test_spellings_of_one_model_fold_and_other_checkpoints_stay_apart() -> None:
     assert model_key("Gemma 3 4b It Qat") != model_key("Gemma 3 4b It")  # a QAT checkpoint is another model
     bnb = model_name("Llama 3 8b Bnb 4bit")  # names Llama 3 8B re-quantized from a bitsandbytes 4-bit copy
     assert not bnb.unnamed and bnb.key == "llama 3 8b bnb 4bit" != model_key("LLaMA 3 8B")
+    spellings = ("Qwen2.5 Coder 7B Instruct GGUF", "Qwen2.5 Coder 7B Instruct GGUF", "Qwen2.5-Coder-7B-Instruct",
+                 "Qwen Qwen3 30B A3B", "Qwen Qwen3 30B A3B", "Qwen3-30B-A3B")  # the bare one, though fewer use it
+    labels = readable_labels([model_name(n) for n in spellings])
+    assert labels == {"qwen2.5 coder 7b instruct": "Qwen2.5-Coder-7B-Instruct", "qwen3 30b a3b": "Qwen3-30B-A3B"}
     recs = _crowd(["40", "42"], name="Gemma 3 1b It") + _crowd(["41"], name="Gemma-3-1B-It")
     j = judge_records(recs)
     assert j.group(recs[0].id) is j.group(recs[2].id) and {j.model_label(r.id) for r in recs} == {"Gemma 3 1b It"}
