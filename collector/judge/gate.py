@@ -89,6 +89,7 @@ class Judgement:
     names: dict[str, ModelName] = field(default_factory=dict)  # record id -> how its model name reads
     labels: dict[str, str] = field(default_factory=dict)  # ModelName.key -> the one label a page shows
     _group_of: dict[tuple[str, str], CrowdGroup] = field(default_factory=dict, repr=False)
+    _repeats: set[str] = field(default_factory=set, repr=False)  # records restating a claim another stands for
 
     def figure(self, record_id: str, figure: str = "tg") -> FigureVerdict | None:
         """The verdict on one figure ('tg', 'pp', 'ttft', ...), None when it is not held."""
@@ -109,12 +110,10 @@ class Judgement:
     def pickable(self, record_id: str, metric: str = "tg") -> bool:
         """May this figure be a pick, a rank or a bar: not held, not a repeat of another post's claim, and not
         contradicted by its own device's other results."""
-        if self.figure(record_id, metric) is not None:
+        if self.figure(record_id, metric) is not None or record_id in self._repeats:
             return False
-        g = self._group_of.get((record_id, metric))
-        if g is None:  # a repeat of a claim another record stands for (or no such figure)
-            return False
-        return not any(r.record_id == record_id and (r.contradicted or r.held) for r in g.results)
+        g = self._group_of.get((record_id, metric))  # None: the collector's own run (pooled, not a crowd result)
+        return g is None or not any(r.record_id == record_id and (r.contradicted or r.held) for r in g.results)
 
     def model_label(self, record_id: str) -> str | None:
         n = self.names.get(record_id)
@@ -136,6 +135,7 @@ def judge_records(records: Iterable[AnyRecord], catalog: Catalog | None = None,
     out.labels = readable_labels([n for n in out.names.values() if not n.unnamed])
     out.claims = repeated_claims(recs, cat)
     repeated = {c.records[0]: c.records[1:] for c in out.claims}
+    out._repeats = {x for c in out.claims for x in c.records[1:]}
     out.groups = crowd_groups(recs, cat, out.held_keys(), repeated)
     for g in out.groups:
         g.model_label = out.labels.get(g.key.model, g.model_label)

@@ -34,6 +34,7 @@ from collector.judge.names import readable_labels
 from collector.records import index, store
 from collector.records.flags import LlamaConfig
 from collector.records.schema import (
+    Conditions,
     GpuInfo,
     Host,
     ModelInfo,
@@ -70,6 +71,19 @@ def _rec(tg: str | None = "100", pp: str | None = None, gpus: tuple[str, ...] = 
         summary=Summary(tg_tps=_stat(tg) if tg else None, pp_tps=_stat(pp) if pp else None))
     base.update(kw)
     return SpeedRecord(**base)
+
+
+def _measured(tg: list[float]) -> SpeedRecord:
+    """A run of the collector's on an RTX 4090 (bytes per token read from the GGUF)."""
+    config = LlamaConfig(ctx_size=4096)
+    return SpeedRecord(
+        id=store.new_id(), created_at=store.utc_now(), status="ok",
+        source=Source(type="measured", collector_version="0.1.0"), host=Host(gpus=[GpuInfo(name=RTX4090)]),
+        model=ModelInfo(name="Meta Llama 3.1 8B Instruct", quant="Q4_K_M", file_name="m.gguf", sha256="ab" * 32,
+                        bytes_per_token=4_600_000_000),
+        config=config, command=["llama-server", "-m", "{model}", "-c", "4096"],
+        placement=Placement(gpu_layers=33, total_layers=33), samples=[Sample(category="sql", tg_tps=tg)],
+        summary=Summary(tg_tps=Stat.of(tg)), conditions=Conditions(noisy=False))
 
 
 def _untouched(rec: SpeedRecord, tmp_path: Path) -> None:
@@ -287,6 +301,11 @@ def test_a_held_figure_stays_listed_in_its_group_but_takes_no_part_in_it() -> No
     assert g is not None and len(g.results) == 3 and g.n == 2 and g.max == 110 and not g.wide
     assert [r.held for r in g.results] == [False, False, True] and not j.pickable(recs[2].id)
     assert [f.figure for f in j.flagged()] == ["tg"] and j.held_keys() == {(recs[2].id, "tg")}
+    ours, ours_fast = _measured([150.0, 152.0]), _measured([9000.0, 9100.0])  # pooled elsewhere, in no group
+    j2 = judge_records([*recs, ours, ours_fast])
+    assert j2.group(ours.id) is None and j2.pickable(ours.id) and not j2.pickable(ours_fast.id)
+    (fig,) = j2.held[ours_fast.id]
+    assert fig.verdicts[0].numbers["bytes_basis"] == "the GGUF's tensors (model.bytes_per_token)"
 
 
 # --- names -----------------------------------------------------------------------------------------------------
