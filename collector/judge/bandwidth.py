@@ -55,7 +55,7 @@ from collector.records.schema import GpuInfo, SpeedRecord
 MARGIN = 1.25
 _SIZE = re.compile(r"^\s*([\d.]+)\s*(GiB|GB|MiB|MB|TiB|TB)\s*$")
 _UNITS = {"GiB": 2**30, "GB": 1e9, "MiB": 2**20, "MB": 1e6, "TiB": 2**40, "TB": 1e12}
-_PARAMS = re.compile(r"^\s*([\d.]+)\s*([KMBT])\s*$")
+_PARAMS = re.compile(r"^\s*([\d.]+)\s*([KMBT])\s*$")  # as LocalScore states them: "8000 M"
 _PARAM_UNITS = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
 _MEM = re.compile(r"^\s*([\d.]+)\s*GB\s*$", re.IGNORECASE)
 # the smallest ggml type a llama.cpp quant of this name stores its matrices in (the mix only goes up from there)
@@ -82,8 +82,9 @@ def bits_per_weight(quant: str | None) -> float | None:
 
 
 def _number(text: str | None, pattern: re.Pattern[str], units: dict[str, float]) -> float | None:
+    """'4.58 GiB' -> bytes, '8000 M' -> parameters (None: not one number with one of the units)."""
     m = pattern.match(text or "")
-    return float(m.group(1)) * units[m.group(2).upper() if units is _PARAM_UNITS else m.group(2)] if m else None
+    return float(m.group(1)) * units[m.group(2)] if m else None
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def _share(rec: SpeedRecord, unified: bool) -> tuple[float | None, str | None]:
         if not total and ngl < 99:
             return None, f"-ngl {ngl} of a layer count not stated"
         return 1.0, None
-    if ngl in ("all",):
+    if ngl == "all":
         return 1.0, None
     return 1.0, "placement not stated: every layer taken as read from GPU memory"
 
@@ -273,7 +274,8 @@ class Check:
         return Verdict(IMPLAUSIBLE, "bandwidth", reason, {
             "implied_gb_s": round(self.implied / 1e9, 1), "bandwidth_gb_s": round(self.bound.bandwidth / 1e9, 1),
             "ratio": round(self.ratio, 2), "margin": margin, "bytes_per_token": round(self.bytes.n),
-            "bytes_basis": self.bytes.basis, "device": self.bound.device, "share_on_device": self.bound.share})
+            "bytes_basis": self.bytes.basis, "device": self.bound.device, "share_on_device": self.bound.share,
+            "assumed": "; ".join(self.bound.notes)})
 
 
 def check(rec: SpeedRecord, catalog: Catalog) -> Check:
