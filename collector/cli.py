@@ -49,15 +49,15 @@ def validate(data_dir: Path, imports: Path | None) -> None:
         raise CollectorError(f"{data_dir}: no record files (*.yaml) under it; pass the folder that holds records/")
     out_console.print(f"{total} records valid under {printable(str(data_dir))}", markup=False)
     _list_uncatalogued(idx.records.values())
-    _list_held(idx.records, imports if imports is not None else data_dir.resolve().parent / "imports")
+    _list_held(idx.records, data_dir, imports)
 
 
-def _list_held(records: dict[Path, Any], imports: Path) -> None:
+def _list_held(records: dict[Path, Any], data_dir: Path, imports: Path | None) -> None:
     """One line per figure the judge holds back (file, figure, reason), and their count. The exit status stays
     0: a held figure is a valid record (its run or source stated it) that pages show struck through."""
-    from collector.judge import judge_record, load_summaries_from
+    from collector.judge import beside, judge_record, load_summaries_from
 
-    sums = load_summaries_from(imports)
+    sums = load_summaries_from(imports if imports is not None else beside(data_dir))
     n = 0
     for path, rec in sorted(records.items()):
         for f in judge_record(rec, sums=sums):

@@ -97,7 +97,7 @@ class Judgement:
 
     def held_keys(self) -> set[tuple[str, str]]:
         """(record id, figure) of every held figure: what a fit, a pick, a ranking or a bar leaves out
-        (collector.estimate.answer.Estimator.of(records, held=...))."""
+        (collector.estimate.estimator.Estimator.of(records, held=...))."""
         return {(rid, f.figure) for rid, figs in self.held.items() for f in figs}
 
     def flagged(self) -> list[FigureVerdict]:
