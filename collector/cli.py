@@ -26,8 +26,12 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("data_dir", default="data", type=click.Path(path_type=Path))
-def validate(data_dir: Path) -> None:
-    """Check every record under DATA_DIR (default: data/); names each bad file."""
+@click.option("--imports", "imports", default=None, type=click.Path(path_type=Path),
+              help="the kept sources whose own summaries figures are checked against (default: imports/ beside "
+                   "DATA_DIR)")
+def validate(data_dir: Path, imports: Path | None) -> None:
+    """Check every record under DATA_DIR (default: data/); names each bad file, and each figure the judge holds
+    back (implausible, against its source, zero), which stays in its record and off picks and rankings."""
     from collector.records.index import load_index
 
     if not data_dir.exists():
@@ -45,6 +49,23 @@ def validate(data_dir: Path) -> None:
         raise CollectorError(f"{data_dir}: no record files (*.yaml) under it; pass the folder that holds records/")
     out_console.print(f"{total} records valid under {printable(str(data_dir))}", markup=False)
     _list_uncatalogued(idx.records.values())
+    _list_held(idx.records, data_dir, imports)
+
+
+def _list_held(records: dict[Path, Any], data_dir: Path, imports: Path | None) -> None:
+    """One line per figure the judge holds back (file, figure, reason), and their count. The exit status stays
+    0: a held figure is a valid record (its run or source stated it) that pages show struck through."""
+    from collector.judge import beside, judge_record, load_summaries_from
+
+    sums = load_summaries_from(imports if imports is not None else beside(data_dir))
+    n = 0
+    for path, rec in sorted(records.items()):
+        for f in judge_record(rec, sums=sums):
+            n += 1
+            out_console.print(f"held {escape(printable(str(path)))}: {f.figure} {escape(printable(f.text))}: "
+                              f"{escape(printable(f.reason))}", soft_wrap=True)
+    where = f"against the bandwidth bound, zero values{'' if sums is None else ' and ' + ', '.join(sums.loaded)}"
+    out_console.print(f"{n} figures held back ({where}; collector/judge)", soft_wrap=True, markup=False)
 
 
 def _list_uncatalogued(records: Any) -> None:
@@ -81,7 +102,9 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
     if not data_dir.is_dir():
         raise CollectorError(f"{data_dir}: no such directory; pass --data-dir, the folder that holds records/")
     records = load_records(data_dir)
-    est = Estimator.of(records)
+    from collector.judge import beside, judge_records, load_summaries_from
+
+    est = Estimator.of(records, judge_records(records, sums=load_summaries_from(beside(data_dir))).held_keys())
     if report:
         lines = report_lines(records, est)
     elif model is None or device is None:

@@ -10,6 +10,7 @@ pages use); LocalScore's llamafile fit is reported with its own error, never app
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -119,8 +120,9 @@ class Estimator:
         self.figures = Counter((p.device, p.metric) for p in points if p.runtime == BENCH)
 
     @classmethod
-    def of(cls, records: list[AnyRecord]) -> Estimator:
-        points, left = collect(records)
+    def of(cls, records: list[AnyRecord], held: Collection[tuple[str, str]] = ()) -> Estimator:
+        """Fitted on every usable figure but those `held` ((record id, tg|pp) the judge holds back)."""
+        points, left = collect(records, held)
         return cls(points, left, fit_all(points), record_models(records))
 
     def error(self, runtime: str, metric: str, mode: str, klass: str) -> ClassError | None:

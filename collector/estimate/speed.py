@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -141,15 +141,22 @@ def record_points(rec: AnyRecord) -> tuple[list[Point], str | None]:
     return points, None
 
 
-def collect(records: list[AnyRecord]) -> tuple[list[Point], Counter[str]]:
-    """Every usable figure, and how many records were left out for each reason."""
+HELD = "a figure held back by the judge (collector.judge: implausible, or against its source)"
+
+
+def collect(records: list[AnyRecord], held: Collection[tuple[str, str]] = ()) -> tuple[list[Point], Counter[str]]:
+    """Every usable figure, and how many records were left out for each reason. `held`: (record id, tg|pp) of
+    the figures the judge holds back, never fitted (collector.judge.Judgement.held_keys())."""
     points: list[Point] = []
     left: Counter[str] = Counter()
     for rec in records:
         got, why = record_points(rec)
-        points += got
+        kept = [p for p in got if (p.record, p.metric) not in held]
+        points += kept
         if why:
             left[why] += 1
+        elif len(kept) < len(got):
+            left[HELD] += 1
     return points, left
 
 

@@ -99,7 +99,7 @@ def test_answers_say_whose_efficiency_and_when_they_are_not_shown() -> None:
     smol = next(a for a in est.models if a.quant == "Q4_1")  # no llama-bench figure of a Q4_1 file, and 0.1 GB
     answer = est.speed(resolve("NVIDIA GeForce RTX 4090"), 1, smol, "tg")
     assert answer.value and not answer.shown and "Q4_1" in (answer.why_not or "")
-    pp = est.speed(resolve("Apple M4 Max (40-core GPU)"), 1, llama8, "pp")
+    pp = est.speed(resolve("NVIDIA GeForce RTX 3090"), 4, llama8, "pp")  # NVIDIA sets: pp's held-out error 29 %
     assert not pp.shown and "over the 25 % bound" in (pp.why_not or "")
 
 
