@@ -256,7 +256,8 @@ def _record(src: KeptSource, run: _Run, table_facts: dict[str, Any]) -> KldRecor
     citation = f"{head}: " + "; ".join(_where(src, t, e) for t, e in run.parts)
     notes = [spec.get("note", str, ""), *run.notes, src.spec.get("note", str, "")]
     host, llama, ref, corpus = (table_facts[k] for k in ("host", "llama_cpp", "reference", "corpus"))
-    cells = [{"table": t.id, "line": c.line, "label": c.label, "text": c.text} for t, e in run.parts for c in e.cells]
+    cells = [{"table": t.id, "entry": e.key, "line": c.line, "label": c.label, "text": c.text}
+             for t, e in run.parts for c in e.cells]
     first = run.parts[0][1]
     record = KldRecord(
         id=store.new_id(), created_at=store.utc_now(), status="ok",
