@@ -177,7 +177,7 @@ def _read_table(src: KeptSource, spec: Section) -> Table:
                              "fix the table's lines in source.yaml")
     entries: dict[str, Entry] = {}
     if fmt == "rows":
-        key_cols = [norm_label(k) for k in spec.seq("key")]
+        key_cols = [norm_label(str(k)) for k in spec.seq("key")]
         missing = [k for k in key_cols if k not in header]
         if missing:
             raise spec.fail("key", f"{', '.join(map(repr, missing))} is not a column of the header on line {a}")

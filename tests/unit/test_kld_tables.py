@@ -263,6 +263,8 @@ HOSTILE = {
                           r"source\.yaml:\d+: .*f32-None: no entry 'f32-None' in the table"),
     "lines beyond the copy": (lambda s: _edit_spec(s, "lines: [49, 96]", "lines: [49, 960]"),
                               r"source\.yaml:\d+: tables\[0\]\.lines: \[49, 960\] is not within the kept copy"),
+    "key not a column": (lambda s: _edit_spec(s, "key: [Quantization, imatrix]", "key: [Quantization, 7]"),
+                         r"source\.yaml:\d+: tables\[0\]\.key: '7' is not a column of the header on line 49"),
     "not yaml": (lambda s: (s / "source.yaml").write_text("tables: [\n"), r"source\.yaml:\d+: not valid YAML"),
     "no tables": (lambda s: (s / "source.yaml").write_text("title: x\nkept: README.md\nsha256: ab\nurl: x\n"),
                   r"sha256 is .*not ab"),
