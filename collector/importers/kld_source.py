@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError, short_repr
-from collector.importers.common import IMPORT_MAX_BYTES
-from collector.yamlcheck import Section, load_yaml_file, read_regular
+from collector.base.errors import CollectorError, short_repr
+from collector.base.yamlcheck import Section, load_yaml_file, read_regular
+from collector.importers.intake import IMPORT_MAX_BYTES
 
 SOURCE_KEYS = ("repository", "commit", "commit_date", "path", "url", "kept", "first_line", "sha256", "title", "note",
                "tables")

@@ -22,8 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from collector.errors import CollectorError, short_repr
-from collector.importers.common import one_line, write_records
+from collector.base.errors import CollectorError, short_repr
+from collector.base.yamlcheck import Section
+from collector.importers.intake import one_line, write_records
 from collector.importers.kld_source import (
     Cell,
     Entry,
@@ -34,7 +35,7 @@ from collector.importers.kld_source import (
     quote_lines,
     read_source,
 )
-from collector.model_info import FILE_TYPES
+from collector.models.info import FILE_TYPES
 from collector.records import store
 from collector.records.schema import (
     Corpus,
@@ -47,7 +48,6 @@ from collector.records.schema import (
     ModelInfo,
     Source,
 )
-from collector.yamlcheck import Section
 
 TABLE_KEYS = ("id", "title", "format", "lines", "key", "author", "date", "model", "reference", "corpus", "host",
               "llama_cpp", "kld_method", "size_unit", "fields", "quotes", "note", "files", "skip")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from collector.errors import CollectorError
+from collector.base.errors import CollectorError
 from collector.importers import kld_tables
 from collector.records import index, store
 from collector.records.schema import KldRecord
