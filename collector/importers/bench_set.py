@@ -138,6 +138,12 @@ def _strings(sec: Section, key: str) -> list[str]:
     return [str(v) for v in values]
 
 
+def _line(raw: Any) -> int | None:
+    """The 0-based line a YAML mapping starts on (ruamel keeps it), for errors that name source.yaml:line."""
+    lc = getattr(raw, "lc", None)
+    return getattr(lc, "line", None)
+
+
 def _ints(sec: Section, key: str, least: int, what: str) -> list[int] | None:
     """An optional list of whole numbers (None when absent)."""
     if not sec.has(key):
@@ -149,7 +155,7 @@ def _ints(sec: Section, key: str, least: int, what: str) -> list[int] | None:
 
 
 def _part(raw: Any, manifest: Path, name: str) -> Part:
-    sec = Section(raw, manifest, name, what="part")
+    sec = Section(raw, manifest, name, line=_line(raw), what="part")
     sec.check_keys(_PART_KEYS)
     lines = sec.seq("lines")
     if len(lines) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in lines) \
@@ -190,7 +196,7 @@ def load_manifest(root: Path) -> tuple[str, list[Kept]]:
     title = top.get("title", str)
     kept: list[Kept] = []
     for i, raw in enumerate(top.seq("kept")):
-        sec = Section(raw, manifest, f"kept[{i}]", what="kept copy")
+        sec = Section(raw, manifest, f"kept[{i}]", line=_line(raw), what="kept copy")
         sec.check_keys(_KEPT_KEYS)
         name = sec.get("file", str)
         path = root / name
@@ -221,6 +227,8 @@ def load_manifest(root: Path) -> tuple[str, list[Kept]]:
 def _read_kept(path: Path) -> bytes:
     from collector.yamlcheck import read_regular
 
+    if path.is_symlink():  # a kept copy is the file itself, not a pointer to whatever sits elsewhere
+        raise CollectorError(f"{path}: a symbolic link, not a kept copy; put the source's text in the file")
     data = read_regular(path, MAX_KEPT_BYTES)
     if len(data) > MAX_KEPT_BYTES:
         raise CollectorError(f"{path}: larger than {MAX_KEPT_BYTES >> 20} MiB; a kept copy is a page or a file")
@@ -619,7 +627,11 @@ def load_records(root: Path) -> list[SpeedRecord]:
     title, kept_files = load_manifest(root)
     records: list[SpeedRecord] = []
     for kept in kept_files:
-        text = kept.path.read_bytes().decode("utf-8")
+        try:
+            text = _read_kept(kept.path).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CollectorError(f"{kept.rel}: not UTF-8 text (byte {exc.start}); keep the source's text as "
+                                 "published, in UTF-8") from None
         lines = text.splitlines()
         for part in kept.parts:
             if part.last > len(lines):
