@@ -62,7 +62,7 @@ def _check_figure(rec: SpeedRecord) -> None:
     assert f"{kept.relative_to(REPO).as_posix()} line {n}" in (rec.source.citation or "")
     for quote in rec.source.quotes:
         assert quote in text, (rec.source.figure, quote)
-    for stated in (rec.host.ram_stated, rec.host.cpu.model if rec.host.cpu.model and not kept.suffix == ".jsonl"
+    for stated in (rec.host.ram_stated, rec.host.cpu.model if rec.host.cpu.model and kept.suffix != ".jsonl"
                    else None):
         assert stated is None or any(stated in q for q in rec.source.quotes), (rec.source.figure, stated)
     sample = rec.samples[0]
