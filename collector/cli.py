@@ -224,6 +224,23 @@ def import_kld_tables_cmd(sources: tuple[Path, ...], data_dir: Path, force: bool
     _report(*import_kld_tables(list(sources) or [Path("imports/kld")], data_dir, force=force), "files")
 
 
+@import_group.command(name="bench-set")
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="where records/ lives")
+@click.option("--force", is_flag=True, help="replace figures already imported instead of skipping them")
+def import_bench_set_cmd(sources: tuple[Path, ...], data_dir: Path, force: bool) -> None:
+    """Published llama-bench / llama-sweep-bench figures kept under imports/llama-bench/<source>/ (SOURCES:
+    those folders; default: every one)."""
+    from collector.importers.bench_set import import_bench_set
+
+    folders = list(sources) or sorted(p.parent for p in Path("imports/llama-bench").glob("*/source.yaml"))
+    if not folders:
+        raise CollectorError("no imports/llama-bench/<source>/source.yaml here; run from the repository root or "
+                             "name the source folders")
+    for folder in folders:
+        _report(*import_bench_set(folder, data_dir, force=force), f"figures of {folder}")
+
+
 def _report(written: list[Path], skipped: list[str], what: str) -> None:
     out_console.print(f"imported {len(written)} records", soft_wrap=True)
     if skipped:

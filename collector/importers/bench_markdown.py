@@ -52,7 +52,7 @@ def _cells(line: str) -> list[str] | None:
     return [c.strip() for c in text[1:-1].split("|")]
 
 
-def _device(line: str) -> tuple[str, bool] | None:
+def device_line(line: str) -> tuple[str, bool] | None:
     """(device name, whether the line starts a device list: device 0, or Metal's single device)."""
     for pattern in _DEVICE_LINES:
         m = pattern.match(line)
@@ -63,7 +63,7 @@ def _device(line: str) -> tuple[str, bool] | None:
 
 
 def _device_name(line: str) -> str | None:
-    found = _device(line)
+    found = device_line(line)
     return found[0] if found else None
 
 
@@ -81,7 +81,7 @@ def find_tables(text: str, origin: str) -> list[BenchTable]:
         header = _cells(line)
         if header is None or i + 1 >= len(lines) or not _SEPARATOR.match(lines[i + 1].strip()) \
                 or "test" not in header or "t/s" not in header:
-            device = _device(line)
+            device = device_line(line)
             if device:  # a new list (device 0) replaces one printed by an earlier run that made no table
                 pending = [line.rstrip()] if device[1] else [*pending, line.rstrip()]
             i += 1

@@ -37,7 +37,8 @@ from collector.records.schema import (
 
 RUNTIME = "llama.cpp (llama-bench)"
 _TEST = re.compile(r"^(?:pp ?(?P<pg_p>\d+)\+tg ?(?P<pg_g>\d+)|(?P<kind>pp|tg) ?(?P<n>\d+))(?: @ d(?P<depth>\d+))?$")
-_RATE = re.compile(r"^(?P<mean>\d+(?:\.\d+)?)(?: ± (?P<sd>\d+(?:\.\d+)?))?$")
+# "Â±": a ± whose UTF-8 bytes were pasted as Latin-1 (seen in published pastes), still a mean and stddev
+_RATE = re.compile(r"^(?P<mean>\d+(?:\.\d+)?)(?: (?:±|Â±) (?P<sd>\d+(?:\.\d+)?))?$")
 _SHORT_QUANT = {name: short for short, name in FILE_TYPES.values()}
 # column -> llama-bench flag, for the reconstructed command (llama-bench's markdown names, llama-bench.cpp)
 _BENCH_FLAGS = {"ngl": "-ngl", "threads": "-t", "n_batch": "-b", "n_ubatch": "-ub", "type_k": "-ctk",
