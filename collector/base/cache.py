@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -23,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from collector.base import settings
 from collector.base.errors import CollectorError
 from collector.base.files import atomic_open
 
@@ -32,15 +32,15 @@ _HASH_CHUNK = 8 << 20
 
 def cache_dir(sub: str = "") -> Path:
     """$COLLECTOR_CACHE_DIR, else $XDG_CACHE_HOME/quant-atlas, else ~/.cache/quant-atlas; created."""
-    root = os.environ.get("COLLECTOR_CACHE_DIR")
+    root = settings.cache_dir()
     if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        xdg = settings.xdg_cache_home() or str(Path.home() / ".cache")
         root = str(Path(xdg) / "quant-atlas")
     path = Path(root) / sub if sub else Path(root)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file where the folder should be, /proc, a read-only disk
-        where = "COLLECTOR_CACHE_DIR" if os.environ.get("COLLECTOR_CACHE_DIR") else "the cache directory"
+        where = "COLLECTOR_CACHE_DIR" if settings.cache_dir() else "the cache directory"
         raise CollectorError(f"{path}: cannot be used as {where} ({exc.strerror or exc}); point COLLECTOR_CACHE_DIR "
                              "at a writable folder") from None
     return path
@@ -48,7 +48,7 @@ def cache_dir(sub: str = "") -> Path:
 
 def enabled() -> bool:
     """Whether caches are on (QUANT_ATLAS_CACHE=0 turns them off)."""
-    return os.environ.get("QUANT_ATLAS_CACHE", "1") != "0"
+    return settings.cache_enabled()
 
 
 def digest(*parts: str) -> str:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from collector.base import settings
 from collector.base.errors import CollectorError
 
 LOCK_NAME = "quant-atlas-measure.lock"
@@ -38,7 +39,7 @@ _guard = threading.Lock()
 
 def lock_path() -> Path:
     """The host's lock file: $QUANT_ATLAS_LOCK, else LOCK_NAME in the first of LOCK_DIRS that can hold it."""
-    env = os.environ.get("QUANT_ATLAS_LOCK")
+    env = settings.lock_file()
     if env:
         return Path(env)
     for folder in LOCK_DIRS:

@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
+from collector.base import settings
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 def jobs() -> int:
-    env = os.environ.get("QUANT_ATLAS_JOBS", "").strip()
+    env = settings.jobs()
     if env.isdigit() and int(env) > 0:
         return int(env)
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.base import settings
 from collector.base.cache import cache_dir
 from collector.base.errors import CollectorError
 from collector.base.lock import host_lock
@@ -77,7 +78,7 @@ def build_jobs() -> int:
 
     The sdist passes `-j$LLAMA_CPP_BUILD_JOBS` to cmake; unset, that is a bare `-j` (no limit), which ran
     dozens of compilers at once on 2 cores."""
-    value = os.environ.get("LLAMA_CPP_BUILD_JOBS", "").strip()
+    value = settings.build_jobs()
     if value.isdigit() and int(value) > 0:
         return int(value)
     try:

@@ -1,67 +1,88 @@
-"""MkDocs adapter: adds the generated files, fills the home page and the Methodology page's estimates report, puts
-the deferred tables back into the finished pages, writes the run pages, reports refused records.
+"""The MkDocs plugin (`plugins: [search, quant-atlas]` in mkdocs.yml): adds the generated files, fills the home
+page and the Methodology page's estimates report, puts the deferred tables back into the finished pages, writes the
+run pages, reports refused records. A thin adapter: all logic lives in collector.publish.
 
-All logic lives in collector.publish. A record file that `collector validate` refuses is never published: each
-is reported as one warning line naming the file and the reason (escaped for the terminal), and a strict build fails
-on it whatever the log level: `-q` drops warnings before MkDocs' strict counter sees them, so the hook aborts
-the strict build itself.
+Config (typed, checked by MkDocs): `data_dir`, the data directory (default: data/ next to mkdocs.yml; $QUANT_ATLAS_DATA
+overrides both). The last build lives on the plugin instance, which MkDocs keeps for as long as `mkdocs serve` runs.
+
+A record file that `collector validate` refuses is never published: each is reported as one warning line naming the
+file and the reason (escaped for the terminal), and a strict build fails on it whatever the log level: `-q` drops
+warnings before MkDocs' strict counter sees them, so the plugin aborts the strict build itself.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from mkdocs.config import base
+from mkdocs.config import config_options as c
+from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import Abort
+from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
 
+from collector.base import settings
 from collector.base.errors import printable
+from collector.publish.site.build import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER, SiteBuild, build_from
 from collector.publish.site.deferred import restore_tables
 from collector.publish.site.run_pages import keep_run_pages, write_run_pages
-from collector.publish.site.build import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER, SiteBuild, build_from
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
-_state: dict[str, SiteBuild] = {}  # the last build; the hook module lives as long as `mkdocs serve`
 
 
-def data_dir(config: Any) -> Path:
-    """$QUANT_ATLAS_DATA, else data/ next to mkdocs.yml."""
-    env = os.environ.get("QUANT_ATLAS_DATA")
-    return Path(env) if env else Path(config.config_file_path).parent / "data"
+class QuantAtlasConfig(base.Config):
+    data_dir = c.Optional(c.Type(str))  # the data directory, relative to mkdocs.yml
 
 
-def on_pre_build(config: Any) -> None:
-    keep_run_pages(Path(config.site_dir))  # before MkDocs cleans site_dir
+class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
+    def __init__(self) -> None:
+        self.build: SiteBuild | None = None
+
+    def data_dir(self, config: MkDocsConfig) -> Path:
+        """$QUANT_ATLAS_DATA, else the plugin's `data_dir`, else data/ next to mkdocs.yml."""
+        env = settings.site_data()
+        if env:
+            return Path(env)
+        root = Path(config.config_file_path).parent
+        return root / (self.config.data_dir or "data")
+
+    def _build(self) -> SiteBuild:
+        assert self.build is not None, "on_files runs before the page events"
+        return self.build
+
+    def on_pre_build(self, *, config: MkDocsConfig) -> None:
+        keep_run_pages(Path(config.site_dir))  # before MkDocs cleans site_dir
+
+    def on_files(self, files: Files, *, config: MkDocsConfig) -> Files:
+        build = build_from(self.data_dir(config))
+        for _path, why in sorted(build.invalid.items()):
+            log.warning("invalid record, not published: %s", printable(why))
+        for g in build.files:
+            files.append(File.generated(config, g.src_uri, content=g.content))
+        self.build = build
+        return files
+
+    def on_page_markdown(self, markdown: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
+        if page.file.src_uri == "index.md":
+            return markdown.replace(HOME_PLACEHOLDER, self._build().home)
+        if page.file.src_uri == "methodology.md":
+            return markdown.replace(ESTIMATES_PLACEHOLDER, self._build().methodology)
+        return markdown
+
+    def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
+        return restore_tables(output, self._build().deferred.get(page.file.src_uri, []))
+
+    def on_post_build(self, *, config: MkDocsConfig) -> None:
+        build = self._build()
+        write_run_pages(build, Path(config.site_dir))
+        if build.invalid and config.strict:
+            first = printable(next(iter(sorted(build.invalid.items())))[1])
+            raise Abort(f"Aborted: {len(build.invalid)} invalid record file(s) under "
+                        f"{printable(str(self.data_dir(config)))} in strict mode (first: {first}); "
+                        "`collector validate` lists them")
 
 
-def on_files(files: Files, config: Any) -> Files:
-    build = build_from(data_dir(config))
-    for _path, why in sorted(build.invalid.items()):
-        log.warning("invalid record, not published: %s", printable(why))
-    for g in build.files:
-        files.append(File.generated(config, g.src_uri, content=g.content))
-    _state["build"] = build
-    return files
-
-
-def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
-    if page.file.src_uri == "index.md":
-        return markdown.replace(HOME_PLACEHOLDER, _state["build"].home)
-    if page.file.src_uri == "methodology.md":
-        return markdown.replace(ESTIMATES_PLACEHOLDER, _state["build"].methodology)
-    return markdown
-
-
-def on_post_page(output: str, page: Any, config: Any) -> str:
-    return restore_tables(output, _state["build"].deferred.get(page.file.src_uri, []))
-
-
-def on_post_build(config: Any) -> None:
-    build = _state["build"]
-    write_run_pages(build, Path(config.site_dir))
-    if build.invalid and config.strict:
-        first = printable(next(iter(sorted(build.invalid.items())))[1])
-        raise Abort(f"Aborted: {len(build.invalid)} invalid record file(s) under {printable(str(data_dir(config)))} "
-                    f"in strict mode (first: {first}); `collector validate` lists them")
+__all__: list[Any] = ["QuantAtlasConfig", "QuantAtlasPlugin"]
