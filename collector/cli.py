@@ -496,7 +496,7 @@ def tune_cmd(model: str, ctx: str, depth: int, memory_budget: float | None, kv: 
              time_budget: float, llama_bin: Path | None, llama_build: str | None, data_dir: Path, dry_run: bool,
              wait: bool) -> None:
     """Search this host for the fastest llama-server command for MODEL (a path or pypi: reference) within a
-    memory budget; every trial and the answer are records under --data-dir (README, "Tuning")."""
+    memory budget; every trial and the answer are records under --data-dir (docs/tuning.md)."""
     from collector.host import hardware
     from collector.models.info import check_gguf_magic
     from collector.models.ref import resolve_model

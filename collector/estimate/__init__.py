@@ -9,5 +9,5 @@
 - `answer`: one question (model, device, context, KV type) answered from all of the above.
 
 Nothing here is a measurement and nothing here is ranked with one: the site shows estimates in their own
-sections, badged, and never in a recommendation, a Pareto front or a sortable ranking (README, "Estimates").
+sections, badged, and never in a recommendation, a Pareto front or a sortable ranking (docs/estimates.md).
 """

@@ -102,7 +102,7 @@ def record_points(rec: AnyRecord) -> tuple[list[Point], str | None]:
         return [], None
     runtime = rec.source.runtime if rec.source.type == "imported" else "llama-server (measured here)"
     if runtime not in RUNTIMES:
-        return [], f"runtime {runtime or 'llama-server (as a source states it)'}: not fitted (README, Estimates)"
+        return [], f"runtime {runtime or 'llama-server (as a source states it)'}: not fitted (docs/estimates.md)"
     if not rec.host.gpus:
         return [], "CPU: the catalog has no memory bandwidth for a CPU"
     names = {g.name for g in rec.host.gpus}

@@ -3,7 +3,8 @@
 MIN_BUILD is the oldest supported build: b6327 (end of August 2025) introduced `-fa auto` (the collector's
 flash-attention setting `auto` and the log's "flash_attn = auto" / "Flash Attention was auto, set to ..." lines).
 From it on, every fact the collector takes from a server log has one of the spellings logparse reads
-(ref/llama-cpp.md §3; README "Supported llama.cpp builds"). Older builds print the same facts under other names
+(ref/llama-cpp.md §3; docs/collector.md, "Supported llama.cpp builds").
+Older builds print the same facts under other names
 (`llm_load_tensors:`, `llama_new_context_with_model:`, `llama_kv_cache_init:`, "KV self size", "flash_attn = 0|1"),
 which are not read: such a log is refused with one line instead of giving a half-read record.
 """

@@ -21,7 +21,7 @@ from collector.records.schema import Batch, Conditions, Method, PromptSuiteRef, 
 
 SEPARATOR = "\n\n"
 # A request waited for a slot when its slot started on the prompt no earlier than this before another stream of
-# its batch had received its last token: it got the slot that stream released (README, "Concurrent clients").
+# its batch had received its last token: it got the slot that stream released (docs/collector.md, "Concurrent clients").
 SLOT_WAIT_TOLERANCE_S = 0.05
 
 
@@ -222,7 +222,7 @@ def add_energy(summary: Summary, energy_j: float | None, power_w_mean: float | N
         summary.energy_j_per_token = round(energy_j / gen_tokens, 4)
 
 
-# Noisy runs (README, "Noisy runs"): a run is marked, shown as such and never recommended when
+# Noisy runs (docs/collector.md, "Noisy runs"): a run is marked, shown as such and never recommended when
 NOISY_CPU_PCT = 10.0  # other processes used more than this share of all cores on average while it measured,
 NOISY_SPREAD_PCT = 25.0  # or tg over one prompt at one depth scattered more than this, (max - min) / median,
 # or another process computed on its GPUs. Quiet, this 2-core host measures 0-3 % other CPU and 1-6 % spread.

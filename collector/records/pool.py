@@ -1,7 +1,7 @@
 """Pooling a configuration's speed records: the quiet ones, their samples at one filled depth.
 
 A figure rests on quiet runs; when every run of a configuration was noisy its figures are still shown (marked),
-never recommended (README, "Noisy runs"). The tune, its pages and the device pages pool the same way."""
+never recommended (docs/collector.md, "Noisy runs"). The tune, its pages and the device pages pool the same way."""
 
 from __future__ import annotations
 

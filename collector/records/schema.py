@@ -398,7 +398,7 @@ class Batch(_Block):
 
     `wall_ms` runs from the first request sent to the last token received; `throughput_tps` is `gen_tokens`
     (every stream's generated tokens) over that time. `waited`: requests whose slot started on the prompt
-    only after another stream of the batch had finished (README, "Concurrent clients")."""
+    only after another stream of the batch had finished (docs/collector.md, "Concurrent clients")."""
 
     depth_tokens: NonNegInt = 0
     streams: PosInt
@@ -448,7 +448,7 @@ class Summary(_Block):
 
 
 class Conditions(_Block):
-    """The host while a run measured, and how much its own samples scatter (method: README, "Noisy runs").
+    """The host while a run measured, and how much its own samples scatter (method: docs/collector.md, "Noisy runs").
 
     A run with `noisy` true is kept and shown, marked, but never drives a recommendation."""
 
@@ -542,7 +542,8 @@ class SpeedRecord(_RecordBase):
 
     @property
     def noisy(self) -> bool:
-        """Measured on a busy host or with scattered samples (README, "Noisy runs"): shown, never recommended."""
+        """Measured on a busy host or with scattered samples (docs/collector.md, "Noisy runs"): shown, never
+        recommended."""
         return bool(self.conditions and self.conditions.noisy)
 
     @model_validator(mode="after")
@@ -706,7 +707,7 @@ class TuneChoice(_Block):
     pp_tps: Stat | None = None
     band_low: NonNeg | None = None  # 95 % distribution-free interval of the objective's median (tokens/s)
     band_high: NonNeg | None = None
-    noisy: bool = False  # every trial of it was noisy (README, "Noisy runs"): figures shown, never recommended
+    noisy: bool = False  # every trial noisy (docs/collector.md, "Noisy runs"): figures shown, never recommended
 
 
 class TuneGain(_Block):

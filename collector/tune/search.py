@@ -3,7 +3,7 @@
 The lab answers two questions, and knows nothing of the search's policy: `probe(config)` (load it, read
 llama.cpp's buffers, stop: memory) and `measure(config)` (a speed trial: figures), plus the trials recorded
 before (`reuse`, in recorded order) and the clock. The real lab (collector.tune.lab) holds the processes, timers
-and cursors; unit tests script one. The policy (README, "Tuning"):
+and cursors; unit tests script one. The policy (docs/tuning.md):
 
 1. the default, `llama-server -m MODEL [-c C]`, measured whatever its memory, as the baseline;
 2. memory: the first KV type (the user's order) holding the context within the budget; for `--ctx max` the largest

@@ -5,7 +5,7 @@ A timeline is a configuration without its build: the same device, model file, fl
 depth) of the same model and settings, imported. Each build on it pools its quiet samples at the timeline's
 headline depth; noisy runs are shown and never compared.
 
-Step-detection rule (site/methodology.md, README "History across builds"): builds are taken in build-number order,
+Step-detection rule (site/methodology.md, docs/history.md): builds are taken in build-number order,
 and each build with at least MIN_SAMPLES samples is compared with the previous such build. Each gets a noise band:
 the distribution-free 95 % confidence interval of its median (order statistics of the binomial; with fewer than 6
 samples no such interval exists and the full min-max range is used), widened to span the medians of its separate

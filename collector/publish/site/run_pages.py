@@ -1,5 +1,5 @@
 """Run pages: one per record, rendered from one jinja2 template and written into the site's own page shell (a run
-page MkDocs builds once), outside MkDocs' per-page pipeline (README, "The site": how it scales).
+page MkDocs builds once), outside MkDocs' per-page pipeline (docs/site.md: how it scales).
 
 Run pages are a pure function of their record and this package's code: their bodies are cached per data directory
 (collector.base.cache.KeyValueCache), keyed by the record file's content (RecordIndex.versions), so a warm build or
