@@ -97,16 +97,8 @@ class CrowdGroup:
 
     @property
     def rank_value(self) -> float | None:
-        """What the group is ranked by: the median when its results agree within WIDE, else the median of its
-        consistent majority when that agrees within WIDE, else None (listed unranked, with its spread)."""
-        if not self.counted:
-            return None
-        if not self.wide:
-            return self.median
-        ok = [r.value for r in self.consistent]
-        if len(ok) * 2 > self.n and max(ok) <= WIDE * min(ok):
-            return statistics.median(ok)
-        return None
+        """What the group is ranked by (rank_of)."""
+        return rank_of([r.value for r in self.counted])
 
     @property
     def ranked_on(self) -> str:
@@ -157,7 +149,20 @@ def agree(a: float, b: float) -> bool:
     return a > 0 and b > 0 and max(a, b) <= WIDE * min(a, b)
 
 
-def _contradicted(values: list[float]) -> list[bool]:
+def rank_of(values: list[float]) -> float | None:
+    """What several results of one device are ranked by: their median when they agree within WIDE, else the median
+    of their consistent majority when that agrees within WIDE, else None (listed unranked, with their spread)."""
+    if not values:
+        return None
+    if max(values) <= WIDE * min(values):
+        return statistics.median(values)
+    ok = [v for v, bad in zip(values, contradicted(values)) if not bad]
+    if ok and len(ok) * 2 > len(values) and max(ok) <= WIDE * min(ok):
+        return statistics.median(ok)
+    return None
+
+
+def contradicted(values: list[float]) -> list[bool]:
     out = []
     for i, v in enumerate(values):
         others = values[:i] + values[i + 1:]
@@ -188,7 +193,7 @@ def crowd_groups(records: Iterable[AnyRecord], catalog: Catalog, held: set[tuple
     out = []
     for key in sorted(groups, key=lambda k: (k.model, k.quant, k.runtime, k.test, k.metric, k.device, k.settings)):
         g = groups[key]
-        flags = iter(_contradicted([r.value for r in g.counted]))
+        flags = iter(contradicted([r.value for r in g.counted]))
         g.results = [r if r.held else Result(r.record_id, r.value, r.text, r.held, next(flags), r.also)
                      for r in g.results]
         out.append(g)

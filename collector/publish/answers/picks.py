@@ -126,9 +126,10 @@ class Pick:
 
 
 def usable(rows: list[Row]) -> list[Row]:
-    """Quiet, successful configurations with a generation speed, fastest first (ties in speed by id). Runs with
+    """Quiet, successful configurations with a generation speed the judge lets through (not held back, not
+    contradicted by the device's other results, not a repeated claim), fastest first (ties in speed by id). Runs with
     several clients at once are left out: their tg is one stream's under load, not comparable with one client's."""
-    ok = [r for r in rows if r.status == "ok" and r.tg is not None and not r.noisy
+    ok = [r for r in rows if r.status == "ok" and r.tg is not None and not r.noisy and r.pickable
           and (r.rec.method.concurrency or 1) == 1]
     return sorted(ok, key=lambda r: (-r.tg.value, r.page_id))  # type: ignore[union-attr]
 

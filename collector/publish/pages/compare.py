@@ -20,9 +20,10 @@ from collector.publish import charts
 from collector.publish.answers.ranking import WIDE, DeviceLine, RankShape, TestShape, groups, sections
 from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.rows.frame import Row
+from collector.publish.rows.names import group_label
 from collector.publish.words.links import device_src, front_matter, model_src, page_url, run_src
 from collector.publish.words.render import figure_text, render
-from collector.records.store import model_display_name, slugify
+from collector.records.store import slugify
 
 MEASURED = "llama-server, measured by the collector"
 
@@ -67,7 +68,7 @@ def compare_pages(rows: list[Row]) -> tuple[list[dict[str, Any]], list[Generated
     files: list[GeneratedFile] = []
     for (model, quant), group in groups(rows).items():
         src = group_src(model, quant)
-        name = model_display_name(group[-1].rec.model)
+        name = group_label(r.rec for r in group)
         parts: list[dict[str, Any]] = []
         for i, (key, lines) in enumerate(sorted(sections(group).items(), key=lambda kv: -len(kv[1]))):
             what = "tg" if any(ln.stat("tg") for ln in lines.values()) else "pp"

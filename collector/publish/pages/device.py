@@ -21,6 +21,7 @@ from collector.publish.pages.tune import over_budget, tuned_section
 from collector.publish.rows.devices import NOT_STATED, site_device
 from collector.publish.rows.frame import KldRow, Row, bandwidth_gbps, kv_types, quant_of, run_page_id
 from collector.publish.rows.keys import ConfigKey
+from collector.publish.rows.names import group_label, label_of
 from collector.publish.words.gguf_links import download_link
 from collector.publish.words.labels import config_summary, labels, quant_facts, runnable_command
 from collector.publish.words.links import front_matter, model_src, run_src
@@ -28,7 +29,7 @@ from collector.publish.words.reasons import missing as missing_text
 from collector.publish.words.reasons import note, separation_text, spill_text, tie_context, title, why
 from collector.publish.words.render import figure_num, figure_text, mib, num, render
 from collector.records.schema import KldRecord, SpeedRecord
-from collector.records.store import AnyRecord, model_display_name
+from collector.records.store import AnyRecord
 
 
 def _command(row: Row) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def row_context(src: str, row: Row, label: str) -> dict[str, Any]:
     failed = crashed or over
     return {
         "row": row, "rec": rec, "label": label, "config": config_summary(rec), "quant": quant_of(rec),
-        "model_name": model_display_name(rec.model), "model_href": model_src(row.model),
+        "model_name": label_of(rec), "model_href": model_src(row.model),
         "run_href": run_src(row.page_id), "runs": [run_src(run_page_id(r)) for r in row.records],
         "n_runs": len(row.records), "n_failed": len(crashed), "n_over": len(over),
         "over_budget": row.status == "failed" and not crashed,
@@ -185,7 +186,7 @@ def _picks(src: str, rows: list[Row], labelled: dict[ConfigKey, str], klds: list
         other = tuple(sorted({k.quant for k in klds if k.model == model and k.status == "ok"}))
         if other:  # KLD exists for this model, but for other files than the ones whose speed was measured
             missing = [NoKld(other) if isinstance(m, NoKld) else m for m in missing]
-        out.append({"name": model_display_name(group[-1].rec.model), "model_href": model_src(model),
+        out.append({"name": group_label(r.rec for r in group), "model_href": model_src(model),
                     "picks": _same_as([_pick_context(src, p, labelled) for p in picks]),
                     "missing": [missing_text(m) for m in missing], "n_configs": len(group)})
     return out
@@ -308,7 +309,7 @@ def device_page(device: str, rows: list[Row], klds: list[KldRow],
     measured = [r for r in rows if not r.imported]
     imported = [r for r in rows if r.imported]
     table = [row_context(src, r, labelled[r.key]) for r in
-             sorted(rows, key=lambda r: (model_display_name(r.rec.model), -(r.value() or -1.0), r.page_id))]
+             sorted(rows, key=lambda r: (label_of(r.rec), -(r.value() or -1.0), r.page_id))]
     if rows and not klds and all(r.imported and not r.rec.command and not r.kld for r in rows) and \
             all(isinstance(r, SpeedRecord) for r in device_records):  # crowd results only: nothing to launch
         text = render("device_crowd.md.j2", src=src, label=label, hw=hardware(device_records, dev), table=table,
@@ -359,7 +360,7 @@ def _no_kld(rows: list[Row], klds: list[KldRow]) -> list[dict[str, Any]]:
         if any(r.kld for r in group):
             continue
         quants = sorted({quant_of(r.rec) for r in group})
-        out.append({"name": model_display_name(group[-1].rec.model), "model_href": model_src(model), "quants": quants,
+        out.append({"name": group_label(r.rec for r in group), "model_href": model_src(model), "quants": quants,
                     "other": sorted({k.quant for k in klds if k.model == model and k.status == "ok"
                                      and not k.kv_variant} - set(quants))})
     return out

@@ -16,10 +16,11 @@ from collector.publish.answers.fits import memory_gb
 from collector.publish.pages.files import GeneratedFile
 from collector.publish.rows.devices import NOT_STATED, SiteDevice, site_device
 from collector.publish.rows.frame import Frames
+from collector.publish.rows.names import label_of
 from collector.publish.words.links import device_src
 from collector.publish.words.render import render
 from collector.records.schema import KldRecord, SpeedRecord
-from collector.records.store import AnyRecord, model_display_name
+from collector.records.store import AnyRecord
 
 
 def _memory(dev: SiteDevice, recs: list[AnyRecord]) -> tuple[list[float], str]:
@@ -59,7 +60,7 @@ def device_rows(f: Frames) -> list[dict[str, Any]]:
                       "measured": len(measured), "imported": len(imported),
                       "runtimes": sorted(runtimes.items(), key=lambda kv: -kv[1]),
                       "klds": sum(1 for r in recs if isinstance(r, KldRecord)),
-                      "models": len({model_display_name(r.model) for r in recs})})
+                      "models": len({label_of(r) for r in recs})})
     return items
 
 

@@ -15,12 +15,12 @@ from collector.publish.answers.same_files import comparable, trio
 from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.rows.frame import Row, quant_of
 from collector.publish.rows.keys import ConfigKey
+from collector.publish.rows.names import group_label
 from collector.publish.words.labels import config_summary
 from collector.publish.words.links import run_src
 from collector.publish.words.reasons import TITLES, note, tie_context, title, why
 from collector.publish.words.reasons import missing as missing_text
 from collector.publish.words.render import figure_text, num
-from collector.records.store import model_display_name
 
 
 def answer(device: str, index: int, rows: list[Row], labelled: dict[ConfigKey, str],
@@ -35,7 +35,7 @@ def answer(device: str, index: int, rows: list[Row], labelled: dict[ConfigKey, s
         text = (f"Nothing to set side by side yet: {have} both a quiet speed on this device and a KLD"
                 + (f"; the speed of {', '.join(noisy)} was measured on a busy host (noisy: shown apart in the tables, "
                    "never compared), so measure it again on a quiet host" if noisy else "") + ".")
-        return {"name": model_display_name(rows[-1].rec.model), "imported": rows[-1].imported, "note": text}, []
+        return {"name": group_label(r.rec for r in rows), "imported": rows[-1].imported, "note": text}, []
     picks, missing = trio(points)
     pts = [charts.Point(float(r.kld.kld_mean), float(r.tg.value), quant_of(r.rec), r.imported)  # type: ignore
            for r in points]
@@ -61,7 +61,7 @@ def answer(device: str, index: int, rows: list[Row], labelled: dict[ConfigKey, s
         f"{quant_of(r.rec)}: {figure_text(r.tg, 't/s')}, KLD {num(r.kld.kld_mean, 4)}"  # type: ignore[union-attr]
         + (" (on the front)" if i in front else "") for i, r in enumerate(points)))
     where = "depth not stated" if head.tg_depth is None else f"at depth {head.tg_depth:,}"
-    return {"name": model_display_name(head.rec.model), "imported": head.imported, "note": None, "picks": [
+    return {"name": group_label(r.rec for r in points), "imported": head.imported, "note": None, "picks": [
         {"kind": p.kind, "title": title(p), "quant": quant_of(p.row.rec), "label": labelled.get(p.row.key, ""),
          "tg": p.row.tg, "kld": p.row.kld.kld_mean if p.row.kld else None, "why": why(p.reason),
          "notes": [note(n) for n in p.notes], "href": run_src(p.row.page_id),

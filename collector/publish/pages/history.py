@@ -11,18 +11,19 @@ from collector.publish import charts
 from collector.publish.answers.history import Change, Timeline, timelines
 from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.rows.frame import device_label, quant_of, run_page_id
+from collector.publish.rows.names import label_of, slug_of
 from collector.publish.words.labels import config_summary
 from collector.publish.words.links import device_src, front_matter, model_src, run_src
 from collector.publish.words.render import figure_num, figure_text, render
 from collector.records.schema import SpeedRecord
-from collector.records.store import model_display_name, model_slug, slugify
+from collector.records.store import slugify
 
 WHAT = {"tg": "generation (tg)", "pp": "prompt processing (pp)"}
 
 
 def history_src(device: str, line: Timeline) -> str:
     digest = hashlib.sha256(line.key.text().encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    name = slugify(f"{model_slug(line.rec)}-{quant_of(line.rec)}", 60)
+    name = slugify(f"{slug_of(line.rec)}-{quant_of(line.rec)}", 60)
     return f"devices/{device}/history/{name}-{digest}.md"
 
 
@@ -30,7 +31,7 @@ def _title(line: Timeline) -> str:
     rec = line.rec
     what = f"llama-bench {line.test}" if line.imported else config_summary(rec)
     clients = rec.method.concurrency or 1
-    return f"{model_display_name(rec.model)} {quant_of(rec)} · {what}" + (f" · {clients} clients" if clients > 1
+    return f"{label_of(rec)} {quant_of(rec)} · {what}" + (f" · {clients} clients" if clients > 1
                                                                           else "")
 
 
@@ -109,7 +110,7 @@ def history_pages(device: str, speed_records: list[SpeedRecord]) -> tuple[list[d
         rec = line.rec
         title = _title(line)
         text = render("history.md.j2", src=src, title=title, device_label=device_label(rec.host),
-                      device_href=device_src(device), model_href=model_src(model_slug(rec)), line=line, rows=rows,
+                      device_href=device_src(device), model_href=model_src(slug_of(rec)), line=line, rows=rows,
                       verdicts=verdicts(line), chart=chart, step=STEP * 100, config=config_summary(rec),
                       imported=line.imported, test=line.test)
         files.append(GeneratedFile(src, front_matter(f"History: {title}", wide=True) + text))

@@ -19,6 +19,7 @@ from collector.publish.rows.frame import (
     quant_of,
     run_page_id,
 )
+from collector.publish.rows.names import label_of, slug_of
 from collector.publish.words.escape import shell_command
 from collector.publish.words.labels import quant_facts, runnable_command
 from collector.publish.words.links import device_src, model_src, run_src
@@ -27,14 +28,14 @@ from collector.publish.words.run_words import fit_words, kld_stats
 from collector.records.figures import pooled, record_headline, stat_of
 from collector.records.flags import FLAGS, server_args
 from collector.records.schema import KldRecord, SpeedRecord, Stat, TuneRecord
-from collector.records.store import AnyRecord, model_display_name, model_slug
+from collector.records.store import AnyRecord
 
 SRC_DEPTH = "runs/x/"  # a run page's URL depth, for relative links
 
 
 def run_title(rec: AnyRecord) -> str:
     what = "KLD run" if isinstance(rec, KldRecord) else "Tune" if isinstance(rec, TuneRecord) else "Speed run"
-    return f"{model_display_name(rec.model)} {quant_of(rec)} on {device_label(rec.host)} — {what}"
+    return f"{label_of(rec)} {quant_of(rec)} on {device_label(rec.host)} — {what}"
 
 
 def _pairs(items: list[tuple[str, Any]]) -> list[tuple[str, str]]:
@@ -113,8 +114,8 @@ def run_html(rec: AnyRecord, trial_names: dict[str, str] | None = None) -> str:
     src = f"runs/{run_page_id(rec)}.md"
     ctx: dict[str, Any] = {
         "src": src, "rec": rec, "title": run_title(rec), "kind": rec.kind,
-        "device_href": device_src(device_key(rec.host)), "model_href": model_src(model_slug(rec)),
-        "device": device_label(rec.host), "model": model_display_name(rec.model),
+        "device_href": device_src(device_key(rec.host)), "model_href": model_src(slug_of(rec)),
+        "device": device_label(rec.host), "model": label_of(rec),
         "hardware": _hardware(rec), "model_facts": _model(rec),
         "config": [] if isinstance(rec, TuneRecord) else _config(rec),
         "llama": _pairs([("version", rec.llama_cpp.version), ("build number", rec.llama_cpp.build_number),

@@ -15,6 +15,7 @@ from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.pages.tune import tune_of
 from collector.publish.rows.devices import NOT_STATED, device_key
 from collector.publish.rows.frame import Frames, Row, device_label, quant_of, run_page_id
+from collector.publish.rows.names import group_label, label_of, slug_of
 from collector.publish.words.escape import csv_cell
 from collector.publish.words.labels import config_summary, glossary
 from collector.publish.words.links import device_src, front_matter, model_src, run_src
@@ -22,7 +23,7 @@ from collector.publish.words.render import figure_text, num, render
 from collector.records.figures import record_headline
 from collector.records.flags import FLAGS
 from collector.records.schema import Host, KldRecord, SpeedRecord
-from collector.records.store import AnyRecord, model_display_name, model_slug
+from collector.records.store import AnyRecord
 
 MAX_RUNS_LISTED = 1000  # the runs index lists the newest this many; the data page has every record
 
@@ -62,7 +63,7 @@ def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
         fast = _fastest_per(drows, lambda r: r.model)
         per_device.append({"href": device_src(device), "label": device_label(hosts[device]),
             "n": len(drows), "kld": sum(1 for k in f.klds if k.device == device),
-            "best": [{"model": model_display_name(r.rec.model), "quant": quant_of(r.rec), "tg": r.tg,
+            "best": [{"model": label_of(r.rec), "quant": quant_of(r.rec), "tg": r.tg,
                       "imported": imp, "href": run_src(r.page_id), "runtime": r.rec.source.runtime}
                      for (_, imp), r in sorted(
                 fast.items(), key=lambda kv: (kv[0][1], kv[0][0]))]})
@@ -74,7 +75,7 @@ def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
                 if (fig := r.tg) is not None]
         files += chart_files("charts/home-shared", charts.bar_chart([("generation speed (t/s)",
                                                                                       bars)]))
-        name = model_display_name(next(iter(by_device.values())).rec.model)
+        name = group_label(r.rec for r in by_device.values())
         chart = {"title": f"{name} {quant} on each device", "base": "charts/home-shared",
                  "alt": f"Bar chart of {name} {quant}: " + "; ".join(
                      f"{device_label(r.rec.host)}: {figure_text(r.tg, 't/s')}" for r in by_device.values())}
@@ -110,7 +111,7 @@ def _run_line(rec: AnyRecord) -> dict[str, Any]:
         kind = "tune"
     return {"href": run_src(run_page_id(rec)), "date": rec.created_at.strftime("%Y-%m-%d"),
             "time": rec.created_at.strftime("%Y-%m-%d %H:%M UTC"), "kind": kind, "config": config, "figure": figure,
-            "status": rec.status, "device": device_label(rec.host), "model": model_display_name(rec.model),
+            "status": rec.status, "device": device_label(rec.host), "model": label_of(rec),
             "quant": quant_of(rec), "imported": rec.source.type == "imported", "runtime": rec.source.runtime,
             "stated_date": rec.source.date}
 
@@ -119,8 +120,8 @@ def models_index(f: Frames) -> GeneratedFile:
     src = "models/index.md"
     by: dict[str, list[AnyRecord]] = defaultdict(list)
     for rec in f.records.values():
-        by[model_slug(rec)].append(rec)
-    items = [{"href": model_src(m), "name": model_display_name(recs[-1].model),
+        by[slug_of(rec)].append(rec)
+    items = [{"href": model_src(m), "name": group_label(recs),
               "quants": sorted({quant_of(r) for r in recs}), "devices": sorted({device_label(r.host) for r in recs}),
               "klds": sum(1 for r in recs if r.kind == "kld")} for m, recs in sorted(by.items())]
     return GeneratedFile(src, render("models.md.j2", src=src, items=items))
@@ -155,8 +156,8 @@ def _csv_row(rec: SpeedRecord | KldRecord) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": rec.id, "kind": rec.kind, "status": rec.status, "created_at": rec.created_at.isoformat(),
         "source_type": rec.source.type, "citation": rec.source.citation, "source_date": rec.source.date,
-        "device": device_key(rec.host), "device_label": device_label(rec.host), "model": model_slug(rec),
-        "model_name": model_display_name(m), "quant": quant_of(rec), "file_name": m.file_name,
+        "device": device_key(rec.host), "device_label": device_label(rec.host), "model": slug_of(rec),
+        "model_name": label_of(rec), "quant": quant_of(rec), "file_name": m.file_name,
         "size_bytes": m.size_bytes, "bits_per_weight": m.bits_per_weight, "sha256": m.sha256,
         "build": rec.llama_cpp.version, "error": f"{rec.error.stage}: {rec.error.message}" if rec.error else None,
     }

@@ -17,6 +17,7 @@ from typing import Any
 from collector.publish import charts
 from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.rows.frame import run_page_id
+from collector.publish.rows.names import label_of, slug_of
 from collector.publish.words.escape import shell_command
 from collector.publish.words.links import model_src, run_src
 from collector.publish.words.render import DASH, figure_num, figure_text
@@ -24,7 +25,7 @@ from collector.records.flags import server_args
 from collector.records.pool import all_noisy, quiet_or_all, values_at
 from collector.records.schema import TUNE_TAG as TAG
 from collector.records.schema import SpeedRecord, Stat, TuneChoice, TuneGain, TuneQuestion, TuneRecord
-from collector.records.store import AnyRecord, model_display_name, model_slug, page_id_of
+from collector.records.store import AnyRecord, page_id_of
 
 OBJECTIVE = {"tg": "generation speed (tg)", "pp": "prompt processing speed (pp)"}
 STOPPED = {"done": "finished its search", "time budget": "stopped at its time budget",
@@ -148,7 +149,7 @@ def tune_run_context(rec: TuneRecord, src: str, device: str,
 
 def _question_key(rec: TuneRecord) -> tuple[Any, ...]:
     q = rec.question
-    return (model_slug(rec), rec.model.sha256, q.ctx, q.depth, q.memory_budget_mib, q.memory_scope, tuple(q.kv),
+    return (slug_of(rec), rec.model.sha256, q.ctx, q.depth, q.memory_budget_mib, q.memory_scope, tuple(q.kv),
             q.objective)
 
 
@@ -159,7 +160,7 @@ def newest_ok_tunes(records: Sequence[AnyRecord]) -> list[TuneRecord]:
                      and not (r.chosen and r.chosen.noisy)),  # figures only on a busy host: never recommended
                     key=lambda r: (r.created_at, r.id)):
         best[_question_key(r)] = r
-    return sorted(best.values(), key=lambda r: (model_display_name(r.model), -r.created_at.timestamp(), r.id))
+    return sorted(best.values(), key=lambda r: (label_of(r), -r.created_at.timestamp(), r.id))
 
 
 def _spot(memory: float | None, values: list[float], noisy: bool) -> charts.Spot | None:
@@ -234,7 +235,7 @@ def tuned_section(device: str, src: str,
                f"not measured; {len(probes)} probe(s).")
         chosen_fig = _objective(rec.chosen, q.objective)
         items.append({
-            "name": model_display_name(rec.model), "model_href": model_src(model_slug(rec)),
+            "name": label_of(rec), "model_href": model_src(slug_of(rec)),
             "file": rec.model.file_name, "question": question_short(q),
             "command": shell_command(rec.command, rec.model.file_name),
             "gain": gain_text(rec.gain, rec.chosen, rec.default, q.memory_budget_mib),

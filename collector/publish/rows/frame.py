@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.host.gpus import software_host
+from collector.judge import Judgement, judge_records
 from collector.publish.rows.devices import device_key, site_device
 from collector.publish.rows.keys import ConfigKey, KldKey, config_key, kld_key
+from collector.publish.rows.names import label_of, slug_of
 from collector.publish.rows.row import KldRow, Row
 from collector.publish.rows.stated import merge_stated
 from collector.records.figures import headline, pooled, record_headline, stat_of
 from collector.records.flags import FLAGS
 from collector.records.schema import GpuInfo, Host, KldRecord, SpeedRecord
-from collector.records.store import AnyRecord, model_display_name, model_slug, page_id_of
+from collector.records.store import AnyRecord, model_display_name, page_id_of
 
 __all__ = ["Frames", "KldRow", "Row", "bandwidth_gbps", "build_frames", "device_label", "join_kld", "kld_rows",
            "kv_types", "quant_of", "run_page_id", "speed_rows", "varying_keys"]
@@ -109,7 +111,7 @@ def kld_rows(records: list[KldRecord]) -> list[KldRow]:
         r = rec.results
         out.append(KldRow(
             rec=rec, n_records=len(recs), page_id=run_page_id(rec), status=rec.status, device=device_key(rec.host),
-            device_label=device_label(rec.host), model=model_slug(rec), model_name=model_display_name(rec.model),
+            device_label=device_label(rec.host), model=slug_of(rec), model_name=label_of(rec),
             quant=quant_of(rec), sha256=rec.model.sha256, imported=rec.source.type == "imported",
             repo=rec.model.repo, citation=rec.source.citation, ctk=k, ctv=v, kv_default=defaulted,
             kv_variant="kv-cache" in rec.tags, corpus=corpus.name if corpus else None,
@@ -171,17 +173,32 @@ class Frames:
     rows: list[Row]  # speed configurations, every device
     klds: list[KldRow]
     records: dict[str, AnyRecord]  # by page id
+    judgement: Judgement  # every figure's verdict (collector.judge)
 
 
-def build_frames(records: list[AnyRecord]) -> Frames:
+def judge_rows(rows: list[Row], j: Judgement) -> None:
+    """Each row's verdicts: the figures the judge holds back (kept, shown struck through with the reason) and
+    whether the row may be picked, ranked or charted at all."""
+    for row in rows:
+        for metric in ("tg", "pp"):
+            verdicts = [v for r in row.records if (v := j.figure(r.id, metric)) is not None and v.held]
+            if verdicts:
+                row.held[metric] = verdicts[-1]
+        row.pickable = "tg" not in row.held and all(j.pickable(r.id, "tg") for r in row.records
+                                                     if r.status == "ok")
+
+
+def build_frames(records: list[AnyRecord], judgement: Judgement | None = None) -> Frames:
     # a software device's speed (llvmpipe) is the CPU's: such records are test data, never a GPU's figures
     records = [r for r in records if not software_host(r.host)]
     speed = [r for r in records if isinstance(r, SpeedRecord)]
     kld = [r for r in records if isinstance(r, KldRecord)]
     rows = merge_stated(speed_rows(speed))
+    j = judgement if judgement is not None else judge_records(records)
+    judge_rows(rows, j)
     klds = kld_rows(kld)
     join_kld(rows, klds)
-    return Frames(rows=rows, klds=klds, records={run_page_id(r): r for r in records})
+    return Frames(rows=rows, klds=klds, records={run_page_id(r): r for r in records}, judgement=j)
 
 
 def varying_keys(rows: list[Row]) -> list[str]:

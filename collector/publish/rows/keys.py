@@ -10,8 +10,8 @@ import json
 from typing import Any, NamedTuple
 
 from collector.publish.rows.devices import device_key
+from collector.publish.rows.names import slug_of
 from collector.records.schema import KldRecord, LlamaConfig, SpeedRecord
-from collector.records.store import model_slug
 
 
 def config_text(config: LlamaConfig, drop: tuple[str, ...] = ()) -> str:
@@ -164,7 +164,7 @@ class StatedKey(NamedTuple):
 
 def stated_key(rec: SpeedRecord) -> StatedKey:
     m = rec.model
-    return StatedKey(device_key(rec.host), model_slug(rec), m.quant or m.file_type, m.file_name, m.repo, m.finetune,
+    return StatedKey(device_key(rec.host), slug_of(rec), m.quant or m.file_type, m.file_name, m.repo, m.finetune,
                      config_text(rec.config))
 
 

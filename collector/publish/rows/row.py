@@ -9,11 +9,13 @@ from datetime import datetime
 from functools import cached_property
 
 from collector.base.stats import Interval
+from collector.judge import FigureVerdict
 from collector.publish.rows.devices import device_key
 from collector.publish.rows.keys import ConfigKey
+from collector.publish.rows.names import slug_of
 from collector.records.figures import interval_of
 from collector.records.schema import KldRecord, SpeedRecord, Stat
-from collector.records.store import model_slug, page_id_of
+from collector.records.store import page_id_of
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Row:
     kld: KldRow | None = None  # the joined KLD row
     kld_join: str | None = None
     kld_note: str | None = None
+    held: dict[str, FigureVerdict] = field(default_factory=dict)  # tg/pp the judge holds back, with the reason
+    pickable: bool = True  # False: held, contradicted by its device's other results, or a claim repeated elsewhere
     also: list[Row] = field(default_factory=list)  # imported: the source's other figures of this configuration
     repeated: list[Row] = field(default_factory=list)  # imported: other sources stating the same figure
 
@@ -58,7 +62,7 @@ class Row:
 
     @cached_property
     def model(self) -> str:
-        return model_slug(self.rec)
+        return slug_of(self.rec)
 
     @property
     def deepest(self) -> int | None:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from collector.base.cache import Blob, code_stamp, package_files, scope
 from collector.estimate.estimator import Estimator
+from collector.judge import Summaries, beside, judge_records, load_summaries_from
 from collector.publish.words.links import device_src
 from collector.publish.pages.files import GeneratedFile
 from collector.publish.site.deferred import defer_tables, restore_tables
@@ -31,16 +32,18 @@ from collector.publish.pages.sections import (
     models_index,
     runs_index,
 )
+from collector.publish.pages.flagged import flagged_page
 from collector.publish.pages.model import model_page
 from collector.publish.pages.run import run_title, trial_names_of
 from collector.publish.rows.devices import device_key
 from collector.records.index import RecordIndex, fingerprint, load_index
 from collector.records.schema import SpeedRecord
 from collector.records.store import AnyRecord, model_display_name, model_slug
+from collector.publish.rows.names import group_label, slug_of
 
 # Generated files live only under these prefixes; site/ holds none of them (tests check both ways)
 RESERVED_PREFIXES = ("devices/", "models/", "runs/", "compare/", "data/", "charts/", "assets/quant-atlas/",
-                     "glossary.md")
+                     "glossary.md", "flagged.md")
 HOME_PLACEHOLDER = "<!-- quant-atlas:home -->"
 ESTIMATES_PLACEHOLDER = "<!-- quant-atlas:estimates -->"  # site/methodology.md: the held-out report
 ASSETS = ("sortable.js", "quant-atlas.css")
@@ -84,15 +87,16 @@ def _assets() -> list[GeneratedFile]:
     return [GeneratedFile(f"assets/quant-atlas/{name}", (root / name).read_text(encoding="utf-8")) for name in ASSETS]
 
 
-def build_site(records: list[AnyRecord]) -> SiteBuild:
-    """Every generated file for these records (run pages aside), and the home page's live section."""
-    f = build_frames(records)
+def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteBuild:
+    """Every generated file for these records (run pages aside), and the home page's live section; `sums`: the kept
+    sources' own summary tables, against which the judge checks their figures."""
+    f = build_frames(records, judge_records(records, sums=sums))
     files: list[GeneratedFile] = [*_assets()]
     recs_by_device: dict[str, list[AnyRecord]] = defaultdict(list)
-    names: dict[str, str] = {}
+    by_model: dict[str, list[AnyRecord]] = defaultdict(list)
     for rec in f.records.values():
         recs_by_device[device_key(rec.host)].append(rec)
-        names.setdefault(model_slug(rec), model_display_name(rec.model))
+        by_model[slug_of(rec)].append(rec)
     rows_by_device, rows_by_model = defaultdict(list), defaultdict(list)
     for row in f.rows:
         rows_by_device[row.device].append(row)
@@ -101,7 +105,7 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     for k in f.klds:
         klds_by_device[k.device].append(k)
         klds_by_model[k.model].append(k)
-    est = Estimator.of(list(f.records.values()))
+    est = Estimator.of(list(f.records.values()), held=f.judgement.held_keys())
     record_pages: dict[str, str] = {}
     for device, recs in sorted(recs_by_device.items()):
         host = max(recs, key=lambda r: isinstance(r, SpeedRecord)).host
@@ -113,9 +117,10 @@ def build_site(records: list[AnyRecord]) -> SiteBuild:
     files += catalog_pages(est, record_pages)
     methodology, method_files = methodology_section(est, list(f.records.values()))
     files += method_files
-    for model in sorted(names):
-        files += model_page(model, rows_by_model[model], klds_by_model[model], names[model])
+    for model, recs in sorted(by_model.items()):
+        files += model_page(model, rows_by_model[model], klds_by_model[model], group_label(recs))
     files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
+              flagged_page(f),
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
     home, home_files = home_markdown(f)
     files += home_files
@@ -149,7 +154,7 @@ def build_from(data_dir: Path) -> SiteBuild:
         if isinstance(hit, SiteBuild):
             return hit
     index: RecordIndex = load_index(data_dir)
-    build = build_site(index.valid)
+    build = build_site(index.valid, load_summaries_from(beside(data_dir)))
     build.invalid = dict(index.errors)
     build.versions, build.site_key = index.versions(), str(data_dir.resolve())
     memo.put(_memo_key(index.fingerprint()), replace(build, records=[]))

@@ -17,10 +17,10 @@ from typing import Any
 from markupsafe import Markup
 
 from collector.publish.rows.frame import Row, quant_of, varying_keys
+from collector.publish.rows.names import label_of
 from collector.publish.words.escape import h, neutralize, shell_command
 from collector.records.flags import FLAGS, RESPELLINGS, known_server_flags
 from collector.records.schema import ModelInfo, SpeedRecord
-from collector.records.store import model_display_name
 
 
 def value_text(row: Row, key: str) -> str:
@@ -38,9 +38,9 @@ def labels(rows: list[Row], *, with_model: bool | None = None) -> list[str]:
     as many of the varying settings (registry order) as it takes to tell the rows apart; the full settings are
     in the tables. Rows that no setting separates get their source or a number."""
     parts: list[list[str]] = [[] for _ in rows]
-    if with_model or (with_model is None and len({model_display_name(r.rec.model) for r in rows}) > 1):
+    if with_model or (with_model is None and len({label_of(r.rec) for r in rows}) > 1):
         for p, r in zip(parts, rows):
-            p.append(model_display_name(r.rec.model))
+            p.append(label_of(r.rec))
     quants = {quant_of(r.rec) for r in rows}
     for p, r in zip(parts, rows):
         if len(quants) > 1 or with_model or len(rows) == 1:
