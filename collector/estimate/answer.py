@@ -131,15 +131,17 @@ class Estimator:
         return self.figures[(device, metric)]
 
     def speed(self, dev: CatalogDevice, n_gpus: int, arch: Arch, metric: str, depth: int = 0,
-              prompt: int = 512, vram_stated: str | None = None) -> SpeedAnswer:
+              prompt: int = 512, vram_stated: str | None = None, vram_gb: float | None = None) -> SpeedAnswer:
         """llama.cpp's tg (generating at this filled depth) or pp (a prompt of this length), as llama-bench
-        would measure it, with the interval its held-out error gives; `shown` says whether the site shows it."""
+        would measure it, with the interval its held-out error gives; `shown` says whether the site shows it.
+        vram_gb: the memory size a reader gives (--vram), which picks the variant's bandwidth."""
         f = self.fitted.fits.get((BENCH, metric))
-        bw = bandwidth(dev, vram_stated)
+        bw = bandwidth(dev, vram_stated, vram_gb=vram_gb)
         klass = device_class(dev, n_gpus)
         if f is None or bw is None:
             return SpeedAnswer(metric, None, None, None, "", None, False, "no llama-bench figure to fit on"
-                               if f is None else "the catalog states no single bandwidth")
+                               if f is None else "the catalog states no single bandwidth for this device (its "
+                               "variants differ: give its memory size, --vram GB)")
         base, per_depth = terms(arch, metric)
         point = Point(record="", runtime=BENCH, metric=metric, device="", gpu=dev.name, n_gpus=n_gpus, cls=klass,
                       model=arch.name, quant=arch.quant or "unknown", base=base, per_depth=per_depth,
