@@ -95,7 +95,7 @@ def record_models(records: list[AnyRecord]) -> list[Arch]:
         if not isinstance(rec, SpeedRecord):
             continue
         st = stated_models().get(rec.model.name or "")
-        if st is None:
+        if st is None or st.layout:  # the model table answers for its models by layout (estimate.table), not here
             continue
         m = rec.model
         if m.sha256 and m.sha256 in st.files:

@@ -23,8 +23,8 @@ from collector.estimate.speed import BENCH, bandwidth
 
 FIT_CTX = 4096  # llama.cpp's --fit-ctx: the smallest context its fit shrinks to
 BACKENDS = ("CUDA", "Vulkan", "ROCm", "Metal", "SYCL", "CPU")
-LABEL = "ESTIMATE, not a measurement: memory from llama.cpp's allocation rules, speed from a bandwidth model fitted on "\
-        "llama-bench figures (README, Estimates)"
+LABEL = ("ESTIMATE, not a measurement: memory from llama.cpp's allocation rules, speed from a bandwidth model fitted "
+         "on llama-bench figures (README, Estimates)")
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,8 @@ def record_points(rec: AnyRecord) -> tuple[list[Point], str | None]:
         return points, None
     st = stated_models().get(rec.model.name or "")
     size = stated_bytes(rec.model.size_stated) or rec.model.size_bytes
+    if st is not None and st.layout:
+        return [], "a model of the model table (estimate.table): not fitted on yet"
     if st is None or not size or len(rec.samples) != 1:
         return [], "model hyperparameters or size not stated"
     arch = from_stated(st, rec.model.quant, int(size), "the record")
