@@ -82,7 +82,7 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
     table, e.g. "Qwen3-30B-A3B Q4_K_M") runs on a device nobody measured it on, with the error the same estimate
     had on figures left out of its fit."""
     from collector.estimate.answer import Estimator
-    from collector.estimate.report import answer_lines, find_device, find_model, report_lines
+    from collector.estimate.report import answer_lines, find_model, report_lines
     from collector.records.index import load_records
 
     if not data_dir.is_dir():
@@ -104,7 +104,11 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
         click.echo(json.dumps(answer(est, q), indent=1))
         return
     else:
-        lines = answer_lines(est, find_device(str(device), vram), find_model(str(model), est), ctx, kv, gpus, vram)
+        from collector.catalog import lookup
+
+        found = lookup(str(device), vram)  # the size in the name ("RTX 3060 12GB") counts as --vram
+        size = vram if vram is not None else (found.variant.memory_gb if found.variant else None)
+        lines = answer_lines(est, found.device, find_model(str(model), est), ctx, kv, gpus, size)
     for line in lines:
         out_console.print(escape(line), soft_wrap=True)
 

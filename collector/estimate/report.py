@@ -38,7 +38,7 @@ def find_model(spec: str, est: Estimator) -> Arch:
             return arch
     from collector.estimate import table
 
-    return table.find(spec)
+    return table.find(spec, est.mixes)
 
 
 @dataclass(frozen=True)

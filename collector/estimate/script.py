@@ -105,7 +105,7 @@ def answer(est: Estimator, q: Question) -> dict[str, Any]:
         "device": dev.name, "gpus": q.gpus, "memory_gb": size, "bandwidth_gbs": bw,
         "device_source": dev.citation if found.variant is None else (found.variant.url or dev.citation),
         "model": arch.name, "quant": arch.quant, "model_facts": arch.source,
-        "weights_bytes": arch.weight_bytes, "read_bytes_per_token": arch.read_bytes,
+        "weights_bytes": arch.weight_bytes, "read_bytes_per_token": arch.read_bytes or None,
         "ctx": mem.n_ctx, "kv": q.kv,
     }
     if ctx_note:

@@ -10,7 +10,7 @@ offsets in llama-quantize's order, 32-byte aligned as GGUF lays out data). The b
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import fields, replace
 from functools import lru_cache
 
 from collector.errors import CollectorError
@@ -46,7 +46,7 @@ def quant_label(text: str) -> str | None:
     return label if label in FILE_TYPES else None
 
 
-def split(spec: str) -> tuple[Stated, str]:
+def split(spec: str, custom: frozenset[tuple[str, str]] = frozenset()) -> tuple[Stated, str]:
     """'NAME QUANT' -> (the table's model, the file type); CollectorError with what the table has otherwise."""
     words = spec.split()
     if len(words) < 2:
@@ -59,16 +59,32 @@ def split(spec: str) -> tuple[Stated, str]:
         names = ", ".join(table())
         raise CollectorError(f"model {' '.join(words[:-1])!r} is not in the model table (models.yaml: {names}); "
                              "give one of these names, or a GGUF file")
+    if quant is None and (model.name, words[-1]) in custom:
+        return model, words[-1]
     if quant is None:
         raise CollectorError(f"quant {words[-1]!r} of {model.name} is not a standard llama-quantize type; use one "
                              f"of {', '.join(FILE_TYPES)} (published custom mixes: give the GGUF file)")
     return model, quant
 
 
-def find(spec: str) -> Arch:
-    """The Arch of a table model and file type (see split)."""
-    model, quant = split(spec)
+def find(spec: str, mixes: dict[tuple[str, str], tuple[float, str]] | None = None) -> Arch:
+    """The Arch of a table model and file type (see split), or of a published custom mix of it by the size its
+    source states (mixes: (model, quant) -> (bytes, source), from the records)."""
+    mixes = mixes or {}
+    model, quant = split(spec, frozenset(mixes))
+    if (model.name, quant) in mixes:
+        size, source = mixes[(model.name, quant)]
+        return stated_mix(model.name, quant, int(size), source)
     return build(model.name, quant)
+
+
+def stated_mix(name: str, quant: str, size_bytes: int, source: str) -> Arch:
+    """A custom mix known by its stated size: the layout's structure (layers, experts, caches) with that size spread
+    over the layers; no tensor list and no bytes read per token (read_bytes 0: its speed is not estimated)."""
+    base = build(name, "Q8_0")
+    return replace(base, quant=quant, source=f"{base.source.split(' (')[0]} · size: {source} (a custom mix: its "
+                   "tensors' types are not known)", weight_bytes=size_bytes, read_bytes=0, embd_bytes=None,
+                   output_bytes=0, tensors=())
 
 
 @lru_cache(maxsize=256)

@@ -70,3 +70,18 @@ def test_moe_models_read_their_used_experts_only() -> None:
 def test_bad_input_is_one_line_naming_what_to_give(args: list[str], message: str) -> None:
     code, out = invoke(["estimate", *args, "--json", *DATA])
     assert code == 1 and message in out and "\n" not in out.strip() and "Traceback" not in out
+
+
+def test_a_published_custom_mix_counts_by_its_stated_size_only() -> None:
+    a = _answer("Qwen3-Coder-Next UD-IQ2_XXS", "--device", "RTX PRO 6000 Blackwell Workstation Edition",
+                "--ctx", "200000", "--kv", "q4_0")
+    assert a["weights_bytes"] == 26_000_000_000 and a["read_bytes_per_token"] is None
+    assert "size: 26 GB as 00" in a["model_facts"] and "a custom mix" in a["model_facts"]
+    assert a["fits"] is True
+    assert a["tg"] == {"not_estimated": "a published custom mix known by its stated size only: the bytes a token "
+                                        "reads are not known without its GGUF"}
+
+
+def test_the_text_answer_takes_the_size_in_the_name_too() -> None:
+    code, out = invoke(["estimate", "Llama 3.1 8B Q4_K_M", "--device", "RTX 3060 12GB", "--ctx", "8192", *DATA])
+    assert code == 0 and "on NVIDIA GeForce RTX 3060 (12 GiB, 360 GB/s;" in out and "tg @ depth 0: ~" in out
