@@ -89,29 +89,49 @@ def _list_uncatalogued(records: Any) -> None:
               help="GPUs of that device (layer split)")
 @click.option("--ctx", default=None, type=click.IntRange(1), help="context (tokens; default: the training context)")
 @click.option("--kv", default="f16", show_default=True, help="KV cache type (f16, q8_0, q4_0, ...)")
+@click.option("--vram", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="the device's memory in GB, where it is sold with several sizes (picks that variant)")
+@click.option("--backend", default=None, help="the llama.cpp backend (CUDA, Vulkan, ROCm, Metal, SYCL, CPU)")
+@click.option("--depth", default=0, show_default=True, type=click.IntRange(0), help="filled context for tg (tokens)")
+@click.option("--prompt", default=512, show_default=True, type=click.IntRange(1), help="prompt length for pp (tokens)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object (for scripts)")
 @click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="the records the model is fitted on")
 @click.option("--report", is_flag=True, help="print the memory check and the held-out error instead")
-def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, kv: str, data_dir: Path,
-             report: bool) -> None:
-    """ESTIMATE what fits and how fast MODEL (a GGUF, a pypi: reference or "NAME QUANT" of the data) runs on a
-    device nobody measured it on, with the error the same estimate had on figures left out of its fit."""
+def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, kv: str, vram: float | None,
+             backend: str | None, depth: int, prompt: int, as_json: bool, data_dir: Path, report: bool) -> None:
+    """ESTIMATE what fits and how fast MODEL (a GGUF, a pypi: reference, or "NAME QUANT" of the data or of the model
+    table, e.g. "Qwen3-30B-A3B Q4_K_M") runs on a device nobody measured it on, with the error the same estimate
+    had on figures left out of its fit."""
     from collector.estimate.estimator import Estimator
-    from collector.estimate.report import answer_lines, find_device, find_model, report_lines
+    from collector.estimate.report import answer_lines, find_model, report_lines
     from collector.records.index import load_records
 
     if not data_dir.is_dir():
         raise CollectorError(f"{data_dir}: no such directory; pass --data-dir, the folder that holds records/")
+    if not report and (model is None or device is None):
+        raise CollectorError("give MODEL and --device (or --report); e.g. collector estimate \"Qwen3-30B-A3B Q4_K_M\" "
+                             "--device \"RTX 4090\"")
     records = load_records(data_dir)
     from collector.judge import beside, judge_records, load_summaries_from
 
     est = Estimator.of(records, judge_records(records, sums=load_summaries_from(beside(data_dir))).held_keys())
     if report:
         lines = report_lines(records, est)
-    elif model is None or device is None:
-        raise CollectorError("give MODEL and --device (or --report); e.g. collector estimate \"LLaMA 3 8B Q4_K_M\" "
-                             "--device \"RTX 4090\"")
+    elif as_json:
+        import json
+
+        from collector.estimate.script import Question, answer
+
+        q = Question(model=str(model), device=str(device), gpus=gpus, vram_gb=vram, backend=backend, ctx=ctx, kv=kv,
+                     depth=depth, prompt=prompt)
+        click.echo(json.dumps(answer(est, q), indent=1))
+        return
     else:
-        lines = answer_lines(est, find_device(device), find_model(model, est), ctx, kv, gpus)
+        from collector.catalog import lookup
+
+        found = lookup(str(device), vram)  # the size in the name ("RTX 3060 12GB") counts as --vram
+        size = vram if vram is not None else (found.variant.memory_gb if found.variant else None)
+        lines = answer_lines(est, found.device, find_model(str(model), est), ctx, kv, gpus, size)
     for line in lines:
         out_console.print(escape(line), soft_wrap=True)
 

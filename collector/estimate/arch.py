@@ -250,6 +250,10 @@ class Stated:
     url: str
     quote: str
     files: dict[str, FileBytes] = field(default_factory=dict)  # by sha256
+    # the model table (models.yaml's second part): the architecture and what its tensor layout needs
+    layout: dict[str, int | str | bool] = field(default_factory=dict)  # layout.Hyper's fields beyond the above
+    aliases: tuple[str, ...] = ()
+    checked: str | None = None  # the public copy the quoted values were compared with
 
 
 @lru_cache(maxsize=1)
@@ -261,7 +265,12 @@ def stated_models() -> dict[str, Stated]:
         for i, raw in enumerate(top.seq("models")):
             s = Section(raw, path, f"models[{i}]")
             s.check_keys(("name", "n_layer", "n_embd", "n_ff", "n_head", "n_head_kv", "head_dim", "n_vocab",
-                          "ctx_train", "tied", "url", "quote", "files"))
+                          "ctx_train", "tied", "url", "quote", "files", "aliases", "checked", *_LAYOUT_KEYS))
+            layout: dict[str, int | str | bool] = {}
+            for key, kind in _LAYOUT_KEYS.items():
+                value = s.get(key, kind, None)
+                if value is not None:
+                    layout[key] = value
             files = {}
             for j, fraw in enumerate(s.seq("files", [])):
                 f = Section(fraw, path, f"models[{i}].files[{j}]")
@@ -273,8 +282,17 @@ def stated_models() -> dict[str, Stated]:
                 name=s.get("name", str), n_layer=s.get("n_layer", int), n_embd=s.get("n_embd", int),
                 n_ff=s.get("n_ff", int), n_head=s.get("n_head", int), n_head_kv=s.get("n_head_kv", int),
                 head_dim=s.get("head_dim", int), n_vocab=s.get("n_vocab", int), ctx_train=s.get("ctx_train", int),
-                tied=s.get("tied", bool), url=s.get("url", str), quote=s.get("quote", str), files=files)
+                tied=s.get("tied", bool), url=s.get("url", str), quote=s.get("quote", str), files=files,
+                layout=layout, aliases=tuple(str(a) for a in s.seq("aliases", [])), checked=s.get("checked", str, None))
     return out
+
+
+# models.yaml keys of the model table (layout.Hyper), with their types; `arch` marks a table entry
+_LAYOUT_KEYS: dict[str, type] = {
+    "arch": str, "rope_freqs": bool, "n_expert": int, "n_expert_used": int, "n_ff_exp": int, "n_ff_shexp": int,
+    "n_layer_dense_lead": int, "n_nextn": int, "n_swa": int, "swa_every": int, "full_attention_interval": int,
+    "linear_k_heads": int, "linear_v_heads": int, "linear_k_dim": int, "linear_v_dim": int, "linear_conv": int,
+}
 
 
 def _counts(f: Section, key: str) -> dict[str, int]:

