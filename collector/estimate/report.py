@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.base.errors import CollectorError
-from collector.catalog import CatalogDevice, default, lookup, resolve
+from collector.catalog import CatalogDevice, lookup
 from collector.estimate.arch import Arch, read_gguf
 from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, fits, vram_mib
 from collector.estimate.heldout import ClassError

@@ -15,8 +15,8 @@ from typing import Any
 
 from collector import catalog
 from collector.base.errors import CollectorError
-from collector.estimate.estimator import FIT_MARGIN_MIB, Estimator, SpeedAnswer
 from collector.estimate.arch import Arch
+from collector.estimate.estimator import FIT_MARGIN_MIB, Estimator, SpeedAnswer
 from collector.estimate.memory import MemConfig, estimate_memory, largest_context
 from collector.estimate.report import find_model
 from collector.estimate.speed import BENCH, bandwidth
