@@ -14,6 +14,7 @@ reader sees the spread instead of an average.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from collector.publish import charts
@@ -23,6 +24,7 @@ from collector.publish.rows.frame import Row
 from collector.publish.rows.names import group_label
 from collector.publish.words.links import device_src, front_matter, model_src, page_url, run_src
 from collector.publish.words.render import figure_text, render
+from collector.records.flags import FLAGS
 from collector.records.store import slugify
 
 MEASURED = "llama-server, measured by the collector"
@@ -45,18 +47,26 @@ def test_text(t: TestShape) -> str:
     return "as each source states it"
 
 
+def settings_text(settings: str) -> str:
+    """A ranking's stated settings, as flags in words ("" for none stated or the collector's own)."""
+    values = json.loads(settings) if settings else {}
+    return " · ".join(f"{FLAGS[k].label if k in FLAGS else k} {' '.join(v) if isinstance(v, list) else v}"
+                      for k, v in values.items())
+
+
 def group_src(model: str, quant: str) -> str:
     return f"compare/{slugify(model + '-' + quant, 90)}.md"
 
 
 def _line_context(src: str, line: DeviceLine) -> dict[str, Any]:
-    tg, pp = line.stat("tg"), line.stat("pp")
+    main = line.stat()
     first = line.figures[0].rec
     up = "../" * page_url(src).count("/")  # up to the site's root: hrefs computed once, not per cell
-    return {"device": line.label, "href": f"{up}{device_src(line.device).removesuffix('.md')}/", "tg": tg, "pp": pp,
-            "n": len(line.figures), "spread": line.spread, "wide": (line.spread or 0) > WIDE,
-            "results": [{"href": f"{up}{run_src(r.page_id).removesuffix('.md')}/", "tg": r.tg, "pp": r.pp}
-                        for r in line.figures],
+    return {"device": line.label, "href": f"{up}{device_src(line.device).removesuffix('.md')}/", "main": main,
+            "rank": line.rank, "n": len(line.counted), "spread": line.spread, "wide": line.wide,
+            "builds": line.builds,
+            "results": [{"href": f"{up}{run_src(r.page_id).removesuffix('.md')}/", "fig": getattr(r, line.what),
+                         "held": r.held[line.what].reason if line.what in r.held else None} for r in line.figures],
             "imported": first.source.type == "imported", "runtime": first.source.runtime,
             "source": first.source.title or first.source.citation, "url": first.source.url,
             "citation": None if first.source.title else first.source.citation}  # each result's page cites its row
@@ -71,29 +81,32 @@ def compare_pages(rows: list[Row]) -> tuple[list[dict[str, Any]], list[Generated
         name = group_label(r.rec for r in group)
         parts: list[dict[str, Any]] = []
         for i, (key, lines) in enumerate(sorted(sections(group).items(), key=lambda kv: -len(kv[1]))):
-            what = "tg" if any(ln.stat("tg") for ln in lines.values()) else "pp"
-            ranked = sorted(lines.values(), key=lambda ln: -(s.value if (s := ln.stat(what)) else -1.0))
+            what = next(iter(lines.values())).what
+            ranked = sorted((ln for ln in lines.values() if ln.rank is not None), key=lambda ln: -(ln.rank or 0.0))
+            unranked = [ln for ln in lines.values() if ln.rank is None]
             ctx = [_line_context(src, ln) for ln in ranked]
             chart = None
             if len(ranked) > 2:  # a chart of two bars says no more than its table
                 base = f"charts/{src.removesuffix('.md')}-{i}"
                 bars = [charts.Bar(ln.label, s.value, s.min if s.has_spread else None, s.max if s.has_spread else
-                                   None, ctx[j]["imported"]) for j, ln in enumerate(ranked) if (s := ln.stat(what))]
+                                   None, ctx[j]["imported"]) for j, ln in enumerate(ranked) if (s := ln.stat())]
                 files += chart_files(base, charts.bar_chart([(f"{'generation' if what == 'tg' else 'prompt'} "
                                                               "speed, t/s", bars)]))
                 chart = {"base": base, "alt": f"Bar chart of {what} per device: " + "; ".join(
-                    f"{ln.label}: {figure_text(ln.stat(what), 't/s')}" for ln in ranked[:charts.MAX_BARS])}
-            parts.append({"runtime": runtime_text(key), "build": key.build or "build not stated",
-                          "test": test_text(key.test), "rows": ctx, "what": what,
-                             "chart": chart, "n_devices": len(ranked), "n_gpus": sum(
-                                 1 for ln in ranked if ln.figures[0].rec.host.gpus),
-                             "n_wide": sum(1 for c in ctx if c["wide"])})
+                    f"{ln.label}: {figure_text(ln.stat(), 't/s')}" for ln in ranked[:charts.MAX_BARS])}
+            builds = sorted({b for ln in lines.values() for b in ln.builds})
+            parts.append({"source": key.source, "runtime": runtime_text(key), "builds": builds,
+                          "test": test_text(key.test), "settings": settings_text(key.settings), "rows": ctx,
+                          "unranked": [_line_context(src, ln) for ln in unranked], "what": what, "chart": chart,
+                          "n_devices": len(lines), "n_gpus": sum(1 for ln in lines.values()
+                                                                 if ln.figures[0].rec.host.gpus),
+                          "n_wide": sum(1 for ln in lines.values() if ln.wide)})
         ranked_sections = [s for s in parts if s["n_devices"] > 1]
         text = render("compare_group.md.j2", src=src, name=name, quant=quant, model_href=model_src(model),
                       sections=ranked_sections, single=[s for s in parts if s["n_devices"] == 1], wide=WIDE)
         files.append(GeneratedFile(src, front_matter(f"{name} {quant} on each device", wide=True) + text))
         index.append({"name": name, "quant": quant, "href": src, "n_devices": len({r.device for r in group}),
-                      "sections": [{"runtime": s["runtime"], "build": s["build"], "test": s["test"],
+                      "sections": [{"runtime": s["runtime"], "source": s["source"], "test": s["test"],
                                     "n": s["n_devices"], "gpus": s["n_gpus"]} for s in ranked_sections]})
     index.sort(key=lambda g: (-max(s["n"] for s in g["sections"]), g["name"], g["quant"]))
     return index, files

@@ -241,7 +241,7 @@ def _charts(device: str, src: str, rows: list[Row], labelled: dict[ConfigKey, st
     out: list[dict[str, Any]] = []
     files: list[GeneratedFile] = []
     base = f"charts/devices/{device}"
-    with_tg = [r for r in rows if r.status == "ok" and r.tg is not None]
+    with_tg = [r for r in rows if r.status == "ok" and r.tg is not None and "tg" not in r.held]  # never a held bar
     if with_tg:
         bars = [charts.Bar(labelled[r.key], f.value, f.min if f.has_spread else None, f.max if f.has_spread else None,
                            r.imported) for r in with_tg if (f := r.tg) is not None]

@@ -108,9 +108,10 @@ def _depth_table(rec: SpeedRecord) -> list[dict[str, Any]]:
     return out
 
 
-def run_html(rec: AnyRecord, trial_names: dict[str, str] | None = None) -> str:
+def run_html(rec: AnyRecord, trial_names: dict[str, str] | None = None,
+             held: list[tuple[str, str, str]] | None = None) -> str:
     """The body of the run's page (HTML, everything from the record escaped); `trial_names`: a tune's trials in
-    words (trial_names_of)."""
+    words (trial_names_of); `held`: (figure, as stated, why) for each figure the judge holds back."""
     src = f"runs/{run_page_id(rec)}.md"
     ctx: dict[str, Any] = {
         "src": src, "rec": rec, "title": run_title(rec), "kind": rec.kind,
@@ -125,7 +126,7 @@ def run_html(rec: AnyRecord, trial_names: dict[str, str] | None = None) -> str:
         "date": (f"{rec.source.date} (as the source states)" if rec.source.date else "not stated")
         if rec.source.type == "imported" else rec.created_at.strftime("%Y-%m-%d %H:%M UTC"),
         "command": None, "kld": None, "speed": None, "tune": None, "over_budget": over_budget(rec),
-        "tune_href": None,
+        "tune_href": None, "held": held or [],
     }
     if isinstance(rec, TuneRecord):
         ctx["tune"] = tune_run_context(rec, src, ctx["device"], trial_names)

@@ -179,7 +179,9 @@ class Frames:
 def judge_rows(rows: list[Row], j: Judgement) -> None:
     """Each row's verdicts: the figures the judge holds back (kept, shown struck through with the reason) and
     whether the row may be picked, ranked or charted at all."""
+    repeats = {rid for c in j.claims for rid in c.records[1:]}
     for row in rows:
+        row.repeat = any(r.id in repeats for r in row.records)
         for metric in ("tg", "pp"):
             verdicts = [v for r in row.records if (v := j.figure(r.id, metric)) is not None and v.held]
             if verdicts:

@@ -8,6 +8,7 @@ validated or rendered again.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from importlib import metadata, resources
@@ -20,10 +21,11 @@ from collector.judge import Summaries, beside, judge_records, load_summaries_fro
 from collector.publish.words.links import device_src
 from collector.publish.pages.files import GeneratedFile
 from collector.publish.site.deferred import defer_tables, restore_tables
+from collector.publish.words.escape import h
 from collector.publish.pages.device_index import devices_index
 from collector.publish.pages.device import device_page
 from collector.publish.pages.estimates import catalog_pages, device_of, device_section, methodology_section
-from collector.publish.rows.frame import build_frames, run_page_id
+from collector.publish.rows.frame import Frames, build_frames, run_page_id
 from collector.publish.pages.sections import (
     compare_page,
     data_files,
@@ -75,6 +77,8 @@ class SiteBuild:
     versions: dict[str, str] | None = None  # record id -> file stamp: run pages of unchanged records are cached
     site_key: str = ""  # the data directory: one run-page cache per data directory
     trial_names: dict[str, dict[str, str]] = field(default_factory=dict)  # tune id -> its trials in words
+    held: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # record id -> (figure, as stated,
+    # why the judge holds it back): said on its run page
 
     def whole(self) -> list[GeneratedFile]:
         """The files with every page whole (its deferred blocks back in place), as a reader gets them."""
@@ -116,6 +120,7 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
             record_pages.setdefault(dev.name, device_src(device))
     files += catalog_pages(est, record_pages)
     methodology, method_files = methodology_section(est, list(f.records.values()))
+    methodology = judged_summary(f) + methodology
     files += method_files
     for model, recs in sorted(by_model.items()):
         files += model_page(model, rows_by_model[model], klds_by_model[model], group_label(recs))
@@ -138,7 +143,26 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     methodology, deferred["methodology.md"] = defer_tables(methodology)
     recs = list(f.records.values())
     return SiteBuild(files=pages, home=home, methodology=methodology, records=recs, deferred=deferred,
-                     runs=[run_ref(r) for r in recs], trial_names=trial_names_of(f.records))
+                     runs=[run_ref(r) for r in recs], trial_names=trial_names_of(f.records), held=held_of(f))
+
+
+def judged_summary(f: Frames) -> str:
+    """The count of held figures, by rule, for the Methodology page (before the estimates report)."""
+    flagged = f.judgement.flagged()
+    rules: dict[str, int] = defaultdict(int)
+    for fv in flagged:
+        for v in fv.verdicts:
+            rules[v.rule] += 1
+    parts = ", ".join(f"{n} by {rule}" for rule, n in sorted(rules.items()))
+    return (f'<p class="qa-judged"><strong>{len(flagged)}</strong> figure(s) of the {len(f.records)} records are held '
+            f"back now ({h(parts) or 'none'}): listed on the <a href=\"flagged/\">Flagged figures</a> page.</p>\n\n")
+
+
+def held_of(f: Frames) -> dict[str, list[tuple[str, str, str]]]:
+    out: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for fv in f.judgement.flagged():
+        out[fv.record_id].append((fv.figure, fv.text, fv.reason))
+    return dict(out)
 
 
 def build_from(data_dir: Path) -> SiteBuild:
@@ -157,6 +181,9 @@ def build_from(data_dir: Path) -> SiteBuild:
     build = build_site(index.valid, load_summaries_from(beside(data_dir)))
     build.invalid = dict(index.errors)
     build.versions, build.site_key = index.versions(), str(data_dir.resolve())
+    for rid, held in build.held.items():  # a run page says its verdicts: a new verdict is a new page
+        if rid in build.versions:
+            build.versions[rid] += "+held:" + hashlib.sha256(repr(held).encode()).hexdigest()[:12]
     memo.put(_memo_key(index.fingerprint()), replace(build, records=[]))
     return build
 

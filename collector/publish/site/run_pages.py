@@ -62,7 +62,7 @@ def _render_chunk(chunk: tuple[int, int]) -> list[str]:
     """Render and write the pages of todo[chunk] (run, record); the bodies go back to be cached."""
     bodies = []
     for run, rec in _RUN["todo"][chunk[0]:chunk[1]]:
-        bodies.append(run_html(rec, _RUN["trials"].get(rec.id)))
+        bodies.append(run_html(rec, _RUN["trials"].get(rec.id), _RUN["held"].get(rec.id)))
         _write(run, bodies[-1])
     return bodies
 
@@ -143,7 +143,7 @@ def write_run_pages(build: SiteBuild, site_dir: Path) -> int:
     current = set(vers.values())  # bodies of kept pages stay cached too
     done: set[str] = set()
     stale: list[str] = []
-    _RUN.update(head=head, tail=tail, out=str(site_dir), trials=build.trial_names)
+    _RUN.update(head=head, tail=tail, out=str(site_dir), trials=build.trial_names, held=build.held)
     try:
         for key, body in kv.items():
             ref = by_version.get(key)

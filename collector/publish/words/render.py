@@ -107,6 +107,14 @@ def figure_html(f: Stat | None, unit: str = "") -> Markup:
                   f'<span class="qa-n">{whole(figure_detail(f))}</span>')
 
 
+def held_figure(f: Stat | None, verdict: Any = None, unit: str = "") -> Markup:
+    """A figure the judge holds back: as stated, struck through, with the reason (else the figure as usual)."""
+    if verdict is None:
+        return figure_html(f, unit)
+    return Markup(f'<s title="{h(verdict.reason)}">{figure_html(f, unit)}</s> '
+                  f'<span class="qa-n qa-held">held back: {h(verdict.reason)}</span>')
+
+
 def figure_text(f: Stat | None, unit: str = "") -> str:
     if f is None:
         return "unknown"
@@ -161,6 +169,7 @@ def env() -> Environment:
                     undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                     finalize=_text)
     e.filters.update(join=join, md=md, code=code_block, cmd=inline_command, num=num, nums=nums, fig=figure_html,
+                     held=held_figure,
                      whole=whole,
                      fig_text=figure_text, mib=mib, gb=gb, sort=sort_attr, url=safe_url,
                      tojson=lambda v: Markup(json.dumps(v)))
