@@ -23,7 +23,7 @@ from collector.importers.intake import (
     read_input,
     write_records,
 )
-from collector.importers.llama_bench_md import RUNTIME, Context, markdown_records
+from collector.importers.llama_bench_md import RUNTIME, Context, markdown_records, split_model_desc
 from collector.models.info import FILE_TYPES, model_facts
 from collector.records import store
 from collector.records.flags import FLAGS, LlamaConfig, check_value
@@ -162,9 +162,8 @@ def bench_command(t: dict[str, Any]) -> list[str]:
 
 
 def _model(t: dict[str, Any], model_path: Path | None) -> ModelInfo:
-    parts = str(t.get("model_type") or "").split(" ", 2)  # llama_model_desc: "<arch> <size> <ftype name>"
-    file_type = parts[2] if len(parts) == 3 else None
-    stated = ModelInfo(arch=parts[0] or None if parts else None, size_label=parts[1] if len(parts) > 1 else None,
+    arch, size, file_type = split_model_desc(str(t.get("model_type") or ""))
+    stated = ModelInfo(arch=arch, size_label=size,
                        file_type=file_type, quant=_SHORT_QUANT.get(file_type or "", file_type),
                        file_name=Path(str(t["model_filename"])).name, size_bytes=t.get("model_size"),
                        params_total=t.get("model_n_params"))

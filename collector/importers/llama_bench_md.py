@@ -40,6 +40,7 @@ _TEST = re.compile(r"^(?:pp ?(?P<pg_p>\d+)\+tg ?(?P<pg_g>\d+)|(?P<kind>pp|tg) ?(
 # "Â±": a ± whose UTF-8 bytes were pasted as Latin-1 (seen in published pastes), still a mean and stddev
 _RATE = re.compile(r"^(?P<mean>\d+(?:\.\d+)?)(?: (?:±|Â±) (?P<sd>\d+(?:\.\d+)?))?$")
 _SHORT_QUANT = {name: short for short, name in FILE_TYPES.values()}
+_FTYPE_NAMES = sorted({pre + n for n in _SHORT_QUANT for pre in ("", "mostly ")}, key=len, reverse=True)
 # column -> llama-bench flag, for the reconstructed command (llama-bench's markdown names, llama-bench.cpp)
 _BENCH_FLAGS = {"ngl": "-ngl", "threads": "-t", "n_batch": "-b", "n_ubatch": "-ub", "type_k": "-ctk",
                 "type_v": "-ctv", "fa": "-fa", "ts": "-ts", "sm": "-sm", "mmap": "-mmp", "nkvo": "-nkvo",
@@ -138,15 +139,25 @@ def _command(test: Test, cells: dict[str, str]) -> list[str]:
     return argv
 
 
+def split_model_desc(desc: str | None) -> tuple[str | None, str | None, str | None]:
+    """llama.cpp's model description, "<arch> <size> <ftype name>" (old builds: "mostly Q4_0"), as (arch, size,
+    file type). A size may hold a space ("llama4 17Bx16E (Scout) Q4_K - Medium"), so a known file type name is
+    taken from the end first."""
+    if not desc:
+        return None, None, None
+    known = next((n for n in _FTYPE_NAMES if desc.endswith(" " + n)), None)
+    if known is not None:
+        arch, _, size = desc[:-len(known) - 1].partition(" ")
+        return arch or None, size or None, known
+    parts = desc.split(" ", 2)
+    return parts[0] or None, parts[1] if len(parts) > 1 else None, parts[2] if len(parts) == 3 else None
+
+
 def _model(cells: dict[str, str], ctx: Context, where: str) -> ModelInfo:
     desc = cells.get("model")
     if not desc and not ctx.model_name:
         raise CollectorError(f"{where}: the table has no model column; pass --model-name as the source names it")
-    arch = size = file_type = None
-    if desc:  # llama_model_desc: "<arch> <size> <ftype name>"; old builds wrote "mostly Q4_0"
-        parts = desc.split(" ", 2)
-        arch, size = parts[0], parts[1] if len(parts) > 1 else None
-        file_type = parts[2] if len(parts) == 3 else None
+    arch, size, file_type = split_model_desc(desc)
     short = _SHORT_QUANT.get((file_type or "").removeprefix("mostly "))
     return ModelInfo(name=ctx.model_name or desc, arch=arch, size_label=size, file_type=file_type,
                      quant=short or file_type, size_stated=cells.get("size"), params_stated=cells.get("params"))

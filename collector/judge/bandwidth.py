@@ -65,8 +65,11 @@ BASE_TYPE = {"Q4_K_M": "Q4_K", "Q4_K_S": "Q4_K", "Q5_K_M": "Q5_K", "Q5_K_S": "Q5
              "IQ2_XXS": "IQ2_XXS", "IQ2_XS": "IQ2_XS", "IQ2_S": "IQ2_S", "IQ2_M": "IQ2_S", "IQ3_XXS": "IQ3_XXS",
              "IQ3_XS": "IQ3_XXS", "IQ3_S": "IQ3_S", "IQ3_M": "IQ3_S", "IQ4_XS": "IQ4_XS", "IQ4_NL": "IQ4_NL",
              "F16": "F16", "BF16": "BF16", "F32": "F32"}
-# names that say a mixture of experts (a crowd row states no expert counts): "30B A3B", "1b A400M", "8x7B", "MoE"
-_MOE_NAME = re.compile(r"(?<![a-z0-9])(?:a\d+(?:\.\d+)?[bm]|\d+x\d+(?:\.\d+)?b|moe|olmoe|mixtral|gpt-oss)(?![a-z0-9])"
+# names that say a mixture of experts (a crowd row states no expert counts): "30B A3B", "1b A400M", "8x7B", "MoE";
+# and llama.cpp's MoE architectures as llama-bench's model column prints them ("dots1 142B", "llama4 17Bx16E")
+_MOE_NAME = re.compile(r"(?<![a-z0-9])(?:a\d+(?:\.\d+)?[bm]|\d+x\d+(?:\.\d+)?b|\d+bx\d+e|moe|olmoe|mixtral|gpt-oss"
+                       r"|dots1|deepseek2|qwen[23]moe|glm4moe|llama4|grok|dbrx|arctic|phimoe|granitemoe|bailingmoe2?"
+                       r"|hunyuan-moe|ernie4_5-moe|jamba|minimax|smallthinker|lfm2moe)(?![a-z0-9])"
                        r"|qwen3.?next", re.IGNORECASE)
 _SPECULATIVE = ("-md", "--model-draft", "--draft", "--draft-max", "--draft-min", "-hfd", "--hf-repo-draft",
                 "--spec-replace", "--mtp")
