@@ -11,6 +11,7 @@ from collector.publish.answers.picks import pareto_front, usable
 from collector.publish.pages.device import row_context
 from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.rows.frame import KldRow, Row, device_label
+from collector.publish.rows.names import UNNAMED_SLUG
 from collector.publish.words.labels import labels, quant_facts
 from collector.publish.words.links import device_src, front_matter, run_src
 from collector.publish.words.render import render
@@ -60,7 +61,7 @@ def model_page(model: str, rows: list[Row], klds: list[KldRow], name: str) -> li
         by_device[r.device].append(r)
     for device, group in sorted(by_device.items()):
         ranked = usable(group)
-        labelled = dict(zip([r.key for r in group], labels(group, with_model=False)))
+        labelled = dict(zip([r.key for r in group], labels(group, with_model=model == UNNAMED_SLUG)))
         speeds.append({"device": device, "label": device_label(group[-1].rec.host), "href": device_src(device),
                        "rows": [row_context(src, r, labelled[r.key]) for r in ranked],
                        "other": len(group) - len(ranked)})
