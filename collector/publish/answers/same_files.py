@@ -25,9 +25,9 @@ from collector.publish.rows.frame import Row
 from collector.publish.rows.keys import file_key, shape_key
 
 
-def comparable(rows: list[Row]) -> tuple[list[Row], int, str | None]:
+def comparable(rows: list[Row]) -> tuple[list[Row], int, tuple[str | None, str, int | None] | None]:
     """(one row per file measured the same way, fastest first; how many files with both figures are left out;
-    the corpus key) for the rows of one model."""
+    the KLD scope: reference, corpus, context) for the rows of one model."""
     pool, corpus = kld_pool(usable(rows))
     if not pool:
         return [], 0, None

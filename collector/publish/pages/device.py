@@ -169,7 +169,7 @@ def kld_origin(row: Row) -> str:
     assert k is not None
     where = ("measured on this device" if k.device == row.device else "measured on a device the source does not "
              "state" if k.device == NOT_STATED else f"measured on {k.device_label}")
-    text = f"corpus {k.corpus or 'unknown'}; {where}"
+    text = f"against {k.reference or 'a base not stated'}, corpus {k.corpus or 'unknown'}; {where}"
     text += f", imported from {k.citation}" if k.imported else " by the collector"
     text += "; the same file (sha256)" if row.kld_join == "sha256" else f"; joined by {row.kld_join}"
     return text + (f"; {row.kld_note}" if row.kld_note else "")

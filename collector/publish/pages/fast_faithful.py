@@ -68,5 +68,6 @@ def answer(device: str, index: int, rows: list[Row], labelled: dict[ConfigKey, s
          "ties": [quant_of(t.row.rec) for t in p.ties], "tie_texts": [tie_context(p, t) for t in p.ties]}
         for p in picks],
         "missing": [missing_text(m) for m in missing], "table": table, "left_out": left_out, "chart": base, "alt": alt,
-        "corpus": head.kld.corpus if head.kld else None, "shape": f"{config_summary(head.rec)} · {where} · "
-        f"llama.cpp {head.rec.llama_cpp.version or 'build not stated'}", "n": len(points)}, files
+        "corpus": head.kld.corpus if head.kld else None, "reference": head.kld.reference if head.kld else None,
+        "shape": f"{config_summary(head.rec)} · {where} · llama.cpp {head.rec.llama_cpp.version or 'build not stated'}",
+        "n": len(points)}, files

@@ -20,8 +20,7 @@ from collector.records.schema import KldRecord
 
 def _ladder(klds: list[KldRow]) -> list[dict[str, Any]]:
     out = []
-    for k in sorted(klds, key=lambda k: (k.corpus_key, k.kv_variant, -(k.rec.model.size_bytes or 0),
-                                         k.quant)):
+    for k in sorted(klds, key=lambda k: (str(k.scope), k.kv_variant, -(k.rec.model.size_bytes or 0), k.quant)):
         rec: KldRecord = k.rec
         kv = ("not stated" if k.ctk is None and k.ctv is None else
               f"{k.ctk or 'not stated'}/{k.ctv or 'not stated'}" + (" (default)" if k.kv_default else ""))
@@ -40,10 +39,11 @@ def model_page(model: str, rows: list[Row], klds: list[KldRow], name: str) -> li
     chart_list = []
     ok = [k for k in klds if k.status == "ok" and k.kld_mean is not None and k.rec.model.size_bytes
           and not k.kv_variant]
-    by_corpus: dict[str, list[KldRow]] = defaultdict(list)
-    for k in ok:
-        by_corpus[k.corpus_key].append(k)
-    for i, (_, grp) in enumerate(sorted(by_corpus.items())[:3]):  # more corpora than that is noise on a page
+    by_scope: dict[tuple[str | None, str, int | None], dict[str, KldRow]] = defaultdict(dict)
+    for k in sorted(ok, key=lambda k: k.created_at):  # one point per file (the newest measurement of it)
+        by_scope[k.scope][k.sha256 or f"{k.quant}|{k.rec.model.file_name}"] = k
+    for i, (_, files_of) in enumerate(sorted(by_scope.items(), key=lambda kv: -len(kv[1]))[:3]):
+        grp = sorted(files_of.values(), key=lambda k: k.rec.model.size_bytes or 0)  # more scopes than 3: noise
         if len(grp) < 2:
             continue
         pts = [charts.Point((k.rec.model.size_bytes or 0) / 1e9, float(k.kld_mean or 0.0), k.quant, k.imported)
@@ -53,7 +53,8 @@ def model_page(model: str, rows: list[Row], klds: list[KldRow], name: str) -> li
         files += chart_files(base, charts.pareto_chart(pts, front, "file size (GB)", "mean KLD", zero_x=False))
         alt = "Scatter of mean KLD against file size: " + "; ".join(f"{p.label}: {p.x:.3g} GB, KLD {p.y:.3g}"
                                                                     for p in pts)
-        chart_list.append({"title": f"KLD against size, corpus {grp[0].corpus}", "base": base, "alt": alt})
+        chart_list.append({"title": f"KLD against size, corpus {grp[0].corpus}, against {grp[0].reference}",
+                           "base": base, "alt": alt})
     # speed: per device, the quiet configurations of each quant (pooled re-measurements), fastest first
     speeds = []
     by_device: dict[str, list[Row]] = defaultdict(list)
@@ -65,5 +66,7 @@ def model_page(model: str, rows: list[Row], klds: list[KldRow], name: str) -> li
         speeds.append({"device": device, "label": device_label(group[-1].rec.host), "href": device_src(device),
                        "rows": [row_context(src, r, labelled[r.key]) for r in ranked],
                        "other": len(group) - len(ranked)})
-    text = render("model.md.j2", src=src, name=name, ladder=ladder, charts=chart_list, speeds=speeds)
+    references = sorted({k.reference or "a base not stated" for k in klds})
+    text = render("model.md.j2", src=src, name=name, ladder=ladder, charts=chart_list, speeds=speeds,
+                  references=references)
     return [GeneratedFile(src, front_matter(name, wide=True) + text), *files]

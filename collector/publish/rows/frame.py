@@ -14,6 +14,7 @@ samples in `samples` (a figure's interval for the one "can the data tell these a
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -116,12 +117,35 @@ def kld_rows(records: list[KldRecord]) -> list[KldRow]:
             repo=rec.model.repo, citation=rec.source.citation, ctk=k, ctv=v, kv_default=defaulted,
             kv_variant="kv-cache" in rec.tags, corpus=corpus.name if corpus else None,
             corpus_key=(corpus.sha256 or corpus.name) if corpus else "unknown corpus",
+            reference=(ref := reference_of(rec)),
+            scope=(ref, (corpus.sha256 or corpus.name or "unknown corpus") if corpus else "unknown corpus",
+                   corpus.ctx_size if corpus else None),
             corpus_ctx=corpus.ctx_size if corpus else None, corpus_chunks=corpus.chunks if corpus else None,
             base=model_display_name(rec.base_model) + " " + quant_of_model(rec.base_model) if rec.base_model
             else None, kld_mean=r.kld_mean, kld_mean_unc=r.kld_mean_unc, kld_p99_9=r.kld_p99_9, kld_max=r.kld_max,
             same_top_p=r.same_top_p, same_top_p_unc=r.same_top_p_unc, ppl_ratio=r.ppl_ratio,
             created_at=rec.created_at))
     return out
+
+
+_REQUANT = re.compile(r"^(?P<src>.+?)\s*->\s*(?P<to>[A-Za-z0-9_]+)\s*$")
+_FILE_QUANT = re.compile(r"[._-](?P<q>(?:UD-)?(?:I?Q\d\w*|F16|BF16|F32|MXFP4\w*))\.gguf$", re.IGNORECASE)
+
+
+def reference_of(rec: KldRecord) -> str | None:
+    """The base a KLD is measured against, in words: its type ("F16", "BF16", "Q8_0"), and, where the base was
+    itself re-made from a quantized file (the demo's F16 from the Q4_1 wheel), that it measures faithfulness to
+    that file, not to the original model. None: the record does not say."""
+    b = rec.base_model
+    if b is None:
+        return None
+    kind = b.quant or b.file_type or "type not stated"
+    m = _REQUANT.match(b.origin or "")
+    src = _FILE_QUANT.search(m.group("src")) if m else None
+    if src and src.group("q").upper() not in ("F16", "BF16", "F32"):
+        return (f"{kind} re-made from the {src.group('q')} file: faithfulness to that file, not to the original "
+                "model")
+    return kind
 
 
 def quant_of_model(model: Any) -> str:

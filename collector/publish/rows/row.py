@@ -106,6 +106,8 @@ class KldRow:
     kv_variant: bool  # one of a KV-cache ladder (the same file, several cache types)
     corpus: str | None
     corpus_key: str  # what makes two KLDs' corpora the same: its sha256, else its name
+    reference: str | None  # the base the KLD is against, as a page says it ("F16", "BF16 of ...", None: not stated)
+    scope: tuple[str | None, str, int | None]  # (reference, corpus, context): KLDs compare only within one
     corpus_ctx: int | None
     corpus_chunks: int | None
     base: str | None  # the base model and its quant, in words
