@@ -539,6 +539,7 @@ class SpeedRecord(_RecordBase):
     conditions: Conditions | None = None
     engine_bench: EngineBench | None = None
     batches: list[Batch] = Field(default_factory=list)  # measured requests grouped as sent together
+    ctx_stated: str | None = None  # a context as a source words it ("128K") where it states no -c value
 
     @property
     def noisy(self) -> bool:

@@ -10,15 +10,17 @@ from markupsafe import Markup
 
 from collector.base.stats import separate
 from collector.publish import charts
+from collector.publish.answers.cards import CROWD
 from collector.publish.answers.fits import spill
 from collector.publish.answers.picks import KEEP_SPEED, KLD_BUDGET, NoKld, Pick, kld_row_interval, recommend
+from collector.publish.pages.answer_cards import device_answers
 from collector.publish.pages.fast_faithful import answer
 from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.pages.hardware import hardware
 from collector.publish.pages.history import history_pages
 from collector.publish.pages.sweeps import clients_chart, clients_series, clients_table, kv_context_chart
 from collector.publish.pages.tune import over_budget, tuned_section
-from collector.publish.rows.devices import NOT_STATED, site_device
+from collector.publish.rows.devices import NOT_STATED, SiteDevice, site_device
 from collector.publish.rows.frame import KldRow, Row, bandwidth_gbps, kv_types, quant_of, run_page_id
 from collector.publish.rows.keys import ConfigKey
 from collector.publish.rows.names import group_label, label_of
@@ -192,6 +194,20 @@ def _picks(src: str, rows: list[Row], labelled: dict[ConfigKey, str], klds: list
     return out
 
 
+def _context_picks(src: str, rows: list[Row], labelled: dict[ConfigKey, str]) -> list[dict[str, Any]]:
+    """Per model (measured and imported figures apart): the largest-context pick, where there is one."""
+    out = []
+    for group in (r for r in rows if not r.imported), (r for r in rows if r.imported):
+        for m in _picks(src, list(group), labelled, []):
+            picks = [p for p in m["picks"] if p["kind"] == "context"]
+            for p in picks:
+                p["title"] = f"{p['title']}: {m['name']}"
+                p["same_as"] = None
+            if picks:
+                out.append({"name": m["name"], "picks": picks})
+    return out
+
+
 def _same_as(picks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A pick that is the same configuration as an earlier one names it instead of repeating its command."""
     first: dict[ConfigKey, str] = {}
@@ -313,8 +329,11 @@ def device_page(device: str, rows: list[Row], klds: list[KldRow],
     if rows and not klds and all(r.imported and not r.rec.command and not r.kld for r in rows) and \
             all(isinstance(r, SpeedRecord) for r in device_records):  # crowd results only: nothing to launch
         text = render("device_crowd.md.j2", src=src, label=label, hw=hardware(device_records, dev), table=table,
-                      n_records=len(speed_recs), estimates=Markup(estimates))
+                      n_records=len(speed_recs), estimates=Markup(estimates), gpu=_picker_gpu(dev))
         return [GeneratedFile(src, front_matter(label, wide=True) + text)]
+    cards = device_answers(rows, src)
+    crowd_models = {a["model"] for a in cards if a["tier"] == CROWD}
+    crowd = [c for c in table if c["row"].model in crowd_models]
     depths = sorted({d for r in rows for d in r.depths})
     chart_list, files = _charts(device, src, rows, labelled)
     series = clients_series(rows, labelled)
@@ -340,14 +359,20 @@ def device_page(device: str, rows: list[Row], klds: list[KldRow],
     kld_table = _kld_rows(klds)
     text = render("device.md.j2", src=src, title=label, label=label, hw=hardware(device_records, dev),
                   imported_only=bool(rows) and not measured, kld_only=only_kld, n_configs=len(rows),
-                  n_records=len(speed_recs), measured=_picks(src, measured, labelled, klds),
-                  imported=_picks(src, imported, labelled, klds), table=table, depths=depths,
+                  n_records=len(speed_recs), context_picks=_context_picks(src, measured + imported, labelled),
+                  table=table, depths=depths,
                   fits=_fits(table), charts=chart_list, klds=kld_table, clients=clients_table(src, series),
                   kld_charts=kld_charts, history=history, tuned=tuned,
                   kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED,
                   answers=answers, no_kld=_no_kld(rows, klds if all_klds is None else all_klds),
-                  estimates=Markup(estimates))
+                  estimates=Markup(estimates), cards=[a for a in cards if a["tier"] != CROWD], crowd=crowd,
+                  gpu=_picker_gpu(dev))
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
+
+
+def _picker_gpu(dev: SiteDevice) -> str:
+    """What the page's picker starts with: the device's name as the picker lists it (a CPU: nothing)."""
+    return dev.label if dev.gpu else ""
 
 
 def _no_kld(rows: list[Row], klds: list[KldRow]) -> list[dict[str, Any]]:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from collector.publish import charts
 from collector.publish.answers.picks import usable
-from collector.publish.pages.compare import compare_pages
-from collector.publish.pages.files import GeneratedFile, chart_files
+from collector.publish.answers.ranking import groups, sections
+from collector.publish.pages.compare import compare_pages, group_src, test_text
+from collector.publish.pages.files import GeneratedFile
 from collector.publish.pages.tune import tune_of
 from collector.publish.rows.devices import NOT_STATED, device_key
 from collector.publish.rows.frame import Frames, Row, device_label, quant_of, run_page_id
@@ -22,7 +22,7 @@ from collector.publish.words.links import device_src, front_matter, model_src, r
 from collector.publish.words.render import figure_text, num, render
 from collector.records.figures import record_headline
 from collector.records.flags import FLAGS
-from collector.records.schema import Host, KldRecord, SpeedRecord
+from collector.records.schema import KldRecord, SpeedRecord
 from collector.records.store import AnyRecord
 
 MAX_RUNS_LISTED = 1000  # the runs index lists the newest this many; the data page has every record
@@ -46,46 +46,46 @@ def overlap(rows: list[Row]) -> dict[tuple[str, str], dict[str, Row]]:
 
 
 def home_markdown(f: Frames) -> tuple[str, list[GeneratedFile]]:
-    """Live numbers for the home page (filled into site/index.md's placeholder) and the like-with-like chart."""
+    """The home page's live part (filled into site/index.md's placeholder): the question-first picker, the latest
+    measured runs and one like-for-like ranking (the largest: one source table, one test, one model file type)."""
     src = "index.md"
-    files: list[GeneratedFile] = []
     rows = f.rows
     devices = sorted(({r.device for r in rows} | {k.device for k in f.klds}) - {NOT_STATED})  # no device
-    per_device = []
-    hosts: dict[str, Host] = {}
-    for rec in f.records.values():
-        hosts.setdefault(device_key(rec.host), rec.host)
-    rows_of: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
-        rows_of[r.device].append(r)
-    for device in devices:
-        drows = rows_of[device]
-        fast = _fastest_per(drows, lambda r: r.model)
-        per_device.append({"href": device_src(device), "label": device_label(hosts[device]),
-            "n": len(drows), "kld": sum(1 for k in f.klds if k.device == device),
-            "best": [{"model": label_of(r.rec), "quant": quant_of(r.rec), "tg": r.tg,
-                      "imported": imp, "href": run_src(r.page_id), "runtime": r.rec.source.runtime}
-                     for (_, imp), r in sorted(
-                fast.items(), key=lambda kv: (kv[0][1], kv[0][0]))]})
-    shared = overlap(rows)
-    chart = None
-    if shared:
-        (model, quant), by_device = max(shared.items(), key=lambda kv: len(kv[1]))
-        bars = [charts.Bar(device_label(r.rec.host), fig.value, fig.min, fig.max) for r in by_device.values()
-                if (fig := r.tg) is not None]
-        files += chart_files("charts/home-shared", charts.bar_chart([("generation speed (t/s)",
-                                                                                      bars)]))
-        name = group_label(r.rec for r in by_device.values())
-        chart = {"title": f"{name} {quant} on each device", "base": "charts/home-shared",
-                 "alt": f"Bar chart of {name} {quant}: " + "; ".join(
-                     f"{device_label(r.rec.host)}: {figure_text(r.tg, 't/s')}" for r in by_device.values())}
-    latest = sorted((r for r in f.records.values() if r.source.type == "measured"),
-                    key=lambda r: (r.created_at, r.id), reverse=True)[:10]
+    latest = sorted((r for r in f.records.values() if r.source.type == "measured"
+                     and not (isinstance(r, SpeedRecord) and tune_of(r))),  # a tune is one line, not its trials
+                    key=lambda r: (r.created_at, r.id), reverse=True)[:8]
     text = render("home.md.j2", src=src, n_devices=len(devices), n_models=len({r.model for r in rows} |
                                                                              {k.model for k in f.klds}),
                   n_configs=len(rows), n_imported=sum(1 for r in rows if r.imported), n_kld=len(f.klds),
-                  per_device=per_device, chart=chart, latest=[_run_line(r) for r in latest])
-    return text, files
+                  latest=[_run_line(r) for r in latest], overview=_overview(rows))
+    return text, []
+
+
+OVERVIEW_ROWS = 10
+
+
+def _overview(rows: list[Row]) -> dict[str, Any] | None:
+    """The largest like-for-like ranking of the data: its top devices (tg where it is measured, else pp)."""
+    best: tuple[tuple[bool, int, bool], tuple[str, str], str, dict[str, Any]] | None = None
+    for key, group in groups(rows).items():
+        for shape, lines in sections(group).items():
+            ranked = [ln for ln in lines.values() if ln.rank is not None]
+            what = next(iter(lines.values())).what
+            # a table with a stated test (llama-bench, the collector's) before a crowd benchmark of unstated shape
+            score = (shape.test.kind != "localscore", len(ranked), what == "tg")
+            if len(ranked) > 2 and (best is None or score > best[0]):
+                best = (score, key, what, {"shape": shape, "lines": ranked, "group": group})
+    if best is None:
+        return None
+    _, (model, quant), what, part = best
+    top = sorted(part["lines"], key=lambda ln: -(ln.rank or 0.0))[:OVERVIEW_ROWS]
+    name = group_label(r.rec for r in part["group"])
+    shape = part["shape"]
+    return {"title": f"{name} {quant} · {test_text(shape.test)} · {shape.source}", "what": what,
+            "href": group_src(model, quant), "rows": [{"device": ln.label, "href": device_src(ln.device),
+                                                       "fig": ln.stat(), "rank": ln.rank, "wide": ln.wide}
+                                                      for ln in top],
+            "note": f"The top {len(top)} of {len(part['lines'])} devices ranked there."}
 
 
 def _run_line(rec: AnyRecord) -> dict[str, Any]:

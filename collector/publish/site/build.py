@@ -34,6 +34,7 @@ from collector.publish.pages.sections import (
     models_index,
     runs_index,
 )
+from collector.publish.pages.answer_cards import answer_files
 from collector.publish.pages.flagged import flagged_page
 from collector.publish.pages.model import model_page
 from collector.publish.pages.run import run_title, trial_names_of
@@ -45,10 +46,10 @@ from collector.publish.rows.names import group_label, slug_of
 
 # Generated files live only under these prefixes; site/ holds none of them (tests check both ways)
 RESERVED_PREFIXES = ("devices/", "models/", "runs/", "compare/", "data/", "charts/", "assets/quant-atlas/",
-                     "glossary.md", "flagged.md")
+                     "glossary.md", "flagged.md", "answers/")
 HOME_PLACEHOLDER = "<!-- quant-atlas:home -->"
 ESTIMATES_PLACEHOLDER = "<!-- quant-atlas:estimates -->"  # site/methodology.md: the held-out report
-ASSETS = ("sortable.js", "quant-atlas.css")
+ASSETS = ("sortable.js", "answer.js", "quant-atlas.css")
 SHELL_SRC = "runs/_shell.md"  # one run page MkDocs builds: its header, nav and scripts wrap every run page
 SHELL_MARK = "<!-- quant-atlas:run -->"
 
@@ -125,7 +126,7 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     for model, recs in sorted(by_model.items()):
         files += model_page(model, rows_by_model[model], klds_by_model[model], group_label(recs))
     files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
-              flagged_page(f),
+              flagged_page(f), *answer_files(f),
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
     home, home_files = home_markdown(f)
     files += home_files

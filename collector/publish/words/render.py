@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from collector.publish.words.escape import code_block, h, inline_command, md, safe_url
 from collector.publish.words.labels import glossary_anchor
-from collector.publish.words.links import href, mdlink
+from collector.publish.words.links import href, mdlink, page_url
 from collector.records.schema import Stat
 
 DASH = "—"
@@ -174,6 +174,7 @@ def env() -> Environment:
                      fig_text=figure_text, mib=mib, gb=gb, sort=sort_attr, url=safe_url,
                      tojson=lambda v: Markup(json.dumps(v)))
     e.globals.update(href=href, mdlink=mdlink, gloss=gloss, ghead=gloss_head, DASH=DASH, figure_value=figure_value,
+                     root=lambda src: "../" * page_url(src).count("/") or "./",
                      figure_detail=figure_detail)
     return e
 

@@ -1,0 +1,176 @@
+/* The question-first picker: your GPU(s), your system RAM and a model -> one card per file that ran there.
+   Reads answers/index.json and answers/d/<device>.json (written by the site build). Every value from the data is
+   set as text (textContent), never as markup. Without JavaScript the device and model pages give the same cards. */
+(function () {
+  "use strict";
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function norm(s) {
+    return String(s || "").toLowerCase().replace(/[\s_\-]+/g, " ").trim();
+  }
+
+  function getJSON(url) {
+    return fetch(url, {credentials: "same-origin"}).then(function (r) {
+      if (!r.ok) throw new Error(String(r.status));
+      return r.json();
+    });
+  }
+
+  function figure(dl, name, fig, extra) {
+    var dt = el("dt", null, name);
+    var dd = el("dd");
+    if (fig) {
+      dd.appendChild(el("span", "qa-v", fig.value));
+      dd.appendChild(el("span", "qa-n", [fig.detail].concat(extra || []).filter(Boolean).join(" · ")));
+    } else {
+      dd.textContent = "not known";
+    }
+    dl.appendChild(dt);
+    dl.appendChild(dd);
+  }
+
+  function row(dl, name, text) {
+    dl.appendChild(el("dt", null, name));
+    dl.appendChild(el("dd", null, text));
+  }
+
+  function card(c, root, memory) {
+    var a = el("article", "qa-card qa-card-" + c.tier);
+    var h = el("h4", "qa-card-title");
+    h.appendChild(el("span", "qa-card-quant", c.quant));
+    h.appendChild(el("span", "qa-badge qa-" + (c.tier === "measured" ? "measured" : "imported"), c.tier === "measured" ? "measured here" : "stated by its source"));
+    a.appendChild(h);
+    a.appendChild(el("p", "qa-card-origin", c.origin));
+    var dl = el("dl", "qa-card-facts");
+    figure(dl, "Generation (tg)", c.tg, [c.test, c.depth].concat(c.also && c.also.length ? ["the source also states: " + c.also.join("; ")] : []));
+    figure(dl, "Prompt (pp)", c.pp, [c.depth]);
+    row(dl, "Context", c.ctx);
+    if (c.kld) {
+      row(dl, "Mean KLD", c.kld.value + " (against " + c.kld.reference + "; corpus " + c.kld.corpus + "; " + c.kld.join + ")");
+    } else {
+      row(dl, "Mean KLD", "not known for this file");
+    }
+    row(dl, "Placement", c.fits);
+    row(dl, "File", c.file + " · " + c.size + (c.repo ? " · " + c.repo : ""));
+    a.appendChild(dl);
+    if (memory && c.size_gb && c.size_gb > memory) {
+      a.appendChild(el("p", "qa-card-warn", "The file (" + c.size + ") is larger than the " + memory + " GB of GPU memory and system RAM you entered together."));
+    }
+    if (c.spill) a.appendChild(el("p", "qa-card-warn", c.spill));
+    if (c.command) {
+      var pre = el("pre", "qa-card-cmd");
+      pre.appendChild(el("code", null, c.command));
+      a.appendChild(pre);
+      var copy = el("button", "qa-copy", "Copy command");
+      copy.type = "button";
+      copy.addEventListener("click", function () {
+        if (navigator.clipboard) navigator.clipboard.writeText(c.command);
+        copy.textContent = "Copied";
+      });
+      a.appendChild(copy);
+      a.appendChild(el("p", "qa-n", c.command_origin + "."));
+    } else {
+      a.appendChild(el("p", "qa-n", "No command: " + c.command_origin + "."));
+    }
+    var link = el("a", null, "Run page" + (c.others ? " (" + c.others + " more configuration(s) of this file on the device page)" : ""));
+    link.href = root + c.run_href;
+    a.appendChild(link);
+    return a;
+  }
+
+  function findModel(models, query) {
+    var q = norm(query);
+    if (!q) return [];
+    var exact = models.filter(function (m) { return norm(m.label) === q || m.model === q || m.slug === q; });
+    if (exact.length) return exact;
+    return models.filter(function (m) { return norm(m.label).indexOf(q) >= 0; });
+  }
+
+  function findDevice(devices, query) {
+    var q = norm(query);
+    if (!q) return null;
+    var best = null;
+    devices.forEach(function (d) {
+      var label = norm(d.label);
+      if (label === q || d.slug === q) best = best || d;
+    });
+    if (best) return best;
+    var hits = devices.filter(function (d) { return norm(d.label).indexOf(q) >= 0; });
+    hits.sort(function (a, b) { return (b.has_data - a.has_data) || (a.label.length - b.label.length); });
+    return hits[0] || null;
+  }
+
+  function setup(box) {
+    if (box.getAttribute("data-qa-setup")) return;  // instant navigation may announce a page twice
+    box.setAttribute("data-qa-setup", "1");
+    var root = box.getAttribute("data-root") || "./";
+    var form = box.querySelector("form");
+    var out = box.querySelector(".qa-picker-out");
+    var gpuIn = box.querySelector("[name=gpu]");
+    var countIn = box.querySelector("[name=count]");
+    var ramIn = box.querySelector("[name=ram]");
+    var modelIn = box.querySelector("[name=model]");
+    var index = null;
+    getJSON(root + "answers/index.json").then(function (ix) {
+      index = ix;
+      var gl = box.querySelector("#" + gpuIn.getAttribute("list"));
+      ix.devices.forEach(function (d) { var o = el("option"); o.value = d.label; gl.appendChild(o); });
+      var ml = box.querySelector("#" + modelIn.getAttribute("list"));
+      ix.models.forEach(function (m) { var o = el("option"); o.value = m.label; ml.appendChild(o); });
+      box.classList.add("qa-ready");
+      if (gpuIn.value && modelIn.value) answer();
+    }).catch(function () {
+      out.textContent = "The answers could not be loaded; the device and model pages have them as text.";
+    });
+
+    function answer() {
+      out.textContent = "";
+      if (!index) return;
+      var dev = findDevice(index.devices, gpuIn.value);
+      if (!dev) {
+        out.appendChild(el("p", "qa-missing", "No device named \"" + gpuIn.value + "\" is known here: pick one from the list (the device catalog names every GPU it knows)."));
+        return;
+      }
+      var n = parseInt(countIn.value || "1", 10) || 1;
+      var slug = n > 1 ? n + "x-" + dev.slug.replace(/^\d+x-/, "") : dev.slug;
+      var ram = parseFloat(ramIn.value || "0") || 0;
+      var gpuMem = dev.memory_gb ? dev.memory_gb * n : 0;
+      var memory = gpuMem && ram ? gpuMem + ram : 0;
+      getJSON(root + "answers/d/" + slug + ".json").then(function (d) {
+        var hits = findModel(d.models, modelIn.value);
+        var head = el("p", "qa-picker-head");
+        var a = el("a", null, d.label);
+        a.href = root + d.href;
+        head.appendChild(a);
+        out.appendChild(head);
+        if (!hits.length) {
+          out.appendChild(el("p", "qa-missing", "No figure of \"" + modelIn.value + "\" is measured or stated for this device. Models that have figures here: " + d.models.map(function (m) { return m.label; }).join(", ") + "."));
+          return;
+        }
+        hits.slice(0, 3).forEach(function (m) {
+          var h = el("h3", null, m.label + " · " + m.tier_words);
+          out.appendChild(h);
+          m.cards.forEach(function (c) { out.appendChild(card(c, root, memory)); });
+        });
+      }).catch(function () {
+        out.appendChild(el("p", "qa-missing", "Nothing is measured or stated for " + (n > 1 ? n + "x " : "") + dev.label + " yet" + (n > 1 ? " (try one GPU)" : "") + ": no run of any model on it is in the data. The device catalog has its memory and bandwidth."));
+      });
+    }
+
+    form.addEventListener("submit", function (e) { e.preventDefault(); answer(); });
+  }
+
+  function init() {
+    Array.prototype.forEach.call(document.querySelectorAll(".qa-picker"), setup);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+  if (window.document$ && window.document$.subscribe) window.document$.subscribe(init);  // Material's instant pages
+})();
