@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from collector.catalog import default
-from collector.publish import site as site_mod
+from collector.publish.site import build as site_mod
 from collector.publish.pages.estimates import CATALOG_SRC, CHART
 from collector.records.index import load_records
 from sitebuild import build_clean, page_text

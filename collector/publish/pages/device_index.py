@@ -69,7 +69,12 @@ def devices_index(f: Frames) -> GeneratedFile:
     items = device_rows(f)
     vendors = sorted({i["vendor"] for i in items}, key=str.casefold)
     sizes = sorted({float(s) for i in items for s in i["sizes"].split()})
-    return GeneratedFile(src, render("devices.md.j2", src=src, items=items, vendors=vendors,
+    crowd_only = {"llamafile (LocalScore)"}
+    cpus = [i for i in items if not i["gpu"]]
+    crowd = [i for i in items if i["gpu"] and not i["measured"] and {rt for rt, _ in i["runtimes"]} <= crowd_only]
+    setups = [i for i in items if i["gpu"] and i not in crowd]
+    return GeneratedFile(src, render("devices.md.j2", src=src, setups=setups, crowd=crowd, cpus=cpus,
+                                     vendors=vendors,
                                      sizes=[f"{s:g}" for s in sizes],
                                      n_gpu=sum(1 for i in items if i["gpu"]),
                                      n_catalog=sum(1 for i in items if i["in_catalog"])))

@@ -25,7 +25,7 @@ from collector.records.flags import FLAGS
 from collector.records.schema import KldRecord, SpeedRecord
 from collector.records.store import AnyRecord
 
-MAX_RUNS_LISTED = 1000  # the runs index lists the newest this many; the data page has every record
+MAX_RUNS_LISTED = 60  # the runs index lists the newest this many (a page a reader can scroll); Data has every record
 
 
 def _fastest_per(rows: list[Row], key: Any) -> dict[Any, Row]:
@@ -123,8 +123,11 @@ def models_index(f: Frames) -> GeneratedFile:
         by[slug_of(rec)].append(rec)
     items = [{"href": model_src(m), "name": group_label(recs),
               "quants": sorted({quant_of(r) for r in recs}), "devices": sorted({device_label(r.host) for r in recs}),
-              "klds": sum(1 for r in recs if r.kind == "kld")} for m, recs in sorted(by.items())]
-    return GeneratedFile(src, render("models.md.j2", src=src, items=items))
+              "klds": sum(1 for r in recs if r.kind == "kld"),
+              "crowd": all(r.source.runtime == "llamafile (LocalScore)" for r in recs)}
+             for m, recs in sorted(by.items(), key=lambda kv: group_label(kv[1]).casefold())]
+    return GeneratedFile(src, render("models.md.j2", src=src, items=[i for i in items if not i["crowd"]],
+                                     crowd=[i for i in items if i["crowd"]]))
 
 
 def runs_index(f: Frames) -> GeneratedFile:
