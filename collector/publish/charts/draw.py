@@ -11,10 +11,11 @@ never inside text). A chart takes about a millisecond: they are not cached apart
 
 from __future__ import annotations
 
+import functools
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec
 
 from collector.publish.charts.svgplot import (
     CYCLE,
@@ -39,6 +40,8 @@ from collector.publish.charts.svgplot import (
     ytick_band,
 )
 from collector.publish.words.escape import neutralize
+
+P = ParamSpec("P")
 
 # every light colour is unique and appears in the SVG only where the palette put it
 THEMES = {
@@ -71,8 +74,9 @@ class Bar:
     imported: bool = False
 
 
-def wrap(label: str, width: int = WRAP) -> str:
+def wrap(label: str, width: int | None = None) -> str:
     """A label on at most three lines (never cut, so two labels never become the same text)."""
+    width = width or WRAP
     lines = textwrap.wrap(neutralize(label), width, break_on_hyphens=False) or [""]
     if len(lines) > 3:
         lines = lines[:2] + [" ".join(lines[2:])]
@@ -80,6 +84,29 @@ def wrap(label: str, width: int = WRAP) -> str:
 
 
 W = WIDTH_IN * 72  # figure width, pt
+# A phone's variant of every chart: drawn at the width of a phone's content column (357 px at 390), so its text is
+# shown at its size (FONT_PT: 13 px) instead of scaled down to ~7 px; labels wrap sooner
+PHONE_W, PHONE_WRAP = 268.0, 20
+
+
+def two_widths(draw: Callable[P, dict[str, bytes]]) -> Callable[P, dict[str, bytes]]:
+    """A chart function that also draws its phone variant: {light, dark, phone-light, phone-dark} (empty stays
+    empty). The layout reads the module's W and WRAP when it draws, so the variant is the same code at
+    another width."""
+    @functools.wraps(draw)
+    def both(*args: P.args, **kwargs: P.kwargs) -> dict[str, bytes]:
+        global W, WRAP
+        wide = draw(*args, **kwargs)
+        if not wide:
+            return wide
+        saved = W, WRAP
+        W, WRAP = PHONE_W, PHONE_WRAP
+        try:
+            phone = draw(*args, **kwargs)
+        finally:
+            W, WRAP = saved
+        return {**wide, **{f"phone-{k}": v for k, v in phone.items()}}
+    return both
 FG, GRID = LIGHT["fg"], LIGHT["grid"]
 LEGEND_PT = FONT_PT - 1
 
@@ -125,6 +152,7 @@ def _right_room(scale: Scale) -> float:
     return max(PAD, text_width(scale.ticks[-1][1]) / 2 + 2) if scale.ticks else PAD
 
 
+@two_widths
 def bar_chart(panels: Sequence[tuple[str, Sequence[Bar]]]) -> dict[str, bytes]:
     """Horizontal bars from zero, one panel per (axis label, bars) sharing the labels of the first panel's
     order (highest first, at most MAX_BARS); error bars span each figure's range of samples."""
@@ -173,7 +201,7 @@ def bar_chart(panels: Sequence[tuple[str, Sequence[Bar]]]) -> dict[str, bytes]:
 
 
 def _series_legend(series: Sequence[tuple[str, Any, Any, Any, Any]]) -> list[Item]:
-    return [Item(wrap(label, 44), "line+o", CYCLE[i % len(CYCLE)]) for i, (label, *_) in enumerate(series)]
+    return [Item(wrap(label, WRAP + 10), "line+o", CYCLE[i % len(CYCLE)]) for i, (label, *_) in enumerate(series)]
 
 
 def _draw_series(ax: Axes, series: Sequence[tuple[str, Sequence[float], Sequence[float], Sequence[float],
@@ -190,6 +218,7 @@ def _draw_series(ax: Axes, series: Sequence[tuple[str, Sequence[float], Sequence
             ax.svg.marker(x, y, "o", colour, 3.0)
 
 
+@two_widths
 def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float], Sequence[float],
                                                       Sequence[float]]], xlabel: str, ylabel: str) -> dict[str, bytes]:
     """One line per series (label, xs, ys, lows, highs), at most MAX_LINES, a band for the range of samples;
@@ -214,6 +243,7 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float], Seq
 Series = tuple[str, Sequence[float], Sequence[float], Sequence[float], Sequence[float]]  # label, xs, ys, lows, highs
 
 
+@two_widths
 def panel_lines_chart(panels: Sequence[tuple[str, Sequence[Series]]], xlabel: str,
                        xticks: Sequence[float], logx: bool = False, logy: bool = False) -> dict[str, bytes]:
     """Panels side by side sharing one x axis whose ticks are exactly `xticks` (each labelled once, as a whole
@@ -280,6 +310,7 @@ def place_labels(svg: Svg, ax: Axes, labels: Sequence[tuple[float, float, str]],
         svg.text(x0, y0, label, FG, size, anchor="start", valign="top")
 
 
+@two_widths
 def pareto_chart(points: Sequence[Point], front: Sequence[int], xlabel: str, ylabel: str,
                   logx: bool = False, zero_x: bool = True) -> dict[str, bytes]:
     """Scatter of every point (each labelled where its label fits), the frontier joined by a line. `zero_x` False
@@ -318,6 +349,7 @@ def pareto_chart(points: Sequence[Point], front: Sequence[int], xlabel: str, yla
 
 
 
+@two_widths
 def identity_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], xlabel: str,
                    ylabel: str) -> dict[str, bytes]:
     """Estimate against measurement: one hollow marker per (measured, estimated) pair, a colour per series, both
@@ -345,6 +377,7 @@ def identity_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], 
     return _finish(svg)
 
 
+@two_widths
 def history_chart(panels: Sequence[tuple[str, Sequence[str], Sequence[float | None],
                                                       Sequence[float | None], Sequence[float | None],
                                                       Sequence[int]]]) -> dict[str, bytes]:
@@ -403,6 +436,7 @@ class Spot:
     noisy: bool = False  # a trial measured on a busy host (hollow)
 
 
+@two_widths
 def tune_chart(xlabel: str, ylabel: str, budget: float, trials: Sequence[Spot], default: Spot | None,
                chosen: Spot | None, not_measured: Sequence[float], probes: Sequence[float]) -> dict[str, bytes]:
     """A tune's trials: speed against memory, the budget a vertical line, the default and the chosen marked; the

@@ -21,6 +21,7 @@ from collector.publish.words.escape import shell_command
 from collector.publish.words.links import device_src, href, model_src, run_src
 from collector.publish.words.reasons import spill_text
 from collector.publish.words.render import figure_detail, figure_value, mib
+from collector.records.store import page_id_of
 
 TIER_WORDS = {MEASURED: "measured here", STATED: "stated by its source", BENCH: "llama-bench table",
               CROWD: "crowd results"}
@@ -33,10 +34,11 @@ LAUNCH_WORDS = {
 }
 
 
-def _figure(stat: Any, unit: str) -> dict[str, str] | None:
+def _figure(stat: Any, unit: str, runs: int = 1) -> dict[str, str] | None:
     if stat is None:
         return None
-    return {"value": f"{figure_value(stat)} {unit}", "detail": figure_detail(stat)}
+    pooled = f" over {runs} runs of this configuration" if runs > 1 else ""
+    return {"value": f"{figure_value(stat)} {unit}", "detail": figure_detail(stat) + pooled}
 
 
 def _size(row: Row) -> tuple[str, float | None]:
@@ -89,7 +91,8 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
     return {
         "quant": quant_of(rec), "file": rec.model.file_name or "file not stated", "size": size, "size_gb": size_gb,
         "repo": rec.model.repo, "tier": card.tier, "origin": origin,
-        "tg": _figure(card.tg, "t/s"), "pp": _figure(card.pp, "t/s"), "test": card.test,
+        "tg": _figure(card.tg, "t/s", len(row.records)), "pp": _figure(card.pp, "t/s", len(row.records)),
+        "test": card.test,
         "depth": "depth not stated" if card.depth is None else f"at depth {card.depth:,}",
         "ctx": _ctx(card),
         "command": shell_command(list(launch.argv), rec.model.file_name) if launch.argv else None,
@@ -101,6 +104,7 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
             "href": href(src, run_src(k.page_id))},
         "fits": _fits(row), "spill": spill_text(spill(rec)),
         "run_href": href(src, run_src(row.page_id)), "others": card.others, "held": card.held,
+        "runs": [href(src, run_src(page_id_of(r.id))) for r in row.records],  # a figure pools all of them
         "also": [f"{figure_value(s)} t/s ({figure_detail(s)})" for s in card.also],
         "build": rec.llama_cpp.version or "build not stated",
     }

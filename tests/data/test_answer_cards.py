@@ -1,0 +1,85 @@
+"""Every figure of every answer card (answers/d/*.json, what the picker and the device pages show) is the figure of
+the record it names, as that record states or measured it: the card's run page is the record, its tg and pp are the
+record's headline (collector.records.figures) as the site writes figures, its context is the record's own (a size,
+or a context as the source words it), its command is the record's argv (or, for a llama-bench row, a llama-server
+command from the same settings, said so), and its KLD is the joined KLD record's mean."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+from pathlib import Path
+
+from collector.publish.site.build import build_from
+from collector.publish.words.render import figure_value
+from collector.records.figures import headline, record_headline
+from collector.records.flags import server_args
+from collector.records.index import load_index
+from collector.records.schema import KldRecord, SpeedRecord
+from collector.records.store import AnyRecord, page_id_of
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@functools.lru_cache(maxsize=1)
+def _answers() -> dict[str, dict]:
+    build = build_from(REPO / "data")
+    return {g.src_uri: json.loads(g.content) for g in build.files if g.src_uri.startswith("answers/d/")
+            and isinstance(g.content, str)}
+
+
+@functools.lru_cache(maxsize=1)
+def _by_page() -> dict[str, AnyRecord]:
+    return {page_id_of(r.id): r for r in load_index(REPO / "data").valid}
+
+
+def _record(href: str) -> AnyRecord:
+    return _by_page()[href.strip("/").split("/")[-1]]
+
+
+def test_every_card_figure_is_its_records_figure() -> None:
+    answers = _answers()
+    assert len(answers) > 100
+    checked = 0
+    for src, answer in answers.items():
+        for model in answer["models"]:
+            for card in model["cards"]:
+                rec = _record(card["run_href"])
+                assert isinstance(rec, SpeedRecord), (src, card)
+                pooled = [_record(h) for h in card["runs"]]  # re-measurements of one configuration pool their samples
+                head = record_headline(rec) if len(pooled) == 1 else headline(
+                    [s for r in pooled if r.status == "ok" for s in r.samples], digits=3)
+                for what, field in (("tg", "tg_tps"), ("pp", "pp_tps")):
+                    stat = getattr(head, field) if head else None
+                    if card[what] is not None:
+                        assert card[what]["value"] == f"{figure_value(stat)} t/s", (src, card["run_href"], what)
+                        checked += 1
+                ctx = rec.config.ctx_size
+                if ctx is not None:
+                    assert card["ctx"].startswith(f"{ctx:,} tokens"), (src, card)
+                elif rec.ctx_stated:
+                    assert card["ctx"].startswith(rec.ctx_stated), (src, card)
+                if card["command"]:
+                    argv = shlex.split(card["command"])
+                    if rec.command and rec.command[0].rsplit("/", 1)[-1] == "llama-server":
+                        assert argv[1:] == [a.replace("{model}", rec.model.file_name or "MODEL.gguf")
+                                            for a in rec.command[1:]], (src, card)
+                    else:  # a llama-bench row: llama-server from its settings, and the card says so
+                        assert rec.command[0].rsplit("/", 1)[-1] == "llama-bench"
+                        assert argv[3:] == server_args(rec.config) and "llama-bench" in card["command_origin"]
+                if card["kld"]:
+                    k = _record(card["kld"]["href"])
+                    assert isinstance(k, KldRecord) and card["kld"]["value"].startswith(f"{k.results.kld_mean:.4g}")
+    assert checked > 500
+
+
+def test_the_rtx_4090_answers_qwen3_coder_next_first_with_the_posts_contexts_and_commands() -> None:
+    models = _answers()["answers/d/rtx-4090.json"]["models"]
+    first = models[0]
+    assert first["label"] == "Qwen3-Coder-Next" and first["tier"] == "stated"
+    cards = {c["quant"]: c for c in first["cards"]}
+    assert cards["IQ3_XXS"]["ctx"] == "168,000 tokens (as stated)" and cards["IQ3_XXS"]["command"]
+    assert cards["UD-IQ2_XXS"]["ctx"] == "200,000 tokens (as stated)" and cards["UD-IQ2_XXS"]["command"]
+    abliterated = next(m for m in models if "abliterated" in m["label"])
+    assert all(c["ctx"] == "168,000 tokens (as stated)" for c in abliterated["cards"])

@@ -1,0 +1,178 @@
+"""The question-first answer on the built site of data/ (issue 31's "Done when"), in a real headless Chromium:
+the picker on home answers "RTX 4090 + 64 GB RAM + Qwen3-Coder-Next" and "RX 7900 XTX + Llama 3.1 8B" at 1400 and
+390 px; the cards show exactly what answers/*.json holds (tests/data/test_answer_cards.py traces those to the
+records); the RTX 4090 page leads with Qwen3-Coder-Next and the commands and contexts the posts print; and every
+kind of page keeps its height and phone budgets."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sitebuild import REPO, build_clean
+
+pytestmark = pytest.mark.site
+try:
+    from cdp import CDP, Quiet, chromium
+except ImportError:  # pragma: no cover - reported by test_browser's _chromium()
+    CDP = Quiet = chromium = None  # type: ignore[assignment,misc]
+
+
+@pytest.fixture(scope="module")
+def data_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_clean(REPO / "data", tmp_path_factory.mktemp("data-site") / "html")
+
+
+@pytest.fixture(scope="module")
+def server(data_site: Path) -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(data_site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[CDP]:
+    from test_browser import _chromium
+
+    with chromium(_chromium()) as cdp:
+        yield cdp
+
+
+def _viewport(cdp: CDP, width: int) -> None:
+    cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=width < 600)
+
+
+CARDS = """Array.from(document.querySelectorAll('.qa-picker-out .qa-card')).map(c => ({
+    quant: c.querySelector('.qa-card-quant').textContent,
+    origin: c.querySelector('.qa-card-origin').textContent,
+    facts: Object.fromEntries(Array.from(c.querySelectorAll('dt')).map(dt => [dt.textContent,
+        dt.nextElementSibling.textContent])),
+    command: c.querySelector('pre code') ? c.querySelector('pre code').textContent : null,
+    copy: !!c.querySelector('button.qa-copy'),
+    right: c.getBoundingClientRect().right, left: c.getBoundingClientRect().left}))"""
+
+
+def _ask(cdp: CDP, server: str, gpu: str, ram: str, model: str) -> list[dict]:
+    cdp.open(f"{server}/")
+    cdp.poll("document.querySelector('.qa-picker.qa-ready') !== null")
+    cdp.js(f"""(() => {{ const b = document.querySelector('.qa-picker');
+        b.querySelector('[name=gpu]').value = {json.dumps(gpu)};
+        b.querySelector('[name=ram]').value = {json.dumps(ram)};
+        b.querySelector('[name=model]').value = {json.dumps(model)};
+        b.querySelector('form').requestSubmit(); }})()""")
+    cdp.poll("document.querySelector('.qa-picker-out').textContent.length > 0")
+    cdp.poll("document.querySelector('.qa-picker-out .qa-card, .qa-picker-out .qa-missing') !== null")
+    return cdp.js(CARDS)
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_the_picker_answers_rtx_4090_qwen3_coder_next_with_a_command_and_its_stated_context(
+        browser: CDP, server: str, data_site: Path, width: int) -> None:
+    _viewport(browser, width)
+    try:
+        cards = _ask(browser, server, "RTX 4090", "64", "Qwen3-Coder-Next")
+        assert cards, browser.js("document.querySelector('.qa-picker-out').textContent")
+        with_cmd = [c for c in cards if c["command"]]
+        assert with_cmd and all(c["copy"] for c in with_cmd)
+        assert all(c["command"].lstrip("./").startswith("llama-server") for c in with_cmd)
+        assert any("stated by" in c["origin"] for c in cards)  # the origin of every figure is said
+        assert any("(as stated)" in c["facts"]["Context"] for c in with_cmd)  # the context the post states
+        # exactly what answers/d/rtx-4090.json holds for the model, in its order
+        answer = json.loads((data_site / "answers" / "d" / "rtx-4090.json").read_text())
+        model = next(m for m in answer["models"] if m["label"] == "Qwen3-Coder-Next")
+        assert [c["quant"] for c in cards[:len(model["cards"])]] == [c["quant"] for c in model["cards"]]
+        for shown, data in zip(cards, model["cards"]):
+            tg = shown["facts"]["Generation (tg)"]
+            assert (data["tg"]["value"] in tg) if data["tg"] else tg == "not known"
+            assert shown["facts"]["Context"] == data["ctx"] and shown["command"] == data["command"]
+        if width == 390:  # every card inside the phone's width: nothing to scroll sideways to
+            assert all(c["left"] >= 0 and c["right"] <= 391 for c in cards), cards
+            assert browser.js("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_rx_7900_xtx_and_llama_3_1_8b_get_an_answer_or_a_stated_reason(browser: CDP, server: str,
+                                                                       width: int) -> None:
+    _viewport(browser, width)
+    try:
+        cards = _ask(browser, server, "RX 7900 XTX", "32", "Llama 3.1 8B")
+        text = browser.js("document.querySelector('.qa-picker-out').textContent")
+        assert cards or ("No figure of" in text and "Models that have figures here" in text), text
+        for c in cards:
+            assert c["facts"]["Generation (tg)"] and c["origin"]
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+
+
+def test_the_rtx_4090_page_leads_with_qwen3_coder_next_and_the_posts_commands(browser: CDP, server: str) -> None:
+    _viewport(browser, 1400)
+    try:
+        browser.open(f"{server}/devices/rtx-4090/")
+        browser.poll("document.readyState === 'complete'")
+        first = browser.js("""(() => { const h = document.querySelector('.md-content h3');
+            const cards = h.nextElementSibling.querySelectorAll('.qa-card');
+            return {heading: h.textContent, top: Math.round(h.getBoundingClientRect().top + scrollY),
+                    cards: Array.from(cards).map(c => ({quant: c.querySelector('.qa-card-quant').textContent,
+                        ctx: Array.from(c.querySelectorAll('dt')).find(d => d.textContent === 'Context')
+                             .nextElementSibling.textContent,
+                        cmd: c.querySelector('code') ? c.querySelector('code').textContent : null}))}; })()""")
+        assert first["heading"].startswith("Qwen3-Coder-Next"), first
+        assert first["top"] <= 1200, first
+        base = {c["quant"]: c for c in first["cards"]}
+        # the base model's IQ3_XXS: the setup the post prints a command for, at its stated 168K
+        assert "168,000 tokens (as stated)" in base["IQ3_XXS"]["ctx"] and base["IQ3_XXS"]["cmd"], first
+        assert all(c["cmd"] for q, c in base.items() if q.startswith("UD-")), first  # the 200K posts' commands
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+
+
+# two pages of each template: measured, stated, crowd-only and catalog-only device pages, model and compare pages,
+# home, index pages and run pages
+BUDGET_PAGES = ["", "devices/", "devices/rtx-4090/", "devices/cpu-intel-xeon-processor/", "devices/2x-rtx-3060/",
+                "devices/3x-r9700-pro/", "devices/rx-7900-xtx/", "devices/gtx-1650-super/", "devices/catalog/",
+                "devices/rtx-5080/", "models/", "models/llama-3-8b/", "models/qwen3-coder-next/", "compare/",
+                "compare/llama-3-8b-q4-k-m/", "compare/meta-llama-3-1-8b-instruct-q4-k-m/", "runs/", "flagged/",
+                "methodology/", "data/"]
+
+
+def test_page_budgets_at_1400_and_nothing_to_scroll_sideways_at_390(browser: CDP, server: str,
+                                                                    data_site: Path) -> None:
+    runs = sorted(p.parent.name for p in (data_site / "runs").glob("*/index.html"))[:2]
+    pages = BUDGET_PAGES + [f"runs/{r}/" for r in runs]
+    tall, wide, late = [], [], []
+    try:
+        for width in (1400, 390):
+            _viewport(browser, width)
+            for page in pages:
+                if not (data_site / page / "index.html").is_file():
+                    continue
+                browser.open(f"{server}/{page}")
+                browser.poll("document.readyState === 'complete'")
+                got = browser.js("""({h: document.documentElement.scrollHeight,
+                    over: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+                    card: (c => c ? c.getBoundingClientRect().top + scrollY : null)(document.querySelector(
+                        '.md-content .qa-card'))})""")
+                if width == 1400:
+                    limit = 4000 if page == "" else 15000
+                    if got["h"] > limit:
+                        tall.append((page, got["h"]))
+                    if page.startswith("devices/") and got["card"] is not None and got["card"] > 1200:
+                        late.append((page, got["card"]))
+                elif got["over"] > 1:
+                    wide.append((page, got["over"]))
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+    assert not tall, f"pages over their height budget at 1400 px: {tall}"
+    assert not late, f"device pages whose first answer starts below 1200 px: {late}"
+    assert not wide, f"pages that scroll sideways at 390 px: {wide}"
