@@ -40,7 +40,7 @@ from collector.records.flags import LlamaConfig, server_args
 from collector.records.store import AnyRecord
 
 TOP_KEYS = ("source_file", "title", "author", "url", "date", "note", "defaults", "figures")
-FIGURE_KEYS = ("id", "kind", "quotes", "note", "date", "reconstruct_command", "record")
+FIGURE_KEYS = ("id", "kind", "quotes", "caveats", "note", "date", "reconstruct_command", "record")
 _STATED = re.compile(r"^(?P<approx>~)?\s*(?P<num>\d+(?:\.\d+)?)$")
 _RESERVED = ("schema_version", "kind", "id", "created_at", "status", "source", "error")
 
@@ -138,7 +138,8 @@ def load_transcription(path: Path) -> list[AnyRecord]:
                     status="ok",
                     source={"type": "imported", "citation": f"{source_file}: {title}", "title": title,
                             "author": author, "url": url, "date": stated, "note": note,
-                            "quotes": [str(q) for q in fig.seq("quotes")], "command": command_origin,
+                            "quotes": [str(q) for q in fig.seq("quotes")],
+                            "caveats": [str(q) for q in fig.seq("caveats", [])], "command": command_origin,
                             "figure": f"{stem}#{fid}"})
         records.append(store.parse_record(data, f"{fig.where()}: figure {fid}"))
     return records

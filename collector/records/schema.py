@@ -100,6 +100,7 @@ class Source(_Block):
     date: str | None = None  # imported: the date the source states for the figure (ISO, may be a day only)
     note: str | None = None
     quotes: list[str] = Field(default_factory=list)  # imported: the source's own words that hold the figure
+    caveats: list[str] = Field(default_factory=list)  # imported: the source's own warnings about this setup, quoted
     command: Literal["printed", "reconstructed"] | None = None  # imported: how `command` was obtained
     figure: str | None = None  # imported: which figure of the source ("<file stem>#<figure id>"); re-import key
     raw: JsonDict | None = None  # imported tool output: every field the tool reported for this test, verbatim

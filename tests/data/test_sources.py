@@ -63,7 +63,7 @@ def test_transcription_numbers_and_quotes_are_verbatim(source: Path) -> None:
     figures = data["figures"]
     assert figures, f"{tr}: no figures"
     for fig in figures:
-        for quote in fig["quotes"]:
+        for quote in fig["quotes"] + fig.get("caveats", []):
             assert _norm(quote) in _norm(text), f"{tr} figure {fig['id']}: quote not in the source: {quote!r}"
         values = _leaves(fig["record"], fig["id"]) + _leaves(data.get("defaults") or {}, "defaults")
         for where, value in values:

@@ -41,7 +41,7 @@
   }
 
   function card(c, root, memory) {
-    var a = el("article", "qa-card qa-card-" + c.tier);
+    var a = el("div", "qa-card qa-card-" + c.tier);
     var h = el("h4", "qa-card-title");
     h.appendChild(el("span", "qa-card-quant", c.quant));
     h.appendChild(el("span", "qa-badge qa-" + (c.tier === "measured" ? "measured" : "imported"), c.tier === "measured" ? "measured here" : "stated by its source"));
@@ -63,6 +63,7 @@
       a.appendChild(el("p", "qa-card-warn", "The file (" + c.size + ") is larger than the " + memory + " GB of GPU memory and system RAM you entered together."));
     }
     if (c.spill) a.appendChild(el("p", "qa-card-warn", c.spill));
+    (c.caveats || []).forEach(function (w) { a.appendChild(el("p", "qa-card-warn", "The source warns: " + w)); });
     if (c.command) {
       var pre = el("pre", "qa-card-cmd");
       pre.appendChild(el("code", null, c.command));

@@ -3,6 +3,7 @@ device."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -13,7 +14,7 @@ from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.rows.frame import KldRow, Row, device_label
 from collector.publish.rows.names import UNNAMED_SLUG
 from collector.publish.words.labels import labels, quant_facts
-from collector.publish.words.links import device_src, front_matter, run_src
+from collector.publish.words.links import device_src, front_matter, model_src, run_src
 from collector.publish.words.render import render
 from collector.records.schema import KldRecord
 
@@ -32,7 +33,21 @@ def _ladder(klds: list[KldRow]) -> list[dict[str, Any]]:
     return out
 
 
-def model_page(model: str, rows: list[Row], klds: list[KldRow], name: str) -> list[GeneratedFile]:
+def variants(model: str, name: str, names: dict[str, str]) -> list[dict[str, str]]:
+    """Other models that are variants of this one, or it of them (a fine-tune, an abliterated or REAP version):
+    one's name begins with the other's."""
+    key = re.sub(r"[\s_\-]+", " ", name.casefold()).strip()
+    out = []
+    for slug, label in sorted(names.items(), key=lambda kv: kv[1]):
+        other = re.sub(r"[\s_\-]+", " ", label.casefold()).strip()
+        if slug != model and slug != UNNAMED_SLUG and (other.startswith(key + " ") or other.startswith(key + "(")
+                                                       or key.startswith(other + " ") or key.startswith(other + "(")):
+            out.append({"label": label, "href": model_src(slug)})
+    return out
+
+
+def model_page(model: str, rows: list[Row], klds: list[KldRow], name: str,
+               names: dict[str, str] | None = None) -> list[GeneratedFile]:
     src = f"models/{model}.md"
     files: list[GeneratedFile] = []
     ladder = _ladder(klds)
@@ -68,5 +83,6 @@ def model_page(model: str, rows: list[Row], klds: list[KldRow], name: str) -> li
                        "other": len(group) - len(ranked)})
     references = sorted({k.reference or "a base not stated" for k in klds})
     text = render("model.md.j2", src=src, name=name, ladder=ladder, charts=chart_list, speeds=speeds,
-                  references=references)
+                  references=references, variants=variants(model, name, names or {}),
+                  picker_model=name if model != UNNAMED_SLUG else "")
     return [GeneratedFile(src, front_matter(name, wide=True) + text), *files]

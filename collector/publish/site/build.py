@@ -123,8 +123,9 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     methodology, method_files = methodology_section(est, list(f.records.values()))
     methodology = judged_summary(f) + methodology
     files += method_files
+    names = {model: group_label(recs) for model, recs in by_model.items()}
     for model, recs in sorted(by_model.items()):
-        files += model_page(model, rows_by_model[model], klds_by_model[model], group_label(recs))
+        files += model_page(model, rows_by_model[model], klds_by_model[model], names[model], names)
     files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
               flagged_page(f), *answer_files(f),
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
