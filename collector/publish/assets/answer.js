@@ -63,6 +63,7 @@
       a.appendChild(el("p", "qa-card-warn", "The file (" + c.size + ") is larger than the " + memory + " GB of GPU memory and system RAM you entered together."));
     }
     if (c.spill) a.appendChild(el("p", "qa-card-warn", c.spill));
+    if (c.disagree) a.appendChild(el("p", "qa-card-warn", "Results disagree: " + c.disagree));
     (c.caveats || []).forEach(function (w) { a.appendChild(el("p", "qa-card-warn", "The source warns: " + w)); });
     if (c.command) {
       var pre = el("pre", "qa-card-cmd");

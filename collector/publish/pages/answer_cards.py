@@ -107,6 +107,7 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
         "runs": [href(src, run_src(page_id_of(r.id))) for r in row.records],  # a figure pools all of them
         "also": [f"{figure_value(s)} t/s ({figure_detail(s)})" for s in card.also],
         "build": rec.llama_cpp.version or "build not stated",
+        "disagree": row.disagree,
         "caveats": sorted({f"{r.rec.source.title or r.rec.source.citation}: “{c}”" for r in [row, *row.repeated]
                            for c in r.rec.source.caveats}),
     }

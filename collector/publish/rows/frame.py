@@ -212,6 +212,10 @@ def judge_rows(rows: list[Row], j: Judgement) -> None:
                 row.held[metric] = verdicts[-1]
         row.pickable = "tg" not in row.held and all(j.pickable(r.id, "tg") for r in row.records
                                                      if r.status == "ok")
+        g = j.group(row.rec.id, "tg") or j.group(row.rec.id, "pp")
+        if g is not None and g.wide:
+            row.disagree = (f"this device's {g.n} results for it disagree: {g.min:g}–{g.max:g} t/s "
+                            f"({g.spread:.1f}×); {g.ranked_on}")
 
 
 def build_frames(records: list[AnyRecord], judgement: Judgement | None = None) -> Frames:

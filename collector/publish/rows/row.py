@@ -37,6 +37,7 @@ class Row:
     held: dict[str, FigureVerdict] = field(default_factory=dict)  # tg/pp the judge holds back, with the reason
     pickable: bool = True  # False: held, contradicted by its device's other results, or a claim repeated elsewhere
     repeat: bool = False  # the same claim as another post's (that one stands for it; this one is counted once)
+    disagree: str | None = None  # its device's results for the same model, quant and test spread widely: in words
     also: list[Row] = field(default_factory=list)  # imported: the source's other figures of this configuration
     repeated: list[Row] = field(default_factory=list)  # imported: other sources stating the same figure
 
