@@ -53,7 +53,7 @@ def _viewport(cdp: CDP, width: int) -> None:
 
 CARDS = """Array.from(document.querySelectorAll('.qa-picker-out .qa-card')).map(c => ({
     quant: c.querySelector('.qa-card-quant').textContent,
-    origin: c.querySelector('.qa-card-origin').textContent,
+    origin: Array.from(c.querySelectorAll('dt')).find(d => d.textContent === 'Source').nextElementSibling.textContent,
     facts: Object.fromEntries(Array.from(c.querySelectorAll('dt')).map(dt => [dt.textContent,
         dt.nextElementSibling.textContent])),
     command: c.querySelector('pre code') ? c.querySelector('pre code').textContent : null,

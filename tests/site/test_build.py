@@ -58,7 +58,7 @@ def test_every_gpu_page_recommends_a_runnable_command(built_site: Path) -> None:
     cmds = page_commands(dev)
     assert cmds and all(c.startswith("llama-server -m Coder-REAP-Test.i1-IQ3_M.gguf") for c in cmds)
     assert "-ctk q8_0 -ctv q4_0 -fa on" in cmds[0] and "-ts 1,1" in cmds[0] and "--n-cpu-moe 0" in cmds[0]
-    assert "Reconstructed from the flags the source states" in page_text(dev)
+    assert "rebuilt from the flags the source states" in page_text(dev)
     assert "No command:" not in page_text(dev)
     # 3x R9700: KLD only; its figures and the most faithful pick are on its page, titled by its GPUs
     dev = _html(built_site, "devices/3x-ai-pro-r9700")
@@ -74,7 +74,7 @@ def test_every_gpu_page_recommends_a_runnable_command(built_site: Path) -> None:
 
 def test_stated_figures_keep_their_tilde_digits_and_quote(built_site: Path) -> None:
     text = page_text(_html(built_site, "devices/rtx-4090"))
-    pub = text[text.index("From published sources"):]
+    pub = text[text.index("stated by its source"):]  # the answer cards of the published setups
     assert "~94 t/s approximate, as stated; no spread" in pub
     assert "TG: ~94 t/s (86-94 over the day)" in pub  # the quote that holds the figure
     text = page_text(_html(built_site, "devices/2x-rtx-3060"))
@@ -83,7 +83,7 @@ def test_stated_figures_keep_their_tilde_digits_and_quote(built_site: Path) -> N
 
 def test_unstated_facts_are_shown_as_not_stated(built_site: Path) -> None:
     text = page_text(_html(built_site, "devices/rtx-4090"))
-    pub = text[text.index("From published sources"):text.index("What fits on this device")]
+    pub = text[text.index("stated by its source"):text.index("This device")]  # the published setups' cards
     assert "KV types (K/V) not stated" in pub and "f16" not in pub
     assert "date not stated" in pub
     assert "MoE" in pub and "dense" not in pub
@@ -99,9 +99,9 @@ def test_speed_figures_carry_n_and_spread_and_noise_is_not_a_ranking(built_site:
     # the configuration measured twice is one row of n=6 (two runs of three); the noisy one is apart, marked
     assert "median of n=6" in text and "2 runs" in text
     assert "noisy" in text and "other processes used 48% of the CPU" in dev
-    picks = text[text.index("Recommended launch commands"):]
-    fastest = picks[picks.index("Fastest"):picks.index("Why:", picks.index("Fastest"))]
-    assert "40" not in fastest
+    cards = dev[dev.index('<div class="qa-cards">'):]
+    first = page_text(cards[:cards.index('<div class="qa-card ', 30)])  # the first answer card of the model
+    assert "40" not in first.split("Prompt (pp)")[0] and "noisy" not in first
     # two configurations that differ only in batch size get different labels
     start = dev.index('id="every-configuration"')
     table = dev[start:dev.index("</table>", start)]
@@ -162,7 +162,7 @@ def test_downloads_are_safe_for_spreadsheets(built_site: Path) -> None:
 def test_home_is_like_with_like_and_has_no_placeholder(built_site: Path) -> None:
     home = _html(built_site, "")
     assert HOME_PLACEHOLDER not in home and "quant-atlas:home" not in home
-    assert "<strong>5</strong> device(s)" in home
+    assert "<strong>5</strong> devices" in home
     latest = page_text(home)[page_text(home).index("Latest measured runs"):]
     assert "Coder REAP Test" not in latest  # imported figures are not runs of ours, whatever their date
 
@@ -447,15 +447,16 @@ def test_a_gpu_page_joins_kld_from_other_sources_to_its_imported_speed(built_sit
     uploader (joined by model + quant + uploader) and the R9700 post (model + quant: neither names one); the page
     says where each was measured and sets them side by side with the three picks."""
     text = page_text(_html(built_site, "devices/rtx-4090"))
-    answer = text[text.index("Coder Next Test: published figures"):text.index("Recommended launch commands")]
+    start = text.index("Coder Next Test: published figures")
+    answer = text[start:text.index("What fits on this device", start)]
     assert "Fastest: UD-Q4_K_XL · ~94 t/s" in answer and "mean KLD 0.0412" in answer
     assert "Most faithful: UD-Q5_K_M · 41.0 t/s" in answer and "mean KLD 0.0217" in answer
     assert ("measured on a device the source does not state, imported from 005_fixture.txt: KLD of the Coder Next "
             "Test quants (fixture); joined by model + quant + uploader (unsloth/Coder-Next-Test-GGUF)") in answer
     assert ("measured on 3x AMD Radeon AI PRO R9700, imported from 004_fixture.txt: Three R9700 cards, KLD of a big "
             "MoE (fixture); joined by model + quant (the uploader is not stated on both sides)") in answer
-    pub = text[text.index("From published sources"):]
-    assert "Mean KLD: 0.0412 (corpus wikitext-2 (as stated); measured on a device the source does not state" in pub
+    pub = text[text.index("stated by its source"):text.index("This device")]  # the published setups' cards
+    assert "0.0412 (against a base not stated; corpus wikitext-2 (as stated); joined by model + quant + uploader" in pub
     # the file larger than the card's memory is said to spill into system RAM; the download is the named repository
     assert "The file (55.2 GB, as stated) is larger than the GPU memory (25.8 GB, measured)" in pub
-    assert "Download: Hugging Face: unsloth/Coder-Next-Test-GGUF" in pub
+    assert "DownloadHugging Face: unsloth/Coder-Next-Test-GGUF" in pub

@@ -53,6 +53,7 @@ class Card:
     launch: Launch
     others: int = 0  # further configurations of this file on the device (the tables have them)
     also: list[Stat] = field(default_factory=list)  # the source's other figures of the same configuration
+    siblings: list[Row] = field(default_factory=list)  # the file's other usable configurations on the device
     held: list[str] = field(default_factory=list)  # figures of this file the judge holds back, with why
 
 
@@ -120,6 +121,7 @@ def _card(rows: list[Row]) -> Card:
                 best.pp if "pp" not in best.held else None, best.tg_depth, _test(best), best.rec.config.ctx_size,
                 best.imported and best.rec.config.ctx_size is not None, best.rec.ctx_stated, launch_of(best),
                 others=len(rows) - 1, also=[a.tg for a in best.also if a.tg is not None],
+                siblings=[r for r in usable(rows) if r is not best],
                 held=[f"{k}: {v.reason}" for r in rows for k, v in r.held.items()])
 
 

@@ -46,7 +46,6 @@
     h.appendChild(el("span", "qa-card-quant", c.quant));
     h.appendChild(el("span", "qa-badge qa-" + (c.tier === "measured" ? "measured" : "imported"), c.tier === "measured" ? "measured here" : "stated by its source"));
     a.appendChild(h);
-    a.appendChild(el("p", "qa-card-origin", c.origin));
     var dl = el("dl", "qa-card-facts");
     figure(dl, "Generation (tg)", c.tg, [c.test, c.depth].concat(c.also && c.also.length ? ["the source also states: " + c.also.join("; ")] : []));
     figure(dl, "Prompt (pp)", c.pp, [c.depth]);
@@ -56,8 +55,20 @@
     } else {
       row(dl, "Mean KLD", "not known for this file");
     }
+    if (c.siblings && c.siblings.length) row(dl, "Other setups", c.siblings.join("; "));
+    row(dl, "Settings", c.settings + " · KV types (K/V) " + c.kv);
     row(dl, "Placement", c.fits);
-    row(dl, "File", c.file + " · " + c.size + (c.repo ? " · " + c.repo : ""));
+    row(dl, "File", c.file + " · " + c.size + (c.repo ? " · " + c.repo : "") + " · " + c.moe);
+    if (c.download && /^https:\/\//.test(c.download.url)) {
+      dl.appendChild(el("dt", null, "Download"));
+      var dd = el("dd"), dla = el("a", null, c.download.text);
+      dla.href = c.download.url;
+      dla.rel = "nofollow";
+      dd.appendChild(dla);
+      dd.appendChild(el("span", "qa-n", c.download.how));
+      dl.appendChild(dd);
+    }
+    row(dl, "Source", c.origin + " · llama.cpp " + c.build + " · date " + c.date + (c.quote ? " · “" + c.quote + "”" : ""));
     a.appendChild(dl);
     if (memory && c.size_gb && c.size_gb > memory) {
       a.appendChild(el("p", "qa-card-warn", "The file (" + c.size + ") is larger than the " + memory + " GB of GPU memory and system RAM you entered together."));

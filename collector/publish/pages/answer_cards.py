@@ -18,6 +18,9 @@ from collector.publish.pages.files import GeneratedFile
 from collector.publish.rows.frame import Frames, Row, quant_of
 from collector.publish.rows.names import group_label
 from collector.publish.words.escape import shell_command
+from collector.publish.words.facts import date_text, kv_text, moe_text, quote_of
+from collector.publish.words.gguf_links import download_link
+from collector.publish.words.labels import config_summary
 from collector.publish.words.links import device_src, href, model_src, run_src
 from collector.publish.words.reasons import spill_text
 from collector.publish.words.render import figure_detail, figure_value, mib
@@ -54,6 +57,12 @@ def _ctx(card: Card) -> str:
             return f"{card.ctx_words} (as stated; no -c value given)"
         return "not stated" if card.row.imported else "llama.cpp's default"
     return f"{card.ctx:,} tokens" + (" (as stated)" if card.ctx_stated else "")
+
+
+def _ctx_of(row: Row) -> str:
+    c = row.rec.config.ctx_size
+    return f"ctx {c:,}" if c is not None else (f"ctx {row.rec.ctx_stated}" if row.rec.ctx_stated else
+                                                 "ctx not stated")
 
 
 def _fits(row: Row) -> str:
@@ -106,8 +115,13 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
         "run_href": href(src, run_src(row.page_id)), "others": card.others, "held": card.held,
         "runs": [href(src, run_src(page_id_of(r.id))) for r in row.records],  # a figure pools all of them
         "also": [f"{figure_value(s)} t/s ({figure_detail(s)})" for s in card.also],
-        "build": rec.llama_cpp.version or "build not stated",
+        "build": rec.llama_cpp.version or "build not stated", "settings": config_summary(rec),
+        "kv": kv_text(row), "moe": moe_text(rec), "date": date_text(rec), "download": download_link(rec),
+        "quote": quote_of(row) if row.imported else None,
         "disagree": row.disagree,
+        "siblings": [f"{_ctx_of(r)}: {figure_value(r.tg)} t/s" + (f" ({r.rec.config.cache_type_k} KV)" if
+                     r.rec.config.cache_type_k and r.rec.config.cache_type_k != rec.config.cache_type_k else "")
+                     for r in card.siblings if r.tg is not None][:6],
         "caveats": sorted({f"{r.rec.source.title or r.rec.source.citation}: “{c}”" for r in [row, *row.repeated]
                            for c in r.rec.source.caveats}),
     }

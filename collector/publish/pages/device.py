@@ -21,9 +21,10 @@ from collector.publish.pages.history import history_pages
 from collector.publish.pages.sweeps import clients_chart, clients_series, clients_table, kv_context_chart
 from collector.publish.pages.tune import over_budget, tuned_section
 from collector.publish.rows.devices import NOT_STATED, SiteDevice, site_device
-from collector.publish.rows.frame import KldRow, Row, bandwidth_gbps, kv_types, quant_of, run_page_id
+from collector.publish.rows.frame import KldRow, Row, bandwidth_gbps, quant_of, run_page_id
 from collector.publish.rows.keys import ConfigKey
 from collector.publish.rows.names import group_label, label_of
+from collector.publish.words.facts import date_text, kv_text, moe_text, quote_of, size_text
 from collector.publish.words.gguf_links import download_link
 from collector.publish.words.labels import config_summary, labels, quant_facts, runnable_command
 from collector.publish.words.links import front_matter, model_src, run_src
@@ -81,36 +82,6 @@ def _layers(row: Row) -> str:
     return text
 
 
-def _kv(row: Row) -> str:
-    k, v, defaulted = kv_types(row.rec)
-    if k is None and v is None:
-        return "not stated"
-    text = f"{k or 'not stated'}/{v or 'not stated'}"
-    return text + " (default)" if defaulted else text
-
-
-def _moe(rec: AnyRecord) -> str:
-    m = rec.model
-    if m.n_experts:
-        return f"MoE, {m.n_experts} experts" + (f", {m.n_experts_used} active" if m.n_experts_used else "")
-    if m.moe is False:
-        return "dense"
-    return "MoE: not stated" if m.moe is None else "MoE"
-
-
-def _size(rec: AnyRecord) -> str:
-    m = rec.model
-    if m.size_bytes:
-        return f"{m.size_bytes / 1e9:.2f} GB"
-    return f"{m.size_stated} (as stated)" if m.size_stated else "size not stated"
-
-
-def _date(rec: AnyRecord) -> str:
-    if rec.source.type == "imported":
-        return f"{rec.source.date} (as stated)" if rec.source.date else "not stated"
-    return rec.created_at.strftime("%Y-%m-%d")
-
-
 def row_context(src: str, row: Row, label: str) -> dict[str, Any]:
     """Everything a table row or a pick shows about one configuration."""
     rec = row.rec
@@ -131,30 +102,16 @@ def row_context(src: str, row: Row, label: str) -> dict[str, Any]:
         "status": row.status, "noisy": row.noisy,
         "noisy_why": "; ".join(row.rec.conditions.reasons) if row.noisy and row.rec.conditions else "",
         "imported": row.imported, "citation": rec.source.citation, "url": rec.source.url, "runtime": rec.source.runtime,
-        "quote": _quote(row), "date": _date(rec), "build": rec.llama_cpp.version or "build not stated",
-        "ctx": rec.config.ctx_size, "kv": _kv(row), "layers": _layers(row), "memory": _memory(row),
-        "size": _size(rec), "moe": _moe(rec), "qf": quant_facts(rec.model), "eff": eff,
+        "quote": quote_of(row), "date": date_text(rec), "build": rec.llama_cpp.version or "build not stated",
+        "ctx": rec.config.ctx_size, "kv": kv_text(row), "layers": _layers(row), "memory": _memory(row),
+        "size": size_text(rec), "moe": moe_text(rec), "qf": quant_facts(rec.model), "eff": eff,
         "depth_text": ("depth not stated" if row.tg_depth is None else f"at depth {row.tg_depth:,}"),
         "kld": k, "kld_text": _kld_text(row), "warnings": rec.warnings,
         "command": _command(row), "spill": spill_text(spill(rec)), "download": download_link(rec),
-        "also": [{"fig": a.tg, "quote": _quote(a), "href": run_src(a.page_id)} for a in row.also],
+        "also": [{"fig": a.tg, "quote": quote_of(a), "href": run_src(a.page_id)} for a in row.also],
         "repeated": [{"citation": x.rec.source.citation, "href": run_src(x.page_id), "url": x.rec.source.url,
                       "build": x.rec.llama_cpp.version} for x in row.repeated],
     }
-
-
-def _quote(row: Row) -> str | None:
-    """The source's own words that hold the headline figure (the first quote containing it)."""
-    quotes = row.rec.source.quotes
-    if not quotes:
-        return None
-    tg = row.tg
-    if tg is not None:
-        needle = (tg.text or "").lstrip("~")
-        hit = next((q for q in quotes if needle and needle in q), None)
-        if hit:
-            return hit
-    return quotes[0]
 
 
 def _kld_text(row: Row) -> str:
@@ -203,8 +160,9 @@ def _context_picks(src: str, rows: list[Row], labelled: dict[ConfigKey, str]) ->
             for p in picks:
                 p["title"] = f"{p['title']}: {m['name']}"
                 p["same_as"] = None
-            if picks:
-                out.append({"name": m["name"], "picks": picks})
+            missing = [w for w in m["missing"] if w.startswith("No largest-context pick")]
+            if picks or missing:
+                out.append({"name": m["name"], "picks": picks, "missing": missing})
     return out
 
 
@@ -306,8 +264,8 @@ def _kld_rows(klds: list[KldRow]) -> list[dict[str, Any]]:
         kv = ("not stated" if k.ctk is None and k.ctv is None else
               f"{k.ctk or 'not stated'}/{k.ctv or 'not stated'}" + (" (default)" if k.kv_default else ""))
         out.append({**vars(k), "row": k, "kv": kv, "run_href": run_src(k.page_id), "model_href": model_src(k.model),
-                    "qf": quant_facts(rec.model), "size": _size(rec), "citation": rec.source.citation,
-                    "date": _date(rec)})
+                    "qf": quant_facts(rec.model), "size": size_text(rec), "citation": rec.source.citation,
+                    "date": date_text(rec)})
     return out
 
 
