@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE))
 import gpu_carry as carry  # noqa: E402
 
 TARGETS = ("llama-server", "llama-perplexity", "llama-quantize")
-LADDER = ("Q8_0", "Q4_1", "Q2_K")  # Q4_1: the demo model's type, measured for speed; all three scored for KLD
+LADDER = ("Q4_1", "Q2_K")  # Q4_1: the demo model's type, measured for speed; both scored for KLD
 TWIN_STEM = "SmolLM2-135M-Random"
 RESERVE_S = 25  # kept for the pack step
 TUNE_MAX_MIN = 3.0
@@ -117,14 +117,19 @@ def _first(patterns: list[str]) -> str | None:
     return None
 
 
+def _toolkit() -> tuple[str, Path]:
+    """nvcc and the toolkit folder it belongs to (a PATH entry may be a wrapper script: /usr/local/cuda first)."""
+    nvcc = _first(["/usr/local/cuda/bin/nvcc"]) or shutil.which("nvcc")
+    if not nvcc:
+        raise Stop("nvcc not found (PATH, /usr/local/cuda/bin): a CUDA toolkit is needed to compile")
+    return nvcc, Path(os.path.realpath(nvcc)).parent.parent
+
+
 def cuda_cmake_args(work: Path, notes: list[str]) -> list[str]:
     """-D arguments for a CUDA build on this host: compiler, architecture, and cuBLAS and libcuda where the toolkit
     folder lacks them (a toolkit assembled from NVIDIA's wheels has neither: cuBLAS then comes from the nvidia-cublas
     wheel of an installed Python package, libcuda.so from the driver), linked through a shim folder."""
-    nvcc = _first(["/usr/local/cuda/bin/nvcc"]) or shutil.which("nvcc")
-    if not nvcc:
-        raise Stop("nvcc not found (PATH, /usr/local/cuda/bin): a CUDA toolkit is needed to compile")
-    toolkit = Path(os.path.realpath(nvcc)).parent.parent
+    nvcc, toolkit = _toolkit()
     libdirs = [str(toolkit / d) for d in ("lib64", "lib", "targets/x86_64-linux/lib")]
     sites = _site_dirs()
     args = [f"-DCMAKE_CUDA_COMPILER={nvcc}", f"-DCMAKE_CUDA_ARCHITECTURES={cuda_arch()}"]
@@ -175,8 +180,7 @@ def link_missing_libs(bin_dir: Path, notes: list[str]) -> None:
             if "=> not found" not in line:
                 continue
             name = line.split()[0]
-            nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
-            toolkit = Path(os.path.realpath(nvcc)).parent.parent
+            _, toolkit = _toolkit()
             found = _first([f"{toolkit}/{d}/{name}" for d in ("lib64", "lib", "targets/x86_64-linux/lib")]
                            + [f"{s}/nvidia/*/lib/{name}" for s in search]
                            + [f"{d}/{name}" for d in DRIVER_DIRS])
@@ -207,9 +211,12 @@ class Runner:
         self.steps: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.python = sys.executable
+        self.child: subprocess.Popen[bytes] | None = None
 
     def left(self) -> float:
-        return float("inf") if self.deadline is None else self.deadline - (time.monotonic() - self.t0)
+        if self.deadline is None:
+            return float("inf")
+        return self.deadline - (time.monotonic() - self.t0) if self.deadline else -1.0
 
     def env(self, step: str) -> dict[str, str]:
         env = dict(os.environ, PYTHONPATH=str(self.prefix), PYTHONUNBUFFERED="1", QA_GPU_STEP=step,
@@ -232,6 +239,7 @@ class Runner:
             os.set_blocking(proc.stdout.fileno(), False)
             end = time.monotonic() + (limit if limit != float("inf") else 10**9)
             stopped = False
+            self.child = proc
             while True:
                 chunk = proc.stdout.read() or b""  # None: nothing to read yet (non-blocking)
                 if chunk:
@@ -249,10 +257,12 @@ class Runner:
                     os.killpg(proc.pid, signal.SIGKILL)
                 if not chunk:
                     time.sleep(0.05)
+            self.child = None
             return proc.returncode if not stopped else 124
 
     def collector(self, step: str, *args: str) -> int:
-        return self.sh([self.python, str(HERE / "gpu_run.py"), "collector", str(self.logs), *args], step)
+        """A collector command (its tools' logs kept); --wait: a collector already measuring here is waited for."""
+        return self.sh([self.python, str(HERE / "gpu_run.py"), "collector", str(self.logs), *args, "--wait"], step)
 
     def step(self, name: str, fn: Callable[[], str | None]) -> bool:
         need = MIN_START_S.get(name, 0)
@@ -340,9 +350,9 @@ class Runner:
         return ", ".join(f"{p.name} {p.stat().st_size / 2**20:.0f} MiB" for p in sorted(self.models.glob("*.gguf")))
 
     def _plan(self, name: str) -> Path:
-        dst = self.work / f"plan-{name}.yaml"
-        shutil.copyfile(HERE / "gpu_plans" / f"{name}.yaml", dst)  # its model paths are relative to WORK
-        return dst
+        """The plan in WORK/plans/ (its model paths, ../models/..., and its prompt suite are relative to it)."""
+        shutil.copytree(HERE / "gpu_plans", self.work / "plans", dirs_exist_ok=True)
+        return self.work / "plans" / f"{name}.yaml"
 
     def _run_plan(self, step: str, name: str, *extra: str) -> str:
         code = self.collector(step, "run", str(self._plan(name)), "--data-dir", str(self.data), "--llama-bin",
@@ -377,7 +387,6 @@ class Runner:
             self.logs.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(compile_log, self.logs / "compile.log")
         lines = self.record_lines()
-        self.steps.append({"step": "pack", "status": "ok", "seconds": round(time.monotonic() - t0, 1), "note": ""})
         if self.data.is_dir():
             _tar(self.out / "records.tar.gz", self.data, "data")
         if self.logs.is_dir():
@@ -385,6 +394,7 @@ class Runner:
             if (self.out / "logs.tar.gz").stat().st_size > MAX_OUT_BYTES:
                 _tar(self.out / "logs.tar.gz", self.logs, "logs", skip_over=2**20)
                 self.notes.append("logs over 1 MiB left out of logs.tar.gz (over the 16 MiB a file may bring back)")
+        self.steps.append({"step": "pack", "status": "ok", "seconds": round(time.monotonic() - t0, 1), "note": ""})
         total = time.monotonic() - self.t0
         table = [f"gpu_run {self.backend}: {total:.0f} s in all (deadline {self.deadline or 'none'} s)",
                  f"{'step':<12} {'status':<8} {'seconds':>8}  note"]
@@ -423,7 +433,21 @@ class Runner:
             lines.append(f"{path.parent.parent.name}/{path.name}: " + ", ".join(str(b) for b in bits if b))
         return lines
 
+    def terminated(self, signum: int, _frame: Any) -> None:
+        """SIGTERM/SIGINT (the caller's time is up): stop the running step's group, skip the rest, pack."""
+        child, self.child = self.child, None
+        if child is not None and child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+        self.deadline = 0.0  # every later step is skipped
+        raise Stop(f"stopped by signal {signum}")
+
     def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.terminated)
+        signal.signal(signal.SIGINT, self.terminated)
         bad = check_carry(self.bundle)
         if bad:
             print(bad, file=sys.stderr)
@@ -440,7 +464,11 @@ class Runner:
                     for name, fn in (("speed-dense", self.s_speed_dense), ("speed-moe", self.s_speed_moe),
                                      ("kld", self.s_kld), ("tune", self.s_tune)):
                         self.step(name, fn)
+        except Stop as exc:  # a signal between two steps
+            self.steps.append({"step": "stop", "status": "failed", "seconds": 0.0, "note": str(exc)})
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the pack step is short: let it finish
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             self.pack()
         return 0 if all(s["status"] != "failed" for s in self.steps) else 1
 

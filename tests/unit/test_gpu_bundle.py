@@ -163,3 +163,29 @@ def test_trimmed_out_boundaries() -> None:
     assert not carry.trimmed_out(f"{TOP}/llama.cpp/models/templates/x.gguf")  # only the folder's own files
     assert not carry.trimmed_out(f"{TOP}/llama.cpp/models/ggml-vocab-gpt-2.gguf.out")
     assert not carry.trimmed_out(f"{TOP}/llama.cpp/ggml/src/ggml-cuda/fattn.cu")
+
+
+def test_the_gpu_plans_load_with_the_files_the_run_writes(tmp_path: Path) -> None:
+    """benchmarks/gpu_plans/ as gpu_run.py lays them out (WORK/plans beside WORK/models, named as gpu_models.py and
+    the quantize step name them): every run the issue asks for, and nothing refused before a server starts."""
+    import shutil
+
+    from collector.measure.plan import load_plan
+
+    shutil.copytree(BENCH / "gpu_plans", tmp_path / "plans")
+    (tmp_path / "models").mkdir()
+    stand_in = write_tiny_moe_gguf(tmp_path / "stand-in.gguf", toy_vocab=64)
+    names = [gpu_models.TWIN, gpu_models.MOE, *(f"{gpu_run.TWIN_STEM}.{t}.gguf" for t in gpu_run.LADDER)]
+    for name in names:
+        shutil.copyfile(stand_in, tmp_path / "models" / name)
+    dense = load_plan(tmp_path / "plans" / "dense.yaml")
+    got = {(r.config.n_gpu_layers, r.config.flash_attn, r.config.cache_type_k, r.config.parallel) for r in dense.runs}
+    assert got == {(99, "off", None, 1), (99, "on", None, 1), (12, "on", None, 1), (99, "on", "q8_0", 1)}
+    assert {r.model_path.name for r in dense.runs} == {f"{gpu_run.TWIN_STEM}.Q4_1.gguf"}
+    assert dense.kld is not None and dense.kld.base and dense.kld.base.endswith(gpu_models.TWIN)
+    assert sorted(Path(q).name for q in dense.kld.quants) == sorted(f"{gpu_run.TWIN_STEM}.{t}.gguf"
+                                                                     for t in gpu_run.LADDER)
+    assert dense.kld.kv_cache == (("q8_0", "q8_0"),)
+    moe = load_plan(tmp_path / "plans" / "moe.yaml")
+    assert {(r.model_path.name, r.config.n_gpu_layers, r.config.n_cpu_moe) for r in moe.runs} == \
+        {(gpu_models.MOE, 99, None), (gpu_models.MOE, 99, 2)}
