@@ -1,9 +1,10 @@
 """The GPU run: on a bare NVIDIA host (no network), the working tree plus .gpu/ in, records, logs and timings out.
 
     bash benchmarks/gpu_run.sh [--backend cuda|vulkan] [--deadline-s 540] [--out DIR] [--work DIR]
+                               [--plan-steps speed-dense,speed-moe,kld,tune]
 
 Steps, each timed: check the carried bundle (benchmarks/gpu_carry.py's list) -> install the wheels and the collector
-into a local prefix -> compile llama-server, llama-perplexity and llama-quantize of the pinned build for the backend
+into a local prefix -> compile llama-server, -perplexity, -quantize and -tokenize of the pinned build for the backend
 (CUDA: the card's architecture only, read from nvidia-smi) with `collector llama compile` -> write the models
 (gpu_models.py) -> quantize the ladder -> the GPU plan (benchmarks/gpu_plans/: -ngl 99 and 12, flash attention off
 and on, f16 and q8_0 KV; --n-cpu-moe on the MoE model; a KLD ladder; a short tune within a GPU memory budget) ->
@@ -43,12 +44,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import gpu_carry as carry  # noqa: E402
 
-TARGETS = ("llama-server", "llama-perplexity", "llama-quantize")
+TARGETS = ("llama-server", "llama-perplexity", "llama-quantize", "llama-tokenize")  # tokenize: the KLD's checks
 LADDER = ("Q4_1", "Q2_K")  # Q4_1: the demo model's type, measured for speed; both scored for KLD
 TWIN_STEM = "SmolLM2-135M-Random"
 RESERVE_S = 25  # kept for the pack step
 TUNE_MAX_MIN = 3.0
 TUNE_ARGS = ("--ctx", "1024", "--depth", "0", "--memory-budget", "80", "--kv", "f16,q8_0")
+PLAN_STEPS = ("speed-dense", "speed-moe", "kld", "tune")
 # a step starts only with this much time left (seconds): enough for its first useful result
 MIN_START_S = {"models": 20, "quantize": 20, "speed-dense": 60, "speed-moe": 30, "kld": 45, "tune": 60}
 # where the NVIDIA driver's libcuda.so.1 lives (container runtimes mount it into one of these)
@@ -59,6 +61,13 @@ MAX_OUT_BYTES = 15 * 2**20  # one file back from the device: 16 MiB at most
 
 class Stop(Exception):
     """A step failed in a way that leaves nothing for the later steps to do; one line."""
+
+
+class DeadlineStop(Stop):
+    """A step stopped at the deadline (its finished records are kept)."""
+
+
+STOPPED = 124  # what Runner.sh returns for a command it stopped at the deadline
 
 
 def check_carry(bundle: Path) -> str | None:
@@ -258,7 +267,7 @@ class Runner:
                 if not chunk:
                     time.sleep(0.05)
             self.child = None
-            return proc.returncode if not stopped else 124
+            return proc.returncode if not stopped else STOPPED
 
     def collector(self, step: str, *args: str) -> int:
         """A collector command (its tools' logs kept); --wait: a collector already measuring here is waited for."""
@@ -277,7 +286,7 @@ class Runner:
         try:
             note = fn() or ""
         except Stop as exc:
-            status, note = "failed", str(exc)
+            status, note = "stopped" if isinstance(exc, DeadlineStop) else "failed", str(exc)
             print(f"[gpu_run] {name}: {exc}", flush=True)
         entry = {"step": name, "status": status, "seconds": round(time.monotonic() - t0, 1), "note": note}
         self.steps.append(entry)
@@ -357,6 +366,8 @@ class Runner:
     def _run_plan(self, step: str, name: str, *extra: str) -> str:
         code = self.collector(step, "run", str(self._plan(name)), "--data-dir", str(self.data), "--llama-bin",
                               str(self.bin), *extra)
+        if code == STOPPED:
+            raise DeadlineStop("stopped at the deadline; the runs it finished are recorded")
         if code != 0:
             raise Stop(f"collector run {name} exited {code}")
         return ""
@@ -375,6 +386,8 @@ class Runner:
         code = self.collector("tune", "tune", str(self.models / f"{TWIN_STEM}.Q4_1.gguf"), *TUNE_ARGS,
                               "--time-budget", f"{minutes:.2f}", "--data-dir", str(self.data), "--llama-bin",
                               str(self.bin))
+        if code == STOPPED:
+            raise DeadlineStop("stopped at the deadline")
         if code != 0:
             raise Stop(f"collector tune exited {code}")
         return f"--time-budget {minutes:.2f} min"
@@ -463,7 +476,8 @@ class Runner:
                 if ok:
                     for name, fn in (("speed-dense", self.s_speed_dense), ("speed-moe", self.s_speed_moe),
                                      ("kld", self.s_kld), ("tune", self.s_tune)):
-                        self.step(name, fn)
+                        if name in self.args.plan_steps:
+                            self.step(name, fn)
         except Stop as exc:  # a signal between two steps
             self.steps.append({"step": "stop", "status": "failed", "seconds": 0.0, "note": str(exc)})
         finally:
@@ -543,7 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, default=ROOT / carry.BUNDLE_DIR)
     ap.add_argument("--work", type=Path, default=Path("/tmp/qa-gpu-run"))
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "build" / "gpu-out"))
+    ap.add_argument("--plan-steps", type=lambda v: v.split(","), default=list(PLAN_STEPS),
+                    help=f"which of {','.join(PLAN_STEPS)} to run (default: all; the steps before them always run)")
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.plan_steps) - set(PLAN_STEPS))
+    if unknown:
+        ap.error(f"--plan-steps: {', '.join(unknown)} not one of {', '.join(PLAN_STEPS)}")
     return Runner(args).run()
 
 
