@@ -50,7 +50,8 @@ def browser() -> Iterator[CDP]:
         yield cdp
 
 
-CONFIGS = "document.querySelector('h2#every-configuration ~ .qa-table-wrap table.qa-sortable')"  # every configuration
+# every configuration: the first table after its heading (collapsed behind a summary)
+CONFIGS = "document.querySelector('h2#every-configuration ~ details .qa-table-wrap table.qa-sortable')"
 
 
 def _column(cdp: CDP, idx: int) -> list[float | None]:
@@ -64,6 +65,7 @@ def test_table_sorts_numerically_after_instant_navigation(browser: CDP, server: 
     browser.click("document.querySelector('a[href$=\"rtx-4090/\"]')")
     browser.poll("location.pathname.endsWith('/devices/rtx-4090/') && "
                  "!!document.querySelector('table.qa-sortable[data-qa-ready]')", timeout=30)
+    browser.js("document.querySelector('h2#every-configuration ~ details').open = true")
     # a sortable header keeps its column-header role (no role=button) for screen readers
     assert browser.js("document.querySelectorAll('table.qa-sortable th[role]').length") == 0
     idx = browser.js(f"Array.from({CONFIGS}.tHead.rows[0].cells).findIndex(c => c.textContent.trim() === 'tg t/s?')")
