@@ -59,7 +59,11 @@ def _ctx(card: Card) -> str:
     return f"{card.ctx:,} tokens" + (" (as stated)" if card.ctx_stated else "")
 
 
-def _ctx_of(row: Row) -> str:
+def _setup_of(row: Row) -> str:
+    """What tells a file's other setups apart: a llama-bench row's test, else its context."""
+    cells = (row.rec.source.raw or {}).get("cells")
+    if isinstance(cells, dict) and cells.get("test"):
+        return str(cells["test"])
     c = row.rec.config.ctx_size
     return f"ctx {c:,}" if c is not None else (f"ctx {row.rec.ctx_stated}" if row.rec.ctx_stated else
                                                  "ctx not stated")
@@ -119,7 +123,7 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
         "kv": kv_text(row), "moe": moe_text(rec), "date": date_text(rec), "download": download_link(rec),
         "quote": quote_of(row) if row.imported else None,
         "disagree": row.disagree,
-        "siblings": [f"{_ctx_of(r)}: {figure_value(r.tg)} t/s" + (f" ({r.rec.config.cache_type_k} KV)" if
+        "siblings": [f"{_setup_of(r)}: {figure_value(r.tg)} t/s" + (f" ({r.rec.config.cache_type_k} KV)" if
                      r.rec.config.cache_type_k and r.rec.config.cache_type_k != rec.config.cache_type_k else "")
                      for r in card.siblings if r.tg is not None][:6],
         "caveats": sorted({f"{r.rec.source.title or r.rec.source.citation}: “{c}”" for r in [row, *row.repeated]
