@@ -131,7 +131,7 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
 
         found = lookup(str(device), vram)  # the size in the name ("RTX 3060 12GB") counts as --vram
         size = vram if vram is not None else (found.variant.memory_gb if found.variant else None)
-        lines = answer_lines(est, found.device, find_model(str(model), est), ctx, kv, gpus, size)
+        lines = answer_lines(est, found.device, find_model(str(model), est), ctx, kv, gpus, size, backend)
     for line in lines:
         out_console.print(escape(line), soft_wrap=True)
 

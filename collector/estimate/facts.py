@@ -21,6 +21,7 @@ from collector.estimate.quantmix import FILE_TYPES, block
 
 PARAMS_TOLERANCE = 0.01
 SIZE_TOLERANCE = 0.03
+MIX_TOLERANCE = 0.15  # a custom mix (unsloth UD-*) llama.cpp reports as its base type is at most this far from it
 # The records' names for models whose tensors are those of a table model (LLaMA 3 adds no rope_freqs tensor, 64
 # floats, to Llama 3.1's): the XiongjieDai notebooks' models
 SAME_SHAPES = {"LLaMA 3 8B": "Llama 3.1 8B", "LLaMA 3 70B": "Llama 3.1 70B"}
@@ -42,7 +43,7 @@ class Facts:
     expert_read_bytes: float  # the experts' share of read_bytes
     dense_params: float  # weights a prompt token multiplies with outside the experts (the output matrix included)
     expert_params: float  # the used experts' weights a prompt token multiplies with
-    kv_bytes: float  # f16 K and V bytes per token of depth, every layer with a KV cache
+    kv_bytes: float  # f16 K and V bytes per token of depth, every full-attention layer
     attn_flops: float  # attention FLOPs per prompt token per token of depth (4 x layers x heads x head size)
     layers: int  # repeating layers run per token
     n_layer_all: int  # what -ngl counts (plus one for the output layer)
@@ -50,16 +51,25 @@ class Facts:
     n_expert_used: int
     scaled: float  # the stated size over the layout's (1: the file is the layout)
     basis: str  # where the facts come from, in words
+    kv_swa_bytes: float = 0.0  # the same for the sliding-window layers, which read at most n_swa tokens
+    attn_swa_flops: float = 0.0
+    n_swa: int = 0
 
     @property
     def moe(self) -> bool:
         return self.n_expert > 0
 
-    def kv_bytes_for(self, type_k: str, type_v: str) -> float:
-        """KV bytes per token of depth with these cache types (f16 counted as 2 bytes per element)."""
+    def kv_read(self, depth: float, type_k: str = "f16", type_v: str = "f16") -> float:
+        """K and V bytes a token reads at this filled depth with these cache types (a sliding window caps its
+        layers' share)."""
         from collector.estimate.arch import type_bytes
 
-        return self.kv_bytes * (type_bytes(type_k) + type_bytes(type_v)) / 4.0
+        f16 = self.kv_bytes * depth + self.kv_swa_bytes * min(depth, self.n_swa or depth)
+        return f16 * (type_bytes(type_k) + type_bytes(type_v)) / 4.0
+
+    def attention(self, depth: float) -> float:
+        """Attention FLOPs of one prompt token at this filled depth."""
+        return self.attn_flops * depth + self.attn_swa_flops * min(depth, self.n_swa or depth)
 
 
 def _elements(type_name: str, n_bytes: int) -> float:
@@ -68,7 +78,11 @@ def _elements(type_name: str, n_bytes: int) -> float:
 
 
 def of_arch(arch: Arch, quant: str | None = None, scale: float = 1.0, basis: str | None = None) -> Facts:
-    """The facts of a model with its tensors (a table model, a GGUF); `scale`: a stated size over the layout's."""
+    """The facts of a model with its tensors (a table model, a GGUF); `scale`: a stated size over the layout's.
+    A model known by its stated hyperparameters and size only (no tensors): its size read per token, its dense
+    layout's parameters multiplied per prompt token."""
+    if not arch.tensors:
+        return _stated(arch, quant, basis)
     n_used, n_exp = arch.n_expert_used, arch.n_expert
     share = n_used / n_exp if n_exp else 1.0
     weight = read = experts = expert_read = dense = expert_p = 0.0
@@ -88,14 +102,30 @@ def of_arch(arch: Arch, quant: str | None = None, scale: float = 1.0, basis: str
             read += t.n_bytes
             if t.rows > 1:
                 dense += _elements(t.type, t.n_bytes)
-    layers = arch.kv_layers()
-    kv = sum(arch.n_head_kv[il] * (arch.head_k + arch.head_v) * 2.0 for il in layers)
-    attn = 4.0 * len(layers) * arch.n_head * arch.head_k
+    full = [il for il in arch.kv_layers() if il not in arch.swa_layers]
+    swa = [il for il in arch.kv_layers() if il in arch.swa_layers]
+
+    def kv(layers: list[int]) -> float:
+        return sum(arch.n_head_kv[il] * (arch.head_k + arch.head_v) * 2.0 for il in layers)
+
     return Facts(name=arch.name, quant=quant or arch.quant or "unknown", layout_quant=arch.quant or "unknown",
                  weight_bytes=weight * scale, read_bytes=read * scale, expert_bytes=experts * scale,
-                 expert_read_bytes=expert_read * scale, dense_params=dense, expert_params=expert_p, kv_bytes=kv,
-                 attn_flops=attn, layers=arch.n_layer, n_layer_all=arch.n_layer_all, n_expert=n_exp,
-                 n_expert_used=n_used, scaled=scale, basis=basis or arch.source)
+                 expert_read_bytes=expert_read * scale, dense_params=dense, expert_params=expert_p,
+                 kv_bytes=kv(full), attn_flops=4.0 * len(full) * arch.n_head * arch.head_k,
+                 layers=arch.n_layer, n_layer_all=arch.n_layer_all, n_expert=n_exp, n_expert_used=n_used,
+                 scaled=scale, basis=basis or arch.source, kv_swa_bytes=kv(swa),
+                 attn_swa_flops=4.0 * len(swa) * arch.n_head * arch.head_k, n_swa=arch.n_swa or 0)
+
+
+def _stated(arch: Arch, quant: str | None, basis: str | None) -> Facts:
+    full = [il for il in arch.kv_layers() if il not in arch.swa_layers]
+    kv = sum(arch.n_head_kv[il] * (arch.head_k + arch.head_v) * 2.0 for il in full)
+    read = float(arch.read_bytes) - (float(arch.embd_bytes or 0) if not arch.tied else 0.0)
+    return Facts(name=arch.name, quant=quant or arch.quant or "unknown", layout_quant=arch.quant or "unknown",
+                 weight_bytes=float(arch.weight_bytes), read_bytes=read, expert_bytes=0.0, expert_read_bytes=0.0,
+                 dense_params=arch.params_active, expert_params=0.0, kv_bytes=kv,
+                 attn_flops=4.0 * len(full) * arch.n_head * arch.head_k, layers=arch.n_layer,
+                 n_layer_all=arch.n_layer_all, n_expert=0, n_expert_used=0, scaled=1.0, basis=basis or arch.source)
 
 
 def _params(text: str | None) -> float | None:
@@ -154,7 +184,11 @@ def _candidates(arch_name: str | None, model_name: str | None) -> list[str]:
             return [named]
     if not arch_name:
         return []
-    return [s.name for s in models.values() if s.layout.get("arch") == arch_name]
+    out: list[str] = []
+    for s in models.values():  # models of one shape (Qwen3-30B-A3B and its Coder) are one candidate, the first
+        if s.layout.get("arch") == arch_name and not any(_sizes(o) == _sizes(s.name) for o in out):
+            out.append(s.name)
+    return out
 
 
 def match(model: Any, raw: Any = None, size_bytes: float | None = None) -> tuple[Facts | None, str | None]:
@@ -182,6 +216,14 @@ def match(model: Any, raw: Any = None, size_bytes: float | None = None) -> tuple
             name, q, s = fits[0]
             return of_arch(table.build(name, q), model.quant, size_bytes / s,
                            f"{name} {q} (model table; the stated size agrees within 3 %)"), None
+        if quant is not None and len(names) == 1 and quant in _sizes(names[0]) and \
+                abs(_sizes(names[0])[quant] / size_bytes - 1) <= MIX_TOLERANCE:
+            return of_arch(table.build(names[0], quant), model.quant, size_bytes / _sizes(names[0])[quant],
+                           f"{names[0]} in the tensor layout of {quant} scaled to the stated size "
+                           f"({size_bytes / 1e9:.2f} GB; a custom mix llama.cpp reports as {quant})"), None
+        if quant is not None and table.table()[names[0]].layout.get("n_expert"):
+            return None, (f"a {quant} file of a mixture of experts whose size is not the table's {quant}: its "
+                          "experts' share of the bytes is not known")
         if len(names) == 1 or len({f[0] for f in fits}) == 1:
             name = names[0] if len(names) == 1 else fits[0][0]
             sizes = _sizes(name)

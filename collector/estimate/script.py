@@ -3,9 +3,9 @@
     {"estimate": true, "device": ..., "fits": bool, "memory_mib": {<device>: MiB, "host": MiB},
      "tg": {"value", "low", "high", "coverage", "depth", ...}, "pp": {..., "prompt"}}
 
-Every figure is an ESTIMATE (memory from llama.cpp's allocation rules, speed from the fitted bandwidth model); a
-figure it cannot give is {"not_estimated": "reason"}. "coverage" is the share of the held-out checks that the stated
-range (10th-90th percentile of measured / estimated over those checks) holds, counted on those checks.
+Every figure is an ESTIMATE (memory from llama.cpp's allocation rules, speed from the fitted model); a figure it
+cannot give is {"not_estimated": "reason"}. "coverage" is the share of the figures left out by source that a range
+stated the same way held, measured per left-out source (estimate.heldout: the range from the other sources' checks).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 from collector import catalog
 from collector.base.errors import CollectorError
 from collector.estimate.arch import Arch
-from collector.estimate.estimator import FIT_MARGIN_MIB, Estimator, SpeedAnswer
+from collector.estimate.estimator import FIT_MARGIN_MIB, Estimator, SpeedAnswer, default_backend
 from collector.estimate.memory import MemConfig, estimate_memory, largest_context
+from collector.estimate.points import bandwidth
 from collector.estimate.report import find_model
-from collector.estimate.speed import BENCH, bandwidth
 
 FIT_CTX = 4096  # llama.cpp's --fit-ctx: the smallest context its fit shrinks to
 BACKENDS = ("CUDA", "Vulkan", "ROCm", "Metal", "SYCL", "CPU")
@@ -44,26 +44,15 @@ def _r(x: float, digits: int = 1) -> float:
     return round(float(x), digits)
 
 
-def coverage(est: Estimator, a: SpeedAnswer) -> float | None:
-    """The share of the held-out checks behind `a`'s range whose measured / estimated lies inside it."""
-    e = a.error
-    if e is None:
-        return None
-    held = [h for h in est.fitted.held.get((BENCH, a.metric), []) if h.mode == e.mode and h.point.cls == e.cls]
-    if not held:
-        return None
-    inside = sum(1 for h in held if e.low <= h.ratio <= e.high)
-    return round(inside / len(held), 3)
-
-
-def _speed(est: Estimator, a: SpeedAnswer, extra: dict[str, Any]) -> dict[str, Any]:
+def _speed(a: SpeedAnswer, extra: dict[str, Any]) -> dict[str, Any]:
     if a.value is None or a.low is None or a.high is None or a.error is None:
         return {"not_estimated": a.why_not or "no held-out check for this device class"}
     e = a.error
     out: dict[str, Any] = {"value": _r(a.value, 2), "low": _r(a.low, 2), "high": _r(a.high, 2),
-                           "coverage": coverage(est, a), **extra, "unit": "t/s", "basis": a.basis,
-                           "held_out": {"left_out": e.mode, "class": e.cls, "checks": e.n,
-                                        "median_abs_error_pct": _r(e.median_pct), "p90_abs_error_pct": _r(e.p90_pct)}}
+                           "coverage": a.coverage, **extra, "unit": "t/s", "basis": a.basis,
+                           "held_out": {"left_out": "source", "class": e.group, "checks": e.n, "sources": e.n_sources,
+                                        "median_abs_error_pct": _r(e.median_pct), "p90_abs_error_pct": _r(e.p90_pct),
+                                        "range_from": a.range.basis if a.range else None}}
     if not a.shown:
         out["caveat"] = f"not shown on the site: {a.why_not}"
     if a.notes:
@@ -110,9 +99,7 @@ def answer(est: Estimator, q: Question) -> dict[str, Any]:
     }
     if ctx_note:
         out["ctx_note"] = ctx_note
-    if q.backend is not None:
-        out["backend"] = {"asked": q.backend, "note": "the speed model has no backend dimension yet: figures are "
-                          "those of its fit (llama-bench, CUDA and Metal builds of 2024)"}
+    out["backend"] = q.backend or default_backend(dev)
     gpu_mib, host_mib = mem.total("gpu"), mem.total("host")
     out["memory_mib"] = {label: _r(gpu_mib), "host": _r(host_mib)}
     out["memory_detail_mib"] = {where: {"model": _r(mem.model.get(where, 0.0)), "kv": _r(mem.kv.get(where, 0.0)),
@@ -133,8 +120,9 @@ def answer(est: Estimator, q: Question) -> dict[str, Any]:
         out["tg"] = {"not_estimated": reason}
         out["pp"] = {"not_estimated": reason}
         return out
-    tg = est.speed(dev, q.gpus, arch, "tg", q.depth, vram_gb=size)
-    pp = est.speed(dev, q.gpus, arch, "pp", q.depth, q.prompt, vram_gb=size)
-    out["tg"] = _speed(est, tg, {"depth": q.depth})
-    out["pp"] = _speed(est, pp, {"prompt": q.prompt, "depth": q.depth})
+    tg = est.speed(dev, q.gpus, arch, "tg", q.depth, vram_gb=size, backend=q.backend, type_k=q.kv, type_v=q.kv)
+    pp = est.speed(dev, q.gpus, arch, "pp", q.depth, q.prompt, vram_gb=size, backend=q.backend, type_k=q.kv,
+                   type_v=q.kv)
+    out["tg"] = _speed(tg, {"depth": q.depth})
+    out["pp"] = _speed(pp, {"prompt": q.prompt, "depth": q.depth})
     return out
