@@ -20,7 +20,7 @@ from pathlib import Path
 from collector.base.cache import Blob, code_stamp, digest
 from collector.base.errors import CollectorError
 from collector.catalog import CatalogDevice
-from collector.estimate import crowd
+from collector.estimate import crowd, offload
 from collector.estimate.arch import Arch, from_stated, stated_models
 from collector.estimate.facts import Facts, of_arch
 from collector.estimate.heldout import (
@@ -80,16 +80,19 @@ class Fitted:
     checks: dict[str, list[Held]] = field(default_factory=dict)
     errors: list[GroupError] = field(default_factory=list)
     crowd: list[crowd.CrowdError] = field(default_factory=list)
+    offload: dict[str, offload.OffloadFit] = field(default_factory=dict)  # weights in system RAM, per metric
+    off_checks: dict[str, list[offload.OffHeld]] = field(default_factory=dict)
+    off_errors: dict[str, offload.OffError] = field(default_factory=dict)
 
 
 def _code() -> str:
     return code_stamp(tuple(sorted(Path(__file__).resolve().parent.glob("*.py"))))
 
 
-def fit_all(points: list[Point], crowd_points: list[crowd.Point]) -> Fitted:
-    """Every metric fitted, and its held-out checks; LocalScore's own fit and error. Cached by the points and this
-    code."""
-    key = digest(_code(), *map(repr, points), *map(repr, crowd_points))
+def fit_all(points: list[Point], crowd_points: list[crowd.Point], off_points: list[offload.OffPoint]) -> Fitted:
+    """Every metric fitted, and its held-out checks; the offload model and its checks; LocalScore's own fit and
+    error. Cached by the points and this code."""
+    key = digest(_code(), *map(repr, points), *map(repr, crowd_points), *map(repr, off_points))
     blob = Blob("estimate", "heldout.pickle")
     hit = blob.get(key)
     if isinstance(hit, Fitted):
@@ -100,6 +103,12 @@ def fit_all(points: list[Point], crowd_points: list[crowd.Point]) -> Fitted:
         out.fits[metric], out.checks[metric] = f, checks
         out.errors += summarise(checks, metric)
     out.crowd = crowd.crowd_errors(crowd_points)
+    for metric in METRICS:
+        out.offload[metric] = offload.fit_off(off_points, out.fits[metric], metric)
+        out.off_checks[metric] = offload.leave_source_out(off_points, lambda m: out.fits[m], metric)
+        err = offload.summarise_off(out.off_checks[metric], metric)
+        if err is not None:
+            out.off_errors[metric] = err
     blob.put(key, out)
     return out
 
@@ -145,8 +154,11 @@ def stated_mixes(records: list[AnyRecord]) -> dict[tuple[str, str], tuple[float,
 
 
 class Estimator:
-    def __init__(self, points: list[Point], left: Counter[str], fitted: Fitted, models: list[Arch]) -> None:
+    def __init__(self, points: list[Point], left: Counter[str], fitted: Fitted, models: list[Arch],
+                 off_points: list[offload.OffPoint] | None = None, off_left: Counter[str] | None = None) -> None:
         self.points, self.left, self.fitted, self.models = points, left, fitted, models
+        self.off_points = off_points or []
+        self.off_left = off_left or Counter()
         self.mixes: dict[tuple[str, str], tuple[float, str]] = {}  # see stated_mixes
         tg = [p.facts.read_bytes for p in points if p.metric == "tg"]
         self.size_range = (min(tg), max(tg)) if tg else None
@@ -158,7 +170,9 @@ class Estimator:
     def of(cls, records: list[AnyRecord], held: Collection[tuple[str, str]] = ()) -> Estimator:
         """Fitted on every usable figure but those `held` ((record id, tg|pp) the judge holds back)."""
         points, left = collect(records, held)
-        est = cls(points, left, fit_all(points, crowd.collect(records, held)), record_models(records))
+        off_points, off_left = offload.collect(records, frozenset(held))
+        est = cls(points, left, fit_all(points, crowd.collect(records, held), off_points), record_models(records),
+                  off_points, off_left)
         est.mixes = stated_mixes(records)
         return est
 

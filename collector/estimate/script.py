@@ -1,11 +1,14 @@
 """`collector estimate ... --json`: one question answered as one JSON object, for scripts.
 
     {"estimate": true, "device": ..., "fits": bool, "memory_mib": {<device>: MiB, "host": MiB},
+     "placement": {"n_gpu_layers": N, "n_cpu_moe": K, "by": ..., "memory_mib": {<device>: {weights, experts, kv,
+                   recurrent, compute, total, budget}, "host": {...}}, ...},
+     "command": "llama-server ...",
      "tg": {"value", "low", "high", "coverage", "depth", ...}, "pp": {..., "prompt"}}
 
-Every figure is an ESTIMATE (memory from llama.cpp's allocation rules, speed from the fitted model); a figure it
-cannot give is {"not_estimated": "reason"}. "coverage" is the share of the figures left out by source that a range
-stated the same way held, measured per left-out source (estimate.heldout: the range from the other sources' checks).
+Every figure is an ESTIMATE (memory and placement from llama.cpp's allocation and fit rules, speed from the fitted
+models); a figure it cannot give is {"not_estimated": "reason"}. "coverage" is the share of the figures left out by
+source that a range stated the same way held, measured per left-out source (estimate.heldout, estimate.offload).
 """
 
 from __future__ import annotations
@@ -13,18 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from collector import catalog
 from collector.base.errors import CollectorError
-from collector.estimate.arch import Arch
-from collector.estimate.estimator import FIT_MARGIN_MIB, Estimator, SpeedAnswer, default_backend
-from collector.estimate.memory import MemConfig, estimate_memory, largest_context
+from collector.estimate.answer import Answer, ask
+from collector.estimate.estimator import Estimator, SpeedAnswer
+from collector.estimate.facts import of_arch
+from collector.estimate.placement import FIT_MARGIN_MIB, free_mib, to_json
 from collector.estimate.points import bandwidth
-from collector.estimate.report import find_model
 
-FIT_CTX = 4096  # llama.cpp's --fit-ctx: the smallest context its fit shrinks to
 BACKENDS = ("CUDA", "Vulkan", "ROCm", "Metal", "SYCL", "CPU")
-LABEL = ("ESTIMATE, not a measurement: memory from llama.cpp's allocation rules, speed from a bandwidth model fitted "
-         "on llama-bench figures (README, Estimates)")
+LABEL = ("ESTIMATE, not a measurement: memory and placement from llama.cpp's allocation and fit rules, speed from "
+         "models fitted on published llama.cpp figures (docs/estimates.md)")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,15 @@ class Question:
     kv: str = "f16"
     depth: int = 0
     prompt: int = 512
+    ngl: int | None = None
+    n_cpu_moe: int | None = None
+    cpu_moe: bool = False
+    ot: tuple[str, ...] = ()
+    ubatch: int = 512
+    batch: int = 2048
+    ram: str | None = None
+    ram_gbs: float | None = None
+    pcie: str = "4x16"
 
 
 def _r(x: float, digits: int = 1) -> float:
@@ -60,69 +70,50 @@ def _speed(a: SpeedAnswer, extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _memory_size(dev: catalog.CatalogDevice, q: Question, variant: catalog.Variant | None) -> float | None:
-    if q.vram_gb is not None:
-        return q.vram_gb
-    if variant is not None and variant.memory_gb is not None:
-        return variant.memory_gb
-    sizes = dev.memory_gb
-    return sizes[0] if len(sizes) == 1 else None
+def to_dict(a: Answer, q: Question) -> dict[str, Any]:
+    """The JSON object of one answer."""
+    dev, arch = a.device, a.arch
+    facts = of_arch(arch)
+    bw = bandwidth(dev, None, vram_gb=a.memory_gb) if a.memory_gb is not None else dev.bandwidth_gbs
+    out: dict[str, Any] = {
+        "estimate": True, "label": LABEL,
+        "device": dev.name, "gpus": a.n_gpus, "memory_gb": a.memory_gb, "bandwidth_gbs": bw,
+        "device_source": dev.citation, "backend": a.backend,
+        "model": arch.name, "quant": arch.quant, "model_facts": arch.source,
+        "weights_bytes": arch.weight_bytes, "read_bytes_per_token": round(facts.read_bytes) or None,
+        "kv": q.kv,
+    }
+    p = a.placement
+    if p is None:
+        why = ("its memory is configured per machine; give --vram GB" if not dev.memory_gb else
+               f"{dev.name} is sold with {' or '.join(f'{g:g}' for g in dev.memory_gb)} GB; give --vram GB")
+        out["fits"] = {"not_estimated": why}
+        out["placement"] = {"not_estimated": why}
+        out["command"] = {"not_estimated": why}
+    else:
+        out["ctx"] = p.ctx
+        if q.ctx is None:
+            out["ctx_note"] = ("no --ctx: the training context, which llama.cpp's fit shrinks (not below 4096) "
+                               "before it moves weights to system RAM")
+        out["fits"] = p.fits
+        out["fit_budget_mib"] = _r(a.n_gpus * (free_mib(a.memory_gb or 0) - FIT_MARGIN_MIB))
+        out["memory_mib"] = {**{d.name: _r(d.total) for d in p.devices}, "host": _r(p.host.total)}
+        out["placement"] = to_json(p)
+        out["command"] = a.command.text() if a.command else None
+        out["command_note"] = a.command.words if a.command else None
+    if a.ram_gbs is not None:
+        out["ram_gbs"] = a.ram_gbs
+        out["ram_note"] = a.ram_basis
+    out["tg"] = _speed(a.tg, {"depth": q.depth})
+    out["pp"] = _speed(a.pp, {"prompt": q.prompt, "depth": q.depth})
+    return out
 
 
 def answer(est: Estimator, q: Question) -> dict[str, Any]:
     """The JSON object for one question (CollectorError, one line, for a name or value it cannot take)."""
     if q.backend is not None and q.backend not in BACKENDS:
         raise CollectorError(f"--backend {q.backend!r}: use one of {', '.join(BACKENDS)}")
-    found = catalog.lookup(q.device, q.vram_gb)
-    dev = found.device
-    arch: Arch = find_model(q.model, est)
-    size = _memory_size(dev, q, found.variant)
-    bw = bandwidth(dev, None, vram_gb=size) if size is not None else dev.bandwidth_gbs
-    ctx, ctx_note = q.ctx, None
-    if ctx is None and size is not None:
-        # llama-server without -c: the training context, which llama.cpp's fit shrinks to what fits (not below
-        # --fit-ctx, 4096 tokens) before it moves any layer off the GPU
-        best = largest_context(arch, MemConfig(type_k=q.kv, type_v=q.kv), q.gpus * (size * 1024 - FIT_MARGIN_MIB))
-        top = arch.ctx_train or FIT_CTX
-        ctx = min(top, max(best or 0, FIT_CTX))
-        ctx_note = "no --ctx: the training context, shrunk as llama.cpp's fit does to what fits (not below 4096)"
-    cfg = MemConfig(ctx=ctx, type_k=q.kv, type_v=q.kv)
-    mem = estimate_memory(arch, cfg)
-    label = dev.name if q.gpus == 1 else f"{q.gpus} x {dev.name}"
-    out: dict[str, Any] = {
-        "estimate": True, "label": LABEL,
-        "device": dev.name, "gpus": q.gpus, "memory_gb": size, "bandwidth_gbs": bw,
-        "device_source": dev.citation if found.variant is None else (found.variant.url or dev.citation),
-        "model": arch.name, "quant": arch.quant, "model_facts": arch.source,
-        "weights_bytes": arch.weight_bytes, "read_bytes_per_token": arch.read_bytes or None,
-        "ctx": mem.n_ctx, "kv": q.kv,
-    }
-    if ctx_note:
-        out["ctx_note"] = ctx_note
-    out["backend"] = q.backend or default_backend(dev)
-    gpu_mib, host_mib = mem.total("gpu"), mem.total("host")
-    out["memory_mib"] = {label: _r(gpu_mib), "host": _r(host_mib)}
-    out["memory_detail_mib"] = {where: {"model": _r(mem.model.get(where, 0.0)), "kv": _r(mem.kv.get(where, 0.0)),
-                                        "compute": _r(mem.compute.get(where, 0.0))} for where in ("gpu", "host")}
-    if size is None:
-        why = ("its memory is configured per machine; give --vram GB" if not dev.memory_gb else
-               f"{dev.name} is sold with {' or '.join(f'{g:g}' for g in dev.memory_gb)} GB; give --vram GB")
-        out["fits"] = {"not_estimated": why}
-        fits = True  # speed is still estimated, as if every layer fits
-    else:
-        budget = q.gpus * (size * 1024 - FIT_MARGIN_MIB)
-        fits = gpu_mib <= budget
-        out["fits"] = fits
-        out["fit_budget_mib"] = _r(budget)
-    if not fits:
-        reason = "the model does not fit the device's memory with every layer on the GPU (partial offload is not " \
-                 "modelled)"
-        out["tg"] = {"not_estimated": reason}
-        out["pp"] = {"not_estimated": reason}
-        return out
-    tg = est.speed(dev, q.gpus, arch, "tg", q.depth, vram_gb=size, backend=q.backend, type_k=q.kv, type_v=q.kv)
-    pp = est.speed(dev, q.gpus, arch, "pp", q.depth, q.prompt, vram_gb=size, backend=q.backend, type_k=q.kv,
-                   type_v=q.kv)
-    out["tg"] = _speed(tg, {"depth": q.depth})
-    out["pp"] = _speed(pp, {"prompt": q.prompt, "depth": q.depth})
-    return out
+    a = ask(est, q.device, q.model, ctx=q.ctx, kv=q.kv, gpus=q.gpus, vram_gb=q.vram_gb, ngl=q.ngl,
+            n_cpu_moe=q.n_cpu_moe, cpu_moe=q.cpu_moe, ot=q.ot, ubatch=q.ubatch, batch=q.batch, ram=q.ram,
+            ram_gbs_given=q.ram_gbs, pcie=q.pcie, backend=q.backend, depth=q.depth, prompt=q.prompt)
+    return to_dict(a, q)
