@@ -36,6 +36,7 @@ REPACKED_AVX512 = REPACKED | {"Q2_K"}
 REPACK_RULES = {"AVX2": REPACKED, "AVX512": REPACKED_AVX512, "none": frozenset[str]()}
 PAD = 256
 COMPUTE_EMBD_BYTES, COMPUTE_FF_BYTES = 20, 12  # per ubatch token, see the module docstring
+OP_OFFLOAD_MIN_BATCH = 32  # llama.cpp runs a CPU-resident weight's op on the GPU for batches of this many tokens
 
 
 def pad(n: int, to: int = PAD) -> int:
@@ -269,7 +270,14 @@ def _compute(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     mib = max(base + mask + kq, out) / MIB
     n_gpu = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
     if cfg.on_gpu and n_gpu > 0:
-        # the layers' graph runs where the layers are; the host keeps the inputs (token rows, positions)
+        # the layers' graph runs where the layers are; the host keeps the inputs (token rows, positions). A ubatch of
+        # at least OP_OFFLOAD_MIN_BATCH tokens runs the ops of weights left in system RAM on the GPU too, copying the
+        # weight there first: the GPU's buffer holds the largest such copy (Vulkan, real loads of the MoE test model:
+        # +1 expert tensor with any --n-cpu-moe, -ot exps=CPU or -ngl below the layer count)
+        if ub >= OP_OFFLOAD_MIN_BATCH and arch.tensors:
+            where = on_gpu_tensors(arch, cfg)
+            moved = [t.n_bytes for t in arch.tensors if not where[t.name] and t.layer is not None and t.rows > 1]
+            mib += max(moved, default=0) / MIB
         est.compute = {"gpu": mib, "host": ub * arch.n_embd * 4 / MIB}
     else:
         est.compute = {"host": mib}

@@ -116,6 +116,7 @@ class Placement:
 
     @property
     def fits(self) -> bool:
+        """Every GPU keeps llama.cpp's margin free."""
         return all(d.fits for d in self.devices)
 
     @property
@@ -172,10 +173,11 @@ def devices_of(est: MemEstimate, arch: Arch, cfg: MemConfig, n_gpus: int, names:
 
 
 class _Fitter:
-    def __init__(self, arch: Arch, req: Request, n_gpus: int, memory_gb: float, names: list[str]) -> None:
+    def __init__(self, arch: Arch, req: Request, n_gpus: int, memory_gb: float, names: list[str],
+                 free: float | None = None) -> None:
         self.arch, self.req, self.n = arch, req, n_gpus
         self.names = names
-        self.budget = free_mib(memory_gb) - req.fit_target_mib
+        self.budget = (free if free is not None else free_mib(memory_gb)) - req.fit_target_mib
 
     def place(self, ctx: int | None, ngl: int | None, cpu_layers: frozenset[int] | None = None,
               overrides: tuple[tuple[str, str], ...] = (), by: str = "llama.cpp's fit", side: str = "",
@@ -211,10 +213,18 @@ def _expert_layers_off(arch: Arch, cfg: MemConfig) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def place(arch: Arch, req: Request, memory_gb: float, n_gpus: int = 1, names: list[str] | None = None) -> Placement:
-    """Where llama.cpp puts the model on n GPUs of `memory_gb` each, for these flags (see the module docstring)."""
-    names = names or [f"GPU{i}" for i in range(n_gpus)]
-    f = _Fitter(arch, req, n_gpus, memory_gb, names)
+def place(arch: Arch, req: Request, memory_gb: float, n_gpus: int = 1, names: list[str] | None = None,
+          free: float | None = None) -> Placement:
+    """Where llama.cpp puts the model on n GPUs of `memory_gb` each, for these flags (see the module docstring).
+    free: the MiB each GPU reports free, where known (a log's "MiB free"); else its size less FREE_SHORT_MIB."""
+    return _place(arch, req, memory_gb, n_gpus, names or [f"GPU{i}" for i in range(n_gpus)], free)
+
+
+def _place(arch: Arch, req: Request, memory_gb: float, n_gpus: int, names: list[str],
+           free: float | None) -> Placement:
+    """Where llama.cpp puts the model on n GPUs of `memory_gb` each, for these flags (see the module docstring).
+    free: the MiB each GPU reports free, where known (a log's "MiB free"); else its size less FREE_SHORT_MIB."""
+    f = _Fitter(arch, req, n_gpus, memory_gb, names, free)
     ctx = req.ctx
     overrides = req.overrides
     if req.cpu_moe:
@@ -266,9 +276,7 @@ def _fit_layers(f: _Fitter, arch: Arch, ctx: int | None, notes: tuple[str, ...])
                 trial = f.place(ctx, None, frozenset(range(mid, arch.n_layer_all)), side="back")
                 lo, hi = (mid, hi) if trial.fits else (lo, mid)
             full = hi if f.place(ctx, None, frozenset(range(hi, arch.n_layer_all)), side="back").fits else lo
-            return f.place(ctx, None, frozenset(range(full, arch.n_layer_all)), notes=notes + (
-                f"llama.cpp's fit: every layer on the GPU, the experts of the last {arch.n_layer_all - full} in "
-                "system RAM",), side="back")
+            return _fraction(f, arch, ctx, full, notes)
     lo, hi = 0, n_all  # -ngl: lo fits
     cpu = frozenset(range(arch.n_layer_all)) if moe else None
     while hi - lo > 1:
@@ -279,8 +287,33 @@ def _fit_layers(f: _Fitter, arch: Arch, ctx: int | None, notes: tuple[str, ...])
     return f.place(ctx, ngl, cpu, notes=notes + (f"llama.cpp's fit: {what}",), side="back" if moe else "")
 
 
-def _cpu_layers_of(p: Placement) -> frozenset[int]:
-    return frozenset(p.cpu_expert_layers)
+# the parts of one more layer llama.cpp's fit tries to bring onto the GPU, in its order (common/fit.cpp:
+# LAYER_FRACTION_UP, then _GATE if that fits, else _ATTN): the pattern of what stays in system RAM
+_FRACTIONS = (("UP", r"\.ffn_(gate|gate_up|down)"), ("GATE", r"\.ffn_down"))
+_ATTN = r"\.ffn_(gate|up|gate_up|down)"
+
+
+def _fraction(f: _Fitter, arch: Arch, ctx: int | None, full: int, notes: tuple[str, ...]) -> Placement:
+    """The fit's last step: part of the first layer whose experts lie in system RAM moves onto the GPU."""
+    n = arch.n_layer_all
+    rest = frozenset(range(full + 1, n))
+    words = f"llama.cpp's fit: every layer on the GPU, the experts of the last {n - full} in system RAM"
+    best = f.place(ctx, None, frozenset(range(full, n)), notes=notes + (words,), side="back")
+    if full >= n:
+        return best
+
+    def trial(pattern: str, what: str) -> Placement:
+        ot = ((rf"^blk\.{full}{pattern}", "CPU"),)
+        return f.place(ctx, None, rest, ot, notes=notes + (f"llama.cpp's fit: every layer on the GPU, the experts "
+                                                           f"of the last {n - full - 1} and {what} of layer {full} "
+                                                           "in system RAM",), side="back")
+
+    up = trial(_FRACTIONS[0][1], "the gate and down matrices")
+    if up.fits:
+        gate = trial(_FRACTIONS[1][1], "the down matrix")
+        return gate if gate.fits else up
+    attn = trial(_ATTN, "the feed-forward")
+    return attn if attn.fits else best
 
 
 @dataclass(frozen=True)
@@ -354,4 +387,4 @@ def to_json(p: Placement) -> dict[str, object]:
 
 
 def _unused() -> None:  # keep names referenced for readers of older imports
-    _ = (MIB, resolve_ctx, _cpu_layers_of, _EXPS_LAYER)
+    _ = (MIB, resolve_ctx, _EXPS_LAYER)
