@@ -183,8 +183,19 @@ def report_lines(records: list[AnyRecord], est: Estimator) -> list[str]:
     for e in est.fitted.errors:
         cov = f"  range held {e.coverage:.0%}" if e.coverage is not None else ""
         tag = f"  {verdict(e)}" if e.by == "vendor" and e.mode == "source" else ""
-        lines.append(f"  {e.metric} leave-one-{e.mode}-out by {e.by} {e.group}: n={e.n} ({e.n_sources} sources) "
+        mode = {"source": "each source left out", "time": "fitted on builds before 2025, tested on later",
+                "device": "each device left out"}[e.mode]
+        lines.append(f"  {e.metric} {mode}, by {e.by} {e.group}: n={e.n} ({e.n_sources} sources) "
                      f"median {e.median_pct:.1f} %  p90 {e.p90_pct:.1f} %  signed {e.signed_pct:+.1f} %{cov}{tag}")
+    lines.append("with weights in system RAM (llama.cpp and ik_llama.cpp figures; each source left out):")
+    for metric, e in est.fitted.off_errors.items():
+        cov = f"  range held {e.coverage:.0%}" if e.coverage is not None else ""
+        lines.append(f"  {metric}: n={e.n} ({e.n_sources} sources) median {e.median_pct:.1f} %  p90 {e.p90_pct:.1f} %  "
+                     f"signed {e.signed_pct:+.1f} %{cov}")
+        for src, n, med, signed in e.by_source:
+            lines.append(f"    {src}: n={n} median {med:.1f} %  signed {signed:+.1f} %")
+    for why, n in est.off_left.most_common():
+        lines.append(f"  offload figures left out: {n} records ({why})")
     for c in est.fitted.crowd:
         lines.append(f"  LocalScore (llamafile, reported only) {c.metric} leave-one-device-out {c.cls}: n={c.n} "
                      f"({c.n_devices} devices) median {c.median_pct:.1f} %  p90 {c.p90_pct:.1f} %")

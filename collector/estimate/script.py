@@ -97,7 +97,8 @@ def to_dict(a: Answer, q: Question) -> dict[str, Any]:
                                "before it moves weights to system RAM")
         out["fits"] = p.fits
         out["fit_budget_mib"] = _r(a.n_gpus * (free_mib(a.memory_gb or 0) - FIT_MARGIN_MIB))
-        out["memory_mib"] = {**{d.name: _r(d.total) for d in p.devices}, "host": _r(p.host.total)}
+        labels = [dev.name] if a.n_gpus == 1 else [f"{dev.name} #{i + 1}" for i in range(a.n_gpus)]
+        out["memory_mib"] = {**{k: _r(d.total) for k, d in zip(labels, p.devices)}, "host": _r(p.host.total)}
         out["placement"] = to_json(p)
         out["command"] = a.command.text() if a.command else None
         out["command_note"] = a.command.words if a.command else None
