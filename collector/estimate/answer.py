@@ -67,7 +67,7 @@ def _memory_size(dev: catalog.CatalogDevice, vram_gb: float | None, variant: cat
 def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Placement, metric: str,
                    ram: float | None, ram_why: str, pcie: float, depth: int, prompt: int, vram_gb: float | None,
                    backend: str | None) -> SpeedAnswer:
-    f = est.fitted.offload.get(metric)
+    f = est.fitted.off_fits.get(metric)
     gpu_fit = est.fitted.fits.get(metric)
     if f is None or gpu_fit is None or not f.n:
         return SpeedAnswer(metric, None, None, None, "", None, False, "no published figure with weights in system "
@@ -123,6 +123,7 @@ def ask(est: Estimator, device: str, model: str | Arch, *, ctx: int | None = Non
     size = _memory_size(dev, vram_gb, found.variant)
     req = Request(n_gpu_layers=ngl, n_cpu_moe=n_cpu_moe, cpu_moe=cpu_moe, overrides=parse_overrides(ot), ctx=ctx,
                   type_k=kv, type_v=kv_v or kv, ubatch=ubatch, batch=batch)
+    ram_bw: float | None
     if ram_gbs_given is not None:
         ram_bw, ram_why = ram_gbs_given, f"{ram_gbs_given:g} GB/s as given"
     elif ram is not None:

@@ -80,7 +80,7 @@ class Fitted:
     checks: dict[str, list[Held]] = field(default_factory=dict)
     errors: list[GroupError] = field(default_factory=list)
     crowd: list[crowd.CrowdError] = field(default_factory=list)
-    offload: dict[str, offload.OffloadFit] = field(default_factory=dict)  # weights in system RAM, per metric
+    off_fits: dict[str, offload.OffloadFit] = field(default_factory=dict)  # weights in system RAM, per metric
     off_checks: dict[str, list[offload.OffHeld]] = field(default_factory=dict)
     off_errors: dict[str, offload.OffError] = field(default_factory=dict)
 
@@ -104,7 +104,7 @@ def fit_all(points: list[Point], crowd_points: list[crowd.Point], off_points: li
         out.errors += summarise(checks, metric)
     out.crowd = crowd.crowd_errors(crowd_points)
     for metric in METRICS:
-        out.offload[metric] = offload.fit_off(off_points, out.fits[metric], metric)
+        out.off_fits[metric] = offload.fit_off(off_points, out.fits[metric], metric)
         out.off_checks[metric] = offload.leave_source_out(off_points, lambda m: out.fits[m], metric)
         err = offload.summarise_off(out.off_checks[metric], metric)
         if err is not None:
@@ -263,11 +263,13 @@ def vram_mib(dev: CatalogDevice) -> list[float]:
 
 @lru_cache(maxsize=4096)  # every device of one memory size asks the same question of every model
 def fits(arch: Arch, vram: float, n_gpus: int, kv: str) -> int | None:
-    """The largest context whose GPU buffers fit n GPUs of `vram` MiB, each keeping llama.cpp's fit margin free,
-    with llama-server's defaults (flash attention, ubatch 512, one slot); None when the model does not fit at 256
-    tokens (or llama.cpp would refuse the cache type)."""
+    """The largest context whose GPU buffers fit n GPUs of `vram` MiB, each keeping llama.cpp's fit margin free of
+    what it reports free (estimate.placement.FREE_SHORT_MIB), with llama-server's defaults (flash attention, ubatch
+    512, one slot); None when the model does not fit at 256 tokens (or llama.cpp would refuse the cache type)."""
+    from collector.estimate.placement import FREE_SHORT_MIB
+
     try:
-        return largest_context(arch, MemConfig(type_k=kv, type_v=kv), n_gpus * (vram - FIT_MARGIN_MIB))
+        return largest_context(arch, MemConfig(type_k=kv, type_v=kv), n_gpus * (vram - FREE_SHORT_MIB - FIT_MARGIN_MIB))
     except CollectorError:
         return None
 

@@ -75,8 +75,8 @@ def leave_source_out(points: list[Point], metric: str) -> list[Held]:
 
 
 def leave_later_out(points: list[Point], metric: str, year: str = TIME_SPLIT) -> list[Held]:
-    pts = [p for p in points if p.metric == metric and p.year is not None]
-    return _refit([p for p in pts if p.year < year], [p for p in pts if p.year >= year], "time", metric)
+    dated = [(p.year, p) for p in points if p.metric == metric and p.year is not None]
+    return _refit([p for y, p in dated if y < year], [p for y, p in dated if y >= year], "time", metric)
 
 
 def leave_device_out(points: list[Point], metric: str) -> list[Held]:

@@ -22,11 +22,11 @@ Everything here is computed from the memory model (estimate.memory), not measure
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from collector.base.errors import CollectorError
 from collector.estimate.arch import Arch
-from collector.estimate.memory import MIB, MemConfig, MemEstimate, estimate_memory, pad, resolve_ctx
+from collector.estimate.memory import MemConfig, MemEstimate, estimate_memory, pad
 
 FIT_MARGIN_MIB = 1024  # llama.cpp's --fit-target default
 FIT_CTX = 4096  # llama.cpp's --fit-ctx default: the smallest context the fit shrinks to
@@ -35,7 +35,6 @@ FIT_CTX = 4096  # llama.cpp's --fit-ctx default: the smallest context the fit sh
 FREE_SHORT_MIB = 968.0
 EXPERTS = r"\.ffn_(up|down|gate_up|gate)_(ch|)exps"
 _OT = re.compile(r"^(.+)=([A-Za-z_]+\d*)$")
-_EXPS_LAYER = re.compile(r"^blk\.(\d+)\.")
 
 
 def parse_overrides(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -190,9 +189,6 @@ class _Fitter:
         cpu_exp = tuple(sorted(cpu_layers or ())) or _expert_layers_off(self.arch, cfg)
         return Placement(n_gpu, n_all, cpu_exp, est.n_ctx, by, cfg, devices, host,
                          tuple(notes) + tuple(est.notes), side)
-
-    def fits(self, p: Placement) -> bool:
-        return p.fits
 
 
 def _expert_layers_off(arch: Arch, cfg: MemConfig) -> tuple[int, ...]:
@@ -360,13 +356,6 @@ def command(p: Placement, req: Request, model: str = "MODEL.gguf") -> Command:
     return Command(tuple(argv), words)
 
 
-@dataclass
-class Summary:
-    """A placement in words (what the JSON and the pages print)."""
-
-    fields: dict[str, object] = field(default_factory=dict)
-
-
 def to_json(p: Placement) -> dict[str, object]:
     def dev(d: DeviceMemory) -> dict[str, object]:
         out: dict[str, object] = {"weights": round(d.weights, 1), "experts": round(d.experts, 1),
@@ -384,7 +373,3 @@ def to_json(p: Placement) -> dict[str, object]:
             "cpu_layers": p.cpu_layers, "ctx": p.ctx, "by": p.by, "fits": p.fits,
             "memory_mib": {**{d.name: dev(d) for d in p.devices}, "host": dev(p.host)},
             "notes": list(p.notes), "label": "computed from the memory model, not measured"}
-
-
-def _unused() -> None:  # keep names referenced for readers of older imports
-    _ = (MIB, resolve_ctx, _EXPS_LAYER)

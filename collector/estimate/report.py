@@ -130,14 +130,17 @@ def answer_lines(est: Estimator, dev: CatalogDevice, arch: Arch, ctx: int | None
         lines.append(f"  {where}: model {m.model.get(where, 0):,.0f} + KV {m.kv.get(where, 0):,.0f} + compute "
                      f"{m.compute.get(where, 0):,.0f} = {m.total(where):,.0f}")
     lines += [f"  note: {n}" for n in m.notes]
+    from collector.estimate.placement import FREE_SHORT_MIB
+
     for size in sizes:
-        budget = n_gpus * (size - FIT_MARGIN_MIB)
+        budget = n_gpus * (size - FREE_SHORT_MIB - FIT_MARGIN_MIB)
         verdict = "fits" if m.total("gpu") <= budget else "does NOT fit"
         most = "; ".join(f"{t} {c:,}" if (c := fits(arch, size, n_gpus, t)) else f"{t} none"
                          for t in KV_TYPES)
         lines.append(f"  {size / 1024:g} GiB: {verdict} within {budget:,.0f} MiB (llama.cpp keeps {FIT_MARGIN_MIB} MiB "
-                     f"free per GPU); largest context per KV type: {most}")
-    fit_any = any(m.total("gpu") <= n_gpus * (s - FIT_MARGIN_MIB) for s in sizes) if sizes else True
+                     f"free per GPU of the {size - FREE_SHORT_MIB:,.0f} MiB it reports free); largest context per KV "
+                     f"type: {most}")
+    fit_any = any(m.total("gpu") <= n_gpus * (s - FREE_SHORT_MIB - FIT_MARGIN_MIB) for s in sizes) if sizes else True
     lines.append(f"speed (llama.cpp as llama-bench measures it, every layer on the GPU, {kv} KV):")
     key = dev.name if n_gpus == 1 else f"{dev.name} x {n_gpus}"
     seen = est.measured(key, arch.name, arch.quant)
@@ -188,11 +191,11 @@ def report_lines(records: list[AnyRecord], est: Estimator) -> list[str]:
         lines.append(f"  {e.metric} {mode}, by {e.by} {e.group}: n={e.n} ({e.n_sources} sources) "
                      f"median {e.median_pct:.1f} %  p90 {e.p90_pct:.1f} %  signed {e.signed_pct:+.1f} %{cov}{tag}")
     lines.append("with weights in system RAM (llama.cpp and ik_llama.cpp figures; each source left out):")
-    for metric, e in est.fitted.off_errors.items():
-        cov = f"  range held {e.coverage:.0%}" if e.coverage is not None else ""
-        lines.append(f"  {metric}: n={e.n} ({e.n_sources} sources) median {e.median_pct:.1f} %  p90 {e.p90_pct:.1f} %  "
-                     f"signed {e.signed_pct:+.1f} %{cov}")
-        for src, n, med, signed in e.by_source:
+    for metric, off in est.fitted.off_errors.items():
+        cov = f"  range held {off.coverage:.0%}" if off.coverage is not None else ""
+        lines.append(f"  {metric}: n={off.n} ({off.n_sources} sources) median {off.median_pct:.1f} %  p90 "
+                     f"{off.p90_pct:.1f} %  signed {off.signed_pct:+.1f} %{cov}")
+        for src, n, med, signed in off.by_source:
             lines.append(f"    {src}: n={n} median {med:.1f} %  signed {signed:+.1f} %")
     for why, n in est.off_left.most_common():
         lines.append(f"  offload figures left out: {n} records ({why})")

@@ -130,5 +130,6 @@ def methodology_section(est: Estimator, records: list[AnyRecord]) -> tuple[str, 
                   skipped=skipped, outside=[c for c in mem_checks if not c.within], tol_pct=TOLERANCE_PCT,
                   tol_mib=TOLERANCE_MIB, fits=[c for c in mem_checks if c.fit is not None], left=est.left.most_common(),
                   bound=BOUND_PCT, min_checks=MIN_CHECKS, min_sources=MIN_SOURCES, time_split=TIME_SPLIT,
-                  margin=FIT_MARGIN_MIB, tg=tg, pp=pp, kappa=kappa(tg) if tg else {}, crowd=est.fitted.crowd)
+                  margin=FIT_MARGIN_MIB, tg=tg, pp=pp, kappa=kappa(tg) if tg else {}, crowd=est.fitted.crowd,
+                  offload=est.fitted.off_errors)
     return text, files
