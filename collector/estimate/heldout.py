@@ -1,37 +1,46 @@
-"""The speed model's error on what it was not fitted on, per runtime, metric and device class.
+"""The speed model's error on figures it was not fitted on, and the ranges those errors give.
 
-- **Leave one device out**: a device is a catalog GPU; every figure of it (one GPU and every set of several) is
-  left out, the model is fitted again on the rest, and each left-out figure is predicted with its class's
-  efficiency (the median over the class's other devices). This is the error of an estimate for a device nobody
-  measured with that runtime.
-- **Leave one model out** (llama-bench only: LocalScore states no file sizes): a model is its weights, every quant
-  of them; the model is fitted again without it and each of its figures predicted with the device's own
-  efficiency. This is the error of an estimate for an unmeasured model on a device that has figures.
+Three ways of leaving figures out, each refitting the model without them and predicting them:
 
-A check is one left-out figure. An estimate of a class is shown only when at least MIN_DEVICES (leave-one-device-
-out) or MIN_MODELS (leave-one-model-out) were left out and its median absolute error is at most BOUND_PCT; its
-interval is the estimate times the 10th and 90th percentiles of measured / estimated over those checks.
+- **source**: one publisher at a time (estimate.points.source_key: a repository's author, a notebook set, a
+  document): its harness, builds and machines are not in the fit. A device measured only by that source is then
+  a device nobody measured; one measured elsewhere keeps the effect the other sources give it.
+- **time**: every figure of a build published in YEAR or later, fitted on the earlier builds only (the model as it
+  stood before those builds existed).
+- **device**: one GPU at a time (all its sets of several together), every other figure kept.
+
+A check is one left-out figure. The stated range of an estimate is the estimate times the 10th and 90th percentiles
+of measured / estimated over the leave-one-source-out checks of its vendor class (NVIDIA, AMD, Apple, Intel), or
+over every class's checks where the class has checks from fewer than MIN_SOURCES sources. Its coverage is measured
+the same way the range is meant: for each source, the range computed without that source's checks, and the share
+of that source's checks that fall inside it (`coverage`). An estimate is shown on the site only where its vendor
+class had at least MIN_CHECKS leave-one-source-out checks with a median absolute error within BOUND_PCT.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from collector.base import stats
-from collector.estimate.speed import BENCH, Fit, Point, fit, predict
+from collector.estimate.points import Point
+from collector.estimate.speed import SpeedFit, backend_key, fit, predict
 
-MIN_DEVICES = 3
-MIN_MODELS = 2
+MODES = ("source", "time", "device")
+TIME_SPLIT = "2025"  # the time check: fitted on builds before this year, tested on this year's and later
+MIN_CHECKS = 10
+MIN_SOURCES = 2
 BOUND_PCT = 25.0
-MODES = ("device", "model")
+LOW_Q, HIGH_Q = 10, 90
 
 
 @dataclass(frozen=True)
 class Held:
     """One left-out figure and its estimate."""
 
-    mode: str  # device | model
+    mode: str
     point: Point
     estimate: float
 
@@ -44,88 +53,146 @@ class Held:
         return (self.estimate / self.point.value - 1) * 100
 
 
+def _refit(train: list[Point], test: list[Point], mode: str, metric: str) -> list[Held]:
+    if not train or not test:
+        return []
+    f = fit(train, metric)
+    out = []
+    for p in test:
+        est = predict(f, p)
+        if est == est and est > 0:
+            out.append(Held(mode, p, est))
+    return out
+
+
+def leave_source_out(points: list[Point], metric: str) -> list[Held]:
+    pts = [p for p in points if p.metric == metric]
+    out: list[Held] = []
+    for source in sorted({p.source for p in pts}):
+        out += _refit([p for p in pts if p.source != source], [p for p in pts if p.source == source], "source",
+                      metric)
+    return out
+
+
+def leave_later_out(points: list[Point], metric: str, year: str = TIME_SPLIT) -> list[Held]:
+    dated = [(p.year, p) for p in points if p.metric == metric and p.year is not None]
+    return _refit([p for y, p in dated if y < year], [p for y, p in dated if y >= year], "time", metric)
+
+
+def leave_device_out(points: list[Point], metric: str) -> list[Held]:
+    pts = [p for p in points if p.metric == metric]
+    out: list[Held] = []
+    for gpu in sorted({p.gpu for p in pts}):
+        out += _refit([p for p in pts if p.gpu != gpu], [p for p in pts if p.gpu == gpu], "device", metric)
+    return out
+
+
+CHECKS: dict[str, Callable[[list[Point], str], list[Held]]] = {
+    "source": leave_source_out, "time": leave_later_out, "device": leave_device_out}
+
+
 @dataclass(frozen=True)
-class ClassError:
-    runtime: str
+class Range:
+    """The stated range's factors (10th and 90th percentile of measured / estimated) and whose checks they are."""
+
+    low: float
+    high: float
+    basis: str  # "NVIDIA" or "every class"
+    n: int
+
+
+def range_for(checks: list[Held], vendor: str, without: str | None = None) -> Range | None:
+    """The range for an estimate of a device of this vendor class, from leave-one-source-out checks (without one
+    source's: what the coverage check uses).
+
+    A new source's figures differ from an estimate by a shift of their own (harness, build, machine) and a spread
+    around it, so the range is the 10th-90th percentile of shift + spread: each source's median log ratio counted
+    once (a source of 800 figures is one source), every check's deviation from its source's median counted once."""
+    usable = [h for h in checks if h.mode == "source" and h.point.source != without]
+    mine = [h for h in usable if h.point.vendor == vendor]
+    basis = vendor
+    if len({h.point.source for h in mine}) < MIN_SOURCES:
+        mine, basis = usable, "every class"
+    if len(mine) < MIN_CHECKS:
+        return None
+    by: dict[str, list[float]] = defaultdict(list)
+    for h in mine:
+        by[h.point.source].append(math.log(h.ratio))
+    shifts = {src: stats.median(v) for src, v in by.items()}
+    spread = [x - shifts[src] for src, v in by.items() for x in v]
+    values = sorted(a + b for a in shifts.values() for b in spread)
+    lo = stats.percentile(values, LOW_Q)
+    hi = stats.percentile(values, HIGH_Q)
+    return Range(math.exp(lo or 0.0), math.exp(hi or 0.0), basis, len(mine))
+
+
+@dataclass(frozen=True)
+class GroupError:
+    """The held-out error of one group of checks (a vendor class, a backend or a left-out source)."""
+
     metric: str
     mode: str
-    cls: str
+    by: str  # vendor | backend | source | all
+    group: str
     n: int  # checks
-    n_left: int  # devices (or models) left out
+    n_sources: int
     median_pct: float
     p90_pct: float
-    low: float  # 10th percentile of measured / estimated
-    high: float  # 90th percentile
+    signed_pct: float  # median signed error: estimate above (+) or below (-) the figures
+    coverage: float | None  # share of the checks inside the range stated for them (leave-one-source-out only)
 
     @property
-    def shown(self) -> bool:
-        need = MIN_DEVICES if self.mode == "device" else MIN_MODELS
-        return self.n_left >= need and self.median_pct <= BOUND_PCT
-
-    @property
-    def why_not(self) -> str | None:
-        need = MIN_DEVICES if self.mode == "device" else MIN_MODELS
-        what = "devices" if self.mode == "device" else "models"
-        if self.n_left < need:
-            return f"only {self.n_left} {what} left out in the held-out check (at least {need} needed)"
-        if self.median_pct > BOUND_PCT:
-            return f"held-out median error {self.median_pct:.0f} % is over the {BOUND_PCT:.0f} % bound"
-        return None
+    def meets(self) -> bool:
+        return self.n >= MIN_CHECKS and self.median_pct <= BOUND_PCT
 
 
-def leave_device_out(points: list[Point], full: Fit) -> list[Held]:
-    out: list[Held] = []
-    for gpu in sorted({p.gpu for p in points}):
-        train = [p for p in points if p.gpu != gpu]
-        test = [p for p in points if p.gpu == gpu]
-        if not train:
+def covered(checks: list[Held]) -> dict[int, bool]:
+    """For each leave-one-source-out check (by id), whether the range stated without its source holds it."""
+    out: dict[int, bool] = {}
+    cache: dict[tuple[str, str], Range | None] = {}
+    for h in checks:
+        if h.mode != "source":
             continue
-        f = fit(train, full.runtime, full.metric, start=full, rounds=1, steps=12)
-        for p in test:
-            eta = f.class_eta(p.cls)
-            if eta is not None:
-                est = predict(f, p, eta)
-                if est == est:  # a LocalScore model seen on this device only has no constant: nothing to check
-                    out.append(Held("device", p, est))
+        k = (h.point.vendor, h.point.source)
+        if k not in cache:
+            cache[k] = range_for(checks, h.point.vendor, without=h.point.source)
+        r = cache[k]
+        if r is not None:
+            out[id(h)] = r.low <= h.ratio <= r.high
     return out
 
 
-def leave_model_out(points: list[Point], full: Fit) -> list[Held]:
-    if full.runtime != BENCH:
-        return []
-    out: list[Held] = []
-    for model in sorted({p.model for p in points}):
-        train = [p for p in points if p.model != model]
-        test = [p for p in points if p.model == model]
-        if not train:
+def summarise(checks: list[Held], metric: str) -> list[GroupError]:
+    inside = covered(checks)
+    groups: dict[tuple[str, str, str], list[Held]] = defaultdict(list)
+    for h in checks:
+        if h.point.metric != metric:
             continue
-        f = fit(train, full.runtime, full.metric, start=full, rounds=1, steps=12)
-        for p in test:
-            if p.device in f.eta:
-                out.append(Held("model", p, predict(f, p, f.eta[p.device])))
-    return out
-
-
-def summarise(held: list[Held], runtime: str, metric: str) -> list[ClassError]:
-    groups: dict[tuple[str, str], list[Held]] = defaultdict(list)
-    for h in held:
-        groups[(h.mode, h.point.cls)].append(h)
-        groups[(h.mode, "all classes")].append(h)
+        groups[(h.mode, "vendor", h.point.vendor)].append(h)
+        groups[(h.mode, "backend", backend_key(h.point) or "not stated")].append(h)
+        groups[(h.mode, "all", "every class")].append(h)
+        if h.mode == "source":
+            groups[(h.mode, "source", h.point.source)].append(h)
     out = []
-    for (mode, cls), hs in sorted(groups.items()):
+    for (mode, by, group), hs in sorted(groups.items()):
         errs = [abs(h.error_pct) for h in hs]
-        ratios = [h.ratio for h in hs]
-        left = {h.point.gpu if mode == "device" else h.point.model for h in hs}
-        out.append(ClassError(runtime, metric, mode, cls, len(hs), len(left), stats.median(errs),
-                              stats.percentile(errs, 90) or 0.0, stats.percentile(ratios, 10) or 1.0,
-                              stats.percentile(ratios, 90) or 1.0))
+        judged = [inside[id(h)] for h in hs if id(h) in inside]
+        out.append(GroupError(metric, mode, by, group, len(hs), len({h.point.source for h in hs}),
+                              stats.median(errs), stats.percentile(errs, 90) or 0.0,
+                              stats.median([h.error_pct for h in hs]),
+                              round(sum(judged) / len(judged), 3) if judged else None))
     return out
 
 
-def per_device(held: list[Held]) -> dict[str, float]:
-    """Median signed % error per left-out device (leave-one-device-out checks): who the class model misses."""
-    by: dict[str, list[float]] = defaultdict(list)
-    for h in held:
-        if h.mode == "device":
-            by[h.point.device].append(h.error_pct)
-    return {d: stats.median(v) for d, v in sorted(by.items())}
+def class_error(errors: list[GroupError], metric: str, vendor: str) -> GroupError | None:
+    """The leave-one-source-out error of a vendor class (what decides whether its estimates are shown)."""
+    return next((e for e in errors if (e.metric, e.mode, e.by, e.group) == (metric, "source", "vendor", vendor)),
+                None)
+
+
+def fitted_all(points: list[Point], metric: str) -> tuple[SpeedFit, list[Held]]:
+    """The model fitted on every point of a metric, and every held-out check of it."""
+    checks: list[Held] = []
+    for run in CHECKS.values():
+        checks += run(points, metric)
+    return fit(points, metric), checks

@@ -24,6 +24,7 @@ What is modelled, and how (llama.cpp b11434 sources, `src/llama-model.cpp`, `lla
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from collector.base.errors import CollectorError
@@ -35,6 +36,7 @@ REPACKED_AVX512 = REPACKED | {"Q2_K"}
 REPACK_RULES = {"AVX2": REPACKED, "AVX512": REPACKED_AVX512, "none": frozenset[str]()}
 PAD = 256
 COMPUTE_EMBD_BYTES, COMPUTE_FF_BYTES = 20, 12  # per ubatch token, see the module docstring
+OP_OFFLOAD_MIN_BATCH = 32  # llama.cpp runs a CPU-resident weight's op on the GPU for batches of this many tokens
 
 
 def pad(n: int, to: int = PAD) -> int:
@@ -55,6 +57,9 @@ class MemConfig:
     batch: int = 2048
     n_gpu_layers: int | None = None  # None: every layer (and the output layer); 0: none
     n_cpu_moe: int = 0
+    # -ot/--override-tensor: (regex, "CPU" or "GPU") in the order given; a tensor takes the first whose pattern
+    # occurs in its name (llama.cpp: std::regex_search), before -ngl's layer rule
+    overrides: tuple[tuple[str, str], ...] = ()
     on_gpu: bool = True  # False: a CPU-only run (every buffer on the host)
     cpu_features: frozenset[str] = frozenset()  # as llama.cpp's system_info states them; empty: not known
 
@@ -88,6 +93,12 @@ class MemEstimate:
     kv: dict[str, float] = field(default_factory=dict)
     compute: dict[str, float] = field(default_factory=dict)
     output_mib: float = 0.0  # llama.cpp's output buffer (host): one row of logits per slot
+    # per repeating layer (None: the output layer and other non-repeating tensors) on the GPU(s): weights and
+    # KV/recurrent state, MiB; and the experts' share of the weights there (a placement's detail)
+    layer_gpu: dict[int | None, float] = field(default_factory=dict)
+    experts_gpu: float = 0.0
+    experts_host: float = 0.0
+    recurrent: dict[str, float] = field(default_factory=dict)  # the recurrent state's share of `kv`
     caches: list[Cache] = field(default_factory=list)
     n_ctx: int = 0
     notes: list[str] = field(default_factory=list)
@@ -115,16 +126,20 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     stated_mapped = dict(arch.mapped_bytes or ()).get(cfg.repack_rule)
     if arch.tensors:
         mapped = []
+        where = on_gpu_tensors(arch, cfg)
         for t in arch.tensors:
-            on_gpu = (output_gpu if t.layer is None else t.layer >= first_gpu) and t.name != "token_embd.weight"
-            if on_gpu and t.expert and t.layer is not None and t.layer < cfg.n_cpu_moe:
-                on_gpu = False
+            on_gpu = where[t.name]
             if on_gpu:
                 gpu += t.n_bytes
+                est.layer_gpu[t.layer] = est.layer_gpu.get(t.layer, 0.0) + t.n_bytes / MIB
+                if t.expert:
+                    est.experts_gpu += t.n_bytes / MIB
             elif _repacks(t, cfg.repacked):
                 repack += t.n_bytes
             else:
                 mapped.append(t)
+            if not on_gpu and t.expert:
+                est.experts_host += t.n_bytes / MIB
         host = mapped_span(mapped)
     elif not cfg.on_gpu and stated_mapped is not None:
         host, repack = stated_mapped, stated_repack  # a stated file's CPU-only load, as its GGUF gives it
@@ -139,6 +154,26 @@ def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
         if cfg.n_cpu_moe:
             est.notes.append("--n-cpu-moe is not modelled for a model known only by its stated size")
     est.model = {"gpu": gpu / MIB, "host": (host + repack) / MIB} if cfg.on_gpu else {"host": (host + repack) / MIB}
+
+
+def on_gpu_tensors(arch: Arch, cfg: MemConfig) -> dict[str, bool]:
+    """Tensor name -> whether llama.cpp puts it on a GPU for this config: -ngl's layer rule (the last N layers and
+    the output layer; the token embeddings never), --n-cpu-moe's first K layers' experts, then the first -ot
+    pattern that occurs in the name."""
+    n = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
+    n = n if cfg.on_gpu else 0
+    first_gpu = max(arch.n_layer_all + 1 - n, 0)
+    patterns = [(re.compile(p), target) for p, target in cfg.overrides]
+    out = {}
+    for t in arch.tensors:
+        on_gpu = (n >= 1 if t.layer is None else t.layer >= first_gpu) and t.name != "token_embd.weight"
+        if on_gpu and t.expert and t.layer is not None and t.layer < cfg.n_cpu_moe:
+            on_gpu = False
+        forced = next((target for rx, target in patterns if rx.search(t.name)), None)
+        if forced is not None and t.name != "token_embd.weight" and cfg.on_gpu:
+            on_gpu = forced != "CPU"
+        out[t.name] = on_gpu
+    return out
 
 
 def _repacks(t: Tensor, types: frozenset[str]) -> bool:
@@ -207,6 +242,9 @@ def _kv(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
         est.caches.append(Cache(is_swa, False, n_cells, len(layers), mib))
         on_gpu = size([il for il in layers if il >= first_gpu], n_cells)
         gpu, host = gpu + on_gpu, host + mib - on_gpu
+        for il in layers:
+            if il >= first_gpu and cfg.on_gpu:
+                est.layer_gpu[il] = est.layer_gpu.get(il, 0.0) + size([il], n_cells)
     if arch.recurrent_layers:
         rs_seqs = max(1, cfg.n_seq)
         rec = sorted(arch.recurrent_layers)
@@ -214,6 +252,10 @@ def _kv(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
         est.caches.append(Cache(False, True, rs_seqs, len(rec), mib))
         share = sum(1 for il in rec if il >= first_gpu) / len(rec)
         gpu, host = gpu + mib * share, host + mib * (1 - share)
+        est.recurrent = {"gpu": mib * share, "host": mib * (1 - share)} if cfg.on_gpu else {"host": mib}
+        for il in rec:
+            if il >= first_gpu and cfg.on_gpu:
+                est.layer_gpu[il] = est.layer_gpu.get(il, 0.0) + mib / len(rec)
     est.kv = {"gpu": gpu, "host": host} if cfg.on_gpu else {"host": host}
 
 
@@ -228,7 +270,14 @@ def _compute(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     mib = max(base + mask + kq, out) / MIB
     n_gpu = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
     if cfg.on_gpu and n_gpu > 0:
-        # the layers' graph runs where the layers are; the host keeps the inputs (token rows, positions)
+        # the layers' graph runs where the layers are; the host keeps the inputs (token rows, positions). A ubatch of
+        # at least OP_OFFLOAD_MIN_BATCH tokens runs the ops of weights left in system RAM on the GPU too, copying the
+        # weight there first: the GPU's buffer holds the largest such copy (Vulkan, real loads of the MoE test model:
+        # +1 expert tensor with any --n-cpu-moe, -ot exps=CPU or -ngl below the layer count)
+        if ub >= OP_OFFLOAD_MIN_BATCH and arch.tensors:
+            where = on_gpu_tensors(arch, cfg)
+            moved = [t.n_bytes for t in arch.tensors if not where[t.name] and t.layer is not None and t.rows > 1]
+            mib += max(moved, default=0) / MIB
         est.compute = {"gpu": mib, "host": ub * arch.n_embd * 4 / MIB}
     else:
         est.compute = {"host": mib}

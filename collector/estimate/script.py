@@ -1,11 +1,14 @@
 """`collector estimate ... --json`: one question answered as one JSON object, for scripts.
 
     {"estimate": true, "device": ..., "fits": bool, "memory_mib": {<device>: MiB, "host": MiB},
+     "placement": {"n_gpu_layers": N, "n_cpu_moe": K, "by": ..., "memory_mib": {<device>: {weights, experts, kv,
+                   recurrent, compute, total, budget}, "host": {...}}, ...},
+     "command": "llama-server ...",
      "tg": {"value", "low", "high", "coverage", "depth", ...}, "pp": {..., "prompt"}}
 
-Every figure is an ESTIMATE (memory from llama.cpp's allocation rules, speed from the fitted bandwidth model); a
-figure it cannot give is {"not_estimated": "reason"}. "coverage" is the share of the held-out checks that the stated
-range (10th-90th percentile of measured / estimated over those checks) holds, counted on those checks.
+Every figure is an ESTIMATE (memory and placement from llama.cpp's allocation and fit rules, speed from the fitted
+models); a figure it cannot give is {"not_estimated": "reason"}. "coverage" is the share of the figures left out by
+source that a range stated the same way held, measured per left-out source (estimate.heldout, estimate.offload).
 """
 
 from __future__ import annotations
@@ -13,18 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from collector import catalog
 from collector.base.errors import CollectorError
-from collector.estimate.arch import Arch
-from collector.estimate.estimator import FIT_MARGIN_MIB, Estimator, SpeedAnswer
-from collector.estimate.memory import MemConfig, estimate_memory, largest_context
-from collector.estimate.report import find_model
-from collector.estimate.speed import BENCH, bandwidth
+from collector.estimate.answer import Answer, ask
+from collector.estimate.estimator import Estimator, SpeedAnswer
+from collector.estimate.facts import of_arch
+from collector.estimate.placement import FIT_MARGIN_MIB, free_mib, to_json
+from collector.estimate.points import bandwidth
 
-FIT_CTX = 4096  # llama.cpp's --fit-ctx: the smallest context its fit shrinks to
 BACKENDS = ("CUDA", "Vulkan", "ROCm", "Metal", "SYCL", "CPU")
-LABEL = ("ESTIMATE, not a measurement: memory from llama.cpp's allocation rules, speed from a bandwidth model fitted "
-         "on llama-bench figures (README, Estimates)")
+LABEL = ("ESTIMATE, not a measurement: memory and placement from llama.cpp's allocation and fit rules, speed from "
+         "models fitted on published llama.cpp figures (docs/estimates.md)")
 
 
 @dataclass(frozen=True)
@@ -38,32 +39,30 @@ class Question:
     kv: str = "f16"
     depth: int = 0
     prompt: int = 512
+    ngl: int | None = None
+    n_cpu_moe: int | None = None
+    cpu_moe: bool = False
+    ot: tuple[str, ...] = ()
+    ubatch: int = 512
+    batch: int = 2048
+    ram: str | None = None
+    ram_gbs: float | None = None
+    pcie: str = "4x16"
 
 
 def _r(x: float, digits: int = 1) -> float:
     return round(float(x), digits)
 
 
-def coverage(est: Estimator, a: SpeedAnswer) -> float | None:
-    """The share of the held-out checks behind `a`'s range whose measured / estimated lies inside it."""
-    e = a.error
-    if e is None:
-        return None
-    held = [h for h in est.fitted.held.get((BENCH, a.metric), []) if h.mode == e.mode and h.point.cls == e.cls]
-    if not held:
-        return None
-    inside = sum(1 for h in held if e.low <= h.ratio <= e.high)
-    return round(inside / len(held), 3)
-
-
-def _speed(est: Estimator, a: SpeedAnswer, extra: dict[str, Any]) -> dict[str, Any]:
+def _speed(a: SpeedAnswer, extra: dict[str, Any]) -> dict[str, Any]:
     if a.value is None or a.low is None or a.high is None or a.error is None:
         return {"not_estimated": a.why_not or "no held-out check for this device class"}
     e = a.error
     out: dict[str, Any] = {"value": _r(a.value, 2), "low": _r(a.low, 2), "high": _r(a.high, 2),
-                           "coverage": coverage(est, a), **extra, "unit": "t/s", "basis": a.basis,
-                           "held_out": {"left_out": e.mode, "class": e.cls, "checks": e.n,
-                                        "median_abs_error_pct": _r(e.median_pct), "p90_abs_error_pct": _r(e.p90_pct)}}
+                           "coverage": a.coverage, **extra, "unit": "t/s", "basis": a.basis,
+                           "held_out": {"left_out": "source", "class": e.group, "checks": e.n, "sources": e.n_sources,
+                                        "median_abs_error_pct": _r(e.median_pct), "p90_abs_error_pct": _r(e.p90_pct),
+                                        "range_from": a.range.basis if a.range else None}}
     if not a.shown:
         out["caveat"] = f"not shown on the site: {a.why_not}"
     if a.notes:
@@ -71,70 +70,51 @@ def _speed(est: Estimator, a: SpeedAnswer, extra: dict[str, Any]) -> dict[str, A
     return out
 
 
-def _memory_size(dev: catalog.CatalogDevice, q: Question, variant: catalog.Variant | None) -> float | None:
-    if q.vram_gb is not None:
-        return q.vram_gb
-    if variant is not None and variant.memory_gb is not None:
-        return variant.memory_gb
-    sizes = dev.memory_gb
-    return sizes[0] if len(sizes) == 1 else None
+def to_dict(a: Answer, q: Question) -> dict[str, Any]:
+    """The JSON object of one answer."""
+    dev, arch = a.device, a.arch
+    facts = of_arch(arch)
+    bw = bandwidth(dev, None, vram_gb=a.memory_gb) if a.memory_gb is not None else dev.bandwidth_gbs
+    out: dict[str, Any] = {
+        "estimate": True, "label": LABEL,
+        "device": dev.name, "gpus": a.n_gpus, "memory_gb": a.memory_gb, "bandwidth_gbs": bw,
+        "device_source": dev.citation, "backend": a.backend,
+        "model": arch.name, "quant": arch.quant, "model_facts": arch.source,
+        "weights_bytes": arch.weight_bytes, "read_bytes_per_token": round(facts.read_bytes) or None,
+        "kv": q.kv,
+    }
+    p = a.placement
+    if p is None:
+        why = ("its memory is configured per machine; give --vram GB" if not dev.memory_gb else
+               f"{dev.name} is sold with {' or '.join(f'{g:g}' for g in dev.memory_gb)} GB; give --vram GB")
+        out["fits"] = {"not_estimated": why}
+        out["placement"] = {"not_estimated": why}
+        out["command"] = {"not_estimated": why}
+    else:
+        out["ctx"] = p.ctx
+        if q.ctx is None:
+            out["ctx_note"] = ("no --ctx: the training context, which llama.cpp's fit shrinks (not below 4096) "
+                               "before it moves weights to system RAM")
+        out["fits"] = p.fits
+        out["fit_budget_mib"] = _r(a.n_gpus * (free_mib(a.memory_gb or 0) - FIT_MARGIN_MIB))
+        labels = [dev.name] if a.n_gpus == 1 else [f"{dev.name} #{i + 1}" for i in range(a.n_gpus)]
+        out["memory_mib"] = {**{k: _r(d.total) for k, d in zip(labels, p.devices)}, "host": _r(p.host.total)}
+        out["placement"] = to_json(p)
+        out["command"] = a.command.text() if a.command else None
+        out["command_note"] = a.command.words if a.command else None
+    if a.ram_gbs is not None:
+        out["ram_gbs"] = a.ram_gbs
+        out["ram_note"] = a.ram_basis
+    out["tg"] = _speed(a.tg, {"depth": q.depth})
+    out["pp"] = _speed(a.pp, {"prompt": q.prompt, "depth": q.depth})
+    return out
 
 
 def answer(est: Estimator, q: Question) -> dict[str, Any]:
     """The JSON object for one question (CollectorError, one line, for a name or value it cannot take)."""
     if q.backend is not None and q.backend not in BACKENDS:
         raise CollectorError(f"--backend {q.backend!r}: use one of {', '.join(BACKENDS)}")
-    found = catalog.lookup(q.device, q.vram_gb)
-    dev = found.device
-    arch: Arch = find_model(q.model, est)
-    size = _memory_size(dev, q, found.variant)
-    bw = bandwidth(dev, None, vram_gb=size) if size is not None else dev.bandwidth_gbs
-    ctx, ctx_note = q.ctx, None
-    if ctx is None and size is not None:
-        # llama-server without -c: the training context, which llama.cpp's fit shrinks to what fits (not below
-        # --fit-ctx, 4096 tokens) before it moves any layer off the GPU
-        best = largest_context(arch, MemConfig(type_k=q.kv, type_v=q.kv), q.gpus * (size * 1024 - FIT_MARGIN_MIB))
-        top = arch.ctx_train or FIT_CTX
-        ctx = min(top, max(best or 0, FIT_CTX))
-        ctx_note = "no --ctx: the training context, shrunk as llama.cpp's fit does to what fits (not below 4096)"
-    cfg = MemConfig(ctx=ctx, type_k=q.kv, type_v=q.kv)
-    mem = estimate_memory(arch, cfg)
-    label = dev.name if q.gpus == 1 else f"{q.gpus} x {dev.name}"
-    out: dict[str, Any] = {
-        "estimate": True, "label": LABEL,
-        "device": dev.name, "gpus": q.gpus, "memory_gb": size, "bandwidth_gbs": bw,
-        "device_source": dev.citation if found.variant is None else (found.variant.url or dev.citation),
-        "model": arch.name, "quant": arch.quant, "model_facts": arch.source,
-        "weights_bytes": arch.weight_bytes, "read_bytes_per_token": arch.read_bytes or None,
-        "ctx": mem.n_ctx, "kv": q.kv,
-    }
-    if ctx_note:
-        out["ctx_note"] = ctx_note
-    if q.backend is not None:
-        out["backend"] = {"asked": q.backend, "note": "the speed model has no backend dimension yet: figures are "
-                          "those of its fit (llama-bench, CUDA and Metal builds of 2024)"}
-    gpu_mib, host_mib = mem.total("gpu"), mem.total("host")
-    out["memory_mib"] = {label: _r(gpu_mib), "host": _r(host_mib)}
-    out["memory_detail_mib"] = {where: {"model": _r(mem.model.get(where, 0.0)), "kv": _r(mem.kv.get(where, 0.0)),
-                                        "compute": _r(mem.compute.get(where, 0.0))} for where in ("gpu", "host")}
-    if size is None:
-        why = ("its memory is configured per machine; give --vram GB" if not dev.memory_gb else
-               f"{dev.name} is sold with {' or '.join(f'{g:g}' for g in dev.memory_gb)} GB; give --vram GB")
-        out["fits"] = {"not_estimated": why}
-        fits = True  # speed is still estimated, as if every layer fits
-    else:
-        budget = q.gpus * (size * 1024 - FIT_MARGIN_MIB)
-        fits = gpu_mib <= budget
-        out["fits"] = fits
-        out["fit_budget_mib"] = _r(budget)
-    if not fits:
-        reason = "the model does not fit the device's memory with every layer on the GPU (partial offload is not " \
-                 "modelled)"
-        out["tg"] = {"not_estimated": reason}
-        out["pp"] = {"not_estimated": reason}
-        return out
-    tg = est.speed(dev, q.gpus, arch, "tg", q.depth, vram_gb=size)
-    pp = est.speed(dev, q.gpus, arch, "pp", q.depth, q.prompt, vram_gb=size)
-    out["tg"] = _speed(est, tg, {"depth": q.depth})
-    out["pp"] = _speed(est, pp, {"prompt": q.prompt, "depth": q.depth})
-    return out
+    a = ask(est, q.device, q.model, ctx=q.ctx, kv=q.kv, gpus=q.gpus, vram_gb=q.vram_gb, ngl=q.ngl,
+            n_cpu_moe=q.n_cpu_moe, cpu_moe=q.cpu_moe, ot=q.ot, ubatch=q.ubatch, batch=q.batch, ram=q.ram,
+            ram_gbs_given=q.ram_gbs, pcie=q.pcie, backend=q.backend, depth=q.depth, prompt=q.prompt)
+    return to_dict(a, q)

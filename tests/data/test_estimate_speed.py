@@ -1,5 +1,6 @@
-"""The speed estimate on the real records of data/: what is fitted (and what never is), the held-out check's
-honesty (a left-out device's figures never reach its own estimate), the reported errors, and the answers."""
+"""The speed estimates on the real records of data/ (issue 32 parts 4-5, issue 33 part 3): what is fitted and what
+never is, a left-out source never informing its own estimate, the held-out figures per vendor class (the targets
+reached are asserted; the ones not reached are asserted as measured, so a change is seen), and the answers."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 from clirun import invoke
 
 from collector.catalog import resolve
+from collector.estimate import table
 from collector.estimate.estimator import Estimator
-from collector.estimate.heldout import BOUND_PCT, MIN_DEVICES, leave_device_out, summarise
-from collector.estimate.speed import BENCH, LOCALSCORE, Fit, Point, collect, fit, predict
+from collector.estimate.heldout import BOUND_PCT, MIN_CHECKS, class_error, leave_source_out
+from collector.estimate.points import BENCH, LOCALSCORE, collect
+from collector.judge import beside, judge_records, load_summaries_from
 from collector.records.index import load_records
 from collector.records.store import AnyRecord
 
@@ -27,99 +30,103 @@ def _records() -> list[AnyRecord]:
 
 @lru_cache(maxsize=1)
 def _estimator() -> Estimator:
-    return Estimator.of(_records())
+    records = _records()
+    return Estimator.of(records, judge_records(records, sums=load_summaries_from(beside(REPO / "data"))).held_keys())
 
 
-def _bench(metric: str = "tg") -> list[Point]:
-    points, _ = collect(_records())
-    return [p for p in points if p.runtime == BENCH and p.metric == metric]
-
-
-def test_runtimes_are_never_pooled_and_cpus_and_llama_server_are_left_out() -> None:
+def test_llama_cpp_figures_only_every_layer_on_the_gpu() -> None:
     points, left = collect(_records())
-    assert {p.runtime for p in points} == {BENCH, LOCALSCORE}
-    assert left["CPU: the catalog has no memory bandwidth for a CPU"] > 400  # LocalScore CPUs, our CPU runs
-    assert any("llama-server (measured here)" in why for why in left)  # ours are CPU runs of SmolLM2
+    sources = {p.source for p in points}
+    assert "XiongjieDai/GPU-Benchmarks-on-LLM-Inference" in sources and len(sources) >= 8
+    assert {p.vendor for p in points} >= {"NVIDIA", "AMD", "Apple", "Intel"}
+    assert {p.backend for p in points} >= {"CUDA", "Vulkan", "Metal"}
+    assert any(LOCALSCORE in why for why in left) and left["KV cache in system RAM (-nkvo 1)"] == 2
+    assert left["weights in system RAM (an offload figure: estimate.offload)"] >= 40
+    # llama-bench prints "llama 13B" for Mistral Small 24B: matched by its parameter count
+    assert any(p.model == "Mistral Small 24B" for p in points) and all(p.facts.read_bytes > 0 for p in points)
+    assert {p.facts.name for p in points if p.source.startswith("Xiong")} == {"Llama 3.1 8B", "Llama 3.1 70B"}
+
+
+def test_a_left_out_source_never_informs_its_own_estimate() -> None:
+    points = [p for p in _estimator().points if p.metric == "tg"]
+    target = "ggml-org/llama.cpp benches/dgx-spark.md"
+    doubled = [dataclasses.replace(p, value=p.value * 2) if p.source == target else p for p in points]
+    before = {h.point.record: h.estimate for h in leave_source_out(points, "tg") if h.point.source == target}
+    after = {h.point.record: h.estimate for h in leave_source_out(doubled, "tg") if h.point.source == target}
+    assert before and before == pytest.approx(after, rel=1e-9)
+
+
+def _err(metric: str, vendor: str):  # type: ignore[no-untyped-def]
+    e = class_error(_estimator().fitted.errors, metric, vendor)
+    assert e is not None
+    return e
+
+
+def test_held_out_by_source_per_vendor_class() -> None:
+    """Issue 32's Done-when: tg <= 10 % and pp <= 20 % median error for every vendor class with >= 10 figures left
+    out by source, the stated 80 % range holding 70-90 % of them. Reached: NVIDIA tg (and its range's coverage),
+    Apple's coverage. Not reached, asserted as measured (docs/estimates.md says what bounds them): AMD and Apple tg
+    (one source each holds nearly all their figures: left out, the class has no figure of its own), every pp."""
+    nvidia = _err("tg", "NVIDIA")
+    assert nvidia.n >= 300 and nvidia.n_sources >= 5 and nvidia.median_pct <= 10
+    assert nvidia.coverage is not None and 0.70 <= nvidia.coverage <= 0.90
+    apple = _err("tg", "Apple")
+    assert apple.n >= 50 and apple.coverage is not None and 0.70 <= apple.coverage <= 0.90
+    assert 10 < apple.median_pct <= 17  # not reached: 15.8 % (XiongjieDai's Apple figures, no other Apple source)
+    amd = _err("tg", "AMD")
+    assert amd.n >= 10 and 10 < amd.median_pct <= 14  # not reached: 12.6 % (lhl's Strix Halo figures left out)
+    for vendor in ("NVIDIA", "AMD", "Apple"):
+        pp = _err("pp", vendor)
+        assert pp.n >= 10 and 20 < pp.median_pct <= 32  # not reached: 22-31 %
+    intel = _err("tg", "Intel")
+    assert intel.n < MIN_CHECKS and not intel.meets  # one figure: no class estimate is shown
+
+
+def test_by_time_and_by_device() -> None:
+    errors = _estimator().fitted.errors
+    time = {(e.metric, e.group): e for e in errors if e.mode == "time" and e.by == "vendor"}
+    assert time[("tg", "AMD")].n >= 10 and time[("tg", "AMD")].median_pct <= 10
+    assert time[("tg", "NVIDIA")].n >= 20  # the 2025 builds of the GB10, fitted on 2024's only
+    device = {(e.metric, e.group): e for e in errors if e.mode == "device" and e.by == "vendor"}
+    assert device[("tg", "NVIDIA")].median_pct <= 8
+
+
+def test_answers_say_whose_effects_and_their_range() -> None:
     est = _estimator()
-    for (runtime, metric), f in est.fitted.fits.items():
-        devices = {p.device for p in points if p.runtime == runtime and p.metric == metric}
-        assert set(f.eta) == devices and f.runtime == runtime
-    # LocalScore states no file size: its models are fitted constants, never bytes
-    assert est.fitted.fits[(LOCALSCORE, "tg")].const and not est.fitted.fits[(LOCALSCORE, "tg")].kappa
-    assert {p.base for p in points if p.runtime == LOCALSCORE} == {0.0}
+    llama8 = table.build("Llama 3.1 8B", "Q4_K_M")
+    own = est.speed(resolve("NVIDIA GeForce RTX 4090"), 1, llama8, "tg")  # type: ignore[arg-type]
+    assert own.shown and own.value and "own effect" in own.basis and own.low < own.value < own.high  # type: ignore
+    assert 100 < own.value < 170 and own.coverage is not None
+    new = est.speed(resolve("NVIDIA GeForce RTX 5090"), 1, llama8, "tg")  # type: ignore[arg-type]
+    assert new.shown and "no figure of this device" in new.basis and new.value and new.value > own.value
+    amd = est.speed(resolve("AMD Radeon RX 7900 XTX"), 1, llama8, "tg", backend="Vulkan")  # type: ignore[arg-type]
+    assert amd.shown and amd.value and amd.error is not None and amd.error.group == "AMD"
+    arc = est.speed(resolve("Intel Arc A770"), 1, llama8, "tg")  # type: ignore[arg-type]
+    assert arc.value and not arc.shown and "Intel" in (arc.why_not or "")
+    tiny = table.build("Llama 3.2 1B", "Q5_K_M")  # no figure of a Q5_K_M file: the fitted quants' average
+    a = est.speed(resolve("NVIDIA GeForce RTX 4090"), 1, tiny, "tg")  # type: ignore[arg-type]
+    assert a.value and any("Q5_K_M" in n for n in a.notes)
+    assert BOUND_PCT == 25.0
 
 
-def test_reported_leave_one_device_out_error_of_tg() -> None:
-    errors = {(e.mode, e.cls): e for e in _estimator().fitted.errors if e.runtime == BENCH and e.metric == "tg"}
-    nvidia = errors[("device", "NVIDIA discrete GPU")]
-    assert nvidia.n_left >= 10 and nvidia.median_pct <= 15  # the README's figure: 5.3 % over 13 GPUs
-    for e in _estimator().fitted.errors:
-        need = MIN_DEVICES if e.mode == "device" else 2
-        assert e.shown == (e.n_left >= need and e.median_pct <= BOUND_PCT)
-        assert e.low <= 1.0 <= e.high or e.median_pct > 10  # an interval from the checks' own ratios
-
-
-def test_a_left_out_device_never_informs_its_own_estimate() -> None:
-    points = _bench()
-    full = fit(points, BENCH, "tg")
-    target = "NVIDIA GeForce RTX 3090"
-    doubled = [dataclasses.replace(p, value=p.value * 2) if p.gpu == target else p for p in points]
-    before = {h.point.record: h.estimate for h in leave_device_out(points, full) if h.point.gpu == target}
-    after = {h.point.record: h.estimate for h in leave_device_out(doubled, fit(doubled, BENCH, "tg"))
-             if h.point.gpu == target}
-    assert before and before.keys() == after.keys()
-    # starting values come from the full fit (one round), so the refit without the device moves only slightly
-    assert all(abs(after[k] / before[k] - 1) < 0.02 for k in before)
-    assert fit(doubled, BENCH, "tg").eta[target] > 1.5 * full.eta[target]  # in-sample, it would have
-
-
-def test_the_fit_recovers_a_model_it_is_given() -> None:
-    base = _bench()
-    truth = Fit(BENCH, "tg", tau={c: 1e-4 for c in {p.cls for p in base}}, kappa={"F16": 1.0, "Q4_K_M": 1.3})
-    eta = {d: 0.6 + 0.02 * i for i, d in enumerate(sorted({p.device for p in base}))}
-    synthetic = [dataclasses.replace(p, value=predict(truth, p, eta[p.device])) for p in base]
-    got = fit(synthetic, BENCH, "tg", rounds=6, steps=30)
-    assert got.kappa["Q4_K_M"] == pytest.approx(1.3, rel=0.03)
-    assert all(abs(got.eta[d] / e - 1) < 0.05 for d, e in eta.items())
-    # devices of one efficiency: what the class median predicts for a left-out one is exact
-    same = [dataclasses.replace(p, value=predict(truth, p, 0.8)) for p in base]
-    errs = summarise(leave_device_out(same, fit(same, BENCH, "tg", rounds=6, steps=30)), BENCH, "tg")
-    assert errs and all(e.median_pct < 1 for e in errs)
-
-
-def test_answers_say_whose_efficiency_and_when_they_are_not_shown() -> None:
+def test_offload_figures_and_their_held_out_error() -> None:
     est = _estimator()
-    llama8 = next(a for a in est.models if a.name == "LLaMA 3 8B" and a.quant == "Q4_K_M")
-    own = est.speed(resolve("NVIDIA GeForce RTX 4090"), 1, llama8, "tg")
-    assert own.shown and own.value and "own efficiency" in own.basis and own.low < own.value < own.high
-    unmeasured = est.speed(resolve("NVIDIA GeForce RTX 5090"), 1, llama8, "tg")  # only LocalScore measured it
-    assert unmeasured.shown and "median efficiency of the NVIDIA discrete GPU" in unmeasured.basis
-    amd = est.speed(resolve("AMD Radeon RX 7900 XTX"), 1, llama8, "tg")
-    assert not amd.shown and amd.value is None and "AMD" in (amd.why_not or "")
-    smol = next(a for a in est.models if a.quant == "Q4_1")  # no llama-bench figure of a Q4_1 file, and 0.1 GB
-    answer = est.speed(resolve("NVIDIA GeForce RTX 4090"), 1, smol, "tg")
-    assert answer.value and not answer.shown and "Q4_1" in (answer.why_not or "")
-    pp = est.speed(resolve("NVIDIA GeForce RTX 3090"), 4, llama8, "pp")  # NVIDIA sets: pp's held-out error 29 %
-    assert not pp.shown and "over the 25 % bound" in (pp.why_not or "")
+    sources = {p.source for p in est.off_points if p.metric == "tg"}
+    assert len(sources) >= 3 and any(s.startswith("a post without an address") for s in sources)
+    e = est.fitted.off_errors["tg"]
+    # issue 33's Done-when (<= 25 % median, range holding 70-90 %) is not reached with three sources of one
+    # platform each; asserted as measured (docs/estimates.md)
+    assert e.n >= 15 and e.n_sources == 3 and 25 < e.median_pct < 50
+    assert est.off_left["an offload figure whose weights in system RAM fill the RAM stated (the system pages them "
+                        "from disk: not modelled)"] == 20
 
 
-def test_cli_prints_the_answer_and_refuses_a_device_it_does_not_know() -> None:
-    code, out = invoke(["estimate", "LLaMA 3 8B Q4_K_M", "--device", "RTX 4090", "--ctx", "4096", "--kv", "q8_0",
+def test_cli_prints_the_answer_and_the_report() -> None:
+    code, out = invoke(["estimate", "Llama 3.1 8B Q4_K_M", "--device", "RTX 4090", "--ctx", "4096", "--kv", "q8_0",
                         "--data-dir", str(REPO / "data")])
     assert code == 0 and out.startswith("ESTIMATES (not measurements)")
-    assert "tg @ depth 0: ~" in out and "held-out error (leave one model out" in out and "measured: 8" in out
-    assert "fits within 23,552 MiB" in out
-    code, out = invoke(["estimate", "LLaMA 3 8B Q4_K_M", "--device", "RTX 9999", "--data-dir", str(REPO / "data")])
-    assert code == 1 and "not in the device catalog" in out
+    assert "tg @ depth 0: ~" in out and "held-out error of the NVIDIA class (each source left out)" in out
     code, out = invoke(["estimate", "--report", "--data-dir", str(REPO / "data")])
-    assert code == 0 and "outside the target: 0" in out and "leave-one-device-out NVIDIA discrete GPU" in out
-
-
-def test_cli_reads_a_gguf_and_names_what_llama_cpp_would_refuse(gemma3: Path, tiny_moe: Path) -> None:
-    code, out = invoke(["estimate", str(gemma3), "--device", "NVIDIA GeForce RTX 4090", "--ctx", "32768",
-                        "--data-dir", str(REPO / "data")])
-    assert code == 0 and "model facts: GGUF gemma-3-270m-q4_k_m.gguf" in out and "largest context per KV type" in out
-    assert "tg @ depth 0: ~" in out and "not shown on the site" in out  # Q4_K_M fitted, but 0.25 GB is out of reach
-    code, out = invoke(["estimate", str(tiny_moe), "--device", "RTX 4090", "--kv", "q8_0",
-                        "--data-dir", str(REPO / "data")])
-    assert code == 1 and "does not divide the head size 16" in out
+    assert code == 0 and "outside the target: 0" in out and "each source left out, by vendor NVIDIA" in out
+    assert "with weights in system RAM" in out
+    assert BENCH == "llama.cpp (llama-bench)"

@@ -7,7 +7,7 @@ import functools
 from pathlib import Path
 
 from collector import catalog
-from collector.estimate.speed import HELD, collect
+from collector.estimate.points import HELD, collect
 from collector.judge import AGAINST_SOURCE, IMPLAUSIBLE, INVALID, MARGIN, bandwidth, judge_records, load_summaries_from
 from collector.records import index
 from collector.records.schema import SpeedRecord

@@ -8,7 +8,7 @@ import pytest
 
 from collector import catalog
 from collector.base.errors import CollectorError
-from collector.estimate.speed import bandwidth
+from collector.estimate.points import bandwidth
 
 # The part-2 list as readers write the names, and the catalog device each one is
 TODAY = {

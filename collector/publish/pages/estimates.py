@@ -13,10 +13,10 @@ from typing import Any
 
 from collector.catalog import CatalogDevice, default, resolve
 from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
-from collector.estimate.heldout import BOUND_PCT, MIN_DEVICES, MIN_MODELS
+from collector.estimate.heldout import BOUND_PCT, MIN_CHECKS, MIN_SOURCES, TIME_SPLIT
 from collector.estimate.memcheck import TOLERANCE_MIB, TOLERANCE_PCT, data_checks, summarise
-from collector.estimate.report import Row, device_rows, rate, verdict
-from collector.estimate.speed import BENCH
+from collector.estimate.report import MIN_CONTEXT, Row, device_rows, rate
+from collector.estimate.speed import kappa
 from collector.publish import charts
 from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.words.links import device_src, front_matter
@@ -38,18 +38,16 @@ def device_of(host: Host) -> tuple[CatalogDevice | None, int, str | None]:
 
 
 def _speed_cell(a: SpeedAnswer, row: Row) -> dict[str, Any]:
-    if row.measured:
-        return {"text": "measured here", "detail": "this model and quant have llama-bench figures on this device: "
-                "see the tables above", "est": False}
-    if row.fits_at_all is False:
-        return {"text": "does not fit", "detail": "partial offload to the CPU is not estimated", "est": False}
     if not a.shown or a.value is None:
         return {"text": "not estimated", "detail": a.why_not or "", "est": False}
     e = a.error
-    detail = f"80 % of held-out checks: {rate(a.low or 0)}–{rate(a.high or 0)}" if a.low and a.high else ""
+    detail = f"stated range {rate(a.low or 0)}–{rate(a.high or 0)}" if a.low and a.high else ""
     if e:
-        whose = "this device's fit" if "own" in a.basis else "its class's median"
-        detail += f" · {whose}; median error {e.median_pct:.0f} % over {e.n} figures, one {e.mode} left out"
+        cov = f", which held {e.coverage:.0%} of them" if e.coverage is not None else ""
+        detail += (f" · {e.group} figures left out by source: median error {e.median_pct:.0f} % over {e.n}"
+                   f"{cov}")
+    if row.measured:
+        detail += f" · {row.measured} published figures of this model and quant on this device are in the fit"
     return {"text": f"~{rate(a.value)} t/s", "detail": detail, "est": True}
 
 
@@ -64,19 +62,20 @@ def _contexts(row: Row, vram: list[float], n_gpus: int) -> list[dict[str, Any]]:
 
 
 def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -> dict[str, Any]:
-    """Everything the estimate section of one device (n GPUs of it) shows."""
+    """Everything the estimate section of one device (n GPUs of it) shows: the table's models that run on it."""
     sizes = vram_mib(dev)
     tables = []
     choices: list[float | None] = list(sizes) or [None]
     for vram in choices:
-        rows = device_rows(est, dev, n_gpus, vram)
-        tables.append({"vram": vram, "rows": [
+        rows, too_big = device_rows(est, dev, n_gpus, vram)
+        tables.append({"vram": vram, "too_big": [f"{a.name} {a.quant}" for a in too_big], "rows": [
             {"name": r.arch.name, "quant": r.arch.quant or "not stated", "size": r.arch.weight_bytes / 2**30,
              "contexts": _contexts(r, sizes, n_gpus) if vram else [], "needs": r.needs_mib,
              "ctx_train": r.arch.ctx_train, "speeds": [(label, _speed_cell(a, r)) for label, a in r.speeds],
              "source": r.arch.source} for r in rows]})
     return {"src": src, "dev": dev, "n": n_gpus, "tables": tables, "margin": FIT_MARGIN_MIB, "kv_types": KV_TYPES,
-            "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC}
+            "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC,
+            "min_context": MIN_CONTEXT}
 
 
 def device_section(est: Estimator, host: Host, src: str) -> str:
@@ -109,23 +108,28 @@ def catalog_pages(est: Estimator, record_pages: dict[str, str]) -> list[Generate
 
 
 def methodology_section(est: Estimator, records: list[AnyRecord]) -> tuple[str, list[GeneratedFile]]:
-    """The held-out report (table and chart) and the memory check, for the Methodology page."""
-    held = est.fitted.held.get((BENCH, "tg"), [])
+    """The held-out report (tables per vendor class, per backend and per left-out source; a chart) and the memory
+    check, for the Methodology page."""
+    checks = [h for h in est.fitted.checks.get("tg", []) if h.mode == "source"]
     by_cls: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for h in held:
-        if h.mode == "device":
-            by_cls[h.point.cls].append((h.point.value, h.estimate))
+    for h in checks:
+        by_cls[h.point.vendor].append((h.point.value, h.estimate))
     series = sorted(by_cls.items())
-    files = chart_files(CHART, charts.identity_chart(series, "measured tg (t/s, llama-bench)",
-                                                     "estimated tg (t/s), device left out")) if series else []
-    alt = "Scatter of estimated against measured generation speed, leave-one-device-out, per class: " + "; ".join(
+    files = chart_files(CHART, charts.identity_chart(series, "published tg (t/s, llama.cpp)",
+                                                     "estimated tg (t/s), its source left out")) if series else []
+    alt = "Scatter of estimated against published generation speed, each source left out, per vendor: " + "; ".join(
         f"{name}: {len(pts)} figures" for name, pts in series)
-    checks, skipped = data_checks(records)
-    errors = [{"e": e, "verdict": verdict(e)} for e in est.fitted.errors]
-    text = render("estimates.md.j2", part="methodology", src=METHODOLOGY_SRC, errors=errors, chart=CHART,
-                  alt=alt, has_chart=bool(files), memory=summarise(checks), n_checks=len(checks), skipped=skipped,
-                  outside=[c for c in checks if not c.within], tol_pct=TOLERANCE_PCT, tol_mib=TOLERANCE_MIB,
-                  fits=[c for c in checks if c.fit is not None], left=est.left.most_common(), bound=BOUND_PCT,
-                  min_devices=MIN_DEVICES, min_models=MIN_MODELS, margin=FIT_MARGIN_MIB,
-                  fitted=est.fitted.fits.get((BENCH, "tg")))
+    mem_checks, skipped = data_checks(records)
+    errors = est.fitted.errors
+    tables = {(mode, by): [e for e in errors if e.mode == mode and e.by == by]
+              for mode in ("source", "time", "device") for by in ("vendor", "backend", "source", "all")}
+    tg = est.fitted.fits.get("tg")
+    pp = est.fitted.fits.get("pp")
+    text = render("estimates.md.j2", part="methodology", src=METHODOLOGY_SRC, tables=tables, chart=CHART,
+                  alt=alt, has_chart=bool(files), memory=summarise(mem_checks), n_checks=len(mem_checks),
+                  skipped=skipped, outside=[c for c in mem_checks if not c.within], tol_pct=TOLERANCE_PCT,
+                  tol_mib=TOLERANCE_MIB, fits=[c for c in mem_checks if c.fit is not None], left=est.left.most_common(),
+                  bound=BOUND_PCT, min_checks=MIN_CHECKS, min_sources=MIN_SOURCES, time_split=TIME_SPLIT,
+                  margin=FIT_MARGIN_MIB, tg=tg, pp=pp, kappa=kappa(tg) if tg else {}, crowd=est.fitted.crowd,
+                  offload=est.fitted.off_errors)
     return text, files

@@ -1,0 +1,165 @@
+"""One question answered in full, as a structured value: where llama.cpp puts the model (the flags given, or its own
+fit), the command to start from, what each device and the host hold, and tg and pp with their stated range (every
+layer on the GPU: the full-GPU model; weights in system RAM: the offload model at the reader's RAM bandwidth).
+
+    from collector.estimate.answer import ask
+    a = ask(est, "RTX 4090", "Qwen3-Coder-Next IQ2_XS", ctx=168000, kv="q8_0", ram="DDR4-3200 2ch")
+    a.placement.n_gpu_layers, a.placement.n_cpu_moe, a.command.text(), a.placement.devices[0].total
+    a.tg.value, a.tg.low, a.tg.high, a.tg.coverage, a.tg.why_not
+
+Everything here is an ESTIMATE (README: Estimates): the site labels it so, and never ranks it with measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from collector import catalog
+from collector.base.errors import CollectorError
+from collector.estimate.arch import Arch
+from collector.estimate.estimator import Estimator, SpeedAnswer, default_backend
+from collector.estimate.facts import of_arch
+from collector.estimate.offload import (
+    ASSUMED_PCIE,
+    BOUND_PCT_OFFLOAD,
+    OffPoint,
+    off_range,
+    pcie_gbs,
+    predict_off,
+    ram_gbs,
+    split,
+)
+from collector.estimate.placement import Command, Placement, Request, command, parse_overrides, place
+from collector.estimate.report import find_model
+
+MIN_OFFLOAD_CHECKS = 10
+
+
+@dataclass(frozen=True)
+class Answer:
+    device: catalog.CatalogDevice
+    n_gpus: int
+    memory_gb: float | None  # per GPU (None: not known: give --vram)
+    arch: Arch
+    request: Request
+    placement: Placement | None  # None: the device's memory is not known
+    command: Command | None
+    tg: SpeedAnswer
+    pp: SpeedAnswer
+    ram_gbs: float | None
+    ram_basis: str
+    backend: str
+
+    @property
+    def offloaded(self) -> bool:
+        return self.placement is not None and bool(self.placement.n_cpu_moe or self.placement.cpu_layers)
+
+
+def _memory_size(dev: catalog.CatalogDevice, vram_gb: float | None, variant: catalog.Variant | None) -> float | None:
+    if vram_gb is not None:
+        return vram_gb
+    if variant is not None and variant.memory_gb is not None:
+        return variant.memory_gb
+    sizes = dev.memory_gb
+    return sizes[0] if len(sizes) == 1 else None
+
+
+def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Placement, metric: str,
+                   ram: float | None, ram_why: str, pcie: float, depth: int, prompt: int, vram_gb: float | None,
+                   backend: str | None) -> SpeedAnswer:
+    f = est.fitted.off_fits.get(metric)
+    gpu_fit = est.fitted.fits.get(metric)
+    if f is None or gpu_fit is None or not f.n:
+        return SpeedAnswer(metric, None, None, None, "", None, False, "no published figure with weights in system "
+                           "RAM to fit on")
+    if ram is None:
+        return SpeedAnswer(metric, None, None, None, "", None, False, f"part of the model is in system RAM and its "
+                           f"bandwidth is not known ({ram_why}): give --ram \"DDR5-6000 2ch\" or --ram-gbs GB/s")
+    facts = of_arch(arch)
+    sp = split(arch, p.config, facts)
+    full = est.point(dev, 1, facts, metric, depth, prompt, vram_gb, backend, p.config.type_k, p.config.type_v,
+                     p.config.ubatch, p.config.batch)
+    if full is None:
+        return SpeedAnswer(metric, None, None, None, "", None, False, "the catalog states no single bandwidth for "
+                           "this device (give --vram)")
+    gpu = replace(full, facts=sp.gpu)
+    op = OffPoint("", metric, "", "llama.cpp", gpu, full, sp.cpu_read, sp.cpu_layers, sp.switches, sp.cpu_all,
+                  ram * 1e9, pcie * 1e9, full.ubatch, 1.0, "")
+    value = predict_off(f, gpu_fit, op)
+    checks = est.fitted.off_checks.get(metric, [])
+    rng = off_range(checks)
+    err = est.fitted.off_errors.get(metric)
+    why = None
+    if err is None or err.n < MIN_OFFLOAD_CHECKS or err.median_pct > BOUND_PCT_OFFLOAD:
+        why = (f"figures with weights in system RAM, each source left out: median error {err.median_pct:.0f} % over "
+               f"{err.n} figures of {err.n_sources} sources (shown within {BOUND_PCT_OFFLOAD:.0f} % over at least "
+               f"{MIN_OFFLOAD_CHECKS})" if err else "no figure with weights in system RAM was checked")
+    basis = (f"the GPU's share ({sp.gpu.read_bytes / 1e9:.2f} GB a token, {sp.gpu.layers} layers) by the full-GPU "
+             f"model; {sp.cpu_read / 1e9:.2f} GB a token from system RAM at {ram:.1f} GB/s"
+             + (f", {sp.cpu_layers} layers run whole by the CPU" if sp.cpu_layers else "")
+             + (f"; pp copies the {sp.cpu_all / 1e9:.1f} GB in system RAM to the GPU once per ubatch at "
+                f"{pcie:.1f} GB/s" if metric == "pp" else ""))
+    from collector.estimate.heldout import GroupError
+
+    group = GroupError(metric, "source", "offload", "weights in system RAM", err.n, err.n_sources, err.median_pct,
+                       err.p90_pct, err.signed_pct, err.coverage) if err else None
+    from collector.estimate.heldout import Range
+
+    r = Range(rng.low, rng.high, "every offload source", rng.n) if rng else None
+    return SpeedAnswer(metric, value, value * rng.low if rng else None, value * rng.high if rng else None, basis,
+                       group, why is None and r is not None, why, (), r)
+
+
+def ask(est: Estimator, device: str, model: str | Arch, *, ctx: int | None = None, kv: str = "f16",
+        kv_v: str | None = None, gpus: int = 1, vram_gb: float | None = None, ngl: int | None = None,
+        n_cpu_moe: int | None = None, cpu_moe: bool = False, ot: tuple[str, ...] = (), ubatch: int = 512,
+        batch: int = 2048, ram: str | None = None, ram_gbs_given: float | None = None, pcie: str = ASSUMED_PCIE,
+        backend: str | None = None, depth: int = 0, prompt: int = 512) -> Answer:
+    """The whole answer for one question (CollectorError, one line, for a name or value it cannot take).
+    ngl -1 means all layers; None and no tensor flags: llama.cpp's own fit decides."""
+    found = catalog.lookup(device, vram_gb)
+    dev = found.device
+    arch = model if isinstance(model, Arch) else find_model(model, est)
+    size = _memory_size(dev, vram_gb, found.variant)
+    req = Request(n_gpu_layers=ngl, n_cpu_moe=n_cpu_moe, cpu_moe=cpu_moe, overrides=parse_overrides(ot), ctx=ctx,
+                  type_k=kv, type_v=kv_v or kv, ubatch=ubatch, batch=batch)
+    ram_bw: float | None
+    if ram_gbs_given is not None:
+        ram_bw, ram_why = ram_gbs_given, f"{ram_gbs_given:g} GB/s as given"
+    elif ram is not None:
+        ram_bw, ram_why = ram_gbs(ram)
+        if ram_bw is None:
+            raise CollectorError(f"--ram {ram!r}: {ram_why}; give it as \"DDR5-6000 2ch\" or use --ram-gbs")
+    else:
+        ram_bw, ram_why = None, "no --ram given"
+    link = pcie_gbs(pcie)
+    be = backend or default_backend(dev)
+    if size is None:
+        placement, cmd = None, None
+        why = ("its memory is configured per machine; give --vram GB" if not dev.memory_gb else
+               f"{dev.name} is sold with {' or '.join(f'{g:g}' for g in dev.memory_gb)} GB; give --vram GB")
+        tg = SpeedAnswer("tg", None, None, None, "", None, False, why)
+        pp = SpeedAnswer("pp", None, None, None, "", None, False, why)
+        return Answer(dev, gpus, None, arch, req, None, None, tg, pp, ram_bw, ram_why, be)
+    names = [f"{_backend_name(be)}{i} ({dev.name})" for i in range(gpus)]
+    placement = place(arch, req, size, gpus, names)
+    cmd = command(placement, req)
+    if placement.n_cpu_moe or placement.cpu_layers:
+        if gpus > 1:
+            why = "weights in system RAM with several GPUs: not modelled"
+            tg = SpeedAnswer("tg", None, None, None, "", None, False, why)
+            pp = SpeedAnswer("pp", None, None, None, "", None, False, why)
+        else:
+            tg = _offload_speed(est, dev, arch, placement, "tg", ram_bw, ram_why, link, depth, prompt, size, backend)
+            pp = _offload_speed(est, dev, arch, placement, "pp", ram_bw, ram_why, link, depth, prompt, size,
+                                backend)
+    else:
+        tg = est.speed(dev, gpus, arch, "tg", depth, vram_gb=size, backend=backend, type_k=req.type_k,
+                       type_v=req.type_v, ubatch=ubatch)
+        pp = est.speed(dev, gpus, arch, "pp", depth, prompt, vram_gb=size, backend=backend, type_k=req.type_k,
+                       type_v=req.type_v, ubatch=ubatch)
+    return Answer(dev, gpus, size, arch, req, placement, cmd, tg, pp, ram_bw, ram_why, be)
+
+
+def _backend_name(backend: str) -> str:
+    return {"CUDA": "CUDA", "ROCm": "ROCm", "Vulkan": "Vulkan", "Metal": "MTL", "SYCL": "SYCL"}.get(backend, "GPU")
