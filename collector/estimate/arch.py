@@ -81,6 +81,18 @@ class Arch:
     n_expert_used: int = 0
     tensors: tuple[Tensor, ...] = field(default=(), repr=False)
 
+    def __hash__(self) -> int:
+        """Kept once computed: the estimates' caches key on an Arch thousands of times per build, and hashing its
+        tensors each time cost more than the estimates themselves. Not pickled (a str's hash differs per process)."""
+        got = self.__dict__.get("_hash")
+        if got is None:
+            got = hash((self.name, self.quant, self.source, self.weight_bytes, self.n_layer_all, self.tensors))
+            object.__setattr__(self, "_hash", got)
+        return int(got)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     @property
     def params_active(self) -> float:
         """Weights a token multiplies with, estimated as 2 bytes per F16 weight's worth (for the pp compute term):

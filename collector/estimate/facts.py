@@ -77,6 +77,7 @@ def _elements(type_name: str, n_bytes: int) -> float:
     return n_bytes / size * per
 
 
+@lru_cache(maxsize=1024)  # every device's estimates ask for the same table models' facts
 def of_arch(arch: Arch, quant: str | None = None, scale: float = 1.0, basis: str | None = None) -> Facts:
     """The facts of a model with its tensors (a table model, a GGUF); `scale`: a stated size over the layout's.
     A model known by its stated hyperparameters and size only (no tensors): its size read per token, its dense

@@ -25,7 +25,8 @@ What is modelled, and how (llama.cpp b11434 sources, `src/llama-model.cpp`, `lla
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from collector.base.errors import CollectorError
 from collector.estimate.arch import Arch, FileBytes, Tensor, type_block, type_bytes
@@ -113,7 +114,42 @@ def resolve_ctx(arch: Arch, cfg: MemConfig) -> int:
     return pad(ctx)
 
 
+@dataclass(frozen=True)
+class _Weights:
+    """What the weights hold where, for one placement: the same at every context size (largest_context's bisection
+    asks for it a dozen times per model and memory size, so it is kept per (model, settings but the context))."""
+
+    model: tuple[tuple[str, float], ...]
+    layer_gpu: tuple[tuple[int | None, float], ...]
+    experts_gpu: float
+    experts_host: float
+    notes: tuple[str, ...]
+    largest_moved: int  # the largest weight left in system RAM that a layer's ops copy to the GPU (bytes)
+
+
 def _model(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
+    w = _weights(arch, replace(cfg, ctx=None))
+    est.model = dict(w.model)
+    est.layer_gpu.update(w.layer_gpu)
+    est.experts_gpu += w.experts_gpu
+    est.experts_host += w.experts_host
+    est.notes.extend(w.notes)
+
+
+@lru_cache(maxsize=512)
+def _weights(arch: Arch, cfg: MemConfig) -> _Weights:
+    est = MemEstimate()
+    _place_weights(arch, cfg, est)
+    moved = 0
+    if cfg.on_gpu and arch.tensors:
+        where = on_gpu_tensors(arch, cfg)
+        moved = max((t.n_bytes for t in arch.tensors if not where[t.name] and t.layer is not None and t.rows > 1),
+                    default=0)
+    return _Weights(tuple(est.model.items()), tuple(est.layer_gpu.items()), est.experts_gpu, est.experts_host,
+                    tuple(est.notes), moved)
+
+
+def _place_weights(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     n = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
     n = n if cfg.on_gpu else 0
     first_gpu = max(arch.n_layer_all + 1 - n, 0)
@@ -220,31 +256,26 @@ def _kv(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     streams = 1 if cfg.unified or cfg.n_seq == 1 else cfg.n_seq
     cells = n_ctx if streams == 1 else pad(n_ctx // streams)
     est.n_ctx = cells * streams
-    bk, bv = type_bytes(cfg.type_k), type_bytes(cfg.type_v)
     swa_cells = pad(min(cells, (arch.n_swa or 0) * (cfg.n_seq if cfg.unified else 1) + cfg.ubatch))
-    full = [il for il in arch.kv_layers() if il not in arch.swa_layers]
-    swa = [il for il in arch.kv_layers() if il in arch.swa_layers]
+    full, swa = _kv_layers(arch, cfg.type_k, cfg.type_v)
     if arch.n_swa and not arch.swa_pattern_known:
         est.notes.append(f"the sliding-window pattern of {arch.arch} is not known here: every layer is counted as "
                          "full attention (more KV memory than llama.cpp allocates)")
-
-    def size(layers: list[int], n_cells: int) -> float:
-        per_cell = sum(arch.n_head_kv[il] * (arch.head_k * bk + arch.head_v * bv) for il in layers)
-        return streams * n_cells * per_cell / MIB
-
     n_gpu = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
     first_gpu = max(arch.n_layer_all + 1 - (n_gpu if cfg.on_gpu else 0), 0)
     gpu = host = 0.0
     for layers, n_cells, is_swa in ((full, cells, False), (swa, swa_cells, True)):
         if not layers:
             continue
-        mib = size(layers, n_cells)
+        scale = streams * n_cells / MIB
+        mib = sum(b for _, b in layers) * scale
         est.caches.append(Cache(is_swa, False, n_cells, len(layers), mib))
-        on_gpu = size([il for il in layers if il >= first_gpu], n_cells)
+        on_gpu = sum(b for il, b in layers if il >= first_gpu) * scale
         gpu, host = gpu + on_gpu, host + mib - on_gpu
-        for il in layers:
-            if il >= first_gpu and cfg.on_gpu:
-                est.layer_gpu[il] = est.layer_gpu.get(il, 0.0) + size([il], n_cells)
+        if cfg.on_gpu:
+            for il, b in layers:
+                if il >= first_gpu:
+                    est.layer_gpu[il] = est.layer_gpu.get(il, 0.0) + b * scale
     if arch.recurrent_layers:
         rs_seqs = max(1, cfg.n_seq)
         rec = sorted(arch.recurrent_layers)
@@ -257,6 +288,15 @@ def _kv(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
             if il >= first_gpu and cfg.on_gpu:
                 est.layer_gpu[il] = est.layer_gpu.get(il, 0.0) + mib / len(rec)
     est.kv = {"gpu": gpu, "host": host} if cfg.on_gpu else {"host": host}
+
+
+@lru_cache(maxsize=512)
+def _kv_layers(arch: Arch, type_k: str, type_v: str) -> tuple[tuple[tuple[int, float], ...], ...]:
+    """(layer, bytes per cache cell) of the full-attention layers and of the sliding-window ones."""
+    bk, bv = type_bytes(type_k), type_bytes(type_v)
+    per = [(il, arch.n_head_kv[il] * (arch.head_k * bk + arch.head_v * bv)) for il in arch.kv_layers()]
+    return (tuple((il, b) for il, b in per if il not in arch.swa_layers),
+            tuple((il, b) for il, b in per if il in arch.swa_layers))
 
 
 def _compute(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
@@ -275,9 +315,7 @@ def _compute(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
         # weight there first: the GPU's buffer holds the largest such copy (Vulkan, real loads of the MoE test model:
         # +1 expert tensor with any --n-cpu-moe, -ot exps=CPU or -ngl below the layer count)
         if ub >= OP_OFFLOAD_MIN_BATCH and arch.tensors:
-            where = on_gpu_tensors(arch, cfg)
-            moved = [t.n_bytes for t in arch.tensors if not where[t.name] and t.layer is not None and t.rows > 1]
-            mib += max(moved, default=0) / MIB
+            mib += _weights(arch, replace(cfg, ctx=None)).largest_moved / MIB
         est.compute = {"gpu": mib, "host": ub * arch.n_embd * 4 / MIB}
     else:
         est.compute = {"host": mib}
@@ -314,6 +352,4 @@ def largest_context(arch: Arch, cfg: MemConfig, budget_mib: float, where: str = 
 
 
 def _with_ctx(cfg: MemConfig, ctx: int) -> MemConfig:
-    from dataclasses import replace
-
     return replace(cfg, ctx=ctx)
