@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from collector import __version__
 from collector.errors import CollectorError, printable
+from collector.llama.flags import MAX_COUNT, MAX_TOKENS
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
@@ -66,7 +67,8 @@ def _list_uncatalogued(records: Any) -> None:
 @click.option("--device", default=None, help='a device as the catalog spells it, e.g. "RTX 4090"')
 @click.option("--gpus", default=1, show_default=True, type=click.IntRange(1, 64),
               help="GPUs of that device (layer split)")
-@click.option("--ctx", default=None, type=click.IntRange(1), help="context (tokens; default: the training context)")
+@click.option("--ctx", default=None, type=click.IntRange(1, MAX_TOKENS),
+              help="context (tokens; default: the training context)")
 @click.option("--kv", default="f16", show_default=True, help="KV cache type (f16, q8_0, q4_0, ...)")
 @click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="the records the model is fitted on")
 @click.option("--report", is_flag=True, help="print the memory check and the held-out error instead")
@@ -202,9 +204,12 @@ def _report(written: list[Path], skipped: list[str], what: str) -> None:
 @click.option("--base-type", default="F16", show_default=True, help="the base every type is made from")
 @click.option("--corpus", type=click.Path(path_type=Path), default=None,
               help="text for the importance matrix (IQ1/IQ2/IQ3_XXS/IQ3_XS/Q2_K_S); default: the builtin corpus")
-@click.option("--imatrix-ctx", default=512, show_default=True, help="llama-imatrix context size (tokens)")
-@click.option("--imatrix-chunks", default=16, show_default=True, help="llama-imatrix chunks")
-@click.option("--threads", type=int, default=None, help="threads for llama-quantize / llama-imatrix")
+@click.option("--imatrix-ctx", default=512, show_default=True, type=click.IntRange(1, MAX_TOKENS),
+              help="llama-imatrix context size (tokens)")
+@click.option("--imatrix-chunks", default=16, show_default=True, type=click.IntRange(1, MAX_TOKENS),
+              help="llama-imatrix chunks")
+@click.option("--threads", type=click.IntRange(1, MAX_COUNT), default=None,
+              help="threads for llama-quantize / llama-imatrix")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None,
               help="default: <cache>/ladder/<source sha256 prefix>/")
 @click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="folder with llama.cpp's tools")
@@ -419,7 +424,7 @@ def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "k
 @click.argument("model")
 @click.option("--ctx", "ctx", default="max", show_default=True, metavar="C|max",
               help="Context you need in tokens, or max: the largest that fits the memory budget.")
-@click.option("--depth", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--depth", type=click.IntRange(0, MAX_TOKENS), default=0, show_default=True,
               help="Filled context (tokens) at which speed is measured and compared.")
 @click.option("--memory-budget", type=click.FloatRange(min=1, max=1 << 30), default=None, metavar="MiB",
               callback=lambda _ctx, _param, v: _finite("--memory-budget", v),

@@ -11,16 +11,17 @@ stopped early, was interrupted or stayed noisy, a failed record with no recommen
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from collector import __version__
-from collector.errors import CollectorError
+from collector.errors import CollectorError, short_repr
 from collector.files import check_writable
 from collector.llama.binaries import LlamaTools
-from collector.llama.flags import CACHE_TYPES, LlamaConfig, server_args
+from collector.llama.flags import CACHE_TYPES, MAX_TOKENS, LlamaConfig, server_args
 from collector.llama.server import check_config_files, free_port
 from collector.llama.tools import term_as_interrupt
 from collector.lock import host_lock
@@ -56,9 +57,11 @@ def parse_kv(text: str) -> tuple[str, ...]:
 def parse_ctx(text: str) -> int | Literal["max"]:
     if text.strip().lower() == "max":
         return "max"
-    if not text.strip().isdigit() or int(text) < CTX_STEP:
-        raise CollectorError(f"--ctx {text!r}: give the context you need in tokens (at least {CTX_STEP}) or max")
-    return int(text)
+    digits = text.strip()
+    if not re.fullmatch(r"[0-9]{1,9}", digits) or not CTX_STEP <= int(digits) <= MAX_TOKENS:
+        raise CollectorError(f"--ctx {short_repr(text)}: give the context you need in tokens (at least {CTX_STEP}, "
+                             f"at most {MAX_TOKENS}) or max")
+    return int(digits)
 
 
 def scope_of(host: Host, llama: LlamaCpp) -> Literal["host", "gpu"]:
