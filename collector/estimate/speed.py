@@ -38,9 +38,10 @@ BENCH = "llama.cpp (llama-bench)"
 LOCALSCORE = "llamafile (LocalScore)"
 RUNTIMES = (BENCH, LOCALSCORE)
 REF_QUANT = "F16"
-_SIZE = re.compile(r"^\s*([\d.]+)\s*(GiB|GB|MiB|MB)\s*$")
+# one number (at most 12 digits before and after the point: "1.2.3" or a 400-digit figure is no size) and a unit
+_SIZE = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,12})?)\s*(GiB|GB|MiB|MB)\s*$")
 _UNITS = {"GiB": 2**30, "GB": 1e9, "MiB": 2**20, "MB": 1e6}
-_MEM = re.compile(r"^\s*([\d.]+)\s*GB\s*$", re.IGNORECASE)
+_MEM = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,12})?)\s*GB\s*$", re.IGNORECASE)
 
 
 def stated_bytes(text: str | None) -> float | None:
