@@ -251,15 +251,32 @@ def _parquet(frame: pd.DataFrame) -> bytes:
 
 
 def _csv(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> str:
-    """The typed columns as CSV: text a spreadsheet would run as a formula quoted, created_at in ISO 8601."""
-    safe = frame.copy()
-    for c in CSV_COLS:
-        if column_type(c) == "string":
-            safe[c] = safe[c].map(csv_cell)
-    safe["created_at"] = [r["created_at"] for r in rows]
-    buf = io.StringIO()
-    safe.to_csv(buf, index=False)
-    return buf.getvalue()
+    """The typed columns as CSV: every text cell quoted and neutralised (csv_cell: no formula lead, no carriage
+    return or line feed, which a reader takes for the end of the row even unquoted), numbers bare, an unknown value
+    an empty cell; created_at in ISO 8601."""
+    kinds = [column_type(c) for c in CSV_COLS]
+    columns = [frame[c].tolist() for c in CSV_COLS]
+    columns[CSV_COLS.index("created_at")] = [r["created_at"] for r in rows]
+    lines = [",".join(_quoted(c) for c in CSV_COLS)]
+    for i in range(len(rows)):
+        lines.append(",".join(_cell(col[i], kind) for col, kind in zip(columns, kinds, strict=True)))
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return ""
+    if kind == "int64":
+        return str(int(value))
+    if kind == "double":
+        return repr(float(value))
+    if kind == "bool":
+        return str(bool(value))
+    return _quoted(str(csv_cell(str(value))))
 
 
 def _json(records: list[AnyRecord]) -> str:
