@@ -91,8 +91,8 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
                              "--device \"RTX 4090\"")
     else:
         lines = answer_lines(est, find_device(device), find_model(model, est), ctx, kv, gpus)
-    for line in lines:
-        out_console.print(escape(line), soft_wrap=True)
+    for line in lines:  # a GGUF's name may hold control codes: shown as escapes, never sent to the terminal
+        out_console.print(escape(printable(line)), soft_wrap=True)
 
 
 @cli.group(name="import")

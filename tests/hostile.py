@@ -94,3 +94,31 @@ def hostile_text(rng: random.Random, length: int) -> str:
 def lengths(rng: random.Random, most: int, n: int) -> list[int]:
     """n lengths from 0 to `most`, spread over every order of magnitude (most of them short)."""
     return [0, 1, most, *(int(10 ** rng.uniform(0, np.log10(max(most, 2)))) for _ in range(max(n - 3, 0)))]
+
+
+def imatrix_gguf(path: Path) -> Path:
+    """A GGUF as llama-imatrix writes it (tools/imatrix/imatrix.cpp, save_imatrix): general.type "imatrix", the
+    datasets and chunk counts, one in_sum2 and counts tensor per weight, and no general.architecture and no
+    <arch>.block_count. gguf-py's writer always adds an architecture, so the bytes are written here."""
+    import struct
+
+    def text(s: str) -> bytes:
+        return struct.pack("<Q", len(s.encode())) + s.encode()
+
+    kvs = [(text("general.type"), struct.pack("<I", 8) + text("imatrix")),
+           (text("imatrix.chunk_count"), struct.pack("<I", 4) + struct.pack("<I", 16)),
+           (text("imatrix.chunk_size"), struct.pack("<I", 4) + struct.pack("<I", 512)),
+           (text("imatrix.datasets"), struct.pack("<I", 9) + struct.pack("<I", 8) + struct.pack("<Q", 1)
+            + text("python-docs-3.11.txt"))]
+    tensors = [("blk.0.ffn_down.weight.in_sum2", 64), ("blk.0.ffn_down.weight.counts", 1)]
+    head = b"GGUF" + struct.pack("<I", 3) + struct.pack("<Q", len(tensors)) + struct.pack("<Q", len(kvs))
+    body = b"".join(k + v for k, v in kvs)
+    infos, offset = b"", 0
+    for name, n in tensors:
+        infos += text(name) + struct.pack("<I", 1) + struct.pack("<Q", n) + struct.pack("<I", 0) + \
+            struct.pack("<Q", offset)
+        offset += (n * 4 + 31) // 32 * 32
+    out = head + body + infos
+    out += b"\0" * (-len(out) % 32) + b"\0" * offset
+    path.write_bytes(out)
+    return path
