@@ -69,3 +69,34 @@ def test_a_hostile_general_name_writes_no_line_of_the_log(key: str, tmp_path: Pa
     assert rec.memory_mib.kv_cache == clean.memory_mib.kv_cache
     assert rec.placement.cpu_features == clean.placement.cpu_features
     assert rec.host.gpus == [] and not [w for w in rec.warnings if "log" in w], rec.warnings
+
+
+def test_a_log_it_cannot_read_keeps_the_runs_measurements(tmp_path: Path, llama_tools: LlamaTools, smollm2: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should a finished run's log still be refused (a spelling of an older build), the measurements are kept in a
+    record that says what could not be read, and the sweep goes on (before: no record, the sweep stopped)."""
+    from collector import measure
+    from collector.errors import CollectorError
+    from collector.llama.logparse import parse_server_log
+
+    calls: list[int] = []
+
+    def refuse_the_first_finished_log(text: str, printed: object = ()) -> object:
+        if "cleaning up before exit" in text and not calls:  # the first run's log, read after the run
+            calls.append(1)
+            raise CollectorError("this log prints 'llm_load_tensors:', a spelling of llama.cpp builds older than b6327")
+        return parse_server_log(text, printed)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(measure, "parse_server_log", refuse_the_first_finished_log)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN.replace("MODELS", f'"{smollm2}"').replace("ctx_size: 512}", 'ctx_size: 512}\n'
+                                                                   'matrix: {flash_attn: ["off", "on"]}'))
+    report = run_plan(load_plan(plan), tools=llama_tools, data_dir=tmp_path / "data")
+    assert calls and len(report.ok) == 2 and not report.failed, report
+    recs = sorted((r for r in load_index(tmp_path / "data", cache=False).valid if isinstance(r, SpeedRecord)),
+                  key=lambda r: r.created_at)
+    first, second = recs
+    assert first.summary.tg_tps is not None and first.samples  # the measurements are kept
+    assert [w for w in first.warnings if "log could not be read" in w and "llm_load_tensors" in w], first.warnings
+    assert first.memory_mib.model_buffers == {} and first.placement.llama_devices == []  # not known, not guessed
+    assert second.memory_mib.model_buffers and not [w for w in second.warnings if "log" in w]

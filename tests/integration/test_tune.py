@@ -22,7 +22,7 @@ from collector.records.index import load_index, record_files
 from collector.records.schema import SpeedRecord, TuneRecord
 from collector.tune import Question, tune
 from collector.tune_lab import ServerLab
-from collector.tune_search import Search
+from collector.tune_search import Search, key_of
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +45,24 @@ def _speed(data: Path) -> dict[str, SpeedRecord]:
 
 def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials(
         tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
+    """On any host, quiet or busy: the rule, not a quiet machine, is asserted (issue 35, 7). A trial measured on a
+    busy host is noisy by design; it is measured once more, never recommended from, and a re-run measures again
+    exactly the configurations whose trials were noisy, reusing every quiet one."""
     data = tmp_path / "data"
     q = _question(smollm2)
     rec, path = tune(q, tools=llama_tools, data_dir=data)
-    assert rec.status == "ok", (rec.error, rec.steps)
     assert store.load_record(path) == rec
+    trials = _speed(data)
+    noisy = {key_of(t.config) for t in trials.values() if t.noisy}
+    if rec.status != "ok":  # the default's or the best's every trial was noisy: no recommendation, said why
+        assert rec.error is not None and rec.error.stage == "noisy" and noisy, (rec.error, rec.steps)
+        assert rec.chosen is None or rec.chosen.noisy or (rec.default is not None and rec.default.noisy)
+        return
     c, d, g = rec.chosen, rec.default, rec.gain
     assert c is not None and d is not None and g is not None
     assert c.memory_mib is not None and c.memory_mib <= BUDGET and c.fits
     assert d.fits is False  # the default needs more than the budget: the boundary was met, not assumed
     assert rec.command == c.command and c.command[:3] == ["llama-server", "-m", "{model}"]
-    trials = _speed(data)
     assert set(rec.trials) <= set(trials)  # every trial is a record in the data dir
     tunes = {r.id for r in load_index(data, cache=False).valid if isinstance(r, TuneRecord)}
     for t in trials.values():
@@ -68,15 +75,20 @@ def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials
             assert mib is not None and mib <= BUDGET, (t.command, mib)
     chosen_recs = [trials[i] for i in c.records]
     assert len(chosen_recs) >= 2 and all(r.config == c.config for r in chosen_recs)  # screened, then confirmed
+    assert not any(r.noisy for r in chosen_recs)  # the choice stands on quiet trials only
     assert c.tg_tps is not None and c.tg_tps.n == sum(len(s.tg_tps) for r in chosen_recs for s in r.samples)
     assert g.low_pct <= g.pct <= g.high_pct
 
     lab = ServerLab(q, Bench(llama_tools, rec.host, rec.llama_cpp), data, rec.model, "again")
     search = Search(q, lab, rec.host, rec.model)  # the search alone, nothing saved
     search.run()
-    assert _speed(data).keys() == trials.keys()  # nothing measured again: every trial reused
-    assert (search.choice(c.config), search.choice(d.config)) == (c, d) and search.best == c.config
+    again_measured = [r for i, r in _speed(data).items() if i not in trials]
+    # what is measured again is what was noisy; every quiet trial is reused
+    assert {key_of(r.config) for r in again_measured} <= noisy, [r.command for r in again_measured]
     assert search.probes == []  # every memory question answered by the first tune's probes and trials
+    if again_measured:
+        return  # a busy host: the search went on from new trials, so its choice may differ (and is checked above)
+    assert (search.choice(c.config), search.choice(d.config)) == (c, d) and search.best == c.config
     assert set(c.records) | set(d.records) <= set(search.trials) <= set(rec.trials)
     again, again_path = tune(q, tools=llama_tools, data_dir=data)  # the same answer is not recorded twice
     assert (again, again_path) == (rec, path)
