@@ -62,20 +62,36 @@ def line_breakers(strings: Iterable[str]) -> list[str]:
     return sorted({s for s in strings if isinstance(s, str) and _STARTS_LINE.search(s)}, key=len, reverse=True)
 
 
+_KEY = 4  # characters after a value's first newline that index it
+
+
 def neutralise(text: str, printed: Iterable[str]) -> str:
-    """`text` with the newlines of every printed value made visible where llama.cpp prints a value."""
+    """`text` with the newlines of every printed value made visible where llama.cpp prints a value.
+
+    One pass over the log's newlines, whatever the number of values (a vocabulary may hold 10^5 tokens with a
+    newline): each value is indexed by the characters after its first newline, and an occurrence is checked only
+    at a newline of the log followed by them."""
+    index: dict[str, list[tuple[str, int]]] = {}
     for value in line_breakers(printed):
-        parts, start, pos = [], 0, text.find(value)
-        while pos != -1:
-            if text.endswith(_LEADS, max(0, pos - 6), pos):
-                parts += [text[start:pos], value.replace("\n", "\\n")]
-                start = pos + len(value)
-                pos = text.find(value, start)
-            else:
-                pos = text.find(value, pos + 1)
-        if parts:
-            text = "".join(parts) + text[start:]
-    return text
+        j = value.index("\n")
+        index.setdefault(value[j + 1:j + 1 + _KEY], []).append((value, j))
+    if not index:
+        return text
+    spans: list[tuple[int, int]] = []
+    q = text.find("\n")
+    while q != -1:
+        for value, j in index.get(text[q + 1:q + 1 + _KEY], ()):
+            p = q - j
+            if p >= 0 and text.startswith(value, p) and text.endswith(_LEADS, max(0, p - 6), p):
+                spans.append((p, p + len(value)))
+                break  # the longest value that fits here
+        q = text.find("\n", q + 1)
+    parts, at = [], 0
+    for start, end in sorted(spans):
+        if start >= at:
+            parts += [text[at:start], text[start:end].replace("\n", "\\n")]
+            at = end
+    return "".join(parts) + text[at:] if parts else text
 
 
 def log_lines(text: str, printed: Iterable[str] = ()) -> list[str]:

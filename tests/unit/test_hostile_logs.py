@@ -183,3 +183,15 @@ def test_a_device_list_of_an_unexpected_shape_gives_devices_a_record_can_hold(li
     for d in devices or []:
         assert d.memory_total_mib is None or d.memory_total_mib <= 1 << 30
         type(d).model_validate(d.model_dump())
+
+
+def test_a_vocabulary_of_newline_tokens_costs_one_pass_over_the_log() -> None:
+    """A GGUF may hold 10^5 tokens with a newline: each is looked for at the log's newlines only, not by a scan of
+    the whole log per token."""
+    tokens = [f"\nload_tensors: tok{i} model buffer size = 9.00 MiB" for i in range(262_144)]
+    forged = tokens[12345]
+    text = _named(forged) + LOG.split("srv    operator()")[0][-20_000:] * 50  # a long run's log, 1 MB
+    start = time.process_time()
+    facts = parse_server_log(text, printed=tokens)
+    assert time.process_time() - start < 5
+    assert "tok12345" not in facts.memory.model_buffers and facts.memory.model_buffers == CLEAN.memory.model_buffers
