@@ -339,9 +339,6 @@ def test_a_device_list_of_an_unexpected_shape_does_not_crash_the_host_probe(list
                                                                             tmp_path: Path) -> None:
     """`collector tune --dry-run` (and `collector run`) probe the host with `llama-server --list-devices`."""
     folder = fake_llama_server(tmp_path / "bin", "", build=11434, devices=listing)
-    from collector.llama.devices import _list_devices
-
-    _list_devices.cache_clear()
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF" + b"\0" * 64)
     code, out = cli(["tune", str(model), "--dry-run", "--llama-bin", str(folder), "--memory-budget", "500"])
