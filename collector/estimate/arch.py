@@ -146,8 +146,8 @@ def _read(key: tuple[tuple[str, int, int], ...]) -> Arch:
         raise meta.fail(hp("block_count"), "is missing (the number of layers)")
     n_layer = block_count - (meta.count(hp("nextn_predict_layers"), 0, block_count - 1) or 0)
     n_head = meta.counts(hp("attention.head_count"), block_count) or [0] * block_count
-    if not any(n_head) and meta.count(hp("attention.key_length")) is None:
-        raise meta.fail(hp("attention.head_count"), "is missing or 0 (attention heads)")
+    if not any(n_head) and meta.count(hp("attention.key_length")) is None and not meta.count(hp("ssm.state_size")):
+        raise meta.fail(hp("attention.head_count"), "is missing or 0 (attention heads; nor is it a recurrent model)")
     n_head_kv = tuple(meta.counts(hp("attention.head_count_kv"), block_count) or n_head)
     n_embd = meta.count(hp("embedding_length")) or 0
     head_k = meta.count(hp("attention.key_length")) or (n_embd // max(n_head[0], 1) if n_head[0] else 0)
