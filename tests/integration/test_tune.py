@@ -61,7 +61,8 @@ def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials
     if rec.status != "ok":  # by design on a busy host: every trial of the default or the best was noisy, or the
         # search ran out of time; either way no recommendation, and why is said
         assert rec.error is not None and rec.chosen is None and rec.command == [], (rec.error, rec.steps)
-        assert (rec.error.stage == "noisy" and noisy) or rec.stopped == "time budget", (rec.error, rec.steps)
+        # only a host the trials found busy gets there: on a quiet one the search finishes well within SEARCH_S
+        assert noisy and (rec.error.stage == "noisy" or rec.stopped == "time budget"), (rec.error, rec.steps)
         return
     c, d, g = rec.chosen, rec.default, rec.gain
     assert c is not None and d is not None and g is not None
