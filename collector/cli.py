@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from collector import __version__
 from collector.base.errors import CollectorError, printable
+from collector.records.flags import MAX_COUNT, MAX_TOKENS
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
@@ -87,24 +88,29 @@ def _list_uncatalogued(records: Any) -> None:
 @click.option("--device", default=None, help='a device as the catalog spells it, e.g. "RTX 4090"')
 @click.option("--gpus", default=1, show_default=True, type=click.IntRange(1, 64),
               help="GPUs of that device (layer split)")
-@click.option("--ctx", default=None, type=click.IntRange(1), help="context (tokens; default: the training context)")
+@click.option("--ctx", default=None, type=click.IntRange(1, MAX_TOKENS),
+              help="context (tokens; default: the training context)")
 @click.option("--kv", default="f16", show_default=True, help="KV cache type (f16, q8_0, q4_0, ...)")
-@click.option("--vram", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--vram", type=click.FloatRange(min=0, min_open=True, max=1e6), default=None,
+              callback=lambda _ctx, _param, v: _finite("--vram", v),
               help="the device's memory in GB, where it is sold with several sizes (picks that variant)")
 @click.option("--backend", default=None, help="the llama.cpp backend (CUDA, Vulkan, ROCm, Metal, SYCL, CPU)")
-@click.option("--depth", default=0, show_default=True, type=click.IntRange(0), help="filled context for tg (tokens)")
-@click.option("--prompt", default=512, show_default=True, type=click.IntRange(1), help="prompt length for pp (tokens)")
-@click.option("-ngl", "--n-gpu-layers", "ngl", default=None, type=click.IntRange(-1),
+@click.option("--depth", default=0, show_default=True, type=click.IntRange(0, MAX_TOKENS),
+              help="filled context for tg (tokens)")
+@click.option("--prompt", default=512, show_default=True, type=click.IntRange(1, MAX_TOKENS),
+              help="prompt length for pp (tokens)")
+@click.option("-ngl", "--n-gpu-layers", "ngl", default=None, type=click.IntRange(-1, MAX_COUNT),
               help="layers on the GPU as llama.cpp counts them (-1: all; default: llama.cpp's own fit decides)")
-@click.option("--n-cpu-moe", default=None, type=click.IntRange(0), help="keep the experts of the first N layers in "
-              "system RAM")
+@click.option("--n-cpu-moe", default=None, type=click.IntRange(0, MAX_COUNT),
+              help="keep the experts of the first N layers in system RAM")
 @click.option("--cpu-moe", is_flag=True, help="keep every layer's experts in system RAM")
 @click.option("-ot", "--override-tensor", "ot", multiple=True, help='tensor overrides as llama.cpp takes them, '
               'e.g. -ot "exps=CPU" (repeatable)')
-@click.option("-ub", "--ubatch", default=512, show_default=True, type=click.IntRange(1), help="ubatch size")
-@click.option("-b", "--batch", default=2048, show_default=True, type=click.IntRange(1), help="batch size")
+@click.option("-ub", "--ubatch", default=512, show_default=True, type=click.IntRange(1, MAX_TOKENS), help="ubatch size")
+@click.option("-b", "--batch", default=2048, show_default=True, type=click.IntRange(1, MAX_TOKENS), help="batch size")
 @click.option("--ram", default=None, help='system memory, e.g. "DDR5-6000 2ch" (speed with weights in system RAM)')
-@click.option("--ram-gbs", default=None, type=click.FloatRange(min=0, min_open=True),
+@click.option("--ram-gbs", default=None, type=click.FloatRange(min=0, min_open=True, max=1e6),
+              callback=lambda _ctx, _param, v: _finite("--ram-gbs", v),
               help="system memory bandwidth in GB/s (instead of --ram)")
 @click.option("--pcie", default="4x16", show_default=True, help="the GPU's PCIe link (generation x lanes)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (for scripts)")
@@ -148,8 +154,8 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
         found = lookup(str(device), vram)  # the size in the name ("RTX 3060 12GB") counts as --vram
         size = vram if vram is not None else (found.variant.memory_gb if found.variant else None)
         lines = answer_lines(est, found.device, find_model(str(model), est), ctx, kv, gpus, size, backend)
-    for line in lines:
-        out_console.print(escape(line), soft_wrap=True)
+    for line in lines:  # a GGUF's name may hold control codes: shown as escapes, never sent to the terminal
+        out_console.print(escape(printable(line)), soft_wrap=True)
 
 
 @cli.group(name="import")
@@ -289,9 +295,12 @@ def _report(written: list[Path], skipped: list[str], what: str) -> None:
 @click.option("--base-type", default="F16", show_default=True, help="the base every type is made from")
 @click.option("--corpus", type=click.Path(path_type=Path), default=None,
               help="text for the importance matrix (IQ1/IQ2/IQ3_XXS/IQ3_XS/Q2_K_S); default: the builtin corpus")
-@click.option("--imatrix-ctx", default=512, show_default=True, help="llama-imatrix context size (tokens)")
-@click.option("--imatrix-chunks", default=16, show_default=True, help="llama-imatrix chunks")
-@click.option("--threads", type=int, default=None, help="threads for llama-quantize / llama-imatrix")
+@click.option("--imatrix-ctx", default=512, show_default=True, type=click.IntRange(1, MAX_TOKENS),
+              help="llama-imatrix context size (tokens)")
+@click.option("--imatrix-chunks", default=16, show_default=True, type=click.IntRange(1, MAX_TOKENS),
+              help="llama-imatrix chunks")
+@click.option("--threads", type=click.IntRange(1, MAX_COUNT), default=None,
+              help="threads for llama-quantize / llama-imatrix")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=None,
               help="default: <cache>/ladder/<source sha256 prefix>/")
 @click.option("--llama-bin", type=click.Path(path_type=Path), default=None, help="folder with llama.cpp's tools")
@@ -511,7 +520,7 @@ def run(plan: Path | None, dry_run: bool, force: bool, only: Literal["speed", "k
 @click.argument("model")
 @click.option("--ctx", "ctx", default="max", show_default=True, metavar="C|max",
               help="Context you need in tokens, or max: the largest that fits the memory budget.")
-@click.option("--depth", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--depth", type=click.IntRange(0, MAX_TOKENS), default=0, show_default=True,
               help="Filled context (tokens) at which speed is measured and compared.")
 @click.option("--memory-budget", type=click.FloatRange(min=1, max=1 << 30), default=None, metavar="MiB",
               callback=lambda _ctx, _param, v: _finite("--memory-budget", v),

@@ -209,10 +209,11 @@ def amdgpu_sysfs(root: Path, cards: list[dict[str, Any]]) -> Path:
     return root
 
 
-def fake_llama_server(folder: Path, body: str, build: int = 11434) -> Path:
+def fake_llama_server(folder: Path, body: str, build: int = 11434,
+                      devices: str = "Available devices:\n  (none)\n") -> Path:
     """A folder with a Python `llama-server` that answers --version (as llama.cpp `build`), --help and
-    --list-devices (as a CPU build) and then runs `body` (fault injection: an out-of-memory exit while loading, a
-    server that never answers). Returns the folder."""
+    --list-devices (as a CPU build, or `devices`: a listing of an unexpected shape) and then runs `body` (fault
+    injection: an out-of-memory exit while loading, a server that never answers). Returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     exe = folder / "llama-server"
     exe.write_text(f"#!{sys.executable}\nimport sys, time\n"
@@ -220,7 +221,7 @@ def fake_llama_server(folder: Path, body: str, build: int = 11434) -> Path:
                    f"    print('version: {build} (fake)\\nbuilt with cc for Linux x86_64')\n"
                    "    sys.exit(0)\nif '--help' in sys.argv:\n    sys.exit(0)\n"
                    # what the real CPU build prints (tests/fixtures/devices/list-devices-cpu-b11434.txt)
-                   "if '--list-devices' in sys.argv:\n    print('Available devices:\\n  (none)')\n    sys.exit(0)\n"
+                   f"if '--list-devices' in sys.argv:\n    sys.stdout.write({devices!r})\n    sys.exit(0)\n"
                    + body)
     exe.chmod(0o755)
     return folder

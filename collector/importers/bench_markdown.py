@@ -12,19 +12,23 @@ kept with it: the `build: <commit> (<number>)` line right after it, and the devi
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from collector.base.errors import CollectorError, short_repr
 
 _SEPARATOR = re.compile(r"^\|(\s*:?-+:?\s*\|)+$")
-_BUILD = re.compile(r"^build: (?P<commit>[0-9a-fA-F]+|unknown) \((?P<number>\d+)\)$")
+_BUILD = re.compile(r"^build: (?P<commit>[0-9a-fA-F]{1,40}|unknown) \((?P<number>\d{1,9})\)$")
 # llama.cpp's own device lines, as its backends print them when they start
 _DEVICE_LINES = (
     re.compile(r"^\s*Device (?P<index>\d+): (?P<name>[^,]+), (?:compute capability|gfx)"),  # CUDA, ROCm
     re.compile(r"^ggml_vulkan: (?P<index>\d+) = (?P<name>.+?) \([^()]*\) \| uma:"),  # Vulkan: name (driver) | uma:
-    re.compile(r"^ggml_metal_init: found device: (?P<name>.+?)\s*$"),  # Metal (one device)
+    re.compile(r"^ggml_metal_init: found device: (?P<name>.*\S)\s*$"),  # Metal (one device)
 )
 MAX_LINES = 200_000  # a pasted page, not a data dump
+MAX_COLUMNS = 256  # llama-bench prints about 20
+MAX_ROWS = 10_000  # tests in one paste
+MAX_DEVICE_LINE = 4096  # llama.cpp's device lines are a hundred characters
 
 
 @dataclass
@@ -54,6 +58,8 @@ def _cells(line: str) -> list[str] | None:
 
 def device_line(line: str) -> tuple[str, bool] | None:
     """(device name, whether the line starts a device list: device 0, or Metal's single device)."""
+    if len(line) > MAX_DEVICE_LINE:
+        return None
     for pattern in _DEVICE_LINES:
         m = pattern.match(line)
         if m:
@@ -74,6 +80,7 @@ def find_tables(text: str, origin: str) -> list[BenchTable]:
     if len(lines) > MAX_LINES:
         raise CollectorError(f"{origin}: {len(lines)} lines; a llama-bench paste is at most {MAX_LINES} lines")
     tables: list[BenchTable] = []
+    rows = 0
     pending: list[str] = []  # device lines seen since the previous table
     i = 0
     while i < len(lines):
@@ -86,7 +93,10 @@ def find_tables(text: str, origin: str) -> list[BenchTable]:
                 pending = [line.rstrip()] if device[1] else [*pending, line.rstrip()]
             i += 1
             continue
-        dupes = sorted({c for c in header if header.count(c) > 1})
+        if len(header) > MAX_COLUMNS:
+            raise CollectorError(f"{origin}:{i + 1}: a table of {len(header)} columns; llama-bench prints about 20 "
+                                 f"(at most {MAX_COLUMNS} are read): paste the table as llama-bench printed it")
+        dupes = sorted(c for c, n in Counter(header).items() if n > 1)
         if dupes or "" in header:
             raise CollectorError(f"{origin}:{i + 1}: the table header names {short_repr(dupes or [''])} twice or "
                                  "has an empty column name; paste the table as llama-bench printed it")
@@ -99,6 +109,10 @@ def find_tables(text: str, origin: str) -> list[BenchTable]:
                 raise CollectorError(f"{origin}:{i + 1}: {len(cells)} cells under a header of {len(header)} columns "
                                      f"(line {table.line}); paste the table unchanged (a cell may not contain '|')")
             table.rows.append(BenchRow(line=i + 1, cells=dict(zip(header, cells, strict=True))))
+            rows += 1
+            if rows > MAX_ROWS:
+                raise CollectorError(f"{origin}:{i + 1}: more than {MAX_ROWS} rows of llama-bench tables; import "
+                                     "the paste in parts")
             i += 1
         j = i
         while j < len(lines) and not lines[j].strip():

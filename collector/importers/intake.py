@@ -33,6 +33,33 @@ def read_input(file: Path, what: str) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+KEPT_MAX_BYTES = 64 << 20  # a kept source copy (the LocalScore TSV is 240 KB)
+
+
+def read_kept(root: Path, meta_path: Path, key: str, name: str) -> tuple[Path, str]:
+    """(path, text) of a kept source copy that `meta_path` names under `key`: a regular UTF-8 file inside `root` of
+    at most KEPT_MAX_BYTES; CollectorError naming source.yaml's key otherwise (a stranger's folder may point it at
+    /dev/zero, a FIFO, a directory or a file elsewhere)."""
+    from collector.base.yamlcheck import read_regular
+
+    path = Path(root) / name
+    where = f"{meta_path}: {key} {short_repr(name)}"
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise CollectorError(f"{where}: not inside {root}; a kept copy lies in its source folder")
+    try:
+        raw = read_regular(path, KEPT_MAX_BYTES)
+    except CollectorError as exc:
+        raise CollectorError(f"{where}: {exc}") from None
+    if len(raw) > KEPT_MAX_BYTES:
+        raise CollectorError(f"{where}: larger than {KEPT_MAX_BYTES >> 20} MiB; not a kept source copy")
+    try:
+        return path, raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise CollectorError(f"{path}:{line}: bytes that are not UTF-8; restore the kept copy of the pinned "
+                             "commit") from None
+
+
 def finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):

@@ -18,6 +18,7 @@ from typing import Any
 
 from collector.base.errors import CollectorError, short_repr
 from collector.importers.bench_markdown import BenchRow, BenchTable
+from collector.importers.intake import one_line
 from collector.models.info import FILE_TYPES
 from collector.records import store
 from collector.records.flags import LlamaConfig, check_value
@@ -182,7 +183,16 @@ def figure_key(prefix: str, table: BenchTable, row: BenchRow, seen: dict[str, in
 
 
 def row_record(table: BenchTable, row: BenchRow, ctx: Context, origin: str, figure: str) -> SpeedRecord:
-    """One table row as a record; raises CollectorError naming origin:line for a cell it cannot read."""
+    """One table row as a record; raises CollectorError naming origin:line for a cell it cannot read (a figure past
+    what a record holds, a number of 5000 digits, a split of "1.2.3" are one line, never a traceback)."""
+    try:
+        return _row_record(table, row, ctx, origin, figure)
+    except (ValueError, TypeError, OverflowError) as exc:  # pydantic's ValidationError is a ValueError
+        raise CollectorError(f"{origin}:{row.line}: a cell it cannot take ({one_line(exc)}); paste the table as "
+                             "llama-bench printed it") from None
+
+
+def _row_record(table: BenchTable, row: BenchRow, ctx: Context, origin: str, figure: str) -> SpeedRecord:
     where = f"{origin}:{row.line}"
     cells = row.cells
     test = parse_test(cells["test"])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from collector.base.errors import CollectorError, short_repr
 from collector.base.yamlcheck import Section, load_yaml_file
-from collector.importers.intake import write_records
+from collector.importers.intake import one_line, read_kept, write_records
 from collector.models.info import FILE_TYPES
 from collector.records import store
 from collector.records.schema import (
@@ -63,7 +63,16 @@ def _joined(value: str, unit: str) -> str | None:
 
 
 def row_record(row: dict[str, str], line: int, meta: dict[str, str]) -> SpeedRecord:
-    """One TSV row (`line`: its line in the file, the header being line 1) as a record."""
+    """One TSV row (`line`: its line in the file, the header being line 1) as a record; CollectorError naming the
+    line for a cell a record cannot hold (a figure past 1e15, an accelerator without a name)."""
+    try:
+        return _row_record(row, line, meta)
+    except (ValueError, TypeError, OverflowError) as exc:  # pydantic's ValidationError is a ValueError
+        raise CollectorError(f"{meta['path']}:{line}: a cell it cannot take ({one_line(exc)}); restore the pinned "
+                             "file") from None
+
+
+def _row_record(row: dict[str, str], line: int, meta: dict[str, str]) -> SpeedRecord:
     where = f"{meta['path']}:{line}"
     tg, pp = _figure(row["gen_tps"], where, "gen_tps"), _figure(row["prompt_tps"], where, "prompt_tps")
     if tg is None and pp is None:
@@ -100,21 +109,24 @@ def read_rows(root: Path) -> tuple[dict[str, str], list[tuple[int, dict[str, str
     meta_path = root / "source.yaml"
     top = Section(load_yaml_file(meta_path), meta_path, "")
     meta = {k: top.get(k, str) for k in ("repository", "commit", "path", "kept", "sha256")}
-    data = (root / meta["kept"]).read_bytes()
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-        raise CollectorError(f"{root / meta['kept']}: its sha256 is not {meta['sha256']} ({meta_path}); the kept "
+    path, text = read_kept(root, meta_path, "kept", meta["kept"])
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != meta["sha256"]:
+        raise CollectorError(f"{path}: its sha256 is not {meta['sha256']} ({meta_path}); the kept "
                              "copy changed: restore the file of the pinned commit")
-    lines = data.decode("utf-8").splitlines()
+    lines = text.splitlines()
     reader = csv.reader(io.StringIO("\n".join(lines)), delimiter="\t")
-    header = next(reader)
-    if tuple(header) != COLUMNS:
-        raise CollectorError(f"{root / meta['kept']}:1: columns {short_repr(header)} are not LocalScore's "
-                             f"{len(COLUMNS)} columns")
     rows = []
-    for n, cells in enumerate(reader, start=2):
-        if len(cells) != len(COLUMNS):
-            raise CollectorError(f"{root / meta['kept']}:{n}: {len(cells)} cells, expected {len(COLUMNS)}")
-        rows.append((n, dict(zip(COLUMNS, cells, strict=True))))
+    try:
+        header = next(reader, [])
+        if tuple(header) != COLUMNS:
+            raise CollectorError(f"{path}:1: columns {short_repr(header)} are not LocalScore's "
+                                 f"{len(COLUMNS)} columns")
+        for n, cells in enumerate(reader, start=2):
+            if len(cells) != len(COLUMNS):
+                raise CollectorError(f"{path}:{n}: {len(cells)} cells, expected {len(COLUMNS)}")
+            rows.append((n, dict(zip(COLUMNS, cells, strict=True))))
+    except csv.Error as exc:  # a NUL, a cell past csv's field limit
+        raise CollectorError(f"{path}:{reader.line_num}: {exc}; restore the file of the pinned commit") from None
     return meta, rows
 
 

@@ -16,6 +16,7 @@ file named in the cell's command; the quant is llama.cpp's own description in th
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
@@ -26,14 +27,14 @@ from typing import Any
 from collector.base.errors import CollectorError
 from collector.base.yamlcheck import Section, load_yaml_file
 from collector.importers.bench_markdown import BenchTable, find_tables
-from collector.importers.intake import write_records
+from collector.importers.intake import read_kept, write_records
 from collector.importers.llama_bench_md import Context, figure_key, row_record
 from collector.records.schema import SpeedRecord
 
 REPO = "XiongjieDai/GPU-Benchmarks-on-LLM-Inference"
 _CELL = re.compile(r"^## cell (\d+)$")
 _MODEL = re.compile(r"-m \./models/(?P<size>\d+B)-v3/(?P<file>\S+\.gguf)")
-_GPU = re.compile(r"^(?P<name>.+?) (?P<mem>\d+GB)(?: \* (?P<count>\d+))?$")
+_GPU = re.compile(r"^(?P<name>.+?) (?P<mem>\d{1,4}GB)(?: \* (?P<count>\d{1,2}))?$")  # at most 99 GPUs
 
 
 def extract(notebook: bytes, header: str) -> str:
@@ -49,15 +50,17 @@ def extract(notebook: bytes, header: str) -> str:
     return "\n".join(parts)
 
 
-def _cell_of(text: str, line: int) -> tuple[int, str]:
-    """The cell a line of a kept notebook file belongs to, and that cell's text up to the line (its command and
-    what llama.cpp printed before the table)."""
-    lines = text.splitlines()
-    for i in range(line - 1, -1, -1):
-        m = _CELL.match(lines[i])
-        if m:
-            return int(m.group(1)), "\n".join(lines[i:line])
-    raise CollectorError(f"line {line} is outside any '## cell N' section; regenerate the file with extract")
+def _cell_of(lines: list[str], starts: list[int], line: int) -> tuple[int, str]:
+    """The cell a line of a kept notebook file belongs to, and that cell's command (`starts`: the indexes of the
+    file's `## cell N` lines, in order; found by bisection, so a file of many tables is read once)."""
+    k = bisect.bisect_right(starts, line - 1) - 1
+    if k < 0:
+        raise CollectorError(f"line {line} is outside any '## cell N' section; regenerate the file with extract")
+    i = starts[k]
+    m = _CELL.match(lines[i])
+    assert m is not None
+    # its command: the first lines of the cell (not the whole cell again for each of its tables)
+    return int(m.group(1)), "\n".join(lines[i:min(line, i + 40)])
 
 
 def _sha256(data: bytes) -> str:
@@ -72,24 +75,24 @@ def load_records(root: Path) -> list[SpeedRecord]:
     records: list[SpeedRecord] = []
     for i, raw in enumerate(top.seq("notebooks")):
         nb = Section(raw, meta_path, f"notebooks[{i}]")
-        path, kept = nb.get("path", str), root / nb.get("kept", str)
+        path = nb.get("path", str)
+        kept, text = read_kept(root, meta_path, f"notebooks[{i}].kept", nb.get("kept", str))
         readme_gpu = nb.get("readme_gpu", str)
-        data = kept.read_bytes()
-        if _sha256(data) != nb.get("kept_sha256", str):
+        if _sha256(text.encode("utf-8")) != nb.get("kept_sha256", str):
             raise CollectorError(f"{kept}: its sha256 is not the one {meta_path} records; the kept copy changed: "
                                  "restore it or regenerate it from the pinned commit")
         m = _GPU.match(readme_gpu)
         if not m:
             raise nb.fail("readme_gpu", f"{readme_gpu!r} is not '<GPU> <N>GB' or '<GPU> <N>GB * <count>'")
-        text = data.decode("utf-8")
         seen: dict[str, int] = {}
+        lines = text.splitlines()
+        starts = [j for j, line in enumerate(lines) if _CELL.match(line)]
         for table in find_tables(text, str(kept)):
-            cell, command = _cell_of(text, table.line)
+            cell, command = _cell_of(lines, starts, table.line)
             model = _MODEL.search(command)
             if not model:
                 raise CollectorError(f"{kept}:{table.line}: cell {cell}'s command names no ./models/<size>-v3 file")
-            for row in table.rows:
-                row_no = table.rows.index(row) + 1
+            for row_no, row in enumerate(table.rows, 1):
                 url = f"https://github.com/{REPO}/blob/{commit}/{path.replace(' ', '%20')}"
                 ctx = Context(
                     citation=f"{REPO}, {path} at commit {commit[:8]}, cell {cell}, table row {row_no} "

@@ -47,17 +47,15 @@ from dataclasses import dataclass
 from gguf import GGMLQuantizationType
 from gguf.constants import GGML_QUANT_SIZES
 
-from collector.catalog import Catalog, CatalogDevice
+from collector.catalog import Catalog
 from collector.estimate.arch import from_stated, stated_models
+from collector.estimate.points import NUMBER, bandwidth, stated_bytes
 from collector.judge.verdict import IMPLAUSIBLE, Verdict, rate, size
 from collector.records.schema import GpuInfo, SpeedRecord
 
 MARGIN = 1.25
-_SIZE = re.compile(r"^\s*([\d.]+)\s*(GiB|GB|MiB|MB|TiB|TB)\s*$")
-_UNITS = {"GiB": 2**30, "GB": 1e9, "MiB": 2**20, "MB": 1e6, "TiB": 2**40, "TB": 1e12}
-_PARAMS = re.compile(r"^\s*([\d.]+)\s*([KMBT])\s*$")  # as LocalScore states them: "8000 M"
+_PARAMS = re.compile(rf"^\s*{NUMBER}\s*([KMBT])\s*$")  # as LocalScore states them: "8000 M"
 _PARAM_UNITS = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
-_MEM = re.compile(r"^\s*([\d.]+)\s*GB\s*$", re.IGNORECASE)
 # the smallest ggml type a llama.cpp quant of this name stores its matrices in (the mix only goes up from there)
 BASE_TYPE = {"Q4_K_M": "Q4_K", "Q4_K_S": "Q4_K", "Q5_K_M": "Q5_K", "Q5_K_S": "Q5_K", "Q3_K_L": "Q3_K",
              "Q3_K_M": "Q3_K", "Q3_K_S": "Q3_K", "Q2_K": "Q2_K", "Q2_K_S": "Q2_K", "Q6_K": "Q6_K", "Q8_0": "Q8_0",
@@ -84,10 +82,10 @@ def bits_per_weight(quant: str | None) -> float | None:
     return 8.0 * type_size / block
 
 
-def _number(text: str | None, pattern: re.Pattern[str], units: dict[str, float]) -> float | None:
-    """'4.58 GiB' -> bytes, '8000 M' -> parameters (None: not one number with one of the units)."""
-    m = pattern.match(text or "")
-    return float(m.group(1)) * units[m.group(2)] if m else None
+def _params(text: str | None) -> float | None:
+    """'8000 M' -> parameters (None: not one number with one of the units)."""
+    m = _PARAMS.match(text or "")
+    return float(m.group(1)) * _PARAM_UNITS[m.group(2)] if m else None
 
 
 @dataclass(frozen=True)
@@ -127,14 +125,14 @@ def read_bytes(rec: SpeedRecord) -> tuple[Bytes | None, str | None]:
     if m.size_bytes:
         file_bytes, basis = float(m.size_bytes), "the file's size"
     elif m.size_stated:
-        file_bytes, basis = _number(m.size_stated, _SIZE, _UNITS), f"the stated size {m.size_stated!r}"
+        file_bytes, basis = stated_bytes(m.size_stated), f"the stated size {m.size_stated!r}"
     if file_bytes:
         st = stated_models().get(m.name or "")
         if st is not None:  # models.yaml: the file's exact tensor bytes where it lists the file
             arch = from_stated(st, m.quant, int(file_bytes), basis, m.sha256)
             file_bytes, basis = float(arch.read_bytes), f"{basis} (models.yaml: {st.name})"
         return Bytes(file_bytes * share, basis + share_words), None
-    params = _number(m.params_stated, _PARAMS, _PARAM_UNITS)
+    params = _params(m.params_stated)
     bits = bits_per_weight(m.quant)
     if params and bits:
         base = BASE_TYPE[(m.quant or "").upper()]
@@ -150,16 +148,8 @@ def gpu_bandwidth(gpu: GpuInfo, catalog: Catalog) -> tuple[float | None, str]:
     dev = catalog.resolve(gpu.name)
     if dev is None:
         return None, f"{gpu.name!r} is not in the device catalog"
-    bw = _catalog_bandwidth(dev, gpu.vram_stated)
+    bw = bandwidth(dev, gpu.vram_stated)
     return bw, dev.name if bw else f"{dev.name}: the catalog states no single bandwidth"
-
-
-def _catalog_bandwidth(dev: CatalogDevice, vram_stated: str | None) -> float | None:
-    if dev.bandwidth_gbs is not None:
-        return dev.bandwidth_gbs
-    m = _MEM.match(vram_stated or "")
-    variant = dev.variant_for(float(m.group(1))) if m else None
-    return variant.bandwidth_gbs if variant else None
 
 
 def _layer_split_known(rec: SpeedRecord) -> bool:

@@ -45,18 +45,24 @@ DEVICE_ENV = ("GGML_VK_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DE
               "ONEAPI_DEVICE_SELECTOR")
 
 
+MAX_DEVICES = 64  # more devices than any host has: a list longer than this is not llama.cpp's
+
+
 def parse_device_list(text: str) -> list[LlamaDevice] | None:
-    """The devices of `--list-devices` output ([] for "(none)"); None when the text is not such a list."""
-    lines = text.splitlines()
+    """The devices of `--list-devices` output ([] for "(none)"); None when the text is not such a list. A size that
+    cannot be real (a hundred digits) is unknown; a line too long for a device's is no device."""
+    from collector.llama.logmemory import mib
+
+    lines = text.split("\n")
     start = next((i for i, line in enumerate(lines) if line.strip() == "Available devices:"), None)
     if start is None:
         return None
-    out = []
+    out: list[LlamaDevice] = []
     for line in lines[start + 1:]:
-        if m := _LISTED.match(line):
+        if len(line) <= 1024 and (m := _LISTED.match(line)) and len(out) < MAX_DEVICES:
             name, desc, total, free = m.groups()
             out.append(LlamaDevice(name=name, backend=backend_of(name), description=desc.strip() or None,
-                                   memory_total_mib=float(total), memory_free_mib=float(free)))
+                                   memory_total_mib=mib(total), memory_free_mib=mib(free)))
     return out
 
 

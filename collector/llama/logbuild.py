@@ -19,9 +19,10 @@ MIN_BUILD = 6327
 
 # "build: 4301 (b685daf3) with ..." (older tools), "common_params_print_info: build 0 (unknown) with ..." (now),
 # "version: 7684 (53eb9435d)" and "version: 0.3.0-dev (build 10739, commit d08c7872d)" (--version)
-_BUILD = (re.compile(r"\bbuild(?::| =)? (\d+) \(([0-9a-f]+|unknown)\) with "),
-          re.compile(r"^version: (\d+) \(([0-9a-f]+|unknown)\)"),
-          re.compile(r"^version: \S+ \(build (\d+), commit ([0-9a-f]+|unknown)\)"))
+# (at the start of a line, after at most a function's tag: a model's name printed in the log is not a build line)
+_BUILD = (re.compile(r"^(?:\w{1,40}: )?build(?::| =)? (\d{1,9}) \(([0-9a-f]{1,40}|unknown)\) with "),
+          re.compile(r"^version: (\d{1,9}) \(([0-9a-f]{1,40}|unknown)\)"),
+          re.compile(r"^version: \S{1,64} \(build (\d{1,9}), commit ([0-9a-f]{1,40}|unknown)\)"))
 
 # Spellings only builds before MIN_BUILD print (renamed in llama.cpp between late 2024 and August 2025)
 _LEGACY = re.compile(r"^(llm_load_tensors: |llama_new_context_with_model: |llama_kv_cache_init: "
@@ -34,7 +35,7 @@ HOW_TO = "use llama.cpp b{min} or newer (install one with `collector llama insta
 def build_of(line: str) -> tuple[int, str] | None:
     """(build number, commit) stated by one clean log line; None when the line states none."""
     for pattern in _BUILD:
-        if m := pattern.search(line):
+        if m := pattern.match(line):
             return int(m.group(1)), m.group(2)
     return None
 

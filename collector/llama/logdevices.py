@@ -13,27 +13,39 @@ from __future__ import annotations
 import re
 
 from collector.llama.devices import backend_of
+from collector.llama.logmemory import mib
+from collector.llama.logtext import count
 from collector.records.schema import LlamaDevice
 
-# "%s: using device %s (%s) (%s) - %zu MiB free" (name, description, PCI id or "unknown id"); older builds had no id
-_USING = re.compile(r"using device (\S+) \((.+)\) \(([^()]*)\) - (\d+) MiB free\s*$")
-_USING_OLD = re.compile(r"using device (\S+) \((.+)\) - (\d+) MiB free\s*$")
+# "%s: using device %s (%s) (%s) - %zu MiB free" (name, description, PCI id or "unknown id"); older builds had no id.
+# Read with string operations (a description may hold parentheses: "llvmpipe (LLVM 15.0.6, 256 bits)"), so a long
+# line costs one pass
+_USING = re.compile(r"^\w{1,60}: using device (\S+) \(")
+_FREE = " MiB free"
 _PCI = re.compile(r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 _INFO = re.compile(r"^\s*- (\S+)\s*: (.+?) \((\d+) MiB, (\d+) MiB free\)")
-_VULKAN = re.compile(r"^ggml_vulkan: (\d+) = (.+) \(([^()]*)\) \| uma: ")
-_METAL = re.compile(r"ggml_metal_\w+: (picking default device|GPU name|found device):\s+(.+?)\s*$")
+_VULKAN = re.compile(r"^ggml_vulkan: (\d{1,4}) = (.+) \(([^()]*)\) \| uma: ")
+_METAL = re.compile(r"^ggml_metal_\w+: (picking default device|GPU name|found device):\s+(.*\S)\s*$")
 _METAL_BUFFER = re.compile(r"^(MTL\d+|Metal)")
 
 
 def _using(line: str) -> LlamaDevice | None:
-    if m := _USING.search(line):
-        name, desc, pci, free = m.groups()
-        return LlamaDevice(name=name, backend=backend_of(name), description=desc,
-                           pci_bus_id=pci if _PCI.match(pci) else None, memory_free_mib=float(free))
-    if m := _USING_OLD.search(line):
-        name, desc, free = m.groups()
-        return LlamaDevice(name=name, backend=backend_of(name), description=desc, memory_free_mib=float(free))
-    return None
+    m = _USING.match(line)
+    rest = line[m.end():].rstrip() if m else ""
+    if not rest.endswith(_FREE):
+        return None
+    body, sep, free_text = rest[: -len(_FREE)].rpartition(") - ")
+    free = count(free_text)
+    if not sep or free is None or m is None:
+        return None
+    name = m.group(1)
+    desc, sep, pci = body.rpartition(") (")
+    if not sep or "(" in pci or ")" in pci:  # an older build's line: no PCI id
+        desc, pci = body, ""
+    if not desc:
+        return None
+    return LlamaDevice(name=name, backend=backend_of(name), description=desc,
+                       pci_bus_id=pci if _PCI.match(pci) else None, memory_free_mib=mib(free_text))
 
 
 def _metal_name(buffer_names: list[str]) -> str | None:
@@ -51,12 +63,12 @@ def devices_of(lines: list[str], buffer_names: list[str]) -> list[LlamaDevice]:
     for line in lines:
         if (dev := _using(line)) is not None:
             used[dev.name] = dev  # a draft model lists the same devices again: one entry each
-        elif m := _INFO.match(line):
-            totals[m.group(1)] = float(m.group(3))
+        elif (m := _INFO.match(line)) and (total := mib(m.group(3))) is not None:
+            totals[m.group(1)] = total
         elif m := _VULKAN.match(line):
             name = f"Vulkan{m.group(1)}"
             vulkan[name] = LlamaDevice(name=name, backend="Vulkan", description=m.group(2))
-        elif m := _METAL.search(line):
+        elif m := _METAL.match(line):
             metal.setdefault(m.group(1), []).append(m.group(2))
     if used:
         return [d.model_copy(update={"memory_total_mib": totals.get(d.name)}) for d in used.values()]

@@ -24,7 +24,7 @@ _WRAP = 1 << 44
 _WRAP_FROM = 1 << 43
 _SIGNED = ("free", "unaccounted")
 
-_TABLE = re.compile(r"memory_breakdown_print: \|(.*)\|\s*$")
+_TABLE = re.compile(r"^\w{0,40}memory_breakdown_print: \|(.*)\|\s*$")
 _NUM = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -46,7 +46,7 @@ def _cell(value: float, column: str) -> float | None:
 
 
 def _row(label: str, rest: str) -> BreakdownRow | None:
-    nums = [float(x) for x in _NUM.findall(rest)]
+    nums = [float(x) for x in _NUM.findall(rest)[:8]]
     cols: tuple[str, ...]
     # a device row: total = free + (self = model + context + compute) + unaccounted
     if "=" in rest and "(" in rest and len(nums) >= 7:
@@ -65,7 +65,7 @@ def parse_breakdown(lines: list[str]) -> list[BreakdownRow]:
     Fit trial loads print a table each; the one printed at exit comes last."""
     tables: list[list[BreakdownRow]] = []
     for raw in lines:
-        m = _TABLE.search(raw)
+        m = _TABLE.match(raw)
         if not m:
             continue
         cells = m.group(1).split("|")

@@ -22,7 +22,7 @@ from collector.llama.bench import run_llama_bench
 from collector.llama.binaries import LlamaTools
 from collector.llama.client import LlamaClient, ServerRequestError
 from collector.llama.logbuild import check_build
-from collector.llama.logparse import parse_server_log
+from collector.llama.logparse import LogFacts, parse_server_log
 from collector.llama.server import ServerProcess, free_port
 from collector.llama.tools import ToolError, exit_words
 from collector.measure.concurrent import measure_concurrent
@@ -166,7 +166,7 @@ def measure(spec: RunSpec, bench: Bench, model: ModelInfo, suite: PromptSuite, w
                 clients = [stack.enter_context(LlamaClient(server.base_url, timeout_s=s.request_timeout_s))
                            for _ in range(spec.concurrency)]
                 sampler = hardware.Sampler(server.pid, nvml=bench.nvml,
-                                           gpus=gpus.loaded_on(bench.host, server.log_text()))
+                                           gpus=gpus.loaded_on(bench.host, server.log_text(), printed(spec)))
                 sampler.start()
                 try:
                     props = clients[0].props()
@@ -197,7 +197,8 @@ def measure(spec: RunSpec, bench: Bench, model: ModelInfo, suite: PromptSuite, w
         rec.status, rec.error = "failed", ErrorInfo(stage=stage, message=_failure(str(exc), stage, server, tail),
                                                     log_tail=tail)
     _add_log_facts(rec, server, sampled, spec)
-    rec.host, rec.warnings = gpus.as_used(rec.host, rec.placement, rec.memory_mib)  # the GPUs llama.cpp used
+    rec.host, notes = gpus.as_used(rec.host, rec.placement, rec.memory_mib)  # the GPUs llama.cpp used
+    rec.warnings = [*rec.warnings, *notes]
     if rec.status == "ok":
         rec.conditions = judge_conditions(rec.samples, sampled, rec.batches, spec.concurrency)
     if rec.status == "ok" and s.llama_bench and spec.concurrency == 1:  # llama-bench has one client
@@ -220,8 +221,20 @@ def _failure(message: str, stage: str, server: ServerProcess, tail: list[str]) -
     return f"{message}; llama-server {exit_words(server.died)} during the {stage} (last log line: {last})"
 
 
+def printed(spec: RunSpec) -> tuple[str, ...]:
+    """What the spec's model file makes llama.cpp print verbatim (logtext keeps it inside its lines)."""
+    from collector.models.info import printed_strings
+
+    return printed_strings(spec.model_path)
+
+
 def _add_log_facts(rec: SpeedRecord, server: ServerProcess, sampled: Any, spec: RunSpec) -> None:
-    facts = parse_server_log(server.log_text())
+    try:
+        facts = parse_server_log(server.log_text(), printed(spec))
+    except CollectorError as exc:  # the run's measurements are kept; the record says what could not be read
+        facts = LogFacts()
+        rec.warnings = [*rec.warnings, f"llama-server's log could not be read, so placement and memory are not "
+                                       f"known: {exc}"]
     rec.placement, rec.memory_mib = facts.placement, facts.memory
     if spec.config.n_cpu_moe and rec.model.n_layers:
         # llama.cpp adds one CPU override per layer 0..N-1 (ref/llama-cpp.md §1); the per-tensor override

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 
 from collector.base.cache import sha256_files
 from collector.base.errors import CollectorError
@@ -36,6 +36,7 @@ _SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$"
 _EXPS_RE = re.compile(r"^blk\.(?P<layer>\d+)\.ffn_[a-z_]+_exps\.(weight|bias)$")
 _BLK_RE = re.compile(r"^blk\.(?P<layer>\d+)\.")
 _FACTS: dict[tuple[tuple[str, int, int], ...], ModelInfo] = {}
+_PRINTED: dict[tuple[tuple[str, int, int], ...], tuple[str, ...]] = {}
 
 
 def model_facts(path: Path) -> ModelInfo:
@@ -60,14 +61,44 @@ def model_facts(path: Path) -> ModelInfo:
     per (path, size, mtime) because reading a GGUF's tokenizer arrays takes seconds.
     """
     shards = gguf_shards(Path(path))
-    key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in shards)
+    key = _key(shards)
     if key not in _FACTS:
-        _FACTS[key] = _read_facts(shards)
+        readers = [_reader(p) for p in shards]
+        _FACTS[key] = _read_facts(shards, readers)
+        _PRINTED[key] = _line_breaking_strings(readers[0])
     return _FACTS[key].model_copy(deep=True)
 
 
-def _read_facts(shards: list[Path]) -> ModelInfo:
-    readers = [_reader(p) for p in shards]
+def printed_strings(path: Path) -> tuple[str, ...]:
+    """The GGUF's text values that hold a newline (a general.name, a token's text, the chat template) and the file's
+    path: llama.cpp prints such values verbatim in its log, where collector.llama.logtext keeps them inside the line
+    they were printed on. Read with the model's facts (once per file)."""
+    shards = gguf_shards(Path(path))
+    key = _key(shards)
+    if key not in _PRINTED:
+        model_facts(path)
+    return (*_PRINTED[key], str(path), str(Path(path).resolve()))
+
+
+def _key(shards: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    return tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in shards)
+
+
+def _line_breaking_strings(reader: GGUFReader) -> tuple[str, ...]:
+    """Every string value and string-array item of the GGUF's metadata that holds a newline (bytes checked first:
+    a vocabulary has 10^5 tokens, few or none with a newline)."""
+    out = []
+    for field in reader.fields.values():
+        if not field.types or field.types[-1] != GGUFValueType.STRING:
+            continue
+        for i in field.data:
+            raw = bytes(field.parts[i])
+            if b"\n" in raw:
+                out.append(raw.decode("utf-8", errors="replace"))
+    return tuple(out)
+
+
+def _read_facts(shards: list[Path], readers: list[GGUFReader]) -> ModelInfo:
     head = readers[0]
     arch = _field(head, "general.architecture")
 

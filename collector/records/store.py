@@ -84,12 +84,24 @@ def slugify(text: str, max_len: int = SLUG_MAX) -> str:
 
 
 _SAFE_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+# the names of the site's own pages in a section (devices/index.md, devices/catalog.md, models/index.md,
+# compare/index.md, runs/index.md, runs/_shell.md): no record's device, model or run page may take one
+RESERVED_NAMES = frozenset({"index", "catalog", "_shell"})
+_RESERVED = "_page"  # added to a slug that is a reserved name: "_" is never in a slug, so the name is its own
 
 
 def page_id_of(record_id: str) -> str:
-    """The permalink name (the folder under runs/) of the record with this id: the id when that is a plain token,
-    else a bounded slug of it. The record index refuses two records whose ids give the same page."""
-    return record_id if _SAFE_ID.match(record_id) else "r-" + slugify(record_id, 60)
+    """The permalink name (the folder under runs/) of the record with this id: the id when that is a plain token
+    and no page of the site's own, else a bounded slug of it. The record index refuses two records whose ids give
+    the same page."""
+    if _SAFE_ID.match(record_id) and record_id.lower() not in RESERVED_NAMES:
+        return record_id
+    return "r-" + slugify(record_id, 60)
+
+
+def page_slug(slug: str) -> str:
+    """A device's or model's slug as the name of its page: a reserved name ("index") gets a suffix of its own."""
+    return slug + _RESERVED if slug in RESERVED_NAMES else slug
 
 
 _GPU_NOISE = re.compile(r"\b(nvidia|geforce|amd|radeon|tesla|intel|corporation)\b", re.I)
@@ -102,7 +114,8 @@ _TRADEMARK = re.compile(r"\((?:R|TM)\)|[\u00ae\u2122]", re.I)
 
 
 def device_slug(host: Host) -> str:
-    """`rtx-4090`, `2x-rtx-3060`, `llvmpipe`, or `cpu-<model>` for CPU-only records."""
+    """`rtx-4090`, `2x-rtx-3060`, `llvmpipe`, or `cpu-<model>` for CPU-only records (never a reserved name: a GPU
+    called "index" is `index_page`)."""
     return _device_slug(tuple(_VULKAN_DETAIL.sub(" ", g.name) if g.backend == "Vulkan" else g.name
                               for g in host.gpus), host.cpu.model)
 
@@ -114,12 +127,24 @@ def _device_slug(gpu_names: tuple[str, ...], cpu_model: str | None) -> str:
         for gpu_name in gpu_names:
             name = slugify(_GPU_NOISE.sub(" ", gpu_name))
             counts[name] = counts.get(name, 0) + 1
-        return slugify("+".join(f"{n}x-{name}" if n > 1 else name for name, n in counts.items()))
+        return page_slug(slugify("+".join(f"{n}x-{name}" if n > 1 else name for name, n in counts.items())))
     return "cpu-" + slugify(_TRADEMARK.sub(" ", cpu_model or "unknown"), SLUG_MAX - 4)
 
 
 # a quant label at the end of a file stem: ".Q4_K_M", "-UD-IQ2_XXS", ".i1-IQ3_M", "-Q2_K_XL", "-MXFP4_MOE"
 _QUANT_TAIL = re.compile(r"[.\-_](?:(?:UD|i1)-)?(?:I?Q\d|F16|BF16|F32|MXFP4|NVFP4|TQ\d)[A-Za-z0-9_]*$", re.I)
+_TAIL_RUN = re.compile(r"[A-Za-z0-9_]*", re.I)  # the class that ends _QUANT_TAIL, with its flags
+
+
+def without_quant_tail(stem: str) -> str:
+    """The stem without its quant label, in time linear in its length. _QUANT_TAIL tried at every position of a
+    stem like "_Q1_Q1_..._Q1-" scans to the end each time (minutes for 200 KB); but everything after a label's
+    separator and "UD-"/"i1-" is word characters, so the label starts in the stem's last run of them or at most 4
+    characters before it, and is looked for from there (the same match as from the start)."""
+    run = _TAIL_RUN.match(stem[::-1])
+    i = len(stem) - (run.end() if run else 0)
+    m = _QUANT_TAIL.search(stem, max(i - 4, 0))
+    return stem[:m.start()] if m else stem
 
 
 def model_display_name(m: Any) -> str:
@@ -127,7 +152,7 @@ def model_display_name(m: Any) -> str:
     name a source or the GGUF gives; a fine-tune the source names is said to be one."""
     if m.file_name and m.sha256:  # a real file: its name is what people download and search for
         stem = re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", m.file_name)
-        return str(_QUANT_TAIL.sub("", stem) or stem)
+        return without_quant_tail(stem) or stem
     name = str(m.name or m.file_name or "unknown model")
     if m.finetune and m.finetune.lower() not in name.lower():
         name += f" ({m.finetune} fine-tune)"
@@ -135,7 +160,8 @@ def model_display_name(m: Any) -> str:
 
 
 def model_slug(record: AnyRecord) -> str:
-    return slugify(model_display_name(record.model))
+    """The model page's name (a model called "index" does not take the Models index's page)."""
+    return page_slug(slugify(model_display_name(record.model)))
 
 
 def record_relpath(record: AnyRecord) -> Path:

@@ -102,7 +102,9 @@ class ServerLab:
     def _loaded(self, server: ServerProcess, config: LlamaConfig) -> tuple[float | None, str | None]:
         """What a loaded server's log says: llama.cpp's buffers in the budget's scope (MiB), and why the context
         does not count as fitting when llama.cpp's fit shrank it (None: it did not)."""
-        facts = parse_server_log(server.log_text())
+        from collector.models.info import printed_strings
+
+        facts = parse_server_log(server.log_text(), printed_strings(self.q.model_path))
         n_ctx = facts.placement.n_ctx
         shrunk = (f"llama.cpp's fit reduced the context from {config.ctx_size} to {n_ctx} (not enough memory)"
                   if config.ctx_size and n_ctx and n_ctx < config.ctx_size else None)

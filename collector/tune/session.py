@@ -11,13 +11,14 @@ stopped early, was interrupted or stayed noisy, a failed record with no recommen
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from collector import __version__
-from collector.base.errors import CollectorError
+from collector.base.errors import CollectorError, short_repr
 from collector.base.files import check_writable
 from collector.base.lock import host_lock
 from collector.base.progress import NullObserver, Observer
@@ -27,7 +28,7 @@ from collector.llama.tools import term_as_interrupt
 from collector.measure.server_run import Bench, bench_for
 from collector.models.info import model_facts
 from collector.records import store
-from collector.records.flags import CACHE_TYPES, LlamaConfig, server_args
+from collector.records.flags import CACHE_TYPES, MAX_TOKENS, LlamaConfig, server_args
 from collector.records.schema import TUNE_TAG, ErrorInfo, Host, LlamaCpp, Source, TuneRecord
 from collector.tune.lab import CATEGORY, REPS, SUITE, WARMUP, ServerLab
 from collector.tune.search import (
@@ -56,9 +57,11 @@ def parse_kv(text: str) -> tuple[str, ...]:
 def parse_ctx(text: str) -> int | Literal["max"]:
     if text.strip().lower() == "max":
         return "max"
-    if not text.strip().isdigit() or int(text) < CTX_STEP:
-        raise CollectorError(f"--ctx {text!r}: give the context you need in tokens (at least {CTX_STEP}) or max")
-    return int(text)
+    digits = text.strip()
+    if not re.fullmatch(r"[0-9]{1,9}", digits) or not CTX_STEP <= int(digits) <= MAX_TOKENS:
+        raise CollectorError(f"--ctx {short_repr(text)}: give the context you need in tokens (at least {CTX_STEP}, "
+                             f"at most {MAX_TOKENS}) or max")
+    return int(digits)
 
 
 def scope_of(host: Host, llama: LlamaCpp) -> Literal["host", "gpu"]:

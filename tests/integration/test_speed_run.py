@@ -63,8 +63,9 @@ def test_speed_run_end_to_end_skip_and_force(tmp_path: Path, llama_tools: LlamaT
             assert s.gen_tokens == 16
             assert s.prompt_tokens and s.prompt_tokens >= s.depth_tokens + 100  # prompts are >= 150 tokens
             assert all(v > 0 for v in s.tg_tps + s.pp_tps + s.ttft_ms)
-            for server_tps, client_tps in zip(s.tg_tps, s.tg_tps_client):
-                assert abs(client_tps - server_tps) / server_tps < 0.25  # loose: 2 busy cores
+            if not rec.noisy:  # on a host the record finds busy, the client's clock waits for the CPU too
+                for server_tps, client_tps in zip(s.tg_tps, s.tg_tps_client):
+                    assert abs(client_tps - server_tps) / server_tps < 0.25
         depth0 = {s.category: s.prompt_tokens for s in rec.samples if s.depth_tokens == 0}
         for s in rec.samples:
             if s.depth_tokens == 256:  # depth adds exactly the filler (plus a separator of a few tokens)

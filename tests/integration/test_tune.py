@@ -21,7 +21,7 @@ from collector.records import store
 from collector.records.index import load_index, record_files
 from collector.records.schema import SpeedRecord, TuneRecord
 from collector.tune.lab import ServerLab
-from collector.tune.search import Search
+from collector.tune.search import OutOfTime, Search, key_of
 from collector.tune.session import Question, tune
 
 pytestmark = pytest.mark.slow
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 # ~133 MiB with q8_0 (logs of build 11434): a budget of 145 MiB puts the default over it, so the search must meet
 # the boundary for real.
 BUDGET = 145.0
+SEARCH_S = 420  # the search's time budget: a quiet host finishes in far less, a busy one stops there by design
 STOP_S = 2  # after the deadline: stopping the server under way (SIGKILL after 0.5 s) and writing the tune record
 
 
@@ -43,19 +44,31 @@ def _speed(data: Path) -> dict[str, SpeedRecord]:
     return {r.id: r for r in load_index(data, cache=False).valid if isinstance(r, SpeedRecord)}
 
 
+@pytest.mark.timeout(1500)  # two searches of at most SEARCH_S each, and the third that reuses everything
 def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials(
         tmp_path: Path, llama_tools: LlamaTools, smollm2: Path) -> None:
+    """On any host, quiet or busy: the rule, not a quiet machine, is asserted (issue 35, 7). A trial measured on a
+    busy host is noisy by design; it is measured once more, never recommended from, and a re-run measures again
+    exactly the configurations whose trials were noisy, reusing every quiet one. A search that a busy host makes
+    run past its time budget stops there and recommends nothing."""
     data = tmp_path / "data"
-    q = _question(smollm2)
+    q = _question(smollm2, time_budget_s=SEARCH_S)
     rec, path = tune(q, tools=llama_tools, data_dir=data)
-    assert rec.status == "ok", (rec.error, rec.steps)
     assert store.load_record(path) == rec
+    trials = _speed(data)
+    noisy = {key_of(t.config) for t in trials.values() if t.noisy}
+    assert set(rec.trials) == set(trials)  # every trial measured is a record, and the tune names it
+    if rec.status != "ok":  # by design on a busy host: every trial of the default or the best was noisy, or the
+        # search ran out of time; either way no recommendation, and why is said
+        assert rec.error is not None and rec.chosen is None and rec.command == [], (rec.error, rec.steps)
+        # only a host the trials found busy gets there: on a quiet one the search finishes well within SEARCH_S
+        assert noisy and (rec.error.stage == "noisy" or rec.stopped == "time budget"), (rec.error, rec.steps)
+        return
     c, d, g = rec.chosen, rec.default, rec.gain
     assert c is not None and d is not None and g is not None
     assert c.memory_mib is not None and c.memory_mib <= BUDGET and c.fits
     assert d.fits is False  # the default needs more than the budget: the boundary was met, not assumed
     assert rec.command == c.command and c.command[:3] == ["llama-server", "-m", "{model}"]
-    trials = _speed(data)
     assert set(rec.trials) <= set(trials)  # every trial is a record in the data dir
     tunes = {r.id for r in load_index(data, cache=False).valid if isinstance(r, TuneRecord)}
     for t in trials.values():
@@ -68,15 +81,24 @@ def test_tune_keeps_to_the_budget_and_gives_the_same_answer_from_the_same_trials
             assert mib is not None and mib <= BUDGET, (t.command, mib)
     chosen_recs = [trials[i] for i in c.records]
     assert len(chosen_recs) >= 2 and all(r.config == c.config for r in chosen_recs)  # screened, then confirmed
+    assert not any(r.noisy for r in chosen_recs)  # the choice stands on quiet trials only
     assert c.tg_tps is not None and c.tg_tps.n == sum(len(s.tg_tps) for r in chosen_recs for s in r.samples)
     assert g.low_pct <= g.pct <= g.high_pct
 
     lab = ServerLab(q, Bench(llama_tools, rec.host, rec.llama_cpp), data, rec.model, "again")
     search = Search(q, lab, rec.host, rec.model)  # the search alone, nothing saved
-    search.run()
-    assert _speed(data).keys() == trials.keys()  # nothing measured again: every trial reused
-    assert (search.choice(c.config), search.choice(d.config)) == (c, d) and search.best == c.config
+    try:
+        search.run()
+        finished = True
+    except OutOfTime:  # re-measuring noisy trials on a busy host took its whole time budget
+        finished = False
+    again_measured = [r for i, r in _speed(data).items() if i not in trials]
+    # what is measured again is what was noisy; every quiet trial is reused
+    assert {key_of(r.config) for r in again_measured} <= noisy, [r.command for r in again_measured]
     assert search.probes == []  # every memory question answered by the first tune's probes and trials
+    if again_measured or not finished:
+        return  # a busy host: the search went on from new trials, so its choice may differ (and is checked above)
+    assert (search.choice(c.config), search.choice(d.config)) == (c, d) and search.best == c.config
     assert set(c.records) | set(d.records) <= set(search.trials) <= set(rec.trials)
     again, again_path = tune(q, tools=llama_tools, data_dir=data)  # the same answer is not recorded twice
     assert (again, again_path) == (rec, path)
@@ -90,8 +112,11 @@ def test_tune_stops_at_its_time_budget(tmp_path: Path, llama_tools: LlamaTools, 
     assert rec.seconds is not None and rec.seconds <= 30 + STOP_S
     assert rec.steps[-1].startswith("stopped at the time budget")  # before a step, or during one
     assert rec.chosen is None and rec.command == [] and rec.gain is None  # no recommendation from half a search
-    assert rec.default is not None and rec.default.records  # what it did measure is kept
-    assert set(rec.trials) == set(_speed(data)) and rec.trials
+    # what it measured is kept, whatever the host's speed: one record per trial the steps say finished (a quiet
+    # host finishes the default's in 30 s; a busy one may finish none), the default's first
+    finished = [s for s in rec.steps if s.startswith("trial (") and "reused" not in s]
+    assert set(rec.trials) == set(_speed(data)) and len(rec.trials) == len(finished), rec.steps
+    assert rec.default is not None and (not rec.trials or rec.default.records)
     assert isinstance(store.load_record(path), TuneRecord)
 
 
@@ -114,13 +139,17 @@ def test_ctrl_c_during_a_tune_keeps_its_trials_and_records_the_tune_as_interrupt
                             env={**os.environ, "TMPDIR": str(tmp_path)}, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,  # SIGINT as a terminal would deliver it:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        wait_until(lambda: data.exists() and len(record_files(data)) >= 1)  # the default's trial is written
-        wait_until(lambda: bool(procs_with(f"{tmp_path}/qa-tune-")))  # the next server (probe or trial) is up
+    try:  # events, not durations: a busy host takes longer to reach them (the test's timeout bounds it)
+        wait_until(lambda: data.exists() and len(record_files(data)) >= 1, timeout=480)  # the default's trial
+        wait_until(lambda: bool(procs_with(f"{tmp_path}/qa-tune-")), timeout=240)  # the next server is up
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
+        _, err = proc.communicate(timeout=120)
+    finally:  # reaped and its pipes closed, even when the test failed (else the next test sees the warnings)
         proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     assert proc.returncode == 130, err
     assert procs_with(str(tmp_path)) == []
     records = load_index(data, cache=False).valid

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 from collector.publish import charts
 from collector.publish.charts import svgplot
+from collector.publish.charts.draw import PHONE_W
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -50,7 +51,8 @@ def test_hostile_labels_stay_text_and_the_svg_parses() -> None:
         assert "<script>" in words and b"<script>" not in data, variant
         assert "\\u202e" in words and "\u202e" not in words  # shown, not obeyed
         width = float(re.match(r"0 0 ([\d.]+)", root.get("viewBox", "")).group(1))  # type: ignore[union-attr]
-        assert width == charts.W
+        assert width == (PHONE_W if variant.startswith("phone-") else charts.W), variant  # a phone's column
+    assert set(svgs) == {"light", "dark", "phone-light", "phone-dark"}
     assert svgs["light"] != svgs["dark"] and charts.LIGHT["measured"].encode() not in svgs["dark"]
 
 

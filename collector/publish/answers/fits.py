@@ -16,7 +16,8 @@ from collector.publish.rows.devices import site_device
 from collector.records.schema import SpeedRecord
 from collector.records.store import AnyRecord
 
-_GB = re.compile(r"^\s*~?\s*(\d+(?:\.\d+)?)\s*GB\s*$", re.I)
+# (a bounded number: a 400-digit figure is no size; "\s*~?\s*" would backtrack over a long run of spaces)
+_GB = re.compile(r"^\s*(?:~\s*)?(\d{1,12}(?:\.\d{1,12})?)\s*GB\s*$", re.I)
 
 
 def stated_gb(text: str | None) -> float | None:

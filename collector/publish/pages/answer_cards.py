@@ -20,7 +20,7 @@ from collector.publish.rows.names import group_label
 from collector.publish.words.escape import shell_command
 from collector.publish.words.facts import date_text, kv_text, moe_text, quote_of
 from collector.publish.words.gguf_links import download_link
-from collector.publish.words.labels import config_summary
+from collector.publish.words.labels import config_summary, runnable_command
 from collector.publish.words.links import device_src, href, model_src, run_src
 from collector.publish.words.reasons import spill_text
 from collector.publish.words.render import figure_detail, figure_value, mib
@@ -97,6 +97,9 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
     k = row.kld
     size, size_gb = _size(row)
     launch = card.launch
+    # a printed or measured command as a reader runs it today (llama-server from PATH, flags respelled): the one
+    # definition the configuration tables use too
+    cmd = runnable_command(rec) if launch.origin in ("measured", "printed", "reconstructed") else None
     origin = TIER_WORDS[card.tier]
     if card.tier != MEASURED:
         origin += f": {rec.source.title or rec.source.citation or 'source not named'}"
@@ -108,8 +111,9 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
         "test": card.test,
         "depth": "depth not stated" if card.depth is None else f"at depth {card.depth:,}",
         "ctx": _ctx(card),
-        "command": shell_command(list(launch.argv), rec.model.file_name) if launch.argv else None,
-        "command_origin": LAUNCH_WORDS.get(launch.origin, launch.why_none or ""),
+        "command": cmd.text if cmd else shell_command(list(launch.argv), rec.model.file_name) if launch.argv else None,
+        "command_origin": LAUNCH_WORDS.get(launch.origin, launch.why_none or "") + (
+            f"; spelled for today's llama-server (as printed: {cmd.printed})" if cmd and cmd.printed else ""),
         "kld": None if not k or k.kld_mean is None else {
             "value": f"{k.kld_mean:.4g}" + (f" ± {k.kld_mean_unc:.2g}" if k.kld_mean_unc else ""),
             "reference": k.reference or "a base not stated", "corpus": k.corpus or "unknown",

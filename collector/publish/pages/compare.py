@@ -14,7 +14,10 @@ reader sees the spread instead of an average.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from collector.publish import charts
@@ -54,8 +57,14 @@ def settings_text(settings: str) -> str:
                       for k, v in values.items())
 
 
-def group_src(model: str, quant: str) -> str:
-    return f"compare/{slugify(model + '-' + quant, 90)}.md"
+def group_srcs(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The page of each (model slug, quant): the model's slug and the quant's joined by "--", which neither holds (a
+    model "X Q4" with quant "K_M" does not take the page of "X" Q4_K_M); quants that slug alike ("Q4_K_M",
+    "q4-k-m") each get a digest of their own. One page per path, whatever the records say."""
+    want = {k: f"compare/{k[0]}--{slugify(k[1], 29)}" for k in keys}
+    taken = Counter(want.values())
+    return {k: f"{path}--{hashlib.sha256(repr(k).encode('utf-8', 'surrogatepass')).hexdigest()[:8]}.md"
+            if taken[path] > 1 else f"{path}.md" for k, path in want.items()}
 
 
 def _line_context(src: str, line: DeviceLine) -> dict[str, Any]:
@@ -76,8 +85,10 @@ def compare_pages(rows: list[Row]) -> tuple[list[dict[str, Any]], list[Generated
     """The index entries and the page (with its charts) of every model + quant measured on several devices."""
     index: list[dict[str, Any]] = []
     files: list[GeneratedFile] = []
-    for (model, quant), group in groups(rows).items():
-        src = group_src(model, quant)
+    found = groups(rows)
+    srcs = group_srcs(found)
+    for (model, quant), group in found.items():
+        src = srcs[(model, quant)]
         name = group_label(r.rec for r in group)
         parts: list[dict[str, Any]] = []
         for i, (key, lines) in enumerate(sorted(sections(group).items(), key=lambda kv: -len(kv[1]))):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from collector.publish.answers.picks import usable
 from collector.publish.answers.ranking import groups, sections
-from collector.publish.pages.compare import compare_pages, group_src, test_text
+from collector.publish.pages.compare import compare_pages, group_srcs, test_text
 from collector.publish.pages.files import GeneratedFile
 from collector.publish.pages.tune import tune_of
 from collector.publish.rows.devices import NOT_STATED, device_key
@@ -67,7 +67,8 @@ OVERVIEW_ROWS = 10
 def _overview(rows: list[Row]) -> dict[str, Any] | None:
     """The largest like-for-like ranking of the data: its top devices (tg where it is measured, else pp)."""
     best: tuple[tuple[bool, int, bool], tuple[str, str], str, dict[str, Any]] | None = None
-    for key, group in groups(rows).items():
+    found = groups(rows)
+    for key, group in found.items():
         for shape, lines in sections(group).items():
             ranked = [ln for ln in lines.values() if ln.rank is not None]
             what = next(iter(lines.values())).what
@@ -82,7 +83,7 @@ def _overview(rows: list[Row]) -> dict[str, Any] | None:
     name = group_label(r.rec for r in part["group"])
     shape = part["shape"]
     return {"title": f"{name} {quant} · {test_text(shape.test)} · {shape.source}", "what": what,
-            "href": group_src(model, quant), "rows": [{"device": ln.label, "href": device_src(ln.device),
+            "href": group_srcs(found)[(model, quant)], "rows": [{"device": ln.label, "href": device_src(ln.device),
                                                        "fig": ln.stat(), "rank": ln.rank, "wide": ln.wide}
                                                       for ln in top],
             "note": f"The top {len(top)} of {len(part['lines'])} devices ranked there."}
@@ -266,15 +267,32 @@ def _parquet(frame: pd.DataFrame) -> bytes:
 
 
 def _csv(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> str:
-    """The typed columns as CSV: text a spreadsheet would run as a formula quoted, created_at in ISO 8601."""
-    safe = frame.copy()
-    for c in CSV_COLS:
-        if column_type(c) == "string":
-            safe[c] = safe[c].map(csv_cell)
-    safe["created_at"] = [r["created_at"] for r in rows]
-    buf = io.StringIO()
-    safe.to_csv(buf, index=False)
-    return buf.getvalue()
+    """The typed columns as CSV: every text cell quoted and neutralised (csv_cell: no formula lead, no carriage
+    return or line feed, which a reader takes for the end of the row even unquoted), numbers bare, an unknown value
+    an empty cell; created_at in ISO 8601."""
+    kinds = [column_type(c) for c in CSV_COLS]
+    columns = [frame[c].tolist() for c in CSV_COLS]
+    columns[CSV_COLS.index("created_at")] = [r["created_at"] for r in rows]
+    lines = [",".join(_quoted(c) for c in CSV_COLS)]
+    for i in range(len(rows)):
+        lines.append(",".join(_cell(col[i], kind) for col, kind in zip(columns, kinds, strict=True)))
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return ""
+    if kind == "int64":
+        return str(int(value))
+    if kind == "double":
+        return repr(float(value))
+    if kind == "bool":
+        return str(bool(value))
+    return _quoted(str(csv_cell(str(value))))
 
 
 def _json(records: list[AnyRecord]) -> str:

@@ -9,7 +9,7 @@ validated or rendered again.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from importlib import metadata, resources
 from pathlib import Path
@@ -134,6 +134,9 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     bad = [g.src_uri for g in files if not g.src_uri.startswith(RESERVED_PREFIXES)]
     if bad:
         raise AssertionError(f"generated files outside the reserved prefixes: {bad[:3]}")
+    twice = [uri for uri, n in Counter(g.src_uri for g in files).items() if n > 1]
+    if twice:  # paths are unique by construction (store.page_slug, compare.group_srcs): a second page never hides one
+        raise AssertionError(f"two generated files have the path {twice[:3]}")
     deferred: dict[str, list[str]] = {}
     pages: list[GeneratedFile] = []
     for g in files:

@@ -98,12 +98,14 @@ def shell_command(argv: Sequence[str], model_file: str | None) -> str:
 def csv_cell(value: object) -> object:
     """A value for a CSV download: text that a spreadsheet would run as a formula is prefixed with a quote. Some
     spreadsheets skip leading spaces and read fullwidth or small forms (＝, ﹦, ＋) as the ASCII sign: the test is on
-    the text as they read it."""
+    the text as they read it. A carriage return or line feed is shown as `\\r` / `\\n`: CSV readers (Python's csv,
+    LibreOffice, Excel) end a row at a bare one, and the next row would start with what follows."""
     if not isinstance(value, str):
         return value
     text = neutralize(value)
     head = unicodedata.normalize("NFKC", text[:8]).lstrip(" \u00a0\u3000")
-    return "'" + text if text.startswith(_CSV_FORMULA) or head.startswith(_CSV_FORMULA) else text
+    text = "'" + text if text.startswith(_CSV_FORMULA) or head.startswith(_CSV_FORMULA) else text
+    return text.replace("\r", "\\r").replace("\n", "\\n") if "\r" in text or "\n" in text else text
 
 
 def safe_url(value: object) -> str | None:

@@ -89,13 +89,15 @@ def figure_detail(f: Stat | None) -> str:
     return f"{f.kind} of n={f.n}{spread}"
 
 
-_WHOLE = re.compile(r"(?<![\w-])(--?[A-Za-z][\w.-]*|[\d.,]+–[\d.,]+)")  # a flag, or a range a–b
+# a flag, or a range a–b; a run of digits that starts no range is passed over whole (trying every position in it
+# again made "1.1.1.1..." quadratic: minutes for a 200 KB config.extra_args)
+_WHOLE = re.compile(r"(?<![\w-])(?:(--?[A-Za-z][\w.-]*|[\d.,]++–[\d.,]+)|[\d.,]++)")
 
 
 def whole(text: object) -> Markup:
     """Escaped text in which flags (--metrics) and ranges (84.2–103.0) never break across lines: a phone would
     otherwise wrap them after their hyphen or dash."""
-    return Markup(_WHOLE.sub(r'<span class="qa-nw">\1</span>', h(text)))
+    return Markup(_WHOLE.sub(lambda m: f'<span class="qa-nw">{m[1]}</span>' if m[1] else m[0], h(text)))
 
 
 def figure_html(f: Stat | None, unit: str = "") -> Markup:

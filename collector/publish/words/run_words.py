@@ -14,22 +14,23 @@ from collector.publish.words.render import num
 from collector.records.schema import KldResults
 
 _PREFIX = re.compile(r"^(?:common_params_fit_impl|common_fit_params|llama_params_fit\w*|common_init_\w*):\s*")
+# (a count of more digits is not llama.cpp's: the line is shown as it is, never a traceback)
 _FIT: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"getting device memory data for initial parameters:?$"), None),
     (re.compile(r"fitting params to device memory \.\.\.$"), None),
-    (re.compile(r"projected to use (\d+) MiB of host memory vs\. (\d+) MiB of total host memory"),
+    (re.compile(r"projected to use (\d{1,15}) MiB of host memory vs\. (\d{1,15}) MiB of total host memory"),
      lambda m: f"projected {int(m[1]):,} MiB of host memory, of {int(m[2]):,} MiB in total"),
-    (re.compile(r"projected to use (\d+) MiB of device memory vs\. (\d+) MiB of free device memory"),
+    (re.compile(r"projected to use (\d{1,15}) MiB of device memory vs\. (\d{1,15}) MiB of free device memory"),
      lambda m: f"projected {int(m[1]):,} MiB of GPU memory, of {int(m[2]):,} MiB free"),
-    (re.compile(r"will leave (\d+) >= (\d+) MiB of (?:free device|system) memory, no changes needed"),
+    (re.compile(r"will leave (\d{1,15}) >= (\d{1,15}) MiB of (?:free device|system) memory, no changes needed"),
      lambda m: f"changed nothing: {int(m[1]):,} MiB stay free, at least the {int(m[2]):,} MiB it keeps free"),
-    (re.compile(r"cannot meet free memory target of (\d+) MiB, need to reduce device memory by (\d+) MiB"),
+    (re.compile(r"cannot meet free memory target of (\d{1,15}) MiB, need to reduce device memory by (\d{1,15}) MiB"),
      lambda m: f"had to save {int(m[2]):,} MiB to keep {int(m[1]):,} MiB free"),
-    (re.compile(r"context size reduced from (\d+) to (\d+) -> need (\d+) MiB less memory in total"),
+    (re.compile(r"context size reduced from (\d{1,15}) to (\d{1,15}) -> need (\d{1,15}) MiB less memory in total"),
      lambda m: f"reduced the context from {int(m[1]):,} to {int(m[2]):,} tokens ({int(m[3]):,} MiB less)"),
     (re.compile(r"entire model can be fit by reducing context"),
      lambda m: "fit the whole model by reducing the context"),
-    (re.compile(r"context size set by user to (\d+) -> no change"),
+    (re.compile(r"context size set by user to (\d{1,15}) -> no change"),
      lambda m: f"kept the context of {int(m[1]):,} tokens the command sets"),
     (re.compile(r"successfully fit params to free device memory"), lambda m: "the settings fit the free memory"),
     (re.compile(r"failed to fit params to free device memory: (.+)$"),
