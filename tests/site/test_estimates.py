@@ -45,7 +45,7 @@ def built(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_without_estimates_every_other_byte_is_the_same(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     records = load_records(data)
     with_est = {g.src_uri: g.content for g in site_mod.build_site(records).whole()}
-    monkeypatch.setattr(site_mod, "device_section", lambda est, host, src: "")
+    monkeypatch.setattr(site_mod, "device_section", lambda est, host, src, fold: "")
     monkeypatch.setattr(site_mod, "catalog_pages", lambda est, pages: [])
     monkeypatch.setattr(site_mod, "methodology_section", lambda est, recs: ("", []))
     without = {g.src_uri: g.content for g in site_mod.build_site(records).whole()}

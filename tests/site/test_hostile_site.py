@@ -22,10 +22,10 @@ import pytest
 from hostile import hostile_text, lengths
 from pydantic import TypeAdapter, ValidationError
 
-from collector.estimate.answer import Estimator
+from collector.estimate.estimator import Estimator
 from collector.publish.words.render import whole
 from collector.publish.pages.run import run_html
-from collector.publish.site import build_from, build_site
+from collector.publish.site.build import build_from, build_site
 from collector.records import store
 from collector.records.index import load_index
 from collector.records.schema import GpuInfo, Record, Sample, Source, SpeedRecord, Stat, Summary

@@ -4,6 +4,7 @@ every configuration, charts, and the KLD measured on it."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from markupsafe import Markup
@@ -270,11 +271,12 @@ def _kld_rows(klds: list[KldRow]) -> list[dict[str, Any]]:
 
 
 def device_page(device: str, rows: list[Row], klds: list[KldRow],
-                device_records: list[AnyRecord], estimates: str = "",
+                device_records: list[AnyRecord], estimates: Callable[[bool], str] = lambda fold: "",
                 all_klds: list[KldRow] | None = None) -> list[GeneratedFile]:
-    """The device's Markdown page and its chart files; `estimates`: its rendered estimate section
-    (collector.publish.pages.estimates), placed after what was measured to fit; `all_klds`: every KLD row of the site
-    (what is known of a model's other files, wherever measured), default this device's."""
+    """The device's Markdown page and its chart files; `estimates(fold)`: its estimate section
+    (collector.publish.pages.estimates), placed after what was measured to fit, its tables folded below answer
+    cards and open where the page has none; `all_klds`: every KLD row of the site (what is known of a model's other
+    files, wherever measured), default this device's."""
     src = f"devices/{device}.md"
     speed_recs = [r for r in device_records if isinstance(r, SpeedRecord)]
     dev = site_device((speed_recs or device_records)[-1].host)
@@ -287,7 +289,7 @@ def device_page(device: str, rows: list[Row], klds: list[KldRow],
     if rows and not klds and all(r.imported and not r.rec.command and not r.kld for r in rows) and \
             all(isinstance(r, SpeedRecord) for r in device_records):  # crowd results only: nothing to launch
         text = render("device_crowd.md.j2", src=src, label=label, hw=hardware(device_records, dev), table=table,
-                      n_records=len(speed_recs), estimates=Markup(estimates), gpu=_picker_gpu(dev))
+                      n_records=len(speed_recs), estimates=Markup(estimates(False)), gpu=_picker_gpu(dev))
         return [GeneratedFile(src, front_matter(label, wide=True) + text)]
     cards = device_answers(rows, src)
     crowd_models = {a["model"] for a in cards if a["tier"] == CROWD}
@@ -323,7 +325,7 @@ def device_page(device: str, rows: list[Row], klds: list[KldRow],
                   kld_charts=kld_charts, history=history, tuned=tuned,
                   kld_picks=_kld_only_picks(kld_table) if only_kld else [], kld_budget=KLD_BUDGET, keep=KEEP_SPEED,
                   answers=answers, no_kld=_no_kld(rows, klds if all_klds is None else all_klds),
-                  estimates=Markup(estimates), cards=[a for a in cards if a["tier"] != CROWD], crowd=crowd,
+                  estimates=Markup(estimates(True)), cards=[a for a in cards if a["tier"] != CROWD], crowd=crowd,
                   gpu=_picker_gpu(dev))
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
 

@@ -78,8 +78,9 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
             "min_context": MIN_CONTEXT}
 
 
-def device_section(est: Estimator, host: Host, src: str) -> str:
-    """The section a record device's page gets (a note where the device is not in the catalog)."""
+def device_section(est: Estimator, host: Host, src: str, fold: bool) -> str:
+    """The section a record device's page gets (a note where the device is not in the catalog); `fold`: its tables
+    behind a "show" (below a page's answer cards)."""
     dev, n, _ = device_of(host)
     if not host.gpus:
         return render("estimates.md.j2", part="none", src=src, why="a CPU: the catalog has no memory bandwidth "
@@ -87,7 +88,7 @@ def device_section(est: Estimator, host: Host, src: str) -> str:
     if dev is None:
         return render("estimates.md.j2", part="none", src=src, why="these GPUs are not one device of the catalog, "
                       "so nothing is estimated")
-    return render("estimates.md.j2", part="section", **section_context(est, dev, n, src))
+    return render("estimates.md.j2", part="section", fold=fold, **section_context(est, dev, n, src))
 
 
 def catalog_pages(est: Estimator, record_pages: dict[str, str]) -> list[GeneratedFile]:

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from importlib import metadata, resources
 from pathlib import Path
+from functools import partial
 from typing import NamedTuple
 
 from collector.base.cache import Blob, code_stamp, package_files, scope
@@ -115,7 +116,7 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     for device, recs in sorted(recs_by_device.items()):
         host = max(recs, key=lambda r: isinstance(r, SpeedRecord)).host
         files += device_page(device, rows_by_device[device], klds_by_device[device], recs,
-                             estimates=device_section(est, host, device_src(device)), all_klds=f.klds)
+                             estimates=partial(device_section, est, host, device_src(device)), all_klds=f.klds)
         dev, n, _ = device_of(host)
         if dev is not None and n == 1:
             record_pages.setdefault(dev.name, device_src(device))
