@@ -49,9 +49,9 @@ def test_the_m1_1133_and_every_figure_over_the_bound_is_flagged_listed_and_never
                                     r'.*?</li>', page, re.S):
                 assert rid not in block, (src, rid)
     # never a ranked value or a bar: Compare's ranked rows list a held result only struck through
-    compare = pages["compare/llama-3-8b-q4-k-m.md"]
+    compare = pages["compare/llama-3-8b--q4-k-m.md"]
     assert "1133.05" in compare and re.search(r"<s title=\"[^\"]*\">1133\.05", compare)
-    charts = [g.content for g in build.files if g.src_uri.startswith("charts/compare/llama-3-8b-q4-k-m")]
+    charts = [g.content for g in build.files if g.src_uri.startswith("charts/compare/llama-3-8b--q4-k-m")]
     assert charts and not any(b"1133" in c for c in charts if isinstance(c, bytes))
     assert IMPLAUSIBLE in flagged
 
@@ -88,7 +88,7 @@ def test_no_device_is_ranked_on_results_that_disagree_by_more_than_wide() -> Non
             else:
                 assert not majority, (src, device, values)
     assert seen_majority > 0
-    page = _text(_pages()["compare/meta-llama-3-1-8b-instruct-q4-k-m.md"])
+    page = _text(_pages()["compare/meta-llama-3-1-8b-instruct--q4-k-m.md"])
     # LocalScore's RTX 5090 (43.2, 45.8, 106): ranked on its consistent two, never on a median with the outlier
     assert re.search(r"GeForce RTX 5090 results disagree \([\d.]+×\): ranked on 4\d\.\d t/s", page), page[:3000]
 
@@ -107,7 +107,7 @@ def test_no_model_page_or_pick_is_named_by_what_names_no_model() -> None:
 
 
 def test_compare_ranks_each_source_table_together_once_per_test() -> None:
-    page = _pages()["compare/llama-3-8b-q4-k-m.md"]
+    page = _pages()["compare/llama-3-8b--q4-k-m.md"]
     heads = re.findall(r"^## (.+)$", page, re.M)
     notes = re.findall(r'<p class="qa-cmd-note">(.*?) · \d+ devices', page)
     keys = [(h, n) for h, n in zip(heads, notes)]

@@ -22,7 +22,7 @@ def flagged_rows(f: Frames) -> list[dict[str, Any]]:
         rec = by_id.get(fv.record_id)
         if rec is None:
             continue
-        numbers = "; ".join(f"{k} {x}" for v in fv.verdicts for k, x in v.numbers.items())
+        numbers = "; ".join(f"{k} {x}" for v in fv.verdicts for k, x in v.numbers.items() if x != "")
         out.append({"href": run_src(run_page_id(rec)), "device": device_label(rec.host), "model": label_of(rec),
                     "quant": quant_of(rec), "figure": FIGURE_NAMES.get(fv.figure, fv.figure), "text": fv.text,
                     "status": fv.status, "reason": fv.reason, "numbers": numbers,
