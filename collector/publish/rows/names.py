@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collector.judge.names import ModelName, model_name, readable_labels
-from collector.records.store import AnyRecord, model_display_name, slugify
+from collector.records.store import AnyRecord, model_display_name, page_slug, slugify
 
 UNNAMED_SLUG = "unnamed"  # models/unnamed/: every result whose stated model name names no model
 UNNAMED_TITLE = "Unnamed models (as submitted)"
@@ -19,9 +19,10 @@ def name_of(rec: AnyRecord) -> ModelName:
 
 
 def slug_of(rec: AnyRecord) -> str:
-    """The model's page (models/<slug>/): one per model, whatever its spelling; UNNAMED_SLUG for no model."""
+    """The model's page (models/<slug>/): one per model, whatever its spelling; UNNAMED_SLUG for no model; never a
+    page of the site's own (a model called "index" is `index_page`)."""
     n = name_of(rec)
-    return UNNAMED_SLUG if n.unnamed else slugify(n.key)
+    return UNNAMED_SLUG if n.unnamed else page_slug(slugify(n.key))
 
 
 def label_of(rec: AnyRecord) -> str:
