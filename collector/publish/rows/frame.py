@@ -157,15 +157,19 @@ def join_kld(rows: list[Row], klds: list[KldRow]) -> None:
     one; else by model + quant + the repository the file is published in, where the records name it (a file of
     another uploader is another file: never joined), and by model + quant alone where either side does not name it
     (said so). The KLD measured with the same KV cache types is preferred; otherwise the weights' KLD is attached with
-    a note naming the cache types it was measured with; measured over imported."""
+    a note naming the cache types it was measured with. A file scored against several references (or corpora, or
+    contexts) gets the KLD of the scope the most files of its model were scored in, so that the files it is set
+    beside were measured the same way; then measured over imported, the newest."""
     by_sha: dict[str, list[KldRow]] = defaultdict(list)
     by_name: dict[tuple[str, str], list[KldRow]] = defaultdict(list)
+    files_in: dict[tuple[str, object], set[str]] = defaultdict(set)  # (model, scope) -> the files scored in it
     for k in klds:
         if k.status != "ok" or k.kld_mean is None:
             continue
         if k.sha256:
             by_sha[k.sha256].append(k)
         by_name[(k.model, k.quant)].append(k)
+        files_in[(k.model, k.scope)].add(k.sha256 or k.quant)
     for row in rows:
         rec = row.rec
         how, cands = "sha256", by_sha.get(rec.model.sha256 or "")
@@ -186,7 +190,8 @@ def join_kld(rows: list[Row], klds: list[KldRow]) -> None:
         sizes = {c.corpus_ctx for c in same if c.corpus_ctx}
         if len(sizes) > 1:  # KV types scored at several context sizes: the first (smallest), where quants are too
             same = [c for c in same if c.corpus_ctx == min(sizes)]
-        best = sorted(sorted(same, key=lambda c: c.created_at, reverse=True), key=lambda c: c.imported)[0]
+        best = sorted(sorted(same, key=lambda c: c.created_at, reverse=True),
+                      key=lambda c: (-len(files_in[(c.model, c.scope)]), c.imported))[0]
         row.kld, row.kld_join = best, how
         if (best.ctk, best.ctv) != (ctk, ctv):
             row.kld_note = f"KLD measured with KV cache {best.ctk or 'not stated'}/{best.ctv or 'not stated'}"
