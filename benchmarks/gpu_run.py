@@ -85,11 +85,9 @@ def check_carry(bundle: Path) -> str | None:
         path = bundle / name
         if not path.is_file():
             return f"gpu_run: {path} is missing: {fix}"
-        h = hashlib.sha256()
         with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() != files[name].get("sha256"):
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if digest != files[name].get("sha256"):
             return f"gpu_run: {path} is not the file the manifest records (sha256 differs): {fix}"
     return None
 

@@ -3,6 +3,7 @@ tests/screens.py, which refreshes docs/screenshots/)."""
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
 import re
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import websocket  # websocket-client, in the dev extra
@@ -25,6 +27,18 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 class Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
+
+
+@contextmanager
+def serve(root: str | Path) -> Iterator[str]:
+    """A folder (a built site) served on a free port of 127.0.0.1, quietly: its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 class CDP:

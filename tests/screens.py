@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import functools
-import http.server
 import shutil
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cdp import CDP, Quiet, chromium
+from cdp import CDP, chromium, serve
 
 
 def shoot(cdp: CDP, url: str, width: int, scheme: str, out: Path, max_height: int = 0) -> None:
@@ -49,21 +46,14 @@ def main() -> None:
     if not exe:
         sys.exit("chromium is not installed")
     args.out.mkdir(parents=True, exist_ok=True)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(args.site)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        with chromium(exe) as cdp:
-            for page in args.pages:
-                name = page.strip("/").replace("/", "-") or "home"
-                for width in (int(w) for w in args.widths.split(",")):
-                    for scheme in ("light", "dark"):
-                        path = args.out / f"{name}-{width}-{scheme}.png"
-                        shoot(cdp, f"{base}/{page.lstrip('/')}", width, scheme, path, args.max_height)
-                        print(path)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve(args.site) as base, chromium(exe) as cdp:
+        for page in args.pages:
+            name = page.strip("/").replace("/", "-") or "home"
+            for width in (int(w) for w in args.widths.split(",")):
+                for scheme in ("light", "dark"):
+                    path = args.out / f"{name}-{width}-{scheme}.png"
+                    shoot(cdp, f"{base}/{page.lstrip('/')}", width, scheme, path, args.max_height)
+                    print(path)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,7 @@ kind of page keeps its height and phone budgets."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +16,9 @@ from sitebuild import REPO, build_clean
 
 pytestmark = pytest.mark.site
 try:
-    from cdp import CDP, Quiet, chromium
+    from cdp import CDP, chromium, serve
 except ImportError:  # pragma: no cover - reported by test_browser's _chromium()
-    CDP = Quiet = chromium = None  # type: ignore[assignment,misc]
+    CDP = chromium = serve = None  # type: ignore[assignment,misc]
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +28,8 @@ def data_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(data_site: Path) -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(data_site)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(data_site) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

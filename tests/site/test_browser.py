@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +13,9 @@ import pytest
 
 pytestmark = pytest.mark.site
 try:
-    from cdp import CDP, Quiet, chromium
+    from cdp import CDP, chromium, serve
 except ImportError:  # pragma: no cover - websocket-client missing: reported by _chromium()
-    CDP = Quiet = chromium = None  # type: ignore[assignment,misc]
+    CDP = chromium = serve = None  # type: ignore[assignment,misc]
 
 
 def _chromium() -> str:
@@ -36,12 +33,8 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 def server(built_site: Path) -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(built_site)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(built_site) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -11,19 +11,15 @@ an invisible or direction-changing character reach the text raw.
 from __future__ import annotations
 
 import copy
-import functools
-import http.server
 import json
 import shutil
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
-from cdp import CDP, Quiet
+from cdp import CDP, serve
 from test_browser import browser  # noqa: F401  (browser: the shared Chromium fixture)
 
 from collector.records import store
@@ -107,18 +103,6 @@ def records() -> list[store.AnyRecord]:
     return recs
 
 
-@contextmanager
-def _serve(root: Path) -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 HOOK = """window.__qa = [];
 for (const f of ["alert", "confirm", "prompt", "print", "open"]) {
   window[f] = (...a) => { window.__qa.push(f + "(" + a.join(",") + ")"); };
@@ -166,7 +150,7 @@ def test_record_strings_are_inert_on_every_page(name: str, records: list[store.A
     site = build_clean(data, tmp_path / "site")
     browser.call("Page.addScriptToEvaluateOnNewDocument", source=HOOK)
     seen: dict[str, list[str]] = {}
-    with _serve(site) as url:
+    with serve(site) as url:
         for page in _pages(site):
             browser.open(f"{url}/{page}")
             got = browser.js(CHECK % (json.dumps(MARKERS), json.dumps(INVISIBLE)))
