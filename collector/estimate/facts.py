@@ -154,7 +154,7 @@ def stated_params(model: Any, raw: Any) -> float | None:
 def _table_params(name: str) -> float:
     from collector.estimate import table
 
-    return float(table.params(table.build(name, "Q8_0")))
+    return float(table.params(name))
 
 
 @lru_cache(maxsize=1024)
@@ -187,7 +187,7 @@ def _candidates(arch_name: str | None, model_name: str | None) -> list[str]:
         return []
     out: list[str] = []
     for s in models.values():  # models of one shape (Qwen3-30B-A3B and its Coder) are one candidate, the first
-        if s.layout.get("arch") == arch_name and not any(_sizes(o) == _sizes(s.name) for o in out):
+        if s.layout.get("arch") == arch_name and not any(table.hyper(models[o]) == table.hyper(s) for o in out):
             out.append(s.name)
     return out
 

@@ -10,6 +10,7 @@ qwen3moe, qwen3next, gemma3, gpt-oss and glm4moe. quantmix turns these into per-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from collector.base.errors import CollectorError
 from collector.estimate.quantmix import Source
@@ -146,7 +147,8 @@ def _layer(h: Hyper, il: int) -> list[Source]:
     return out
 
 
-def tensors(h: Hyper) -> list[Source]:
+@lru_cache(maxsize=64)
+def tensors(h: Hyper) -> tuple[Source, ...]:
     """Every tensor of the model's GGUF (before quantization)."""
     if h.arch not in ARCHS:
         raise CollectorError(f"architecture {h.arch!r} has no tensor layout here; known: {', '.join(ARCHS)}")
@@ -157,4 +159,4 @@ def tensors(h: Hyper) -> list[Source]:
         out.append(_t("rope_freqs.weight", h.head_dim // 2))
     for il in range(h.n_layer_all):
         out += _layer(h, il)
-    return out
+    return tuple(out)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache, cached_property
 
 from gguf import GGMLQuantizationType
 from gguf.constants import GGML_QUANT_SIZES
@@ -51,6 +52,7 @@ _FALLBACK = {"IQ1_S": "IQ4_NL", "IQ1_M": "IQ4_NL", "IQ2_XXS": "IQ4_NL", "IQ2_XS"
 _FLOAT = frozenset({"F32", "F16", "BF16"})
 
 
+@cache
 def block(type_name: str) -> tuple[int, int]:
     """(elements per block, bytes per block) of a ggml type."""
     return GGML_QUANT_SIZES[GGMLQuantizationType[type_name]]
@@ -73,7 +75,7 @@ class Source:
     ne: tuple[int, ...]
     type: str  # F32 for 1-D tensors, biases, norms and the router; the weights' type (BF16) otherwise
 
-    @property
+    @cached_property
     def layer(self) -> int:
         """blk.N, or -1 (llama-quantize visits these first)."""
         if self.name.startswith("blk."):
@@ -97,6 +99,7 @@ class ModelFacts:
         return self.n_head // self.n_head_kv if self.n_head_kv else 0
 
 
+@cache
 def _category(name: str) -> str:
     if name == "output.weight":
         return "output"
@@ -119,9 +122,12 @@ _NOT_QUANTIZED = ("_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weigh
 
 def quantizable(t: Source) -> bool:
     """tensor_allows_quantization for the tensors of the architectures here."""
-    if len(t.ne) < 2 or not t.name.endswith("weight"):
-        return False
-    return not any(part in t.name for part in _NOT_QUANTIZED)
+    return len(t.ne) >= 2 and _quantizable_name(t.name)
+
+
+@cache
+def _quantizable_name(name: str) -> bool:
+    return name.endswith("weight") and not any(part in name for part in _NOT_QUANTIZED)
 
 
 def _more_bits(i: int, n: int) -> bool:

@@ -145,9 +145,9 @@ def build(name: str, quant: str, imatrix: bool | None = None) -> Arch:
                 n_expert_used=h.n_expert_used, tensors=tuple(out))
 
 
-def params(arch: Arch) -> int:
-    """llama.cpp's `model params`: every element of every tensor (from the table's layout)."""
-    s = table()[arch.name]
+def params(name: str) -> int:
+    """llama.cpp's `model params` of a table model: every element of every tensor (from the table's layout)."""
+    s = table()[name]
     total = 0
     for t in tensors(hyper(s)):
         n = 1
