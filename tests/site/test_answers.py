@@ -130,6 +130,31 @@ def test_the_rtx_4090_page_leads_with_qwen3_coder_next_and_the_posts_commands(br
         browser.call("Emulation.clearDeviceMetricsOverride")
 
 
+def test_a_gpu_set_page_prefills_its_gpu_and_count_and_answers_for_that_set(browser: CDP, server: str,
+                                                                            data_site: Path) -> None:
+    """The 2x RTX 3060 page's picker starts at "NVIDIA GeForce RTX 3060", How many 2 (what a reader would pick),
+    not at the set's own name with one GPU; asked for a model of that page, it answers from the set's own cards."""
+    _viewport(browser, 1400)
+    try:
+        browser.open(f"{server}/devices/2x-rtx-3060/")
+        browser.poll("document.querySelector('.qa-picker.qa-ready') !== null")
+        form = browser.js("""(() => { const b = document.querySelector('.qa-picker');
+            return {gpu: b.querySelector('[name=gpu]').value, count: b.querySelector('[name=count]').value}; })()""")
+        assert form == {"gpu": "NVIDIA GeForce RTX 3060", "count": "2"}, form
+        answer = json.loads((data_site / "answers" / "d" / "2x-rtx-3060.json").read_text())
+        model = answer["models"][0]["label"]
+        browser.js(f"""(() => {{ const b = document.querySelector('.qa-picker');
+            b.querySelector('[name=model]').value = {json.dumps(model)};
+            b.querySelector('form').requestSubmit(); }})()""")
+        browser.poll("document.querySelector('.qa-picker-out .qa-picker-head a') !== null")
+        head = browser.js("""(() => { const a = document.querySelector('.qa-picker-out .qa-picker-head a');
+            return {text: a.textContent, href: a.getAttribute('href')}; })()""")
+        assert head["text"] == answer["label"] and head["href"].endswith("devices/2x-rtx-3060/"), head
+        assert browser.js("document.querySelectorAll('.qa-picker-out .qa-card').length") > 0
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+
+
 # two pages of each template: measured, stated, crowd-only and catalog-only device pages, model and compare pages,
 # home, index pages and run pages
 BUDGET_PAGES = ["", "devices/", "devices/rtx-4090/", "devices/cpu-intel-xeon-processor/", "devices/2x-rtx-3060/",

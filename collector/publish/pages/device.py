@@ -31,7 +31,7 @@ from collector.publish.words.labels import config_summary, labels, quant_facts, 
 from collector.publish.words.links import front_matter, model_src, run_src
 from collector.publish.words.reasons import missing as missing_text
 from collector.publish.words.reasons import note, separation_text, spill_text, tie_context, title, why
-from collector.publish.words.render import figure_num, figure_text, mib, num, render
+from collector.publish.words.render import PICKER_COUNTS, figure_num, figure_text, mib, num, render
 from collector.records.schema import KldRecord, SpeedRecord
 from collector.records.store import AnyRecord
 
@@ -330,9 +330,12 @@ def device_page(device: str, rows: list[Row], klds: list[KldRow],
     return [GeneratedFile(src, front_matter(label, wide=True) + text), *files]
 
 
-def _picker_gpu(dev: SiteDevice) -> str:
-    """What the page's picker starts with: the device's name as the picker lists it (a CPU: nothing)."""
-    return dev.label if dev.gpu else ""
+def _picker_gpu(dev: SiteDevice) -> tuple[str, int]:
+    """What the page's picker starts with: the GPU as the picker lists it and how many (a set of one catalog GPU:
+    that GPU and the set's count, as a reader would choose them; a mixed set: its own name, one; a CPU: nothing)."""
+    if len(dev.catalog) == 1 and dev.count in PICKER_COUNTS:
+        return dev.catalog[0].name, dev.count
+    return (dev.label, 1) if dev.gpu else ("", 1)
 
 
 def _no_kld(rows: list[Row], klds: list[KldRow]) -> list[dict[str, Any]]:

@@ -165,6 +165,9 @@ def gloss_head(term: str, src: str, text: str | None = None) -> Markup:
                   f'#{glossary_anchor(term)}" title="What is {h(term)}?" aria-label="What is {h(term)}?">?</a>')
 
 
+PICKER_COUNTS = (1, 2, 3, 4, 6, 8)  # the picker's "How many" GPUs
+
+
 @lru_cache(maxsize=1)
 def env() -> Environment:
     e = Environment(loader=PackageLoader("collector.publish", "templates"), autoescape=True,
@@ -177,7 +180,7 @@ def env() -> Environment:
                      tojson=lambda v: Markup(json.dumps(v)))
     e.globals.update(href=href, mdlink=mdlink, gloss=gloss, ghead=gloss_head, DASH=DASH, figure_value=figure_value,
                      root=lambda src: "../" * page_url(src).count("/") or "./",
-                     figure_detail=figure_detail)
+                     figure_detail=figure_detail, PICKER_COUNTS=PICKER_COUNTS)
     return e
 
 
