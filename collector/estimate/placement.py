@@ -343,6 +343,22 @@ def command(p: Placement, req: Request, model: str = "MODEL.gguf") -> Command:
         argv += ["--n-cpu-moe", str(p.n_cpu_moe)]
     elif p.n_cpu_moe:
         argv.append("--cpu-moe")
+    words = ("computed from the memory model, not measured: "
+             + ("llama.cpp's own fit would choose this placement; the flags pin it" if p.by == "llama.cpp's fit"
+                else "the placement of the flags given"))
+    return Command((*argv, *_settings(req)), words)
+
+
+def gpu_command(ctx: int, req: Request, model: str = "MODEL.gguf") -> Command:
+    """The llama-server command for every layer on the GPU at `ctx` tokens (a context the memory model found to fit
+    with llama.cpp's fit margin free)."""
+    return Command(("llama-server", "-m", model, "-c", str(ctx), "-ngl", "99", *_settings(req)),
+                   "computed from the memory model, not measured: every layer on the GPU at the largest context "
+                   "that keeps llama.cpp's fit margin free")
+
+
+def _settings(req: Request) -> list[str]:
+    argv = []
     if req.type_k != "f16" or req.type_v != "f16":
         argv += ["-ctk", req.type_k, "-ctv", req.type_v]
     argv += ["-fa", "on" if req.flash_attn else "off"]
@@ -350,10 +366,7 @@ def command(p: Placement, req: Request, model: str = "MODEL.gguf") -> Command:
         argv += ["-ub", str(req.ubatch)]
     if req.batch != 2048:
         argv += ["-b", str(req.batch)]
-    words = ("computed from the memory model, not measured: "
-             + ("llama.cpp's own fit would choose this placement; the flags pin it" if p.by == "llama.cpp's fit"
-                else "the placement of the flags given"))
-    return Command(tuple(argv), words)
+    return argv
 
 
 def to_json(p: Placement) -> dict[str, object]:

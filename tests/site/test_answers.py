@@ -7,6 +7,7 @@ kind of page keeps its height and phone budgets."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,6 +152,44 @@ def test_a_gpu_set_page_prefills_its_gpu_and_count_and_answers_for_that_set(brow
             return {text: a.textContent, href: a.getAttribute('href')}; })()""")
         assert head["text"] == answer["label"] and head["href"].endswith("devices/2x-rtx-3060/"), head
         assert browser.js("document.querySelectorAll('.qa-picker-out .qa-card').length") > 0
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+
+
+ESTIMATE_CARDS = """Array.from(document.querySelectorAll('.qa-picker-out .qa-card')).map(c => ({
+    estimate: c.classList.contains('qa-card-estimate'), quant: c.querySelector('.qa-card-quant').textContent,
+    badge: c.querySelector('.qa-badge').textContent,
+    tg: c.querySelector('dd .qa-v') ? c.querySelector('dd .qa-v').textContent : null,
+    italic: c.querySelector('dd .qa-v') ? getComputedStyle(c.querySelector('dd .qa-v')).fontStyle : null,
+    command: c.querySelector('pre code') ? c.querySelector('pre code').textContent : null}))"""
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_a_device_nobody_measured_a_model_on_gets_estimate_cards_apart_and_labelled(
+        browser: CDP, server: str, data_site: Path, width: int) -> None:
+    """RTX 5080 + Llama 3.1 8B: no record has that pair, so the picker answers with estimate cards: badged "estimate,
+    not a measurement", in italics, after every measured or stated card (never ranked with them), each tg the figure
+    the device page's estimate table prints for that quant, each with the command the memory model gives."""
+    _viewport(browser, width)
+    try:
+        _ask(browser, server, "RTX 5080", "", "Llama 3.1 8B")
+        browser.poll("document.querySelector('.qa-picker-out .qa-card-estimate') !== null")
+        cards = browser.js(ESTIMATE_CARDS)
+        est = [c for c in cards if c["estimate"]]
+        assert est and all(c["badge"] == "estimate, not a measurement" and c["italic"] == "italic" for c in est)
+        first = next(i for i, c in enumerate(cards) if c["estimate"])
+        assert all(c["estimate"] for c in cards[first:]), cards  # apart: below every measured or stated card
+        answer = json.loads((data_site / "answers" / "d" / "rtx-5080.json").read_text())
+        (model,) = [m for m in answer["estimates"] if m["label"] == "Llama 3.1 8B"]
+        assert [c["quant"] for c in est] == [c["quant"] for c in model["cards"]]
+        page = (data_site / "devices" / "rtx-5080" / "index.html").read_text(encoding="utf-8")
+        for shown in est:
+            row = re.search(r'<tr><td>Llama 3\.1 8B<span class="qa-row-quant"> · ' + re.escape(shown["quant"])
+                            + r"</span>.*?</tr>", page, re.S)
+            assert row and f'<em class="qa-est">{shown["tg"]}</em>' in row.group(0), shown
+            assert shown["command"].startswith("llama-server -m MODEL.gguf -c ") and "-ngl 99" in shown["command"]
+        if width == 390:
+            assert browser.js("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
     finally:
         browser.call("Emulation.clearDeviceMetricsOverride")
 

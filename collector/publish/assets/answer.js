@@ -1,4 +1,5 @@
-/* The question-first picker: your GPU(s), your system RAM and a model -> one card per file that ran there.
+/* The question-first picker: your GPU(s), your system RAM and a model -> one card per file that ran there, and apart
+   from those, an estimate card per file the speed and memory models say fits (labelled, with its range).
    Reads answers/index.json and answers/d/<device>.json (written by the site build). Every value from the data is
    set as text (textContent), never as markup. Without JavaScript the device and model pages give the same cards. */
 (function () {
@@ -76,23 +77,50 @@
     if (c.spill) a.appendChild(el("p", "qa-card-warn", c.spill));
     if (c.disagree) a.appendChild(el("p", "qa-card-warn", "Results disagree: " + c.disagree));
     (c.caveats || []).forEach(function (w) { a.appendChild(el("p", "qa-card-warn", "The source warns: " + w)); });
-    if (c.command) {
-      var pre = el("pre", "qa-card-cmd");
-      pre.appendChild(el("code", null, c.command));
-      a.appendChild(pre);
-      var copy = el("button", "qa-copy", "Copy command");
-      copy.type = "button";
-      copy.addEventListener("click", function () {
-        if (navigator.clipboard) navigator.clipboard.writeText(c.command);
-        copy.textContent = "Copied";
-      });
-      a.appendChild(copy);
-      a.appendChild(el("p", "qa-n", c.command_origin + "."));
-    } else {
-      a.appendChild(el("p", "qa-n", "No command: " + c.command_origin + "."));
-    }
+    commandBlock(a, c.command, c.command_origin);
     var link = el("a", null, "Run page" + (c.others ? " (" + c.others + " more configuration(s) of this file on the device page)" : ""));
     link.href = root + c.run_href;
+    a.appendChild(link);
+    return a;
+  }
+
+  function commandBlock(a, command, origin) {
+    if (!command) {
+      a.appendChild(el("p", "qa-n", "No command: " + origin + "."));
+      return;
+    }
+    var pre = el("pre", "qa-card-cmd");
+    pre.appendChild(el("code", null, command));
+    a.appendChild(pre);
+    var copy = el("button", "qa-copy", "Copy command");
+    copy.type = "button";
+    copy.addEventListener("click", function () {
+      if (navigator.clipboard) navigator.clipboard.writeText(command);
+      copy.textContent = "Copied";
+    });
+    a.appendChild(copy);
+    a.appendChild(el("p", "qa-n", origin + "."));
+  }
+
+  /* an estimate: its own badge and italics, its stated range and held-out error, never beside a measured card */
+  function estimateCard(c, href) {
+    var a = el("div", "qa-card qa-card-estimate");
+    var h = el("h4", "qa-card-title");
+    h.appendChild(el("span", "qa-card-quant", c.quant));
+    h.appendChild(el("span", "qa-badge qa-estimate", "estimate, not a measurement"));
+    if (c.memory) h.appendChild(el("span", "qa-n", "with " + c.memory));
+    a.appendChild(h);
+    var dl = el("dl", "qa-card-facts");
+    figure(dl, "Generation (tg)", c.tg, [c.tg_label]);
+    figure(dl, "Prompt (pp)", c.pp, [c.pp_label]);
+    row(dl, "Largest context", c.ctx);
+    row(dl, "File", c.size + " (computed from the model's tensors and llama-quantize's rules)");
+    row(dl, "Source", "estimated from the speed and memory models · model facts: " + c.facts);
+    Array.prototype.forEach.call(dl.querySelectorAll(".qa-v"), function (v) { v.classList.add("qa-est"); });
+    a.appendChild(dl);
+    commandBlock(a, c.command, c.command_origin);
+    var link = el("a", null, "The device page's estimate table");
+    link.href = href;
     a.appendChild(link);
     return a;
   }
@@ -157,19 +185,28 @@
       var memory = gpuMem && ram ? gpuMem + ram : 0;
       getJSON(root + "answers/d/" + slug + ".json").then(function (d) {
         var hits = findModel(d.models, modelIn.value);
+        var estimated = findModel(d.estimates || [], modelIn.value);
         var head = el("p", "qa-picker-head");
         var a = el("a", null, d.label);
         a.href = root + d.href;
         head.appendChild(a);
         out.appendChild(head);
         if (!hits.length) {
-          out.appendChild(el("p", "qa-missing", "No figure of \"" + modelIn.value + "\" is measured or stated for this device. Models that have figures here: " + d.models.map(function (m) { return m.label; }).join(", ") + "."));
-          return;
+          var known = d.models.length ? "Models that have figures here: " + d.models.map(function (m) { return m.label; }).join(", ") + "." : "No model has a figure here yet.";
+          out.appendChild(el("p", "qa-missing", "No figure of \"" + modelIn.value + "\" is measured or stated for this device. " + known));
+          if (!estimated.length && (d.estimates || []).length) {
+            out.appendChild(el("p", "qa-missing", "Estimated for this device: " + d.estimates.map(function (m) { return m.label; }).join(", ") + "."));
+          }
         }
         hits.slice(0, 3).forEach(function (m) {
           var h = el("h3", null, m.label + " · " + m.tier_words);
           out.appendChild(h);
           m.cards.forEach(function (c) { out.appendChild(card(c, root, memory)); });
+        });
+        estimated.slice(0, 3).forEach(function (m) {
+          out.appendChild(el("h3", "qa-est-head", m.label + " · estimated, not measured"));
+          out.appendChild(el("p", "qa-n", "Computed from the speed and memory models (the Methodology page has their held-out errors); never ranked with measured or stated figures."));
+          m.cards.forEach(function (c) { out.appendChild(estimateCard(c, root + d.href + "#what-fits-and-how-fast-estimated")); });
         });
       }).catch(function () {
         out.appendChild(el("p", "qa-missing", "Nothing is measured or stated for " + (n > 1 ? n + "x " : "") + dev.label + " yet" + (n > 1 ? " (try one GPU)" : "") + ": no run of any model on it is in the data. The device catalog has its memory and bandwidth."));

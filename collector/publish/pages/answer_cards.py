@@ -164,22 +164,26 @@ def picker_devices(f: Frames) -> dict[str, dict[str, Any]]:
     return out
 
 
-def answer_files(f: Frames) -> list[GeneratedFile]:
+def answer_files(f: Frames, estimates: dict[str, list[dict[str, Any]]]) -> list[GeneratedFile]:
     """answers/index.json (every device and model the picker offers) and answers/d/<device>.json (the cards of every
-    model on that device), for the question-first picker on a static host."""
+    model on that device, and apart from them its estimate cards: `estimates`, by device slug, from
+    collector.publish.pages.estimates.answer_estimates), for the question-first picker on a static host."""
     devices = picker_devices(f)
     by_device: dict[str, list[Row]] = {}
     for r in f.rows:
         by_device.setdefault(r.device, []).append(r)
     files = []
     models: dict[str, str] = {}
-    for device, rows in sorted(by_device.items()):
-        answers = [answer_words(a, "index.md") for a in model_answers(rows)]
+    for device in sorted(by_device.keys() | estimates.keys()):
+        answers = [answer_words(a, "index.md") for a in model_answers(by_device.get(device, []))]
         for a in answers:
             models.setdefault(a["model"], a["label"])
+        for e in estimates.get(device, []):
+            models.setdefault(e["label"], e["label"])
         files.append(GeneratedFile(f"answers/d/{device}.json", json.dumps(
             {"device": device, "label": devices.get(device, {}).get("label", device),
-             "href": device_src(device).removesuffix(".md") + "/", "models": answers}, separators=(",", ":"))))
+             "href": device_src(device).removesuffix(".md") + "/", "models": answers,
+             "estimates": estimates.get(device, [])}, separators=(",", ":"))))
     index = {"devices": [{"slug": d, **info, "has_data": d in by_device} for d, info in sorted(devices.items())],
              "models": [{"slug": m, "label": label} for m, label in sorted(models.items(), key=lambda kv: kv[1])]}
     files.append(GeneratedFile(ANSWERS_INDEX, json.dumps(index, separators=(",", ":"))))

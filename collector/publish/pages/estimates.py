@@ -9,12 +9,14 @@ sort, no bars), so no pick, Pareto front, chart or download can hold one (tests/
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any
 
 from collector.catalog import CatalogDevice, default, resolve
 from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
 from collector.estimate.heldout import BOUND_PCT, MIN_CHECKS, MIN_SOURCES, TIME_SPLIT
 from collector.estimate.memcheck import TOLERANCE_MIB, TOLERANCE_PCT, data_checks, summarise
+from collector.estimate.placement import Request, gpu_command
 from collector.estimate.report import MIN_CONTEXT, Row, device_rows, rate
 from collector.estimate.speed import kappa
 from collector.publish import charts
@@ -67,7 +69,7 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
     tables = []
     choices: list[float | None] = list(sizes) or [None]
     for vram in choices:
-        rows, too_big = device_rows(est, dev, n_gpus, vram)
+        rows, too_big = _device_rows(est, dev, n_gpus, vram)
         tables.append({"vram": vram, "too_big": [f"{a.name} {a.quant}" for a in too_big], "rows": [
             {"name": r.arch.name, "quant": r.arch.quant or "not stated", "size": r.arch.weight_bytes / 2**30,
              "contexts": _contexts(r, sizes, n_gpus) if vram else [], "needs": r.needs_mib,
@@ -76,6 +78,48 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
     return {"src": src, "dev": dev, "n": n_gpus, "tables": tables, "margin": FIT_MARGIN_MIB, "kv_types": KV_TYPES,
             "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC,
             "min_context": MIN_CONTEXT}
+
+
+@lru_cache(maxsize=1024)  # a device's rows serve its page and its picker cards (answer_estimates)
+def _device_rows(est: Estimator, dev: CatalogDevice, n_gpus: int, vram: float | None) -> tuple[list[Row], list[Any]]:
+    return device_rows(est, dev, n_gpus, vram)
+
+
+def answer_estimates(est: Estimator) -> dict[str, list[dict[str, Any]]]:
+    """The picker's estimate cards of every catalog device (one GPU), by the slug of its page: per table model that
+    fits with every layer on the GPU, one card per quant (and memory size, where the device is sold with several),
+    in the same words as the page's estimate table; never mixed with the measured and stated cards."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for dev in default().devices:
+        by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        sizes: list[float | None] = list(vram_mib(dev)) or [None]
+        for vram in sizes:
+            rows, _ = _device_rows(est, dev, 1, vram)
+            for r in rows:
+                by_model[r.arch.name].append(_estimate_card(r, vram, len(sizes) > 1))
+        if by_model:
+            out[dev.slug] = [{"label": name, "cards": cards} for name, cards in by_model.items()]
+    return out
+
+
+def _estimate_card(r: Row, vram: float | None, several: bool) -> dict[str, Any]:
+    cells = [_speed_cell(a, r) for _, a in r.speeds]
+    tg, pp = cells[0], cells[-1]
+    least = min(MIN_CONTEXT, r.arch.ctx_train or MIN_CONTEXT)
+    usable = [(kv, c) for kv in KV_TYPES if (c := r.contexts.get(kv)) is not None and c >= least]
+    command, origin = None, "no command: the device's memory is not known, so no context is known to fit"
+    if usable:
+        kv, ctx = usable[0]
+        cmd = gpu_command(min(ctx, r.arch.ctx_train or ctx), Request(type_k=kv, type_v=kv))
+        command, origin = cmd.text(), cmd.words
+    ctx_words = "; ".join(f"KV {c['kv']}: {c['text']}" + (" (the training context)" if c["full"] else "")
+                          for c in _contexts(r, [], 1)) if vram else \
+        f"not known (the device's memory is not known; {r.needs_mib / 1024:.1f} GiB needed at {MIN_CONTEXT:,} tokens)"
+    return {"quant": r.arch.quant or "not stated", "memory": f"{vram / 1024:g} GiB" if vram and several else None,
+            "size": f"{r.arch.weight_bytes / 2**30:.2f} GiB",
+            "tg": {"value": tg["text"], "detail": tg["detail"]}, "pp": {"value": pp["text"], "detail": pp["detail"]},
+            "tg_label": r.speeds[0][0], "pp_label": r.speeds[-1][0], "ctx": ctx_words,
+            "command": command, "command_origin": origin, "facts": r.arch.source}
 
 
 def device_section(est: Estimator, host: Host, src: str, fold: bool) -> str:

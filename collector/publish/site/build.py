@@ -25,7 +25,13 @@ from collector.publish.site.deferred import defer_tables, restore_tables
 from collector.publish.words.escape import h
 from collector.publish.pages.device_index import devices_index
 from collector.publish.pages.device import device_page
-from collector.publish.pages.estimates import catalog_pages, device_of, device_section, methodology_section
+from collector.publish.pages.estimates import (
+    answer_estimates,
+    catalog_pages,
+    device_of,
+    device_section,
+    methodology_section,
+)
 from collector.publish.rows.frame import Frames, build_frames, run_page_id
 from collector.publish.pages.sections import (
     compare_page,
@@ -128,7 +134,7 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     for model, recs in sorted(by_model.items()):
         files += model_page(model, rows_by_model[model], klds_by_model[model], names[model], names)
     files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
-              flagged_page(f), *answer_files(f),
+              flagged_page(f), *answer_files(f, answer_estimates(est)),
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
     home, home_files = home_markdown(f)
     files += home_files
