@@ -4,15 +4,19 @@ page with its table, and the Methodology page carries the held-out report and it
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from collector.catalog import default
-from collector.publish.site import build as site_mod
 from collector.publish.pages.estimates import CATALOG_SRC, CHART
+from collector.publish.site import build as site_mod
 from collector.records.index import load_records
 from sitebuild import build_clean, page_text
 
@@ -48,13 +52,29 @@ def test_without_estimates_every_other_byte_is_the_same(data: Path, monkeypatch:
     monkeypatch.setattr(site_mod, "device_section", lambda est, host, src, fold: "")
     monkeypatch.setattr(site_mod, "catalog_pages", lambda est, pages: [])
     monkeypatch.setattr(site_mod, "methodology_section", lambda est, recs: ("", []))
+    monkeypatch.setattr(site_mod, "answer_estimates", lambda est: {})
     without = {g.src_uri: g.content for g in site_mod.build_site(records).whole()}
     extra = set(with_est) - set(without)
     assert CATALOG_SRC in extra and f"{CHART}-light.svg" in extra
-    assert all(src == CATALOG_SRC or src.startswith((f"{CHART}-", "devices/")) for src in extra)
+    # catalog devices' pages, and the picker's answers for them (estimate cards only)
+    assert all(src == CATALOG_SRC or src.startswith((f"{CHART}-", "devices/", "answers/d/")) for src in extra)
+    for src in extra:
+        if src.startswith("answers/d/"):
+            answer = json.loads(with_est[src])
+            assert answer["models"] == [] and answer["estimates"], src
     sections = 0
     for src, content in without.items():
         mine = with_est[src]
+        if src.startswith("answers/d/"):  # the picker's cards of a device: its estimate cards apart, nothing else
+            ours, theirs = json.loads(mine), json.loads(content)
+            ours.pop("estimates")
+            assert theirs.pop("estimates") == [] and ours == theirs, src
+            continue
+        if src == "answers/index.json":  # the picker's model list gains the table's models, nothing else changes
+            ours, theirs = json.loads(mine), json.loads(content)
+            assert ours["devices"] == theirs["devices"], src
+            assert {m["label"] for m in theirs["models"]} <= {m["label"] for m in ours["models"]}, src
+            continue
         if isinstance(mine, str) and "## What fits and how fast, estimated" in mine:
             sections += 1
             mine = _SECTION.sub("", mine)
@@ -78,7 +98,7 @@ def test_estimates_sit_only_in_their_own_sections(built: Path) -> None:
             assert "qa-est" not in pick, page
         for cell in re.finditer(r'<em class="qa-est">', text):
             before = text[:cell.start()]
-            assert before.rfind('<table class="qa-estimate-table qa-key-4">') > before.rfind("</table>"), page
+            assert before.rfind('<table class="qa-estimate-table') > before.rfind("</table>"), page
         assert 'class="qa-badge qa-estimate"' in text
     assert with_est >= 10 and sortable > 0
     for svg in built.rglob("*.svg"):
@@ -104,7 +124,10 @@ def test_every_catalog_device_has_a_page_with_an_estimate_table(built: Path) -> 
     assert re.search(r"~\d+ t/sstated range \d+(\.\d)?–\d+ · NVIDIA figures left out by source: median error \d+ "
                      r"% over \d+, which held \d+% of them", q4)
     assert not any(r.startswith(("Smollm2", "LLaMA 3 8B")) for r in rows)  # the model table's models only
-    assert "Too large for this device with every layer on the GPU" in only and "Qwen3-235B-A22B Q8_0" in only
+    too_large = only.split("Too large for this device with every layer on the GPU")[1]
+    assert "Llama 3.1 70B Q8_0" in too_large and "Qwen3-235B-A22B" not in too_large  # a dense model: listed
+    # a mixture of experts: its row in the table of experts in system RAM, with its command
+    assert any(r.startswith("Qwen3-235B-A22B · Q8_0") and "--n-cpu-moe" in r for r in rows)
 
 
 def test_methodology_page_reports_the_held_out_error_and_the_memory_check(built: Path) -> None:
@@ -118,3 +141,26 @@ def test_methodology_page_reports_the_held_out_error_and_the_memory_check(built:
     (total,) = [r for r in rows if r.startswith("total | ")]
     assert total.endswith("| 0")  # every total within the target
     assert f"{CHART}-light.svg" in text.replace("../", "") and (built / f"{CHART}-dark.svg").is_file()
+
+
+def test_a_mixture_of_experts_larger_than_the_gpu_gets_its_placement_and_command(built: Path, data: Path) -> None:
+    """The RTX 4090 page: Qwen3-Coder-Next (48 GB at Q4_K_M) does not fit 24 GB with every layer on the GPU; its row
+    in the "experts in system RAM" table gives where llama.cpp's fit puts it at 4,096 tokens and the command, the
+    same as `collector estimate --ctx 4096 --json` answers for it; a dense model too large stays in the list."""
+    text = (built / "devices" / "rtx-4090" / "index.html").read_text(encoding="utf-8")
+    (table,) = re.findall(r'<table class="qa-estimate-table qa-spill-table qa-key-4">.*?</table>', text, re.S)
+    row = re.search(r"<tr><td>Qwen3-Coder-Next<span class=\"qa-row-quant\"> · Q4_K_M</span>.*?</tr>", table, re.S)
+    assert row, table[:2000]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.S)
+    shown_cmd = html.unescape(re.sub(r"<[^>]+>", "", cells[-1]))
+    used = float(re.search(r'<em class="qa-est">([\d.]+) GiB</em>', cells[4]).group(1))
+    budget = float(re.search(r"of ([\d.]+) GiB llama.cpp", cells[4]).group(1))
+    out = subprocess.run([sys.executable, "-m", "collector.cli", "estimate", "Qwen3-Coder-Next Q4_K_M", "--device",
+                          "RTX 4090", "--ctx", "4096", "--json", "--data-dir", str(data)],
+                         capture_output=True, text=True, check=True).stdout
+    cli = json.loads(out)
+    assert shown_cmd == cli["command"] and f"--n-cpu-moe {cli['placement']['n_cpu_moe']}" in shown_cmd
+    assert f"the experts of {cli['placement']['n_cpu_moe']} of 48 layers" in cells[3]
+    gpu = next(v for k, v in cli["placement"]["memory_mib"].items() if k != "host")
+    assert used == round(gpu["total"] / 1024, 1) and budget == round(gpu["budget"] / 1024, 1) and used <= budget
+    assert "Llama 3.1 70B Q4_K_M" in page_text(text).split("left off the tables")[1][:400]

@@ -13,10 +13,11 @@ from functools import lru_cache
 from typing import Any
 
 from collector.catalog import CatalogDevice, default, resolve
+from collector.estimate.arch import Arch
 from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
 from collector.estimate.heldout import BOUND_PCT, MIN_CHECKS, MIN_SOURCES, TIME_SPLIT
 from collector.estimate.memcheck import TOLERANCE_MIB, TOLERANCE_PCT, data_checks, summarise
-from collector.estimate.placement import Request, gpu_command
+from collector.estimate.placement import Request, command, gpu_command, place
 from collector.estimate.report import MIN_CONTEXT, Row, device_rows, rate
 from collector.estimate.speed import kappa
 from collector.publish import charts
@@ -70,7 +71,10 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
     choices: list[float | None] = list(sizes) or [None]
     for vram in choices:
         rows, too_big = _device_rows(est, dev, n_gpus, vram)
-        tables.append({"vram": vram, "too_big": [f"{a.name} {a.quant}" for a in too_big], "rows": [
+        spills = [r for a in too_big if (r := _spill_row(a, vram, n_gpus)) is not None]
+        tables.append({"vram": vram, "spills": spills, "too_big": [f"{a.name} {a.quant}" for a in too_big
+                                                                   if not any(r["arch"] is a for r in spills)],
+                       "rows": [
             {"name": r.arch.name, "quant": r.arch.quant or "not stated", "size": r.arch.weight_bytes / 2**30,
              "contexts": _contexts(r, sizes, n_gpus) if vram else [], "needs": r.needs_mib,
              "ctx_train": r.arch.ctx_train, "speeds": [(label, _speed_cell(a, r)) for label, a in r.speeds],
@@ -78,6 +82,24 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
     return {"src": src, "dev": dev, "n": n_gpus, "tables": tables, "margin": FIT_MARGIN_MIB, "kv_types": KV_TYPES,
             "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC,
             "min_context": MIN_CONTEXT}
+
+
+@lru_cache(maxsize=4096)  # one question per model and memory size, whichever devices have it
+def _spill_row(arch: Arch, vram: float | None, n_gpus: int) -> dict[str, Any] | None:
+    """A mixture of experts larger than the GPU(s): where llama.cpp's fit puts it at MIN_CONTEXT tokens (f16 KV,
+    flash attention, ubatch 512), experts of its last layers in system RAM, and the command that pins that."""
+    if not vram or arch.n_expert <= 1:
+        return None
+    req = Request(ctx=MIN_CONTEXT)
+    p = place(arch, req, vram / 1024, n_gpus)
+    gpu = max(d.total for d in p.devices)
+    budget = min(d.budget or 0 for d in p.devices)
+    if not p.fits:
+        return None
+    return {"arch": arch, "name": arch.name, "quant": arch.quant or "not stated", "size": arch.weight_bytes / 2**30,
+            "cpu_experts": p.n_cpu_moe, "cpu_layers": p.cpu_layers, "layers": p.total_layers - 1,
+            "experts_ram": p.host.experts / 1024, "gpu": gpu / 1024, "budget": budget / 1024,
+            "command": command(p, req).text()}
 
 
 @lru_cache(maxsize=1024)  # a device's rows serve its page and its picker cards (answer_estimates)
