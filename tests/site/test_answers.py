@@ -194,6 +194,32 @@ def test_a_device_nobody_measured_a_model_on_gets_estimate_cards_apart_and_label
         browser.call("Emulation.clearDeviceMetricsOverride")
 
 
+def test_the_sources_case_a_moe_larger_than_the_card_gets_its_placement_and_a_ram_check(browser: CDP,
+                                                                                         server: str) -> None:
+    """RTX 4090 + 32 GB of system RAM + Qwen3-Coder-Next (the posts' question): below the posts' stated cards, an
+    estimate card per quant with where llama.cpp's fit puts it (experts of N layers in system RAM), the command that
+    pins it, speed not estimated (it needs the RAM's bandwidth), and a warning where those experts exceed 32 GB."""
+    _viewport(browser, 1400)
+    try:
+        _ask(browser, server, "RTX 4090", "32", "Qwen3-Coder-Next")
+        browser.poll("document.querySelector('.qa-picker-out .qa-card-estimate') !== null")
+        est = browser.js("""Array.from(document.querySelectorAll('.qa-picker-out .qa-card-estimate')).map(c => ({
+            quant: c.querySelector('.qa-card-quant').textContent,
+            facts: Object.fromEntries(Array.from(c.querySelectorAll('dt')).map(dt => [dt.textContent,
+                dt.nextElementSibling.textContent])),
+            warn: Array.from(c.querySelectorAll('.qa-card-warn')).map(w => w.textContent),
+            command: c.querySelector('pre code').textContent}))""")
+        by = {c["quant"]: c for c in est}
+        assert set(by) == {"Q4_K_M", "Q8_0"}, est
+        for c in est:
+            assert re.match(r"the experts of \d+ of 48 layers in system RAM", c["facts"]["Placement"]), c
+            assert "--n-cpu-moe" in c["command"] and c["facts"]["Generation (tg)"].startswith("not estimated here")
+        assert not by["Q4_K_M"]["warn"]  # ~25 GB of experts: within 32 GB
+        assert any("more than the 32 GB of system RAM you entered" in w for w in by["Q8_0"]["warn"])
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride")
+
+
 # two pages of each template: measured, stated, crowd-only and catalog-only device pages, model and compare pages,
 # home, index pages and run pages
 BUDGET_PAGES = ["", "devices/", "devices/rtx-4090/", "devices/cpu-intel-xeon-processor/", "devices/2x-rtx-3060/",

@@ -103,7 +103,7 @@
   }
 
   /* an estimate: its own badge and italics, its stated range and held-out error, never beside a measured card */
-  function estimateCard(c, href) {
+  function estimateCard(c, href, ram) {
     var a = el("div", "qa-card qa-card-estimate");
     var h = el("h4", "qa-card-title");
     h.appendChild(el("span", "qa-card-quant", c.quant));
@@ -113,11 +113,15 @@
     var dl = el("dl", "qa-card-facts");
     figure(dl, "Generation (tg)", c.tg, [c.tg_label]);
     figure(dl, "Prompt (pp)", c.pp, [c.pp_label]);
-    row(dl, "Largest context", c.ctx);
+    if (c.placement) row(dl, "Placement", c.placement);
+    row(dl, c.placement ? "Context" : "Largest context", c.ctx);
     row(dl, "File", c.size + " (computed from the model's tensors and llama-quantize's rules)");
     row(dl, "Source", "estimated from the speed and memory models · model facts: " + c.facts);
     Array.prototype.forEach.call(dl.querySelectorAll(".qa-v"), function (v) { v.classList.add("qa-est"); });
     a.appendChild(dl);
+    if (ram && c.ram_gb && c.ram_gb > ram) {
+      a.appendChild(el("p", "qa-card-warn", "The experts this placement keeps in system RAM (" + c.ram_gb + " GB) are more than the " + ram + " GB of system RAM you entered."));
+    }
     commandBlock(a, c.command, c.command_origin);
     var link = el("a", null, "The device page's estimate table");
     link.href = href;
@@ -206,7 +210,7 @@
         estimated.slice(0, 3).forEach(function (m) {
           out.appendChild(el("h3", "qa-est-head", m.label + " · estimated, not measured"));
           out.appendChild(el("p", "qa-n", "Computed from the speed and memory models (the Methodology page has their held-out errors); never ranked with measured or stated figures."));
-          m.cards.forEach(function (c) { out.appendChild(estimateCard(c, root + d.href + "#what-fits-and-how-fast-estimated")); });
+          m.cards.forEach(function (c) { out.appendChild(estimateCard(c, root + d.href + "#what-fits-and-how-fast-estimated", ram)); });
         });
       }).catch(function () {
         out.appendChild(el("p", "qa-missing", "Nothing is measured or stated for " + (n > 1 ? n + "x " : "") + dev.label + " yet" + (n > 1 ? " (try one GPU)" : "") + ": no run of any model on it is in the data. The device catalog has its memory and bandwidth."));

@@ -116,9 +116,12 @@ def answer_estimates(est: Estimator) -> dict[str, list[dict[str, Any]]]:
         by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
         sizes: list[float | None] = list(vram_mib(dev)) or [None]
         for vram in sizes:
-            rows, _ = _device_rows(est, dev, 1, vram)
+            rows, too_big = _device_rows(est, dev, 1, vram)
             for r in rows:
                 by_model[r.arch.name].append(_estimate_card(r, vram, len(sizes) > 1))
+            for a in too_big:
+                if (spill := _spill_row(a, vram, 1)) is not None:
+                    by_model[a.name].append(_spill_card(spill, dev, vram, len(sizes) > 1))
         if by_model:
             out[dev.slug] = [{"label": name, "cards": cards} for name, cards in by_model.items()]
     return out
@@ -142,6 +145,24 @@ def _estimate_card(r: Row, vram: float | None, several: bool) -> dict[str, Any]:
             "tg": {"value": tg["text"], "detail": tg["detail"]}, "pp": {"value": pp["text"], "detail": pp["detail"]},
             "tg_label": r.speeds[0][0], "pp_label": r.speeds[-1][0], "ctx": ctx_words,
             "command": command, "command_origin": origin, "facts": r.arch.source}
+
+
+def _spill_card(r: dict[str, Any], dev: CatalogDevice, vram: float | None, several: bool) -> dict[str, Any]:
+    """A mixture of experts larger than the GPU, as the picker shows it: where llama.cpp's fit puts it and the
+    command; its speed is not estimated on the site (it needs the RAM's bandwidth, which the picker does not ask)."""
+    how = f"collector estimate \"{r['name']} {r['quant']}\" --device \"{dev.name}\" --ram \"DDR5-6000 2ch\""
+    why = f"it depends on your system RAM's bandwidth: {how} estimates it, with its held-out error"
+    layers = f" and {r['cpu_layers']} whole layer(s) on the CPU" if r["cpu_layers"] else ""
+    return {"quant": r["quant"], "memory": f"{vram / 1024:g} GiB" if vram and several else None,
+            "size": f"{r['size']:.2f} GiB", "tg": {"value": "not estimated here", "detail": why},
+            "pp": {"value": "not estimated here", "detail": why}, "tg_label": "", "pp_label": "",
+            "ctx": f"{MIN_CONTEXT:,} tokens, KV f16 (where this placement was computed)",
+            "placement": f"the experts of {r['cpu_experts']} of {r['layers']} layers in system RAM "
+                         f"({r['experts_ram']:.1f} GiB){layers}; GPU {r['gpu']:.1f} of the {r['budget']:.1f} GiB "
+                         "llama.cpp's fit may use",
+            "ram_gb": round(r["experts_ram"] * 2**30 / 1e9, 1), "command": r["command"],
+            "command_origin": "computed from the memory model, not measured: llama.cpp's own fit would choose this "
+                              "placement; the flags pin it", "facts": r["arch"].source}
 
 
 def device_section(est: Estimator, host: Host, src: str, fold: bool) -> str:
