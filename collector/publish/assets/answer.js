@@ -111,8 +111,12 @@
     if (c.memory) h.appendChild(el("span", "qa-n", "with " + c.memory));
     a.appendChild(h);
     var dl = el("dl", "qa-card-facts");
-    figure(dl, "Generation (tg)", c.tg, [c.tg_label]);
-    figure(dl, "Prompt (pp)", c.pp, [c.pp_label]);
+    if (c.speed) {
+      row(dl, "Speed", c.speed);
+    } else {
+      figure(dl, "Generation (tg)", c.tg, [c.tg_label]);
+      figure(dl, "Prompt (pp)", c.pp, [c.pp_label]);
+    }
     if (c.placement) row(dl, "Placement", c.placement);
     row(dl, c.placement ? "Context" : "Largest context", c.ctx);
     row(dl, "File", c.size + " (computed from the model's tensors and llama-quantize's rules)");

@@ -154,8 +154,7 @@ def _spill_card(r: dict[str, Any], dev: CatalogDevice, vram: float | None, sever
     why = f"it depends on your system RAM's bandwidth: {how} estimates it, with its held-out error"
     layers = f" and {r['cpu_layers']} whole layer(s) on the CPU" if r["cpu_layers"] else ""
     return {"quant": r["quant"], "memory": f"{vram / 1024:g} GiB" if vram and several else None,
-            "size": f"{r['size']:.2f} GiB", "tg": {"value": "not estimated here", "detail": why},
-            "pp": {"value": "not estimated here", "detail": why}, "tg_label": "", "pp_label": "",
+            "size": f"{r['size']:.2f} GiB", "speed": f"not estimated here: {why}",
             "ctx": f"{MIN_CONTEXT:,} tokens, KV f16 (where this placement was computed)",
             "placement": f"the experts of {r['cpu_experts']} of {r['layers']} layers in system RAM "
                          f"({r['experts_ram']:.1f} GiB){layers}; GPU {r['gpu']:.1f} of the {r['budget']:.1f} GiB "
