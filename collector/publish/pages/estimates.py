@@ -8,10 +8,14 @@ sort, no bars), so no pick, Pareto front, chart or download can hold one (tests/
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+from collector import estimate
+from collector.base.cache import KeyValueCache, code_stamp
 from collector.catalog import CatalogDevice, default, resolve
 from collector.estimate.arch import Arch
 from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
@@ -87,19 +91,37 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
 @lru_cache(maxsize=4096)  # one question per model and memory size, whichever devices have it
 def _spill_row(arch: Arch, vram: float | None, n_gpus: int) -> dict[str, Any] | None:
     """A mixture of experts larger than the GPU(s): where llama.cpp's fit puts it at MIN_CONTEXT tokens (f16 KV,
-    flash attention, ubatch 512), experts of its last layers in system RAM, and the command that pins that."""
+    flash attention, ubatch 512), experts of its last layers in system RAM, and the command that pins that. Kept
+    across builds (a placement takes ~40 ms and a build asks a few hundred): it depends on the model and this code
+    only, never on the records."""
     if not vram or arch.n_expert <= 1:
         return None
+    key = f"{arch.name}|{arch.quant}|{arch.weight_bytes}|{vram:g}|{n_gpus}"
+    kept = _spill_cache().get(key)
+    if kept is None:
+        row = _place_spill(arch, vram, n_gpus)
+        _spill_cache().update([(key, json.dumps(row))])
+    else:
+        row = json.loads(kept)
+    return {**row, "arch": arch} if row else None
+
+
+@lru_cache(maxsize=1)
+def _spill_cache() -> KeyValueCache:
+    code = code_stamp(tuple(sorted((Path(estimate.__file__).parent).glob("*.py")))
+                      + (Path(estimate.__file__).parent / "models.yaml", Path(__file__)))
+    return KeyValueCache("estimate", "spills", code)
+
+
+def _place_spill(arch: Arch, vram: float, n_gpus: int) -> dict[str, Any] | None:
     req = Request(ctx=MIN_CONTEXT)
     p = place(arch, req, vram / 1024, n_gpus)
-    gpu = max(d.total for d in p.devices)
-    budget = min(d.budget or 0 for d in p.devices)
     if not p.fits:
         return None
-    return {"arch": arch, "name": arch.name, "quant": arch.quant or "not stated", "size": arch.weight_bytes / 2**30,
+    return {"name": arch.name, "quant": arch.quant or "not stated", "size": arch.weight_bytes / 2**30,
             "cpu_experts": p.n_cpu_moe, "cpu_layers": p.cpu_layers, "layers": p.total_layers - 1,
-            "experts_ram": p.host.experts / 1024, "gpu": gpu / 1024, "budget": budget / 1024,
-            "command": command(p, req).text()}
+            "experts_ram": p.host.experts / 1024, "gpu": max(d.total for d in p.devices) / 1024,
+            "budget": min(d.budget or 0 for d in p.devices) / 1024, "command": command(p, req).text()}
 
 
 @lru_cache(maxsize=1024)  # a device's rows serve its page and its picker cards (answer_estimates)
