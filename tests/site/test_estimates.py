@@ -124,6 +124,9 @@ def test_every_catalog_device_has_a_page_with_an_estimate_table(built: Path) -> 
     assert re.search(r"~\d+ t/sstated range \d+(\.\d)?–\d+ · NVIDIA figures left out by source: median error \d+ "
                      r"% over \d+, which held \d+% of them", q4)
     assert not any(r.startswith(("Smollm2", "LLaMA 3 8B")) for r in rows)  # the model table's models only
+    # each row's facts name their source by a short link to it (the whole address is the link's target)
+    assert ('facts: model table: <a href="https://huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json">'
+            'huggingface.co/meta-llama/Llama-3.1-8B</a> (tensors and types computed') in html_5090
     too_large = only.split("Too large for this device with every layer on the GPU")[1]
     assert "Llama 3.1 70B Q8_0" in too_large and "Qwen3-235B-A22B" not in too_large  # a dense model: listed
     # a mixture of experts: its row in the table of experts in system RAM, with its command

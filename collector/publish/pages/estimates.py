@@ -9,6 +9,7 @@ sort, no bars), so no pick, Pareto front, chart or download can hold one (tests/
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +27,7 @@ from collector.estimate.report import MIN_CONTEXT, Row, device_rows, rate
 from collector.estimate.speed import kappa
 from collector.publish import charts
 from collector.publish.pages.files import GeneratedFile, chart_files
+from collector.publish.words.escape import safe_url
 from collector.publish.words.links import device_src, front_matter
 from collector.publish.words.render import render
 from collector.records.schema import Host
@@ -42,6 +44,21 @@ def device_of(host: Host) -> tuple[CatalogDevice | None, int, str | None]:
     if len(names) != 1:
         return None, len(host.gpus), None
     return resolve(host.gpus[0].name), len(host.gpus), host.gpus[0].vram_stated
+
+
+_URL = re.compile(r"https?://[^\s()]+")
+
+
+def facts_link(source: str) -> dict[str, str | None]:
+    """A model's facts as the table cell shows them: the source's first address as a link named by its host and
+    first two path parts (huggingface.co/meta-llama/Llama-3.1-8B), the words around it as they are."""
+    m = _URL.search(source)
+    url = safe_url(m.group()) if m else None
+    if m is None or url is None:
+        return {"pre": source, "url": None, "label": None, "post": ""}
+    host, _, path = re.sub(r"^https?://(www\.)?", "", url).partition("/")
+    label = "/".join([host, *path.split("/")[:2]]).rstrip("/")
+    return {"pre": source[:m.start()], "url": url, "label": label, "post": source[m.end():]}
 
 
 def _speed_cell(a: SpeedAnswer, row: Row) -> dict[str, Any]:
@@ -82,7 +99,7 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
             {"name": r.arch.name, "quant": r.arch.quant or "not stated", "size": r.arch.weight_bytes / 2**30,
              "contexts": _contexts(r, sizes, n_gpus) if vram else [], "needs": r.needs_mib,
              "ctx_train": r.arch.ctx_train, "speeds": [(label, _speed_cell(a, r)) for label, a in r.speeds],
-             "source": r.arch.source} for r in rows]})
+             "source": facts_link(r.arch.source)} for r in rows]})
     return {"src": src, "dev": dev, "n": n_gpus, "tables": tables, "margin": FIT_MARGIN_MIB, "kv_types": KV_TYPES,
             "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC,
             "min_context": MIN_CONTEXT}
