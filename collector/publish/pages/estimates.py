@@ -92,10 +92,13 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
     choices: list[float | None] = list(sizes) or [None]
     for vram in choices:
         rows, too_big = _device_rows(est, dev, n_gpus, vram)
-        spills = [r for a in too_big if (r := _spill_row(a, vram, n_gpus)) is not None]
-        tables.append({"vram": vram, "spills": spills, "too_big": [f"{a.name} {a.quant}" for a in too_big
-                                                                   if not any(r["arch"] is a for r in spills)],
-                       "rows": [
+        spills, listed = [], []
+        for a in too_big:
+            if (spill := _spill_row(a, vram, n_gpus)) is not None:
+                spills.append(spill)
+            else:
+                listed.append(f"{a.name} {a.quant}")
+        tables.append({"vram": vram, "spills": spills, "too_big": listed, "rows": [
             {"name": r.arch.name, "quant": r.arch.quant or "not stated", "size": r.arch.weight_bytes / 2**30,
              "contexts": _contexts(r, sizes, n_gpus) if vram else [], "needs": r.needs_mib,
              "ctx_train": r.arch.ctx_train, "speeds": [(label, _speed_cell(a, r)) for label, a in r.speeds],
@@ -135,10 +138,11 @@ def _place_spill(arch: Arch, vram: float, n_gpus: int) -> dict[str, Any] | None:
     p = place(arch, req, vram / 1024, n_gpus)
     if not p.fits:
         return None
+    cmd = command(p, req)
     return {"name": arch.name, "quant": arch.quant or "not stated", "size": arch.weight_bytes / 2**30,
             "cpu_experts": p.n_cpu_moe, "cpu_layers": p.cpu_layers, "layers": p.total_layers - 1,
             "experts_ram": p.host.experts / 1024, "gpu": max(d.total for d in p.devices) / 1024,
-            "budget": min(d.budget or 0 for d in p.devices) / 1024, "command": command(p, req).text()}
+            "budget": min(d.budget or 0 for d in p.devices) / 1024, "command": cmd.text(), "command_origin": cmd.words}
 
 
 @lru_cache(maxsize=1024)  # a device's rows serve its page and its picker cards (answer_estimates)
@@ -155,18 +159,19 @@ def answer_estimates(est: Estimator) -> dict[str, list[dict[str, Any]]]:
         by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
         sizes: list[float | None] = list(vram_mib(dev)) or [None]
         for vram in sizes:
+            memory = f"{vram / 1024:g} GiB" if vram and len(sizes) > 1 else None  # which size, where several
             rows, too_big = _device_rows(est, dev, 1, vram)
             for r in rows:
-                by_model[r.arch.name].append(_estimate_card(r, vram, len(sizes) > 1))
+                by_model[r.arch.name].append(_estimate_card(r, vram is not None, memory))
             for a in too_big:
                 if (spill := _spill_row(a, vram, 1)) is not None:
-                    by_model[a.name].append(_spill_card(spill, dev, vram, len(sizes) > 1))
+                    by_model[a.name].append(_spill_card(spill, dev, memory))
         if by_model:
             out[dev.slug] = [{"label": name, "cards": cards} for name, cards in by_model.items()]
     return out
 
 
-def _estimate_card(r: Row, vram: float | None, several: bool) -> dict[str, Any]:
+def _estimate_card(r: Row, known: bool, memory: str | None) -> dict[str, Any]:
     cells = [_speed_cell(a, r) for _, a in r.speeds]
     tg, pp = cells[0], cells[-1]
     least = min(MIN_CONTEXT, r.arch.ctx_train or MIN_CONTEXT)
@@ -177,30 +182,28 @@ def _estimate_card(r: Row, vram: float | None, several: bool) -> dict[str, Any]:
         cmd = gpu_command(min(ctx, r.arch.ctx_train or ctx), Request(type_k=kv, type_v=kv))
         command, origin = cmd.text(), cmd.words
     ctx_words = "; ".join(f"KV {c['kv']}: {c['text']}" + (" (the training context)" if c["full"] else "")
-                          for c in _contexts(r, [], 1)) if vram else \
+                          for c in _contexts(r, [], 1)) if known else \
         f"not known (the device's memory is not known; {r.needs_mib / 1024:.1f} GiB needed at {MIN_CONTEXT:,} tokens)"
-    return {"quant": r.arch.quant or "not stated", "memory": f"{vram / 1024:g} GiB" if vram and several else None,
-            "size": f"{r.arch.weight_bytes / 2**30:.2f} GiB",
+    return {"quant": r.arch.quant or "not stated", "memory": memory, "size": f"{r.arch.weight_bytes / 2**30:.2f} GiB",
             "tg": {"value": tg["text"], "detail": tg["detail"]}, "pp": {"value": pp["text"], "detail": pp["detail"]},
             "tg_label": r.speeds[0][0], "pp_label": r.speeds[-1][0], "ctx": ctx_words,
             "command": command, "command_origin": origin, "facts": r.arch.source}
 
 
-def _spill_card(r: dict[str, Any], dev: CatalogDevice, vram: float | None, several: bool) -> dict[str, Any]:
+def _spill_card(r: dict[str, Any], dev: CatalogDevice, memory: str | None) -> dict[str, Any]:
     """A mixture of experts larger than the GPU, as the picker shows it: where llama.cpp's fit puts it and the
     command; its speed is not estimated on the site (it needs the RAM's bandwidth, which the picker does not ask)."""
     how = f"collector estimate \"{r['name']} {r['quant']}\" --device \"{dev.name}\" --ram \"DDR5-6000 2ch\""
     why = f"it depends on your system RAM's bandwidth: {how} estimates it, with its held-out error"
     layers = f" and {r['cpu_layers']} whole layer(s) on the CPU" if r["cpu_layers"] else ""
-    return {"quant": r["quant"], "memory": f"{vram / 1024:g} GiB" if vram and several else None,
-            "size": f"{r['size']:.2f} GiB", "speed": f"not estimated here: {why}",
+    return {"quant": r["quant"], "memory": memory, "size": f"{r['size']:.2f} GiB",
+            "speed": f"not estimated here: {why}",
             "ctx": f"{MIN_CONTEXT:,} tokens, KV f16 (where this placement was computed)",
             "placement": f"the experts of {r['cpu_experts']} of {r['layers']} layers in system RAM "
                          f"({r['experts_ram']:.1f} GiB){layers}; GPU {r['gpu']:.1f} of the {r['budget']:.1f} GiB "
                          "llama.cpp's fit may use",
             "ram_gb": round(r["experts_ram"] * 2**30 / 1e9, 1), "command": r["command"],
-            "command_origin": "computed from the memory model, not measured: llama.cpp's own fit would choose this "
-                              "placement; the flags pin it", "facts": r["arch"].source}
+            "command_origin": r["command_origin"], "facts": r["arch"].source}
 
 
 def device_section(est: Estimator, host: Host, src: str, fold: bool) -> str:
