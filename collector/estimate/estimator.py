@@ -24,8 +24,6 @@ from collector.estimate import crowd, offload
 from collector.estimate.arch import Arch, from_stated, stated_models
 from collector.estimate.facts import Facts, of_arch
 from collector.estimate.heldout import (
-    BOUND_PCT,
-    MIN_CHECKS,
     GroupError,
     Held,
     Range,
@@ -238,8 +236,7 @@ class Estimator:
             notes.append(f"model facts: {facts.basis}")
         why = None
         if err is None or not err.meets:
-            why = (f"the {vendor} class's figures left out by source: median error {err.median_pct:.0f} % over "
-                   f"{err.n} figures (shown within {BOUND_PCT:.0f} % over at least {MIN_CHECKS})" if err else
+            why = (f"the {vendor} class's figures left out by source: {err.shortfall}" if err else
                    f"no figure of a {vendor} GPU was left out by source and checked")
         elif self.size_range and metric == "tg" and not (
                 self.size_range[0] / SIZE_REACH <= facts.read_bytes <= self.size_range[1] * SIZE_REACH):

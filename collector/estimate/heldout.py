@@ -14,7 +14,8 @@ of measured / estimated over the leave-one-source-out checks of its vendor class
 over every class's checks where the class has checks from fewer than MIN_SOURCES sources. Its coverage is measured
 the same way the range is meant: for each source, the range computed without that source's checks, and the share
 of that source's checks that fall inside it (`coverage`). An estimate is shown on the site only where its vendor
-class had at least MIN_CHECKS leave-one-source-out checks with a median absolute error within BOUND_PCT.
+class had at least MIN_CHECKS leave-one-source-out checks with a median absolute error within BOUND_PCT and its
+stated range held at least MIN_COVERAGE of them (a range that holds a third of what it never saw is not stated).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ TIME_SPLIT = "2025"  # the time check: fitted on builds before this year, tested
 MIN_CHECKS = 10
 MIN_SOURCES = 2
 BOUND_PCT = 25.0
+MIN_COVERAGE = 0.70  # the share of left-out figures the stated 10th-90th percentile range must hold to be shown
 LOW_Q, HIGH_Q = 10, 90
 
 
@@ -111,7 +113,7 @@ def range_for(checks: list[Held], vendor: str, without: str | None = None) -> Ra
     usable = [h for h in checks if h.mode == "source" and h.point.source != without]
     mine = [h for h in usable if h.point.vendor == vendor]
     basis = vendor
-    if len({h.point.source for h in mine}) < MIN_SOURCES:
+    if len({h.point.source for h in mine}) < MIN_SOURCES or len(mine) < MIN_CHECKS:
         mine, basis = usable, "every class"
     if len(mine) < MIN_CHECKS:
         return None
@@ -142,8 +144,21 @@ class GroupError:
     coverage: float | None  # share of the checks inside the range stated for them (leave-one-source-out only)
 
     @property
+    def shortfall(self) -> str | None:
+        """Why this group's estimates are not shown (None: they are): too few checks, too large an error, or a
+        stated range that did not hold what it never saw."""
+        said = f"median error {self.median_pct:.0f} % over {self.n} figures"
+        if self.n < MIN_CHECKS or self.median_pct > BOUND_PCT:
+            return f"{said} (shown within {BOUND_PCT:.0f} % over at least {MIN_CHECKS})"
+        if self.coverage is None or self.coverage < MIN_COVERAGE:
+            held = "could not be checked" if self.coverage is None else f"held {self.coverage * 100:.0f} % of them"
+            return (f"{said}, but the range an estimate would state {held} (shown where it holds "
+                    f"{MIN_COVERAGE * 100:.0f} %)")
+        return None
+
+    @property
     def meets(self) -> bool:
-        return self.n >= MIN_CHECKS and self.median_pct <= BOUND_PCT
+        return self.shortfall is None
 
 
 def covered(checks: list[Held]) -> dict[int, bool]:

@@ -105,7 +105,7 @@ def speed_text(a: SpeedAnswer) -> str:
 
 
 def error_text(e: GroupError) -> str:
-    cov = f"; the range held {e.coverage:.0%} of them" if e.coverage is not None else ""
+    cov = f"; the range held {e.coverage * 100:.0f} % of them" if e.coverage is not None else ""
     return (f"held-out error of the {e.group} class (each source left out): median {e.median_pct:.1f} %, 90th "
             f"percentile {e.p90_pct:.1f} % over {e.n} figures of {e.n_sources} sources{cov}")
 
@@ -184,7 +184,7 @@ def report_lines(records: list[AnyRecord], est: Estimator) -> list[str]:
     lines += [f"  not checked: {s}" for s in skipped]
     lines.append("speed model (llama.cpp, every layer on the GPU), held-out error |estimate / measured - 1|:")
     for e in est.fitted.errors:
-        cov = f"  range held {e.coverage:.0%}" if e.coverage is not None else ""
+        cov = f"  range held {e.coverage * 100:.0f} %" if e.coverage is not None else ""
         tag = f"  {verdict(e)}" if e.by == "vendor" and e.mode == "source" else ""
         mode = {"source": "each source left out", "time": "fitted on builds before 2025, tested on later",
                 "device": "each device left out"}[e.mode]
@@ -192,7 +192,7 @@ def report_lines(records: list[AnyRecord], est: Estimator) -> list[str]:
                      f"median {e.median_pct:.1f} %  p90 {e.p90_pct:.1f} %  signed {e.signed_pct:+.1f} %{cov}{tag}")
     lines.append("with weights in system RAM (llama.cpp and ik_llama.cpp figures; each source left out):")
     for metric, off in est.fitted.off_errors.items():
-        cov = f"  range held {off.coverage:.0%}" if off.coverage is not None else ""
+        cov = f"  range held {off.coverage * 100:.0f} %" if off.coverage is not None else ""
         lines.append(f"  {metric}: n={off.n} ({off.n_sources} sources) median {off.median_pct:.1f} %  p90 "
                      f"{off.p90_pct:.1f} %  signed {off.signed_pct:+.1f} %{cov}")
         for src, n, med, signed in off.by_source:

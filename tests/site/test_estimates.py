@@ -23,10 +23,13 @@ from sitebuild import build_clean, page_text
 pytestmark = pytest.mark.site
 REPO = Path(__file__).resolve().parents[2]
 # llama-bench devices of several classes (NVIDIA GDDR, HBM, several GPUs, Apple), LocalScore devices, our CPU runs;
-# the RTX 5090 is left out so that it is a catalog device with no record (a page of estimates only)
+# the RTX 5090 is left out so that it is a catalog device with no record (a page of estimates only). NVIDIA figures of
+# five sources (XiongjieDai's notebooks, llama.cpp's DGX Spark benches, three authors of llama.cpp threads): with
+# fewer, the NVIDIA range, left out by source, holds under 70 % of the figures it never saw and none is shown
 DEVICES = ("rtx-4090", "rtx-3090", "rtx-a6000", "a40", "l40s", "rtx-4080", "rtx-6000-ada-generation",
            "rtx-5000-ada-generation", "rtx-4000-ada-generation", "a100-80gb-pcie", "a100-sxm4-80gb", "2x-rtx-3090",
-           "4x-rtx-4090", "rtx-3070", "rtx-4070-ti", "cpu-amd-epyc", "rx-7900-xtx")
+           "4x-rtx-4090", "rtx-3070", "rtx-4070-ti", "cpu-amd-epyc", "rx-7900-xtx", "gb10",
+           "rtx-pro-6000-blackwell-workstation-edition", "rtx-3090-ti", "rtx-5070")
 _SECTION = re.compile(r"## What fits and how fast, estimated\n.*?(?=\n## |\Z)", re.S)
 
 
@@ -122,7 +125,12 @@ def test_every_catalog_device_has_a_page_with_an_estimate_table(built: Path) -> 
     rows = [page_text(r) for r in re.findall(r"<tr>.*?</tr>", html_5090, re.S)]
     (q4,) = [r for r in rows if r.startswith("Llama 3.1 8B") and "Q4_K_M4.58 GiB" in r]
     assert re.search(r"~\d+ t/sstated range \d+(\.\d)?–\d+ · NVIDIA figures left out by source: median error \d+ "
-                     r"% over \d+, which held \d+% of them", q4)
+                     r"% over \d+, which held \d+ % of them", q4)
+    # pp: NVIDIA's stated range held a third of the figures it never saw, so no pp figure is stated, and the cell
+    # says why
+    assert re.search(r"not estimatedthe NVIDIA class's figures left out by source: median error \d+ % over \d+ "
+                     r"figures, but the range an estimate would state held \d+ % of them \(shown where it holds 70 %\)"
+                     r"$", q4)
     assert not any(r.startswith(("Smollm2", "LLaMA 3 8B")) for r in rows)  # the model table's models only
     # each row's facts name their source by a short link to it (the whole address is the link's target)
     assert ('facts: model table: <a href="https://huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json">'

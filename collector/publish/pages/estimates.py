@@ -20,7 +20,7 @@ from collector.base.cache import KeyValueCache, code_stamp
 from collector.catalog import CatalogDevice, default, resolve
 from collector.estimate.arch import Arch
 from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
-from collector.estimate.heldout import BOUND_PCT, MIN_CHECKS, MIN_SOURCES, TIME_SPLIT
+from collector.estimate.heldout import BOUND_PCT, MIN_CHECKS, MIN_COVERAGE, MIN_SOURCES, TIME_SPLIT
 from collector.estimate.memcheck import TOLERANCE_MIB, TOLERANCE_PCT, data_checks, summarise
 from collector.estimate.placement import Request, command, gpu_command, place
 from collector.estimate.report import MIN_CONTEXT, Row, device_rows, rate
@@ -67,7 +67,7 @@ def _speed_cell(a: SpeedAnswer, row: Row) -> dict[str, Any]:
     e = a.error
     detail = f"stated range {rate(a.low or 0)}–{rate(a.high or 0)}" if a.low and a.high else ""
     if e:
-        cov = f", which held {e.coverage:.0%} of them" if e.coverage is not None else ""
+        cov = f", which held {e.coverage * 100:.0f} % of them" if e.coverage is not None else ""
         detail += (f" · {e.group} figures left out by source: median error {e.median_pct:.0f} % over {e.n}"
                    f"{cov}")
     if row.measured:
@@ -258,7 +258,8 @@ def methodology_section(est: Estimator, records: list[AnyRecord]) -> tuple[str, 
                   alt=alt, has_chart=bool(files), memory=summarise(mem_checks), n_checks=len(mem_checks),
                   skipped=skipped, outside=[c for c in mem_checks if not c.within], tol_pct=TOLERANCE_PCT,
                   tol_mib=TOLERANCE_MIB, fits=[c for c in mem_checks if c.fit is not None], left=est.left.most_common(),
-                  bound=BOUND_PCT, min_checks=MIN_CHECKS, min_sources=MIN_SOURCES, time_split=TIME_SPLIT,
+                  bound=BOUND_PCT, min_checks=MIN_CHECKS, min_coverage_pct=round(MIN_COVERAGE * 100),
+                  min_sources=MIN_SOURCES, time_split=TIME_SPLIT,
                   margin=FIT_MARGIN_MIB, tg=tg, pp=pp, kappa=kappa(tg) if tg else {}, crowd=est.fitted.crowd,
                   offload=est.fitted.off_errors)
     return text, files
