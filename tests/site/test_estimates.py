@@ -124,13 +124,19 @@ def test_every_catalog_device_has_a_page_with_an_estimate_table(built: Path) -> 
     assert "Recommended launch commands" not in only  # nothing to rank or recommend
     rows = [page_text(r) for r in re.findall(r"<tr>.*?</tr>", html_5090, re.S)]
     (q4,) = [r for r in rows if r.startswith("Llama 3.1 8B") and "Q4_K_M4.58 GiB" in r]
-    assert re.search(r"~\d+ t/sstated range \d+(\.\d)?–\d+ · NVIDIA figures left out by source: median error \d+ "
-                     r"% over \d+, which held \d+ % of them", q4)
-    # pp: NVIDIA's stated range held a third of the figures it never saw, so no pp figure is stated, and the cell
-    # says why
-    assert re.search(r"not estimatedthe NVIDIA class's figures left out by source: median error \d+ % over \d+ "
-                     r"figures, but the range an estimate would state held \d+ % of them \(shown where it holds 70 %\)"
-                     r"$", q4)
+    assert re.search(r"~\d+ t/sstated range \d+(\.\d)?–\d+~\d+ t/sstated range \d+(\.\d)?–\d+not estimated$", q4)
+    # what every row's cells share is said once above the table: the tg ranges' held-out error and coverage, and why
+    # no pp figure is stated (NVIDIA's pp range held a third of the figures it never saw)
+    section = only.split("What fits and how fast, estimated")[1]
+    assert re.search(r"tg @ 0 and tg @ 4,096: the stated ranges come from NVIDIA figures left out by source: median "
+                     r"error \d+ % over \d+, which held \d+ % of them\.", section)
+    assert re.search(r"pp 512: not estimated \(where a cell gives no other reason\): the NVIDIA class's figures left "
+                     r"out by source: median error \d+ % over \d+ figures, but the range an estimate would state held "
+                     r"\d+ % of them \(shown where it holds 70 %\)\.", section)
+    assert section.index("pp 512: not estimated") < section.index("Llama 3.1 8B")
+    # a reason that is a row's own stays in its cell (a model outside the sizes the fit covers)
+    (small,) = [r for r in rows if r.startswith("Llama 3.2 1B") and "Q4_K_M0.74 GiB" in r]
+    assert small.count("not estimatedthe model reads 0.80 GB per token, outside the sizes") == 2
     assert not any(r.startswith(("Smollm2", "LLaMA 3 8B")) for r in rows)  # the model table's models only
     # each row's facts name their source by a short link to it (the whole address is the link's target)
     assert ('facts: model table: <a href="https://huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json">'

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -62,24 +62,43 @@ def facts_link(source: str) -> dict[str, str | None]:
 
 
 def _speed_cell(a: SpeedAnswer, row: Row) -> dict[str, Any]:
+    """A speed cell: its figure, what is this row's own (`detail`) and what its vendor class's held-out check says
+    (`note`: the same words for every row it applies to, which a table states once above itself)."""
     if not a.shown or a.value is None:
-        return {"text": "not estimated", "detail": a.why_not or "", "est": False}
+        return {"text": "not estimated", "detail": "", "note": a.why_not or "", "est": False}
     e = a.error
-    detail = f"stated range {rate(a.low or 0)}–{rate(a.high or 0)}" if a.low and a.high else ""
+    parts = [f"stated range {rate(a.low or 0)}–{rate(a.high or 0)}"] if a.low and a.high else []
+    if row.measured:
+        parts.append(f"{row.measured} published figures of this model and quant on this device are in the fit")
+    note = ""
     if e:
         cov = f", which held {e.coverage * 100:.0f} % of them" if e.coverage is not None else ""
-        detail += (f" · {e.group} figures left out by source: median error {e.median_pct:.0f} % over {e.n}"
-                   f"{cov}")
-    if row.measured:
-        detail += f" · {row.measured} published figures of this model and quant on this device are in the fit"
-    return {"text": f"~{rate(a.value)} t/s", "detail": detail, "est": True}
+        note = f"{e.group} figures left out by source: median error {e.median_pct:.0f} % over {e.n}{cov}"
+    return {"text": f"~{rate(a.value)} t/s", "detail": " · ".join(parts), "note": note, "est": True}
 
 
-def _contexts(row: Row, vram: list[float], n_gpus: int) -> list[dict[str, Any]]:
+def _said_once(labels: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The notes that more than one row's cells of a column share, stated once above the table (the columns they
+    apply to, and whether they explain a range or a missing figure); those cells then keep only their own words."""
+    by_note: dict[tuple[str, bool], list[str]] = {}
+    for j, label in enumerate(labels):
+        cells = [r["speeds"][j][1] for r in rows]
+        counts = Counter((c["note"], c["est"]) for c in cells if c["note"])
+        for (note, est), n in counts.items():
+            if n > 1:
+                by_note.setdefault((note, est), []).append(label)
+                for c in cells:
+                    if (c["note"], c["est"]) == (note, est):
+                        c["note"] = ""
+    return [{"columns": " and ".join(cols), "note": note, "est": est} for (note, est), cols in by_note.items()]
+
+
+def _contexts(row: Row) -> list[dict[str, Any]]:
+    """The largest context per KV type (the row's device and memory size) and whether it is the training context."""
     out = []
+    ctx_train = row.arch.ctx_train
     for kv in KV_TYPES:
         c = row.contexts.get(kv)
-        ctx_train = row.arch.ctx_train
         out.append({"kv": kv, "text": "does not fit" if c is None else f"{c:,}",
                     "full": c is not None and ctx_train is not None and c >= ctx_train})
     return out
@@ -98,11 +117,13 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
                 spills.append(spill)
             else:
                 listed.append(f"{a.name} {a.quant}")
-        tables.append({"vram": vram, "spills": spills, "too_big": listed, "rows": [
+        table_rows = [
             {"name": r.arch.name, "quant": r.arch.quant or "not stated", "size": r.arch.weight_bytes / 2**30,
-             "contexts": _contexts(r, sizes, n_gpus) if vram else [], "needs": r.needs_mib,
+             "contexts": _contexts(r) if vram else [], "needs": r.needs_mib,
              "ctx_train": r.arch.ctx_train, "speeds": [(label, _speed_cell(a, r)) for label, a in r.speeds],
-             "source": facts_link(r.arch.source)} for r in rows]})
+             "source": facts_link(r.arch.source)} for r in rows]
+        notes = _said_once([label for label, _ in rows[0].speeds], table_rows) if rows else []
+        tables.append({"vram": vram, "spills": spills, "too_big": listed, "rows": table_rows, "notes": notes})
     return {"src": src, "dev": dev, "n": n_gpus, "tables": tables, "margin": FIT_MARGIN_MIB, "kv_types": KV_TYPES,
             "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC,
             "min_context": MIN_CONTEXT}
@@ -182,12 +203,16 @@ def _estimate_card(r: Row, known: bool, memory: str | None) -> dict[str, Any]:
         cmd = gpu_command(min(ctx, r.arch.ctx_train or ctx), Request(type_k=kv, type_v=kv))
         command, origin = cmd.text(), cmd.words
     ctx_words = "; ".join(f"KV {c['kv']}: {c['text']}" + (" (the training context)" if c["full"] else "")
-                          for c in _contexts(r, [], 1)) if known else \
+                          for c in _contexts(r)) if known else \
         f"not known (the device's memory is not known; {r.needs_mib / 1024:.1f} GiB needed at {MIN_CONTEXT:,} tokens)"
     return {"quant": r.arch.quant or "not stated", "memory": memory, "size": f"{r.arch.weight_bytes / 2**30:.2f} GiB",
-            "tg": {"value": tg["text"], "detail": tg["detail"]}, "pp": {"value": pp["text"], "detail": pp["detail"]},
+            "tg": {"value": tg["text"], "detail": _words(tg)}, "pp": {"value": pp["text"], "detail": _words(pp)},
             "tg_label": r.speeds[0][0], "pp_label": r.speeds[-1][0], "ctx": ctx_words,
             "command": command, "command_origin": origin, "facts": r.arch.source}
+
+
+def _words(cell: dict[str, Any]) -> str:
+    return " · ".join(w for w in (cell["detail"], cell["note"]) if w)
 
 
 def _spill_card(r: dict[str, Any], dev: CatalogDevice, memory: str | None) -> dict[str, Any]:
