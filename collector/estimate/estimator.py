@@ -163,6 +163,7 @@ class Estimator:
         self.figures = Counter((p.device, p.metric) for p in points)
         years = sorted({p.year for p in points if p.year})
         self.year = years[-1] if years else None  # estimates are for the newest builds the fit has
+        self._ranges: dict[tuple[str, str], Range | None] = {}
 
     @classmethod
     def of(cls, records: list[AnyRecord], held: Collection[tuple[str, str]] = ()) -> Estimator:
@@ -173,6 +174,13 @@ class Estimator:
                   off_points, off_left)
         est.mixes = stated_mixes(records)
         return est
+
+    def range_of(self, metric: str, vendor: str) -> Range | None:
+        """The stated range of a vendor class's estimates (the same for every question of that class: kept)."""
+        key = (metric, vendor)
+        if key not in self._ranges:
+            self._ranges[key] = range_for(self.fitted.checks.get(metric, []), vendor)
+        return self._ranges[key]
 
     def n_figures(self, device: str, metric: str) -> int:
         return self.figures[(device, metric)]
@@ -217,7 +225,7 @@ class Estimator:
                                "the catalog states no compute figure for this device")
         vendor = vendor_class(p.cls)
         err = class_error(self.fitted.errors, metric, vendor)
-        rng = range_for(self.fitted.checks.get(metric, []), vendor)
+        rng = self.range_of(metric, vendor)
         notes: list[str] = []
         own = f.seen(p, "device")
         if own:

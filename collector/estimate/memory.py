@@ -199,17 +199,27 @@ def on_gpu_tensors(arch: Arch, cfg: MemConfig) -> dict[str, bool]:
     n = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
     n = n if cfg.on_gpu else 0
     first_gpu = max(arch.n_layer_all + 1 - n, 0)
-    patterns = [(re.compile(p), target) for p, target in cfg.overrides]
+    forced_to: dict[str, str] = {}
+    for pattern, target in cfg.overrides:  # the first pattern a name matches wins
+        for name in _matching(arch, pattern):
+            forced_to.setdefault(name, target)
     out = {}
     for t in arch.tensors:
         on_gpu = (n >= 1 if t.layer is None else t.layer >= first_gpu) and t.name != "token_embd.weight"
         if on_gpu and t.expert and t.layer is not None and t.layer < cfg.n_cpu_moe:
             on_gpu = False
-        forced = next((target for rx, target in patterns if rx.search(t.name)), None)
+        forced = forced_to.get(t.name)
         if forced is not None and t.name != "token_embd.weight" and cfg.on_gpu:
             on_gpu = forced != "CPU"
         out[t.name] = on_gpu
     return out
+
+
+@lru_cache(maxsize=8192)  # llama.cpp's fit tries the same patterns on the same model many times
+def _matching(arch: Arch, pattern: str) -> frozenset[str]:
+    """The names of the model's tensors in which the -ot pattern occurs (std::regex_search)."""
+    rx = re.compile(pattern)
+    return frozenset(t.name for t in arch.tensors if rx.search(t.name))
 
 
 def _repacks(t: Tensor, types: frozenset[str]) -> bool:
