@@ -77,6 +77,25 @@ def package_files(suffixes: tuple[str, ...] = (".py", ".j2", ".txt", ".css", ".j
     return tuple(p for p in sorted(root.rglob("*")) if p.suffix in suffixes and p.is_file())
 
 
+# What else a page's bytes depend on: the libraries that template and write the files and place the charts' ticks
+# and text (matplotlib's locators and font metrics)
+PAGE_LIBS = ("matplotlib", "jinja2", "markupsafe", "pydantic", "pandas", "pyarrow")
+
+
+def pages_stamp() -> str:
+    """A stamp of everything generated pages are a function of besides their inputs: this package's code, templates,
+    assets and data files (the device catalog, the model table) and the versions of PAGE_LIBS."""
+    from importlib import metadata
+
+    libs = []
+    for name in PAGE_LIBS:
+        try:
+            libs.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            libs.append(f"{name}=-")
+    return f"{code_stamp(package_files(('.py', '.j2', '.txt', '.css', '.js', '.yaml')))} {' '.join(libs)}"
+
+
 class KeyValueCache:
     """`cache_dir(folder)/name.sqlite`: key -> text, tied to `code` (entries of other code are dropped on open).
 

@@ -87,10 +87,14 @@ def _code() -> str:
     return code_stamp(tuple(sorted(Path(__file__).resolve().parent.glob("*.py"))))
 
 
+def fit_key(points: list[Point], crowd_points: list[crowd.Point], off_points: list[offload.OffPoint]) -> str:
+    return digest(_code(), *map(repr, points), *map(repr, crowd_points), *map(repr, off_points))
+
+
 def fit_all(points: list[Point], crowd_points: list[crowd.Point], off_points: list[offload.OffPoint]) -> Fitted:
     """Every metric fitted, and its held-out checks; the offload model and its checks; LocalScore's own fit and
     error. Cached by the points and this code."""
-    key = digest(_code(), *map(repr, points), *map(repr, crowd_points), *map(repr, off_points))
+    key = fit_key(points, crowd_points, off_points)
     blob = Blob("estimate", "heldout.pickle")
     hit = blob.get(key)
     if isinstance(hit, Fitted):
@@ -164,15 +168,21 @@ class Estimator:
         years = sorted({p.year for p in points if p.year})
         self.year = years[-1] if years else None  # estimates are for the newest builds the fit has
         self._ranges: dict[tuple[str, str], Range | None] = {}
+        # a digest of everything this estimator's answers are a function of, besides the code (Estimator.of sets
+        # it): the same key, the same answer to every question; None: not known (answers are not kept)
+        self.key: str | None = None
 
     @classmethod
     def of(cls, records: list[AnyRecord], held: Collection[tuple[str, str]] = ()) -> Estimator:
         """Fitted on every usable figure but those `held` ((record id, tg|pp) the judge holds back)."""
         points, left = collect(records, held)
         off_points, off_left = offload.collect(records, frozenset(held))
-        est = cls(points, left, fit_all(points, crowd.collect(records, held), off_points), record_models(records),
-                  off_points, off_left)
+        crowd_points = crowd.collect(records, held)
+        est = cls(points, left, fit_all(points, crowd_points, off_points), record_models(records), off_points,
+                  off_left)
         est.mixes = stated_mixes(records)
+        est.key = digest(fit_key(points, crowd_points, off_points), *map(repr, est.models),
+                         repr(sorted(est.mixes.items())), repr(sorted(left.items())), repr(sorted(off_left.items())))
         return est
 
     def range_of(self, metric: str, vendor: str) -> Range | None:

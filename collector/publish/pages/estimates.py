@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 from collector import estimate
-from collector.base.cache import KeyValueCache, code_stamp
+from collector.base.cache import KeyValueCache, code_stamp, digest, pages_stamp
 from collector.catalog import CatalogDevice, default, resolve
 from collector.estimate.arch import Arch
 from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
@@ -175,6 +176,11 @@ def answer_estimates(est: Estimator) -> dict[str, list[dict[str, Any]]]:
     """The picker's estimate cards of every catalog device (one GPU), by the slug of its page: per table model that
     fits with every layer on the GPU, one card per quant (and memory size, where the device is sold with several),
     in the same words as the page's estimate table; never mixed with the measured and stated cards."""
+    out: dict[str, list[dict[str, Any]]] = json.loads(_kept(est, "answers", lambda: json.dumps(_answer_estimates(est))))
+    return out
+
+
+def _answer_estimates(est: Estimator) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for dev in default().devices:
         by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -231,9 +237,32 @@ def _spill_card(r: dict[str, Any], dev: CatalogDevice, memory: str | None) -> di
             "command_origin": r["command_origin"], "facts": r["arch"].source}
 
 
+@lru_cache(maxsize=2)
+def _kept_cache(world: str) -> KeyValueCache:
+    return KeyValueCache("estimate", "sections", f"{pages_stamp()} {world}")
+
+
+def _kept(est: Estimator, what: str, make: Callable[[], str]) -> str:
+    """An estimate section's text, kept across builds while everything it is a function of is the same (the code
+    and templates, and est.key: the figures fitted, the models and mixes the records state). A build after one new
+    record of our own runs (never fitted) renders none of them again; one record more in the fit renders them all."""
+    if est.key is None:
+        return make()
+    kv = _kept_cache(est.key)
+    text = kv.get(what)
+    if text is None:
+        text = make()
+        kv.update([(what, text)])
+    return text
+
+
 def device_section(est: Estimator, host: Host, src: str, fold: bool) -> str:
     """The section a record device's page gets (a note where the device is not in the catalog); `fold`: its tables
     behind a "show" (below a page's answer cards)."""
+    return _kept(est, f"section {src} {fold} {digest(repr(host))}", lambda: _device_section(est, host, src, fold))
+
+
+def _device_section(est: Estimator, host: Host, src: str, fold: bool) -> str:
     dev, n, _ = device_of(host)
     if not host.gpus:
         return render("estimates.md.j2", part="none", src=src, why="a CPU: the catalog has no memory bandwidth "
@@ -242,6 +271,10 @@ def device_section(est: Estimator, host: Host, src: str, fold: bool) -> str:
         return render("estimates.md.j2", part="none", src=src, why="these GPUs are not one device of the catalog, "
                       "so nothing is estimated")
     return render("estimates.md.j2", part="section", fold=fold, **section_context(est, dev, n, src))
+
+
+def _catalog_page(est: Estimator, dev: CatalogDevice, src: str) -> str:
+    return render("estimates.md.j2", part="page", **section_context(est, dev, 1, src))
 
 
 def catalog_pages(est: Estimator, record_pages: dict[str, str]) -> list[GeneratedFile]:
@@ -253,7 +286,7 @@ def catalog_pages(est: Estimator, record_pages: dict[str, str]) -> list[Generate
         has_records = dev.name in record_pages or device_src(dev.slug) in taken
         src = record_pages.get(dev.name, device_src(dev.slug))
         if not has_records:
-            body = render("estimates.md.j2", part="page", **section_context(est, dev, 1, src))
+            body = _kept(est, f"page {src} {dev.name}", partial(_catalog_page, est, dev, src))
             files.append(GeneratedFile(src, front_matter(dev.name, wide=True) + body))
         items.append({"dev": dev, "href": src, "records": has_records, "memory": [m / 1024 for m in vram_mib(dev)]})
     files.append(GeneratedFile(CATALOG_SRC, front_matter("Device catalog", wide=True) +

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from functools import partial
 from typing import NamedTuple
 
-from collector.base.cache import Blob, code_stamp, package_files, scope
+from collector.base.cache import Blob, pages_stamp, scope
 from collector.estimate.estimator import Estimator
 from collector.judge import Summaries, beside, judge_records, load_summaries_from
 from collector.publish.words.links import device_src
@@ -200,21 +200,8 @@ def build_from(data_dir: Path) -> SiteBuild:
     return build
 
 
-# What else a build's bytes depend on: this package's code and assets, and the libraries that template and write
-# the files and place the charts' ticks and text (matplotlib's locators and font metrics)
-_LIBS = ("matplotlib", "jinja2", "markupsafe", "pydantic", "pandas", "pyarrow")
-
-
 def _memo_key(index_fingerprint: str) -> str:
-    libs = []
-    for name in _LIBS:
-        try:
-            libs.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            libs.append(f"{name}=-")
-    # .yaml too: the device catalog and collector/estimate/models.yaml are inputs of the pages, like the code
-    code = code_stamp(package_files((".py", ".j2", ".txt", ".css", ".js", ".yaml")))
-    return f"{code} {' '.join(libs)} {index_fingerprint}"
+    return f"{pages_stamp()} {index_fingerprint}"
 
 
 def render_site(data_dir: Path) -> list[GeneratedFile]:
