@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from collector.catalog import default
+from collector.estimate.estimator import Estimator
+from collector.publish.pages import estimates as est_pages
 from collector.publish.pages.estimates import CATALOG_SRC, CHART
 from collector.publish.site import build as site_mod
 from collector.records.index import load_records
@@ -47,6 +49,25 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def built(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_clean(data, tmp_path_factory.mktemp("estimate-site") / "html")
+
+
+def test_estimate_sections_are_kept_until_the_fit_changes(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second build of the same records renders no estimate section, page or card again (kept under a digest of
+    the fitted figures and the code) and gives the same bytes; one fitted figure fewer renders them all again."""
+    records = load_records(data)
+    first = {g.src_uri: g.content for g in site_mod.build_site(records).whole()}
+    made: list[str] = []
+    real_context, real_answers = est_pages.section_context, est_pages._answer_estimates
+    monkeypatch.setattr(est_pages, "section_context",
+                        lambda est, dev, n, src: made.append(src) or real_context(est, dev, n, src))
+    monkeypatch.setattr(est_pages, "_answer_estimates", lambda est: made.append("answers") or real_answers(est))
+    again = {g.src_uri: g.content for g in site_mod.build_site(records).whole()}
+    assert again == first and made == []
+    in_fit = {p.record for p in Estimator.of(records).points}
+    fitted = next(r for r in records if r.id in in_fit)
+    fewer = {g.src_uri: g.content for g in site_mod.build_site([r for r in records if r is not fitted]).whole()}
+    assert "answers" in made and "devices/rtx-5090.md" in made and len(made) > 100
+    assert fewer != first
 
 
 def test_without_estimates_every_other_byte_is_the_same(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
