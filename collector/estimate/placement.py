@@ -349,11 +349,12 @@ def command(p: Placement, req: Request, model: str = "MODEL.gguf") -> Command:
     return Command((*argv, *_settings(req)), words)
 
 
-def gpu_command(ctx: int, req: Request, model: str = "MODEL.gguf") -> Command:
-    """The llama-server command for every layer on the GPU at `ctx` tokens (a context the memory model found to fit
-    with llama.cpp's fit margin free)."""
+def gpu_command(ctx: int, req: Request, model: str = "MODEL.gguf", n_gpus: int = 1) -> Command:
+    """The llama-server command for every layer on the GPU(s) at `ctx` tokens (a context the memory model found to
+    fit with llama.cpp's fit margin free; n GPUs: llama.cpp's default split, by layer, over every visible GPU)."""
+    where = "the GPU" if n_gpus == 1 else f"the {n_gpus} GPUs (llama.cpp splits them by layer)"
     return Command(("llama-server", "-m", model, "-c", str(ctx), "-ngl", "99", *_settings(req)),
-                   "computed from the memory model, not measured: every layer on the GPU at the largest context "
+                   f"computed from the memory model, not measured: every layer on {where} at the largest context "
                    "that keeps llama.cpp's fit margin free")
 
 

@@ -60,7 +60,8 @@ def test_estimate_sections_are_kept_until_the_fit_changes(data: Path, monkeypatc
     real_context, real_answers = est_pages.section_context, est_pages._answer_estimates
     monkeypatch.setattr(est_pages, "section_context",
                         lambda est, dev, n, src: made.append(src) or real_context(est, dev, n, src))
-    monkeypatch.setattr(est_pages, "_answer_estimates", lambda est: made.append("answers") or real_answers(est))
+    monkeypatch.setattr(est_pages, "_answer_estimates",
+                        lambda est, wanted: made.append("answers") or real_answers(est, wanted))
     again = {g.src_uri: g.content for g in site_mod.build_site(records).whole()}
     assert again == first and made == []
     in_fit = {p.record for p in Estimator.of(records).points}
@@ -76,7 +77,7 @@ def test_without_estimates_every_other_byte_is_the_same(data: Path, monkeypatch:
     monkeypatch.setattr(site_mod, "device_section", lambda est, host, src, fold: "")
     monkeypatch.setattr(site_mod, "catalog_pages", lambda est, pages: [])
     monkeypatch.setattr(site_mod, "methodology_section", lambda est, recs: ("", []))
-    monkeypatch.setattr(site_mod, "answer_estimates", lambda est: {})
+    monkeypatch.setattr(site_mod, "answer_estimates", lambda est, sets: {})
     without = {g.src_uri: g.content for g in site_mod.build_site(records).whole()}
     extra = set(with_est) - set(without)
     assert CATALOG_SRC in extra and f"{CHART}-light.svg" in extra
@@ -128,6 +129,26 @@ def test_estimates_sit_only_in_their_own_sections(built: Path) -> None:
     for svg in built.rglob("*.svg"):
         if "estimates" not in svg.parts:
             assert b"estimate" not in svg.read_bytes().lower(), svg
+
+
+def test_a_set_of_several_gpus_with_a_page_gets_picker_estimate_cards_for_that_many(built: Path) -> None:
+    """2x RTX 3090 (a page of its records): the picker's file for it carries estimate cards computed for two GPUs,
+    each the figure the set's page prints, its memory per GPU, and a command whose words say the split."""
+    answer = json.loads((built / "answers" / "d" / "2x-rtx-3090.json").read_text(encoding="utf-8"))
+    single = json.loads((built / "answers" / "d" / "rtx-3090.json").read_text(encoding="utf-8"))
+    cards = {(m["label"], c["quant"]): c for m in answer["estimates"] for c in m["cards"]}
+    one = {(m["label"], c["quant"]): c for m in single["estimates"] for c in m["cards"]}
+    assert cards and answer["models"]  # its measured cards stay
+    page = page_text((built / "devices" / "2x-rtx-3090" / "index.html").read_text(encoding="utf-8"))
+    for (name, quant), c in cards.items():
+        if "tg" not in c:  # a mixture of experts larger than 2 x 24 GiB: its placement card
+            continue
+        assert c["memory"] == "2 × 24 GiB" and "every layer on the 2 GPUs (llama.cpp splits them by layer)" in \
+            c["command_origin"]
+        assert c["tg"]["value"] in page, (name, quant)
+    assert sum(c.get("tg", {}).get("value", "").startswith("~") for c in cards.values()) > 10
+    # a model too large for one 24 GiB GPU runs on two
+    assert any(k not in one for k in cards)
 
 
 def test_every_catalog_device_has_a_page_with_an_estimate_table(built: Path) -> None:

@@ -172,33 +172,41 @@ def _device_rows(est: Estimator, dev: CatalogDevice, n_gpus: int, vram: float | 
     return device_rows(est, dev, n_gpus, vram)
 
 
-def answer_estimates(est: Estimator) -> dict[str, list[dict[str, Any]]]:
-    """The picker's estimate cards of every catalog device (one GPU), by the slug of its page: per table model that
-    fits with every layer on the GPU, one card per quant (and memory size, where the device is sold with several),
-    in the same words as the page's estimate table; never mixed with the measured and stated cards."""
-    out: dict[str, list[dict[str, Any]]] = json.loads(_kept(est, "answers", lambda: json.dumps(_answer_estimates(est))))
+def answer_estimates(est: Estimator, sets: dict[str, tuple[CatalogDevice, int]] | None = None,
+                     ) -> dict[str, list[dict[str, Any]]]:
+    """The picker's estimate cards of every catalog device (one GPU) and of the sets of several GPUs that have a
+    page (`sets`: its slug -> the catalog device and how many), by the slug of that page: per table model that fits
+    with every layer on the GPU(s), one card per quant (and memory size, where the device is sold with several), in
+    the same words as the page's estimate table; never mixed with the measured and stated cards."""
+    wanted = [(dev.slug, dev, 1) for dev in default().devices]
+    wanted += [(slug, dev, n) for slug, (dev, n) in sorted((sets or {}).items()) if n > 1]
+    what = "answers " + digest(repr([(slug, dev.name, n) for slug, dev, n in wanted]))
+    out: dict[str, list[dict[str, Any]]] = json.loads(_kept(est, what, lambda: json.dumps(_answer_estimates(est,
+                                                                                                          wanted))))
     return out
 
 
-def _answer_estimates(est: Estimator) -> dict[str, list[dict[str, Any]]]:
+def _answer_estimates(est: Estimator, wanted: list[tuple[str, CatalogDevice, int]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for dev in default().devices:
+    for slug, dev, n in wanted:
         by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
         sizes: list[float | None] = list(vram_mib(dev)) or [None]
         for vram in sizes:
-            memory = f"{vram / 1024:g} GiB" if vram and len(sizes) > 1 else None  # which size, where several
-            rows, too_big = _device_rows(est, dev, 1, vram)
+            each = f"{n} × " if n > 1 else ""
+            # which size, where several (and for a set, per GPU)
+            memory = f"{each}{vram / 1024:g} GiB" if vram and (len(sizes) > 1 or n > 1) else None
+            rows, too_big = _device_rows(est, dev, n, vram)
             for r in rows:
-                by_model[r.arch.name].append(_estimate_card(r, vram is not None, memory))
+                by_model[r.arch.name].append(_estimate_card(r, vram is not None, memory, n))
             for a in too_big:
-                if (spill := _spill_row(a, vram, 1)) is not None:
+                if (spill := _spill_row(a, vram, n)) is not None:
                     by_model[a.name].append(_spill_card(spill, dev, memory))
         if by_model:
-            out[dev.slug] = [{"label": name, "cards": cards} for name, cards in by_model.items()]
+            out[slug] = [{"label": name, "cards": cards} for name, cards in by_model.items()]
     return out
 
 
-def _estimate_card(r: Row, known: bool, memory: str | None) -> dict[str, Any]:
+def _estimate_card(r: Row, known: bool, memory: str | None, n_gpus: int = 1) -> dict[str, Any]:
     cells = [_speed_cell(a, r) for _, a in r.speeds]
     tg, pp = cells[0], cells[-1]
     least = min(MIN_CONTEXT, r.arch.ctx_train or MIN_CONTEXT)
@@ -206,7 +214,7 @@ def _estimate_card(r: Row, known: bool, memory: str | None) -> dict[str, Any]:
     command, origin = None, "no command: the device's memory is not known, so no context is known to fit"
     if usable:
         kv, ctx = usable[0]
-        cmd = gpu_command(min(ctx, r.arch.ctx_train or ctx), Request(type_k=kv, type_v=kv))
+        cmd = gpu_command(min(ctx, r.arch.ctx_train or ctx), Request(type_k=kv, type_v=kv), n_gpus=n_gpus)
         command, origin = cmd.text(), cmd.words
     ctx_words = "; ".join(f"KV {c['kv']}: {c['text']}" + (" (the training context)" if c["full"] else "")
                           for c in _contexts(r)) if known else \

@@ -17,6 +17,7 @@ from functools import partial
 from typing import NamedTuple
 
 from collector.base.cache import Blob, pages_stamp, scope
+from collector.catalog import CatalogDevice
 from collector.estimate.estimator import Estimator
 from collector.judge import Summaries, beside, judge_records, load_summaries_from
 from collector.publish.words.links import device_src
@@ -119,6 +120,7 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
         klds_by_model[k.model].append(k)
     est = Estimator.of(list(f.records.values()), held=f.judgement.held_keys())
     record_pages: dict[str, str] = {}
+    sets: dict[str, tuple[CatalogDevice, int]] = {}  # pages of several GPUs of one catalog device
     for device, recs in sorted(recs_by_device.items()):
         host = max(recs, key=lambda r: isinstance(r, SpeedRecord)).host
         files += device_page(device, rows_by_device[device], klds_by_device[device], recs,
@@ -126,6 +128,8 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
         dev, n, _ = device_of(host)
         if dev is not None and n == 1:
             record_pages.setdefault(dev.name, device_src(device))
+        elif dev is not None:
+            sets[device] = (dev, n)
     files += catalog_pages(est, record_pages)
     methodology, method_files = methodology_section(est, list(f.records.values()))
     methodology = judged_summary(f) + methodology
@@ -134,7 +138,7 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     for model, recs in sorted(by_model.items()):
         files += model_page(model, rows_by_model[model], klds_by_model[model], names[model], names)
     files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
-              flagged_page(f), *answer_files(f, answer_estimates(est)),
+              flagged_page(f), *answer_files(f, answer_estimates(est, sets)),
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
     home, home_files = home_markdown(f)
     files += home_files
