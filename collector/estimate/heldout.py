@@ -160,6 +160,17 @@ class GroupError:
     def meets(self) -> bool:
         return self.shortfall is None
 
+    @property
+    def verdict(self) -> str:
+        """Whether the group's estimates are shown, in a table cell's words."""
+        if self.n < MIN_CHECKS:
+            return f"not shown: {self.n} figure(s), at least {MIN_CHECKS} needed"
+        if self.median_pct > BOUND_PCT:
+            return f"not shown: median error above {BOUND_PCT:.0f} %"
+        if self.coverage is None or self.coverage < MIN_COVERAGE:
+            return f"not shown: the range held under {MIN_COVERAGE * 100:.0f} %"
+        return "shown"
+
 
 def covered(checks: list[Held]) -> dict[int, bool]:
     """For each leave-one-source-out check (by id), whether the range stated without its source holds it."""

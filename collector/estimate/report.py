@@ -166,9 +166,7 @@ def answer_lines(est: Estimator, dev: CatalogDevice, arch: Arch, ctx: int | None
 
 def verdict(e: GroupError) -> str:
     """Whether a vendor class's estimates are shown."""
-    if e.by != "vendor":
-        return ""
-    return "shown" if e.meets else "not shown"
+    return e.verdict if e.by == "vendor" else ""
 
 
 def report_lines(records: list[AnyRecord], est: Estimator) -> list[str]:

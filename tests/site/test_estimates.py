@@ -194,8 +194,12 @@ def test_methodology_page_reports_the_held_out_error_and_the_memory_check(built:
     assert "<!-- quant-atlas:estimates -->" not in text
     rows = [" | ".join(page_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S))
             for r in re.findall(r"<tr>.*?</tr>", text, re.S)]
-    (nvidia,) = [r for r in rows if r.startswith("tg | NVIDIA | ") and r.count("|") == 7][:1]
-    assert re.search(r"\| \d+\.\d % \| \d+\.\d % \| [+-]\d+\.\d % \| \d+ %$", nvidia)  # error, p90, signed, held
+    # the per-class table (each source left out): error, p90, signed, range held, and whether the class's estimates
+    # are shown on the pages (and why not)
+    (tg_nv,) = [r for r in rows if r.startswith("tg | NVIDIA | ") and r.count("|") == 8]
+    (pp_nv,) = [r for r in rows if r.startswith("pp | NVIDIA | ") and r.count("|") == 8]
+    assert re.search(r"^tg \| NVIDIA \| shown \| \d+ \| \d+ \| \d+\.\d % \| \d+\.\d % \| [+-]\d+\.\d % \| \d+ %$", tg_nv)
+    assert pp_nv.startswith("pp | NVIDIA | not shown: the range held under 70 % | ")
     assert "Each source left out, per backend" in text and "By time" in text and "With weights in system RAM" in text
     (total,) = [r for r in rows if r.startswith("total | ")]
     assert total.endswith("| 0")  # every total within the target
