@@ -143,14 +143,24 @@ class GroupError:
     signed_pct: float  # median signed error: estimate above (+) or below (-) the figures
     coverage: float | None  # share of the checks inside the range stated for them (leave-one-source-out only)
 
+    def _short_of(self) -> str | None:
+        """Which rule keeps the group's estimates off the pages: "checks", "error", "coverage" (None: none does)."""
+        if self.n < MIN_CHECKS:
+            return "checks"
+        if self.median_pct > BOUND_PCT:
+            return "error"
+        if self.coverage is None or self.coverage < MIN_COVERAGE:
+            return "coverage"
+        return None
+
     @property
     def shortfall(self) -> str | None:
-        """Why this group's estimates are not shown (None: they are): too few checks, too large an error, or a
-        stated range that did not hold what it never saw."""
+        """Why this group's estimates are not shown, in a sentence (None: they are)."""
+        rule = self._short_of()
         said = f"median error {self.median_pct:.0f} % over {self.n} figures"
-        if self.n < MIN_CHECKS or self.median_pct > BOUND_PCT:
+        if rule in ("checks", "error"):
             return f"{said} (shown within {BOUND_PCT:.0f} % over at least {MIN_CHECKS})"
-        if self.coverage is None or self.coverage < MIN_COVERAGE:
+        if rule == "coverage":
             held = "could not be checked" if self.coverage is None else f"held {self.coverage * 100:.0f} % of them"
             return (f"{said}, but the range an estimate would state {held} (shown where it holds "
                     f"{MIN_COVERAGE * 100:.0f} %)")
@@ -158,18 +168,15 @@ class GroupError:
 
     @property
     def meets(self) -> bool:
-        return self.shortfall is None
+        return self._short_of() is None
 
     @property
     def verdict(self) -> str:
         """Whether the group's estimates are shown, in a table cell's words."""
-        if self.n < MIN_CHECKS:
-            return f"not shown: {self.n} figure(s), at least {MIN_CHECKS} needed"
-        if self.median_pct > BOUND_PCT:
-            return f"not shown: median error above {BOUND_PCT:.0f} %"
-        if self.coverage is None or self.coverage < MIN_COVERAGE:
-            return f"not shown: the range held under {MIN_COVERAGE * 100:.0f} %"
-        return "shown"
+        return {"checks": f"not shown: {self.n} figure(s), at least {MIN_CHECKS} needed",
+                "error": f"not shown: median error above {BOUND_PCT:.0f} %",
+                "coverage": f"not shown: the range held under {MIN_COVERAGE * 100:.0f} %",
+                None: "shown"}[self._short_of()]
 
 
 def covered(checks: list[Held]) -> dict[int, bool]:
