@@ -257,10 +257,11 @@ def _kept(est: Estimator, what: str, make: Callable[[], str]) -> str:
     if est.key is None:
         return make()
     kv = _kept_cache(est.key)
-    text = kv.get(what)
+    key = f"{est.key} {what}"  # the world in the key too: a build of other data sharing the cache never reads ours
+    text = kv.get(key)
     if text is None:
         text = make()
-        kv.update([(what, text)])
+        kv.update([(key, text)])
     return text
 
 
