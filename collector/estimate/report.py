@@ -164,11 +164,6 @@ def answer_lines(est: Estimator, dev: CatalogDevice, arch: Arch, ctx: int | None
     return lines
 
 
-def verdict(e: GroupError) -> str:
-    """Whether a vendor class's estimates are shown."""
-    return e.verdict if e.by == "vendor" else ""
-
-
 def report_lines(records: list[AnyRecord], est: Estimator) -> list[str]:
     """The memory check per buffer kind and the speed model's held-out error per metric, mode and group."""
     from collector.estimate.memcheck import TOLERANCE_MIB, TOLERANCE_PCT, data_checks, summarise
@@ -183,7 +178,7 @@ def report_lines(records: list[AnyRecord], est: Estimator) -> list[str]:
     lines.append("speed model (llama.cpp, every layer on the GPU), held-out error |estimate / measured - 1|:")
     for e in est.fitted.errors:
         cov = f"  range held {e.coverage * 100:.0f} %" if e.coverage is not None else ""
-        tag = f"  {verdict(e)}" if e.by == "vendor" and e.mode == "source" else ""
+        tag = f"  {e.verdict}" if e.by == "vendor" and e.mode == "source" else ""
         mode = {"source": "each source left out", "time": "fitted on builds before 2025, tested on later",
                 "device": "each device left out"}[e.mode]
         lines.append(f"  {e.metric} {mode}, by {e.by} {e.group}: n={e.n} ({e.n_sources} sources) "

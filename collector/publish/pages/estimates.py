@@ -172,8 +172,8 @@ def _device_rows(est: Estimator, dev: CatalogDevice, n_gpus: int, vram: float | 
     return device_rows(est, dev, n_gpus, vram)
 
 
-def answer_estimates(est: Estimator, sets: dict[str, tuple[CatalogDevice, int]] | None = None,
-                     ) -> dict[str, list[dict[str, Any]]]:
+def answer_estimates(est: Estimator,
+                     sets: dict[str, tuple[CatalogDevice, int]] | None = None) -> dict[str, list[dict[str, Any]]]:
     """The picker's estimate cards of every catalog device (one GPU) and of the sets of several GPUs that have a
     page (`sets`: its slug -> the catalog device and how many), by the slug of that page: per table model that fits
     with every layer on the GPU(s), one card per quant (and memory size, where the device is sold with several), in
@@ -191,8 +191,8 @@ def _answer_estimates(est: Estimator, wanted: list[tuple[str, CatalogDevice, int
     for slug, dev, n in wanted:
         by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
         sizes: list[float | None] = list(vram_mib(dev)) or [None]
+        each = f"{n} × " if n > 1 else ""
         for vram in sizes:
-            each = f"{n} × " if n > 1 else ""
             # which size, where several (and for a set, per GPU)
             memory = f"{each}{vram / 1024:g} GiB" if vram and (len(sizes) > 1 or n > 1) else None
             rows, too_big = _device_rows(est, dev, n, vram)
