@@ -141,7 +141,7 @@ class GroupError:
     median_pct: float
     p90_pct: float
     signed_pct: float  # median signed error: estimate above (+) or below (-) the figures
-    coverage: float | None  # share of the checks inside the range stated for them (leave-one-source-out only)
+    coverage: float | None  # share of the checks inside the range stated for them (each source left out; by time)
 
     def _short_of(self) -> str | None:
         """Which rule keeps the group's estimates off the pages: "checks", "error", "coverage" (None: none does)."""
@@ -180,15 +180,16 @@ class GroupError:
 
 
 def covered(checks: list[Held]) -> dict[int, bool]:
-    """For each leave-one-source-out check (by id), whether the range stated without its source holds it."""
+    """For each leave-one-source-out check (by id), whether the range stated without its source holds it; for each
+    check by time (a figure of a later build), whether the range an estimate of its class states holds it."""
     out: dict[int, bool] = {}
-    cache: dict[tuple[str, str], Range | None] = {}
+    cache: dict[tuple[str, str | None], Range | None] = {}
     for h in checks:
-        if h.mode != "source":
+        if h.mode not in ("source", "time"):
             continue
-        k = (h.point.vendor, h.point.source)
+        k = (h.point.vendor, h.point.source if h.mode == "source" else None)
         if k not in cache:
-            cache[k] = range_for(checks, h.point.vendor, without=h.point.source)
+            cache[k] = range_for(checks, h.point.vendor, without=k[1])
         r = cache[k]
         if r is not None:
             out[id(h)] = r.low <= h.ratio <= r.high

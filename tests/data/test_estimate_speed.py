@@ -94,6 +94,10 @@ def test_by_time_and_by_device() -> None:
     time = {(e.metric, e.group): e for e in errors if e.mode == "time" and e.by == "vendor"}
     assert time[("tg", "AMD")].n >= 10 and time[("tg", "AMD")].median_pct <= 10
     assert time[("tg", "NVIDIA")].n >= 20  # the 2025 builds of the GB10, fitted on 2024's only
+    # how often today's stated range holds the later builds' figures: AMD tg 90 %; NVIDIA tg 60 % (one source, one
+    # device: the GB10), under what the range states, reported as measured (docs/estimates.md)
+    assert time[("tg", "AMD")].coverage is not None and time[("tg", "AMD")].coverage >= 0.70
+    assert time[("tg", "NVIDIA")].coverage is not None and time[("tg", "NVIDIA")].coverage < 0.70
     device = {(e.metric, e.group): e for e in errors if e.mode == "device" and e.by == "vendor"}
     assert device[("tg", "NVIDIA")].median_pct <= 8
 
