@@ -214,7 +214,7 @@ class Estimator:
                      cls=device_class(dev, n_gpus), backend=backend or "", arch_key=arch_key, facts=facts,
                      depth=depth if metric == "tg" else depth + prompt / 2, ubatch=max(1, min(ubatch, batch, prompt)),
                      prompt=n_tok, batch=batch, type_k=type_k, type_v=type_v, bw=bw * 1e9, flops=flops,
-                     clock=dev.boost_mhz, value=1.0)
+                     clock=dev.boost_mhz, value=1.0, flash="on")  # llama.cpp's default (auto) on a GPU
 
     def speed(self, dev: CatalogDevice, n_gpus: int, arch: Arch | Facts, metric: str, depth: int = 0,
               prompt: int = 512, vram_gb: float | None = None, backend: str | None = None, type_k: str = "f16",

@@ -15,7 +15,9 @@ over every class's checks where the class has checks from fewer than MIN_SOURCES
 the same way the range is meant: for each source, the range computed without that source's checks, and the share
 of that source's checks that fall inside it (`coverage`). An estimate is shown on the site only where its vendor
 class had at least MIN_CHECKS leave-one-source-out checks with a median absolute error within BOUND_PCT and its
-stated range held at least MIN_COVERAGE of them (a range that holds a third of what it never saw is not stated).
+stated range held at least MIN_COVERAGE of them (a range that holds a third of what it never saw is not stated), and,
+where the class has at least MIN_CHECKS figures of builds from TIME_SPLIT on, the range held MIN_COVERAGE of those
+too when the model was fitted on the earlier builds only (`later_coverage`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from collector.base import stats
 from collector.estimate.points import Point
@@ -142,15 +144,21 @@ class GroupError:
     p90_pct: float
     signed_pct: float  # median signed error: estimate above (+) or below (-) the figures
     coverage: float | None  # share of the checks inside the range stated for them (each source left out; by time)
+    # a vendor class left out by source: its checks by time (figures of later builds, fitted on earlier ones)
+    later_n: int = 0
+    later_coverage: float | None = None
 
     def _short_of(self) -> str | None:
-        """Which rule keeps the group's estimates off the pages: "checks", "error", "coverage" (None: none does)."""
+        """Which rule keeps the group's estimates off the pages: "checks", "error", "coverage", "later" (None: none
+        does)."""
         if self.n < MIN_CHECKS:
             return "checks"
         if self.median_pct > BOUND_PCT:
             return "error"
         if self.coverage is None or self.coverage < MIN_COVERAGE:
             return "coverage"
+        if self.later_n >= MIN_CHECKS and (self.later_coverage is None or self.later_coverage < MIN_COVERAGE):
+            return "later"
         return None
 
     @property
@@ -164,6 +172,11 @@ class GroupError:
             held = "could not be checked" if self.coverage is None else f"held {self.coverage * 100:.0f} % of them"
             return (f"{said}, but the range an estimate would state {held} (shown where it holds "
                     f"{MIN_COVERAGE * 100:.0f} %)")
+        if rule == "later":
+            held = ("could not be checked" if self.later_coverage is None else
+                    f"held {self.later_coverage * 100:.0f} % of them")
+            return (f"{said}; but fitted on builds before {TIME_SPLIT}, the range {held} of the {self.later_n} "
+                    f"figures of later builds (shown where it holds {MIN_COVERAGE * 100:.0f} %)")
         return None
 
     @property
@@ -176,6 +189,7 @@ class GroupError:
         return {"checks": f"not shown: {self.n} figure(s), at least {MIN_CHECKS} needed",
                 "error": f"not shown: median error above {BOUND_PCT:.0f} %",
                 "coverage": f"not shown: the range held under {MIN_COVERAGE * 100:.0f} %",
+                "later": f"not shown: the range held under {MIN_COVERAGE * 100:.0f} % of later builds",
                 None: "shown"}[self._short_of()]
 
 
@@ -215,7 +229,9 @@ def summarise(checks: list[Held], metric: str) -> list[GroupError]:
                               stats.median(errs), stats.percentile(errs, 90) or 0.0,
                               stats.median([h.error_pct for h in hs]),
                               round(sum(judged) / len(judged), 3) if judged else None))
-    return out
+    later = {e.group: e for e in out if (e.mode, e.by) == ("time", "vendor")}
+    return [replace(e, later_n=later[e.group].n, later_coverage=later[e.group].coverage)
+            if (e.mode, e.by) == ("source", "vendor") and e.group in later else e for e in out]
 
 
 def class_error(errors: list[GroupError], metric: str, vendor: str) -> GroupError | None:

@@ -43,6 +43,7 @@ from collector.estimate.points import (
     build_year,
     compute,
     device_class,
+    flash_state,
     source_key,
     stated_bytes,
 )
@@ -272,7 +273,7 @@ def record_point(rec: AnyRecord) -> tuple[list[OffPoint], str | None]:
                      n_gpus=1, cls=device_class(dev), backend=backend_of(rec.llama_cpp.backend, dev.vendor),
                      arch_key=arch_key, facts=sp.gpu, depth=depth + n_tok / 2, ubatch=min(cfg.ubatch, n_tok or 512),
                      prompt=n_tok, batch=cfg.batch, type_k=cfg.type_k, type_v=cfg.type_v, bw=bw * 1e9, flops=flops,
-                     clock=dev.boost_mhz, value=stat.value)
+                     clock=dev.boost_mhz, value=stat.value, flash=flash_state(rec.config.flash_attn))
         out.append(OffPoint(rec.id, metric, base.source, runtime, base, replace(base, facts=facts), sp.cpu_read,
                             sp.cpu_layers, sp.switches, sp.cpu_all, ram * 1e9, pcie_gbs(ASSUMED_PCIE) * 1e9,
                             base.ubatch, stat.value, f"{how}; RAM {ram_how}; model facts: {facts.basis}"))

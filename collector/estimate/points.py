@@ -159,6 +159,7 @@ class Point:
     flops: float | None  # the compute figure, FLOP/s of one GPU (None: not known)
     clock: float | None  # the GPU's boost clock, MHz (None: not known)
     value: float  # t/s as the source states it
+    flash: str = ""  # flash attention: "on" (on or auto), "off", "" (not stated)
 
     @property
     def model(self) -> str:
@@ -241,7 +242,8 @@ def record_points(rec: AnyRecord) -> tuple[list[Point], str | None]:
                   device=dev.name if n == 1 else f"{dev.name} x {n}", gpu=dev.name, n_gpus=n, cls=cls,
                   backend=backend_of(rec.llama_cpp.backend or rec.host.gpus[0].backend, dev.vendor),
                   arch_key=arch_key, clock=dev.boost_mhz, facts=facts, type_k=rec.config.cache_type_k or "f16",
-                  type_v=rec.config.cache_type_v or "f16", bw=bw * 1e9, flops=flops)
+                  type_v=rec.config.cache_type_v or "f16", bw=bw * 1e9, flops=flops,
+                  flash=flash_state(rec.config.flash_attn))
     points = []
     for metric, stat in (("tg", rec.summary.tg_tps), ("pp", rec.summary.pp_tps)):
         if stat is None or stat.value <= 0:
@@ -251,6 +253,13 @@ def record_points(rec: AnyRecord) -> tuple[list[Point], str | None]:
                             prompt=n_tok, batch=rec.config.batch_size or 2048, value=stat.value,
                             **common))  # type: ignore[arg-type]
     return points, None
+
+
+def flash_state(flash_attn: str | None) -> str:
+    """A record's flash attention as the speed model tells it apart: "on" (on, or auto: every GPU backend the fit
+    has resolves it on), "off", or "" where the source does not state it (a llama-bench table prints its fa column
+    only where it differs from that build's default, which changed from off to auto)."""
+    return {"on": "on", "auto": "on", "off": "off"}.get(flash_attn or "", "")
 
 
 def collect(records: list[AnyRecord], held: Collection[tuple[str, str]] = ()) -> tuple[list[Point], Counter[str]]:

@@ -1,10 +1,13 @@
 """llama.cpp's generation (tg) and prompt (pp) speed with every layer on the GPU, fitted on published figures.
 
-    tg: seconds per token = (W x kappa(quant) + KV(depth)) / (eta x bandwidth) + tau(backend) x layers
+    tg: seconds per token = (W x kappa(quant) + psi(FA) x KV(depth)) / (eta x bandwidth) + tau(backend) x layers
     pp: seconds per token = F / (eps x compute) + W_all / (ubatch x bandwidth x rho)
 
 - W: the bytes a generated token reads (every tensor but the token embeddings, experts by their used share;
-  estimate.facts); KV(depth): the K and V bytes at the test's mean filled depth, in the cache's types; tau: a fixed
+  estimate.facts); KV(depth): the K and V bytes at the test's mean filled depth, in the cache's types, each costing
+  psi(FA) weight bytes: fitted apart for flash attention on, off and not stated (SpeedFit.psi_of: a state with no
+  deep figure costs 1 with flash attention, which reads K and V once, and without it at least a fitted state's,
+  as attention then writes and reads a score matrix besides); tau: a fixed
   cost per layer and token (kernel launches), which bounds small models on fast GPUs.
 - F: the FLOPs of one prompt token: 2 x (the dense weights + mu x the used experts' weights) + the attention's
   4 x layers x heads x head size per token of depth. mu (fitted) is what an expert's weight costs beyond a dense
@@ -75,7 +78,9 @@ class SpeedFit:
     tau0: float = 0.0  # tg: the pooled seconds per layer and token (a backend the fit has not seen)
     tau_ratio: dict[str, float] = field(default_factory=dict)  # tg: backend -> its tau over the pooled one
     xi: float = 1.0  # tg: an expert byte's cost over a dense one's
-    psi: float = 1.0  # tg: attention's cost per KV byte read at depth over a weight byte's
+    # tg: attention's cost per KV byte read at depth over a weight byte's, per flash-attention state (Point.flash);
+    # a state without a deep figure in the fit: 1 (flash attention reads each K and V byte once, as a weight's)
+    psi: dict[str, float] = field(default_factory=dict)
     rows: float = 0.0  # pp: a matrix multiplied by r rows of tokens costs (1 + rows / r) of its FLOPs
     rho: float = 0.7  # pp: the share of the bandwidth a ubatch's one read of every weight gets
     n: int = 0
@@ -93,6 +98,14 @@ class SpeedFit:
         """How many fitted figures share the point's effect in this group (0: an effect the fit has not seen)."""
         k = key(p, group)
         return self.counts.get(group, Counter()).get(k, 0) if k is not None else 0
+
+    def psi_of(self, flash: str) -> float:
+        """psi of a flash-attention state the fit may have no deep figure of: flash attention reads each K and V
+        byte once, as a weight byte (1); attention without it (off, or not stated) costs at least what a fitted
+        state does (the score matrix besides)."""
+        if flash in self.psi:
+            return self.psi[flash]
+        return 1.0 if flash == "on" else max(self.psi.values(), default=1.0)
 
     @property
     def tau(self) -> dict[str, float]:
@@ -131,6 +144,8 @@ class _Arrays:
         self.dense_read = np.array([p.facts.read_bytes - p.facts.expert_read_bytes for p in pts])
         self.expert_read = np.array([p.facts.expert_read_bytes for p in pts])
         self.kv = np.array([p.facts.kv_read(p.depth, p.type_k, p.type_v) for p in pts])
+        self.flashes = sorted({p.flash for p in pts})
+        self.flash = np.array([self.flashes.index(p.flash) for p in pts])
         self.layers = np.array([float(p.facts.layers) * clock_factor(p) for p in pts])
         self.dense_p = np.array([p.facts.dense_params for p in pts])
         self.expert_p = np.array([p.facts.expert_params for p in pts])
@@ -151,10 +166,14 @@ def _work(f: SpeedFit, a: _Arrays) -> np.ndarray:
     return 2.0 * (a.dense_p * (1 + f.rows / a.dense_rows) + a.expert_p * (1 + f.rows / a.expert_rows)) + a.attn
 
 
+def _kv_cost(f: SpeedFit, a: _Arrays) -> np.ndarray:
+    return np.array([f.psi_of(s) for s in a.flashes])[a.flash] * a.kv
+
+
 def _time(f: SpeedFit, a: _Arrays, log_eff: np.ndarray) -> np.ndarray:
     if f.metric == "tg":
         tau = f.tau0 * np.array([f.tau_ratio.get(b, 1.0) for b in a.backends])[a.backend]
-        return (a.dense_read + f.xi * a.expert_read + f.psi * a.kv) / (np.exp(log_eff) * a.bw) + tau * a.layers
+        return (a.dense_read + f.xi * a.expert_read + _kv_cost(f, a)) / (np.exp(log_eff) * a.bw) + tau * a.layers
     return (_work(f, a) / (np.exp(log_eff) * a.flops) + a.ub_read / f.rho) * a.pipeline
 
 
@@ -163,7 +182,7 @@ def _implied(f: SpeedFit, a: _Arrays) -> np.ndarray:
     if f.metric == "tg":
         tau = f.tau0 * np.array([f.tau_ratio.get(b, 1.0) for b in a.backends])[a.backend]
         spare = np.maximum(a.t - tau * a.layers, 0.05 * a.t)
-        return np.log((a.dense_read + f.xi * a.expert_read + f.psi * a.kv) / (spare * a.bw))
+        return np.log((a.dense_read + f.xi * a.expert_read + _kv_cost(f, a)) / (spare * a.bw))
     spare = np.maximum(a.t / a.pipeline - a.ub_read / f.rho, 0.05 * a.t)
     return np.log(_work(f, a) / (spare * a.flops))
 
@@ -285,8 +304,8 @@ def fit(points: list[Point], metric: str, rounds: int = ROUNDS, steps: int = STE
                 _search(f, "tau_ratio", 0.25, 4.0, shrunk, steps, b)
             if any(p.facts.moe for p in pts):
                 _search(f, "xi", 0.5, 4.0, score, steps)
-            if any(p.depth > 1024 for p in pts):
-                _search(f, "psi", 0.5, 8.0, score, steps)
+            for state in sorted({p.flash for p in pts if p.depth > 1024}):
+                _search(f, "psi", 0.5, 8.0, score, steps, state)
     else:
         for _ in range(rounds):
             _search(f, "rows", 0.0, 512.0, score, steps)

@@ -64,17 +64,20 @@ def _err(metric: str, vendor: str):  # type: ignore[no-untyped-def]
 
 def test_held_out_by_source_per_vendor_class() -> None:
     """Issue 32's Done-when: tg <= 10 % and pp <= 20 % median error for every vendor class with >= 10 figures left
-    out by source, the stated 80 % range holding 70-90 % of them. Reached: NVIDIA tg (and its range's coverage),
-    Apple's coverage. Not reached, asserted as measured (docs/estimates.md says what bounds them): AMD and Apple tg
-    (one source each holds nearly all their figures: left out, the class has no figure of its own), every pp."""
+    out by source, the stated 80 % range holding 70-90 % of them. Reached: NVIDIA tg's error, Apple's coverage. Not
+    reached, asserted as measured (docs/estimates.md says what bounds them): NVIDIA tg's coverage (XiongjieDai's
+    figures of several GPUs and of attention without flash attention at depth, which no other source has), AMD and
+    Apple tg (one source each holds nearly all their figures: left out, the class has no figure of its own), every
+    pp."""
     nvidia = _err("tg", "NVIDIA")
     assert nvidia.n >= 300 and nvidia.n_sources >= 5 and nvidia.median_pct <= 10
-    assert nvidia.coverage is not None and 0.70 <= nvidia.coverage <= 0.90
+    assert nvidia.coverage is not None and 0.65 <= nvidia.coverage < MIN_COVERAGE and not nvidia.meets
+    assert "held 69 % of them" in (nvidia.shortfall or "")
     apple = _err("tg", "Apple")
     assert apple.n >= 50 and apple.coverage is not None and 0.70 <= apple.coverage <= 0.90
     assert 10 < apple.median_pct <= 17  # not reached: 15.8 % (XiongjieDai's Apple figures, no other Apple source)
     amd = _err("tg", "AMD")
-    assert amd.n >= 10 and 10 < amd.median_pct <= 14  # not reached: 12.6 % (lhl's Strix Halo figures left out)
+    assert amd.n >= 10 and 10 < amd.median_pct <= 15  # not reached: 14.2 % (lhl's Strix Halo figures left out)
     for vendor in ("NVIDIA", "AMD", "Apple"):
         pp = _err("pp", vendor)
         assert pp.n >= 10 and 20 < pp.median_pct <= 32  # not reached: 22-31 %
@@ -85,8 +88,13 @@ def test_held_out_by_source_per_vendor_class() -> None:
     nv_pp = _err("pp", "NVIDIA")
     assert nv_pp.median_pct <= BOUND_PCT and nv_pp.coverage is not None and nv_pp.coverage < MIN_COVERAGE
     assert not nv_pp.meets and "held 35 % of them" in (nv_pp.shortfall or "")
-    assert [v for v in ("NVIDIA", "AMD", "Apple") if _err("tg", v).meets] == ["NVIDIA", "AMD", "Apple"]
-    assert _err("pp", "AMD").meets and not _err("pp", "Apple").meets
+    # ... and what it never saw includes later builds: AMD's pp range holds 90 % by source, 58 % of the 2025 builds'
+    amd_pp = _err("pp", "AMD")
+    assert amd_pp.coverage is not None and amd_pp.coverage >= MIN_COVERAGE and amd_pp.later_n >= MIN_CHECKS
+    assert amd_pp.later_coverage is not None and amd_pp.later_coverage < MIN_COVERAGE and not amd_pp.meets
+    assert "of the 19 figures of later builds" in (amd_pp.shortfall or "")
+    assert [v for v in ("NVIDIA", "AMD", "Apple") if _err("tg", v).meets] == ["AMD", "Apple"]
+    assert not _err("pp", "Apple").meets
 
 
 def test_by_time_and_by_device() -> None:
@@ -94,22 +102,26 @@ def test_by_time_and_by_device() -> None:
     time = {(e.metric, e.group): e for e in errors if e.mode == "time" and e.by == "vendor"}
     assert time[("tg", "AMD")].n >= 10 and time[("tg", "AMD")].median_pct <= 10
     assert time[("tg", "NVIDIA")].n >= 20  # the 2025 builds of the GB10, fitted on 2024's only
-    # how often today's stated range holds the later builds' figures: AMD tg 90 %; NVIDIA tg 60 % (one source, one
-    # device: the GB10), under what the range states, reported as measured (docs/estimates.md)
-    assert time[("tg", "AMD")].coverage is not None and time[("tg", "AMD")].coverage >= 0.70
-    assert time[("tg", "NVIDIA")].coverage is not None and time[("tg", "NVIDIA")].coverage < 0.70
+    # the GB10's figures at depth with flash attention on: fitted on 2024's (attention without flash attention at
+    # depth), the KV bytes cost what flash attention reads, not the 2024 builds' 2.7 weight bytes (21 % error before)
+    assert time[("tg", "NVIDIA")].median_pct <= 10
+    for vendor in ("AMD", "NVIDIA"):  # how often today's stated range holds the later builds' figures: 90 %, 100 %
+        assert time[("tg", vendor)].coverage is not None and time[("tg", vendor)].coverage >= MIN_COVERAGE
     device = {(e.metric, e.group): e for e in errors if e.mode == "device" and e.by == "vendor"}
     assert device[("tg", "NVIDIA")].median_pct <= 8
+    tg = _estimator().fitted.fits["tg"]
+    assert 0.8 < tg.psi["on"] < 1.5 and tg.psi[""] > 2  # flash attention on; not stated (2024: off)
 
 
 def test_answers_say_whose_effects_and_their_range() -> None:
     est = _estimator()
     llama8 = table.build("Llama 3.1 8B", "Q4_K_M")
     own = est.speed(resolve("NVIDIA GeForce RTX 4090"), 1, llama8, "tg")  # type: ignore[arg-type]
-    assert own.shown and own.value and "own effect" in own.basis and own.low < own.value < own.high  # type: ignore
+    assert own.value and "own effect" in own.basis and own.low < own.value < own.high  # type: ignore
     assert 100 < own.value < 170 and own.coverage is not None
+    assert not own.shown and "held 69 % of them" in (own.why_not or "")  # the NVIDIA class's range: see above
     new = est.speed(resolve("NVIDIA GeForce RTX 5090"), 1, llama8, "tg")  # type: ignore[arg-type]
-    assert new.shown and "no figure of this device" in new.basis and new.value and new.value > own.value
+    assert not new.shown and "no figure of this device" in new.basis and new.value and new.value > own.value
     amd = est.speed(resolve("AMD Radeon RX 7900 XTX"), 1, llama8, "tg", backend="Vulkan")  # type: ignore[arg-type]
     assert amd.shown and amd.value and amd.error is not None and amd.error.group == "AMD"
     arc = est.speed(resolve("Intel Arc A770"), 1, llama8, "tg")  # type: ignore[arg-type]

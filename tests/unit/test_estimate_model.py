@@ -67,7 +67,7 @@ def _point(cls: str, device: str, quant: str, model: str, depth: float, value: f
 
 
 def test_the_fit_recovers_a_model_it_is_given() -> None:
-    truth = speed.SpeedFit("tg", intercept=math.log(0.7), tau0=60e-6, xi=1.3, psi=2.0)
+    truth = speed.SpeedFit("tg", intercept=math.log(0.7), tau0=60e-6, xi=1.3, psi={"": 2.0})
     truth.tau_ratio = {"CUDA": 1.0}
     truth.effects = {"device": {"NVIDIA GeForce RTX 3090": 0.1, "NVIDIA GeForce RTX 4090": -0.05}}
     pts = []
@@ -79,7 +79,7 @@ def test_the_fit_recovers_a_model_it_is_given() -> None:
                 pts.append(dataclasses.replace(p, value=speed.predict(truth, p)))
     got = speed.fit(pts, "tg", rounds=6)
     assert got.tau0 * got.tau_ratio.get("CUDA", 1.0) == pytest.approx(60e-6, rel=0.1)
-    assert got.xi == pytest.approx(1.3, rel=0.1) and got.psi == pytest.approx(2.0, rel=0.2)
+    assert got.xi == pytest.approx(1.3, rel=0.1) and got.psi_of("") == pytest.approx(2.0, rel=0.2)
     for p in pts:  # the device effects are shrunk toward zero (ridge): within 5 %, not exact
         assert speed.predict(got, p) == pytest.approx(p.value, rel=0.05)
 
