@@ -165,28 +165,34 @@ ESTIMATE_CARDS = """Array.from(document.querySelectorAll('.qa-picker-out .qa-car
 
 
 @pytest.mark.parametrize("width", [1400, 390])
+@pytest.mark.parametrize(("gpu", "slug"), [("RX 7800 XT", "rx-7800-xt"), ("RTX 5080", "rtx-5080")])
 def test_a_device_nobody_measured_a_model_on_gets_estimate_cards_apart_and_labelled(
-        browser: CDP, server: str, data_site: Path, width: int) -> None:
-    """RTX 5080 + Llama 3.1 8B: no record has that pair, so the picker answers with estimate cards: badged "estimate,
-    not a measurement", in italics, after every measured or stated card (never ranked with them), each tg the figure
-    the device page's estimate table prints for that quant, each with the command the memory model gives."""
+        browser: CDP, server: str, data_site: Path, width: int, gpu: str, slug: str) -> None:
+    """A GPU + Llama 3.1 8B that no record has: the picker answers with estimate cards, badged "estimate, not a
+    measurement", in italics, after every measured or stated card (never ranked with them), each tg the figure the
+    device page's estimate table prints for that quant, each with the command the memory model gives. The AMD class's
+    range holds (a figure, in italics); the NVIDIA class's does not (69 %: "not estimated" on both, with why)."""
     _viewport(browser, width)
     try:
-        _ask(browser, server, "RTX 5080", "", "Llama 3.1 8B")
+        _ask(browser, server, gpu, "", "Llama 3.1 8B")
         browser.poll("document.querySelector('.qa-picker-out .qa-card-estimate') !== null")
         cards = browser.js(ESTIMATE_CARDS)
         est = [c for c in cards if c["estimate"]]
         assert est and all(c["badge"] == "estimate, not a measurement" and c["italic"] == "italic" for c in est)
         first = next(i for i, c in enumerate(cards) if c["estimate"])
         assert all(c["estimate"] for c in cards[first:]), cards  # apart: below every measured or stated card
-        answer = json.loads((data_site / "answers" / "d" / "rtx-5080.json").read_text())
+        answer = json.loads((data_site / "answers" / "d" / f"{slug}.json").read_text())
         (model,) = [m for m in answer["estimates"] if m["label"] == "Llama 3.1 8B"]
         assert [c["quant"] for c in est] == [c["quant"] for c in model["cards"]]
-        page = (data_site / "devices" / "rtx-5080" / "index.html").read_text(encoding="utf-8")
+        page = (data_site / "devices" / slug / "index.html").read_text(encoding="utf-8")
         for shown in est:
             row = re.search(r'<tr><td>Llama 3\.1 8B<span class="qa-row-quant"> · ' + re.escape(shown["quant"])
                             + r"</span>.*?</tr>", page, re.S)
-            assert row and f'<em class="qa-est">{shown["tg"]}</em>' in row.group(0), shown
+            if slug.startswith("rx-"):
+                assert shown["tg"].startswith("~")
+                assert row and f'<em class="qa-est">{shown["tg"]}</em>' in row.group(0), shown
+            else:
+                assert shown["tg"] == "not estimated" and row and "<td>not estimated<" in row.group(0), shown
             assert shown["command"].startswith("llama-server -m MODEL.gguf -c ") and "-ngl 99" in shown["command"]
         if width == 390:
             assert browser.js("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
