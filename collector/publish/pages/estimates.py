@@ -91,7 +91,23 @@ def _said_once(labels: list[str], rows: list[dict[str, Any]]) -> list[dict[str, 
                 for c in cells:
                     if (c["note"], c["est"]) == (note, est):
                         c["note"] = ""
-    return [{"columns": " and ".join(cols), "note": note, "est": est} for (note, est), cols in by_note.items()]
+    return [{"columns": " and ".join(cols), "labels": cols, "note": note, "est": est}
+            for (note, est), cols in by_note.items()]
+
+
+def _drop_unestimated(rows: list[dict[str, Any]], notes: list[dict[str, Any]]) -> None:
+    """A speed column no row estimates, whose reason is stated once above the table, is left out of it (a column of
+    "not estimated" says nothing the line above does not); the note says so."""
+    if not rows:
+        return
+    labels = [label for label, _ in rows[0]["speeds"]]
+    empty = {label for j, label in enumerate(labels)
+             if all(not r["speeds"][j][1]["est"] and not r["speeds"][j][1]["detail"] and not r["speeds"][j][1]["note"]
+                    for r in rows)}
+    for r in rows:
+        r["speeds"] = [(label, cell) for label, cell in r["speeds"] if label not in empty]
+    for n in notes:
+        n["dropped"] = not n["est"] and set(n["labels"]) <= empty
 
 
 def _contexts(row: Row) -> list[dict[str, Any]]:
@@ -124,6 +140,7 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
              "ctx_train": r.arch.ctx_train, "speeds": [(label, _speed_cell(a, r)) for label, a in r.speeds],
              "source": facts_link(r.arch.source)} for r in rows]
         notes = _said_once([label for label, _ in rows[0].speeds], table_rows) if rows else []
+        _drop_unestimated(table_rows, notes)
         tables.append({"vram": vram, "spills": spills, "too_big": listed, "rows": table_rows, "notes": notes})
     return {"src": src, "dev": dev, "n": n_gpus, "tables": tables, "margin": FIT_MARGIN_MIB, "kv_types": KV_TYPES,
             "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC,
