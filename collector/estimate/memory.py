@@ -19,7 +19,10 @@ What is modelled, and how (llama.cpp b11434 sources, `src/llama-model.cpp`, `lla
   are the tensors' own sizes), plus the attention mask (cells x ubatch, f16 with flash attention, f32 without) for
   each cache kind, plus without flash attention the KQ matrix (cells x ubatch x heads, f32) of the largest cache.
   The peak is the larger of that and the output stage (a row of logits per slot beside the last hidden states):
-  llama-server reserves one output per slot (llama-bench and older builds a ubatch of them, not modelled here).
+  llama-server reserves one output per slot (llama.cpp #23861, 2026-05); other tools and older builds a ubatch of
+  them (`MemConfig.ubatch_outputs`). With the layers on a GPU, the host's compute buffer holds the graph's inputs:
+  the token rows and each cache kind's attention mask in f32 (cells x ubatch x 4 bytes; real CUDA, Vulkan and Metal
+  logs, tests/fixtures/logs/real/).
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class MemConfig:
     overrides: tuple[tuple[str, str], ...] = ()
     on_gpu: bool = True  # False: a CPU-only run (every buffer on the host)
     cpu_features: frozenset[str] = frozenset()  # as llama.cpp's system_info states them; empty: not known
+    # the logit rows the compute buffer is reserved for: one per slot (llama-server since llama.cpp #23861, 2026-05);
+    # True: a ubatch of them (every other tool, and llama-server before that change)
+    ubatch_outputs: bool = False
 
     @property
     def repack_rule(self) -> str:
@@ -316,7 +322,7 @@ def _compute(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     mask = sum(c.cells * ub * (2 if cfg.flash_attn else 4) for c in attn)
     kq = 0 if cfg.flash_attn or not attn else max(c.cells for c in attn) * ub * arch.n_head * 4
     # the output stage: a row of logits per slot next to the last hidden states (peaks for a large vocabulary)
-    out = max(1, cfg.n_seq) * arch.n_vocab * 4 + ub * arch.n_embd * 12
+    out = (ub if cfg.ubatch_outputs else max(1, cfg.n_seq)) * arch.n_vocab * 4 + ub * arch.n_embd * 12
     mib = max(base + mask + kq, out) / MIB
     n_gpu = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
     if cfg.on_gpu and n_gpu > 0:
@@ -326,7 +332,9 @@ def _compute(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
         # +1 expert tensor with any --n-cpu-moe, -ot exps=CPU or -ngl below the layer count)
         if ub >= OP_OFFLOAD_MIN_BATCH and arch.tensors:
             mib += _weights(arch, replace(cfg, ctx=None)).largest_moved / MIB
-        est.compute = {"gpu": mib, "host": ub * arch.n_embd * 4 / MIB}
+        # the host keeps the graph's inputs: the token rows and each cache kind's attention mask, in f32
+        host = ub * arch.n_embd * 4 + sum(c.cells * ub * 4 for c in attn)
+        est.compute = {"gpu": mib, "host": host / MIB}
     else:
         est.compute = {"host": mib}
     est.output_mib = max(1, cfg.n_seq) * arch.n_vocab * 4 / MIB
