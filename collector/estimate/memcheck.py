@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from collector.base import stats
 from collector.estimate.arch import Arch, from_stated, stated_models
@@ -116,26 +116,6 @@ def log_config(text: str) -> MemConfig:
                      flash_attn=facts.placement.flash_attn is not False, ubatch=int(seen.get("n_ubatch", "512")),
                      batch=int(seen.get("n_batch", "2048")), on_gpu=False,
                      cpu_features=frozenset(facts.placement.cpu_features))
-
-
-def _host_buffer(name: str) -> bool:
-    return name == "CPU" or name.endswith("_Host") or name.startswith("CPU_")
-
-
-def gpu_log_checks(text: str, arch: Arch, what: str) -> list[Check]:
-    """A GPU build's llama-server log (one GPU): its compute buffers on the GPU and on the host against the estimate
-    for the settings (`log_config`) and the layers on the GPU the log states."""
-    facts = parse_server_log(text)
-    cfg = replace(log_config(text), on_gpu=True, n_gpu_layers=facts.placement.gpu_layers)
-    bufs = facts.memory.compute_buffers
-    est = estimate_memory(arch, cfg)
-    out = []
-    for kind, logged, mine in (
-            ("compute gpu", sum(v for k, v in bufs.items() if not _host_buffer(k)), est.compute.get("gpu", 0.0)),
-            ("compute host", sum(v for k, v in bufs.items() if _host_buffer(k)), est.compute.get("host", 0.0))):
-        if logged:
-            out.append(Check(what, arch.name, describe(cfg), kind, round(logged, 2), round(mine, 2)))
-    return out
 
 
 def log_checks(text: str, arch: Arch, what: str) -> list[Check]:
