@@ -91,8 +91,7 @@ def _said_once(labels: list[str], rows: list[dict[str, Any]]) -> list[dict[str, 
                 for c in cells:
                     if (c["note"], c["est"]) == (note, est):
                         c["note"] = ""
-    return [{"columns": " and ".join(cols), "labels": cols, "note": note, "est": est}
-            for (note, est), cols in by_note.items()]
+    return [{"labels": cols, "note": note, "est": est} for (note, est), cols in by_note.items()]
 
 
 def _drop_unestimated(rows: list[dict[str, Any]], notes: list[dict[str, Any]]) -> None:
