@@ -173,8 +173,8 @@ class GroupError:
             return (f"{said}, but the range an estimate would state {held} (shown where it holds "
                     f"{MIN_COVERAGE * 100:.0f} %)")
         if rule == "later":
-            held = ("could not be checked" if self.later_coverage is None else
-                    f"held {self.later_coverage * 100:.0f} % of them")
+            held = ("could not be checked against" if self.later_coverage is None else
+                    f"held {self.later_coverage * 100:.0f} %")
             return (f"{said}; but fitted on builds before {TIME_SPLIT}, the range {held} of the {self.later_n} "
                     f"figures of later builds (shown where it holds {MIN_COVERAGE * 100:.0f} %)")
         return None
