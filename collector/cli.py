@@ -113,12 +113,16 @@ def _list_uncatalogued(records: Any) -> None:
               callback=lambda _ctx, _param, v: _finite("--ram-gbs", v),
               help="system memory bandwidth in GB/s (instead of --ram)")
 @click.option("--pcie", default="4x16", show_default=True, help="the GPU's PCIe link (generation x lanes)")
+@click.option("-t", "--threads", default=None, type=click.IntRange(1, MAX_COUNT),
+              help="the CPU threads llama.cpp runs with (-t; with weights in system RAM they bound its reads; "
+                   "default: not known, not bounded)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (for scripts)")
 @click.option("--data-dir", default="data", type=click.Path(path_type=Path), help="the records the model is fitted on")
 @click.option("--report", is_flag=True, help="print the memory check and the held-out error instead")
 def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, kv: str, vram: float | None,
              backend: str | None, depth: int, prompt: int, ngl: int | None, n_cpu_moe: int | None, cpu_moe: bool,
              ot: tuple[str, ...], ubatch: int, batch: int, ram: str | None, ram_gbs: float | None, pcie: str,
+             threads: int | None,
              as_json: bool, data_dir: Path, report: bool) -> None:
     """ESTIMATE what fits and how fast MODEL (a GGUF, a pypi: reference, or "NAME QUANT" of the data or of the model
     table, e.g. "Qwen3-30B-A3B Q4_K_M") runs on a device nobody measured it on, with the error the same estimate
@@ -145,7 +149,8 @@ def estimate(model: str | None, device: str | None, gpus: int, ctx: int | None, 
 
         q = Question(model=str(model), device=str(device), gpus=gpus, vram_gb=vram, backend=backend, ctx=ctx, kv=kv,
                      depth=depth, prompt=prompt, ngl=ngl, n_cpu_moe=n_cpu_moe, cpu_moe=cpu_moe, ot=ot,
-                     ubatch=ubatch, batch=batch, ram=ram, ram_gbs=ram_gbs, pcie=pcie)
+                     ubatch=ubatch, batch=batch, ram=ram, ram_gbs=ram_gbs, pcie=pcie,
+                     threads=threads)
         click.echo(json.dumps(answer(est, q), indent=1))
         return
     else:

@@ -22,6 +22,7 @@ from collector.estimate.facts import of_arch
 from collector.estimate.offload import (
     ASSUMED_PCIE,
     BOUND_PCT_OFFLOAD,
+    OffloadFit,
     OffPoint,
     off_range,
     pcie_gbs,
@@ -66,7 +67,7 @@ def _memory_size(dev: catalog.CatalogDevice, vram_gb: float | None, variant: cat
 
 def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Placement, metric: str,
                    ram: float | None, ram_why: str, pcie: float, depth: int, prompt: int, vram_gb: float | None,
-                   backend: str | None) -> SpeedAnswer:
+                   backend: str | None, threads: int | None) -> SpeedAnswer:
     f = est.fitted.off_fits.get(metric)
     gpu_fit = est.fitted.fits.get(metric)
     if f is None or gpu_fit is None or not f.n:
@@ -84,7 +85,7 @@ def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Pl
                            "this device (give --vram)")
     gpu = replace(full, facts=sp.gpu)
     op = OffPoint("", metric, "", "llama.cpp", gpu, full, sp.cpu_read, sp.cpu_layers, sp.switches, sp.cpu_all,
-                  ram * 1e9, pcie * 1e9, full.ubatch, 1.0, "")
+                  ram * 1e9, pcie * 1e9, full.ubatch, 1.0, "", threads)
     value = predict_off(f, gpu_fit, op)
     checks = est.fitted.off_checks.get(metric, [])
     rng = off_range(checks)
@@ -95,7 +96,7 @@ def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Pl
                f"{err.n} figures of {err.n_sources} sources (shown within {BOUND_PCT_OFFLOAD:.0f} % over at least "
                f"{MIN_OFFLOAD_CHECKS})" if err else "no figure with weights in system RAM was checked")
     basis = (f"the GPU's share ({sp.gpu.read_bytes / 1e9:.2f} GB a token, {sp.gpu.layers} layers) by the full-GPU "
-             f"model; {sp.cpu_read / 1e9:.2f} GB a token from system RAM at {ram:.1f} GB/s"
+             f"model; {sp.cpu_read / 1e9:.2f} GB a token from system RAM at {ram:.1f} GB/s{_bound(f, threads)}"
              + (f", {sp.cpu_layers} layers run whole by the CPU" if sp.cpu_layers else "")
              + (f"; pp copies the {sp.cpu_all / 1e9:.1f} GB in system RAM to the GPU once per ubatch at "
                 f"{pcie:.1f} GB/s" if metric == "pp" else ""))
@@ -110,11 +111,20 @@ def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Pl
                        group, why is None and r is not None, why, (), r)
 
 
+def _bound(f: OffloadFit, threads: int | None) -> str:
+    """What the CPU's threads bound its reads at (the fitted beta), or that they were not given."""
+    if not f.beta:
+        return ""
+    if threads is None:
+        return f" (threads not given: not bounded by them; {f.beta / 1e9:.1f} GB/s a thread fitted)"
+    return f", at most {threads * f.beta / 1e9:.0f} GB/s with {threads} threads ({f.beta / 1e9:.1f} GB/s a thread)"
+
+
 def ask(est: Estimator, device: str, model: str | Arch, *, ctx: int | None = None, kv: str = "f16",
         kv_v: str | None = None, gpus: int = 1, vram_gb: float | None = None, ngl: int | None = None,
         n_cpu_moe: int | None = None, cpu_moe: bool = False, ot: tuple[str, ...] = (), ubatch: int = 512,
         batch: int = 2048, ram: str | None = None, ram_gbs_given: float | None = None, pcie: str = ASSUMED_PCIE,
-        backend: str | None = None, depth: int = 0, prompt: int = 512) -> Answer:
+        backend: str | None = None, depth: int = 0, prompt: int = 512, threads: int | None = None) -> Answer:
     """The whole answer for one question (CollectorError, one line, for a name or value it cannot take).
     ngl -1 means all layers; None and no tensor flags: llama.cpp's own fit decides."""
     found = catalog.lookup(device, vram_gb)
@@ -150,9 +160,10 @@ def ask(est: Estimator, device: str, model: str | Arch, *, ctx: int | None = Non
             tg = SpeedAnswer("tg", None, None, None, "", None, False, why)
             pp = SpeedAnswer("pp", None, None, None, "", None, False, why)
         else:
-            tg = _offload_speed(est, dev, arch, placement, "tg", ram_bw, ram_why, link, depth, prompt, size, backend)
+            tg = _offload_speed(est, dev, arch, placement, "tg", ram_bw, ram_why, link, depth, prompt, size, backend,
+                                threads)
             pp = _offload_speed(est, dev, arch, placement, "pp", ram_bw, ram_why, link, depth, prompt, size,
-                                backend)
+                                backend, threads)
     else:
         tg = est.speed(dev, gpus, arch, "tg", depth, vram_gb=size, backend=backend, type_k=req.type_k,
                        type_v=req.type_v, ubatch=ubatch)

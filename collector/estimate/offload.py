@@ -1,8 +1,8 @@
 """Speed with part of the model in system RAM: experts of some layers (--n-cpu-moe, -ot exps=CPU, llama.cpp's fit)
 or whole layers (-ngl below the layer count) read by the CPU from system memory.
 
-    tg: seconds per token = GPU part + CPU bytes / (eta_cpu x RAM bandwidth) + tau_cpu x whole CPU layers
-                            + sigma x GPU<->CPU switches
+    tg: seconds per token = GPU part + CPU bytes / min(eta_cpu x RAM bandwidth, threads x beta)
+                            + tau_cpu x whole CPU layers + sigma x GPU<->CPU switches
     pp: seconds per token = the GPU's pp (every weight's FLOPs on the GPU)
                             + CPU-resident bytes / (ubatch x PCIe bandwidth x rho)   (ubatch >= 32)
 
@@ -11,14 +11,20 @@ or whole layers (-ngl below the layer count) read by the CPU from system memory.
 - CPU bytes: the experts in system RAM by their used share, and every tensor of the layers the CPU runs whole.
 - RAM bandwidth: given (--ram "DDR5-6000 2ch", --ram-gbs 96) or, for a published figure, from the RAM its source
   states (type and speed; the channels as stated, else as the stated CPU's platform has them: CPU_CHANNELS).
+- threads x beta: what the CPU's kernels reach on the weights with that many threads (beta per thread: dequantising
+  and multiplying, each thread streams its rows), which bounds many-channel servers run with few threads (a 12-channel
+  DDR4 pair of sockets at -t 16 reads ~40 GB/s, not ~250); threads: the -t a source or a reader states (--threads),
+  else the CPU's stated cores (llama.cpp's default), else not known and not bounded.
 - pp: llama.cpp copies the weights in system RAM to the GPU for every ubatch of at least 32 tokens, so pp rises with
   -ub; PCIe bandwidth is given (--pcie 4x16), or for a published figure the GPU's own link, taken as PCIe 4.0 x16
   (the records state none; rho absorbs the difference).
 
-eta_cpu (with an effect for ik_llama.cpp, whose CPU kernels differ), tau_cpu, sigma and rho are fitted on the
-published figures with weights in system RAM (the `weights-in-system-ram` records and the issue's posts), by
-golden-section search on the squared log error; checked with each source left out, and the stated range is the
-10th-90th percentile of its shift + spread as for the full-GPU model (estimate.heldout).
+eta_cpu (with an effect for ik_llama.cpp, whose CPU kernels differ), beta, tau_cpu, sigma and rho are fitted on
+the published figures with weights in system RAM (the `weights-in-system-ram` records and the issue's posts), by
+golden-section search on the squared log error; beta and tau_cpu only where at least two sources of the fit exercise
+them (threads stated; whole layers on the CPU): one source's machine cannot tell them from eta_cpu. Checked with
+each source left out; the stated range is the 10th-90th percentile of its shift + spread as for the full-GPU model
+(estimate.heldout).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ LLAMA_CPP, IK = "llama.cpp", "ik_llama.cpp"
 BOUND_PCT_OFFLOAD = 25.0  # the issue's bound for estimates with weights in system RAM (each source left out)
 OP_OFFLOAD_MIN_BATCH = 32  # llama.cpp moves CPU-resident weights to the GPU for batches of at least this many tokens
 ASSUMED_PCIE = "4x16"
+MIN_SOURCES_PER_EFFECT = 2  # an effect is fitted only where this many sources of the fit exercise it
 _DDR = re.compile(r"DDR\s?(\d)\D{0,3}(\d{4})", re.IGNORECASE)
 _MHZ = re.compile(r"(\d{4})\s*(?:MHz|MT/s)", re.IGNORECASE)
 _DDR_GEN = re.compile(r"DDR\s?(\d)", re.IGNORECASE)
@@ -182,6 +189,7 @@ class OffPoint:
     ubatch: int
     value: float
     basis: str
+    threads: int | None = None  # the CPU threads (None: not known)
 
     @property
     def vendor(self) -> str:
@@ -261,6 +269,7 @@ def record_point(rec: AnyRecord) -> tuple[list[OffPoint], str | None]:
         return [], ("an offload figure whose weights in system RAM fill the RAM stated (the system pages them "
                     "from disk: not modelled)")
     flops, arch_key = compute(dev)
+    threads = rec.config.threads or rec.host.cpu.cores
     s = rec.samples[0] if rec.samples else None
     depth = float(s.depth_tokens) if s else 0.0
     out = []
@@ -276,7 +285,8 @@ def record_point(rec: AnyRecord) -> tuple[list[OffPoint], str | None]:
                      clock=dev.boost_mhz, value=stat.value, flash=flash_state(rec.config.flash_attn))
         out.append(OffPoint(rec.id, metric, base.source, runtime, base, replace(base, facts=facts), sp.cpu_read,
                             sp.cpu_layers, sp.switches, sp.cpu_all, ram * 1e9, pcie_gbs(ASSUMED_PCIE) * 1e9,
-                            base.ubatch, stat.value, f"{how}; RAM {ram_how}; model facts: {facts.basis}"))
+                            base.ubatch, stat.value, f"{how}; RAM {ram_how}; model facts: {facts.basis}",
+                            threads))
     return out, None
 
 
@@ -303,7 +313,7 @@ def collect(records: list[AnyRecord], held: set[tuple[str, str]] | frozenset[tup
 class OffloadFit:
     metric: str
     eta_cpu: float = 0.5  # the share of the RAM bandwidth the CPU's reads get
-    cap: float = 200e9  # bytes/s: what the CPU's reads reach at most, however many channels (threads, NUMA)
+    beta: float | None = None  # bytes/s one CPU thread's kernels read at most (None: not fitted, no bound)
     ik: float = 1.0  # ik_llama.cpp's CPU efficiency over llama.cpp's
     tau_cpu: float = 0.0  # seconds per whole layer on the CPU
     sigma: float = 0.0  # seconds per GPU<->CPU hand-over
@@ -312,19 +322,25 @@ class OffloadFit:
     sources: tuple[str, ...] = field(default_factory=tuple)
 
 
+def cpu_gbs(f: OffloadFit, p: OffPoint) -> float:
+    """bytes/s the CPU reads the weights in system RAM at: its share of the RAM's bandwidth, bounded by what its
+    threads' kernels reach."""
+    bw = p.ram * f.eta_cpu * (f.ik if p.runtime == IK else 1.0)
+    return min(bw, p.threads * f.beta) if f.beta and p.threads else bw
+
+
 def predict_off(f: OffloadFit, gpu_fit: SpeedFit, p: OffPoint) -> float:
     """t/s of an offload point."""
-    eff = f.eta_cpu * (f.ik if p.runtime == IK else 1.0)
-    ram = min(p.ram, f.cap)
+    cpu = cpu_gbs(f, p)
     if f.metric == "tg":
-        t = (predict_time(gpu_fit, p.gpu) if p.gpu.facts.layers else 0.0) + p.cpu_read / (ram * eff) + \
+        t = (predict_time(gpu_fit, p.gpu) if p.gpu.facts.layers else 0.0) + p.cpu_read / cpu + \
             f.tau_cpu * p.cpu_layers + f.sigma * p.switches
     else:
         t = predict_time(gpu_fit, p.full)
         if p.ubatch >= OP_OFFLOAD_MIN_BATCH:
             t += p.cpu_all / (p.ubatch * p.pcie * f.rho * (f.ik if p.runtime == IK else 1.0))
         else:
-            t += p.cpu_read / (ram * eff)
+            t += p.cpu_read / cpu
     return 1.0 / t if t > 0 and t == t else math.nan
 
 
@@ -346,12 +362,14 @@ def fit_off(points: list[OffPoint], gpu_fit: SpeedFit, metric: str, rounds: int 
         at(golden(at, lo, hi, 20))
 
     has_ik = any(p.runtime == IK for p in pts) and any(p.runtime == LLAMA_CPP for p in pts)
+    with_threads = len({p.source for p in pts if p.threads}) >= MIN_SOURCES_PER_EFFECT
+    with_cpu_layers = len({p.source for p in pts if p.cpu_layers}) >= MIN_SOURCES_PER_EFFECT
     for _ in range(rounds):
         if metric == "tg":
             search("eta_cpu", 0.02, 1.5)
-            if len({p.ram for p in pts}) > 1:
-                search("cap", 20e9, 600e9)
-            if any(p.cpu_layers for p in pts):
+            if with_threads:
+                search("beta", 0.5e9, 30e9)
+            if with_cpu_layers:
                 search("tau_cpu", 0.0, 0.02)
             search("sigma", 0.0, 0.002)
         else:

@@ -48,6 +48,7 @@ class Question:
     ram: str | None = None
     ram_gbs: float | None = None
     pcie: str = "4x16"
+    threads: int | None = None
 
 
 def _r(x: float, digits: int = 1) -> float:
@@ -105,6 +106,8 @@ def to_dict(a: Answer, q: Question) -> dict[str, Any]:
     if a.ram_gbs is not None:
         out["ram_gbs"] = a.ram_gbs
         out["ram_note"] = a.ram_basis
+    if q.threads is not None:
+        out["threads"] = q.threads
     out["tg"] = _speed(a.tg, {"depth": q.depth})
     out["pp"] = _speed(a.pp, {"prompt": q.prompt, "depth": q.depth})
     return out
@@ -116,5 +119,6 @@ def answer(est: Estimator, q: Question) -> dict[str, Any]:
         raise CollectorError(f"--backend {q.backend!r}: use one of {', '.join(BACKENDS)}")
     a = ask(est, q.device, q.model, ctx=q.ctx, kv=q.kv, gpus=q.gpus, vram_gb=q.vram_gb, ngl=q.ngl,
             n_cpu_moe=q.n_cpu_moe, cpu_moe=q.cpu_moe, ot=q.ot, ubatch=q.ubatch, batch=q.batch, ram=q.ram,
-            ram_gbs_given=q.ram_gbs, pcie=q.pcie, backend=q.backend, depth=q.depth, prompt=q.prompt)
+            ram_gbs_given=q.ram_gbs, pcie=q.pcie, backend=q.backend, depth=q.depth, prompt=q.prompt,
+            threads=q.threads)
     return to_dict(a, q)
