@@ -99,3 +99,7 @@ def test_experts_in_system_ram_with_the_ram_given() -> None:
     assert pinned["placement"]["by"] == "the flags given" and pinned["placement"]["n_cpu_moe"] == 40
     assert pinned["placement"]["cpu_expert_layers"] == list(range(40))
     assert pinned["tg"]["value"] < tg["value"]  # more experts read from system RAM
+    few = _answer("Qwen3-30B-A3B Q4_K_M", "--device", "RTX 4060 Ti 8GB", "--ctx", "16384", "--ram", "DDR5-6000 2ch",
+                  "-t", "4")
+    assert few["threads"] == 4 and "with 4 threads" in few["tg"]["basis"] and "threads not given" in tg["basis"]
+    assert few["tg"]["value"] < tg["value"]  # four threads read less than two channels of DDR5 give
