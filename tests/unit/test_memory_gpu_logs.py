@@ -1,5 +1,5 @@
 """The compute buffers of GPU builds against the memory model, on real logs of CUDA, Vulkan and Metal builds (each
-fixture names its source; builds b5192-b8198, older than the server logs the collector reads, so the few settings
+fixture names its source; builds b2824-b8198, older than the server logs the collector reads, so the few settings
 needed are read here). The host's buffer holds the graph's inputs (the token rows and the f32 attention masks); the
 GPU's, with every layer there, the layers' graph or the output stage, whichever peaks (these builds and tools reserve
 a ubatch of logit rows)."""
@@ -16,17 +16,37 @@ from collector.estimate.memcheck import Check
 from collector.estimate.memory import MemConfig, estimate_memory
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "real"
-_SET = re.compile(r"llama_context: (n_ctx|n_ubatch|n_seq_max|flash_attn|kv_unified)\s+=\s*(\S+)")
+# older builds (b2824 and b2843 here) print these as llama_new_context_with_model
+_SET = re.compile(r"(?:llama_context|llama_new_context_with_model): "
+                  r"(n_ctx|n_ubatch|n_seq_max|flash_attn|kv_unified)\s+=\s*(\S+)")
 _COMPUTE = re.compile(r"(\S+) compute buffer size =\s*([\d.]+) MiB")
 
 # log -> (model table entry, quant, every layer on the GPU: its GPU buffer is checked too)
 LOGS = {
+    "cuda-h100pcie-llama3-8b-q4_k_m-fa0-c8k-b2843.log": ("Llama 3.1 8B", "Q4_K_M", True),
     "cuda-rtx3090-qwen3-235b-a22b-q6_k-partial-ot-fa1-c16k-q8kv.log": ("Qwen3-235B-A22B", "Q6_K", False),
+    "cuda-rtx3090ti-qwen3-30b-a3b-q4_k_m-fa1-c32k.log": ("Qwen3-30B-A3B", "Q4_K_M", True),
+    "cuda-rtx4090-llama3-8b-q4_k_m-fa0-c8k-b2824.log": ("Llama 3.1 8B", "Q4_K_M", True),
     "cuda-rtx4090-rtx5090-qwen3-30b-a3b-q4_k_m-partial-ot-fa0-c16k.log": ("Qwen3-30B-A3B", "Q4_K_M", False),
     "cuda-rtxa6000-qwen3-235b-a22b-q8_0-partial-ot-fa1-c32k.log": ("Qwen3-235B-A22B", "Q8_0", False),
+    "cuda-rtxpro6000-glm45-air-mix-iq4xs-fa1-c131k-ub4096.log": ("GLM-4.5-Air", "IQ4_XS", True),
     "metal-apple-m5-gpt-oss-20b-mxfp4-fa-auto-c131k.log": ("gpt-oss-20b", "MXFP4_MOE", True),
     "metal-apple-m5-gpt-oss-20b-unsloth-q4_k_m-fa-auto-c131k.log": ("gpt-oss-20b", "MXFP4_MOE", True),
     "vulkan-rtx4080-llama31-8b-q4_0-fa1-c16k.log": ("Llama 3.1 8B", "Q4_0", True),
+}
+# Llama 3 8B has Llama 3.1 8B's tensors (the 3.1 entry differs only in its training context and rope scaling, and the
+# logs state n_ctx); the GLM-4.5-Air file is a per-tensor mix (q8_0/q5_K/q6_K/iq4_nl/iq4_xs, its file type line
+# says IQ1_S): the compute buffers do not depend on the weights' types.
+
+# outside the target, as measured (strict: the case fails while the gap stands)
+GAPS = {
+    "cuda-h100pcie-llama3-8b-q4_k_m-fa0-c8k-b2843.log":
+        "b2843, flash_attn 0: CUDA0 logged 560.00 MiB, estimated 652 MiB",
+    "cuda-rtx4090-llama3-8b-q4_k_m-fa0-c8k-b2824.log":
+        "b2824, flash_attn 0: CUDA0 logged 560.00 MiB, estimated 652 MiB",
+    "cuda-rtxpro6000-glm45-air-mix-iq4xs-fa1-c131k-ub4096.log":
+        "b6168, n_ubatch 4096: CUDA_Host logged 2112.11 MiB, estimated 1056 MiB; CUDA0 logged 3584.09 MiB, "
+        "estimated 1280 MiB",
 }
 
 
@@ -49,7 +69,8 @@ def _within(logged: float, estimated: float) -> bool:
     return Check("log", "", "", "compute", logged, estimated).within
 
 
-@pytest.mark.parametrize("name", sorted(LOGS))
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=GAPS[n])) if n in GAPS else n for n in sorted(LOGS)])
 def test_gpu_builds_compute_buffers(name: str) -> None:
     model, quant, full = LOGS[name]
     cfg, bufs = _read((REAL / name).read_text(encoding="utf-8"))
