@@ -65,46 +65,47 @@ def _err(metric: str, vendor: str):  # type: ignore[no-untyped-def]
 
 def test_held_out_by_source_per_vendor_class() -> None:
     """Issue 32's Done-when: tg <= 10 % and pp <= 20 % median error for every vendor class with >= 10 figures left
-    out by source, the stated 80 % range holding 70-90 % of them. Reached: NVIDIA tg's error, Apple's coverage. Not
-    reached, asserted as measured (docs/estimates.md says what bounds them): NVIDIA tg's coverage (XiongjieDai's
-    figures of several GPUs and of attention without flash attention at depth, which no other source has), AMD and
-    Apple tg (one source each holds nearly all their figures: left out, the class has no figure of its own), NVIDIA
-    and AMD pp."""
+    out by source, the stated 80 % range holding 70-90 % of them. Reached: NVIDIA and AMD tg's error, AMD's and
+    Apple's tg range. Not reached, asserted as measured (docs/estimates.md says what bounds them): NVIDIA tg's
+    coverage (XiongjieDai's figures of HBM GPUs and of several GPUs, which no other source has), Apple tg's error
+    (XiongjieDai's 54 figures left out, the fit keeps one M3 Pro's 3), NVIDIA and AMD pp."""
     nvidia = _err("tg", "NVIDIA")
     assert nvidia.n >= 300 and nvidia.n_sources >= 5 and nvidia.median_pct <= 10
     assert nvidia.coverage is not None and 0.65 <= nvidia.coverage < MIN_COVERAGE and not nvidia.meets
-    assert "held 69 % of them" in (nvidia.shortfall or "")
-    apple = _err("tg", "Apple")
-    assert apple.n >= 50 and apple.coverage is not None and 0.70 <= apple.coverage <= 0.90
-    assert 10 < apple.median_pct <= 17  # not reached: 15.8 % (XiongjieDai's Apple figures, no other Apple source)
+    assert "held 68 % of them" in (nvidia.shortfall or "")
+    # AMD: kyuz0's R9700 (ROCm) and Strix Halo (ROCm, Vulkan) runs give the class six sources, two of Strix Halo:
+    # lhl's left out, the class keeps a Strix Halo of its own (17.0 % -> 9.1 %; range held 80 %)
     amd = _err("tg", "AMD")
-    assert amd.n >= 10 and 10 < amd.median_pct <= 15  # not reached: 14.2 % (lhl's Strix Halo figures left out)
+    assert amd.n >= 50 and amd.n_sources >= 6 and amd.median_pct <= 10 and amd.meets
+    assert amd.coverage is not None and 0.70 <= amd.coverage <= 0.90
+    apple = _err("tg", "Apple")
+    assert apple.n >= 50 and apple.n_sources == 2 and apple.coverage is not None and 0.70 <= apple.coverage <= 0.90
+    assert 10 < apple.median_pct <= 17 and apple.meets  # not reached: 16.3 %
     for vendor in ("NVIDIA", "AMD"):
         pp = _err("pp", vendor)
-        assert pp.n >= 10 and 20 < pp.median_pct <= 32  # not reached: 22-24 %
+        assert pp.n >= 10 and 25 < pp.median_pct <= 50 and not pp.meets  # not reached: 25.6 %, 44.8 %
+        assert "median error above 25 %" in pp.verdict
     # Apple's pp: a second Apple source (one M1 Ultra pp figure, 2026) gives the class a level of its own when
-    # XiongjieDai's 54 are left out: 31 % -> 12.4 %, reached on that one figure; its range held them all
+    # XiongjieDai's 54 are left out: 31 % -> 11.6 %; its range held 96 % (wider than the 70-90 % asked)
     apple_pp = _err("pp", "Apple")
-    assert apple_pp.n_sources == 2 and apple_pp.median_pct <= 20 and apple_pp.meets
+    assert apple_pp.n_sources == 3 and apple_pp.median_pct <= 20 and apple_pp.meets
     intel = _err("tg", "Intel")
     assert intel.n < MIN_CHECKS and not intel.meets  # one figure: no class estimate is shown
-    # a stated range must hold what it never saw: NVIDIA's pp error is within the bound but its range held a third
-    # of the left-out figures (XiongjieDai's 350 left out, the fit keeps 9 pp figures of NVIDIA GPUs), so not shown
+    # a stated range must hold what it never saw: NVIDIA's pp range held under half of the left-out figures
     nv_pp = _err("pp", "NVIDIA")
-    assert nv_pp.median_pct <= BOUND_PCT and nv_pp.coverage is not None and nv_pp.coverage < MIN_COVERAGE
-    assert not nv_pp.meets and "held 36 % of them" in (nv_pp.shortfall or "")
-    # ... and what it never saw includes later builds: AMD's pp range holds 86 % by source, 58 % of the 2025 builds'
-    amd_pp = _err("pp", "AMD")
-    assert amd_pp.coverage is not None and amd_pp.coverage >= MIN_COVERAGE and amd_pp.later_n >= MIN_CHECKS
-    assert amd_pp.later_coverage is not None and amd_pp.later_coverage < MIN_COVERAGE and not amd_pp.meets
-    assert "of the 19 figures of later builds" in (amd_pp.shortfall or "")
+    assert nv_pp.coverage is not None and nv_pp.coverage < MIN_COVERAGE
+    # ... and what it never saw includes later builds: AMD's ranges were checked on figures of 2025 and later too
+    for metric in ("tg", "pp"):
+        e = _err(metric, "AMD")
+        assert e.later_n >= MIN_CHECKS and e.later_coverage is not None and e.later_coverage >= MIN_COVERAGE
     assert [v for v in ("NVIDIA", "AMD", "Apple") if _err("tg", v).meets] == ["AMD", "Apple"]
 
 
 def test_by_time_and_by_device() -> None:
     errors = _estimator().fitted.errors
     time = {(e.metric, e.group): e for e in errors if e.mode == "time" and e.by == "vendor"}
-    assert time[("tg", "AMD")].n >= 10 and time[("tg", "AMD")].median_pct <= 10
+    # 10.2 % since kyuz0's 2025-2026 R9700 and Strix Halo runs joined (7.4 % on lhl's alone)
+    assert time[("tg", "AMD")].n >= 50 and time[("tg", "AMD")].median_pct <= 10.5
     assert time[("tg", "NVIDIA")].n >= 20  # the 2025 builds of the GB10, fitted on 2024's only
     # the GB10's figures at depth with flash attention on: fitted on 2024's (attention without flash attention at
     # depth), the KV bytes cost what flash attention reads, not the 2024 builds' 2.7 weight bytes (21 % error before)
@@ -123,7 +124,7 @@ def test_answers_say_whose_effects_and_their_range() -> None:
     own = est.speed(resolve("NVIDIA GeForce RTX 4090"), 1, llama8, "tg")  # type: ignore[arg-type]
     assert own.value and "own effect" in own.basis and own.low < own.value < own.high  # type: ignore
     assert 100 < own.value < 170 and own.coverage is not None
-    assert not own.shown and "held 69 % of them" in (own.why_not or "")  # the NVIDIA class's range: see above
+    assert not own.shown and "held 68 % of them" in (own.why_not or "")  # the NVIDIA class's range: see above
     new = est.speed(resolve("NVIDIA GeForce RTX 5090"), 1, llama8, "tg")  # type: ignore[arg-type]
     assert not new.shown and "no figure of this device" in new.basis and new.value and new.value > own.value
     amd = est.speed(resolve("AMD Radeon RX 7900 XTX"), 1, llama8, "tg", backend="Vulkan")  # type: ignore[arg-type]
