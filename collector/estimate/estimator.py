@@ -27,8 +27,11 @@ from collector.estimate.heldout import (
     GroupError,
     Held,
     Range,
+    apart_classes,
     class_error,
     fitted_all,
+    gate_name,
+    gate_of,
     range_for,
     summarise,
 )
@@ -77,6 +80,7 @@ class Fitted:
     fits: dict[str, SpeedFit] = field(default_factory=dict)
     checks: dict[str, list[Held]] = field(default_factory=dict)
     errors: list[GroupError] = field(default_factory=list)
+    apart: dict[str, frozenset[str]] = field(default_factory=dict)  # per metric: heldout.apart_classes
     crowd: list[crowd.CrowdError] = field(default_factory=list)
     off_fits: dict[str, offload.OffloadFit] = field(default_factory=dict)  # weights in system RAM, per metric
     off_checks: dict[str, list[offload.OffHeld]] = field(default_factory=dict)
@@ -104,6 +108,7 @@ def fit_all(points: list[Point], crowd_points: list[crowd.Point], off_points: li
         f, checks = fitted_all(points, metric)
         out.fits[metric], out.checks[metric] = f, checks
         out.errors += summarise(checks, metric)
+        out.apart[metric] = apart_classes(checks)
     out.crowd = crowd.crowd_errors(crowd_points)
     for metric in METRICS:
         out.off_fits[metric] = offload.fit_off(off_points, out.fits[metric], metric)
@@ -186,11 +191,12 @@ class Estimator:
                          repr(sorted(est.mixes.items())))
         return est
 
-    def range_of(self, metric: str, vendor: str) -> Range | None:
-        """The stated range of a vendor class's estimates (the same for every question of that class: kept)."""
-        key = (metric, vendor)
+    def range_of(self, metric: str, group: str) -> Range | None:
+        """The stated range of a gate's estimates (heldout.gate_of; the same for every question of it: kept)."""
+        key = (metric, group)
         if key not in self._ranges:
-            self._ranges[key] = range_for(self.fitted.checks.get(metric, []), vendor)
+            self._ranges[key] = range_for(self.fitted.checks.get(metric, []), group,
+                                          apart=self.fitted.apart.get(metric, frozenset()))
         return self._ranges[key]
 
     def n_figures(self, device: str, metric: str) -> int:
@@ -234,9 +240,9 @@ class Estimator:
         if value != value:
             return SpeedAnswer(metric, None, None, None, "", None, False,
                                "the catalog states no compute figure for this device")
-        vendor = vendor_class(p.cls)
-        err = class_error(self.fitted.errors, metric, vendor)
-        rng = self.range_of(metric, vendor)
+        group = gate_of(p, self.fitted.apart.get(metric, frozenset()))
+        err = class_error(self.fitted.errors, metric, group)
+        rng = self.range_of(metric, group)
         notes: list[str] = []
         own = f.seen(p, "device")
         if own:
@@ -255,8 +261,8 @@ class Estimator:
             notes.append(f"model facts: {facts.basis}")
         why = None
         if err is None or not err.meets:
-            why = (f"the {vendor} class's figures left out by source: {err.shortfall}" if err else
-                   f"no figure of a {vendor} GPU was left out by source and checked")
+            why = (f"figures of {gate_name(group)}, left out by source: {err.shortfall}" if err else
+                   f"no figure of a {vendor_class(p.cls)} GPU was left out by source and checked")
         elif self.size_range and metric == "tg" and not (
                 self.size_range[0] / SIZE_REACH <= facts.read_bytes <= self.size_range[1] * SIZE_REACH):
             lo, hi = self.size_range

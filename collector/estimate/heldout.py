@@ -13,8 +13,14 @@ A check is one left-out figure. The stated range of an estimate is the estimate 
 of measured / estimated over the leave-one-source-out checks of its vendor class (NVIDIA, AMD, Apple, Intel), or
 over every class's checks where the class has checks from fewer than MIN_SOURCES sources. Its coverage is measured
 the same way the range is meant: for each source, the range computed without that source's checks, and the share
-of that source's checks that fall inside it (`coverage`). An estimate is shown on the site only where its vendor
-class had at least MIN_CHECKS leave-one-source-out checks with a median absolute error within BOUND_PCT and its
+of that source's checks that fall inside it (`coverage`).
+
+The group an estimate is judged by (its *gate*, `gate_of`) is its vendor class, except for a device class only one
+source measured (`apart_classes`: every figure of, say, the HBM datacenter GPUs from one publisher): left out by
+source, that class is one the fit never saw, so its checks measure something else than the rest of its vendor's;
+such a class is judged on its own checks (its range, having one source, is every class's) and kept out of its
+vendor's range and coverage. An estimate is shown on the site only where its gate had at least MIN_CHECKS
+leave-one-source-out checks with a median absolute error within BOUND_PCT and its
 stated range held at least MIN_COVERAGE of them (a range that holds a third of what it never saw is not stated), and,
 where the class has at least MIN_CHECKS figures of builds from TIME_SPLIT on, the range held MIN_COVERAGE of those
 too when the model was fitted on the earlier builds only (`later_coverage`).
@@ -28,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from collector.base import stats
-from collector.estimate.points import Point
+from collector.estimate.points import Point, vendor_class
 from collector.estimate.speed import SpeedFit, backend_key, fit, predict
 
 MODES = ("source", "time", "device")
@@ -105,16 +111,41 @@ class Range:
     n: int
 
 
-def range_for(checks: list[Held], vendor: str, without: str | None = None) -> Range | None:
-    """The range for an estimate of a device of this vendor class, from leave-one-source-out checks (without one
-    source's: what the coverage check uses).
+def apart_classes(checks: list[Held]) -> frozenset[str]:
+    """Device classes with at least MIN_CHECKS leave-one-source-out checks, every one of one source."""
+    sources: dict[str, set[str]] = defaultdict(set)
+    n: dict[str, int] = defaultdict(int)
+    for h in checks:
+        if h.mode == "source":
+            sources[h.point.cls].add(h.point.source)
+            n[h.point.cls] += 1
+    return frozenset(c for c, s in sources.items() if len(s) == 1 and n[c] >= MIN_CHECKS)
+
+
+def gate_of(p: Point, apart: frozenset[str]) -> str:
+    """The group whose checks judge an estimate of this point: its device class where one source measured that
+    class alone, else its vendor class."""
+    return p.cls if p.cls in apart else p.vendor
+
+
+def gate_name(group: str) -> str:
+    """A gate in words: 'the NVIDIA class', 'the NVIDIA discrete GPU (HBM) class (one source measured it)'."""
+    vendor = vendor_class(group)
+    return f"the {group} class" if group == vendor else f"the {group} class (one source measured it)"
+
+
+def range_for(checks: list[Held], group: str, without: str | None = None,
+              apart: frozenset[str] | None = None) -> Range | None:
+    """The range for an estimate of a device judged by this group (a vendor class, or a device class one source
+    measured alone: gate_of), from leave-one-source-out checks (without one source's: what the coverage check uses).
 
     A new source's figures differ from an estimate by a shift of their own (harness, build, machine) and a spread
     around it, so the range is the 10th-90th percentile of shift + spread: each source's median log ratio counted
     once (a source of 800 figures is one source), every check's deviation from its source's median counted once."""
+    apart = apart_classes(checks) if apart is None else apart
     usable = [h for h in checks if h.mode == "source" and h.point.source != without]
-    mine = [h for h in usable if h.point.vendor == vendor]
-    basis = vendor
+    mine = [h for h in usable if gate_of(h.point, apart) == group]
+    basis = group
     if len({h.point.source for h in mine}) < MIN_SOURCES or len(mine) < MIN_CHECKS:
         mine, basis = usable, "every class"
     if len(mine) < MIN_CHECKS:
@@ -198,12 +229,13 @@ def covered(checks: list[Held]) -> dict[int, bool]:
     check by time (a figure of a later build), whether the range an estimate of its class states holds it."""
     out: dict[int, bool] = {}
     cache: dict[tuple[str, str | None], Range | None] = {}
+    apart = apart_classes(checks)
     for h in checks:
         if h.mode not in ("source", "time"):
             continue
-        k = (h.point.vendor, h.point.source if h.mode == "source" else None)
+        k = (gate_of(h.point, apart), h.point.source if h.mode == "source" else None)
         if k not in cache:
-            cache[k] = range_for(checks, h.point.vendor, without=k[1])
+            cache[k] = range_for(checks, k[0], without=k[1], apart=apart)
         r = cache[k]
         if r is not None:
             out[id(h)] = r.low <= h.ratio <= r.high
@@ -212,11 +244,14 @@ def covered(checks: list[Held]) -> dict[int, bool]:
 
 def summarise(checks: list[Held], metric: str) -> list[GroupError]:
     inside = covered(checks)
+    apart = apart_classes(checks)
     groups: dict[tuple[str, str, str], list[Held]] = defaultdict(list)
     for h in checks:
         if h.point.metric != metric:
             continue
         groups[(h.mode, "vendor", h.point.vendor)].append(h)
+        if h.mode in ("source", "time"):
+            groups[(h.mode, "gate", gate_of(h.point, apart))].append(h)
         groups[(h.mode, "backend", backend_key(h.point) or "not stated")].append(h)
         groups[(h.mode, "all", "every class")].append(h)
         if h.mode == "source":
@@ -229,14 +264,15 @@ def summarise(checks: list[Held], metric: str) -> list[GroupError]:
                               stats.median(errs), stats.percentile(errs, 90) or 0.0,
                               stats.median([h.error_pct for h in hs]),
                               round(sum(judged) / len(judged), 3) if judged else None))
-    later = {e.group: e for e in out if (e.mode, e.by) == ("time", "vendor")}
-    return [replace(e, later_n=later[e.group].n, later_coverage=later[e.group].coverage)
-            if (e.mode, e.by) == ("source", "vendor") and e.group in later else e for e in out]
+    later = {(e.by, e.group): e for e in out if e.mode == "time"}
+    return [replace(e, later_n=later[(e.by, e.group)].n, later_coverage=later[(e.by, e.group)].coverage)
+            if e.mode == "source" and e.by in ("vendor", "gate") and (e.by, e.group) in later else e for e in out]
 
 
-def class_error(errors: list[GroupError], metric: str, vendor: str) -> GroupError | None:
-    """The leave-one-source-out error of a vendor class (what decides whether its estimates are shown)."""
-    return next((e for e in errors if (e.metric, e.mode, e.by, e.group) == (metric, "source", "vendor", vendor)),
+def class_error(errors: list[GroupError], metric: str, group: str) -> GroupError | None:
+    """The leave-one-source-out error of a gate (gate_of: a vendor class, or a device class one source measured
+    alone): what decides whether its estimates are shown."""
+    return next((e for e in errors if (e.metric, e.mode, e.by, e.group) == (metric, "source", "gate", group)),
                 None)
 
 

@@ -178,10 +178,11 @@ def report_lines(records: list[AnyRecord], est: Estimator) -> list[str]:
     lines.append("speed model (llama.cpp, every layer on the GPU), held-out error |estimate / measured - 1|:")
     for e in est.fitted.errors:
         cov = f"  range held {e.coverage * 100:.0f} %" if e.coverage is not None else ""
-        tag = f"  {e.verdict}" if e.by == "vendor" and e.mode == "source" else ""
+        tag = f"  {e.verdict}" if e.by == "gate" and e.mode == "source" else ""
         mode = {"source": "each source left out", "time": "fitted on builds before 2025, tested on later",
                 "device": "each device left out"}[e.mode]
-        lines.append(f"  {e.metric} {mode}, by {e.by} {e.group}: n={e.n} ({e.n_sources} sources) "
+        by = "gate (what decides the pages)" if e.by == "gate" else e.by
+        lines.append(f"  {e.metric} {mode}, by {by} {e.group}: n={e.n} ({e.n_sources} sources) "
                      f"median {e.median_pct:.1f} %  p90 {e.p90_pct:.1f} %  signed {e.signed_pct:+.1f} %{cov}{tag}")
     lines.append("with weights in system RAM (llama.cpp and ik_llama.cpp figures; each source left out):")
     for metric, off in est.fitted.off_errors.items():

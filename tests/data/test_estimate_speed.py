@@ -58,7 +58,16 @@ def test_a_left_out_source_never_informs_its_own_estimate() -> None:
 
 
 def _err(metric: str, vendor: str):  # type: ignore[no-untyped-def]
-    e = class_error(_estimator().fitted.errors, metric, vendor)
+    """A vendor class's figures, each source left out (the Done-when's table)."""
+    errors = _estimator().fitted.errors
+    e = next((e for e in errors if (e.metric, e.mode, e.by, e.group) == (metric, "source", "vendor", vendor)), None)
+    assert e is not None
+    return e
+
+
+def _gate(metric: str, group: str):  # type: ignore[no-untyped-def]
+    """What decides the pages: a vendor class, or a device class one source measured alone (heldout.gate_of)."""
+    e = class_error(_estimator().fitted.errors, metric, group)
     assert e is not None
     return e
 
@@ -71,34 +80,40 @@ def test_held_out_by_source_per_vendor_class() -> None:
     (XiongjieDai's 54 figures left out, the fit keeps one M3 Pro's 3), NVIDIA and AMD pp."""
     nvidia = _err("tg", "NVIDIA")
     assert nvidia.n >= 300 and nvidia.n_sources >= 5 and nvidia.median_pct <= 10
-    assert nvidia.coverage is not None and 0.65 <= nvidia.coverage < MIN_COVERAGE and not nvidia.meets
-    assert "held 68 % of them" in (nvidia.shortfall or "")
+    # the range held 68 % when the HBM GPUs (A100, H100: XiongjieDai's alone) shared NVIDIA's range; judged apart
+    # (their left-out figures come out 36-54 % high: the fit has no HBM card of another source), NVIDIA's range
+    # holds more than the 90 % asked
+    assert nvidia.coverage is not None and nvidia.coverage > 0.90
+    gddr = _gate("tg", "NVIDIA")  # the GDDR cards, one GPU, four sources
+    assert gddr.n >= 100 and gddr.n_sources == 4 and gddr.median_pct <= 10 and gddr.meets
+    hbm = _gate("tg", "NVIDIA discrete GPU (HBM)")
+    assert hbm.n_sources == 1 and hbm.median_pct > BOUND_PCT and not hbm.meets
+    assert _estimator().fitted.apart["tg"] == {"NVIDIA discrete GPU (HBM)", "NVIDIA discrete GPU (HBM), several "
+                                               "(layer split)", "NVIDIA discrete GPU, several (layer split)",
+                                               "NVIDIA integrated GPU"}
     # AMD: kyuz0's R9700 (ROCm) and Strix Halo (ROCm, Vulkan) runs give the class six sources, two of Strix Halo:
     # lhl's left out, the class keeps a Strix Halo of its own (17.0 % -> 9.1 %; range held 80 %)
     amd = _err("tg", "AMD")
-    assert amd.n >= 50 and amd.n_sources >= 6 and amd.median_pct <= 10 and amd.meets
+    assert amd.n >= 50 and amd.n_sources >= 6 and amd.median_pct <= 10 and _gate("tg", "AMD").meets
     assert amd.coverage is not None and 0.70 <= amd.coverage <= 0.90
     apple = _err("tg", "Apple")
     assert apple.n >= 50 and apple.n_sources == 2 and apple.coverage is not None and 0.70 <= apple.coverage <= 0.90
-    assert 10 < apple.median_pct <= 17 and apple.meets  # not reached: 16.3 %
+    assert 10 < apple.median_pct <= 17 and _gate("tg", "Apple").meets  # not reached: 16.3 %
     for vendor in ("NVIDIA", "AMD"):
         pp = _err("pp", vendor)
-        assert pp.n >= 10 and 25 < pp.median_pct <= 50 and not pp.meets  # not reached: 25.6 %, 44.8 %
-        assert "median error above 25 %" in pp.verdict
+        assert pp.n >= 10 and 25 < pp.median_pct <= 50  # not reached: 25.6 %, 44.8 %
+        assert "median error above 25 %" in _gate("pp", vendor).verdict
     # Apple's pp: a second Apple source (one M1 Ultra pp figure, 2026) gives the class a level of its own when
     # XiongjieDai's 54 are left out: 31 % -> 11.6 %; its range held 96 % (wider than the 70-90 % asked)
     apple_pp = _err("pp", "Apple")
-    assert apple_pp.n_sources == 3 and apple_pp.median_pct <= 20 and apple_pp.meets
+    assert apple_pp.n_sources == 3 and apple_pp.median_pct <= 20 and _gate("pp", "Apple").meets
     intel = _err("tg", "Intel")
-    assert intel.n < MIN_CHECKS and not intel.meets  # one figure: no class estimate is shown
-    # a stated range must hold what it never saw: NVIDIA's pp range held under half of the left-out figures
-    nv_pp = _err("pp", "NVIDIA")
-    assert nv_pp.coverage is not None and nv_pp.coverage < MIN_COVERAGE
+    assert intel.n < MIN_CHECKS and not _gate("tg", "Intel").meets  # one figure: no class estimate is shown
     # ... and what it never saw includes later builds: AMD's ranges were checked on figures of 2025 and later too
     for metric in ("tg", "pp"):
-        e = _err(metric, "AMD")
+        e = _gate(metric, "AMD")
         assert e.later_n >= MIN_CHECKS and e.later_coverage is not None and e.later_coverage >= MIN_COVERAGE
-    assert [v for v in ("NVIDIA", "AMD", "Apple") if _err("tg", v).meets] == ["AMD", "Apple"]
+    assert [v for v in ("NVIDIA", "AMD", "Apple") if _gate("tg", v).meets] == ["NVIDIA", "AMD", "Apple"]
 
 
 def test_by_time_and_by_device() -> None:
@@ -124,9 +139,13 @@ def test_answers_say_whose_effects_and_their_range() -> None:
     own = est.speed(resolve("NVIDIA GeForce RTX 4090"), 1, llama8, "tg")  # type: ignore[arg-type]
     assert own.value and "own effect" in own.basis and own.low < own.value < own.high  # type: ignore
     assert 100 < own.value < 170 and own.coverage is not None
-    assert not own.shown and "held 68 % of them" in (own.why_not or "")  # the NVIDIA class's range: see above
+    assert own.shown and own.range and own.range.basis == "NVIDIA"
     new = est.speed(resolve("NVIDIA GeForce RTX 5090"), 1, llama8, "tg")  # type: ignore[arg-type]
-    assert not new.shown and "no figure of this device" in new.basis and new.value and new.value > own.value
+    assert new.shown and "no figure of this device" in new.basis and new.value and new.value > own.value
+    a100 = est.speed(resolve("NVIDIA A100 80GB PCIe"), 1, llama8, "tg")  # type: ignore[arg-type]
+    assert a100.value and not a100.shown and a100.error and a100.error.group == "NVIDIA discrete GPU (HBM)"
+    assert ("figures of the NVIDIA discrete GPU (HBM) class (one source measured it), left out by source: median "
+            "error 36 %") in (a100.why_not or "")
     amd = est.speed(resolve("AMD Radeon RX 7900 XTX"), 1, llama8, "tg", backend="Vulkan")  # type: ignore[arg-type]
     assert amd.shown and amd.value and amd.error is not None and amd.error.group == "AMD"
     arc = est.speed(resolve("Intel Arc A770"), 1, llama8, "tg")  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from collector.base.errors import CollectorError
 from collector.catalog import resolve
 from collector.estimate import speed, table
 from collector.estimate.facts import match, of_arch
-from collector.estimate.heldout import Held, range_for
+from collector.estimate.heldout import Held, apart_classes, gate_of, range_for, summarise
 from collector.estimate.memory import MemConfig, estimate_memory
 from collector.estimate.offload import pcie_gbs, ram_gbs, ram_size_gb, split
 from collector.estimate.placement import Request, command, parse_overrides, place
@@ -103,6 +103,29 @@ def test_the_stated_range_counts_each_source_once() -> None:
     assert r is not None and r.low <= 0.75 and r.high >= 1.25
     without = range_for(checks, "NVIDIA", without="big")
     assert without is not None and without.n == 10
+
+
+def test_a_device_class_one_source_measured_alone_is_judged_apart() -> None:
+    """Twelve HBM figures of one source, 40 % below their estimates: left out by source, the fit never saw that kind
+    of card. They are judged on their own (gate_of) and kept out of the NVIDIA range, which the GDDR cards' two
+    sources give; fewer than MIN_CHECKS such figures stay with their vendor."""
+    gddr = _point("", "NVIDIA GeForce RTX 4090", "Q4_K_M", "Llama 3.1 8B", 64, 100.0)
+    hbm = dataclasses.replace(gddr, device="NVIDIA A100 80GB PCIe", gpu="NVIDIA A100 80GB PCIe",
+                              cls="NVIDIA discrete GPU (HBM)")
+
+    def held(p: Point, source: str, ratio: float) -> Held:
+        return Held("source", dataclasses.replace(p, source=source, value=100.0 * ratio), 100.0)
+
+    checks = [held(gddr, "a", 1.05)] * 20 + [held(gddr, "b", 0.95)] * 20 + [held(hbm, "a", 0.6)] * 12
+    apart = apart_classes(checks)
+    assert apart == {"NVIDIA discrete GPU (HBM)"}
+    assert gate_of(hbm, apart) == hbm.cls and gate_of(gddr, apart) == "NVIDIA"
+    r = range_for(checks, "NVIDIA")
+    assert r is not None and r.n == 40 and r.low > 0.85  # the HBM figures' 0.6 is not in it
+    assert apart_classes(checks[:-3]) == frozenset()  # nine: too few to judge apart
+    errors = {(e.by, e.group): e for e in summarise(checks, "tg") if e.mode == "source"}
+    assert errors[("gate", "NVIDIA")].n == 40 and errors[("vendor", "NVIDIA")].n == 52
+    assert not errors[("gate", "NVIDIA discrete GPU (HBM)")].meets  # 40 % off
 
 
 def test_llama_cpps_fit_moves_the_last_layers_experts_and_keeps_the_flags_given() -> None:

@@ -334,7 +334,7 @@ def methodology_section(est: Estimator, records: list[AnyRecord]) -> tuple[str, 
     mem_checks, skipped = data_checks(records)
     errors = est.fitted.errors
     tables = {(mode, by): [e for e in errors if e.mode == mode and e.by == by]
-              for mode in ("source", "time", "device") for by in ("vendor", "backend", "source", "all")}
+              for mode in ("source", "time", "device") for by in ("gate", "vendor", "backend", "source", "all")}
     tg = est.fitted.fits.get("tg")
     pp = est.fitted.fits.get("pp")
     text = render("estimates.md.j2", part="methodology", src=METHODOLOGY_SRC, tables=tables, chart=CHART,
