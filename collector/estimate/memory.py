@@ -17,8 +17,10 @@ What is modelled, and how (llama.cpp b11434 sources, `src/llama-model.cpp`, `lla
 - **Compute buffer** (the graph allocator's peak; approximate): per ubatch token 20 bytes x n_embd + 12 bytes x
   the feed-forward width (fitted to the CPU logs of SmolLM2, gemma-3-270m and the MoE test model; the other figures
   are the tensors' own sizes), plus the attention mask (cells x ubatch, f16 with flash attention, f32 without) for
-  each cache kind, plus without flash attention the KQ matrix (cells x ubatch x heads, f32) of the largest cache.
-  The peak is the larger of that and the output stage (a row of logits per slot beside the last hidden states):
+  each cache kind; without flash attention the attention stage (the KQ matrix, cells x ubatch x heads in f32, of the
+  largest cache, beside the mask and the embedding-width tensors, not the feed-forward ones: 560 MiB logged, 568
+  estimated, for Llama 3 8B at 8,192 cells on CUDA; the sum of both stages, before, was 652). The peak is the
+  largest of those and the output stage (a row of logits per slot beside the last hidden states):
   llama-server reserves one output per slot (llama.cpp #23861, 2026-05); other tools and older builds a ubatch of
   them (`MemConfig.ubatch_outputs`). With the layers on a GPU, the host's compute buffer holds the graph's inputs:
   the token rows and each cache kind's attention mask in f32 (cells x ubatch x 4 bytes; real CUDA, Vulkan and Metal
@@ -323,7 +325,10 @@ def _compute(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     kq = 0 if cfg.flash_attn or not attn else max(c.cells for c in attn) * ub * arch.n_head * 4
     # the output stage: a row of logits per slot next to the last hidden states (peaks for a large vocabulary)
     out = (ub if cfg.ubatch_outputs else max(1, cfg.n_seq)) * arch.n_vocab * 4 + ub * arch.n_embd * 12
-    mib = max(base + mask + kq, out) / MIB
+    # without flash attention the KQ matrix peaks in the attention stage, beside the embedding-width tensors, not
+    # beside the feed-forward ones (a later stage)
+    attention = mask + kq + ub * COMPUTE_EMBD_BYTES * arch.n_embd
+    mib = max(base + mask, attention, out) / MIB
     n_gpu = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
     if cfg.on_gpu and n_gpu > 0:
         # the layers' graph runs where the layers are; the host keeps the inputs (token rows, positions). A ubatch of
