@@ -1,5 +1,5 @@
 """The compute buffers of GPU builds against the memory model, on real logs of CUDA, Vulkan and Metal builds (each
-fixture names its source; builds b2824-b8198, older than the server logs the collector reads, so the few settings
+fixture names its source; builds b2796-b8198, older than the server logs the collector reads, so the few settings
 needed are read here). The host's buffer holds the graph's inputs (the token rows and the f32 attention masks); the
 GPU's, with every layer there, the layers' graph or the output stage, whichever peaks (these builds and tools reserve
 a ubatch of logit rows)."""
@@ -31,6 +31,8 @@ LOGS = {
     "cuda-rtxa6000-qwen3-235b-a22b-q8_0-partial-ot-fa1-c32k.log": ("Qwen3-235B-A22B", "Q8_0", False),
     "cuda-rtxpro6000-glm45-air-mix-iq4xs-fa1-c131k-ub4096.log": ("GLM-4.5-Air", "IQ4_XS", True),
     "metal-apple-m5-gpt-oss-20b-mxfp4-fa-auto-c131k.log": ("gpt-oss-20b", "MXFP4_MOE", True),
+    "metal-m1-llama3-8b-q4_k_m-fa0-c512-b2797.log": ("Llama 3.1 8B", "Q4_K_M", True),
+    "metal-m2ultra-llama3-8b-q4_k_m-fa0-c8k-b2796.log": ("Llama 3.1 8B", "Q4_K_M", True),
     "metal-apple-m5-gpt-oss-20b-unsloth-q4_k_m-fa-auto-c131k.log": ("gpt-oss-20b", "MXFP4_MOE", True),
     "vulkan-rtx4080-llama31-8b-q4_0-fa1-c16k.log": ("Llama 3.1 8B", "Q4_0", True),
 }
@@ -71,10 +73,11 @@ def test_gpu_builds_compute_buffers(name: str) -> None:
     model, quant, full = LOGS[name]
     cfg, bufs = _read((REAL / name).read_text(encoding="utf-8"))
     est = estimate_memory(table.build(model, quant), cfg)
-    host = sum(v for k, v in bufs.items() if k.endswith("_Host") or (k == "CPU" and "MTL0" in bufs))
+    metal = "MTL0" in bufs or "Metal" in bufs  # Metal's buffers: MTL0 and CPU (older builds: Metal and CPU)
+    host = sum(v for k, v in bufs.items() if k.endswith("_Host") or (k == "CPU" and metal))
     assert host and _within(host, est.compute["host"]), (host, est.compute)
     if full:
-        (gpu,) = [v for k, v in bufs.items() if k in ("CUDA0", "Vulkan0", "MTL0")]
+        (gpu,) = [v for k, v in bufs.items() if k in ("CUDA0", "Vulkan0", "MTL0", "Metal")]
         if name.startswith("vulkan-rtx4080"):
             # not reached, asserted as measured: 549 MiB for 613 (the output stage of a 1,024-token ubatch: the
             # logits' 501 MiB, and 112 MiB beside them where the model counts 48)
