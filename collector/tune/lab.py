@@ -150,8 +150,9 @@ class ServerLab:
             with work_dir("tune") as work:
                 rec = measure(spec, self.bench, self.model, self.suite, Path(work), after_load=check).record
         finally:
-            for timer in timers:
+            for timer in timers:  # a stop the deadline started finishes here: no server outlives the trial
                 timer.cancel()
+                timer.join()
         self._past(deadline_s, "a trial")
         rec.tags = [TUNE_TAG, f"tune:{self.id}"]
         store.save_record(rec, self.data_dir)
