@@ -20,10 +20,10 @@ source measured (`apart_classes`: every figure of, say, the HBM datacenter GPUs 
 source, that class is one the fit never saw, so its checks measure something else than the rest of its vendor's;
 such a class is judged on its own checks (its range, having one source, is every class's) and kept out of its
 vendor's range and coverage. An estimate is shown on the site only where its gate had at least MIN_CHECKS
-leave-one-source-out checks with a median absolute error within BOUND_PCT and its
-stated range held at least MIN_COVERAGE of them (a range that holds a third of what it never saw is not stated), and,
-where the class has at least MIN_CHECKS figures of builds from TIME_SPLIT on, the range held MIN_COVERAGE of those
-too when the model was fitted on the earlier builds only (`later_coverage`).
+leave-one-source-out checks with a median absolute error within BOUND_PCT and its stated range held at least
+MIN_COVERAGE of them (a range that holds a third of what it never saw is not stated), and, where the gate has at least
+MIN_CHECKS figures of builds from TIME_SPLIT on, the range held MIN_COVERAGE of those too when the model was fitted on
+the earlier builds only (`later_coverage`).
 """
 
 from __future__ import annotations
@@ -224,12 +224,11 @@ class GroupError:
                 None: "shown"}[self._short_of()]
 
 
-def covered(checks: list[Held]) -> dict[int, bool]:
+def covered(checks: list[Held], apart: frozenset[str]) -> dict[int, bool]:
     """For each leave-one-source-out check (by id), whether the range stated without its source holds it; for each
     check by time (a figure of a later build), whether the range an estimate of its class states holds it."""
     out: dict[int, bool] = {}
     cache: dict[tuple[str, str | None], Range | None] = {}
-    apart = apart_classes(checks)
     for h in checks:
         if h.mode not in ("source", "time"):
             continue
@@ -243,8 +242,8 @@ def covered(checks: list[Held]) -> dict[int, bool]:
 
 
 def summarise(checks: list[Held], metric: str) -> list[GroupError]:
-    inside = covered(checks)
     apart = apart_classes(checks)
+    inside = covered(checks, apart)
     groups: dict[tuple[str, str, str], list[Held]] = defaultdict(list)
     for h in checks:
         if h.point.metric != metric:
