@@ -4,7 +4,7 @@ Per llama.cpp architecture, the tensors llama.cpp's converter writes and its loa
 `conversion/*.py`, `src/models/<arch>.cpp`): names, shapes in ggml order (ne[0] is the row length) and the source
 type (F32 for norms, biases, 1-D tensors and the MoE router; the weights' type otherwise). Written from a reading of
 those sources for the architectures of the model table (collector/estimate/models.yaml): llama, qwen2, qwen3,
-qwen3moe, qwen3next, gemma3, gpt-oss and glm4moe. quantmix turns these into per-tensor types for a file type.
+qwen3moe, qwen3next, qwen35, gemma3, gpt-oss and glm4moe. quantmix turns these into per-tensor types for a file type.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from functools import lru_cache
 from collector.base.errors import CollectorError
 from collector.estimate.quantmix import Source
 
-ARCHS = ("llama", "qwen2", "qwen3", "qwen3moe", "qwen3next", "gemma3", "gpt-oss", "glm4moe")
+ARCHS = ("llama", "qwen2", "qwen3", "qwen3moe", "qwen3next", "qwen35", "gemma3", "gpt-oss", "glm4moe")
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,9 @@ def _layer(h: Hyper, il: int) -> list[Source]:
             out += [_t(b + "eh_proj.weight", 2 * e, e), _t(b + "enorm.weight", e), _t(b + "hnorm.weight", e),
                     _t(b + "embed_tokens.weight", e, h.n_vocab), _t(b + "shared_head_head.weight", e, h.n_vocab),
                     _t(b + "shared_head_norm.weight", e)]
-    elif a == "qwen3next":
+    elif a in ("qwen3next", "qwen35"):
+        # qwen35 (Qwen3.5 and later, dense): qwen3next's hybrid layers with a dense feed-forward, the delta-net's
+        # beta and alpha as two tensors, and an MTP block after the last layer (src/models/qwen35.cpp)
         out.append(_norm(il, "post_attention_norm", e))
         if h.recurrent(il):
             b = f"blk.{il}."
@@ -136,12 +138,20 @@ def _layer(h: Hyper, il: int) -> list[Source]:
             conv = 2 * key + value
             out += [_t(b + "attn_qkv.weight", e, conv), _t(b + "attn_gate.weight", e, value),
                     Source(b + "ssm_conv1d.weight", (h.linear_conv, conv), F32),
-                    _t(b + "ssm_dt.bias", h.linear_v_heads),
-                    _t(b + "ssm_a", h.linear_v_heads), _t(b + "ssm_ba.weight", e, 2 * h.linear_v_heads),
+                    _t(b + "ssm_dt.bias", h.linear_v_heads), _t(b + "ssm_a", h.linear_v_heads),
                     _t(b + "ssm_norm.weight", h.linear_v_dim), _t(b + "ssm_out.weight", value, e)]
+            out += ([_t(b + "ssm_ba.weight", e, 2 * h.linear_v_heads)] if a == "qwen3next" else
+                    [_t(b + "ssm_beta.weight", e, h.linear_v_heads), _t(b + "ssm_alpha.weight", e, h.linear_v_heads)])
         else:
             out += _attention(h, il, qk_norm=True, q_gate=True)
-        out += _experts(h, il) + [_t(f"blk.{il}.ffn_gate_inp_shexp.weight", e)]
+        if a == "qwen3next":
+            out += _experts(h, il) + [_t(f"blk.{il}.ffn_gate_inp_shexp.weight", e)]
+        else:
+            out += _dense_ffn(h, il, h.n_ff)
+        if il >= h.n_layer:
+            b = f"blk.{il}.nextn."
+            out += [_t(b + "eh_proj.weight", 2 * e, e), _t(b + "enorm.weight", e), _t(b + "hnorm.weight", e),
+                    _t(b + "shared_head_norm.weight", e)]
     else:
         raise CollectorError(f"architecture {a!r} has no tensor layout here; known: {', '.join(ARCHS)}")
     return out

@@ -13,7 +13,8 @@ What is modelled, and how (llama.cpp b11434 sources, `src/llama-model.cpp`, `lla
 - **KV cache.** The context is padded to 256 cells; with several slots and no unified cache each slot gets
   pad256(ctx / slots) cells. Per layer with a KV cache: cells x heads_kv x (head_k x bytes(K type) + head_v x
   bytes(V type)). Sliding-window layers get pad256(min(cells, window x (slots if unified) + ubatch)) cells.
-  Recurrent layers hold (conv + SSM state) f32 values per slot instead.
+  Recurrent layers hold (conv + SSM state) f32 values per slot instead, (1 + n_rs_seq) rows of them where a
+  speculative draft keeps states to roll back to (Qwen3.8-27B, a real Vulkan log: 1,795.50 MiB, exact).
 - **Compute buffer** (the graph allocator's peak; approximate): per ubatch token 20 bytes x n_embd + 12 bytes x
   the feed-forward width (fitted to the CPU logs of SmolLM2, gemma-3-270m and the MoE test model; the other figures
   are the tensors' own sizes), plus the attention mask (cells x ubatch, f16 with flash attention, f32 without) for
@@ -22,7 +23,10 @@ What is modelled, and how (llama.cpp b11434 sources, `src/llama-model.cpp`, `lla
   estimated, for Llama 3 8B at 8,192 cells on CUDA; the sum of both stages, before, was 652). The peak is the
   largest of those and the output stage (a row of logits per slot beside the last hidden states):
   llama-server reserves one output per slot (llama.cpp #23861, 2026-05); other tools and older builds a ubatch of
-  them (`MemConfig.ubatch_outputs`). With the layers on a GPU, the host's compute buffer holds the graph's inputs:
+  them (`MemConfig.ubatch_outputs`); a speculative draft adds its tokens' rows. With the layers on a GPU, a weight left
+  in system RAM is copied to the GPU for its op (ubatches of 32+ tokens), in the layers' stage: the largest such copy
+  joins the feed-forward stage (real CUDA logs with -ot, 10 GPU logs within 5 % or 64 MiB: tests/unit/
+  test_memory_gpu_logs.py). With the layers on a GPU, the host's compute buffer holds the graph's inputs:
   the token rows and each cache kind's attention mask in f32 (cells x ubatch x 4 bytes; real CUDA, Vulkan and Metal
   logs, tests/fixtures/logs/real/).
 """
@@ -71,6 +75,9 @@ class MemConfig:
     # the logit rows the compute buffer is reserved for: one per slot (llama-server since llama.cpp #23861, 2026-05);
     # True: a ubatch of them (every other tool, and llama-server before that change)
     ubatch_outputs: bool = False
+    # the tokens a speculative draft proposes (--spec-draft-n-max): llama-server reserves 1 + n logit rows per slot,
+    # and a hybrid model keeps n more recurrent states per slot to roll back to (llama.cpp's n_rs_seq)
+    draft_n_max: int = 0
 
     @property
     def repack_rule(self) -> str:
@@ -297,7 +304,8 @@ def _kv(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     if arch.recurrent_layers:
         rs_seqs = max(1, cfg.n_seq)
         rec = sorted(arch.recurrent_layers)
-        mib = rs_seqs * len(rec) * (arch.n_embd_r + arch.n_embd_s) * 4 / MIB
+        # llama-memory-recurrent.cpp: (1 + n_rs_seq) rows of conv and SSM state per slot and recurrent layer
+        mib = rs_seqs * (1 + cfg.draft_n_max) * len(rec) * (arch.n_embd_r + arch.n_embd_s) * 4 / MIB
         est.caches.append(Cache(False, True, rs_seqs, len(rec), mib))
         share = sum(1 for il in rec if il >= first_gpu) / len(rec)
         gpu, host = gpu + mib * share, host + mib * (1 - share)
@@ -324,20 +332,24 @@ def _compute(arch: Arch, cfg: MemConfig, est: MemEstimate) -> None:
     mask = sum(c.cells * ub * (2 if cfg.flash_attn else 4) for c in attn)
     kq = 0 if cfg.flash_attn or not attn else max(c.cells for c in attn) * ub * arch.n_head * 4
     # the output stage: a row of logits per slot next to the last hidden states (peaks for a large vocabulary)
-    out = (ub if cfg.ubatch_outputs else max(1, cfg.n_seq)) * arch.n_vocab * 4 + ub * arch.n_embd * 12
+    rows = ub if cfg.ubatch_outputs else min(ub, max(1, cfg.n_seq) * (1 + cfg.draft_n_max))
+    out = rows * arch.n_vocab * 4 + ub * arch.n_embd * 12
     # without flash attention the KQ matrix peaks in the attention stage, beside the embedding-width tensors, not
     # beside the feed-forward ones (a later stage)
     attention = mask + kq + ub * COMPUTE_EMBD_BYTES * arch.n_embd
-    mib = max(base + mask, attention, out) / MIB
     n_gpu = arch.n_layer_all + 1 if cfg.n_gpu_layers is None else cfg.n_gpu_layers
-    if cfg.on_gpu and n_gpu > 0:
-        # the layers' graph runs where the layers are; the host keeps the inputs (token rows, positions). A ubatch of
-        # at least OP_OFFLOAD_MIN_BATCH tokens runs the ops of weights left in system RAM on the GPU too, copying the
-        # weight there first: the GPU's buffer holds the largest such copy (Vulkan, real loads of the MoE test model:
-        # +1 expert tensor with any --n-cpu-moe, -ot exps=CPU or -ngl below the layer count)
-        if ub >= OP_OFFLOAD_MIN_BATCH and arch.tensors:
-            mib += _weights(arch, replace(cfg, ctx=None)).largest_moved / MIB
-        # the host keeps the graph's inputs: the token rows and each cache kind's attention mask, in f32
+    gpu = cfg.on_gpu and n_gpu > 0
+    # with the layers on a GPU, a ubatch of at least OP_OFFLOAD_MIN_BATCH tokens runs the ops of weights left in system
+    # RAM there too, copying the weight over first: the copy lives in the layers' stage, beside the feed-forward
+    # tensors, not in the attention or output stages (Vulkan, real loads of the MoE test model: +1 expert tensor with
+    # any --n-cpu-moe, -ot exps=CPU or -ngl below the layer count; CUDA logs with -ot: 774 MiB logged, 758
+    # estimated, for Qwen3-235B-A22B Q6_K at 16,384 cells, and 1,080 beside 1,076 where the KQ matrix peaks)
+    moved = _weights(arch, replace(cfg, ctx=None)).largest_moved if (
+        gpu and ub >= OP_OFFLOAD_MIN_BATCH and arch.tensors) else 0
+    mib = max(base + mask + moved, attention, out) / MIB
+    if gpu:
+        # the layers' graph runs where the layers are; the host keeps the graph's inputs: the token rows and each
+        # cache kind's attention mask, in f32
         host = ub * arch.n_embd * 4 + sum(c.cells * ub * 4 for c in attn)
         est.compute = {"gpu": mib, "host": host / MIB}
     else:
