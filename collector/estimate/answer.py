@@ -19,16 +19,20 @@ from collector.base.errors import CollectorError
 from collector.estimate.arch import Arch
 from collector.estimate.estimator import Estimator, SpeedAnswer, default_backend
 from collector.estimate.facts import of_arch
+from collector.estimate.memory import MemConfig
 from collector.estimate.offload import (
     ASSUMED_PCIE,
     BOUND_PCT_OFFLOAD,
+    OffError,
     OffloadFit,
     OffPoint,
+    Split,
     off_range,
     pcie_gbs,
     predict_off,
     ram_gbs,
     split,
+    tg_fixed,
 )
 from collector.estimate.placement import Command, Placement, Request, command, parse_overrides, place
 from collector.estimate.report import find_model
@@ -65,6 +69,63 @@ def _memory_size(dev: catalog.CatalogDevice, vram_gb: float | None, variant: cat
     return sizes[0] if len(sizes) == 1 else None
 
 
+def _off_point(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, cfg: MemConfig, metric: str, ram: float,
+               pcie: float, depth: int, prompt: int, vram_gb: float | None, backend: str | None,
+               threads: int | None) -> tuple[OffPoint, Split] | None:
+    """The offload point of a placement's settings (ram, pcie: GB/s); None where the catalog states no single
+    bandwidth for the device."""
+    facts = of_arch(arch)
+    sp = split(arch, cfg, facts)
+    full = est.point(dev, 1, facts, metric, depth, prompt, vram_gb, backend, cfg.type_k, cfg.type_v, cfg.ubatch,
+                     cfg.batch)
+    if full is None:
+        return None
+    gpu = replace(full, facts=sp.gpu)
+    return OffPoint("", metric, "", "llama.cpp", gpu, full, sp.cpu_read, sp.cpu_layers, sp.switches, sp.cpu_all,
+                    ram * 1e9, pcie * 1e9, full.ubatch, 1.0, "", threads), sp
+
+
+def _off_error_why(err: OffError | None) -> str | None:
+    """Why the offload estimates are not shown (their held-out error), or None where they are."""
+    if err is not None and err.n >= MIN_OFFLOAD_CHECKS and err.median_pct <= BOUND_PCT_OFFLOAD:
+        return None
+    return (f"figures with weights in system RAM, each source left out: median error {err.median_pct:.0f} % over "
+            f"{err.n} figures of {err.n_sources} sources (shown within {BOUND_PCT_OFFLOAD:.0f} % over at least "
+            f"{MIN_OFFLOAD_CHECKS})" if err else "no figure with weights in system RAM was checked")
+
+
+@dataclass(frozen=True)
+class OffloadTerms:
+    """tg of a placement with weights in system RAM at any RAM bandwidth, the CPU's threads not bounding it:
+    1 / (fixed_s + cpu_bytes / (GB/s x 1e9 x eta)); low and high: the stated range's factors (each offload source
+    left out, coverage as measured)."""
+
+    fixed_s: float
+    cpu_bytes: float
+    eta: float
+    low: float
+    high: float
+    error: OffError
+
+    def tg(self, ram_gbs: float) -> float:
+        return 1.0 / (self.fixed_s + self.cpu_bytes / (ram_gbs * 1e9 * self.eta))
+
+
+def offload_terms(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, cfg: MemConfig,
+                  vram_gb: float | None) -> OffloadTerms | None:
+    """The terms of tg for a placement on one GPU of `dev` (the site's "experts in system RAM" rows, whose readers
+    choose their RAM); None where the offload estimate is not shown (its held-out error) or cannot be made."""
+    f, gpu_fit = est.fitted.off_fits.get("tg"), est.fitted.fits.get("tg")
+    err, rng = est.fitted.off_errors.get("tg"), off_range(est.fitted.off_checks.get("tg", []))
+    if f is None or gpu_fit is None or not f.n or err is None or rng is None or _off_error_why(err):
+        return None
+    got = _off_point(est, dev, arch, cfg, "tg", 1.0, pcie_gbs(ASSUMED_PCIE), 0, 512, vram_gb, None, None)
+    if got is None:
+        return None
+    op, _ = got
+    return OffloadTerms(tg_fixed(f, gpu_fit, op), op.cpu_read, f.eta_cpu, rng.low, rng.high, err)
+
+
 def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Placement, metric: str,
                    ram: float | None, ram_why: str, pcie: float, depth: int, prompt: int, vram_gb: float | None,
                    backend: str | None, threads: int | None) -> SpeedAnswer:
@@ -76,25 +137,16 @@ def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Pl
     if ram is None:
         return SpeedAnswer(metric, None, None, None, "", None, False, f"part of the model is in system RAM and its "
                            f"bandwidth is not known ({ram_why}): give --ram \"DDR5-6000 2ch\" or --ram-gbs GB/s")
-    facts = of_arch(arch)
-    sp = split(arch, p.config, facts)
-    full = est.point(dev, 1, facts, metric, depth, prompt, vram_gb, backend, p.config.type_k, p.config.type_v,
-                     p.config.ubatch, p.config.batch)
-    if full is None:
+    got = _off_point(est, dev, arch, p.config, metric, ram, pcie, depth, prompt, vram_gb, backend, threads)
+    if got is None:
         return SpeedAnswer(metric, None, None, None, "", None, False, "the catalog states no single bandwidth for "
                            "this device (give --vram)")
-    gpu = replace(full, facts=sp.gpu)
-    op = OffPoint("", metric, "", "llama.cpp", gpu, full, sp.cpu_read, sp.cpu_layers, sp.switches, sp.cpu_all,
-                  ram * 1e9, pcie * 1e9, full.ubatch, 1.0, "", threads)
+    op, sp = got
     value = predict_off(f, gpu_fit, op)
     checks = est.fitted.off_checks.get(metric, [])
     rng = off_range(checks)
     err = est.fitted.off_errors.get(metric)
-    why = None
-    if err is None or err.n < MIN_OFFLOAD_CHECKS or err.median_pct > BOUND_PCT_OFFLOAD:
-        why = (f"figures with weights in system RAM, each source left out: median error {err.median_pct:.0f} % over "
-               f"{err.n} figures of {err.n_sources} sources (shown within {BOUND_PCT_OFFLOAD:.0f} % over at least "
-               f"{MIN_OFFLOAD_CHECKS})" if err else "no figure with weights in system RAM was checked")
+    why = _off_error_why(err)
     basis = (f"the GPU's share ({sp.gpu.read_bytes / 1e9:.2f} GB a token, {sp.gpu.layers} layers) by the full-GPU "
              f"model; {sp.cpu_read / 1e9:.2f} GB a token from system RAM at {ram:.1f} GB/s{_bound(f, threads)}"
              + (f", {sp.cpu_layers} layers run whole by the CPU" if sp.cpu_layers else "")

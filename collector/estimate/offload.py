@@ -107,6 +107,19 @@ def ram_gbs(text: str | None, cpu: str | None = None) -> tuple[float | None, str
     return gbs, f"DDR{gen}-{speed} x {channels} channels = {gbs:.1f} GB/s ({how})"
 
 
+# the system RAM the site's "experts in system RAM" rows state tg at; the picker lets its reader choose among
+# RAM_CHOICES
+RAM_PRESETS = ("DDR4-3200 2ch", "DDR5-6000 2ch")
+RAM_CHOICES = ("DDR4-2666 2ch", "DDR4-3200 2ch", "DDR4-3600 2ch", "DDR5-4800 2ch", "DDR5-5600 2ch", "DDR5-6000 2ch",
+               "DDR5-6400 2ch", "DDR4-3200 4ch", "DDR5-4800 4ch", "DDR4-3200 8ch", "DDR5-4800 8ch", "DDR5-6400 8ch",
+               "DDR5-6400 12ch")
+
+
+def ram_choices() -> list[tuple[str, float]]:
+    """(the RAM as written, its GB/s: generation x speed x 8 bytes x channels, offload.ram_gbs)."""
+    return [(text, gbs) for text in RAM_CHOICES if (gbs := ram_gbs(text)[0]) is not None]
+
+
 def ram_size_gb(text: str | None) -> float | None:
     """The system memory a source states ("64GB DDR4-3200", "16gb DDR4 ..."): the first size in GB; None: none."""
     m = _RAM_SIZE.search(text or "")
@@ -329,12 +342,18 @@ def cpu_gbs(f: OffloadFit, p: OffPoint) -> float:
     return min(bw, p.threads * f.beta) if f.beta and p.threads else bw
 
 
+def tg_fixed(f: OffloadFit, gpu_fit: SpeedFit, p: OffPoint) -> float:
+    """Seconds a generated token of an offload point takes besides reading its bytes in system RAM (the GPU's share,
+    the CPU's whole layers, the hand-overs): tg = 1 / (this + cpu_read / cpu_gbs)."""
+    return (predict_time(gpu_fit, p.gpu) if p.gpu.facts.layers else 0.0) + f.tau_cpu * p.cpu_layers + \
+        f.sigma * p.switches
+
+
 def predict_off(f: OffloadFit, gpu_fit: SpeedFit, p: OffPoint) -> float:
     """t/s of an offload point."""
     cpu = cpu_gbs(f, p)
     if f.metric == "tg":
-        t = (predict_time(gpu_fit, p.gpu) if p.gpu.facts.layers else 0.0) + p.cpu_read / cpu + \
-            f.tau_cpu * p.cpu_layers + f.sigma * p.switches
+        t = tg_fixed(f, gpu_fit, p) + p.cpu_read / cpu
     else:
         t = predict_time(gpu_fit, p.full)
         if p.ubatch >= OP_OFFLOAD_MIN_BATCH:

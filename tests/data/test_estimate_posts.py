@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.estimate.answer import Answer, ask
+from collector.estimate.answer import Answer, ask, offload_terms
 from collector.estimate.estimator import Estimator
 from collector.judge import beside, judge_records, load_summaries_from
 from collector.records.index import load_records
@@ -67,3 +67,15 @@ def test_the_flags_the_posts_give(quant: str, ngl: int, ncmoe: int, stated: floa
     assert p.cpu_expert_layers == tuple(range(ncmoe)) and p.n_gpu_layers == ngl
     assert f"-ngl {ngl} --n-cpu-moe {ncmoe}" in a.command.text()  # type: ignore[union-attr]
     assert a.tg.value and a.tg.low and a.tg.high and a.tg.low <= stated <= a.tg.high
+
+
+def test_the_sites_terms_give_the_clis_answer() -> None:
+    """The site evaluates tg at its reader's RAM from a placement's terms (pages/estimates.py, the picker's
+    answer.js): at the posts' RAM they give what `collector estimate --ram` answers, range included."""
+    a = _ask("Qwen3-Coder-Next IQ2_XS", ctx=168000, kv="q8_0")
+    assert a.placement is not None and a.ram_gbs and a.tg.value and a.tg.low and a.tg.high
+    t = offload_terms(_estimator(), a.device, a.arch, a.placement.config, a.memory_gb)
+    assert t is not None
+    v = t.tg(a.ram_gbs)
+    assert (v, v * t.low, v * t.high) == pytest.approx((a.tg.value, a.tg.low, a.tg.high), rel=1e-9)
+    assert t.tg(2 * a.ram_gbs) > v  # faster RAM, faster tokens

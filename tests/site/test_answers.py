@@ -55,12 +55,14 @@ CARDS = """Array.from(document.querySelectorAll('.qa-picker-out .qa-card')).map(
     right: c.getBoundingClientRect().right, left: c.getBoundingClientRect().left}))"""
 
 
-def _ask(cdp: CDP, server: str, gpu: str, ram: str, model: str) -> list[dict]:
+def _ask(cdp: CDP, server: str, gpu: str, ram: str, model: str, ram_type: str = "") -> list[dict]:
     cdp.open(f"{server}/")
     cdp.poll("document.querySelector('.qa-picker.qa-ready') !== null")
     cdp.js(f"""(() => {{ const b = document.querySelector('.qa-picker');
         b.querySelector('[name=gpu]').value = {json.dumps(gpu)};
         b.querySelector('[name=ram]').value = {json.dumps(ram)};
+        for (const o of b.querySelector('[name=ramtype]').options) o.selected = o.textContent.startsWith(
+            {json.dumps(ram_type or "not stated")});
         b.querySelector('[name=model]').value = {json.dumps(model)};
         b.querySelector('form').requestSubmit(); }})()""")
     cdp.poll("document.querySelector('.qa-picker-out').textContent.length > 0")
@@ -202,24 +204,37 @@ def test_the_sources_case_a_moe_larger_than_the_card_gets_its_placement_and_a_ra
                                                                                          server: str) -> None:
     """RTX 4090 + 32 GB of system RAM + Qwen3-Coder-Next (the posts' question): below the posts' stated cards, an
     estimate card per quant with where llama.cpp's fit puts it (experts of N layers in system RAM), the command that
-    pins it, speed not estimated (it needs the RAM's bandwidth), and a warning where those experts exceed 32 GB."""
-    _viewport(browser, 1400)
-    try:
-        _ask(browser, server, "RTX 4090", "32", "Qwen3-Coder-Next")
-        browser.poll("document.querySelector('.qa-picker-out .qa-card-estimate') !== null")
-        est = browser.js("""Array.from(document.querySelectorAll('.qa-picker-out .qa-card-estimate')).map(c => ({
+    pins it, a warning where those experts exceed 32 GB, and tg: at two common RAMs until the reader states its type,
+    then at that RAM, the figure and range the device page's table prints for it."""
+    est_js = """Array.from(document.querySelectorAll('.qa-picker-out .qa-card-estimate')).map(c => ({
             quant: c.querySelector('.qa-card-quant').textContent,
             facts: Object.fromEntries(Array.from(c.querySelectorAll('dt')).map(dt => [dt.textContent,
                 dt.nextElementSibling.textContent])),
             warn: Array.from(c.querySelectorAll('.qa-card-warn')).map(w => w.textContent),
-            command: c.querySelector('pre code').textContent}))""")
+            command: c.querySelector('pre code').textContent}))"""
+    _viewport(browser, 1400)
+    try:
+        _ask(browser, server, "RTX 4090", "32", "Qwen3-Coder-Next")
+        browser.poll("document.querySelector('.qa-picker-out .qa-card-estimate') !== null")
+        est = browser.js(est_js)
         by = {c["quant"]: c for c in est}
         assert set(by) == {"Q4_K_M", "Q8_0"}, est
         for c in est:
             assert re.match(r"the experts of \d+ of 48 layers in system RAM", c["facts"]["Placement"]), c
-            assert "--n-cpu-moe" in c["command"] and c["facts"]["Speed"].startswith("not estimated here: it depends on your system RAM's bandwidth")
+            assert "--n-cpu-moe" in c["command"]
+            assert re.fullmatch(r"choose your system RAM's type above; DDR4-3200 2ch: ~[\d.]+ t/s \(stated range "
+                                r"[\d.]+–[\d.]+ · 51.2 GB/s\); DDR5-6000 2ch: ~[\d.]+ t/s \(stated range [\d.]+–"
+                                r"[\d.]+ · 96 GB/s\)", c["facts"]["Speed"]), c["facts"]["Speed"]
         assert not by["Q4_K_M"]["warn"]  # ~25 GB of experts: within 32 GB
         assert any("more than the 32 GB of system RAM you entered" in w for w in by["Q8_0"]["warn"])
+        at_ddr5 = re.search(r"DDR5-6000 2ch: (~[\d.]+ t/s) \(stated range ([\d.]+–[\d.]+)",
+                            by["Q4_K_M"]["facts"]["Speed"])
+        assert at_ddr5
+        _ask(browser, server, "RTX 4090", "32", "Qwen3-Coder-Next", "DDR5-6000 2ch")
+        browser.poll("document.querySelector('.qa-picker-out .qa-card-estimate') !== null")
+        tg = {c["quant"]: c["facts"]["Generation (tg)"] for c in browser.js(est_js)}["Q4_K_M"]
+        assert tg.startswith(f"{at_ddr5.group(1)}with DDR5-6000 2ch (96 GB/s): stated range {at_ddr5.group(2)} · "
+                             "figures with weights in system RAM left out by source: median error "), tg
     finally:
         browser.call("Emulation.clearDeviceMetricsOverride")
 

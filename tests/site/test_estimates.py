@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEVICES = ("rtx-4090", "rtx-3090", "rtx-a6000", "a40", "l40s", "rtx-4080", "rtx-6000-ada-generation",
            "rtx-5000-ada-generation", "rtx-4000-ada-generation", "a100-80gb-pcie", "a100-sxm4-80gb", "2x-rtx-3090",
            "4x-rtx-4090", "rtx-3070", "rtx-4070-ti", "cpu-amd-epyc", "rx-7900-xtx", "gb10",
-           "rtx-pro-6000-blackwell-workstation-edition", "rtx-3090-ti", "rtx-5070")
+           "rtx-pro-6000-blackwell-workstation-edition", "rtx-3090-ti", "rtx-5070", "rtx-4060-ti", "rtx-4060ti")
 _SECTION = re.compile(r"## What fits and how fast, estimated\n.*?(?=\n## |\Z)", re.S)
 
 
@@ -234,3 +234,18 @@ def test_a_mixture_of_experts_larger_than_the_gpu_gets_its_placement_and_command
     gpu = next(v for k, v in cli["placement"]["memory_mib"].items() if k != "host")
     assert used == round(gpu["total"] / 1024, 1) and budget == round(gpu["budget"] / 1024, 1) and used <= budget
     assert "Llama 3.1 70B Q4_K_M" in page_text(text).split("left off the tables")[1][:400]
+    # tg at two common system RAMs, with its stated range: what the CLI answers for that RAM (its threads not given)
+    heads = [page_text(h) for h in re.findall(r"<th>(.*?)</th>", table, re.S)]
+    assert heads[5:7] == ["tg with DDR4-3200 2ch", "tg with DDR5-6000 2ch"]
+    for ram, cell in zip(("DDR4-3200 2ch", "DDR5-6000 2ch"), cells[5:7], strict=True):
+        tg = json.loads(subprocess.run(
+            [sys.executable, "-m", "collector.cli", "estimate", "Qwen3-Coder-Next Q4_K_M", "--device", "RTX 4090",
+             "--ctx", "4096", "--ram", ram, "--json", "--data-dir", str(data)],
+            capture_output=True, text=True, check=True).stdout)["tg"]
+        m = re.fullmatch(r"~([\d.]+) t/sstated range ([\d.]+)–([\d.]+) · [\d.]+ GB/s", page_text(cell))
+        assert m, page_text(cell)
+        assert [float(x) for x in m.groups()] == pytest.approx([tg["value"], tg["low"], tg["high"]], rel=0.006)
+    # the posts' own figures on this device, each beside the estimate made with its source left out of the fit
+    (beside,) = re.findall(r'<table class="qa-estimate-table qa-offload-beside qa-key-2">.*?</table>', text, re.S)
+    stated = [page_text(c) for c in re.findall(r'<td class="qa-num"><a href="[^"]+">(.*?)</a>', beside)]
+    assert {"21.8 t/s", "11.8 t/s", "86.4 t/s"} <= set(stated) and "the estimate: " in beside

@@ -1,4 +1,4 @@
-/* The question-first picker: your GPU(s), your system RAM and a model -> one card per file that ran there, and apart
+/* The question-first picker: your GPU(s), your system RAM (size, type) and a model -> one card per file that ran there, and apart
    from those, an estimate card per file the speed and memory models say fits (labelled, with its range).
    Reads answers/index.json and answers/d/<device>.json (written by the site build). Every value from the data is
    set as text (textContent), never as markup. Without JavaScript the device and model pages give the same cards. */
@@ -102,8 +102,19 @@
     a.appendChild(el("p", "qa-n", origin + "."));
   }
 
+  /* a speed as the site writes it: three significant digits, no exponent (estimate/report.py rate) */
+  function rate(x) {
+    return x >= 100 ? Math.round(x).toLocaleString("en-US") : String(Number(x.toPrecision(3)));
+  }
+
+  /* tg with experts in system RAM at the reader's RAM: 1 / (fixed + bytes / (GB/s x eta)), its stated range */
+  function offloadTg(t, gbs, label) {
+    var v = 1 / (t.fixed_s + t.cpu_bytes / (gbs * 1e9 * t.eta));
+    return {value: "~" + rate(v) + " t/s", detail: "with " + label + ": stated range " + rate(v * t.low) + "–" + rate(v * t.high) + " · " + t.note + " · your CPU's threads assumed to read at least that"};
+  }
+
   /* an estimate: its own badge and italics, its stated range and held-out error, never beside a measured card */
-  function estimateCard(c, href, ram) {
+  function estimateCard(c, href, ram, ramType) {
     var a = el("div", "qa-card qa-card-estimate");
     var h = el("h4", "qa-card-title");
     h.appendChild(el("span", "qa-card-quant", c.quant));
@@ -111,7 +122,9 @@
     if (c.memory) h.appendChild(el("span", "qa-n", "with " + c.memory));
     a.appendChild(h);
     var dl = el("dl", "qa-card-facts");
-    if (c.speed) {
+    if (c.tg_terms && ramType) {
+      figure(dl, "Generation (tg)", offloadTg(c.tg_terms, ramType.gbs, ramType.label));
+    } else if (c.speed) {
       row(dl, "Speed", c.speed);
     } else {
       figure(dl, "Generation (tg)", c.tg, [c.tg_label]);
@@ -164,6 +177,7 @@
     var gpuIn = box.querySelector("[name=gpu]");
     var countIn = box.querySelector("[name=count]");
     var ramIn = box.querySelector("[name=ram]");
+    var ramTypeIn = box.querySelector("[name=ramtype]");
     var modelIn = box.querySelector("[name=model]");
     var index = null;
     getJSON(root + "answers/index.json").then(function (ix) {
@@ -189,6 +203,8 @@
       var n = parseInt(countIn.value || "1", 10) || 1;
       var slug = n > 1 ? n + "x-" + dev.slug.replace(/^\d+x-/, "") : dev.slug;
       var ram = parseFloat(ramIn.value || "0") || 0;
+      var opt = ramTypeIn && ramTypeIn.selectedIndex > 0 ? ramTypeIn.options[ramTypeIn.selectedIndex] : null;
+      var ramType = opt ? {gbs: parseFloat(opt.value), label: opt.textContent} : null;
       var gpuMem = dev.memory_gb ? dev.memory_gb * n : 0;
       var memory = gpuMem && ram ? gpuMem + ram : 0;
       getJSON(root + "answers/d/" + slug + ".json").then(function (d) {
@@ -214,7 +230,7 @@
         estimated.slice(0, 3).forEach(function (m) {
           out.appendChild(el("h3", "qa-est-head", m.label + " · estimated, not measured"));
           out.appendChild(el("p", "qa-n", "Computed from the speed and memory models (the Methodology page has their held-out errors); never ranked with measured or stated figures."));
-          m.cards.forEach(function (c) { out.appendChild(estimateCard(c, root + d.href + "#what-fits-and-how-fast-estimated", ram)); });
+          m.cards.forEach(function (c) { out.appendChild(estimateCard(c, root + d.href + "#what-fits-and-how-fast-estimated", ram, ramType)); });
         });
       }).catch(function () {
         out.appendChild(el("p", "qa-missing", "Nothing is measured or stated for " + (n > 1 ? n + "x " : "") + dev.label + " yet" + (n > 1 ? " (try one GPU)" : "") + ": no run of any model on it is in the data. The device catalog has its memory and bandwidth."));

@@ -19,20 +19,23 @@ from typing import Any
 from collector import estimate
 from collector.base.cache import KeyValueCache, code_stamp, digest, pages_stamp
 from collector.catalog import CatalogDevice, default, resolve
+from collector.estimate.answer import OffloadTerms, offload_terms
 from collector.estimate.arch import Arch
 from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, SpeedAnswer, vram_mib
 from collector.estimate.heldout import BOUND_PCT, MIN_CHECKS, MIN_COVERAGE, MIN_SOURCES, TIME_SPLIT
 from collector.estimate.memcheck import TOLERANCE_MIB, TOLERANCE_PCT, data_checks, summarise
+from collector.estimate.memory import MemConfig
+from collector.estimate.offload import RAM_PRESETS, ram_choices
 from collector.estimate.placement import Request, command, gpu_command, place
 from collector.estimate.report import MIN_CONTEXT, Row, device_rows, rate
 from collector.estimate.speed import kappa
 from collector.publish import charts
 from collector.publish.pages.files import GeneratedFile, chart_files
 from collector.publish.words.escape import safe_url
-from collector.publish.words.links import device_src, front_matter
+from collector.publish.words.links import device_src, front_matter, href, run_src
 from collector.publish.words.render import render
 from collector.records.schema import Host
-from collector.records.store import AnyRecord
+from collector.records.store import AnyRecord, page_id_of
 
 CHART = "charts/estimates/heldout-tg"
 METHODOLOGY_SRC = "methodology.md"
@@ -120,6 +123,62 @@ def _contexts(row: Row) -> list[dict[str, Any]]:
     return out
 
 
+def _cfg_dump(cfg: MemConfig) -> dict[str, Any]:
+    """A placement's settings as JSON (the spill rows are kept across builds), read back by _cfg_load."""
+    d = {k: getattr(cfg, k) for k in MemConfig.__dataclass_fields__}
+    return {**d, "overrides": [list(o) for o in cfg.overrides], "cpu_features": sorted(cfg.cpu_features)}
+
+
+def _cfg_load(d: dict[str, Any]) -> MemConfig:
+    return MemConfig(**{**d, "overrides": tuple(tuple(o) for o in d["overrides"]),
+                        "cpu_features": frozenset(d["cpu_features"])})
+
+
+def _off_terms(est: Estimator, dev: CatalogDevice, n_gpus: int, vram: float | None,
+               spill: dict[str, Any]) -> OffloadTerms | None:
+    """tg's terms for a spill row on one GPU (weights in system RAM with several GPUs are not modelled)."""
+    if n_gpus != 1 or not vram:
+        return None
+    return offload_terms(est, dev, spill["arch"], _cfg_load(spill["config"]), vram / 1024)
+
+
+def _off_note(t: OffloadTerms) -> str:
+    e = t.error
+    cov = f", which held {e.coverage * 100:.0f} % of them" if e.coverage is not None else ""
+    return (f"figures with weights in system RAM left out by source: median error {e.median_pct:.0f} % over {e.n} "
+            f"figures of {e.n_sources} sources; stated range {t.low:.2f}-{t.high:.2f} x the estimate{cov}")
+
+
+def _off_cells(t: OffloadTerms | None) -> list[dict[str, str]]:
+    """tg at each preset RAM, its range; empty where not estimated."""
+    if t is None:
+        return []
+    out = []
+    for text, gbs in ram_choices():
+        if text in RAM_PRESETS:
+            v = t.tg(gbs)
+            out.append({"ram": text, "text": f"~{rate(v)} t/s", "detail": f"stated range {rate(v * t.low)}–"
+                        f"{rate(v * t.high)} · {gbs:g} GB/s"})
+    return out
+
+
+def _published_offload(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -> list[dict[str, Any]]:
+    """This device's published tg figures with weights in system RAM, each beside the estimate made with its source
+    left out of the fit (the checks the Methodology page sums up)."""
+    out = []
+    for h in sorted(est.fitted.off_checks.get("tg", []), key=lambda h: (h.point.gpu.model, h.point.record)):
+        pt = h.point
+        if pt.gpu.gpu != dev.name or pt.gpu.n_gpus != n_gpus:
+            continue
+        threads = f", -t {pt.threads}" if pt.threads else ""
+        out.append({"model": pt.gpu.model, "quant": pt.gpu.facts.quant, "source": pt.source,
+                    "setup": f"{pt.cpu_read / 1e9:.2f} GB a token from system RAM at {pt.ram / 1e9:.1f} GB/s{threads}"
+                             + (f", {pt.cpu_layers} layers on the CPU" if pt.cpu_layers else ""),
+                    "stated": f"{rate(pt.value)} t/s", "estimate": f"~{rate(h.estimate)} t/s",
+                    "error": f"{h.error_pct:+.0f} %", "href": href(src, run_src(page_id_of(pt.record)))})
+    return out
+
+
 def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -> dict[str, Any]:
     """Everything the estimate section of one device (n GPUs of it) shows: the table's models that run on it."""
     sizes = vram_mib(dev)
@@ -128,9 +187,12 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
     for vram in choices:
         rows, too_big = _device_rows(est, dev, n_gpus, vram)
         spills, listed = [], []
+        off_note = None
         for a in too_big:
             if (spill := _spill_row(a, vram, n_gpus)) is not None:
-                spills.append(spill)
+                terms = _off_terms(est, dev, n_gpus, vram, spill)
+                spills.append({**spill, "speeds": _off_cells(terms)})
+                off_note = off_note or (_off_note(terms) if terms else None)
             else:
                 listed.append(f"{a.name} {a.quant}")
         table_rows = [
@@ -140,8 +202,10 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
              "source": facts_link(r.arch.source)} for r in rows]
         notes = _said_once([label for label, _ in rows[0].speeds], table_rows) if rows else []
         _drop_unestimated(table_rows, notes)
-        tables.append({"vram": vram, "spills": spills, "too_big": listed, "rows": table_rows, "notes": notes})
+        tables.append({"vram": vram, "spills": spills, "too_big": listed, "rows": table_rows, "notes": notes,
+                       "off_note": off_note, "presets": RAM_PRESETS})
     return {"src": src, "dev": dev, "n": n_gpus, "tables": tables, "margin": FIT_MARGIN_MIB, "kv_types": KV_TYPES,
+            "published_offload": _published_offload(est, dev, n_gpus, src),
             "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC,
             "min_context": MIN_CONTEXT}
 
@@ -178,6 +242,7 @@ def _place_spill(arch: Arch, vram: float, n_gpus: int) -> dict[str, Any] | None:
         return None
     cmd = command(p, req)
     return {"name": arch.name, "quant": arch.quant or "not stated", "size": arch.weight_bytes / 2**30,
+            "config": _cfg_dump(p.config),
             "cpu_experts": p.n_cpu_moe, "cpu_layers": p.cpu_layers, "layers": p.total_layers - 1,
             "experts_ram": p.host.experts / 1024, "gpu": max(d.total for d in p.devices) / 1024,
             "budget": min(d.budget or 0 for d in p.devices) / 1024, "command": cmd.text(), "command_origin": cmd.words}
@@ -216,7 +281,7 @@ def _answer_estimates(est: Estimator, wanted: list[tuple[str, CatalogDevice, int
                 by_model[r.arch.name].append(_estimate_card(r, vram is not None, memory, n))
             for a in too_big:
                 if (spill := _spill_row(a, vram, n)) is not None:
-                    by_model[a.name].append(_spill_card(spill, dev, memory))
+                    by_model[a.name].append(_spill_card(spill, dev, memory, _off_terms(est, dev, n, vram, spill)))
         if by_model:
             out[slug] = [{"label": name, "cards": cards} for name, cards in by_model.items()]
     return out
@@ -245,14 +310,24 @@ def _words(cell: dict[str, Any]) -> str:
     return " · ".join(w for w in (cell["detail"], cell["note"]) if w)
 
 
-def _spill_card(r: dict[str, Any], dev: CatalogDevice, memory: str | None) -> dict[str, Any]:
-    """A mixture of experts larger than the GPU, as the picker shows it: where llama.cpp's fit puts it and the
-    command; its speed is not estimated on the site (it needs the RAM's bandwidth, which the picker does not ask)."""
+def _spill_card(r: dict[str, Any], dev: CatalogDevice, memory: str | None,
+                terms: OffloadTerms | None) -> dict[str, Any]:
+    """A mixture of experts larger than the GPU, as the picker shows it: where llama.cpp's fit puts it, the command,
+    and tg's terms (`tg_terms`), which the picker evaluates at the RAM its reader chooses; without them (several GPUs,
+    or the offload estimate not shown) its speed is not estimated on the site."""
     how = f"collector estimate \"{r['name']} {r['quant']}\" --device \"{dev.name}\" --ram \"DDR5-6000 2ch\""
-    why = f"it depends on your system RAM's bandwidth: {how} estimates it, with its held-out error"
+    if terms is None:
+        speed = f"not estimated here: it depends on your system RAM's bandwidth: {how} estimates it, with its " \
+                "held-out error"
+        tg_terms = None
+    else:
+        cells = "; ".join(f"{c['ram']}: {c['text']} ({c['detail']})" for c in _off_cells(terms))
+        speed = f"choose your system RAM's type above; {cells}"
+        tg_terms = {"fixed_s": terms.fixed_s, "cpu_bytes": terms.cpu_bytes, "eta": terms.eta, "low": terms.low,
+                    "high": terms.high, "note": _off_note(terms)}
     layers = f" and {r['cpu_layers']} whole layer(s) on the CPU" if r["cpu_layers"] else ""
     return {"quant": r["quant"], "memory": memory, "size": f"{r['size']:.2f} GiB",
-            "speed": f"not estimated here: {why}",
+            "speed": speed, "tg_terms": tg_terms,
             "ctx": f"{MIN_CONTEXT:,} tokens, KV f16 (where this placement was computed)",
             "placement": f"the experts of {r['cpu_experts']} of {r['layers']} layers in system RAM "
                          f"({r['experts_ram']:.1f} GiB){layers}; GPU {r['gpu']:.1f} of the {r['budget']:.1f} GiB "

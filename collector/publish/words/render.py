@@ -17,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from collector.estimate.offload import ram_choices
 from collector.publish.words.escape import code_block, h, inline_command, md, safe_url
 from collector.publish.words.labels import glossary_anchor
 from collector.publish.words.links import href, mdlink, page_url
@@ -180,7 +181,7 @@ def env() -> Environment:
                      tojson=lambda v: Markup(json.dumps(v)))
     e.globals.update(href=href, mdlink=mdlink, gloss=gloss, ghead=gloss_head, DASH=DASH, figure_value=figure_value,
                      root=lambda src: "../" * page_url(src).count("/") or "./",
-                     figure_detail=figure_detail, PICKER_COUNTS=PICKER_COUNTS)
+                     figure_detail=figure_detail, PICKER_COUNTS=PICKER_COUNTS, PICKER_RAM=ram_choices())
     return e
 
 
