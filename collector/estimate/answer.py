@@ -12,6 +12,7 @@ Everything here is an ESTIMATE (README: Estimates): the site labels it so, and n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from collector import catalog
@@ -106,9 +107,14 @@ class OffloadTerms:
     low: float
     high: float
     error: OffError
+    beta_gbs: float | None  # what one CPU thread's kernels read at most (None: not fitted)
 
     def tg(self, ram_gbs: float) -> float:
         return 1.0 / (self.fixed_s + self.cpu_bytes / (ram_gbs * 1e9 * self.eta))
+
+    def threads_needed(self, ram_gbs: float) -> int | None:
+        """The CPU threads whose reads reach that RAM's share (fewer bound tg lower); None: beta not fitted."""
+        return math.ceil(ram_gbs * self.eta / self.beta_gbs) if self.beta_gbs else None
 
 
 def offload_terms(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, cfg: MemConfig,
@@ -123,7 +129,8 @@ def offload_terms(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, cfg: M
     if got is None:
         return None
     op, _ = got
-    return OffloadTerms(tg_fixed(f, gpu_fit, op), op.cpu_read, f.eta_cpu, rng.low, rng.high, err)
+    return OffloadTerms(tg_fixed(f, gpu_fit, op), op.cpu_read, f.eta_cpu, rng.low, rng.high, err,
+                        f.beta / 1e9 if f.beta else None)
 
 
 def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Placement, metric: str,

@@ -223,8 +223,9 @@ def test_the_sources_case_a_moe_larger_than_the_card_gets_its_placement_and_a_ra
             assert re.match(r"the experts of \d+ of 48 layers in system RAM", c["facts"]["Placement"]), c
             assert "--n-cpu-moe" in c["command"]
             assert re.fullmatch(r"choose your system RAM's type above; DDR4-3200 2ch: ~[\d.]+ t/s \(stated range "
-                                r"[\d.]+–[\d.]+ · 51.2 GB/s\); DDR5-6000 2ch: ~[\d.]+ t/s \(stated range [\d.]+–"
-                                r"[\d.]+ · 96 GB/s\)", c["facts"]["Speed"]), c["facts"]["Speed"]
+                                r"[\d.]+–[\d.]+ · 51.2 GB/s, \d+\+ CPU threads\); DDR5-6000 2ch: ~[\d.]+ t/s "
+                                r"\(stated range [\d.]+–[\d.]+ · 96 GB/s, \d+\+ CPU threads\)",
+                                c["facts"]["Speed"]), c["facts"]["Speed"]
         assert not by["Q4_K_M"]["warn"]  # ~25 GB of experts: within 32 GB
         assert any("more than the 32 GB of system RAM you entered" in w for w in by["Q8_0"]["warn"])
         at_ddr5 = re.search(r"DDR5-6000 2ch: (~[\d.]+ t/s) \(stated range ([\d.]+–[\d.]+)",
@@ -235,6 +236,8 @@ def test_the_sources_case_a_moe_larger_than_the_card_gets_its_placement_and_a_ra
         tg = {c["quant"]: c["facts"]["Generation (tg)"] for c in browser.js(est_js)}["Q4_K_M"]
         assert tg.startswith(f"{at_ddr5.group(1)}with DDR5-6000 2ch (96 GB/s): stated range {at_ddr5.group(2)} · "
                              "figures with weights in system RAM left out by source: median error "), tg
+        assert re.search(r"your CPU's threads assumed to read at least that \(\d+ or more threads at the fitted "
+                         r"[\d.]+ GB/s each\)$", tg), tg
     finally:
         browser.call("Emulation.clearDeviceMetricsOverride")
 

@@ -242,7 +242,8 @@ def test_a_mixture_of_experts_larger_than_the_gpu_gets_its_placement_and_command
             [sys.executable, "-m", "collector.cli", "estimate", "Qwen3-Coder-Next Q4_K_M", "--device", "RTX 4090",
              "--ctx", "4096", "--ram", ram, "--json", "--data-dir", str(data)],
             capture_output=True, text=True, check=True).stdout)["tg"]
-        m = re.fullmatch(r"~([\d.]+) t/sstated range ([\d.]+)–([\d.]+) · [\d.]+ GB/s", page_text(cell))
+        m = re.fullmatch(r"~([\d.]+) t/sstated range ([\d.]+)–([\d.]+) · [\d.]+ GB/s, \d+\+ CPU threads",
+                         page_text(cell))
         assert m, page_text(cell)
         assert [float(x) for x in m.groups()] == pytest.approx([tg["value"], tg["low"], tg["high"]], rel=0.006)
     # the posts' own figures on this device, each beside the estimate made with its source left out of the fit

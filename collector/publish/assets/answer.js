@@ -110,7 +110,8 @@
   /* tg with experts in system RAM at the reader's RAM: 1 / (fixed + bytes / (GB/s x eta)), its stated range */
   function offloadTg(t, gbs, label) {
     var v = 1 / (t.fixed_s + t.cpu_bytes / (gbs * 1e9 * t.eta));
-    return {value: "~" + rate(v) + " t/s", detail: "with " + label + ": stated range " + rate(v * t.low) + "–" + rate(v * t.high) + " · " + t.note + " · your CPU's threads assumed to read at least that"};
+    var threads = t.beta_gbs ? " (" + Math.ceil(gbs * t.eta / t.beta_gbs) + " or more threads at the fitted " + Number(t.beta_gbs.toPrecision(2)) + " GB/s each)" : "";
+    return {value: "~" + rate(v) + " t/s", detail: "with " + label + ": stated range " + rate(v * t.low) + "–" + rate(v * t.high) + " · " + t.note + " · your CPU's threads assumed to read at least that" + threads};
   }
 
   /* an estimate: its own badge and italics, its stated range and held-out error, never beside a measured card */

@@ -157,8 +157,9 @@ def _off_cells(t: OffloadTerms | None) -> list[dict[str, str]]:
     for text, gbs in ram_choices():
         if text in RAM_PRESETS:
             v = t.tg(gbs)
+            n = t.threads_needed(gbs)
             out.append({"ram": text, "text": f"~{rate(v)} t/s", "detail": f"stated range {rate(v * t.low)}–"
-                        f"{rate(v * t.high)} · {gbs:g} GB/s"})
+                        f"{rate(v * t.high)} · {gbs:g} GB/s" + (f", {n}+ CPU threads" if n else "")})
     return out
 
 
@@ -324,7 +325,7 @@ def _spill_card(r: dict[str, Any], dev: CatalogDevice, memory: str | None,
         cells = "; ".join(f"{c['ram']}: {c['text']} ({c['detail']})" for c in _off_cells(terms))
         speed = f"choose your system RAM's type above; {cells}"
         tg_terms = {"fixed_s": terms.fixed_s, "cpu_bytes": terms.cpu_bytes, "eta": terms.eta, "low": terms.low,
-                    "high": terms.high, "note": _off_note(terms)}
+                    "high": terms.high, "beta_gbs": terms.beta_gbs, "note": _off_note(terms)}
     layers = f" and {r['cpu_layers']} whole layer(s) on the CPU" if r["cpu_layers"] else ""
     return {"quant": r["quant"], "memory": memory, "size": f"{r['size']:.2f} GiB",
             "speed": speed, "tg_terms": tg_terms,
