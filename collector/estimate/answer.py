@@ -28,7 +28,6 @@ from collector.estimate.offload import (
     OffloadFit,
     OffPoint,
     Split,
-    off_range,
     pcie_gbs,
     predict_off,
     ram_gbs,
@@ -122,7 +121,7 @@ def offload_terms(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, cfg: M
     """The terms of tg for a placement on one GPU of `dev` (the site's "experts in system RAM" rows, whose readers
     choose their RAM); None where the offload estimate is not shown (its held-out error) or cannot be made."""
     f, gpu_fit = est.fitted.off_fits.get("tg"), est.fitted.fits.get("tg")
-    err, rng = est.fitted.off_errors.get("tg"), off_range(est.fitted.off_checks.get("tg", []))
+    err, rng = est.fitted.off_errors.get("tg"), est.fitted.off_ranges.get("tg")
     if f is None or gpu_fit is None or not f.n or err is None or rng is None or _off_error_why(err):
         return None
     got = _off_point(est, dev, arch, cfg, "tg", 1.0, pcie_gbs(ASSUMED_PCIE), 0, 512, vram_gb, None, None)
@@ -150,8 +149,7 @@ def _offload_speed(est: Estimator, dev: catalog.CatalogDevice, arch: Arch, p: Pl
                            "this device (give --vram)")
     op, sp = got
     value = predict_off(f, gpu_fit, op)
-    checks = est.fitted.off_checks.get(metric, [])
-    rng = off_range(checks)
+    rng = est.fitted.off_ranges.get(metric)
     err = est.fitted.off_errors.get(metric)
     why = _off_error_why(err)
     basis = (f"the GPU's share ({sp.gpu.read_bytes / 1e9:.2f} GB a token, {sp.gpu.layers} layers) by the full-GPU "

@@ -85,6 +85,7 @@ class Fitted:
     off_fits: dict[str, offload.OffloadFit] = field(default_factory=dict)  # weights in system RAM, per metric
     off_checks: dict[str, list[offload.OffHeld]] = field(default_factory=dict)
     off_errors: dict[str, offload.OffError] = field(default_factory=dict)
+    off_ranges: dict[str, offload.OffRange] = field(default_factory=dict)  # the stated range of each metric
 
 
 def _code() -> str:
@@ -116,6 +117,8 @@ def fit_all(points: list[Point], crowd_points: list[crowd.Point], off_points: li
         err = offload.summarise_off(out.off_checks[metric], metric)
         if err is not None:
             out.off_errors[metric] = err
+        if (rng := offload.off_range(out.off_checks[metric])) is not None:
+            out.off_ranges[metric] = rng
     blob.put(key, out)
     return out
 

@@ -34,6 +34,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from collector.base import stats
 from collector.catalog import resolve
@@ -147,6 +148,7 @@ class Split:
     cpu_all: float  # every weight byte in system RAM (what a ubatch copies to the GPU)
 
 
+@lru_cache(maxsize=1024)  # the site asks every device with a memory size for the same placements' splits
 def split(arch: Arch, cfg: MemConfig, facts: Facts | None = None) -> Split:
     """The per-token split of a model's reads between the GPU and system RAM for this placement."""
     facts = facts or of_arch(arch)
