@@ -108,17 +108,19 @@ def ram_gbs(text: str | None, cpu: str | None = None) -> tuple[float | None, str
     return gbs, f"DDR{gen}-{speed} x {channels} channels = {gbs:.1f} GB/s ({how})"
 
 
-# the system RAM the site's "experts in system RAM" rows state tg at; the picker lets its reader choose among
-# RAM_CHOICES
-RAM_PRESETS = ("DDR4-3200 2ch", "DDR5-6000 2ch")
+# the system RAM the picker lets its reader choose (RAM_PRESETS: the two the site's "experts in system RAM" rows
+# state tg at)
 RAM_CHOICES = ("DDR4-2666 2ch", "DDR4-3200 2ch", "DDR4-3600 2ch", "DDR5-4800 2ch", "DDR5-5600 2ch", "DDR5-6000 2ch",
                "DDR5-6400 2ch", "DDR4-3200 4ch", "DDR5-4800 4ch", "DDR4-3200 8ch", "DDR5-4800 8ch", "DDR5-6400 8ch",
                "DDR5-6400 12ch")
 
 
-def ram_choices() -> list[tuple[str, float]]:
+def ram_choices(texts: tuple[str, ...] = RAM_CHOICES) -> list[tuple[str, float]]:
     """(the RAM as written, its GB/s: generation x speed x 8 bytes x channels, offload.ram_gbs)."""
-    return [(text, gbs) for text in RAM_CHOICES if (gbs := ram_gbs(text)[0]) is not None]
+    return [(text, gbs) for text in texts if (gbs := ram_gbs(text)[0]) is not None]
+
+
+RAM_PRESETS = ram_choices(("DDR4-3200 2ch", "DDR5-6000 2ch"))
 
 
 def ram_size_gb(text: str | None) -> float | None:

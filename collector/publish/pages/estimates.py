@@ -25,7 +25,7 @@ from collector.estimate.estimator import FIT_MARGIN_MIB, KV_TYPES, Estimator, Sp
 from collector.estimate.heldout import BOUND_PCT, MIN_CHECKS, MIN_COVERAGE, MIN_SOURCES, TIME_SPLIT
 from collector.estimate.memcheck import TOLERANCE_MIB, TOLERANCE_PCT, data_checks, summarise
 from collector.estimate.memory import MemConfig
-from collector.estimate.offload import RAM_PRESETS, ram_choices
+from collector.estimate.offload import RAM_PRESETS
 from collector.estimate.placement import Request, command, gpu_command, place
 from collector.estimate.report import MIN_CONTEXT, Row, device_rows, rate
 from collector.estimate.speed import kappa
@@ -154,12 +154,11 @@ def _off_cells(t: OffloadTerms | None) -> list[dict[str, str]]:
     if t is None:
         return []
     out = []
-    for text, gbs in ram_choices():
-        if text in RAM_PRESETS:
-            v = t.tg(gbs)
-            n = t.threads_needed(gbs)
-            out.append({"ram": text, "text": f"~{rate(v)} t/s", "detail": f"stated range {rate(v * t.low)}–"
-                        f"{rate(v * t.high)} · {gbs:g} GB/s" + (f", {n}+ CPU threads" if n else "")})
+    for text, gbs in RAM_PRESETS:
+        v = t.tg(gbs)
+        n = t.threads_needed(gbs)
+        out.append({"ram": text, "text": f"~{rate(v)} t/s", "detail": f"stated range {rate(v * t.low)}–"
+                    f"{rate(v * t.high)} · {gbs:g} GB/s" + (f", {n}+ CPU threads" if n else "")})
     return out
 
 
@@ -204,7 +203,7 @@ def section_context(est: Estimator, dev: CatalogDevice, n_gpus: int, src: str) -
         notes = _said_once([label for label, _ in rows[0].speeds], table_rows) if rows else []
         _drop_unestimated(table_rows, notes)
         tables.append({"vram": vram, "spills": spills, "too_big": listed, "rows": table_rows, "notes": notes,
-                       "off_note": off_note, "presets": RAM_PRESETS})
+                       "off_note": off_note, "presets": [text for text, _ in RAM_PRESETS]})
     return {"src": src, "dev": dev, "n": n_gpus, "tables": tables, "margin": FIT_MARGIN_MIB, "kv_types": KV_TYPES,
             "published_offload": _published_offload(est, dev, n_gpus, src),
             "bandwidth": dev.bandwidth_gbs, "memory": [v / 1024 for v in sizes], "methodology": METHODOLOGY_SRC,
