@@ -329,7 +329,8 @@ def command(p: Placement, req: Request, model: str = "MODEL.gguf") -> Command:
     """The llama-server command to start from for this placement: the explicit flags that give it (--n-cpu-moe K
     for K layers' experts in system RAM: the first K layers' where llama.cpp's fit would take the last K, the same
     bytes for layers of one size)."""
-    argv = ["llama-server", "-m", model, "-c", str(p.ctx)]
+    # the context asked for, as given (llama.cpp pads it to 256 cells itself: p.ctx is the padded one)
+    argv = ["llama-server", "-m", model, "-c", str(req.ctx if req.ctx is not None else p.ctx)]
     if p.cpu_layers:
         argv += ["-ngl", str(p.n_gpu_layers)]
     else:

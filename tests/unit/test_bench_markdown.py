@@ -18,6 +18,7 @@ from collector.base.errors import CollectorError
 from collector.cli import cli
 from collector.importers.bench_markdown import find_tables
 from collector.importers.llama_bench_md import Context, markdown_records, parse_test
+from collector.publish.words.render import figure_detail
 from collector.records import index
 from collector.records.schema import SpeedRecord
 
@@ -64,6 +65,8 @@ def test_every_cell_of_every_row_is_in_its_record(path: Path) -> None:
         assert stat is not None and stat.text == row["t/s"]
         mean, _, sd = row["t/s"].partition(" ± ")
         assert stat.mean == float(mean) and stat.stddev == float(sd) and stat.n is None
+        # the words beside it say what the cell shows: a mean with its standard deviation, the count unknown
+        assert figure_detail(stat) == "mean ± standard deviation, as stated; n not stated"
         assert rec.samples[0].category == row["test"]
         assert rec.model.name == row["model"] and rec.model.size_stated == row["size"]
         assert rec.model.params_stated == row["params"] and rec.llama_cpp.backend == row["backend"]

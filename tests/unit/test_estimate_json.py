@@ -82,6 +82,8 @@ def test_a_published_custom_mix_takes_the_nearest_layout_scaled_to_its_stated_si
     assert a["weights_bytes"] == pytest.approx(26_000_000_000, rel=1e-6) and a["read_bytes_per_token"]
     assert "size: 26 GB as 00" in a["model_facts"] and "a custom mix: the tensor layout of" in a["model_facts"]
     assert a["fits"] is True and a["placement"]["n_cpu_moe"] == 0
+    # the command gives the context asked for; the memory is of the 256-cell padded cache llama.cpp makes of it
+    assert " -c 200000 " in a["command"] and a["placement"]["ctx"] == 200_192
 
 
 def test_experts_in_system_ram_with_the_ram_given() -> None:
