@@ -139,6 +139,14 @@ class KeyValueCache:
         except sqlite3.Error:
             return
 
+    def stored_keys(self) -> list[str]:
+        if self.db is None:
+            return []
+        try:
+            return [str(k) for (k,) in self.db.execute("SELECT key FROM kv")]
+        except sqlite3.Error:
+            return []
+
     def update(self, put: Iterable[tuple[str, str]], drop: Iterable[str] = ()) -> None:
         """Write these entries and remove those keys, in one transaction."""
         if self.db is None:

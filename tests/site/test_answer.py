@@ -48,8 +48,8 @@ def test_the_cpu_page_answers_fast_balanced_and_faithful_for_every_ladder_file()
     assert isinstance(page, str)
     text = page_text(page)
     start = text.index("Fast and faithful: the same files")
-    answer = text[start:min(i for i in (text.find("Longest filled context", start), text.find("What fits on this "
-                                                                                              "device", start)) if i > 0)]
+    ends = (text.find("Longest filled context", start), text.find("What fits on this device", start))
+    answer = text[start:min(i for i in ends if i > 0)]
     assert "8 files compared at: ctx 1024 · GPU layers 0 · flash attn on · threads 2" in answer, answer
     # the real run's spread (n=18 at depth 0, range about +-10 %) stays; the one rule (stats.separate) tells figures
     # apart by the 95 % intervals of their medians, much narrower than the samples' range: fastest Q2_K (110 t/s;

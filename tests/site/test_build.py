@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import os
@@ -18,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from collector.publish import build_site, render_site
-from collector.publish.site.run_pages import MANIFEST
 from collector.publish.site.build import HOME_PLACEHOLDER, RESERVED_PREFIXES
+from collector.publish.site.run_pages import MANIFEST
 from collector.records.index import load_records
 from fixtures.records.factory import HOSTILE
 from sitebuild import mkdocs_build, page_commands, page_text
@@ -305,8 +304,11 @@ def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeyp
     assert mkdocs_build(FIXTURE_DATA, tmp_path / "cold").returncode == 0
     [memo] = cache_dir("site").glob("build-*.pickle")
     written = memo.stat().st_mtime_ns
-    assert mkdocs_build(FIXTURE_DATA, tmp_path / "warm").returncode == 0
+    warm = mkdocs_build(FIXTURE_DATA, tmp_path / "warm", "--strict", "--verbose")
+    assert warm.returncode == 0, warm.stderr[-3000:]
     assert memo.stat().st_mtime_ns == written  # the warm build was the memo's: nothing built, nothing written
+    converted = re.findall(r"Markdown of (\d+) pages converted, (\d+) kept from the last build", warm.stderr)
+    assert len(converted) == 1 and converted[0][0] == "0" and int(converted[0][1]) > 30  # MkDocs converted none
     plain = {k: v for k, v in _tree(tmp_path / "plain").items() if not k.startswith("search/")}
     for name in ("cold", "warm"):
         assert {k: v for k, v in _tree(tmp_path / name).items() if not k.startswith("search/")} == plain, name
@@ -318,8 +320,8 @@ def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeyp
 
 def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monkeypatch) -> None:
     import collector.publish.site.run_pages as site_mod
-    from collector.publish.site.run_pages import write_run_pages
     from collector.publish.site.build import SHELL_MARK, SiteBuild, run_ref
+    from collector.publish.site.run_pages import write_run_pages
 
     recs = load_records(FIXTURE_DATA)
     rendered: list[str] = []
@@ -354,11 +356,11 @@ def test_an_unchanged_data_set_is_built_from_the_memo(tmp_path: Path, monkeypatc
     """A second build of the same record files parses and renders nothing and gives the same build; any change of
     a file's bytes, a new file or a corrupt memo builds again; run pages from a memo read their records when they
     must be rendered."""
-    import collector.publish.site.run_pages as run_pages
     import collector.publish.site.build as site_mod
+    import collector.publish.site.run_pages as run_pages
     from collector.base.cache import cache_dir
-    from collector.publish.site.run_pages import write_run_pages
     from collector.publish.site.build import SHELL_MARK
+    from collector.publish.site.run_pages import write_run_pages
 
     data = tmp_path / "data"
     shutil.copytree(FIXTURE_DATA, data)
@@ -428,7 +430,8 @@ def test_a_rebuild_keeps_unchanged_run_pages_and_equals_a_fresh_build(tmp_path: 
         records / "2026-11-01-speed-01FIXTURE00000000000000019.yaml"
     kept = out / "runs" / "01FIXTURE00000000000000010" / "index.html"
     inode, old = kept.stat().st_ino, (out / "runs" / "01FIXTURE00000000000000020" / "index.html").read_text()
-    changed.write_text(changed.read_text().replace("no KV cache type is stated", "no KV cache type is stated, re-edited"))
+    edited = changed.read_text().replace("no KV cache type is stated", "no KV cache type is stated, re-edited")
+    changed.write_text(edited)
     gone.unlink()
     assert mkdocs_build(data, out).returncode == 0
     assert kept.stat().st_ino == inode  # left in place, not written again

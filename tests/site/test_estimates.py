@@ -199,7 +199,8 @@ def test_methodology_page_reports_the_held_out_error_and_the_memory_check(built:
     # measured alone): error, p90, signed, range held, and whether the class's estimates are shown (and why not)
     (tg_nv,) = [r for r in rows if r.startswith("NVIDIA | tg | ") and r.count("|") == 8]
     (pp_nv,) = [r for r in rows if r.startswith("NVIDIA | pp | ") and r.count("|") == 8]
-    assert re.search(r"^NVIDIA \| tg \| shown \| \d+ \| \d+ \| \d+\.\d % \| \d+\.\d % \| [+-]\d+\.\d % \| \d+ %$", tg_nv)
+    assert re.search(r"^NVIDIA \| tg \| shown \| \d+ \| \d+ \| \d+\.\d % \| \d+\.\d % \| [+-]\d+\.\d % \| \d+ %$",
+                     tg_nv)
     assert pp_nv.startswith("NVIDIA | pp | not shown: median error above 25 % | ")
     (hbm,) = [r for r in rows if r.startswith("NVIDIA discrete GPU (HBM) | tg | ") and r.count("|") == 8]
     assert hbm.startswith("NVIDIA discrete GPU (HBM) | tg | not shown: median error above 25 % | ")

@@ -23,9 +23,9 @@ from hostile import hostile_text, lengths
 from pydantic import TypeAdapter, ValidationError
 
 from collector.estimate.estimator import Estimator
-from collector.publish.words.render import whole
 from collector.publish.pages.run import run_html
 from collector.publish.site.build import build_from, build_site
+from collector.publish.words.render import whole
 from collector.records import store
 from collector.records.index import load_index
 from collector.records.schema import GpuInfo, Record, Sample, Source, SpeedRecord, Stat, Summary

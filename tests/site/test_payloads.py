@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
 from cdp import CDP, serve
+from pydantic import TypeAdapter, ValidationError
 from test_browser import browser  # noqa: F401  (browser: the shared Chromium fixture)
 
 from collector.records import store

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from collector.publish import render_site
-from collector.publish.rows.frame import run_page_id
 from collector.publish.pages.run import run_html, trial_names_of
+from collector.publish.rows.frame import run_page_id
 from collector.records.index import load_records
 from sitebuild import REPO, page_text
 

@@ -11,21 +11,18 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib import resources
 from pathlib import Path
-from functools import partial
 from typing import NamedTuple
 
 from collector.base.cache import Blob, pages_stamp, scope
 from collector.catalog import CatalogDevice
 from collector.estimate.estimator import Estimator
 from collector.judge import Summaries, beside, judge_records, load_summaries_from
-from collector.publish.words.links import device_src
-from collector.publish.pages.files import GeneratedFile
-from collector.publish.site.deferred import defer_tables, restore_tables
-from collector.publish.words.escape import h
-from collector.publish.pages.device_index import devices_index
+from collector.publish.pages.answer_cards import answer_files
 from collector.publish.pages.device import device_page
+from collector.publish.pages.device_index import devices_index
 from collector.publish.pages.estimates import (
     answer_estimates,
     catalog_pages,
@@ -33,7 +30,10 @@ from collector.publish.pages.estimates import (
     device_section,
     methodology_section,
 )
-from collector.publish.rows.frame import Frames, build_frames, run_page_id
+from collector.publish.pages.files import GeneratedFile
+from collector.publish.pages.flagged import flagged_page
+from collector.publish.pages.model import model_page
+from collector.publish.pages.run import run_title, trial_names_of
 from collector.publish.pages.sections import (
     compare_page,
     data_files,
@@ -42,15 +42,15 @@ from collector.publish.pages.sections import (
     models_index,
     runs_index,
 )
-from collector.publish.pages.answer_cards import answer_files
-from collector.publish.pages.flagged import flagged_page
-from collector.publish.pages.model import model_page
-from collector.publish.pages.run import run_title, trial_names_of
 from collector.publish.rows.devices import device_key
+from collector.publish.rows.frame import Frames, build_frames, run_page_id
+from collector.publish.rows.names import group_label, slug_of
+from collector.publish.site.deferred import defer_tables, restore_tables
+from collector.publish.words.escape import h
+from collector.publish.words.links import device_src
 from collector.records.index import RecordIndex, fingerprint, load_index
 from collector.records.schema import SpeedRecord
-from collector.records.store import AnyRecord, model_display_name, model_slug
-from collector.publish.rows.names import group_label, slug_of
+from collector.records.store import AnyRecord
 
 # Generated files live only under these prefixes; site/ holds none of them (tests check both ways)
 RESERVED_PREFIXES = ("devices/", "models/", "runs/", "compare/", "data/", "charts/", "assets/quant-atlas/",
@@ -135,7 +135,7 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     methodology = judged_summary(f) + methodology
     files += method_files
     names = {model: group_label(recs) for model, recs in by_model.items()}
-    for model, recs in sorted(by_model.items()):
+    for model in sorted(by_model):
         files += model_page(model, rows_by_model[model], klds_by_model[model], names[model], names)
     files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
               flagged_page(f), *answer_files(f, answer_estimates(est, sets)),

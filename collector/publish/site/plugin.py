@@ -1,6 +1,7 @@
 """The MkDocs plugin (`plugins: [search, quant-atlas]` in mkdocs.yml): adds the generated files, fills the home
-page and the Methodology page's estimates report, puts the deferred tables back into the finished pages, writes the
-run pages, reports refused records. A thin adapter: all logic lives in collector.publish.
+page and the Methodology page's estimates report, puts the deferred tables back into the finished pages, keeps each
+page's Markdown conversion for the next build (markdown_memo), writes the run pages, reports refused records. A thin
+adapter: all logic lives in collector.publish.
 
 Config (typed, checked by MkDocs): `data_dir`, the data directory (default: data/ next to mkdocs.yml; $QUANT_ATLAS_DATA
 overrides both). The last build lives on the plugin instance, which MkDocs keeps for as long as `mkdocs serve` runs.
@@ -25,9 +26,11 @@ from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
 from collector.base import settings
+from collector.base.cache import enabled
 from collector.base.errors import printable
 from collector.publish.site.build import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER, SiteBuild, build_from
 from collector.publish.site.deferred import restore_tables
+from collector.publish.site.markdown_memo import MarkdownMemo
 from collector.publish.site.run_pages import keep_run_pages, write_run_pages
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
@@ -40,6 +43,7 @@ class QuantAtlasConfig(base.Config):
 class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
     def __init__(self) -> None:
         self.build: SiteBuild | None = None
+        self.memo: MarkdownMemo | None = None
 
     def data_dir(self, config: MkDocsConfig) -> Path:
         """$QUANT_ATLAS_DATA, else the plugin's `data_dir`, else data/ next to mkdocs.yml."""
@@ -63,20 +67,32 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         for g in build.files:
             files.append(File.generated(config, g.src_uri, content=g.content))
         self.build = build
+        self.memo = MarkdownMemo(config, files, self.data_dir(config), enabled())
         return files
 
     def on_page_markdown(self, markdown: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
         if page.file.src_uri == "index.md":
-            return markdown.replace(HOME_PLACEHOLDER, self._build().home)
-        if page.file.src_uri == "methodology.md":
-            return markdown.replace(ESTIMATES_PLACEHOLDER, self._build().methodology)
-        return markdown
+            markdown = markdown.replace(HOME_PLACEHOLDER, self._build().home)
+        elif page.file.src_uri == "methodology.md":
+            markdown = markdown.replace(ESTIMATES_PLACEHOLDER, self._build().methodology)
+        return self.memo.before(markdown, page) if self.memo else markdown
+
+    def on_page_content(self, html: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
+        return self.memo.after(html, page, files) if self.memo else html
 
     def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
         return restore_tables(output, self._build().deferred.get(page.file.src_uri, []))
 
+    def on_build_error(self, *, error: Exception) -> None:
+        if self.memo is not None:
+            self.memo.close(keep=False)
+            self.memo = None
+
     def on_post_build(self, *, config: MkDocsConfig) -> None:
         build = self._build()
+        if self.memo is not None:
+            self.memo.close()
+            self.memo = None
         write_run_pages(build, Path(config.site_dir))
         if build.invalid and config.strict:
             first = printable(next(iter(sorted(build.invalid.items())))[1])

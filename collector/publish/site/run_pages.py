@@ -21,9 +21,9 @@ from typing import Any
 from collector.base.cache import KeyValueCache, code_stamp, enabled, package_files, scope
 from collector.base.files import atomic_write_text
 from collector.base.parallel import pmap
-from collector.publish.words.escape import h
 from collector.publish.pages.run import run_html
 from collector.publish.site.build import SHELL_MARK, RunRef, SiteBuild
+from collector.publish.words.escape import h
 from collector.records.index import load_index
 from collector.records.store import AnyRecord
 

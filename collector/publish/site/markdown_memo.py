@@ -1,0 +1,119 @@
+"""MkDocs' Markdown conversion of each page, kept across builds: a page whose Markdown did not change is not
+converted again (at 10,000 records Python-Markdown was ~40 % of a warm build).
+
+A page's entry is keyed by everything its HTML is a function of: its Markdown (as the plugin hands it on, the
+deferred blocks out), its path, the path of every file of the site (where its relative links point, and whether
+they exist), the Markdown configuration and the versions of the libraries that convert it, and this package's code.
+It holds what MkDocs' `Page.render` sets: the HTML, the table of contents, the title found in it, the anchors it
+has and the links to other pages' anchors (so MkDocs still checks those against the pages as they are now).
+
+A conversion that logged a warning (a link to a missing page, say) is never kept, so a strict build warns about it
+again. On a hit the plugin hands MkDocs an empty page to convert and puts the kept one back after the conversion
+(on_page_content).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.structure.files import Files
+from mkdocs.structure.pages import Page
+from mkdocs.structure.toc import AnchorLink, get_toc
+
+from collector.base.cache import KeyValueCache, digest, pages_stamp, scope
+
+log = logging.getLogger("mkdocs.plugins.quant_atlas")
+LIBS = ("mkdocs", "markdown", "pymdown-extensions", "pygments")
+
+
+def _versions() -> str:
+    out = []
+    for name in LIBS:
+        try:
+            out.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name}=-")
+    return " ".join(out)
+
+
+def _tokens(items: list[AnchorLink]) -> list[dict[str, Any]]:
+    """A table of contents as the toc extension's tokens (what mkdocs.structure.toc.get_toc reads)."""
+    return [{"level": a.level, "id": a.id, "name": a.title, "children": _tokens(a.children)} for a in items]
+
+
+class _Warnings(logging.Handler):
+    """Counts the warnings logged while a page converts."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+class MarkdownMemo:
+    """One build's use of the kept conversions (open in on_files, close in on_post_build)."""
+
+    def __init__(self, config: MkDocsConfig, files: Files, site_key: Path, use: bool) -> None:
+        self.context = digest(pages_stamp(), _versions(), json.dumps(config["markdown_extensions"], default=repr),
+                              json.dumps(config["mdx_configs"], sort_keys=True, default=repr),
+                              str(config["use_directory_urls"]), *sorted(f.src_uri for f in files))
+        self.kv = KeyValueCache("site", f"markdown-{scope(site_key)}", pages_stamp(), use)
+        self.keys: dict[str, str] = {}  # src_uri -> this build's key
+        self.hits: dict[str, dict[str, Any]] = {}
+        self.warned: dict[str, int] = {}  # src_uri -> the warning count when its conversion began
+        self.new: list[tuple[str, str]] = []
+        self.reused = 0
+        self.warnings = _Warnings()
+        logging.getLogger().addHandler(self.warnings)
+
+    def before(self, markdown: str, page: Page) -> str:
+        """on_page_markdown, last: the Markdown MkDocs is to convert (empty where the kept HTML will be used)."""
+        src = page.file.src_uri
+        key = self.keys[src] = digest(self.context, src, markdown)
+        got = self.kv.get(key)
+        if got is not None:
+            try:
+                self.hits[src] = json.loads(got)
+                return ""
+            except ValueError:
+                pass  # converted again
+        self.warned[src] = self.warnings.count
+        return markdown
+
+    def after(self, html: str, page: Page, files: Files) -> str:
+        """on_page_content, first: the page's HTML (the kept one on a hit, with what render would have set)."""
+        src = page.file.src_uri
+        hit = self.hits.pop(src, None)
+        if hit is None:
+            if src in self.warned and self.warnings.count == self.warned.pop(src):
+                links = page.links_to_anchors
+                self.new.append((self.keys[src], json.dumps({
+                    "html": html, "toc": _tokens(list(page.toc)), "title": page._title_from_render,
+                    "anchors": sorted(page.present_anchor_ids or ()),
+                    "links": None if links is None else {f.src_uri: d for f, d in links.items()}})))
+            return html
+        self.reused += 1
+        page.toc = get_toc(hit["toc"])
+        page._title_from_render = hit["title"]
+        page.present_anchor_ids = set(hit["anchors"])
+        if hit["links"] is not None:
+            targets = {f: d for uri, d in hit["links"].items() if (f := files.get_file_from_path(uri)) is not None}
+            page.links_to_anchors = targets
+        return str(hit["html"])
+
+    def close(self, keep: bool = True) -> None:
+        """Keep this build's new conversions and drop the entries no page of it used (keep: the build ended)."""
+        logging.getLogger().removeHandler(self.warnings)
+        log.debug("Markdown of %d pages converted, %d kept from the last build", len(self.keys) - self.reused,
+                  self.reused)
+        if keep:
+            used = set(self.keys.values())
+            self.kv.update(self.new, drop=[k for k in self.kv.stored_keys() if k not in used])
+        self.kv.close()
