@@ -1,7 +1,7 @@
 """The MkDocs plugin (`plugins: [search, quant-atlas]` in mkdocs.yml): adds the generated files, fills the home
 page and the Methodology page's estimates report, puts the deferred tables back into the finished pages, keeps each
-page's Markdown conversion for the next build (markdown_memo), writes the run pages, reports refused records. A thin
-adapter: all logic lives in collector.publish.
+page's Markdown conversion and search entries for the next build (page_memo), writes the run pages, reports
+refused records. A thin adapter: all logic lives in collector.publish.
 
 Config (typed, checked by MkDocs): `data_dir`, the data directory (default: data/ next to mkdocs.yml; $QUANT_ATLAS_DATA
 overrides both). The last build lives on the plugin instance, which MkDocs keeps for as long as `mkdocs serve` runs.
@@ -30,7 +30,7 @@ from collector.base.cache import enabled
 from collector.base.errors import printable
 from collector.publish.site.build import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER, SiteBuild, build_from
 from collector.publish.site.deferred import restore_tables
-from collector.publish.site.markdown_memo import MarkdownMemo
+from collector.publish.site.page_memo import MarkdownMemo, SearchMemo
 from collector.publish.site.run_pages import keep_run_pages, write_run_pages
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
@@ -44,6 +44,7 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
     def __init__(self) -> None:
         self.build: SiteBuild | None = None
         self.memo: MarkdownMemo | None = None
+        self.search_memo: SearchMemo | None = None
 
     def data_dir(self, config: MkDocsConfig) -> Path:
         """$QUANT_ATLAS_DATA, else the plugin's `data_dir`, else data/ next to mkdocs.yml."""
@@ -68,6 +69,7 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
             files.append(File.generated(config, g.src_uri, content=g.content))
         self.build = build
         self.memo = MarkdownMemo(config, files, self.data_dir(config), enabled())
+        self.search_memo = SearchMemo(config, self.data_dir(config), enabled())
         return files
 
     def on_page_markdown(self, markdown: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
@@ -83,16 +85,18 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
     def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
         return restore_tables(output, self._build().deferred.get(page.file.src_uri, []))
 
+    def _close_memos(self, keep: bool) -> None:
+        for memo in (self.memo, self.search_memo):
+            if memo is not None:
+                memo.close(keep)
+        self.memo = self.search_memo = None
+
     def on_build_error(self, *, error: Exception) -> None:
-        if self.memo is not None:
-            self.memo.close(keep=False)
-            self.memo = None
+        self._close_memos(keep=False)
 
     def on_post_build(self, *, config: MkDocsConfig) -> None:
         build = self._build()
-        if self.memo is not None:
-            self.memo.close()
-            self.memo = None
+        self._close_memos(keep=True)
         write_run_pages(build, Path(config.site_dir))
         if build.invalid and config.strict:
             first = printable(next(iter(sorted(build.invalid.items())))[1])

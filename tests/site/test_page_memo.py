@@ -8,7 +8,7 @@ from mkdocs.config import load_config
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
-from collector.publish.site.markdown_memo import MarkdownMemo
+from collector.publish.site.page_memo import MarkdownMemo
 
 REPO = Path(__file__).resolve().parents[2]
 
