@@ -66,7 +66,7 @@ def test_every_cell_of_every_row_is_in_its_record(path: Path) -> None:
         mean, _, sd = row["t/s"].partition(" ± ")
         assert stat.mean == float(mean) and stat.stddev == float(sd) and stat.n is None
         # the words beside it say what the cell shows: a mean with its standard deviation, the count unknown
-        assert figure_detail(stat) == "mean ± standard deviation, as stated; n not stated"
+        assert figure_detail(stat) == "mean ± sd, as stated; n not stated"
         assert rec.samples[0].category == row["test"]
         assert rec.model.name == row["model"] and rec.model.size_stated == row["size"]
         assert rec.model.params_stated == row["params"] and rec.llama_cpp.backend == row["backend"]

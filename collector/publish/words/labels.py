@@ -177,7 +177,9 @@ TERMS: dict[str, str] = {
                          "had received its last token, i.e. it got the slot that stream freed. The slot's start is "
                          "the client's time to first token less llama-server's prompt time.",
     "n and range": "n is how many samples a figure summarises; the range is their min–max. A single figure "
-                   "(n=1, or a figure a source states without a spread) cannot show noise.",
+                   "(n=1, or a figure a source states without a spread) cannot show noise. llama-bench prints its "
+                   "mean ± sd (standard deviation) over repetitions it does not count: shown as printed, with n "
+                   "not stated.",
     "tie": "Two figures the data cannot tell apart, by the one rule every pick, ranking and history step uses: "
            "they differ by 5 % or less, or their intervals overlap (the 95 % interval of a median measured from 6 "
            "or more samples, else the range of the samples; a stated ± as stated; a single figure is a point). Each "

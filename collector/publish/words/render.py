@@ -86,7 +86,7 @@ def figure_detail(f: Stat | None) -> str:
     if f.kind == "mean" and not f.has_spread:
         count = f"mean of {f.n}" if f.n else "mean"
         if f.stddev is not None:  # llama-bench's "130.58 ± 0.66": the spread is its standard deviation
-            return f"{count} ± standard deviation, as stated" + ("" if f.n else "; n not stated")
+            return f"{count} ± sd, as stated" + ("" if f.n else "; n not stated")
         return f"{count}, as stated; no spread" if f.n else "mean, as stated; n and spread not stated"
     spread = (f" · {figure_num(f.min, f.value)}–{figure_num(f.max, f.value)}"  # type: ignore[arg-type]
               if f.has_spread else " · no spread (one sample)")
