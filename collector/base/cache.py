@@ -82,18 +82,23 @@ def package_files(suffixes: tuple[str, ...] = (".py", ".j2", ".txt", ".css", ".j
 PAGE_LIBS = ("matplotlib", "jinja2", "markupsafe", "pydantic", "pandas", "pyarrow")
 
 
-def pages_stamp() -> str:
-    """A stamp of everything generated pages are a function of besides their inputs: this package's code, templates,
-    assets and data files (the device catalog, the model table) and the versions of PAGE_LIBS."""
+def lib_versions(names: Iterable[str]) -> str:
+    """`name=version` of each installed distribution (`name=-` where it is not installed)."""
     from importlib import metadata
 
     libs = []
-    for name in PAGE_LIBS:
+    for name in names:
         try:
             libs.append(f"{name}={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             libs.append(f"{name}=-")
-    return f"{code_stamp(package_files(('.py', '.j2', '.txt', '.css', '.js', '.yaml')))} {' '.join(libs)}"
+    return " ".join(libs)
+
+
+def pages_stamp() -> str:
+    """A stamp of everything generated pages are a function of besides their inputs: this package's code, templates,
+    assets and data files (the device catalog, the model table) and the versions of PAGE_LIBS."""
+    return f"{code_stamp(package_files(('.py', '.j2', '.txt', '.css', '.js', '.yaml')))} {lib_versions(PAGE_LIBS)}"
 
 
 class KeyValueCache:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +28,12 @@ from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 from mkdocs.structure.toc import AnchorLink, get_toc
 
-from collector.base.cache import KeyValueCache, digest, pages_stamp, scope
+from collector.base.cache import KeyValueCache, digest, lib_versions, pages_stamp, scope
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
-LIBS = ("mkdocs", "markdown", "pymdown-extensions", "pygments")
+LIBS = ("mkdocs", "markdown", "pymdown-extensions", "pygments", "mkdocs-material")
 
 
-def _versions() -> str:
-    out = []
-    for name in LIBS:
-        try:
-            out.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{name}=-")
-    return " ".join(out)
 
 
 def _tokens(items: list[AnchorLink]) -> list[dict[str, Any]]:
@@ -61,19 +52,39 @@ class _Warnings(logging.Handler):
         self.count += 1
 
 
-class MarkdownMemo:
-    """One build's use of the kept conversions (open in on_files, close in on_post_build)."""
+class _Kept:
+    """One build's use of one kind of kept entries: `site/<kind>-<data dir>.sqlite`, tied to this package's code."""
+
+    what = ""  # for the log line: "<what> of N pages ..."
+
+    def __init__(self, kind: str, site_key: Path, use: bool) -> None:
+        self.kv = KeyValueCache("site", f"{kind}-{scope(site_key)}", pages_stamp(), use)
+        self.used: set[str] = set()  # this build's keys
+        self.new: list[tuple[str, str]] = []
+        self.reused = 0
+
+    def close(self, keep: bool = True) -> None:
+        """Keep this build's new entries and drop those no page of it used (keep: the build ended)."""
+        log.debug("%s of %d pages done again, %d kept from the last build", self.what, len(self.used) - self.reused,
+                  self.reused)
+        if keep:
+            self.kv.update(self.new, drop=[k for k in self.kv.stored_keys() if k not in self.used])
+        self.kv.close()
+
+
+class MarkdownMemo(_Kept):
+    """The kept conversions for one build (open in on_files, close in on_post_build)."""
+
+    what = "Markdown conversion"
 
     def __init__(self, config: MkDocsConfig, files: Files, site_key: Path, use: bool) -> None:
-        self.context = digest(pages_stamp(), _versions(), json.dumps(config["markdown_extensions"], default=repr),
+        super().__init__("markdown", site_key, use)
+        self.context = digest(lib_versions(LIBS), json.dumps(config["markdown_extensions"], default=repr),
                               json.dumps(config["mdx_configs"], sort_keys=True, default=repr),
                               str(config["use_directory_urls"]), *sorted(f.src_uri for f in files))
-        self.kv = KeyValueCache("site", f"markdown-{scope(site_key)}", pages_stamp(), use)
         self.keys: dict[str, str] = {}  # src_uri -> this build's key
         self.hits: dict[str, dict[str, Any]] = {}
         self.warned: dict[str, int] = {}  # src_uri -> the warning count when its conversion began
-        self.new: list[tuple[str, str]] = []
-        self.reused = 0
         self.warnings = _Warnings()
         logging.getLogger().addHandler(self.warnings)
 
@@ -81,6 +92,7 @@ class MarkdownMemo:
         """on_page_markdown, last: the Markdown MkDocs is to convert (empty where the kept HTML will be used)."""
         src = page.file.src_uri
         key = self.keys[src] = digest(self.context, src, markdown)
+        self.used.add(key)
         got = self.kv.get(key)
         if got is not None:
             try:
@@ -113,45 +125,32 @@ class MarkdownMemo:
         return str(hit["html"])
 
     def close(self, keep: bool = True) -> None:
-        """Keep this build's new conversions and drop the entries no page of it used (keep: the build ended)."""
         logging.getLogger().removeHandler(self.warnings)
-        log.debug("Markdown of %d pages converted, %d kept from the last build", len(self.keys) - self.reused,
-                  self.reused)
-        if keep:
-            used = set(self.keys.values())
-            self.kv.update(self.new, drop=[k for k in self.kv.stored_keys() if k not in used])
-        self.kv.close()
+        super().close(keep)
 
 
-def _toc_text(items: list[AnchorLink]) -> list[Any]:
-    return [[a.id, a.title, a.level, _toc_text(a.children)] for a in items]
-
-
-class SearchMemo:
+class SearchMemo(_Kept):
     """Wraps the search plugin's `add_entry_from_context` for one build: a page whose inputs are unchanged gets its
     kept entries instead of a parse of its HTML. Where the plugin is not mkdocs-material's search as known (no
     search_index with entries), nothing is wrapped."""
 
+    what = "search entries"
+
     def __init__(self, config: MkDocsConfig, site_key: Path, use: bool) -> None:
-        self.kv: KeyValueCache | None = None
         plugin = config.plugins.get("material/search") or config.plugins.get("search")
         index = getattr(plugin, "search_index", None)
         original = getattr(index, "add_entry_from_context", None)
         if index is None or original is None or not isinstance(getattr(index, "entries", None), list):
+            super().__init__("search", site_key, False)  # not the plugin as known: nothing kept, nothing wrapped
             return
-        self.kv = KeyValueCache("site", f"search-{scope(site_key)}", pages_stamp(), use)
-        context = digest(_versions(), metadata.version("mkdocs-material"),
-                         json.dumps(getattr(index, "config", {}), sort_keys=True, default=repr))
-        self.used: set[str] = set()
-        self.new: list[tuple[str, str]] = []
-        self.reused = 0
-        kv = self.kv
+        super().__init__("search", site_key, use)
+        context = digest(lib_versions(LIBS), json.dumps(getattr(index, "config", {}), sort_keys=True, default=repr))
 
         def add_entry_from_context(page: Page) -> None:
-            key = digest(context, page.url, page.content or "", json.dumps(_toc_text(list(page.toc))),
+            key = digest(context, page.url, page.content or "", json.dumps(_tokens(list(page.toc))),
                          json.dumps(page.meta, sort_keys=True, default=repr), str(page.title))
             self.used.add(key)
-            got = kv.get(key)
+            got = self.kv.get(key)
             if got is not None:
                 index.entries.extend(json.loads(got))
                 self.reused += 1
@@ -161,11 +160,3 @@ class SearchMemo:
             self.new.append((key, json.dumps(index.entries[before:])))
 
         index.add_entry_from_context = add_entry_from_context
-
-    def close(self, keep: bool = True) -> None:
-        if self.kv is None:
-            return
-        log.debug("search entries of %d pages parsed, %d kept from the last build", len(self.new), self.reused)
-        if keep:
-            self.kv.update(self.new, drop=[k for k in self.kv.stored_keys() if k not in self.used])
-        self.kv.close()
