@@ -124,8 +124,10 @@ def answer_lines(est: Estimator, dev: CatalogDevice, arch: Arch, ctx: int | None
              f"model facts: {arch.source}"]
     cfg = MemConfig(ctx=ctx, type_k=kv, type_v=kv)
     m = estimate_memory(arch, cfg)
-    lines.append(f"memory at ctx {resolve_ctx(arch, cfg):,}, KV {kv}, flash attention, ubatch 512, every layer on the "
-                 "GPU (llama.cpp's buffers, MiB):")
+    cells = resolve_ctx(arch, cfg)
+    at = f"{ctx:,} (a cache of {cells:,} cells: llama.cpp pads it to 256)" if ctx and ctx != cells else f"{cells:,}"
+    lines.append(f"memory at ctx {at}, KV {kv}, flash attention, ubatch 512, every layer on the GPU (llama.cpp's "
+                 "buffers, MiB):")
     for where in ("gpu", "host"):
         lines.append(f"  {where}: model {m.model.get(where, 0):,.0f} + KV {m.kv.get(where, 0):,.0f} + compute "
                      f"{m.compute.get(where, 0):,.0f} = {m.total(where):,.0f}")

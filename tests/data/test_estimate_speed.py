@@ -178,6 +178,10 @@ def test_cli_prints_the_answer_and_the_report() -> None:
                         "--data-dir", str(REPO / "data")])
     assert code == 0 and out.startswith("ESTIMATES (not measurements)")
     assert "tg @ depth 0: ~" in out and "held-out error of the NVIDIA class (each source left out)" in out
+    assert "memory at ctx 4,096, KV q8_0" in out  # a multiple of 256: the cache llama.cpp makes is that size
+    code, out = invoke(["estimate", "Llama 3.1 8B Q4_K_M", "--device", "RTX 4090", "--ctx", "5000",
+                        "--data-dir", str(REPO / "data")])
+    assert code == 0 and "memory at ctx 5,000 (a cache of 5,120 cells: llama.cpp pads it to 256), KV f16" in out
     code, out = invoke(["estimate", "--report", "--data-dir", str(REPO / "data")])
     assert code == 0 and "outside the target: 0" in out and "each source left out, by vendor NVIDIA" in out
     assert "with weights in system RAM" in out
