@@ -34,8 +34,6 @@ log = logging.getLogger("mkdocs.plugins.quant_atlas")
 LIBS = ("mkdocs", "markdown", "pymdown-extensions", "pygments", "mkdocs-material")
 
 
-
-
 def _tokens(items: list[AnchorLink]) -> list[dict[str, Any]]:
     """A table of contents as the toc extension's tokens (what mkdocs.structure.toc.get_toc reads)."""
     return [{"level": a.level, "id": a.id, "name": a.title, "children": _tokens(a.children)} for a in items]
@@ -108,7 +106,7 @@ class MarkdownMemo(_Kept):
         src = page.file.src_uri
         hit = self.hits.pop(src, None)
         if hit is None:
-            if src in self.warned and self.warnings.count == self.warned.pop(src):
+            if self.warned.pop(src, None) == self.warnings.count:  # converted here, and nothing warned meanwhile
                 links = page.links_to_anchors
                 self.new.append((self.keys[src], json.dumps({
                     "html": html, "toc": _tokens(list(page.toc)), "title": page._title_from_render,
