@@ -275,8 +275,8 @@ def device_page(device: str, rows: list[Row], klds: list[KldRow],
                 all_klds: list[KldRow] | None = None) -> list[GeneratedFile]:
     """The device's Markdown page and its chart files; `estimates(fold)`: its estimate section
     (collector.publish.pages.estimates), placed after what was measured to fit, its tables folded below answer
-    cards and open where the page has none; `all_klds`: every KLD row of the site (what is known of a model's other
-    files, wherever measured), default this device's."""
+    cards and open where the page has none; `all_klds`: the KLD rows of the site's for the models of `rows` (what is
+    known of a model's other files, wherever measured; others are not read), default this device's."""
     src = f"devices/{device}.md"
     speed_recs = [r for r in device_records if isinstance(r, SpeedRecord)]
     dev = site_device((speed_recs or device_records)[-1].host)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from collector.base.cache import Blob, pages_stamp, scope
 from collector.catalog import CatalogDevice
@@ -46,6 +46,7 @@ from collector.publish.rows.devices import device_key
 from collector.publish.rows.frame import Frames, build_frames, run_page_id
 from collector.publish.rows.names import group_label, slug_of
 from collector.publish.site.deferred import defer_tables, restore_tables
+from collector.publish.site.kept_pages import KeptPages
 from collector.publish.words.escape import h
 from collector.publish.words.links import device_src
 from collector.records.index import RecordIndex, fingerprint, load_index
@@ -100,9 +101,11 @@ def _assets() -> list[GeneratedFile]:
     return [GeneratedFile(f"assets/quant-atlas/{name}", (root / name).read_text(encoding="utf-8")) for name in ASSETS]
 
 
-def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteBuild:
+def build_site(records: list[AnyRecord], sums: Summaries | None = None, kept: KeptPages | None = None) -> SiteBuild:
     """Every generated file for these records (run pages aside), and the home page's live section; `sums`: the kept
-    sources' own summary tables, against which the judge checks their figures."""
+    sources' own summary tables, against which the judge checks their figures; `kept`: device and model pages whose
+    inputs did not change come from the last build (collector.publish.site.kept_pages)."""
+    call = kept.call if kept is not None else _call
     f = build_frames(records, judge_records(records, sums=sums))
     files: list[GeneratedFile] = [*_assets()]
     recs_by_device: dict[str, list[AnyRecord]] = defaultdict(list)
@@ -123,8 +126,10 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     sets: dict[str, tuple[CatalogDevice, int]] = {}  # pages of several GPUs of one catalog device
     for device, recs in sorted(recs_by_device.items()):
         host = max(recs, key=lambda r: isinstance(r, SpeedRecord)).host
-        files += device_page(device, rows_by_device[device], klds_by_device[device], recs,
-                             estimates=partial(device_section, est, host, device_src(device)), all_klds=f.klds)
+        sections = {fold: device_section(est, host, device_src(device), fold) for fold in (True, False)}
+        models = sorted({r.model for r in rows_by_device[device]})  # what the page says of other devices' KLD
+        files += call(device_page, device, rows_by_device[device], klds_by_device[device], recs,
+                      estimates=sections.__getitem__, all_klds=[k for m in models for k in klds_by_model[m]])
         dev, n, _ = device_of(host)
         if dev is not None and n == 1:
             record_pages.setdefault(dev.name, device_src(device))
@@ -136,7 +141,7 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     files += method_files
     names = {model: group_label(recs) for model, recs in by_model.items()}
     for model in sorted(by_model):
-        files += model_page(model, rows_by_model[model], klds_by_model[model], names[model], names)
+        files += call(model_page, model, rows_by_model[model], klds_by_model[model], names[model], names)
     files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
               flagged_page(f), *answer_files(f, answer_estimates(est, sets)),
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
@@ -160,6 +165,10 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None) -> SiteB
     recs = list(f.records.values())
     return SiteBuild(files=pages, home=home, methodology=methodology, records=recs, deferred=deferred,
                      runs=[run_ref(r) for r in recs], trial_names=trial_names_of(f.records), held=held_of(f))
+
+
+def _call(fn: Callable[..., list[GeneratedFile]], *args: Any, **kwargs: Any) -> list[GeneratedFile]:
+    return fn(*args, **kwargs)
 
 
 def judged_summary(f: Frames) -> str:
@@ -194,7 +203,9 @@ def build_from(data_dir: Path) -> SiteBuild:
         if isinstance(hit, SiteBuild):
             return hit
     index: RecordIndex = load_index(data_dir)
-    build = build_site(index.valid, load_summaries_from(beside(data_dir)))
+    kept = KeptPages(data_dir, {id(rec): v for rec, v in zip(index.valid, index.versions().values(), strict=True)})
+    build = build_site(index.valid, load_summaries_from(beside(data_dir)), kept)
+    kept.close()
     build.invalid = dict(index.errors)
     build.versions, build.site_key = index.versions(), str(data_dir.resolve())
     for rid, held in build.held.items():  # a run page says its verdicts: a new verdict is a new page

@@ -50,12 +50,12 @@ class _Warnings(logging.Handler):
         self.count += 1
 
 
-class _Kept:
+class Kept:
     """One build's use of one kind of kept entries: `site/<kind>-<data dir>.sqlite`, tied to this package's code."""
 
     what = ""  # for the log line: "<what> of N pages ..."
 
-    def __init__(self, kind: str, site_key: Path, use: bool) -> None:
+    def __init__(self, kind: str, site_key: Path, use: bool | None = None) -> None:
         self.kv = KeyValueCache("site", f"{kind}-{scope(site_key)}", pages_stamp(), use)
         self.used: set[str] = set()  # this build's keys
         self.new: list[tuple[str, str]] = []
@@ -70,7 +70,7 @@ class _Kept:
         self.kv.close()
 
 
-class MarkdownMemo(_Kept):
+class MarkdownMemo(Kept):
     """The kept conversions for one build (open in on_files, close in on_post_build)."""
 
     what = "Markdown conversion"
@@ -127,7 +127,7 @@ class MarkdownMemo(_Kept):
         super().close(keep)
 
 
-class SearchMemo(_Kept):
+class SearchMemo(Kept):
     """Wraps the search plugin's `add_entry_from_context` for one build: a page whose inputs are unchanged gets its
     kept entries instead of a parse of its HTML. Where the plugin is not mkdocs-material's search as known (no
     search_index with entries), nothing is wrapped."""

@@ -1,0 +1,101 @@
+"""Generated pages kept across builds, keyed by a digest of everything they are made from: a build after one new
+record renders again only the device and model pages whose inputs changed (the rest come from the last build).
+
+A page function's output is a function of its arguments and of this package (its code, templates, catalog and
+model table, and the versions of the libraries it renders with: `pages_stamp`, which ties the cache). The key of a
+call is the sha256 of its arguments pickled whole, in structure: rows with every field (figures, verdicts, the
+joined KLD row, other sources' repeats), not an id of them, so a page whose inputs changed through another device's
+record (a KLD row joined to its files, a claim another post repeats) is rendered again. A record read from the data
+directory enters the key as its file's path and sha256 (what `RecordIndex.versions` says), not its fields; any other
+object (a copy of a record changed for a view, a row, a figure) as all of its fields.
+
+Pickling for a key is made deterministic: dataclasses and pydantic models pickle as their declared fields only (not
+a cached property filled by an earlier reader, not pydantic's set of fields given), and the pickler's memo is off
+(`fast`), so whether two equal values are one object or two does not change the key. What still could (a set of
+strings, ordered by a per-process hash seed) only makes a call miss, never serves a stale page. Arguments that
+cannot be pickled so (a cycle, a lambda) are rendered every build.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import pickle
+from collections.abc import Callable
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from collector.publish.pages.files import GeneratedFile
+from collector.publish.site.page_memo import Kept
+
+
+def _record(version: str) -> None:
+    """Stands for a record read from the data directory in a key (never called: keys are not unpickled)."""
+
+
+class _Keyer(pickle.Pickler):
+    def __init__(self, out: io.BytesIO, known: dict[int, str]) -> None:
+        super().__init__(out, protocol=5)
+        self.known = known
+        self.fast = True  # no memo: the key does not depend on which equal values share one object
+
+    def reducer_override(self, obj: Any) -> Any:
+        version = self.known.get(id(obj))
+        if version is not None:
+            return _record, (version,)
+        if isinstance(obj, BaseModel):
+            return type(obj), tuple(getattr(obj, name) for name in type(obj).model_fields)
+        if is_dataclass(obj) and not isinstance(obj, type):
+            return type(obj), tuple(getattr(obj, f.name) for f in fields(obj))
+        return NotImplemented
+
+
+def _encode(files: list[GeneratedFile]) -> str:
+    return json.dumps([[g.src_uri, g.content] if isinstance(g.content, str) else
+                       [g.src_uri, None, base64.b64encode(g.content).decode("ascii")] for g in files])
+
+
+def _decode(text: str) -> list[GeneratedFile]:
+    return [GeneratedFile(e[0], e[1] if e[1] is not None else base64.b64decode(e[2])) for e in json.loads(text)]
+
+
+class KeptPages(Kept):
+    """One build's use of the kept pages of one data directory (`site/pages-<data dir>.sqlite`); `known`: id() of
+    each record object read from the files -> its version (path and sha256). `use`: False keeps nothing."""
+
+    what = "device and model page rendering"
+
+    def __init__(self, site_key: Path, known: dict[int, str], use: bool | None = None) -> None:
+        super().__init__("pages", site_key, use)
+        self.known = known
+
+    def key(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """The key of fn(*args, **kwargs); None when its arguments cannot be pickled for one."""
+        out = io.BytesIO()
+        try:
+            _Keyer(out, self.known).dump((fn.__module__, fn.__qualname__, args, sorted(kwargs.items())))
+        except (pickle.PicklingError, TypeError, ValueError, AttributeError, RecursionError):
+            return None
+        return hashlib.sha256(out.getvalue()).hexdigest()
+
+    def call(self, fn: Callable[..., list[GeneratedFile]], *args: Any, **kwargs: Any) -> list[GeneratedFile]:
+        """fn(*args, **kwargs), from the last build when its key is kept."""
+        key = self.key(fn, args, kwargs) if self.kv.db is not None else None
+        if key is None:
+            return fn(*args, **kwargs)
+        self.used.add(key)
+        kept = self.kv.get(key)
+        if kept is not None:
+            self.reused += 1
+            return _decode(kept)
+        files = fn(*args, **kwargs)
+        self.new.append((key, _encode(files)))
+        return files
+
+
+__all__ = ["KeptPages"]
