@@ -53,6 +53,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from collector.measure.speed_run import summarize
 from collector.records.flags import LlamaConfig, server_args
 from collector.records.schema import (
     Conditions,
@@ -73,7 +74,6 @@ from collector.records.schema import (
     Sample,
     Source,
     SpeedRecord,
-    Stat,
     Summary,
 )
 from collector.records.store import AnyRecord, load_record, record_relpath, record_to_dict
@@ -182,9 +182,6 @@ def record(i: int, n: int, seed: int = 1) -> AnyRecord:
     vram = [round((m.size_bytes or 0) / 2**20 / max(1, len(h.gpus)) + ctx / 16, 1) for _ in h.gpus] or None
     ok = not failed
 
-    def stat(key: str) -> Stat | None:
-        return Stat.of([x for s in samples for x in getattr(s, key)], digits=2)
-
     return SpeedRecord(
         id=rid, created_at=when, status="ok" if ok else "failed",
         error=None if ok else ErrorInfo(stage="load", message="failed to load model: out of memory",
@@ -196,7 +193,7 @@ def record(i: int, n: int, seed: int = 1) -> AnyRecord:
         memory_mib=Memory(vram_peak=vram if ok else None), load_seconds=round(r.uniform(1, 20), 2),
         method=Method(endpoint="/completion", n_predict=128, repetitions=3, depths=depths),
         samples=samples if ok else [],
-        summary=Summary(tg_tps=stat("tg_tps"), pp_tps=stat("pp_tps"), ttft_ms=stat("ttft_ms")) if ok else Summary(),
+        summary=summarize(samples, []) if ok else Summary(),  # as the collector summarizes: the headline too
         conditions=Conditions(cpu_other_pct=round(r.uniform(0, 3), 1), tg_spread_pct=6.0, noisy=False))
 
 
