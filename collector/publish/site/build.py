@@ -195,7 +195,8 @@ def build_from(data_dir: Path) -> SiteBuild:
 
     A build is a pure function of the record files and this code, so the whole SiteBuild (pages, charts,
     downloads, what the run pages need) is kept (`_memo`) under the index's fingerprint: when no record file
-    changed, nothing is parsed, validated or rendered again; one changed file and everything is built again."""
+    changed, nothing is parsed, validated or rendered again; one changed file and everything is built again, but
+    the device and model pages whose inputs did not change (collector.publish.site.kept_pages)."""
     data_dir = Path(data_dir)
     memo = Blob("site", f"build-{scope(data_dir)}.pickle")
     if memo.exists():  # no memo yet (a first build): nothing to fingerprint for
@@ -203,11 +204,12 @@ def build_from(data_dir: Path) -> SiteBuild:
         if isinstance(hit, SiteBuild):
             return hit
     index: RecordIndex = load_index(data_dir)
-    kept = KeptPages(data_dir, {id(rec): v for rec, v in zip(index.valid, index.versions().values(), strict=True)})
+    versions = index.versions()  # ids are unique in an index
+    kept = KeptPages(data_dir, {id(rec): versions[rec.id] for rec in index.valid})
     build = build_site(index.valid, load_summaries_from(beside(data_dir)), kept)
     kept.close()
     build.invalid = dict(index.errors)
-    build.versions, build.site_key = index.versions(), str(data_dir.resolve())
+    build.versions, build.site_key = versions, str(data_dir.resolve())
     for rid, held in build.held.items():  # a run page says its verdicts: a new verdict is a new page
         if rid in build.versions:
             build.versions[rid] += "+held:" + hashlib.sha256(repr(held).encode()).hexdigest()[:12]
