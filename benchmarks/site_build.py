@@ -405,8 +405,8 @@ def measure(n: int, jobs: int, keep: Path | None, max_pss_gib: float,
         run("+1 record")
         return rows
     finally:
-        if reuse and extra:
-            extra.unlink(missing_ok=True)  # leave the reused data set as it was
+        if extra:  # a reused data set as it was; a kept one of n records, so `--data` can reuse it
+            extra.unlink(missing_ok=True)
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
 
