@@ -12,6 +12,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -126,10 +127,10 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None, kept: Ke
     sets: dict[str, tuple[CatalogDevice, int]] = {}  # pages of several GPUs of one catalog device
     for device, recs in sorted(recs_by_device.items()):
         host = max(recs, key=lambda r: isinstance(r, SpeedRecord)).host
-        sections = {fold: device_section(est, host, device_src(device), fold) for fold in (True, False)}
         models = sorted({r.model for r in rows_by_device[device]})  # what the page says of other devices' KLD
         files += call(device_page, device, rows_by_device[device], klds_by_device[device], recs,
-                      estimates=sections.__getitem__, all_klds=[k for m in models for k in klds_by_model[m]])
+                      estimates=partial(device_section, est, host, device_src(device)),
+                      all_klds=[k for m in models for k in klds_by_model[m]])
         dev, n, _ = device_of(host)
         if dev is not None and n == 1:
             record_pages.setdefault(dev.name, device_src(device))

@@ -6,8 +6,9 @@ model table, and the versions of the libraries it renders with: `pages_stamp`, w
 call is the sha256 of its arguments pickled whole, in structure: rows with every field (figures, verdicts, the
 joined KLD row, other sources' repeats), not an id of them, so a page whose inputs changed through another device's
 record (a KLD row joined to its files, a claim another post repeats) is rendered again. A record read from the data
-directory enters the key as its file's path and sha256 (what `RecordIndex.versions` says), not its fields; any other
-object (a copy of a record changed for a view, a row, a figure) as all of its fields.
+directory enters the key as its file's path and sha256 (what `RecordIndex.versions` says), not its fields; a fitted
+estimator as its own key (what its kept estimate sections are keyed by); any other object (a copy of a record changed
+for a view, a row, a figure) as all of its fields.
 
 Pickling for a key is made deterministic: dataclasses and pydantic models pickle as their declared fields only (not
 a cached property filled by an earlier reader, not pydantic's set of fields given), and the pickler's memo is off
@@ -30,12 +31,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from collector.estimate.estimator import Estimator
 from collector.publish.pages.files import GeneratedFile
 from collector.publish.site.page_memo import Kept
 
 
 def _record(version: str) -> None:
     """Stands for a record read from the data directory in a key (never called: keys are not unpickled)."""
+
+
+def _estimator(key: str) -> None:
+    """Stands for a fitted estimator in a key (never called)."""
 
 
 class _Keyer(pickle.Pickler):
@@ -48,6 +54,10 @@ class _Keyer(pickle.Pickler):
         version = self.known.get(id(obj))
         if version is not None:
             return _record, (version,)
+        if isinstance(obj, Estimator):  # its answers are a function of its key (and the code): see Estimator.of
+            if obj.key is None:
+                raise pickle.PicklingError("an estimator without a key")
+            return _estimator, (obj.key,)
         if isinstance(obj, BaseModel):
             return type(obj), tuple(getattr(obj, name) for name in type(obj).model_fields)
         if is_dataclass(obj) and not isinstance(obj, type):
