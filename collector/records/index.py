@@ -25,7 +25,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from ruamel.yaml.nodes import ScalarNode
@@ -55,6 +55,8 @@ except (ImportError, AttributeError):
     pass
 _log = logging.getLogger("collector")
 _SLOW_SAID: list[bool] = []  # the missing fast path is said once per process
+_LIVE: dict[str, dict[str, tuple[str, AnyRecord | str]]] = {}  # load_index(live=True): data dir -> file -> (sha256,
+# the record or the reason it is refused), of the last data directory loaded
 
 
 def _say_slow() -> None:
@@ -291,8 +293,10 @@ def _digest(path: Path) -> str:
     try:
         if file_kind(os.fstat(fd).st_mode) is not None:
             raise OSError(f"{path}: not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as fh:  # streamed: a huge stray file costs time, not memory
-            return hashlib.file_digest(fh, "sha256").hexdigest()
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):  # streamed: a huge stray file costs time, not memory; a record
+            h.update(chunk)  # is one read (os.read: a third of file objects' cost over 10,000 small files)
+        return h.hexdigest()
     finally:
         os.close(fd)
 
@@ -354,49 +358,75 @@ def _stray_error(path: Path, why: str) -> str:
     return f"{path}: {why}"
 
 
-def fingerprint(data_dir: Path) -> str:
-    """RecordIndex.fingerprint() of load_index(data_dir), from the files' bytes alone (no YAML parsed): reading
-    and hashing 10,000 records takes a fraction of a second."""
+class Scanned(NamedTuple):
+    """A data directory's record files with the sha256 of each (None: unreadable), and its stray files."""
+
+    files: list[Path]
+    strays: list[tuple[Path, str]]
+    digests: list[str | None]
+
+
+def scan_digests(data_dir: Path) -> Scanned:
     files, strays = scan(Path(data_dir))
-    index = RecordIndex(errors={path: _stray_error(path, why) for path, why in strays})
+    digests: list[str | None] = []
     for path in files:
         try:
-            index.digests[path] = _digest(path)
+            digests.append(_digest(path))
         except OSError:
-            index.digests[path] = ""  # as load_index records a file it could not hash
+            digests.append(None)  # gone or replaced since the scan: read (and refused) by load_index
+    return Scanned(files, strays, digests)
+
+
+def fingerprint(data_dir: Path | Scanned) -> str:
+    """RecordIndex.fingerprint() of load_index(data_dir), from the files' bytes alone (no YAML parsed): reading
+    and hashing 10,000 records takes a fraction of a second. Given a Scanned, of those files and digests."""
+    files, strays, digests = data_dir if isinstance(data_dir, Scanned) else scan_digests(data_dir)
+    index = RecordIndex(errors={path: _stray_error(path, why) for path, why in strays})
+    for path, digest in zip(files, digests):
+        index.digests[path] = digest or ""  # as load_index records a file it could not hash
     return index.fingerprint()
 
 
-def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
+def load_index(data_dir: Path, cache: bool | None = None, live: bool = False,
+               scanned: Scanned | None = None) -> RecordIndex:
     """Every record file under data_dir: valid ones parsed, the others with their reason; ids must be unique.
 
     With the cache (default; QUANT_ATLAS_CACHE=0 turns it off) a file whose bytes are unchanged since the last
     load (the same sha256) is taken from a cache of validated records (SQLite, one row per file) instead of
     re-parsing its YAML; only new and changed files are parsed and written back. Ids must also be unique as run
     pages (two ids that slug alike would share one).
+
+    `live` (the site build): the records of the last data directory loaded with it stay in this process, and a
+    file whose bytes are unchanged gives the same record object again, neither read from the cache nor validated
+    (`mkdocs serve` rebuilds in one process). Its callers never change a record. `scanned`: the files and digests
+    scan_digests gave (what fingerprint read), so they are neither listed nor hashed again.
     """
     from collector.base.parallel import pmap
 
-    files, strays = scan(Path(data_dir))
+    use = cache if cache is not None else enabled()
+    if scanned is None:  # the cache's key is the content: a same-size edit with its mtime put back is still an edit
+        scanned = scan_digests(data_dir) if use else Scanned(*scan(Path(data_dir)), [])
+    files, strays = scanned.files, scanned.strays
+    digests = list(scanned.digests) or [None] * len(files)
     if _CParser is None and files:
         _say_slow()  # here, before workers fork: they inherit that it was said
-    use = cache if cache is not None else enabled()
     kv = _cache(data_dir, use)
-    digests: list[str | None] = [None] * len(files)
-    if use:  # the cache's key is the content: a same-size edit with its mtime put back is still an edit
-        for i, p in enumerate(files):
-            try:
-                digests[i] = _digest(p)
-            except OSError:
-                pass  # gone or replaced since the scan: read (and refused) below
     at = {str(p): i for i, p in enumerate(files)}
     out: list[AnyRecord | str | None] = [None] * len(files)
-    stale: list[str] = []  # cached files that are gone
+    if use and live:  # this process loaded these files before: only new and changed ones are read
+        memo = _LIVE.get(scope(data_dir), {})
+        for i, p in enumerate(files):
+            hit = memo.get(str(p))
+            if hit is not None and digests[i] is not None and hit[0] == digests[i]:
+                out[i] = hit[1]
+    stale = [name for name in kv.stored_keys() if name not in at]  # cached files that are gone
+    missing = [i for i, got in enumerate(out) if got is None]
+    stored = (kv.items() if len(missing) > len(files) // 2  # most: one pass over the cache
+              else ((name, v) for i in missing if (v := kv.get(name := str(files[i]))) is not None))
     rows: list[tuple[str, str]] = []  # rows to write: the files parsed
-    for name, value in kv.items():
+    for name, value in stored:
         at_i = at.get(name)
-        if at_i is None:
-            stale.append(name)
+        if at_i is None or out[at_i] is not None:
             continue
         i = at_i
         head, _, body = value.partition("\n")
@@ -417,6 +447,10 @@ def load_index(data_dir: Path, cache: bool | None = None) -> RecordIndex:
         rows.append((str(files[i]), json.dumps([None if ok else text, digest]) + "\n" + (text if ok else "")))
     kv.update(rows, drop=stale)
     kv.close()
+    if use and live:
+        _LIVE.clear()  # the last data directory only
+        _LIVE[scope(data_dir)] = {str(p): (d, got) for p, d, got in zip(files, digests, out)
+                                  if d is not None and got is not None}
     index = RecordIndex()
     by_id: dict[str, list[Path]] = defaultdict(list)
     for path, item, digest in zip(files, out, digests):

@@ -67,27 +67,29 @@ def test_bad_files_are_refused_with_file_and_reason(tmp_path: Path) -> None:
     assert "also the id of" in index.errors[good]
 
 
-def test_cache_serves_unchanged_files_and_rereads_changed_ones(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("live", [False, True])
+def test_cache_serves_unchanged_files_and_rereads_changed_ones(tmp_path: Path, live: bool) -> None:
     data = tmp_path / "data"
     recs = [speed(cpu_host(), model(f"M{i}", "Q4_0", 1000 + i), {0: 10.0 + i}, ctx_size=512) for i in range(3)]
     paths = [store.save_record(r, data) for r in recs]
-    first = load_index(data).valid
-    second = load_index(data).valid
+    first = load_index(data, live=live).valid
+    second = load_index(data, live=live).valid
     assert _dump(second) == _dump(first) == _dump(recs)
     changed = recs[0].model_copy(update={"tags": ["changed"]})
     store.save_record(changed, data)
     paths[1].unlink()
     (paths[2].parent / "broken.yaml").write_text("schema_version: 1\nkind: [\n")
-    third = load_index(data)
+    third = load_index(data, live=live)
     assert {r.id: r.tags for r in third.valid} == {recs[0].id: ["changed"], recs[2].id: []}
     assert list(third.errors) == [paths[2].parent / "broken.yaml"]
 
 
-def test_cache_sees_a_same_size_edit_with_its_mtime_put_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("live", [False, True])
+def test_cache_sees_a_same_size_edit_with_its_mtime_put_back(tmp_path: Path, live: bool) -> None:
     """The cache is keyed on the bytes: an edit that keeps inode, size and mtime (`status: ok` -> `status: xx`)
     is an edit, refused at once, never served from the cache as the valid record it was (issue 25, 4)."""
     path = store.save_record(speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512), tmp_path)
-    assert load_index(tmp_path).valid[0].model.quant == "Q4_0"
+    assert load_index(tmp_path, live=live).valid[0].model.quant == "Q4_0"
     st = path.stat()
     for old, new in ((b"Q4_0", b"Q5_0"), (b"status: ok", b"status: xx")):
         with open(path, "r+b") as fh:  # same inode, size and mtime
@@ -97,9 +99,38 @@ def test_cache_sees_a_same_size_edit_with_its_mtime_put_back(tmp_path: Path) -> 
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert path.stat().st_size == st.st_size and path.stat().st_ino == st.st_ino
         if new == b"Q5_0":
-            assert load_index(tmp_path).valid[0].model.quant == "Q5_0"
-    index = load_index(tmp_path)
+            assert load_index(tmp_path, live=live).valid[0].model.quant == "Q5_0"
+    index = load_index(tmp_path, live=live)
     assert index.valid == [] and "status" in index.errors[path]
+
+
+def test_live_loads_keep_unchanged_records_in_memory(tmp_path: Path, monkeypatch) -> None:
+    """load_index(live=True), as `mkdocs serve` rebuilds in one process: an unchanged file gives the same record
+    object, neither read from the cache nor validated again; a new file is parsed; only the last data directory is
+    kept; with the cache off nothing is kept."""
+    import collector.records.index as index_mod
+
+    data, other = tmp_path / "data", tmp_path / "other"
+    paths = [store.save_record(speed(cpu_host(), model(f"M{i}", "Q4_0", 1000 + i), {0: 10.0 + i}, ctx_size=512),
+                               data) for i in range(3)]
+    store.save_record(speed(cpu_host(), model("O", "Q4_0", 2000), {0: 5.0}, ctx_size=512), other)
+    (data / "broken.yaml").write_text("schema_version: 1\nkind: [\n")
+    first = load_index(data, live=True)
+    decoded: list[str] = []
+    real = index_mod.record_from_json
+    monkeypatch.setattr(index_mod, "record_from_json", lambda text: decoded.append(text) or real(text))
+    new = store.save_record(speed(cpu_host(), model("M9", "Q4_0", 1009), {0: 19.0}, ctx_size=512), data)
+    second = load_index(data, live=True)
+    assert [second.records[p] for p in paths] == [first.records[p] for p in paths]
+    assert all(second.records[p] is first.records[p] for p in paths)
+    assert len(decoded) == 1 and second.records[new].id in decoded[0]  # only the new file
+    assert second.errors == first.errors  # the refused file is refused again, with the same reason
+    load_index(other, live=True)  # another data directory replaces the kept one
+    decoded.clear()
+    third = load_index(data, live=True)
+    assert len(decoded) == 4 and all(third.records[p] is not first.records[p] for p in paths)
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")
+    assert all(load_index(data, live=True).records[p] is not third.records[p] for p in paths)
 
 
 def test_cache_parses_only_new_files_and_survives_a_corrupt_cache(tmp_path: Path, monkeypatch) -> None:
