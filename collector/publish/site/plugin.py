@@ -4,7 +4,8 @@ page's Markdown conversion and search entries for the next build (page_memo), wr
 refused records. A thin adapter: all logic lives in collector.publish.
 
 Config (typed, checked by MkDocs): `data_dir`, the data directory (default: data/ next to mkdocs.yml; $QUANT_ATLAS_DATA
-overrides both). The last build lives on the plugin instance, which MkDocs keeps for as long as `mkdocs serve` runs.
+overrides both). The build lives on the plugin instance for that build's events (`mkdocs serve` makes a new instance
+for each rebuild, in the same process: the records it read stay in memory, see load_index's `live`).
 
 A record file that `collector validate` refuses is never published: each is reported as one warning line naming the
 file and the reason (escaped for the terminal), and a strict build fails on it whatever the log level: `-q` drops
@@ -14,6 +15,7 @@ warnings before MkDocs' strict counter sees them, so the plugin aborts the stric
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from mkdocs.config import base
 from mkdocs.config import config_options as c
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import Abort
+from mkdocs.livereload import LiveReloadServer
 from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
@@ -32,6 +35,7 @@ from collector.publish.site.build import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER
 from collector.publish.site.deferred import restore_tables
 from collector.publish.site.page_memo import MarkdownMemo, SearchMemo
 from collector.publish.site.run_pages import keep_run_pages, write_run_pages
+from collector.publish.site.watch import watched_path
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
 
@@ -57,6 +61,15 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
     def _build(self) -> SiteBuild:
         assert self.build is not None, "on_files runs before the page events"
         return self.build
+
+    def on_serve(self, server: LiveReloadServer, *, config: MkDocsConfig, builder: Callable[..., Any]
+                 ) -> LiveReloadServer:
+        """`mkdocs serve` rebuilds when a record is written to the data directory in use ($QUANT_ATLAS_DATA too,
+        which mkdocs.yml's `watch:` cannot name), told by the OS rather than by polling it (site.watch)."""
+        data = self.data_dir(config)
+        if data.is_dir():
+            server.watch(str(watched_path(data)))
+        return server
 
     def on_pre_build(self, *, config: MkDocsConfig) -> None:
         keep_run_pages(Path(config.site_dir))  # before MkDocs cleans site_dir
