@@ -446,6 +446,46 @@ def test_a_rebuild_keeps_unchanged_run_pages_and_equals_a_fresh_build(tmp_path: 
     assert again == fresh
 
 
+def test_kept_run_pages_go_back_with_one_rename_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    """The kept folder becomes runs/ again with MkDocs' own files moved into it, the changed and gone records'
+    pages deleted; when a step fails, MkDocs' files are back in runs/ and no page counts as kept."""
+    import collector.publish.site.run_pages as rp
+    from collector.publish.site.build import RunRef
+
+    def setup() -> tuple[Path, Path]:
+        runs, kept = tmp_path / "site" / "runs", tmp_path / ".site.kept"
+        shutil.rmtree(tmp_path / "site", ignore_errors=True)
+        runs.mkdir(parents=True)
+        (runs / "index.html").write_text("new list")
+        for page in ("a", "b", "c"):
+            (kept / page).mkdir(parents=True)
+            (kept / page / "index.html").write_text(page)
+        (kept / "index.html").write_text("old list")
+        (kept / rp.MANIFEST).write_text(json.dumps({"shell": "S", "pages": {
+            i: [i, rp._vhash(f"v{i}")] for i in ("a", "b", "c")}}))
+        return runs, kept
+
+    refs = [RunRef(i, i, i) for i in ("a", "b", "d")]
+    vers = {"a": "va", "b": "vb2", "d": "vd"}  # b changed, c gone, d new
+    runs, kept = setup()
+    assert rp._reuse_kept(runs, kept, "S", refs, vers) == {"a"}
+    assert sorted(os.listdir(runs)) == ["a", "index.html"] and not kept.exists()
+    assert (runs / "index.html").read_text() == "new list" and (runs / "a" / "index.html").read_text() == "a"
+    runs, kept = setup()
+
+    real = os.rmdir
+
+    def fail(path: object, *args: object, **kwargs: object) -> None:
+        if path == runs:
+            raise OSError("injected")
+        real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rp.os, "rmdir", fail)
+    assert rp._reuse_kept(runs, kept, "S", refs, vers) == set()
+    assert os.listdir(runs) == ["index.html"] and (runs / "index.html").read_text() == "new list"
+    assert not kept.exists()
+
+
 def test_a_gpu_page_joins_kld_from_other_sources_to_its_imported_speed(built_site: Path) -> None:
     """The RTX 4090's published UD-Q4_K_XL and UD-Q5_K_M figures get the KLD of other sources: a table naming the
     uploader (joined by model + quant + uploader) and the R9700 post (model + quant: neither names one); the page
