@@ -20,6 +20,7 @@ from collector.publish.words.escape import csv_cell
 from collector.publish.words.labels import config_summary, glossary
 from collector.publish.words.links import device_src, front_matter, model_src, run_src
 from collector.publish.words.render import figure_text, num, render
+from collector.records.derived import PerRecord
 from collector.records.figures import record_headline
 from collector.records.flags import FLAGS
 from collector.records.schema import KldRecord, SpeedRecord
@@ -155,7 +156,7 @@ CSV_COLS = ["id", "kind", "status", "created_at", "source_type", "citation", "so
                                        "tensor_split", "extra_args")], "tune"]
 
 
-def _csv_row(rec: SpeedRecord | KldRecord) -> dict[str, Any]:
+def _csv_row_of(rec: SpeedRecord | KldRecord) -> dict[str, Any]:
     m = rec.model
     row: dict[str, Any] = {
         "id": rec.id, "kind": rec.kind, "status": rec.status, "created_at": rec.created_at.isoformat(),
@@ -295,15 +296,21 @@ def _cell(value: Any, kind: str) -> str:
     return _quoted(str(csv_cell(str(value))))
 
 
+def _json_of(r: AnyRecord) -> str:
+    body = r.model_dump_json(by_alias=True, exclude={"schema_version", "kind"})
+    head = f'{{"schema_version":{r.schema_version},"kind":"{r.kind}"'
+    return head + ("," + body[1:] if body != "{}" else "}")
+
+
+# one record's download row and JSON text; a record kept between `mkdocs serve` rebuilds is not derived again
+_csv_row = PerRecord(_csv_row_of)
+_json_text = PerRecord(_json_of)
+
+
 def _json(records: list[AnyRecord]) -> str:
     """Every record in full, as record_to_dict writes it (schema_version and kind first), compact; serialized by
     pydantic's Rust encoder (three times faster than model_dump + json.dumps, and no list of dicts in memory)."""
-    parts = []
-    for r in records:
-        body = r.model_dump_json(by_alias=True, exclude={"schema_version", "kind"})
-        head = f'{{"schema_version":{r.schema_version},"kind":"{r.kind}"'
-        parts.append(head + ("," + body[1:] if body != "{}" else "}"))
-    return "[" + ",".join(parts) + "]"
+    return "[" + ",".join(_json_text(r) for r in records) + "]"
 
 
 def data_files(f: Frames) -> list[GeneratedFile]:

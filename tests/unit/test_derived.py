@@ -1,0 +1,31 @@
+"""PerRecord: a value derived from one record object is computed once while that object lives, and never served for
+another object, equal or not, even one that takes a dead record's id."""
+
+from __future__ import annotations
+
+import gc
+
+from collector.records.derived import PerRecord
+from fixtures.records.factory import cpu_host, model, speed
+
+
+def test_computed_once_per_object_and_dropped_with_it() -> None:
+    calls: list[str] = []
+
+    def derive(rec):
+        calls.append(rec.id)
+        return [rec.id]
+
+    per = PerRecord(derive)
+    rec = speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512)
+    assert per(rec) is per(rec) and calls == [rec.id]
+    twin = rec.model_copy(deep=True)  # equal, another object: derived again
+    assert twin == rec and per(twin) == [rec.id] and len(calls) == 2
+    del twin
+    gc.collect()
+    assert list(per.memo) == [id(rec)]  # the twin's entry went with it
+    for i in range(50):  # new objects, some at freed ids: each derived for itself
+        other = speed(cpu_host(), model(f"N{i}", "Q4_0", 2000 + i), {0: 1.0 + i}, ctx_size=512)
+        assert per(other) == [other.id]
+        del other
+    assert len(calls) == 52 and per(rec) == [rec.id] and len(calls) == 52
