@@ -12,8 +12,11 @@ runs it, with QUANT_ATLAS_DATA pointing at that directory and COLLECTOR_CACHE_DI
     python -m mkdocs build --strict -f mkdocs.yml -d OUT
 
 three times: `cold` (empty cache, no output), `warm` (same cache, output kept: what CI with a kept cache or a
-second local build does) and `+1 record` (one new record file written, warm again: what `mkdocs serve` does
-after the collector writes a record; serve rebuilds the whole site the same way).
+second local build does) and `+1 record` (one new record file written, warm again). Then `serve +1` and
+`serve +2`: `mkdocs serve` over the same data and cache and, once it serves, one more record written and then
+another, as `collector run` writes them while a contributor previews; serve rebuilds in its own process, its first
+rebuild reading every record, later ones keeping them in memory (wall: from the write to serve's "Documentation
+built" line, its watcher's delay included; CPU: the serve process tree over that span).
 
 Columns: wall seconds; CPU seconds (user+system) of the whole process tree (getrusage(RUSAGE_CHILDREN) delta,
 which includes the build's worker processes); peak RSS of the process tree (/proc sampled every 0.1 s, RSS of
@@ -40,6 +43,7 @@ import random
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -369,6 +373,63 @@ def build(data_dir: Path, out: Path, cache: Path, log: Path, max_pss_gib: float 
             "out_mib": round(mib), "load1": round(os.getloadavg()[0], 1)}
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user+system, its reaped children's included) of a process and its live descendants."""
+    ticks = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat", "rb") as fh:
+                ticks += sum(int(x) for x in fh.read().rsplit(b")", 1)[1].split()[11:15])
+        except (OSError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_for(log: Path, text: str, count: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while log.read_text(errors="replace").count(text) < count:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"mkdocs serve: no {text!r} ({'exited' if proc.poll() is not None else 'timed out'}); its log:\n"
+                     + log.read_text(errors="replace")[-4000:])
+        time.sleep(0.02)
+
+
+def serve_rebuilds(n: int, data_dir: Path, cache: Path, log: Path, times: int = 2) -> list[dict[str, Any]]:
+    """`mkdocs serve` over the same data and cache: once it serves, one more record is written, `times` times one
+    after another (the first rebuild reads every record; later ones keep them in memory); for each, wall seconds
+    from the write to serve's "Documentation built" line (its file watcher's delay included), the CPU seconds of
+    the serve process tree over the same span, and the rebuild's own seconds as serve logs them."""
+    with socket.socket() as s:  # a free port on 127.0.0.1
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "QUANT_ATLAS_DATA": str(data_dir), "NO_MKDOCS_2_WARNING": "1",
+           "COLLECTOR_CACHE_DIR": str(cache)}
+    built = "Documentation built in "
+    written: list[Path] = []
+    out = []
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "mkdocs", "serve", "-f", str(ROOT / "mkdocs.yml"), "-a",
+                                 f"127.0.0.1:{port}", "--livereload"], cwd=ROOT, env=env, stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(log, "Serving on", 1, proc, 1800)
+        for k in range(times):
+            time.sleep(1.0)  # the watcher settles
+            cpu0, t0 = _cpu(proc.pid), time.perf_counter()
+            written.append(write_one(record(n, n + 2 + k, seed=3 + k), data_dir))
+            _wait_for(log, built, 2 + k, proc, 600)
+            wall, cpu = time.perf_counter() - t0, _cpu(proc.pid) - cpu0
+            said = log.read_text(errors="replace").split(built)[2 + k].split()[0]
+            out.append({"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "serve_s": float(said),
+                        "load1": round(os.getloadavg()[0], 1)})
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        for path in written:
+            path.unlink(missing_ok=True)
+    return out
+
+
 HEAD = (f"{'records':>7}  {'build':<9} {'wall_s':>7} {'cpu_s':>7} {'rss_mib':>8} {'pss_mib':>8} {'pages':>7} "
         f"{'pages/s':>8} {'out_mib':>8} {'load1':>6}")
 
@@ -403,6 +464,11 @@ def measure(n: int, jobs: int, keep: Path | None, max_pss_gib: float,
         run("warm")
         extra = write_one(record(n, n + 1, seed=2), data)  # a new record, as `collector run` writes it
         run("+1 record")
+        for k, r in enumerate(serve_rebuilds(n, data, cache, tmp / "serve.log")):
+            what = f"serve +{k + 1}"
+            print(f"{n:>7}  {what:<9} {r['wall_s']:>7} {r['cpu_s']:>7}  (serve's own figure: {r['serve_s']} s; "
+                  f"load1 {r['load1']})", flush=True)
+            rows.append({"records": n, "build": f"serve, record {k + 1} written", **r})
         return rows
     finally:
         if extra:  # a reused data set as it was; a kept one of n records, so `--data` can reuse it
