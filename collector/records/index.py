@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ except (ImportError, AttributeError):
     pass
 _log = logging.getLogger("collector")
 _SLOW_SAID: list[bool] = []  # the missing fast path is said once per process
+_LIVE_LOCK = threading.Lock()
 _LIVE: dict[str, dict[str, tuple[str, AnyRecord | str]]] = {}  # load_index(live=True): data dir -> file -> (sha256,
 # the record or the reason it is refused), of the last data directory loaded
 
@@ -401,6 +403,13 @@ def load_index(data_dir: Path, cache: bool | None = None, live: bool = False,
     (`mkdocs serve` rebuilds in one process). Its callers never change a record. `scanned`: the files and digests
     scan_digests gave (what fingerprint read), so they are neither listed nor hashed again.
     """
+    if not live:
+        return _load_index(data_dir, cache, live, scanned)
+    with _LIVE_LOCK:  # mkdocs serve: a rebuild and the loading that fills the memo at its start
+        return _load_index(data_dir, cache, live, scanned)
+
+
+def _load_index(data_dir: Path, cache: bool | None, live: bool, scanned: Scanned | None) -> RecordIndex:
     from collector.base.parallel import pmap
 
     use = cache if cache is not None else enabled()

@@ -92,3 +92,27 @@ def test_the_data_directory_is_watched_by_notifications(tmp_path: Path) -> None:
     (moved / "sub" / "x.yaml").write_text("x\n")
     assert changes_flag(lambda: moved.rename(data / "records" / "moved"))
     assert changes_flag(new.unlink)
+
+
+def test_serve_reads_the_records_into_memory_while_it_waits(tmp_path: Path, monkeypatch) -> None:
+    """on_serve starts reading the records in the background, so the first rebuild finds them in memory (a first
+    build from the whole-build memo read none)."""
+    import collector.records.index as index_mod
+    from collector.base.cache import scope
+    from collector.publish.site.plugin import QuantAtlasPlugin
+
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE_DATA, data)
+    monkeypatch.setenv("QUANT_ATLAS_DATA", str(data))
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "1")
+    index_mod._LIVE.clear()
+    watched: list[str] = []
+
+    class Server:
+        def watch(self, path: str) -> None:
+            watched.append(path)
+
+    server = Server()
+    assert QuantAtlasPlugin().on_serve(server, config=None, builder=lambda: None) is server  # type: ignore[arg-type]
+    assert watched == [str(watched_path(data))]
+    wait_until(lambda: len(index_mod._LIVE.get(scope(data), {})) == len(list(data.rglob("*.yaml"))), 60)

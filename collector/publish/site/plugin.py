@@ -15,6 +15,7 @@ warnings before MkDocs' strict counter sees them, so the plugin aborts the stric
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,16 @@ from collector.publish.site.deferred import restore_tables
 from collector.publish.site.page_memo import MarkdownMemo, SearchMemo
 from collector.publish.site.run_pages import keep_run_pages, write_run_pages
 from collector.publish.site.watch import watched_path
+from collector.records.index import load_index
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
+
+
+def _read_records(data_dir: Path) -> None:
+    try:
+        load_index(data_dir, live=True)
+    except Exception as exc:  # only the first rebuild's head start is lost; the rebuild reads and says the same
+        log.debug("reading the records ahead of a rebuild failed: %s", printable(str(exc)))
 
 
 class QuantAtlasConfig(base.Config):
@@ -65,10 +74,13 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
     def on_serve(self, server: LiveReloadServer, *, config: MkDocsConfig, builder: Callable[..., Any]
                  ) -> LiveReloadServer:
         """`mkdocs serve` rebuilds when a record is written to the data directory in use ($QUANT_ATLAS_DATA too,
-        which mkdocs.yml's `watch:` cannot name), told by the OS rather than by polling it (site.watch)."""
+        which mkdocs.yml's `watch:` cannot name), told by the OS rather than by polling it (site.watch). The records
+        are read into memory in the background meanwhile (load_index(live=True)): a first build from the whole-build
+        memo read none, and the first rebuild would read them all."""
         data = self.data_dir(config)
         if data.is_dir():
             server.watch(str(watched_path(data)))
+            threading.Thread(target=_read_records, args=(data,), name="quant-atlas-records", daemon=True).start()
         return server
 
     def on_pre_build(self, *, config: MkDocsConfig) -> None:
