@@ -78,8 +78,10 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         are read into memory in the background meanwhile (load_index(live=True)): a first build from the whole-build
         memo read none, and the first rebuild would read them all."""
         data = self.data_dir(config)
-        if data.is_dir():
-            server.watch(str(watched_path(data)))
+        if not data.is_dir():
+            return server
+        server.watch(str(watched_path(data)))
+        if enabled():  # with the caches off, no record is kept between builds anyway
             threading.Thread(target=_read_records, args=(data,), name="quant-atlas-records", daemon=True).start()
         return server
 

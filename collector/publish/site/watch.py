@@ -21,8 +21,6 @@ from watchdog.observers.polling import PollingObserver
 
 _FLAGS: dict[str, Path] = {}  # data directory -> its flag file, one observer each per process
 _LOCK = Lock()
-
-
 _QUIET = frozenset({"opened", "closed_no_write", "attrib"})  # reads (the build's own) and metadata change no record
 
 
