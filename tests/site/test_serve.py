@@ -48,7 +48,7 @@ def test_serve_rebuilds_when_a_record_is_written(tmp_path: Path) -> None:
         said = log.read_text(errors="replace")
         assert proc.poll() is None, said
         watching = next(line for line in said.splitlines() if "Watching paths for changes" in line)
-        assert "quant-atlas-serve-" in watching and f"'{data}'" not in watching, watching  # not polled
+        assert "/site/serve-" in watching and f"'{data}'" not in watching, watching  # not polled
         before = httpx.get(page, timeout=30)
         assert before.status_code == 200 and "0.0412" not in before.text
         record.parent.mkdir(parents=True)

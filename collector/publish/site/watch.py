@@ -9,15 +9,15 @@ rebuilds when it changes. Where watchdog has no native observer, serve polls the
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
 from pathlib import Path
 from threading import Lock
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
+
+from collector.base.cache import cache_dir, scope
+from collector.base.errors import CollectorError
 
 _FLAGS: dict[str, Path] = {}  # data directory -> its flag file, one observer each per process
 _LOCK = Lock()
@@ -37,7 +37,8 @@ class _Touch(FileSystemEventHandler):
 
 def watched_path(data_dir: Path) -> Path:
     """The path serve should watch for changes under `data_dir`: a flag file the OS's notifications rewrite on any
-    change below it, or `data_dir` itself where watchdog has no native observer (or it cannot watch this tree)."""
+    change below it (in the collector's cache directory, one per data directory, so a serve that is killed leaves
+    nothing behind), or `data_dir` itself where watchdog has no native observer or it cannot watch this tree."""
     key = str(data_dir.resolve())
     with _LOCK:
         if key not in _FLAGS:
@@ -45,15 +46,12 @@ def watched_path(data_dir: Path) -> Path:
             if isinstance(observer, PollingObserver):
                 return data_dir
             observer.daemon = True
-            folder = Path(tempfile.mkdtemp(prefix="quant-atlas-serve-"))
-            flag = folder / "changed"
-            flag.write_text("0\n", encoding="utf-8")
             try:
+                flag = cache_dir("site") / f"serve-{scope(data_dir)}.changed"
+                flag.write_text("0\n", encoding="utf-8")
                 observer.schedule(_Touch(flag), key, recursive=True)
                 observer.start()
-            except OSError:  # e.g. inotify's watch limit: MkDocs' polling still works
-                shutil.rmtree(folder, ignore_errors=True)
+            except (OSError, CollectorError):  # inotify's watch limit, a read-only cache: MkDocs' polling still works
                 return data_dir
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
             _FLAGS[key] = flag
         return _FLAGS[key]
