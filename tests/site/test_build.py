@@ -301,13 +301,16 @@ def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeyp
     monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")
     assert mkdocs_build(FIXTURE_DATA, tmp_path / "plain").returncode == 0
     monkeypatch.setenv("QUANT_ATLAS_CACHE", "1")
+    monkeypatch.setenv("PYTHONHASHSEED", "1")  # and the warm build another: no key may follow a process's seed
     assert mkdocs_build(FIXTURE_DATA, tmp_path / "cold").returncode == 0
     [memo] = cache_dir("site").glob("build-*.pickle")
     written = memo.stat().st_mtime_ns
+    monkeypatch.setenv("PYTHONHASHSEED", "2")
     warm = mkdocs_build(FIXTURE_DATA, tmp_path / "warm", "--strict", "--verbose")
     assert warm.returncode == 0, warm.stderr[-3000:]
     assert memo.stat().st_mtime_ns == written  # the warm build was the memo's: nothing built, nothing written
-    for what in ("Markdown conversion", "search entries"):  # neither MkDocs nor its search plugin read a page
+    # neither MkDocs nor its search plugin read a page, and no page template was rendered (page_memo.HtmlMemo)
+    for what in ("Markdown conversion", "search entries", "theme rendering"):
         done = re.findall(rf"{what} of (\d+) pages done again, (\d+) kept from the last build", warm.stderr)
         assert len(done) == 1 and done[0][0] == "0" and int(done[0][1]) > 30, (what, done)
     plain = _tree(tmp_path / "plain")
@@ -317,6 +320,29 @@ def test_warm_builds_give_the_bytes_of_an_uncached_build(tmp_path: Path, monkeyp
     assert len(pages) > 30 and not [p for p in pages if b"qa-deferred" in p]
     device = (tmp_path / "warm" / "devices" / "rtx-4090" / "index.html").read_text(encoding="utf-8")
     assert device.count("<table") >= 2 and page_commands(device)  # the deferred tables and commands are back
+
+
+def test_a_build_after_one_more_record_renders_only_the_pages_it_changes(tmp_path: Path, monkeypatch) -> None:
+    """One record added: MkDocs converts and renders with the theme only the pages whose inputs changed (the kept
+    ones are the rest), and the site is byte for byte an uncached build's."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE_DATA, data)
+    record = data / "records" / "rtx-4090" / "llama-test-8b" / "2026-11-01-speed-01FIXTURE00000000000000011.yaml"
+    # (a second run of its configuration: no page comes or goes with it)
+    text = record.read_bytes()
+    record.unlink()
+    monkeypatch.setenv("COLLECTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "1")
+    assert mkdocs_build(data, tmp_path / "site").returncode == 0
+    record.write_bytes(text)
+    again = mkdocs_build(data, tmp_path / "site", "--strict", "--verbose")
+    assert again.returncode == 0, again.stderr[-3000:]
+    for what in ("Markdown conversion", "theme rendering"):
+        [(done, kept)] = re.findall(rf"{what} of (\d+) pages done again, (\d+) kept from the last build", again.stderr)
+        assert 0 < int(done) < int(kept), (what, done, kept)
+    monkeypatch.setenv("QUANT_ATLAS_CACHE", "0")
+    assert mkdocs_build(data, tmp_path / "plain").returncode == 0
+    assert _tree(tmp_path / "site") == _tree(tmp_path / "plain")
 
 
 def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monkeypatch) -> None:

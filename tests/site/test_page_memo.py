@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import markdown
 from mkdocs.config import load_config
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
@@ -50,12 +51,15 @@ def test_a_kept_conversion_is_mkdocs_own_and_a_warned_one_is_not_kept(tmp_path: 
     first.close()
     assert (first.reused, len(first.new)) == (0, 1)  # only the clean page is kept
 
+    built: list[int] = []  # Python-Markdown instances MkDocs makes
+    real = markdown.Markdown
+    monkeypatch.setattr(markdown, "Markdown", lambda *a, **k: built.append(1) or real(*a, **k))
     second = MarkdownMemo(config, files, tmp_path, use=True)
     again = _convert(second, config, files, "page.md", GOOD)
-    assert second.reused == 1 and again.markdown == ""  # MkDocs converted nothing for it
+    assert second.reused == 1 and again.markdown == "" and not built  # MkDocs converted nothing for it
     assert _seen(again) == _seen(plain)
     _convert(second, config, files, "broken.md", BROKEN)
-    assert second.reused == 1  # converted again, so its warning is logged again
+    assert second.reused == 1 and built == [1]  # converted again, so its warning is logged again
     changed = _convert(second, config, files, "page.md", GOOD.replace("more", "else"))
     assert second.reused == 1 and "else" in (changed.content or "")
     second.close()

@@ -5,6 +5,7 @@ memory (load_index(live=True)) and learns of the change from the OS, not by poll
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -40,7 +41,7 @@ def test_serve_rebuilds_when_a_record_is_written(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "mkdocs", "serve", "-f", str(REPO / "mkdocs.yml"), "-a",
-                                 f"127.0.0.1:{port}", "--livereload"], cwd=REPO, env=env, stdout=fh,
+                                 f"127.0.0.1:{port}", "--livereload", "-v"], cwd=REPO, env=env, stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     page = f"http://127.0.0.1:{port}/devices/rtx-4090/"
     try:
@@ -59,7 +60,12 @@ def test_serve_rebuilds_when_a_record_is_written(tmp_path: Path) -> None:
         assert after.status_code == 200 and "mean KLD 0.0412" in after.text, log.read_text(errors="replace")
         run = httpx.get(f"http://127.0.0.1:{port}/runs/01FIXTURE00000000000000027/", timeout=30)
         assert run.status_code == 200
-        assert "WARNING" not in log.read_text(errors="replace")
+        said = log.read_text(errors="replace")
+        assert "WARNING" not in said
+        # the rebuild rendered with the theme only the pages the record changed, the rest kept from serve's first
+        # build (whose configuration MkDocs gives with another path to mkdocs.yml)
+        [(done, kept)] = re.findall(r"theme rendering of (\d+) pages done again, (\d+) kept", said.split(BUILT)[1])
+        assert 0 < int(done) < int(kept), (done, kept)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)

@@ -8,18 +8,26 @@ It holds what MkDocs' `Page.render` sets: the HTML, the table of contents, the t
 has and the links to other pages' anchors (so MkDocs still checks those against the pages as they are now).
 
 A conversion that logged a warning (a link to a missing page, say) is never kept, so a strict build warns about it
-again. On a hit the plugin hands MkDocs an empty page to convert and puts the kept one back after the conversion
-(on_page_content).
+again. On a hit MkDocs converts nothing (the page's `render` is replaced for that build: building a Python-Markdown
+instance costs ~2.5 ms even for an empty page) and the kept conversion is put back in on_page_content.
 
 The search plugin's entries of a page (mkdocs-material's, which parses every page's HTML: ~20 % of a warm build)
 are kept the same way (SearchMemo), keyed by the search configuration and everything of the page it reads: its
 URL, HTML, table of contents, title and front matter.
+
+The theme's rendering of a page (mkdocs-material's Jinja templates: ~3.5 ms a page) is kept the same way
+(HtmlMemo), keyed by everything the template reads: the page's URL, title, HTML, table of contents, front matter,
+neighbours and edit/canonical URLs, the navigation (every section and page title and URL), the site's configuration
+(mkdocs.yml's values as loaded, the plugins' configs) and the theme's and Jinja's versions; not the list of files
+(a page's links are in its HTML, and pages outside the navigation are not in any page's).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +78,11 @@ class Kept:
         self.kv.close()
 
 
+def _no_conversion(page: Page, config: MkDocsConfig, files: Files) -> None:
+    """Page.render for a page whose kept conversion is used: MarkdownMemo.after sets what render would have."""
+    page.content = ""
+
+
 class MarkdownMemo(Kept):
     """The kept conversions for one build (open in on_files, close in on_post_build)."""
 
@@ -95,9 +108,11 @@ class MarkdownMemo(Kept):
         if got is not None:
             try:
                 self.hits[src] = json.loads(got)
-                return ""
             except ValueError:
                 pass  # converted again
+            else:  # MkDocs' render builds a Python-Markdown instance even for an empty page (~2.5 ms): skipped
+                vars(page)["render"] = partial(_no_conversion, page)
+                return ""
         self.warned[src] = self.warnings.count
         return markdown
 
@@ -158,3 +173,75 @@ class SearchMemo(Kept):
             self.new.append((key, json.dumps(index.entries[before:])))
 
         index.add_entry_from_context = add_entry_from_context
+
+
+# config no page template shows (plugins: objects, given by their configs instead; mkdocs.yml's path: `mkdocs serve`
+# gives it as typed for its first build, absolute for its rebuilds)
+_NOT_RENDERED = frozenset({"plugins", "site_dir", "dev_addr", "strict", "watch", "config_file_path"})
+
+
+def _stable(value: Any) -> Any:
+    """JSON for what json cannot write, the same in every process (a set's order follows the hash seed)."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(repr, value))
+    if isinstance(value, Mapping):  # the theme
+        return [type(value).__name__, {str(k): v for k, v in value.items()}]
+    return repr(value)
+
+
+def _config_text(config: MkDocsConfig) -> str:
+    plugins = {name: dict(plugin.config) for name, plugin in config.plugins.items()}
+    values = {k: v for k, v in config.items() if k not in _NOT_RENDERED}
+    return json.dumps([values, plugins], sort_keys=True, default=_stable)
+
+
+def _nav_text(items: list[Any]) -> list[Any]:
+    return [[type(i).__name__, str(i.title), getattr(i, "url", None), _nav_text(getattr(i, "children", None) or [])]
+            for i in items]
+
+
+def _link(page: Any) -> list[str] | None:
+    return None if page is None else [str(page.title), str(page.url)]
+
+
+class HtmlMemo(Kept):
+    """The theme's rendering of each page for one build (on_env to on_post_build): a page template whose inputs are
+    unchanged is not rendered again. Templates other than a page's (404.html, sitemap.xml) always render."""
+
+    what = "theme rendering"
+
+    def __init__(self, config: MkDocsConfig, site_key: Path, use: bool) -> None:
+        super().__init__("html", site_key, use)
+        self.context = digest(lib_versions((*LIBS, "jinja2")), _config_text(config))
+        self.nav: str | None = None  # the navigation's digest, taken at the first page (its titles are set by then)
+
+    def key(self, template: str, context: dict[str, Any]) -> str:
+        page = context["page"]
+        if self.nav is None:
+            self.nav = digest(json.dumps(_nav_text(list(context["nav"] or []))))
+        return digest(self.context, self.nav, template, str(page.url), str(page.title), page.content or "",
+                      json.dumps(_tokens(list(page.toc))), json.dumps(page.meta, sort_keys=True, default=repr),
+                      json.dumps([_link(page.previous_page), _link(page.next_page), page.edit_url,
+                                  page.canonical_url, page.abs_url, page.is_homepage]))
+
+    def wrap(self, env: Any) -> None:
+        """Templates this environment loads from now on render through the memo when given a page."""
+        memo = self
+        base = env.template_class
+
+        class KeptTemplate(base):  # type: ignore[misc, valid-type]  # Jinja's includes and extends never call render
+            def render(self, *args: Any, **kwargs: Any) -> str:
+                context = dict(*args, **kwargs)
+                if context.get("page") is None or memo.kv.db is None:
+                    return str(super().render(context))
+                key = memo.key(str(self.name), context)
+                memo.used.add(key)
+                got = memo.kv.get(key)
+                if got is not None:
+                    memo.reused += 1
+                    return got
+                html = str(super().render(context))
+                memo.new.append((key, html))
+                return html
+
+        env.template_class = KeptTemplate

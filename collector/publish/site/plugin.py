@@ -1,7 +1,7 @@
 """The MkDocs plugin (`plugins: [search, quant-atlas]` in mkdocs.yml): adds the generated files, fills the home
 page and the Methodology page's estimates report, puts the deferred tables back into the finished pages, keeps each
-page's Markdown conversion and search entries for the next build (page_memo), writes the run pages, reports
-refused records. A thin adapter: all logic lives in collector.publish.
+page's Markdown conversion, search entries and theme rendering for the next build (page_memo), writes the run
+pages, reports refused records. A thin adapter: all logic lives in collector.publish.
 
 Config (typed, checked by MkDocs): `data_dir`, the data directory (default: data/ next to mkdocs.yml; $QUANT_ATLAS_DATA
 overrides both). The build lives on the plugin instance for that build's events (`mkdocs serve` makes a new instance
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment
 from mkdocs.config import base
 from mkdocs.config import config_options as c
 from mkdocs.config.defaults import MkDocsConfig
@@ -34,7 +35,7 @@ from collector.base.cache import enabled
 from collector.base.errors import printable
 from collector.publish.site.build import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER, SiteBuild, build_from
 from collector.publish.site.deferred import restore_tables
-from collector.publish.site.page_memo import MarkdownMemo, SearchMemo
+from collector.publish.site.page_memo import HtmlMemo, MarkdownMemo, SearchMemo
 from collector.publish.site.run_pages import keep_run_pages, write_run_pages
 from collector.publish.site.watch import watched_path
 from collector.records.index import load_index
@@ -58,6 +59,7 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         self.build: SiteBuild | None = None
         self.memo: MarkdownMemo | None = None
         self.search_memo: SearchMemo | None = None
+        self.html_memo: HtmlMemo | None = None
 
     def data_dir(self, config: MkDocsConfig) -> Path:
         """$QUANT_ATLAS_DATA, else the plugin's `data_dir`, else data/ next to mkdocs.yml."""
@@ -97,7 +99,13 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         self.build = build
         self.memo = MarkdownMemo(config, files, self.data_dir(config), enabled())
         self.search_memo = SearchMemo(config, self.data_dir(config), enabled())
+        self.html_memo = HtmlMemo(config, self.data_dir(config), enabled())
         return files
+
+    def on_env(self, env: Environment, *, config: MkDocsConfig, files: Files) -> Environment:
+        if self.html_memo is not None:
+            self.html_memo.wrap(env)
+        return env
 
     def on_page_markdown(self, markdown: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
         if page.file.src_uri == "index.md":
@@ -113,10 +121,10 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         return restore_tables(output, self._build().deferred.get(page.file.src_uri, []))
 
     def _close_memos(self, keep: bool) -> None:
-        for memo in (self.memo, self.search_memo):
+        for memo in (self.memo, self.search_memo, self.html_memo):
             if memo is not None:
                 memo.close(keep)
-        self.memo = self.search_memo = None
+        self.memo = self.search_memo = self.html_memo = None
 
     def on_build_error(self, *, error: Exception) -> None:
         self._close_memos(keep=False)
