@@ -14,6 +14,7 @@ warnings before MkDocs' strict counter sees them, so the plugin aborts the stric
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -97,6 +98,7 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         for g in build.files:
             files.append(File.generated(config, g.src_uri, content=g.content))
         self.build = build
+        gc.freeze()  # to on_post_build: what the build holds is left out of the collector's full passes (build_from)
         self.memo = MarkdownMemo(config, files, self.data_dir(config), enabled())
         self.search_memo = SearchMemo(config, self.data_dir(config), enabled())
         self.html_memo = HtmlMemo(config, self.data_dir(config), enabled())
@@ -128,11 +130,15 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
 
     def on_build_error(self, *, error: Exception) -> None:
         self._close_memos(keep=False)
+        gc.unfreeze()
 
     def on_post_build(self, *, config: MkDocsConfig) -> None:
         build = self._build()
         self._close_memos(keep=True)
-        write_run_pages(build, Path(config.site_dir))
+        try:
+            write_run_pages(build, Path(config.site_dir))
+        finally:
+            gc.unfreeze()
         if build.invalid and config.strict:
             first = printable(next(iter(sorted(build.invalid.items())))[1])
             raise Abort(f"Aborted: {len(build.invalid)} invalid record file(s) under "
