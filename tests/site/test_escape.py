@@ -70,3 +70,22 @@ def test_flags_are_kept_whole_in_one_line_commands_only() -> None:
     cell = str(inline_command("-c 768 -ctk q8_0 <b>"))  # the same in a table cell or a sentence
     assert cell == '<code><span class="qa-w">-c</span> 768 <span class="qa-w">-ctk</span> q8_0 &lt;b&gt;</code>'
     assert h('"q" & <t>') == "&#34;q&#34; &amp; &lt;t&gt;"
+
+
+def test_h_is_one_rule_on_every_path() -> None:
+    """`h` skips the invisible-character pass for printable ASCII and the entity pass for text with none of its
+    characters: the result is the rule's (neutralise, entities, lone underscores) for every character."""
+    import random
+
+    from collector.publish.words import escape
+
+    def rule(text: str) -> str:
+        out = neutralize(text).translate(escape._REFS)
+        return escape._UNDERSCORE.sub("&#95;", out)
+
+    rng = random.Random(7)
+    pool = [chr(c) for c in range(0x80)] + list("\u00ad\u200b\u202e\u2028\ufeff\U000e0041é漢\ud800")
+    texts = [chr(c) for c in range(0x80)] + ["".join(rng.choices(pool, k=rng.randint(1, 12))) for _ in range(5000)]
+    texts += ["NVIDIA GeForce RTX 4090", "Q4_K_M", "_x_", "llama-server -m a.gguf -ngl 99"]
+    assert [h(t) for t in texts] == [rule(t) for t in texts]
+    assert h(None) == "" and h(12.5) == "12.5"
