@@ -60,7 +60,7 @@ def h(value: object) -> str:
     above); None becomes an empty string."""
     text = "" if value is None else str(value)
     if not (text.isascii() and text.isprintable()):  # printable ASCII holds no invisible character and no newline
-        text = _INVISIBLE.sub(_visible_code, text).translate(_REFS)
+        text = neutralize(text).translate(_REFS)
     elif _SPECIAL.search(text):  # most text has none of them: 10,000 run pages call this ~3 million times
         text = text.translate(_REFS)
     return _UNDERSCORE.sub("&#95;", text) if "_" in text else text
