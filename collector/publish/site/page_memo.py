@@ -42,6 +42,20 @@ log = logging.getLogger("mkdocs.plugins.quant_atlas")
 LIBS = ("mkdocs", "markdown", "pymdown-extensions", "pygments", "mkdocs-material")
 
 
+def _stable(value: Any) -> Any:
+    """JSON for what json cannot write, the same in every process (a set's order follows the hash seed)."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(repr, value))
+    if isinstance(value, Mapping):  # the theme
+        return [type(value).__name__, {str(k): v for k, v in value.items()}]
+    return repr(value)
+
+
+def _json(value: Any) -> str:
+    """A key's text for configuration, front matter, a table of contents: the same in every process."""
+    return json.dumps(value, sort_keys=True, default=_stable)
+
+
 def _tokens(items: list[AnchorLink]) -> list[dict[str, Any]]:
     """A table of contents as the toc extension's tokens (what mkdocs.structure.toc.get_toc reads)."""
     return [{"level": a.level, "id": a.id, "name": a.title, "children": _tokens(a.children)} for a in items]
@@ -90,8 +104,8 @@ class MarkdownMemo(Kept):
 
     def __init__(self, config: MkDocsConfig, files: Files, site_key: Path, use: bool) -> None:
         super().__init__("markdown", site_key, use)
-        self.context = digest(lib_versions(LIBS), json.dumps(config["markdown_extensions"], default=repr),
-                              json.dumps(config["mdx_configs"], sort_keys=True, default=repr),
+        self.context = digest(lib_versions(LIBS), _json(config["markdown_extensions"]),
+                              _json(config["mdx_configs"]),
                               str(config["use_directory_urls"]), *sorted(f.src_uri for f in files))
         self.keys: dict[str, str] = {}  # src_uri -> this build's key
         self.hits: dict[str, dict[str, Any]] = {}
@@ -157,11 +171,11 @@ class SearchMemo(Kept):
             super().__init__("search", site_key, False)  # not the plugin as known: nothing kept, nothing wrapped
             return
         super().__init__("search", site_key, use)
-        context = digest(lib_versions(LIBS), json.dumps(getattr(index, "config", {}), sort_keys=True, default=repr))
+        context = digest(lib_versions(LIBS), _json(getattr(index, "config", {})))
 
         def add_entry_from_context(page: Page) -> None:
-            key = digest(context, page.url, page.content or "", json.dumps(_tokens(list(page.toc))),
-                         json.dumps(page.meta, sort_keys=True, default=repr), str(page.title))
+            key = digest(context, page.url, page.content or "", _json(_tokens(list(page.toc))),
+                         _json(page.meta), str(page.title))
             self.used.add(key)
             got = self.kv.get(key)
             if got is not None:
@@ -180,19 +194,10 @@ class SearchMemo(Kept):
 _NOT_RENDERED = frozenset({"plugins", "site_dir", "dev_addr", "strict", "watch", "config_file_path"})
 
 
-def _stable(value: Any) -> Any:
-    """JSON for what json cannot write, the same in every process (a set's order follows the hash seed)."""
-    if isinstance(value, (set, frozenset)):
-        return sorted(map(repr, value))
-    if isinstance(value, Mapping):  # the theme
-        return [type(value).__name__, {str(k): v for k, v in value.items()}]
-    return repr(value)
-
-
 def _config_text(config: MkDocsConfig) -> str:
     plugins = {name: dict(plugin.config) for name, plugin in config.plugins.items()}
     values = {k: v for k, v in config.items() if k not in _NOT_RENDERED}
-    return json.dumps([values, plugins], sort_keys=True, default=_stable)
+    return _json([values, plugins])
 
 
 def _nav_text(items: list[Any]) -> list[Any]:
@@ -220,7 +225,7 @@ class HtmlMemo(Kept):
         if self.nav is None:
             self.nav = digest(json.dumps(_nav_text(list(context["nav"] or []))))
         return digest(self.context, self.nav, template, str(page.url), str(page.title), page.content or "",
-                      json.dumps(_tokens(list(page.toc))), json.dumps(page.meta, sort_keys=True, default=repr),
+                      _json(_tokens(list(page.toc))), _json(page.meta),
                       json.dumps([_link(page.previous_page), _link(page.next_page), page.edit_url,
                                   page.canonical_url, page.abs_url, page.is_homepage]))
 

@@ -92,16 +92,17 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         keep_run_pages(Path(config.site_dir))  # before MkDocs cleans site_dir
 
     def on_files(self, files: Files, *, config: MkDocsConfig) -> Files:
-        build = build_from(self.data_dir(config))
+        data = self.data_dir(config)
+        build = build_from(data)
         for _path, why in sorted(build.invalid.items()):
             log.warning("invalid record, not published: %s", printable(why))
         for g in build.files:
             files.append(File.generated(config, g.src_uri, content=g.content))
         self.build = build
         gc.freeze()  # to on_post_build: what the build holds is left out of the collector's full passes (build_from)
-        self.memo = MarkdownMemo(config, files, self.data_dir(config), enabled())
-        self.search_memo = SearchMemo(config, self.data_dir(config), enabled())
-        self.html_memo = HtmlMemo(config, self.data_dir(config), enabled())
+        self.memo = MarkdownMemo(config, files, data, enabled())
+        self.search_memo = SearchMemo(config, data, enabled())
+        self.html_memo = HtmlMemo(config, data, enabled())
         return files
 
     def on_env(self, env: Environment, *, config: MkDocsConfig, files: Files) -> Environment:
