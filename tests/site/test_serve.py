@@ -79,7 +79,18 @@ def test_the_data_directory_is_watched_by_notifications(tmp_path: Path) -> None:
     flag = watched_path(data)
     assert flag != data and flag.is_file() and watched_path(data) == flag  # one observer per data directory
 
+    def settled() -> None:
+        """Until the flag has stayed the same for 1 s: an act's events come one after another (a write is a
+        create, modifies and a close), and one arriving late would be taken for the next act's."""
+        last, since = flag.read_text(), time.monotonic()
+        end = since + 10
+        while time.monotonic() - since < 1.0 and time.monotonic() < end:
+            time.sleep(0.05)
+            if (now := flag.read_text()) != last:
+                last, since = now, time.monotonic()
+
     def changes_flag(act) -> bool:
+        settled()
         old = flag.read_text()
         act()
         deadline = time.monotonic() + 5
