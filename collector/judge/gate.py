@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from collector import catalog as catalog_mod
 from collector.catalog import Catalog
@@ -24,6 +25,7 @@ from collector.judge.claims import RepeatedClaim, repeated_claims
 from collector.judge.crowd import CrowdGroup, crowd_groups
 from collector.judge.names import ModelName, model_name, readable_labels
 from collector.judge.verdict import FIGURES, INVALID, FigureVerdict, Verdict
+from collector.records.derived import PerRecord
 from collector.records.schema import SpeedRecord, Stat
 from collector.records.store import AnyRecord
 
@@ -120,14 +122,27 @@ class Judgement:
         return None if n is None else n.label if n.unnamed else self.labels.get(n.key, n.label)
 
 
+_LAST: list[Any] = []  # [catalog, summaries, memo] of the last judgement (mkdocs serve judges the same records again)
+
+
+def _judged(cat: Catalog, sums: summaries.Summaries | None) -> PerRecord[AnyRecord, list[FigureVerdict]]:
+    """judge_record with this catalog and these summaries, once per record object (verdicts are frozen, records
+    are never changed after they are read)."""
+    if not _LAST or _LAST[0] is not cat or _LAST[1] != sums:
+        _LAST[:] = [cat, sums, PerRecord(lambda rec: judge_record(rec, cat, sums))]
+    memo: PerRecord[AnyRecord, list[FigureVerdict]] = _LAST[2]
+    return memo
+
+
 def judge_records(records: Iterable[AnyRecord], catalog: Catalog | None = None,
                   sums: summaries.Summaries | None = None) -> Judgement:
     """The judgement of a set of records (pure: nothing is written)."""
     cat = catalog or catalog_mod.default()
     recs = list(records)
     out = Judgement()
+    judged = _judged(cat, sums)
     for rec in recs:
-        figs = judge_record(rec, cat, sums)
+        figs = judged(rec)
         if figs:
             out.held[rec.id] = figs
         m = rec.model

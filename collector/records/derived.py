@@ -36,3 +36,26 @@ class PerRecord(Generic[R, T]):
 
         self.memo[key] = (weakref.ref(rec, gone), value)
         return value
+
+
+class PerGroup(Generic[R, T]):
+    """`fn(recs)` of a sequence of record objects, computed once per sequence of the same objects in the same order
+    (a configuration's runs: one new run of it is a new sequence). Entries of records gone are dropped as the memo
+    grows."""
+
+    def __init__(self, fn: Callable[[tuple[R, ...]], T]) -> None:
+        self.fn = fn
+        self.memo: dict[tuple[int, ...], tuple[tuple[weakref.ref[R], ...], T]] = {}
+        self.limit = 1024
+
+    def __call__(self, recs: tuple[R, ...]) -> T:
+        key = tuple(map(id, recs))
+        hit = self.memo.get(key)
+        if hit is not None and all(ref() is rec for ref, rec in zip(hit[0], recs)):
+            return hit[1]
+        value = self.fn(recs)
+        if len(self.memo) >= self.limit:
+            self.memo = {k: v for k, v in self.memo.items() if all(ref() is not None for ref in v[0])}
+            self.limit = max(1024, 2 * len(self.memo))
+        self.memo[key] = (tuple(weakref.ref(r) for r in recs), value)
+        return value

@@ -127,8 +127,18 @@ def _eligible(rows: list[Row]) -> list[Row]:
     return sorted(ok, key=lambda r: (-(r.value("tg") or r.value("pp") or 0.0), r.page_id))
 
 
+# the sections of each list the last groups() returned (the compare pages and home rank those lists again); the list
+# is held, so its id stands for it until the next groups()
+_RANKED: dict[int, tuple[list[Row], dict[RankShape, dict[str, DeviceLine]]]] = {}
+
+
 def sections(rows: list[Row]) -> dict[RankShape, dict[str, DeviceLine]]:
     """Per way of measuring, per device: the figures ranked together (tg where any has one, else pp)."""
+    hit = _RANKED.get(id(rows))
+    return hit[1] if hit is not None and hit[0] is rows else _sections(rows)
+
+
+def _sections(rows: list[Row]) -> dict[RankShape, dict[str, DeviceLine]]:
     out: dict[RankShape, dict[str, DeviceLine]] = defaultdict(dict)
     measured_best: dict[tuple[RankShape, str], Row] = {}
     cands = _eligible(rows)
@@ -152,4 +162,11 @@ def groups(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
     for r in rows:
         if r.model != UNNAMED_SLUG:
             by[(r.model, quant_of(r.rec))].append(r)
-    return {k: v for k, v in sorted(by.items()) if any(len(d) > 1 for d in sections(v).values())}
+    _RANKED.clear()
+    found = {}
+    for k, v in sorted(by.items()):
+        ranked = _sections(v)
+        if any(len(d) > 1 for d in ranked.values()):
+            found[k] = v
+            _RANKED[id(v)] = (v, ranked)
+    return found

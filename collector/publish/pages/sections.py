@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -267,17 +268,16 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _csv(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> str:
-    """The typed columns as CSV: every text cell quoted and neutralised (csv_cell: no formula lead, no carriage
-    return or line feed, which a reader takes for the end of the row even unquoted), numbers bare, an unknown value
-    an empty cell; created_at in ISO 8601."""
-    kinds = [column_type(c) for c in CSV_COLS]
-    columns = [frame[c].tolist() for c in CSV_COLS]
-    columns[CSV_COLS.index("created_at")] = [r["created_at"] for r in rows]
-    lines = [",".join(_quoted(c) for c in CSV_COLS)]
-    for i in range(len(rows)):
-        lines.append(",".join(_cell(col[i], kind) for col, kind in zip(columns, kinds, strict=True)))
-    return "\n".join(lines) + "\n"
+def _csv(records: Sequence[SpeedRecord | KldRecord]) -> str:
+    """The download rows as CSV, with the columns' types (column_type): every text cell quoted and neutralised
+    (csv_cell: no formula lead, no carriage return or line feed, which a reader takes for the end of the row even
+    unquoted), numbers bare, an unknown value an empty cell; created_at in ISO 8601."""
+    return "\n".join([",".join(_quoted(c) for c in CSV_COLS), *map(_csv_line, records)]) + "\n"
+
+
+def _csv_line_of(r: SpeedRecord | KldRecord) -> str:
+    row = _csv_row(r)
+    return ",".join(_cell(row.get(c), column_type(c)) for c in CSV_COLS)
 
 
 def _quoted(text: str) -> str:
@@ -302,8 +302,10 @@ def _json_of(r: AnyRecord) -> str:
     return head + ("," + body[1:] if body != "{}" else "}")
 
 
-# one record's download row and JSON text; a record kept between `mkdocs serve` rebuilds is not derived again
+# one record's download row, CSV line and JSON text; a record kept between `mkdocs serve` rebuilds is not derived
+# again
 _csv_row = PerRecord(_csv_row_of)
+_csv_line = PerRecord(_csv_line_of)
 _json_text = PerRecord(_json_of)
 
 
@@ -317,12 +319,13 @@ def data_files(f: Frames) -> list[GeneratedFile]:
     records = sorted(f.records.values(), key=lambda r: (r.created_at, r.id))
     # the table downloads hold speed and KLD records; a tune (a search, not a measurement) is in the JSON only,
     # its trials are speed rows of their own
-    rows = [_csv_row(r) for r in records if isinstance(r, (SpeedRecord, KldRecord))]
+    tables = [r for r in records if isinstance(r, (SpeedRecord, KldRecord))]
+    rows = [_csv_row(r) for r in tables]
     frame = _typed(rows)
     page = render("data.md.j2", n_rows=len(frame), n_records=len(records), version=DOWNLOADS_VERSION,
                   n_tunes=len(records) - len(rows),
                   columns=[{"name": c, "type": column_type(c), "doc": column_doc(c)} for c in CSV_COLS])
-    return [GeneratedFile("data/records.csv", _csv(frame, rows)), GeneratedFile("data/records.json", _json(records)),
+    return [GeneratedFile("data/records.csv", _csv(tables)), GeneratedFile("data/records.json", _json(records)),
             GeneratedFile("data/records.parquet", _parquet(frame)), GeneratedFile("data/index.md", page)]
 
 

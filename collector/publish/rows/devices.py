@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from collector.catalog import CatalogDevice, resolve
 from collector.catalog import default as default_catalog
+from collector.records.derived import PerRecord
 from collector.records.schema import Host
 from collector.records.store import device_slug
 
@@ -41,8 +42,11 @@ class SiteDevice:
         return self.count > 0
 
 
-def site_device(host: Host) -> SiteDevice:
+def _site_device_of(host: Host) -> SiteDevice:
     return _site_device(tuple(g.name for g in host.gpus), host.cpu.model)
+
+
+site_device = PerRecord(_site_device_of)  # once per record's host object (asked ~10 times a record and build)
 
 
 def device_key(host: Host) -> str:

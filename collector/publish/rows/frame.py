@@ -26,9 +26,10 @@ from collector.publish.rows.keys import ConfigKey, KldKey, config_key, kld_key
 from collector.publish.rows.names import label_of, slug_of
 from collector.publish.rows.row import KldRow, Row
 from collector.publish.rows.stated import merge_stated
+from collector.records.derived import PerGroup, PerRecord
 from collector.records.figures import headline, pooled, record_headline, stat_of
 from collector.records.flags import FLAGS
-from collector.records.schema import GpuInfo, Host, KldRecord, SpeedRecord
+from collector.records.schema import GpuInfo, Headline, Host, KldRecord, SpeedRecord, Stat
 from collector.records.store import AnyRecord, model_display_name, page_id_of
 
 __all__ = ["Frames", "KldRow", "Row", "bandwidth_gbps", "build_frames", "device_label", "join_kld", "kld_rows",
@@ -72,13 +73,33 @@ def kv_types(rec: SpeedRecord | KldRecord) -> tuple[str | None, str | None, bool
     return k, v, c.cache_type_k is None and c.cache_type_v is None
 
 
+def _figures_of(ok: tuple[SpeedRecord, ...]) -> tuple[dict[int, dict[str, list[float]]], dict[int, dict[str, Stat]],
+                                                      Headline | None]:
+    """The pooled samples, the figures by depth and the headline of a configuration's successful runs."""
+    samples = pooled(s for r in ok for s in r.samples)
+    depths = {d: figs for d, vals in samples.items()
+              if (figs := {k: f for k, v in vals.items() if (f := stat_of(v, digits=3))})}
+    # one run: its recorded headline (the run list and downloads read the same); several: the same definition over
+    # all their samples
+    head = record_headline(ok[0]) if len(ok) == 1 else headline([s for r in ok for s in r.samples], digits=3)
+    return samples, depths, head
+
+
+def _key_of(rec: SpeedRecord) -> ConfigKey:
+    return config_key(rec, bool(rec.conditions and rec.conditions.noisy))  # noisy samples are never pooled with quiet
+
+
+# mkdocs serve: a configuration none of whose runs changed is not pooled again, nor a record's key made again
+_figures = PerGroup(_figures_of)
+_config_key = PerRecord(_key_of)
+
+
 def speed_rows(records: list[SpeedRecord]) -> list[Row]:
     """The configurations of these speed records (any devices), oldest first within each."""
     groups: dict[ConfigKey, Row] = {}
     for rec in sorted(records, key=lambda r: (r.created_at, r.id)):
-        noisy = bool(rec.conditions and rec.conditions.noisy)
-        key = config_key(rec, noisy)  # noisy samples are never pooled with quiet ones
-        groups.setdefault(key, Row(key=key, noisy=noisy)).records.append(rec)
+        key = _config_key(rec)
+        groups.setdefault(key, Row(key=key, noisy=key.noisy)).records.append(rec)
     rows = []
     for row in groups.values():
         ok = [r for r in row.records if r.status == "ok"]
@@ -87,12 +108,7 @@ def speed_rows(records: list[SpeedRecord]) -> list[Row]:
             if head is not None:
                 row.tg, row.pp, row.ttft, row.tg_depth = head.tg_tps, head.pp_tps, head.ttft_ms, head.depth_tokens
         elif ok:
-            row.samples = pooled(s for r in ok for s in r.samples)
-            row.depths = {d: figs for d, vals in row.samples.items()
-                          if (figs := {k: f for k, v in vals.items() if (f := stat_of(v, digits=3))})}
-            # one run: its recorded headline (the run list and downloads read the same); several: the same
-            # definition over all their samples
-            head = record_headline(ok[0]) if len(ok) == 1 else headline([s for r in ok for s in r.samples], digits=3)
+            row.samples, row.depths, head = _figures(tuple(ok))
             if head is not None:
                 row.tg, row.pp, row.ttft, row.tg_depth = head.tg_tps, head.pp_tps, head.ttft_ms, head.depth_tokens
         rows.append(row)

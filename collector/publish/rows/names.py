@@ -8,21 +8,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collector.judge.names import ModelName, model_name, readable_labels
+from collector.records.derived import PerRecord
 from collector.records.store import AnyRecord, model_display_name, page_slug, slugify
 
 UNNAMED_SLUG = "unnamed"  # models/unnamed/: every result whose stated model name names no model
 UNNAMED_TITLE = "Unnamed models (as submitted)"
 
 
-def name_of(rec: AnyRecord) -> ModelName:
+def _name_of(rec: AnyRecord) -> ModelName:
     return model_name(model_display_name(rec.model), getattr(rec.model, "params_stated", None))
 
 
-def slug_of(rec: AnyRecord) -> str:
-    """The model's page (models/<slug>/): one per model, whatever its spelling; UNNAMED_SLUG for no model; never a
-    page of the site's own (a model called "index" is `index_page`)."""
+def _slug_of(rec: AnyRecord) -> str:
     n = name_of(rec)
     return UNNAMED_SLUG if n.unnamed else page_slug(slugify(n.key))
+
+
+# Once per record object: a build asks each record's name ~10 times, and mkdocs serve keeps the records it read.
+# slug_of: the model's page (models/<slug>/), one per model whatever its spelling; UNNAMED_SLUG for no model; never
+# a page of the site's own (a model called "index" is `index_page`).
+name_of = PerRecord(_name_of)
+slug_of = PerRecord(_slug_of)
 
 
 def label_of(rec: AnyRecord) -> str:

@@ -33,7 +33,7 @@ from collector.publish.pages.estimates import (
     methodology_section,
 )
 from collector.publish.pages.files import GeneratedFile
-from collector.publish.pages.flagged import flagged_page
+from collector.publish.pages.flagged import flagged_page, flagged_rows
 from collector.publish.pages.model import model_page
 from collector.publish.pages.run import run_title, trial_names_of
 from collector.publish.pages.sections import (
@@ -47,7 +47,7 @@ from collector.publish.pages.sections import (
 from collector.publish.rows.devices import device_key
 from collector.publish.rows.frame import Frames, build_frames, run_page_id
 from collector.publish.rows.names import group_label, slug_of
-from collector.publish.site.deferred import defer_tables, restore_tables
+from collector.publish.site.deferred import defer_all, restore_tables
 from collector.publish.site.kept_pages import KeptPages
 from collector.publish.words.escape import h
 from collector.publish.words.links import device_src
@@ -145,7 +145,7 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None, kept: Ke
     for model in sorted(by_model):
         files += call(model_page, model, rows_by_model[model], klds_by_model[model], names[model], names)
     files += [devices_index(f), models_index(f), runs_index(f), *compare_page(f), *data_files(f), glossary_page(),
-              flagged_page(f), *answer_files(f, answer_estimates(est, sets)),
+              *call(flagged_page, flagged_rows(f)), *answer_files(f, answer_estimates(est, sets)),
               GeneratedFile(SHELL_SRC, f"---\ntitle: Run\nsearch:\n  exclude: true\n---\n\n{SHELL_MARK}\n")]
     home, home_files = home_markdown(f)
     files += home_files
@@ -155,15 +155,11 @@ def build_site(records: list[AnyRecord], sums: Summaries | None = None, kept: Ke
     twice = [uri for uri, n in Counter(g.src_uri for g in files).items() if n > 1]
     if twice:  # paths are unique by construction (store.page_slug, compare.group_srcs): a second page never hides one
         raise AssertionError(f"two generated files have the path {twice[:3]}")
-    deferred: dict[str, list[str]] = {}
-    pages: list[GeneratedFile] = []
-    for g in files:
-        if g.src_uri.endswith(".md") and isinstance(g.content, str):
-            text, deferred[g.src_uri] = defer_tables(g.content)
-            g = GeneratedFile(g.src_uri, text)
-        pages.append(g)
-    home, deferred["index.md"] = defer_tables(home)
-    methodology, deferred["methodology.md"] = defer_tables(methodology)
+    texts = {g.src_uri: g.content for g in files if g.src_uri.endswith(".md") and isinstance(g.content, str)}
+    done = defer_all({**texts, "index.md": home, "methodology.md": methodology})
+    deferred = {uri: blocks for uri, (_, blocks) in done.items()}
+    pages = [GeneratedFile(g.src_uri, done[g.src_uri][0]) if g.src_uri in done else g for g in files]
+    home, methodology = done["index.md"][0], done["methodology.md"][0]
     recs = list(f.records.values())
     return SiteBuild(files=pages, home=home, methodology=methodology, records=recs, deferred=deferred,
                      runs=[run_ref(r) for r in recs], trial_names=trial_names_of(f.records), held=held_of(f))

@@ -30,6 +30,21 @@ def defer_tables(markdown: str) -> tuple[str, list[str]]:
     return _BLOCK.sub(keep, markdown), blocks
 
 
+_LAST: dict[str, tuple[str, tuple[str, list[str]]]] = {}  # the last defer_all: uri -> (its text, the result)
+
+
+def defer_all(pages: dict[str, str]) -> dict[str, tuple[str, list[str]]]:
+    """defer_tables of each page (uri -> text). A page whose text is the one it had in the last call is not scanned
+    again: mkdocs serve rebuilds in one process, and most pages come unchanged from the kept pages."""
+    global _LAST
+    out = {}
+    for uri, text in pages.items():
+        hit = _LAST.get(uri)
+        out[uri] = hit[1] if hit is not None and hit[0] == text else defer_tables(text)
+    _LAST = {uri: (pages[uri], got) for uri, got in out.items()}
+    return out
+
+
 def restore_tables(html: str, blocks: list[str]) -> str:
     """The finished page with its blocks back in place of their placeholders."""
     return _PLACEHOLDER.sub(lambda m: blocks[int(m.group(1))], html) if blocks else html

@@ -26,6 +26,7 @@ import json
 import pickle
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,35 @@ def _estimator(key: str) -> None:
     """Stands for a fitted estimator in a key (never called)."""
 
 
+_ESTIMATOR = object()  # in _FIELDS: the type is an Estimator's
+
+
+def _fields_of(t: type) -> Callable[[Any], tuple[Any, ...]] | object | None:
+    """How a key pickles an object of type t: its declared fields' values (a function giving them), _ESTIMATOR, or
+    None for pickle's own way (classes and functions by name, plain values)."""
+    if issubclass(t, Estimator):
+        return _ESTIMATOR
+    if issubclass(t, type):
+        return None
+    if issubclass(t, BaseModel):
+        names = tuple(t.model_fields)
+    elif is_dataclass(t):
+        names = tuple(f.name for f in fields(t))
+    else:
+        return None
+    if len(names) > 1:
+        return attrgetter(*names)  # a tuple of them, in C
+    get = attrgetter(*names) if names else None
+
+    def one(obj: Any) -> tuple[Any, ...]:
+        return (get(obj),) if get is not None else ()
+
+    return one
+
+
+_FIELDS: dict[type, Any] = {}  # type -> _fields_of(type), asked once per type
+
+
 class _Keyer(pickle.Pickler):
     def __init__(self, out: io.BytesIO, known: dict[int, str]) -> None:
         super().__init__(out, protocol=5)
@@ -51,18 +81,21 @@ class _Keyer(pickle.Pickler):
         self.fast = True  # no memo: the key does not depend on which equal values share one object
 
     def reducer_override(self, obj: Any) -> Any:
-        version = self.known.get(id(obj))
-        if version is not None:
-            return _record, (version,)
-        if isinstance(obj, Estimator):  # its answers are a function of its key (and the code): see Estimator.of
+        t = type(obj)
+        try:
+            how = _FIELDS[t]
+        except KeyError:
+            how = _FIELDS[t] = _fields_of(t)
+        if how is None:
+            return NotImplemented
+        if how is _ESTIMATOR:  # its answers are a function of its key (and the code): see Estimator.of
             if obj.key is None:
                 raise pickle.PicklingError("an estimator without a key")
             return _estimator, (obj.key,)
-        if isinstance(obj, BaseModel):
-            return type(obj), tuple(getattr(obj, name) for name in type(obj).model_fields)
-        if is_dataclass(obj) and not isinstance(obj, type):
-            return type(obj), tuple(getattr(obj, f.name) for f in fields(obj))
-        return NotImplemented
+        version = self.known.get(id(obj))
+        if version is not None:
+            return _record, (version,)
+        return t, how(obj)
 
 
 def _encode(files: list[GeneratedFile]) -> str:
