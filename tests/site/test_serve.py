@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -133,3 +134,12 @@ def test_serve_reads_the_records_into_memory_while_it_waits(tmp_path: Path, monk
     assert QuantAtlasPlugin().on_serve(server, config=None, builder=lambda: None) is server  # type: ignore[arg-type]
     assert watched == [str(watched_path(data))]
     wait_until(lambda: len(index_mod._LIVE.get(scope(data), {})) == len(list(data.rglob("*.yaml"))), 60)
+    # and derives what is kept per record object: the first rebuild derives as little as the later ones
+    wait_until(lambda: not any(t.name == "quant-atlas-records" for t in threading.enumerate()), 60)
+    from collector.publish.pages import sections
+    from collector.publish.rows.names import name_of
+
+    recs = [got for _, got in index_mod._LIVE[scope(data)].values() if not isinstance(got, str)]
+    assert recs
+    assert all(id(r) in name_of.memo for r in recs)
+    assert all(id(r) in sections._json_text.memo for r in recs)

@@ -309,6 +309,14 @@ _csv_line = PerRecord(_csv_line_of)
 _json_text = PerRecord(_json_of)
 
 
+def derive_downloads(records: list[AnyRecord]) -> None:
+    """Each record's download line and JSON text, made ahead (kept per record object)."""
+    for r in records:
+        if isinstance(r, (SpeedRecord, KldRecord)):
+            _csv_line(r)
+        _json_text(r)
+
+
 def _json(records: list[AnyRecord]) -> str:
     """Every record in full, as record_to_dict writes it (schema_version and kind first), compact; serialized by
     pydantic's Rust encoder (three times faster than model_dump + json.dumps, and no list of dicts in memory)."""

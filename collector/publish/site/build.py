@@ -39,6 +39,7 @@ from collector.publish.pages.run import run_title, trial_names_of
 from collector.publish.pages.sections import (
     compare_page,
     data_files,
+    derive_downloads,
     glossary_page,
     home_markdown,
     models_index,
@@ -186,6 +187,16 @@ def held_of(f: Frames) -> dict[str, list[tuple[str, str, str]]]:
     for fv in f.judgement.flagged():
         out[fv.record_id].append((fv.figure, fv.text, fv.reason))
     return dict(out)
+
+
+def derive_ahead(data_dir: Path) -> None:
+    """Read the records under data_dir into this process and derive what is kept per record object (collector.
+    records.derived): verdicts, rows, names, download lines. mkdocs serve does this in the background once it
+    serves, so its first rebuild after a record arrives costs what the later ones do. Pure: nothing is written but
+    the record cache."""
+    records = load_index(data_dir, live=True).valid
+    build_frames(records, judge_records(records, sums=load_summaries_from(beside(data_dir))))
+    derive_downloads(records)
 
 
 def build_from(data_dir: Path) -> SiteBuild:

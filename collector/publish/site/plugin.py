@@ -34,19 +34,18 @@ from mkdocs.structure.pages import Page
 from collector.base import settings
 from collector.base.cache import enabled
 from collector.base.errors import printable
-from collector.publish.site.build import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER, SiteBuild, build_from
+from collector.publish.site.build import ESTIMATES_PLACEHOLDER, HOME_PLACEHOLDER, SiteBuild, build_from, derive_ahead
 from collector.publish.site.deferred import restore_tables
 from collector.publish.site.page_memo import HtmlMemo, MarkdownMemo, SearchMemo
 from collector.publish.site.run_pages import keep_run_pages, write_run_pages
 from collector.publish.site.watch import watched_path
-from collector.records.index import load_index
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
 
 
 def _read_records(data_dir: Path) -> None:
     try:
-        load_index(data_dir, live=True)
+        derive_ahead(data_dir)
     except Exception as exc:  # only the first rebuild's head start is lost; the rebuild reads and says the same
         log.debug("reading the records ahead of a rebuild failed: %s", printable(str(exc)))
 
@@ -78,8 +77,8 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
                  ) -> LiveReloadServer:
         """`mkdocs serve` rebuilds when a record is written to the data directory in use ($QUANT_ATLAS_DATA too,
         which mkdocs.yml's `watch:` cannot name), told by the OS rather than by polling it (site.watch). The records
-        are read into memory in the background meanwhile (load_index(live=True)): a first build from the whole-build
-        memo read none, and the first rebuild would read them all."""
+        are read into memory in the background meanwhile, with what is kept per record derived (build.derive_ahead):
+        a first build from the whole-build memo read none, and the first rebuild would read and derive them all."""
         data = self.data_dir(config)
         if not data.is_dir():
             return server
