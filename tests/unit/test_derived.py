@@ -29,3 +29,29 @@ def test_computed_once_per_object_and_dropped_with_it() -> None:
         assert per(other) == [other.id]
         del other
     assert len(calls) == 52 and per(rec) == [rec.id] and len(calls) == 52
+
+
+def test_per_group_is_kept_for_the_same_objects_in_the_same_order_only() -> None:
+    from collector.records.derived import PerGroup
+
+    calls: list[tuple[str, ...]] = []
+
+    def derive(recs):
+        calls.append(tuple(r.id for r in recs))
+        return len(calls)
+
+    per = PerGroup(derive)
+    a, b = (speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0 + i}, ctx_size=512) for i in range(2))
+    assert per((a, b)) == per((a, b)) == 1  # the same runs of a configuration: kept
+    assert per((b, a)) == 2  # another order is another sequence
+    assert per((a,)) == 3  # one run fewer
+    c = speed(cpu_host(), model("M", "Q4_0", 1000), {0: 12.0}, ctx_size=512)
+    assert per((a, b, c)) == 4  # one run more
+    twin = b.model_copy(deep=True)
+    assert per((a, twin)) == 5  # an equal record is another object: derived again
+    del twin
+    gc.collect()
+    per.limit = 0  # the next new entry sweeps the entries of records gone
+    assert per((c,)) == 6
+    assert all(all(ref() is not None for ref in refs) for refs, _ in per.memo.values())
+    assert per((a, b)) == 1  # and keeps those alive

@@ -310,3 +310,37 @@ def test_a_lone_surrogate_is_refused_by_validate_and_the_site(tmp_path: Path) ->
     index = load_index(tmp_path, cache=False)
     [why] = index.errors.values()
     assert index.valid == [] and "model.name" in why and "surrogate" in why and ":" in why.split(" ")[0]
+
+
+def test_a_settled_file_keeps_its_digest_by_status_and_any_write_is_seen(tmp_path: Path, monkeypatch) -> None:
+    """scan_digests reads a file again only when its status (inode, size, mtime, ctime) changed; a same-size edit
+    with its mtime put back still changes the ctime, so it is read and seen. A file changed within SETTLED_NS of the
+    scan (a write within one timestamp tick of the next could keep its times) is read at every scan."""
+    import time
+
+    import collector.records.index as index_mod
+
+    path = store.save_record(speed(cpu_host(), model("M", "Q4_0", 1000), {0: 10.0}, ctx_size=512), tmp_path)
+    read: list[Path] = []
+    digest = index_mod._digest
+    monkeypatch.setattr(index_mod, "_digest", lambda p: read.append(p) or digest(p))
+    for _ in range(2):  # just written: never kept by its status
+        assert index_mod.scan_digests(tmp_path).digests == [digest(path)]
+    assert read == [path, path]
+    monkeypatch.setattr(index_mod, "SETTLED_NS", -10**12)  # as if written long before the scans
+    first = index_mod.scan_digests(tmp_path).digests
+    read.clear()
+    assert index_mod.scan_digests(tmp_path).digests == first and read == []  # kept by its status, not read
+    time.sleep(0.05)  # past the kernel's timestamp tick
+    st = path.stat()
+    with open(path, "r+b") as fh:  # same inode, size and mtime
+        text = fh.read().replace(b"Q4_0", b"Q5_0")
+        fh.seek(0)
+        fh.write(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert index_mod.scan_digests(tmp_path).digests == [digest(path)] != first and read == [path]
+    assert load_index(tmp_path).valid[0].model.quant == "Q5_0"
+    path.unlink()
+    assert index_mod.scan_digests(tmp_path).digests == []
+    kept = index_mod.KeyValueCache("records", f"digests-{index_mod.scope(tmp_path)}", str(index_mod.CACHE_VERSION))
+    assert kept.stored_keys() == []  # a file gone leaves the cache
