@@ -445,7 +445,7 @@ def _load_index(data_dir: Path, cache: bool | None, live: bool, scanned: Scanned
 
     use = cache if cache is not None else enabled()
     if scanned is None:  # the cache's key is the content: a same-size edit with its mtime put back is still an edit
-        scanned = scan_digests(data_dir) if use else Scanned(*scan(Path(data_dir)), [])
+        scanned = scan_digests(data_dir, use) if use else Scanned(*scan(Path(data_dir)), [])
     files, strays = scanned.files, scanned.strays
     digests = list(scanned.digests) or [None] * len(files)
     if _CParser is None and files:

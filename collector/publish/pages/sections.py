@@ -277,7 +277,7 @@ def _csv(records: Sequence[SpeedRecord | KldRecord]) -> str:
 
 def _csv_line_of(r: SpeedRecord | KldRecord) -> str:
     row = _csv_row(r)
-    return ",".join(_cell(row.get(c), column_type(c)) for c in CSV_COLS)
+    return ",".join(_cell(row.get(c), kind) for c, kind in _CSV_KINDS)
 
 
 def _quoted(text: str) -> str:
@@ -306,6 +306,7 @@ def _json_of(r: AnyRecord) -> str:
 # again
 _csv_row = PerRecord(_csv_row_of)
 _csv_line = PerRecord(_csv_line_of)
+_CSV_KINDS = [(c, column_type(c)) for c in CSV_COLS]  # each column's type, asked once (not per cell)
 _json_text = PerRecord(_json_of)
 
 

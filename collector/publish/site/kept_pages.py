@@ -61,14 +61,10 @@ def _fields_of(t: type) -> Callable[[Any], tuple[Any, ...]] | object | None:
         names = tuple(f.name for f in fields(t))
     else:
         return None
-    if len(names) > 1:
-        return attrgetter(*names)  # a tuple of them, in C
-    get = attrgetter(*names) if names else None
+    def few(obj: Any) -> tuple[Any, ...]:
+        return tuple(getattr(obj, name) for name in names)
 
-    def one(obj: Any) -> tuple[Any, ...]:
-        return (get(obj),) if get is not None else ()
-
-    return one
+    return attrgetter(*names) if len(names) > 1 else few  # attrgetter of several gives a tuple of them, in C
 
 
 _FIELDS: dict[type, Any] = {}  # type -> _fields_of(type), asked once per type
