@@ -441,7 +441,7 @@ def load_index(data_dir: Path, cache: bool | None = None, live: bool = False,
 
 
 def _load_index(data_dir: Path, cache: bool | None, live: bool, scanned: Scanned | None) -> RecordIndex:
-    from collector.base.parallel import pmap
+    from collector.base.parallel import pmap_iter
 
     use = cache if cache is not None else enabled()
     if scanned is None:  # the cache's key is the content: a same-size edit with its mtime put back is still an edit
@@ -479,12 +479,16 @@ def _load_index(data_dir: Path, cache: bool | None, live: bool, scanned: Scanned
         except (ValueError, ValidationError, TypeError):
             pass
     todo = [i for i, got in enumerate(out) if got is None]
-    for i, (ok, text, digest) in zip(todo, pmap(_one_json, [files[i] for i in todo], PARALLEL_FROM)):
+    # taken as the workers give them and cached ~2,000 at a time: not every file's JSON text held at once
+    for i, (ok, text, digest) in zip(todo, pmap_iter(_one_json, [files[i] for i in todo], PARALLEL_FROM, 256)):
         out[i] = record_from_json(text) if ok else text
         if digest is None:
             continue  # gone since: nothing to cache
         digests[i] = digest
         rows.append((str(files[i]), json.dumps([None if ok else text, digest]) + "\n" + (text if ok else "")))
+        if len(rows) >= 2000:
+            kv.update(rows, drop=stale)
+            rows, stale = [], []
     kv.update(rows, drop=stale)
     kv.close()
     if use and live:

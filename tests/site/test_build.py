@@ -379,6 +379,38 @@ def test_run_pages_of_unchanged_records_come_from_the_cache(tmp_path: Path, monk
     assert build(tmp_path / "c", {**versions, changed: f"{changed}|2"}) == first and rendered == [changed]
 
 
+def test_run_pages_rendered_by_workers_are_the_serial_bytes_and_all_cached(tmp_path: Path, monkeypatch) -> None:
+    """Workers render run pages a few at a time and the bodies are cached as they come (never all held at once):
+    the pages are those of a serial build, and every body reached the cache."""
+    import collector.publish.site.run_pages as site_mod
+    from collector.publish.site.build import SHELL_MARK, SiteBuild, run_ref
+    from collector.publish.site.run_pages import write_run_pages
+
+    monkeypatch.setenv("COLLECTOR_CACHE_DIR", str(tmp_path / "cache"))
+    recs = load_records(FIXTURE_DATA)
+    assert len(recs) > 4 * 3  # several chunks, and several cache transactions
+
+    def build(out: Path, jobs: str, cache: str) -> dict[str, bytes]:
+        monkeypatch.setenv("QUANT_ATLAS_JOBS", jobs)
+        monkeypatch.setenv("QUANT_ATLAS_CACHE", cache)
+        (out / "runs" / "_shell").mkdir(parents=True)
+        (out / "runs" / "_shell" / "index.html").write_text(
+            f"<html><title>Run</title><h1>Run</h1>{SHELL_MARK}</html>", encoding="utf-8")
+        build = SiteBuild([], "", records=recs, runs=[run_ref(r) for r in recs],
+                          versions={r.id: f"{r.id}|1" for r in recs}, site_key=str(FIXTURE_DATA))
+        assert write_run_pages(build, out) == len(recs)
+        return _tree(out)
+
+    serial = build(tmp_path / "serial", "1", "0")
+    monkeypatch.setattr(site_mod, "RUNS_PARALLEL_FROM", 1)
+    monkeypatch.setattr(site_mod, "RUNS_CHUNK", 3)
+    assert build(tmp_path / "workers", "2", "1") == serial
+    rendered: list[str] = []
+    real = site_mod.run_html
+    monkeypatch.setattr(site_mod, "run_html", lambda rec, *args: rendered.append(rec.id) or real(rec, *args))
+    assert build(tmp_path / "again", "1", "1") == serial and rendered == []
+
+
 def test_an_unchanged_data_set_is_built_from_the_memo(tmp_path: Path, monkeypatch) -> None:
     """A second build of the same record files parses and renders nothing and gives the same build; any change of
     a file's bytes, a new file or a corrupt memo builds again; run pages from a memo read their records when they

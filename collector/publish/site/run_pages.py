@@ -20,7 +20,7 @@ from typing import Any
 
 from collector.base.cache import KeyValueCache, code_stamp, enabled, package_files, scope
 from collector.base.files import atomic_write_text
-from collector.base.parallel import pmap
+from collector.base.parallel import pmap_iter
 from collector.publish.pages.run import run_html
 from collector.publish.site.build import SHELL_MARK, RunRef, SiteBuild
 from collector.publish.words.escape import h
@@ -28,6 +28,7 @@ from collector.records.index import load_index
 from collector.records.store import AnyRecord
 
 RUNS_PARALLEL_FROM = 400  # run pages; fewer are written in this process
+RUNS_CHUNK = 100  # run pages a worker renders (and sends back) at a time
 
 _TITLE = re.compile(r"<title>.*?</title>", re.S)
 _H1 = re.compile(r"<h1[^>]*>Run</h1>")
@@ -174,12 +175,19 @@ def write_run_pages(build: SiteBuild, site_dir: Path) -> int:
         need = [r for r in pending if r.id not in done]
         recs = _records_of(build, {r.id for r in need})
         _RUN["todo"] = todo = [(r, recs[r.id]) for r in need]
-        size = max(50, len(todo) // (4 * (os.cpu_count() or 1)))
-        chunks = [(i, min(i + size, len(todo))) for i in range(0, len(todo), size)]
-        bodies = [b for part in pmap(_render_chunk, chunks, RUNS_PARALLEL_FROM // size + 1) for b in part]
+        # bodies are cached as they come, a chunk at a time: at 100,000 records (~7 KB a body) holding them all
+        # until the last was rendered took ~0.7 GB, and a worker sent back an eighth of them in one message
+        chunks = [(i, min(i + RUNS_CHUNK, len(todo))) for i in range(0, len(todo), RUNS_CHUNK)]
+        batch: list[tuple[str, str]] = []
+        for (start, end), part in zip(chunks, pmap_iter(_render_chunk, chunks, RUNS_PARALLEL_FROM // RUNS_CHUNK + 1,
+                                                        per_task=1)):
+            batch += [(vers[r.id], body) for (r, _), body in zip(todo[start:end], part) if r.id in vers]
+            if len(batch) >= 10 * RUNS_CHUNK:  # a transaction (an fsync) per ~1,000 pages
+                kv.update(batch, drop=stale)
+                batch, stale = [], []
+        kv.update(batch, drop=stale)
     finally:
         _RUN.clear()
-    kv.update(((vers[r.id], b) for (r, _), b in zip(todo, bodies) if r.id in vers), drop=stale)
     kv.close()
     if use:
         runs.mkdir(parents=True, exist_ok=True)
