@@ -39,6 +39,7 @@ from collector.publish.site.deferred import restore_tables
 from collector.publish.site.page_memo import HtmlMemo, MarkdownMemo, SearchMemo
 from collector.publish.site.run_pages import keep_run_pages, write_run_pages
 from collector.publish.site.watch import watched_path
+from collector.records.derived import forget_unless_kept, keep_between_builds
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
 
@@ -79,6 +80,7 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         which mkdocs.yml's `watch:` cannot name), told by the OS rather than by polling it (site.watch). The records
         are read into memory in the background meanwhile, with what is kept per record derived (build.derive_ahead):
         a first build from the whole-build memo read none, and the first rebuild would read and derive them all."""
+        keep_between_builds()
         data = self.data_dir(config)
         if not data.is_dir():
             return server
@@ -98,6 +100,7 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         for g in build.files:
             files.append(File.generated(config, g.src_uri, content=g.content))
         self.build = build
+        forget_unless_kept()  # what a rebuild would reuse, not needed by `mkdocs build` past this point
         gc.freeze()  # to on_post_build: what the build holds is left out of the collector's full passes (build_from)
         self.memo = MarkdownMemo(config, files, data, enabled())
         self.search_memo = SearchMemo(config, data, enabled())
