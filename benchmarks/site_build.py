@@ -1,6 +1,7 @@
 """Time the real site build, `mkdocs build --strict`, over N synthetic valid records.
 
 Usage: python benchmarks/site_build.py [N ...] [--keep DIR] [--json FILE] [--jobs J] [--data DIR] [--max-pss-gib G]
+                                      [--cold-only]
 (default sizes: 1000 10000)
 
 For each N: N synthetic record files are written into a temporary data directory (~90% speed runs with raw
@@ -445,7 +446,7 @@ def _line(n: int, what: str, r: dict[str, Any]) -> str:
 
 
 def measure(n: int, jobs: int, keep: Path | None, max_pss_gib: float,
-            reuse: Path | None = None) -> list[dict[str, Any]]:
+            reuse: Path | None = None, cold_only: bool = False) -> list[dict[str, Any]]:
     """Cold, warm and +1-record builds over n records; each line is printed as soon as its build ends."""
     tmp = Path(tempfile.mkdtemp(prefix=f"qa-bench-{n}-", dir=keep))
     extra: Path | None = None
@@ -466,6 +467,8 @@ def measure(n: int, jobs: int, keep: Path | None, max_pss_gib: float,
                   f"{len(QUANTS)} quants)", flush=True)
         print(HEAD, flush=True)
         run("cold")
+        if cold_only:
+            return rows
         run("warm")
         extra = write_one(record(n, n + 1, seed=2), data)  # a new record, as `collector run` writes it
         run("+1 record")
@@ -493,6 +496,8 @@ def main(argv: list[str]) -> None:
                     "the data/ of an earlier --keep run) instead of generating them")
     ap.add_argument("--max-pss-gib", type=float, default=12.0,
                     help="stop a build whose process tree holds more than this (protects the host from the OOM killer)")
+    ap.add_argument("--cold-only", action="store_true", help="the cold build only (at 100,000 records: ~7 minutes "
+                    "where all of them take ~20)")
     args = ap.parse_args(argv)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -501,7 +506,7 @@ def main(argv: list[str]) -> None:
         ap.error("--data goes with exactly one size")
     results: list[dict[str, Any]] = []
     for n in args.sizes:
-        results += measure(n, args.jobs, args.keep, args.max_pss_gib, args.data)
+        results += measure(n, args.jobs, args.keep, args.max_pss_gib, args.data, args.cold_only)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
 

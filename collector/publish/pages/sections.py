@@ -304,10 +304,10 @@ def _json_of(r: AnyRecord) -> str:
 
 # one record's download row, CSV line and JSON text; a record kept between `mkdocs serve` rebuilds is not derived
 # again
-_csv_row = PerRecord(_csv_row_of)
-_csv_line = PerRecord(_csv_line_of)
+_csv_row = PerRecord(_csv_row_of, between_builds=True)
+_csv_line = PerRecord(_csv_line_of, between_builds=True)
 _CSV_KINDS = [(c, column_type(c)) for c in CSV_COLS]  # each column's type, asked once (not per cell)
-_json_text = PerRecord(_json_of)
+_json_text = PerRecord(_json_of, between_builds=True)
 
 
 def derive_downloads(records: list[AnyRecord]) -> None:
