@@ -164,6 +164,18 @@ class KeyValueCache:
         except sqlite3.Error:
             pass
 
+    def update_in_batches(self, put: Iterable[tuple[str, str]], drop: Iterable[str], per_batch: int) -> None:
+        """update() with every entry of `put`, `per_batch` of them a transaction (`drop` with the first): a caller
+        that makes the entries as it goes never holds them all. `put` is taken whole even where the cache is off
+        or fails (its making may be work the caller needs done)."""
+        batch: list[tuple[str, str]] = []
+        for entry in put:
+            batch.append(entry)
+            if len(batch) >= per_batch:
+                self.update(batch, drop)
+                batch, drop = [], ()
+        self.update(batch, drop)
+
     def close(self) -> None:
         if self.db is not None:
             self.db.close()

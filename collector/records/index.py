@@ -25,6 +25,7 @@ import re
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -463,7 +464,6 @@ def _load_index(data_dir: Path, cache: bool | None, live: bool, scanned: Scanned
     missing = [i for i, got in enumerate(out) if got is None]
     stored = (kv.items() if len(missing) > len(files) // 2  # most: one pass over the cache
               else ((name, v) for i in missing if (v := kv.get(name := str(files[i]))) is not None))
-    rows: list[tuple[str, str]] = []  # rows to write: the files parsed
     for name, value in stored:
         at_i = at.get(name)
         if at_i is None or out[at_i] is not None:
@@ -479,17 +479,17 @@ def _load_index(data_dir: Path, cache: bool | None, live: bool, scanned: Scanned
         except (ValueError, ValidationError, TypeError):
             pass
     todo = [i for i, got in enumerate(out) if got is None]
-    # taken as the workers give them and cached ~2,000 at a time: not every file's JSON text held at once
-    for i, (ok, text, digest) in zip(todo, pmap_iter(_one_json, [files[i] for i in todo], PARALLEL_FROM, 256)):
-        out[i] = record_from_json(text) if ok else text
-        if digest is None:
-            continue  # gone since: nothing to cache
-        digests[i] = digest
-        rows.append((str(files[i]), json.dumps([None if ok else text, digest]) + "\n" + (text if ok else "")))
-        if len(rows) >= 2000:
-            kv.update(rows, drop=stale)
-            rows, stale = [], []
-    kv.update(rows, drop=stale)
+
+    def parsed() -> Iterator[tuple[str, str]]:
+        """The files not cached, read as the workers give them; a cache row for each still there."""
+        for i, (ok, text, digest) in zip(todo, pmap_iter(_one_json, [files[i] for i in todo], PARALLEL_FROM, 256)):
+            out[i] = record_from_json(text) if ok else text
+            if digest is None:
+                continue  # gone since: nothing to cache
+            digests[i] = digest
+            yield str(files[i]), json.dumps([None if ok else text, digest]) + "\n" + (text if ok else "")
+
+    kv.update_in_batches(parsed(), stale, 2000)  # not every file's JSON text held at once
     kv.close()
     if use and live:
         _LIVE.clear()  # the last data directory only

@@ -178,14 +178,10 @@ def write_run_pages(build: SiteBuild, site_dir: Path) -> int:
         # bodies are cached as they come, a chunk at a time: at 100,000 records (~7 KB a body) holding them all
         # until the last was rendered took ~0.7 GB, and a worker sent back an eighth of them in one message
         chunks = [(i, min(i + RUNS_CHUNK, len(todo))) for i in range(0, len(todo), RUNS_CHUNK)]
-        batch: list[tuple[str, str]] = []
-        for (start, end), part in zip(chunks, pmap_iter(_render_chunk, chunks, RUNS_PARALLEL_FROM // RUNS_CHUNK + 1,
-                                                        per_task=1)):
-            batch += [(vers[r.id], body) for (r, _), body in zip(todo[start:end], part) if r.id in vers]
-            if len(batch) >= 10 * RUNS_CHUNK:  # a transaction (an fsync) per ~1,000 pages
-                kv.update(batch, drop=stale)
-                batch, stale = [], []
-        kv.update(batch, drop=stale)
+        parts = pmap_iter(_render_chunk, chunks, RUNS_PARALLEL_FROM // RUNS_CHUNK + 1, per_task=1)
+        kv.update_in_batches(((vers[r.id], body) for (start, end), part in zip(chunks, parts)
+                              for (r, _), body in zip(todo[start:end], part) if r.id in vers),
+                             stale, 10 * RUNS_CHUNK)  # a transaction (an fsync) per ~1,000 pages
     finally:
         _RUN.clear()
     kv.close()
