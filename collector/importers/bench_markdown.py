@@ -25,6 +25,9 @@ _DEVICE_LINES = (
     re.compile(r"^ggml_vulkan: (?P<index>\d+) = (?P<name>.+?) \([^()]*\) \| uma:"),  # Vulkan: name (driver) | uma:
     re.compile(r"^ggml_metal_init: found device: (?P<name>.*\S)\s*$"),  # Metal (one device)
 )
+# what llama.cpp logs to stderr while llama-bench prints its table (a terminal interleaves the two): passed over
+# between a table's rows, nothing else is
+_INTERLEAVED = re.compile(r"^ggml_vulkan: Compiling shaders\.*\s*Done!$")
 MAX_LINES = 200_000  # a pasted page, not a data dump
 MAX_COLUMNS = 256  # llama-bench prints about 20
 MAX_ROWS = 10_000  # tests in one paste
@@ -104,6 +107,8 @@ def find_tables(text: str, origin: str) -> list[BenchTable]:
                            devices=[n for n in (_device_name(d) for d in pending) if n])
         pending = []
         i += 2
+        while i < len(lines) and _INTERLEAVED.match(lines[i].strip()):
+            i += 1
         while i < len(lines) and (cells := _cells(lines[i])) is not None:
             if len(cells) != len(header):
                 raise CollectorError(f"{origin}:{i + 1}: {len(cells)} cells under a header of {len(header)} columns "
@@ -114,6 +119,8 @@ def find_tables(text: str, origin: str) -> list[BenchTable]:
                 raise CollectorError(f"{origin}:{i + 1}: more than {MAX_ROWS} rows of llama-bench tables; import "
                                      "the paste in parts")
             i += 1
+            while i < len(lines) and _INTERLEAVED.match(lines[i].strip()):
+                i += 1
         j = i
         while j < len(lines) and not lines[j].strip():
             j += 1

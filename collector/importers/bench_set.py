@@ -53,7 +53,8 @@ from collector.records.schema import (
 )
 
 OFFLOAD_TAG = "weights-in-system-ram"
-RUNTIMES = ("llama.cpp", "ik_llama.cpp")  # what ran the benchmark; a fork's builds are not llama.cpp's
+# what ran the benchmark; a fork's builds are not llama.cpp's (ipex-llm: Intel's llama.cpp portable build, SYCL)
+RUNTIMES = ("llama.cpp", "ik_llama.cpp", "ipex-llm")
 SWEEP_HEADER = ("PP", "TG", "N_KV", "T_PP s", "S_PP t/s", "T_TG s", "S_TG t/s")
 MAX_KEPT_BYTES = 8 << 20
 _LOG_BUILD = re.compile(r"^build: (?P<number>\d+) \((?P<commit>[0-9a-f]+)\)(?: with .*)?$")

@@ -38,8 +38,10 @@ from collector.records.schema import (
 
 RUNTIME = "llama.cpp (llama-bench)"
 _TEST = re.compile(r"^(?:pp ?(?P<pg_p>\d+)\+tg ?(?P<pg_g>\d+)|(?P<kind>pp|tg) ?(?P<n>\d+))(?: @ d(?P<depth>\d+))?$")
-# "Â±": a ± whose UTF-8 bytes were pasted as Latin-1 (seen in published pastes), still a mean and stddev
-_RATE = re.compile(r"^(?P<mean>\d+(?:\.\d+)?)(?: (?:±|Â±) (?P<sd>\d+(?:\.\d+)?))?$")
+# "Â±": a ± whose UTF-8 bytes were pasted as Latin-1; " + ": a ± a Windows console's code page has no glyph for,
+# written as its nearest character (a Windows paste, ipex-llm#13309). Both seen in published pastes; still a mean and
+# stddev, the cell's text kept as written
+_RATE = re.compile(r"^(?P<mean>\d+(?:\.\d+)?)(?: (?:±|Â±|\+) (?P<sd>\d+(?:\.\d+)?))?$")
 _SHORT_QUANT = {name: short for short, name in FILE_TYPES.values()}
 _FTYPE_NAMES = sorted({pre + n for n in _SHORT_QUANT for pre in ("", "mostly ")}, key=len, reverse=True)
 # column -> llama-bench flag, for the reconstructed command (llama-bench's markdown names, llama-bench.cpp)

@@ -90,7 +90,7 @@ def _check_figure(rec: SpeedRecord) -> None:
     row = dict(zip(_cells(lines[head]), _cells(lines[n - 1]), strict=True))
     stat = rec.summary.pp_tps or rec.summary.tg_tps or rec.summary.pg_tps
     assert stat is not None and stat.text == row["t/s"]
-    mean, _, sd = row["t/s"].replace("Â±", "±").partition(" ± ")
+    mean, _, sd = row["t/s"].replace("Â±", "±").replace(" + ", " ± ").partition(" ± ")
     assert (stat.mean, stat.stddev) == (float(mean), float(sd))
     assert sample.category == row["test"] and rec.model.size_stated == row["size"]
     assert rec.llama_cpp.backend == row["backend"]
@@ -115,6 +115,25 @@ def test_a_seeded_sample_and_every_offload_figure_equal_their_source_rows() -> N
     assert len({(r.source.figure or "").split("/")[0] for r in picked}) >= 3
     for rec in picked + offload:
         _check_figure(rec)
+
+
+def test_the_intel_threads_figures_equal_their_rows_and_a_fork_is_not_fitted() -> None:
+    """Every figure of the Intel Arc threads (a "+" for llama-bench's "±" in one Windows paste); ipex-llm's own
+    llama.cpp build is published with its runtime and never fitted (its builds are not llama.cpp's)."""
+    from collector.estimate.points import collect
+
+    intel = [r for r in _imported() if (r.source.figure or "").startswith("github-threads-intel/")]
+    assert len(intel) == 16
+    for rec in intel:
+        _check_figure(rec)
+    plus = [r for r in intel if r.summary.tg_tps and r.summary.tg_tps.text == "50.90 + 0.06"]
+    assert [(r.summary.tg_tps.mean, r.summary.tg_tps.stddev) for r in plus if r.summary.tg_tps] == [(50.90, 0.06)]
+    fork = [r for r in intel if r.source.runtime == "ipex-llm (llama-bench)"]
+    assert len(fork) == 6 and all(r.llama_cpp.build_number is None for r in fork)
+    points, left = collect(intel)
+    assert {p.record for p in points}.isdisjoint({r.id for r in fork}) and len(points) == 8  # 4 tg, 4 pp
+    assert left == {"runtime ipex-llm (llama-bench): not fitted (docs/estimates.md)": 6,
+                    "model facts not known (no table model of qwen2 has 1.78 B parameters)": 2}  # Qwen2 1.5B
 
 
 def test_offload_figures_state_their_flags_and_ram_as_written() -> None:

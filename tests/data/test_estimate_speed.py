@@ -92,23 +92,28 @@ def test_held_out_by_source_per_vendor_class() -> None:
                                                "(layer split)", "NVIDIA discrete GPU, several (layer split)",
                                                "NVIDIA integrated GPU"}
     # AMD: kyuz0's R9700 (ROCm) and Strix Halo (ROCm, Vulkan) runs give the class six sources, two of Strix Halo:
-    # lhl's left out, the class keeps a Strix Halo of its own (17.0 % -> 9.1 %; range held 80 %)
+    # lhl's left out, the class keeps a Strix Halo of its own (17.0 % -> 9.1 %, 8.7 % with the Intel figures; range
+    # held 78 %)
     amd = _err("tg", "AMD")
     assert amd.n >= 50 and amd.n_sources >= 6 and amd.median_pct <= 10 and _gate("tg", "AMD").meets
     assert amd.coverage is not None and 0.70 <= amd.coverage <= 0.90
     apple = _err("tg", "Apple")
     assert apple.n >= 50 and apple.n_sources == 2 and apple.coverage is not None and 0.70 <= apple.coverage <= 0.90
-    assert 10 < apple.median_pct <= 17 and _gate("tg", "Apple").meets  # not reached: 16.3 %
+    assert 10 < apple.median_pct <= 17 and _gate("tg", "Apple").meets  # not reached: 14.6 %
     for vendor in ("NVIDIA", "AMD"):
         pp = _err("pp", vendor)
-        assert pp.n >= 10 and 25 < pp.median_pct <= 50  # not reached: 25.6 %, 44.8 %
+        assert pp.n >= 10 and 25 < pp.median_pct <= 50  # not reached: 25.9 %, 41.5 %
         assert "median error above 25 %" in _gate("pp", vendor).verdict
     # Apple's pp: a second Apple source (one M1 Ultra pp figure, 2026) gives the class a level of its own when
     # XiongjieDai's 54 are left out: 31 % -> 11.6 %; its range held 96 % (wider than the 70-90 % asked)
     apple_pp = _err("pp", "Apple")
     assert apple_pp.n_sources == 3 and apple_pp.median_pct <= 20 and _gate("pp", "Apple").meets
+    # Intel: five figures of three sources (an A310 behind a Raspberry Pi, an A770 on SYCL and one on Vulkan): fewer
+    # than the class needs, and left out by source they come out far too high (the cards read their weights at
+    # 22-38 % of their bandwidth): no class estimate is shown
     intel = _err("tg", "Intel")
-    assert intel.n < MIN_CHECKS and not _gate("tg", "Intel").meets  # one figure: no class estimate is shown
+    assert intel.n == 5 and intel.n_sources == 3 and intel.median_pct > BOUND_PCT
+    assert intel.n < MIN_CHECKS and not _gate("tg", "Intel").meets
     # ... and what it never saw includes later builds: AMD's ranges were checked on figures of 2025 and later too
     for metric in ("tg", "pp"):
         e = _gate(metric, "AMD")
@@ -145,7 +150,7 @@ def test_answers_say_whose_effects_and_their_range() -> None:
     a100 = est.speed(resolve("NVIDIA A100 80GB PCIe"), 1, llama8, "tg")  # type: ignore[arg-type]
     assert a100.value and not a100.shown and a100.error and a100.error.group == "NVIDIA discrete GPU (HBM)"
     assert ("figures of the NVIDIA discrete GPU (HBM) class (one source measured it), left out by source: median "
-            "error 36 %") in (a100.why_not or "")
+            "error 35 %") in (a100.why_not or "")
     amd = est.speed(resolve("AMD Radeon RX 7900 XTX"), 1, llama8, "tg", backend="Vulkan")  # type: ignore[arg-type]
     assert amd.shown and amd.value and amd.error is not None and amd.error.group == "AMD"
     arc = est.speed(resolve("Intel Arc A770"), 1, llama8, "tg")  # type: ignore[arg-type]

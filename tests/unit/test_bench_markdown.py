@@ -180,6 +180,24 @@ def test_tables_that_are_not_llama_bench_are_passed_over() -> None:
     assert find_tables(text, "x") == []
 
 
+def test_what_llama_cpp_logs_between_the_rows_is_passed_over_and_a_windows_plus_is_a_stddev() -> None:
+    """The Vulkan backend's "Compiling shaders...Done!" lands between the header and the rows when stderr and stdout
+    share a terminal (llama.cpp#10597); a Windows console without a ± glyph prints "+" (ipex-llm#13309)."""
+    head = ("| model | size | params | backend | ngl | test | t/s |\n| --- | ---: | ---: | --- | --: | ---: | ---: |\n")
+    row = "| llama 8B Q4_K - Medium | 4.58 GiB | 8.03 B | Vulkan | 99 | {test} | {rate} |\n"
+    text = (head + "ggml_vulkan: Compiling shaders..............................Done!\n"
+            + row.format(test="pp512", rate="154.20 ± 0.02") + "ggml_vulkan: Compiling shaders..Done!\n"
+            + row.format(test="tg128", rate="50.90 + 0.06") + "\nbuild: a0dd7795 (5589)\n")
+    [table] = find_tables(text, "x")
+    assert [r.line for r in table.rows] == [4, 6] and table.build_number == 5589
+    pp, tg = markdown_records(text, "x", Context(citation="x", gpus=["Arc A770"]))
+    assert tg.summary.tg_tps is not None and (tg.summary.tg_tps.mean, tg.summary.tg_tps.stddev) == (50.90, 0.06)
+    assert tg.summary.tg_tps.text == "50.90 + 0.06"
+    # any other line ends the table: its rows after it are not read as this table's
+    [cut] = find_tables(text.replace("ggml_vulkan: Compiling shaders..Done!", "main: error"), "x")
+    assert [r.line for r in cut.rows] == [4] and cut.build_number is None
+
+
 def test_device_lines_of_a_run_without_a_table_are_not_the_next_tables() -> None:
     """A failed run (its device lines, an error, no table) pasted before another run: the table gets its own."""
     one = (FIXTURES / "llama-cpp-pr15952-cuda-b6457.md").read_text(encoding="utf-8").split("-->\n", 1)[1]
