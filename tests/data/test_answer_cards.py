@@ -16,7 +16,7 @@ from collector.publish.words.render import figure_value
 from collector.records.figures import headline, record_headline
 from collector.records.flags import server_args
 from collector.records.index import load_index
-from collector.records.schema import KldRecord, SpeedRecord
+from collector.records.schema import KldRecord, SpeedRecord, Stat
 from collector.records.store import AnyRecord, page_id_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +52,11 @@ def test_every_card_figure_is_its_records_figure() -> None:
                     [s for r in pooled if r.status == "ok" for s in r.samples], digits=3)
                 for what, field in (("tg", "tg_tps"), ("pp", "pp_tps")):
                     stat = getattr(head, field) if head else None
+                    if what == "pp" and card["pp_href"]:  # the same table's pp row: a record of its own
+                        stat = _same_table_pp(rec, _record(card["pp_href"]))
+                        pp_rec = _record(card["pp_href"])
+                        test = _cells(pp_rec).get("test") or pp_rec.samples[0].category  # a sweep-bench row's
+                        assert card["pp_test"] == f"{test}, the same table's row", (src, card)
                     if card[what] is not None:
                         assert card[what]["value"] == f"{figure_value(stat)} t/s", (src, card["run_href"], what)
                         checked += 1
@@ -78,6 +83,32 @@ def test_every_card_figure_is_its_records_figure() -> None:
                     k = _record(card["kld"]["href"])
                     assert isinstance(k, KldRecord) and card["kld"]["value"].startswith(f"{k.results.kld_mean:.4g}")
     assert checked > 500
+
+
+def _cells(rec: AnyRecord) -> dict[str, str]:
+    return dict((rec.source.raw or {})["cells"])
+
+
+def _same_table_pp(tg: AnyRecord, pp: AnyRecord) -> Stat:
+    """A card's pp taken from another record: the same table's run (kept file, header line, every cell but the test
+    and its rate), a pp test; its figure as that record states it."""
+    assert isinstance(tg, SpeedRecord) and isinstance(pp, SpeedRecord) and pp.summary.pp_tps is not None
+    assert pp.summary.tg_tps is None and tg.source.url == pp.source.url
+    assert (tg.source.raw or {})["header_line"] == (pp.source.raw or {})["header_line"]
+    a, b = _cells(tg), _cells(pp)
+    assert pp.samples[0].category.startswith("pp") and {k: v for k, v in a.items() if k not in ("test", "t/s")} == {
+        k: v for k, v in b.items() if k not in ("test", "t/s")}
+    return pp.summary.pp_tps
+
+
+def test_a_llama_bench_card_takes_pp_from_its_own_tables_pp512_row() -> None:
+    """llama-bench prints each test on a row of its own (a record each): a tg card's pp is the same table's pp512
+    row, never another run's (another header, flash attention or ubatch)."""
+    cards = [c for a in _answers().values() for m in a["models"] for c in m["cards"] if c["pp_href"]]
+    assert len(cards) > 100
+    a770 = {c["tg"]["value"]: c for m in _answers()["answers/d/arc-a770.json"]["models"] for c in m["cards"]}
+    assert a770["50.90 + 0.06 t/s"]["pp"]["value"] == "903.49 + 3.16 t/s"  # fa 0, not the fa 1 run's 363.82
+    assert a770["50.90 + 0.06 t/s"]["pp_test"] == "pp512, the same table's row"
 
 
 def test_the_rtx_4090_answers_qwen3_coder_next_first_with_the_posts_contexts_and_commands() -> None:

@@ -55,6 +55,8 @@ class Card:
     also: list[Stat] = field(default_factory=list)  # the source's other figures of the same configuration
     siblings: list[Row] = field(default_factory=list)  # the file's other usable configurations on the device
     held: list[str] = field(default_factory=list)  # figures of this file the judge holds back, with why
+    pp_row: Row | None = None  # where pp comes from when not the row's own: the same table's pp test (its record)
+    pp_test: str | None = None  # that row's llama-bench test ("pp512")
 
 
 @dataclass
@@ -96,6 +98,32 @@ def _test(row: Row) -> str | None:
     return None
 
 
+def _table_run(row: Row) -> tuple[object, ...] | None:
+    """A llama-bench table's run a row is one test of: the same kept table (file and header line) and every cell
+    but the test and its rate (model, size, backend, the settings columns). None: not a row of a table."""
+    raw = row.rec.source.raw or {}
+    cells, header = raw.get("cells"), raw.get("header_line")
+    if not isinstance(cells, dict) or header is None:
+        return None
+    figure = (row.rec.source.figure or "").split("#")[0].rsplit(":", 1)[0]
+    return (row.rec.source.url, figure, header, row.tg_depth,
+            tuple(sorted((str(k), str(v)) for k, v in cells.items() if k not in ("test", "t/s"))))
+
+
+def _pp_of_table(best: Row, rows: list[Row]) -> Row | None:
+    """For a table's tg row: the same run's pp test at the same depth (llama-bench prints each test on a row of its
+    own, imported as a record of its own; a llama-sweep-bench row is one pp and one tg record of the same cells),
+    pp512 (llama-bench's default) before the table's first other; None when the table has none or the judge holds
+    it."""
+    run = _table_run(best)
+    if run is None:
+        return None
+    found = [r for row in rows for r in (row, *row.also) if r.pp is not None and "pp" not in r.held
+             and r.tg is None and _table_run(r) == run]
+    return min(found, key=lambda r: (_test(r) not in ("pp512", "pp 512"), (r.rec.source.raw or {}).get("line", 0)),
+               default=None)
+
+
 def _actionable(row: Row) -> tuple[bool, bool]:
     """Whether a reader can act on the row: it has a command, and a context (a size, or as a source words it)."""
     return bool(row.rec.command), row.rec.config.ctx_size is not None or row.rec.ctx_stated is not None
@@ -117,12 +145,15 @@ def _card(rows: list[Row]) -> Card:
         best = max(close or [fastest], key=lambda r: (_actionable(r), r is fastest))
     else:
         best = max(rows, key=lambda r: (r.status == "ok", r.rec.created_at))
+    pp_row = _pp_of_table(best, rows) if best.pp is None and best.tg is not None else None
+    pp = pp_row.pp if pp_row is not None else best.pp if "pp" not in best.held else None
     return Card(best, tier_of(best), best.tg if "tg" not in best.held else None,
-                best.pp if "pp" not in best.held else None, best.tg_depth, _test(best), best.rec.config.ctx_size,
+                pp, best.tg_depth, _test(best), best.rec.config.ctx_size,
                 best.imported and best.rec.config.ctx_size is not None, best.rec.ctx_stated, launch_of(best),
                 others=len(rows) - 1, also=[a.tg for a in best.also if a.tg is not None],
                 siblings=[r for r in usable(rows) if r is not best],
-                held=[f"{k}: {v.reason}" for r in rows for k, v in r.held.items()])
+                held=[f"{k}: {v.reason}" for r in rows for k, v in r.held.items()], pp_row=pp_row,
+                pp_test=(_test(pp_row) or pp_row.rec.samples[0].category) if pp_row and pp_row.rec.samples else None)
 
 
 def model_answers(rows: list[Row]) -> list[ModelAnswer]:

@@ -49,7 +49,7 @@
     a.appendChild(h);
     var dl = el("dl", "qa-card-facts");
     figure(dl, "Generation (tg)", c.tg, [c.test, c.depth].concat(c.also && c.also.length ? ["the source also states: " + c.also.join("; ")] : []));
-    figure(dl, "Prompt (pp)", c.pp, [c.depth]);
+    figure(dl, "Prompt (pp)", c.pp, [c.pp_test, c.depth]);
     row(dl, "Context", c.ctx);
     if (c.kld) {
       row(dl, "Mean KLD", c.kld.value + " (against " + c.kld.reference + "; corpus " + c.kld.corpus + "; " + c.kld.join + ")");

@@ -109,6 +109,9 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
         "repo": rec.model.repo, "tier": card.tier, "origin": origin,
         "tg": _figure(card.tg, "t/s", len(row.records)), "pp": _figure(card.pp, "t/s", len(row.records)),
         "test": card.test,
+        # pp from the same table's own pp row (a record of its own): its test, and its run page
+        "pp_test": f"{card.pp_test or 'its pp test'}, the same table's row" if card.pp_row else None,
+        "pp_href": href(src, run_src(card.pp_row.page_id)) if card.pp_row else None,
         "depth": "depth not stated" if card.depth is None else f"at depth {card.depth:,}",
         "ctx": _ctx(card),
         "command": cmd.text if cmd else shell_command(list(launch.argv), rec.model.file_name) if launch.argv else None,
