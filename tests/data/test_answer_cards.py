@@ -52,11 +52,11 @@ def test_every_card_figure_is_its_records_figure() -> None:
                     [s for r in pooled if r.status == "ok" for s in r.samples], digits=3)
                 for what, field in (("tg", "tg_tps"), ("pp", "pp_tps")):
                     stat = getattr(head, field) if head else None
-                    if what == "pp" and card["pp_href"]:  # the same table's pp row: a record of its own
-                        stat = _same_table_pp(rec, _record(card["pp_href"]))
+                    if what == "pp" and card["pp_href"]:  # the same run's pp test: a record of its own
+                        stat = _same_run_pp(rec, _record(card["pp_href"]))
                         pp_rec = _record(card["pp_href"])
-                        test = _cells(pp_rec).get("test") or pp_rec.samples[0].category  # a sweep-bench row's
-                        assert card["pp_test"] == f"{test}, the same table's row", (src, card)
+                        test = (pp_rec.source.raw or {}).get("cells", {}).get("test") or pp_rec.samples[0].category
+                        assert card["pp_test"] == f"{test} of the same run", (src, card)
                     if card[what] is not None:
                         assert card[what]["value"] == f"{figure_value(stat)} t/s", (src, card["run_href"], what)
                         checked += 1
@@ -85,30 +85,51 @@ def test_every_card_figure_is_its_records_figure() -> None:
     assert checked > 500
 
 
-def _cells(rec: AnyRecord) -> dict[str, str]:
-    return dict((rec.source.raw or {})["cells"])
+_PER_TEST = {"n_prompt", "n_gen", "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns", "samples_ts"}
 
 
-def _same_table_pp(tg: AnyRecord, pp: AnyRecord) -> Stat:
-    """A card's pp taken from another record: the same table's run (kept file, header line, every cell but the test
-    and its rate), a pp test; its figure as that record states it."""
+def _same_run_pp(tg: AnyRecord, pp: AnyRecord) -> Stat:
+    """A card's pp taken from another record: a pp test of the same llama-bench run (a markdown table: the same
+    kept file and header line, every cell but the test and its rate; JSON output: every field but the test's own);
+    its figure as that record states it."""
     assert isinstance(tg, SpeedRecord) and isinstance(pp, SpeedRecord) and pp.summary.pp_tps is not None
-    assert pp.summary.tg_tps is None and tg.source.url == pp.source.url
-    assert (tg.source.raw or {})["header_line"] == (pp.source.raw or {})["header_line"]
-    a, b = _cells(tg), _cells(pp)
-    assert pp.samples[0].category.startswith("pp") and {k: v for k, v in a.items() if k not in ("test", "t/s")} == {
-        k: v for k, v in b.items() if k not in ("test", "t/s")}
+    assert pp.summary.tg_tps is None and tg.source.url == pp.source.url and pp.samples[0].category.startswith("pp")
+    a, b = tg.source.raw or {}, pp.source.raw or {}
+    if "cells" in a:
+        assert a["header_line"] == b["header_line"]
+        a, b = a["cells"], b["cells"]
+        drop = {"test", "t/s"}
+    else:
+        a, b = a.get("object", {}).get("bench_raw", a), b.get("object", {}).get("bench_raw", b)
+        drop = _PER_TEST
+    assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
     return pp.summary.pp_tps
 
 
-def test_a_llama_bench_card_takes_pp_from_its_own_tables_pp512_row() -> None:
-    """llama-bench prints each test on a row of its own (a record each): a tg card's pp is the same table's pp512
-    row, never another run's (another header, flash attention or ubatch)."""
+def test_a_llama_bench_card_takes_pp_from_its_own_runs_pp512_test() -> None:
+    """llama-bench prints each test on a row (or JSON object) of its own, a record each: a tg card's pp is the same
+    run's pp512 test, never another run's (another table, flash attention or ubatch)."""
     cards = [c for a in _answers().values() for m in a["models"] for c in m["cards"] if c["pp_href"]]
     assert len(cards) > 100
     a770 = {c["tg"]["value"]: c for m in _answers()["answers/d/arc-a770.json"]["models"] for c in m["cards"]}
     assert a770["50.90 + 0.06 t/s"]["pp"]["value"] == "903.49 + 3.16 t/s"  # fa 0, not the fa 1 run's 363.82
-    assert a770["50.90 + 0.06 t/s"]["pp_test"] == "pp512, the same table's row"
+    assert a770["50.90 + 0.06 t/s"]["pp_test"] == "pp512 of the same run"
+
+
+def test_a_cards_other_setups_say_what_sets_them_apart() -> None:
+    """Each of a file's other setups names its test (a sweep-bench row's with its depth) and the backend and
+    settings it states that the card's configuration does not; a crowd's submissions that state nothing apart are
+    'another result'."""
+    a770 = {c["tg"]["value"]: c for m in _answers()["answers/d/arc-a770.json"]["models"] for c in m["cards"]}
+    assert a770["50.90 + 0.06 t/s"]["siblings"] == [  # the card: Vulkan, flash attention off, 100 layers
+        "tg128 (flash attn on): 48.30 + 0.09 t/s", "tg128 (SYCL · GPU layers 99 · split mode none): 29.92 ± 0.21 t/s",
+        "tg128 (SYCL · GPU layers 99 · split mode none): 29.90 ± 0.20 t/s"]
+    sweep = [s for m in _answers()["answers/d/2x-rtx-3090.json"]["models"] for c in m["cards"]
+             for s in c["siblings"] if "@ d" in s]
+    assert "tg128 @ d4096: 11.54 t/s" in sweep
+    every = [s for a in _answers().values() for m in a["models"] for c in m["cards"] for s in c["siblings"]]
+    assert not any(s.startswith("ctx not stated:") for s in every)
+    assert any(s.startswith("another result") for s in every)
 
 
 def test_the_rtx_4090_answers_qwen3_coder_next_first_with_the_posts_contexts_and_commands() -> None:

@@ -55,7 +55,7 @@ class Card:
     also: list[Stat] = field(default_factory=list)  # the source's other figures of the same configuration
     siblings: list[Row] = field(default_factory=list)  # the file's other usable configurations on the device
     held: list[str] = field(default_factory=list)  # figures of this file the judge holds back, with why
-    pp_row: Row | None = None  # where pp comes from when not the row's own: the same table's pp test (its record)
+    pp_row: Row | None = None  # where pp comes from when not the row's own: the same run's pp test (its record)
     pp_test: str | None = None  # that row's llama-bench test ("pp512")
 
 
@@ -98,16 +98,27 @@ def _test(row: Row) -> str | None:
     return None
 
 
+# what differs between the tests of one llama-bench run in its JSON output (one object per test)
+_PER_TEST = frozenset({"n_prompt", "n_gen", "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns",
+                       "samples_ts"})
+
+
 def _table_run(row: Row) -> tuple[object, ...] | None:
-    """A llama-bench table's run a row is one test of: the same kept table (file and header line) and every cell
-    but the test and its rate (model, size, backend, the settings columns). None: not a row of a table."""
+    """The llama-bench run a row is one test of: in a markdown table, the same kept table (file and header line)
+    and every cell but the test and its rate (model, size, backend, the settings columns); in JSON output, every
+    field but the test's own (its prompt and generation sizes, time and rates). None: not a test of a run."""
     raw = row.rec.source.raw or {}
     cells, header = raw.get("cells"), raw.get("header_line")
-    if not isinstance(cells, dict) or header is None:
+    wrapped = raw.get("object")
+    bench = wrapped.get("bench_raw") if isinstance(wrapped, dict) else raw if "avg_ts" in raw else None
+    if isinstance(cells, dict) and header is not None:
+        run = tuple(sorted((str(k), str(v)) for k, v in cells.items() if k not in ("test", "t/s")))
+    elif isinstance(bench, dict):
+        run = tuple(sorted((str(k), str(v)) for k, v in bench.items() if k not in _PER_TEST))
+    else:
         return None
     figure = (row.rec.source.figure or "").split("#")[0].rsplit(":", 1)[0]
-    return (row.rec.source.url, figure, header, row.tg_depth,
-            tuple(sorted((str(k), str(v)) for k, v in cells.items() if k not in ("test", "t/s"))))
+    return row.rec.source.url, figure, header, row.tg_depth, run
 
 
 def _pp_of_table(best: Row, rows: list[Row]) -> Row | None:
@@ -120,8 +131,13 @@ def _pp_of_table(best: Row, rows: list[Row]) -> Row | None:
         return None
     found = [r for row in rows for r in (row, *row.also) if r.pp is not None and "pp" not in r.held
              and r.tg is None and _table_run(r) == run]
-    return min(found, key=lambda r: (_test(r) not in ("pp512", "pp 512"), (r.rec.source.raw or {}).get("line", 0)),
+    return min(found, key=lambda r: (_test_of(r) not in ("pp512", "pp 512"), (r.rec.source.raw or {}).get("line", 0)),
                default=None)
+
+
+def _test_of(row: Row) -> str | None:
+    """A tool's test of the row: the table's test cell, else the record's sample category ("pp512 @ d4096")."""
+    return _test(row) or (row.rec.samples[0].category if row.rec.samples else None)
 
 
 def _actionable(row: Row) -> tuple[bool, bool]:
@@ -153,7 +169,7 @@ def _card(rows: list[Row]) -> Card:
                 others=len(rows) - 1, also=[a.tg for a in best.also if a.tg is not None],
                 siblings=[r for r in usable(rows) if r is not best],
                 held=[f"{k}: {v.reason}" for r in rows for k, v in r.held.items()], pp_row=pp_row,
-                pp_test=(_test(pp_row) or pp_row.rec.samples[0].category) if pp_row and pp_row.rec.samples else None)
+                pp_test=_test_of(pp_row) if pp_row is not None else None)
 
 
 def model_answers(rows: list[Row]) -> list[ModelAnswer]:

@@ -59,14 +59,25 @@ def _ctx(card: Card) -> str:
     return f"{card.ctx:,} tokens" + (" (as stated)" if card.ctx_stated else "")
 
 
-def _setup_of(row: Row) -> str:
-    """What tells a file's other setups apart: a llama-bench row's test, else its context."""
-    cells = (row.rec.source.raw or {}).get("cells")
-    if isinstance(cells, dict) and cells.get("test"):
-        return str(cells["test"])
-    c = row.rec.config.ctx_size
-    return f"ctx {c:,}" if c is not None else (f"ctx {row.rec.ctx_stated}" if row.rec.ctx_stated else
-                                                 "ctx not stated")
+def _setup_of(row: Row, card: Row) -> str:
+    """What tells one of a file's other setups from the card's: a llama-bench row's test (a sweep-bench row's, with
+    its depth), else its context; then its backend, build and the settings it states that the card's configuration
+    does not ("tg128 (SYCL · split mode none)")."""
+    cells = (row.rec.source.raw or {}).get("cells") or {}
+    if row.rec.samples and (cells or row.rec.source.tool in ("llama-bench", "llama-sweep-bench")):
+        what = str(cells.get("test") or row.rec.samples[0].category)
+    else:
+        c = row.rec.config.ctx_size
+        what = f"ctx {c:,}" if c is not None else (f"ctx {row.rec.ctx_stated}" if row.rec.ctx_stated else
+                                                     "ctx not stated")
+    mine_cpp, card_cpp = row.rec.llama_cpp, card.rec.llama_cpp
+    differ = [x for x, y in ((mine_cpp.backend, card_cpp.backend), (mine_cpp.version, card_cpp.version))
+              if x and x != y]
+    mine, theirs = config_summary(row.rec).split(" · "), set(config_summary(card.rec).split(" · "))
+    differ += [p for p in mine if p not in theirs and not p.startswith(("ctx ", "no flags"))]
+    if not differ and what == "ctx not stated":  # nothing stated tells them apart (a crowd's submissions)
+        return "another result" + (f" of {row.rec.source.date}" if row.rec.source.date else "")
+    return what + (f" ({' · '.join(differ)})" if differ else "")
 
 
 def _fits(row: Row) -> str:
@@ -109,8 +120,8 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
         "repo": rec.model.repo, "tier": card.tier, "origin": origin,
         "tg": _figure(card.tg, "t/s", len(row.records)), "pp": _figure(card.pp, "t/s", len(row.records)),
         "test": card.test,
-        # pp from the same table's own pp row (a record of its own): its test, and its run page
-        "pp_test": f"{card.pp_test or 'its pp test'}, the same table's row" if card.pp_row else None,
+        # pp from the same llama-bench run's pp test (a record of its own): its test, and its run page
+        "pp_test": f"{card.pp_test or 'its pp test'} of the same run" if card.pp_row else None,
         "pp_href": href(src, run_src(card.pp_row.page_id)) if card.pp_row else None,
         "depth": "depth not stated" if card.depth is None else f"at depth {card.depth:,}",
         "ctx": _ctx(card),
@@ -130,9 +141,8 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
         "kv": kv_text(row), "moe": moe_text(rec), "date": date_text(rec), "download": download_link(rec),
         "quote": quote_of(row) if row.imported else None,
         "disagree": row.disagree,
-        "siblings": [f"{_setup_of(r)}: {figure_value(r.tg)} t/s" + (f" ({r.rec.config.cache_type_k} KV)" if
-                     r.rec.config.cache_type_k and r.rec.config.cache_type_k != rec.config.cache_type_k else "")
-                     for r in card.siblings if r.tg is not None][:6],
+        "siblings": [f"{_setup_of(r, row)}: {figure_value(r.tg)} t/s" for r in card.siblings
+                     if r.tg is not None][:6],
         "caveats": sorted({f"{r.rec.source.title or r.rec.source.citation}: “{c}”" for r in [row, *row.repeated]
                            for c in r.rec.source.caveats}),
     }
