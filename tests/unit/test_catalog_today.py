@@ -90,6 +90,7 @@ TODAY = {
     "Arc A310": "Intel Arc A310", "Arc A380": "Intel Arc A380", "Arc A580": "Intel Arc A580",
     "Arc A750": "Intel Arc A750", "Arc A770": "Intel Arc A770", "Arc B570": "Intel Arc B570",
     "Arc B580": "Intel Arc B580", "Arc Pro B50": "Intel Arc Pro B50", "Arc Pro B60": "Intel Arc Pro B60",
+    "Arc Pro B70": "Intel Arc Pro B70", "Intel(R) Arc(TM) Pro B70 Graphics": "Intel Arc Pro B70",
     "Intel(R) Arc(TM) B580 Graphics": "Intel Arc B580",
     # Strix Halo, DGX Spark
     "Radeon 8060S": "AMD Radeon 8060S", "Radeon 8060S Graphics": "AMD Radeon 8060S", "DGX Spark": "NVIDIA GB10",
