@@ -70,6 +70,21 @@ def _ask(cdp: CDP, server: str, gpu: str, ram: str, model: str, ram_type: str = 
     return cdp.js(CARDS)
 
 
+def test_a_llama_bench_cards_pp_is_its_runs_pp512_test_linked_to_its_record(browser: CDP, server: str,
+                                                                           data_site: Path) -> None:
+    """The picker's card for a llama-bench row shows the same run's pp512 test (a record of its own), said so, with a
+    link to that record's run page, as answers/d/<device>.json holds it."""
+    cards = _ask(browser, server, "RTX 4090", "", "LLaMA 3 8B")
+    answer = json.loads((data_site / "answers" / "d" / "rtx-4090.json").read_text())
+    model = next(m for m in answer["models"] if m["label"] == "LLaMA 3 8B")
+    data = next(c for c in model["cards"] if c["pp_href"])
+    shown = next(c for c in cards if c["quant"] == data["quant"])
+    assert shown["facts"]["Prompt (pp)"] == (f"{data['pp']['value']}{data['pp']['detail']} · {data['pp_test']} · "
+                                             f"{data['depth']} · its run page")
+    links = browser.js("Array.from(document.querySelectorAll('.qa-picker-out .qa-card dd a')).map(a => a.href)")
+    assert f"{server}/{data['pp_href']}" in links and (data_site / data["pp_href"] / "index.html").is_file()
+
+
 @pytest.mark.parametrize("width", [1400, 390])
 def test_the_picker_answers_rtx_4090_qwen3_coder_next_with_a_command_and_its_stated_context(
         browser: CDP, server: str, data_site: Path, width: int) -> None:

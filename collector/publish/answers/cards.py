@@ -103,7 +103,7 @@ _PER_TEST = frozenset({"n_prompt", "n_gen", "test_time", "avg_ns", "stddev_ns", 
                        "samples_ts"})
 
 
-def _table_run(row: Row) -> tuple[object, ...] | None:
+def _bench_run(row: Row) -> tuple[object, ...] | None:
     """The llama-bench run a row is one test of: in a markdown table, the same kept table (file and header line)
     and every cell but the test and its rate (model, size, backend, the settings columns); in JSON output, every
     field but the test's own (its prompt and generation sizes, time and rates). None: not a test of a run."""
@@ -121,16 +121,16 @@ def _table_run(row: Row) -> tuple[object, ...] | None:
     return row.rec.source.url, figure, header, row.tg_depth, run
 
 
-def _pp_of_table(best: Row, rows: list[Row]) -> Row | None:
+def _pp_of_run(best: Row, rows: list[Row]) -> Row | None:
     """For a table's tg row: the same run's pp test at the same depth (llama-bench prints each test on a row of its
     own, imported as a record of its own; a llama-sweep-bench row is one pp and one tg record of the same cells),
     pp512 (llama-bench's default) before the table's first other; None when the table has none or the judge holds
     it."""
-    run = _table_run(best)
+    run = _bench_run(best)
     if run is None:
         return None
     found = [r for row in rows for r in (row, *row.also) if r.pp is not None and "pp" not in r.held
-             and r.tg is None and _table_run(r) == run]
+             and r.tg is None and _bench_run(r) == run]
     return min(found, key=lambda r: (_test_of(r) not in ("pp512", "pp 512"), (r.rec.source.raw or {}).get("line", 0)),
                default=None)
 
@@ -161,7 +161,7 @@ def _card(rows: list[Row]) -> Card:
         best = max(close or [fastest], key=lambda r: (_actionable(r), r is fastest))
     else:
         best = max(rows, key=lambda r: (r.status == "ok", r.rec.created_at))
-    pp_row = _pp_of_table(best, rows) if best.pp is None and best.tg is not None else None
+    pp_row = _pp_of_run(best, rows) if best.pp is None and best.tg is not None else None
     pp = pp_row.pp if pp_row is not None else best.pp if "pp" not in best.held else None
     return Card(best, tier_of(best), best.tg if "tg" not in best.held else None,
                 pp, best.tg_depth, _test(best), best.rec.config.ctx_size,

@@ -23,12 +23,19 @@
     });
   }
 
-  function figure(dl, name, fig, extra) {
+  function figure(dl, name, fig, extra, link) {
     var dt = el("dt", null, name);
     var dd = el("dd");
     if (fig) {
       dd.appendChild(el("span", "qa-v", fig.value));
-      dd.appendChild(el("span", "qa-n", [fig.detail].concat(extra || []).filter(Boolean).join(" · ")));
+      var note = el("span", "qa-n", [fig.detail].concat(extra || []).filter(Boolean).join(" · "));
+      if (link) {
+        note.appendChild(document.createTextNode(" · "));
+        var a = el("a", null, "its run page");
+        a.href = link;
+        note.appendChild(a);
+      }
+      dd.appendChild(note);
     } else {
       dd.textContent = "not known";
     }
@@ -49,7 +56,7 @@
     a.appendChild(h);
     var dl = el("dl", "qa-card-facts");
     figure(dl, "Generation (tg)", c.tg, [c.test, c.depth].concat(c.also && c.also.length ? ["the source also states: " + c.also.join("; ")] : []));
-    figure(dl, "Prompt (pp)", c.pp, [c.pp_test, c.depth]);
+    figure(dl, "Prompt (pp)", c.pp, [c.pp_test, c.depth], c.pp_href && root + c.pp_href);
     row(dl, "Context", c.ctx);
     if (c.kld) {
       row(dl, "Mean KLD", c.kld.value + " (against " + c.kld.reference + "; corpus " + c.kld.corpus + "; " + c.kld.join + ")");
