@@ -107,9 +107,12 @@ def find_tables(text: str, origin: str) -> list[BenchTable]:
                            devices=[n for n in (_device_name(d) for d in pending) if n])
         pending = []
         i += 2
-        while i < len(lines) and _INTERLEAVED.match(lines[i].strip()):
-            i += 1
-        while i < len(lines) and (cells := _cells(lines[i])) is not None:
+        while i < len(lines):
+            if _INTERLEAVED.match(lines[i].strip()):
+                i += 1
+                continue
+            if (cells := _cells(lines[i])) is None:
+                break
             if len(cells) != len(header):
                 raise CollectorError(f"{origin}:{i + 1}: {len(cells)} cells under a header of {len(header)} columns "
                                      f"(line {table.line}); paste the table unchanged (a cell may not contain '|')")
@@ -119,8 +122,6 @@ def find_tables(text: str, origin: str) -> list[BenchTable]:
                 raise CollectorError(f"{origin}:{i + 1}: more than {MAX_ROWS} rows of llama-bench tables; import "
                                      "the paste in parts")
             i += 1
-            while i < len(lines) and _INTERLEAVED.match(lines[i].strip()):
-                i += 1
         j = i
         while j < len(lines) and not lines[j].strip():
             j += 1

@@ -56,7 +56,6 @@ class Card:
     siblings: list[Row] = field(default_factory=list)  # the file's other usable configurations on the device
     held: list[str] = field(default_factory=list)  # figures of this file the judge holds back, with why
     pp_row: Row | None = None  # where pp comes from when not the row's own: the same run's pp test (its record)
-    pp_test: str | None = None  # that row's llama-bench test ("pp512")
 
 
 @dataclass
@@ -131,11 +130,11 @@ def _pp_of_run(best: Row, rows: list[Row]) -> Row | None:
         return None
     found = [r for row in rows for r in (row, *row.also) if r.pp is not None and "pp" not in r.held
              and r.tg is None and _bench_run(r) == run]
-    return min(found, key=lambda r: (_test_of(r) not in ("pp512", "pp 512"), (r.rec.source.raw or {}).get("line", 0)),
+    return min(found, key=lambda r: (test_of(r) not in ("pp512", "pp 512"), (r.rec.source.raw or {}).get("line", 0)),
                default=None)
 
 
-def _test_of(row: Row) -> str | None:
+def test_of(row: Row) -> str | None:
     """A tool's test of the row: the table's test cell, else the record's sample category ("pp512 @ d4096")."""
     return _test(row) or (row.rec.samples[0].category if row.rec.samples else None)
 
@@ -168,8 +167,7 @@ def _card(rows: list[Row]) -> Card:
                 best.imported and best.rec.config.ctx_size is not None, best.rec.ctx_stated, launch_of(best),
                 others=len(rows) - 1, also=[a.tg for a in best.also if a.tg is not None],
                 siblings=[r for r in usable(rows) if r is not best],
-                held=[f"{k}: {v.reason}" for r in rows for k, v in r.held.items()], pp_row=pp_row,
-                pp_test=_test_of(pp_row) if pp_row is not None else None)
+                held=[f"{k}: {v.reason}" for r in rows for k, v in r.held.items()], pp_row=pp_row)
 
 
 def model_answers(rows: list[Row]) -> list[ModelAnswer]:

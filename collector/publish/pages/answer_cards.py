@@ -11,7 +11,16 @@ import json
 from typing import Any
 
 from collector.catalog import default as default_catalog
-from collector.publish.answers.cards import BENCH, CROWD, MEASURED, STATED, Card, ModelAnswer, model_answers
+from collector.publish.answers.cards import (
+    BENCH,
+    CROWD,
+    MEASURED,
+    STATED,
+    Card,
+    ModelAnswer,
+    model_answers,
+    test_of,
+)
 from collector.publish.answers.fits import spill
 from collector.publish.pages.device_index import device_rows
 from collector.publish.pages.files import GeneratedFile
@@ -20,7 +29,7 @@ from collector.publish.rows.names import group_label
 from collector.publish.words.escape import shell_command
 from collector.publish.words.facts import date_text, kv_text, moe_text, quote_of
 from collector.publish.words.gguf_links import download_link
-from collector.publish.words.labels import config_summary, runnable_command
+from collector.publish.words.labels import config_parts, config_summary, runnable_command
 from collector.publish.words.links import device_src, href, model_src, run_src
 from collector.publish.words.reasons import spill_text
 from collector.publish.words.render import figure_detail, figure_value, mib
@@ -63,9 +72,10 @@ def _setup_of(row: Row, card: Row) -> str:
     """What tells one of a file's other setups from the card's: a llama-bench row's test (a sweep-bench row's, with
     its depth), else its context; then its backend, build and the settings it states that the card's configuration
     does not ("tg128 (SYCL · split mode none)")."""
-    cells = (row.rec.source.raw or {}).get("cells") or {}
-    if row.rec.samples and (cells or row.rec.source.tool in ("llama-bench", "llama-sweep-bench")):
-        what = str(cells.get("test") or row.rec.samples[0].category)
+    test = test_of(row) if (row.rec.source.raw or {}).get("cells") or row.rec.source.tool in (
+        "llama-bench", "llama-sweep-bench") else None
+    if test:
+        what = test
     else:
         c = row.rec.config.ctx_size
         what = f"ctx {c:,}" if c is not None else (f"ctx {row.rec.ctx_stated}" if row.rec.ctx_stated else
@@ -73,8 +83,9 @@ def _setup_of(row: Row, card: Row) -> str:
     mine_cpp, card_cpp = row.rec.llama_cpp, card.rec.llama_cpp
     differ = [x for x, y in ((mine_cpp.backend, card_cpp.backend), (mine_cpp.version, card_cpp.version))
               if x and x != y]
-    mine, theirs = config_summary(row.rec).split(" · "), set(config_summary(card.rec).split(" · "))
-    differ += [p for p in mine if p not in theirs and not p.startswith(("ctx ", "no flags"))]
+    theirs = set(config_parts(card.rec) or [config_summary(card.rec)])  # none: "llama.cpp defaults" / "no flags"
+    differ += [p for p in config_parts(row.rec) or [config_summary(row.rec)]
+               if p not in theirs and not p.startswith(("ctx ", "no flags"))]
     if not differ and what == "ctx not stated":  # nothing stated tells them apart (a crowd's submissions)
         return "another result" + (f" of {row.rec.source.date}" if row.rec.source.date else "")
     return what + (f" ({' · '.join(differ)})" if differ else "")
@@ -121,7 +132,7 @@ def card_words(card: Card, src: str) -> dict[str, Any]:
         "tg": _figure(card.tg, "t/s", len(row.records)), "pp": _figure(card.pp, "t/s", len(row.records)),
         "test": card.test,
         # pp from the same llama-bench run's pp test (a record of its own): its test, and its run page
-        "pp_test": f"{card.pp_test or 'its pp test'} of the same run" if card.pp_row else None,
+        "pp_test": f"{test_of(card.pp_row) or 'its pp test'} of the same run" if card.pp_row else None,
         "pp_href": href(src, run_src(card.pp_row.page_id)) if card.pp_row else None,
         "depth": "depth not stated" if card.depth is None else f"at depth {card.depth:,}",
         "ctx": _ctx(card),

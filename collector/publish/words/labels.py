@@ -80,16 +80,18 @@ def labels(rows: list[Row], *, with_model: bool | None = None) -> list[str]:
     return [f"{label} · #{i + 1}" if counts[label] > 1 else label for i, label in enumerate(out)]
 
 
-def config_summary(rec: SpeedRecord) -> str:
-    """Every flag the configuration sets, for tables: `ctx 2048 · flash attn on · threads 2`."""
-    parts = []
-    for key, flag in FLAGS.items():
-        value = getattr(rec.config, key)
-        if value is not None:
-            parts.append(f"{flag.label} {value}")
+def config_parts(rec: SpeedRecord) -> list[str]:
+    """Every flag the configuration sets, one item each: `ctx 2048`, `flash attn on`, the extra arguments."""
+    parts = [f"{flag.label} {value}" for key, flag in FLAGS.items() if (value := getattr(rec.config, key)) is not None]
     if rec.config.extra_args:
         parts.append(" ".join(rec.config.extra_args))
-    return " · ".join(parts) or ("no flags stated" if rec.source.type == "imported" else "llama.cpp defaults")
+    return parts
+
+
+def config_summary(rec: SpeedRecord) -> str:
+    """Every flag the configuration sets, for tables: `ctx 2048 · flash attn on · threads 2`."""
+    return " · ".join(config_parts(rec)) or ("no flags stated" if rec.source.type == "imported" else
+                                             "llama.cpp defaults")
 
 
 def quant_facts(m: ModelInfo) -> dict[str, Any]:
