@@ -39,6 +39,7 @@ from collector.publish.site.deferred import restore_tables
 from collector.publish.site.page_memo import HtmlMemo, MarkdownMemo, SearchMemo
 from collector.publish.site.run_pages import keep_run_pages, write_run_pages
 from collector.publish.site.watch import watched_path
+from collector.publish.words.render import TemplateCache
 from collector.records.derived import forget_unless_kept, keep_between_builds
 
 log = logging.getLogger("mkdocs.plugins.quant_atlas")
@@ -108,6 +109,8 @@ class QuantAtlasPlugin(BasePlugin[QuantAtlasConfig]):
         return files
 
     def on_env(self, env: Environment, *, config: MkDocsConfig, files: Files) -> Environment:
+        if env.bytecode_cache is None:  # the theme's templates, compiled once (words.render.TemplateCache)
+            env.bytecode_cache = TemplateCache(env)
         if self.html_memo is not None:
             self.html_memo.wrap(env)
         return env
