@@ -34,7 +34,7 @@ from collector.base.errors import CollectorError, short_repr
 from collector.base.yamlcheck import Section, load_yaml_file
 from collector.importers.bench_markdown import BenchTable, device_line, find_tables
 from collector.importers.intake import loads_json, one_line, write_records
-from collector.importers.llama_bench_md import Context, check_date, row_record
+from collector.importers.llama_bench_md import Context, check_date, row_record, split_model_desc
 from collector.records import store
 from collector.records.flags import LlamaConfig
 from collector.records.schema import (
@@ -613,7 +613,7 @@ def _json_rows(title: str, kept: Kept, part: Part, lines: list[str]) -> list[Spe
         rec.source.raw = {"line": n, "source_line": kept.source_line(n), "object": obj}
         rec.source.note = (f"llama-bench JSON test, {where}; " + _source_note(kept, part) + "; created_at is its "
                            "test_time; the figure's mean is llama-bench's avg_ts, its samples are samples_ts")
-        rec.model.name = part.model_name or str(test.get("model_type") or "") or None
+        rec.model.name = part.model_name or _bench_name(test)
         if part.gpus:
             backend = rec.llama_cpp.backend
             rec.host.gpus = [GpuInfo(name=g, backend=backend, vram_stated=part.vram_stated) for g in part.gpus]
@@ -621,6 +621,18 @@ def _json_rows(title: str, kept: Kept, part: Part, lines: list[str]) -> list[Spe
         out.append(_finish(rec, title, kept, part, n, f"{Path(kept.rel).parent.name}/{kept.path.name}:{n}",
                            "llama-bench"))
     return out
+
+
+def _bench_name(test: dict[str, Any]) -> str | None:
+    """The model as llama-bench names it ("gpt-oss 20B MXFP4 MoE"). Where llama.cpp did not know the model's size
+    and printed "?B" ("gpt-oss ?B F16": builds before they knew gpt-oss), that name is every size's (a 20B and a
+    120B file would be one model, their figures "disagreeing"), so the model is named by the file the same test
+    names, without its quant ("gpt-oss-120b-F16.gguf": "gpt-oss-120b")."""
+    desc = str(test.get("model_type") or "") or None
+    if desc is not None and split_model_desc(desc)[1] == "?B" and test.get("model_filename"):
+        stem = re.sub(r"\.gguf$", "", Path(str(test["model_filename"]).replace("\\", "/")).name)
+        return store.without_quant_tail(stem) or stem
+    return desc
 
 
 def load_records(root: Path) -> list[SpeedRecord]:

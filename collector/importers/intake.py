@@ -138,20 +138,21 @@ def merge_model(stated: ModelInfo, facts: ModelInfo | None) -> ModelInfo:
     return ModelInfo(**merged)
 
 
-def existing_figures(data_dir: Path) -> dict[str, list[Path]]:
-    """source.figure -> the record files that already hold it (the re-import key)."""
-    found: dict[str, list[Path]] = {}
+def existing_figures(data_dir: Path) -> dict[str, list[tuple[Path, str]]]:
+    """source.figure -> the record files that already hold it (the re-import key), with their records' ids."""
+    found: dict[str, list[tuple[Path, str]]] = {}
     root = Path(data_dir)
     if not root.exists():
         return found
     for path, rec in load_index(root).records.items():
         if rec.source.type == "imported" and rec.source.figure:
-            found.setdefault(rec.source.figure, []).append(path)
+            found.setdefault(rec.source.figure, []).append((path, rec.id))
     return found
 
 
 def write_records(records: Sequence[AnyRecord], data_dir: Path, force: bool = False) -> tuple[list[Path], list[str]]:
-    """Save records; one whose source.figure is already under data_dir is skipped, or replaced with `force`.
+    """Save records; one whose source.figure is already under data_dir is skipped, or replaced with `force`. A
+    replaced figure keeps its record's id (the one record that held it): its run page stays where links point.
 
     Returns (written paths, skipped figure keys). Every record is validated before the first file is written,
     so a bad record leaves nothing on disk.
@@ -167,7 +168,10 @@ def write_records(records: Sequence[AnyRecord], data_dir: Path, force: bool = Fa
         if old and not force:
             skipped.append(key or "")
             continue
+        if len(old) == 1:
+            rec = rec.model_copy(update={"id": old[0][1]})
         written.append(store.save_record(rec, data_dir))
-        for path in old:  # replaced only after the new file is safely on disk
-            path.unlink(missing_ok=True)
+        for path, _ in old:  # replaced only after the new file is safely on disk
+            if path.resolve() != written[-1].resolve():
+                path.unlink(missing_ok=True)
     return written, skipped

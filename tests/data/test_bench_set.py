@@ -22,7 +22,9 @@ from ruamel.yaml import YAML
 
 from collector.base.errors import CollectorError
 from collector.importers import bench_set
+from collector.judge import judge_records
 from collector.records import index, store
+from collector.records.index import load_index
 from collector.records.schema import SpeedRecord
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,6 +253,19 @@ def test_a_small_source_imports_every_stated_value(tmp_path: Path) -> None:
     assert tg.source.runtime == "llama.cpp (llama-sweep-bench)" and tg.source.date == "2025-05-01"
 
 
+def test_a_model_llama_cpp_did_not_size_is_named_by_its_file() -> None:
+    """llama-bench's "gpt-oss ?B F16" (builds before llama.cpp knew gpt-oss) names a 20B and a 120B file alike: the
+    lhl records are named by the file each test names, so the two models are never one model whose figures
+    "disagree"."""
+    names = {r.model.file_name: r.model.name for r in _imported()
+             if r.source.figure and r.source.figure.startswith("lhl-strix-halo-testing/gpt-oss-")}
+    assert names and {names[f] for f in names if "-F16" in (f or "")} == {"gpt-oss-20b", "gpt-oss-120b"}
+    assert all(names[f] == (f or "").split("-F16")[0] for f in names if "-F16" in (f or ""))
+    judged = judge_records(list(_imported()))
+    lhl = [r for r in _imported() if (r.source.figure or "").startswith("lhl-strix-halo-testing/gpt-oss-")]
+    assert not [r.id for r in lhl for m in ("tg", "pp") if (g := judged.group(r.id, m)) is not None and g.wide]
+
+
 def test_reimport_adds_nothing_and_a_changed_copy_is_refused(tmp_path: Path) -> None:
     root = _source(tmp_path)
     data = tmp_path / "data"
@@ -258,6 +273,10 @@ def test_reimport_adds_nothing_and_a_changed_copy_is_refused(tmp_path: Path) -> 
     assert len(written) == 6 and not skipped
     again, skipped = bench_set.import_bench_set(root, data)
     assert again == [] and len(skipped) == 6
+    ids = {r.source.figure: r.id for r in load_index(data).valid}
+    forced, skipped = bench_set.import_bench_set(root, data, force=True)  # replaced: each keeps its record's id
+    assert sorted(forced) == sorted(written) and not skipped
+    assert {r.source.figure: r.id for r in load_index(data).valid} == ids
     kept = root / "post.md"
     kept.write_text(kept.read_text(encoding="utf-8").replace("45.67", "46.67"), encoding="utf-8")
     with pytest.raises(CollectorError, match=r"post\.md: its sha256 is not the one"):
