@@ -34,7 +34,7 @@ from collector.base.errors import CollectorError, short_repr
 from collector.base.yamlcheck import Section, load_yaml_file
 from collector.importers.bench_markdown import BenchTable, device_line, find_tables
 from collector.importers.intake import loads_json, one_line, write_records
-from collector.importers.llama_bench_md import Context, check_date, row_record, split_model_desc
+from collector.importers.llama_bench_md import Context, check_date, row_record
 from collector.records import store
 from collector.records.flags import LlamaConfig
 from collector.records.schema import (
@@ -624,15 +624,16 @@ def _json_rows(title: str, kept: Kept, part: Part, lines: list[str]) -> list[Spe
 
 
 def _bench_name(test: dict[str, Any]) -> str | None:
-    """The model as llama-bench names it ("gpt-oss 20B MXFP4 MoE"). Where llama.cpp did not know the model's size
-    and printed "?B" ("gpt-oss ?B F16": builds before they knew gpt-oss), that name is every size's (a 20B and a
-    120B file would be one model, their figures "disagreeing"), so the model is named by the file the same test
-    names, without its quant ("gpt-oss-120b-F16.gguf": "gpt-oss-120b")."""
-    desc = str(test.get("model_type") or "") or None
-    if desc is not None and split_model_desc(desc)[1] == "?B" and test.get("model_filename"):
-        stem = re.sub(r"\.gguf$", "", Path(str(test["model_filename"]).replace("\\", "/")).name)
+    """The model, named by the file the test names as the author ran it, without its shard and quant labels
+    ("Mistral-Small-3.1-24B-Instruct-2503-UD-Q4_K_XL.gguf": "Mistral-Small-3.1-24B-Instruct-2503"); else as
+    llama-bench names it. llama-bench's own name is llama.cpp's architecture and size class, which names different
+    models alike: "llama 13B Q4_K - Medium" is any 40-layer llama (this Mistral Small 24B), "gpt-oss ?B F16" a
+    gpt-oss of a size the build did not know (a 20B and a 120B file: one model whose figures "disagreed")."""
+    file = str(test.get("model_filename") or "").replace("\\", "/").rsplit("/", 1)[-1]
+    stem = re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", file, flags=re.I)
+    if stem and stem != file:
         return store.without_quant_tail(stem) or stem
-    return desc
+    return str(test.get("model_type") or "") or None
 
 
 def load_records(root: Path) -> list[SpeedRecord]:

@@ -106,6 +106,9 @@ def _moe(rec: SpeedRecord) -> tuple[bool | None, str | None]:
     for text in (m.name, m.basename, m.file_name, m.repo):
         if text and _MOE_NAME.search(text):
             return True, f"its name ({text!r}) names a mixture of experts"
+    for text in (m.arch, m.size_label):  # llama.cpp's architecture ("glm4moe") and size class ("106B.A12B")
+        if text and _MOE_NAME.search(text):
+            return True, f"its architecture or size ({text!r}) names a mixture of experts"
     return None, None
 
 

@@ -161,6 +161,13 @@ def test_experts_count_by_their_used_share_and_unknown_experts_are_not_judged() 
     c = bandwidth.check(_rec(tg="5000", model=named), catalog.default())
     assert not c.judged and "mixture of experts" in (c.why_not or "") and judge_record(_rec(tg="5000", model=named)) \
         == []
+    # named by its file, the architecture and size class llama-bench printed say what the name does not
+    for arch, size in (("glm4moe", "106B.A12B"), ("llama", "8x7B"), ("dots1", "142B")):
+        filed = ModelInfo(name="GLM-4.5-Air", arch=arch, size_label=size, quant="Q4_K_M", size_stated="73 GB")
+        c = bandwidth.check(_rec(tg="22", model=filed), catalog.default())
+        assert not c.judged and "mixture of experts" in (c.why_not or ""), (arch, size)
+    dense = ModelInfo(name="Mistral-Small-3.1-24B", arch="llama", size_label="13B", quant="Q4_K_M", size_stated="14 GB")
+    assert bandwidth.check(_rec(tg="22", model=dense), catalog.default()).judged
 
 
 def test_a_crowd_row_with_parameters_only_is_bounded_by_its_quants_smallest_type() -> None:
