@@ -358,6 +358,8 @@ def _finish(rec: SpeedRecord, title: str, kept: Kept, part: Part, line: int, fig
         value = getattr(part, attr)
         if value is not None:
             setattr(rec.model, "repo" if attr == "model_repo" else attr, value)
+    if part.file_name is not None and part.model_name is None:  # the file the author ran, not llama.cpp's class
+        rec.model.name = _file_model(part.file_name) or rec.model.name
     rec.placement = _placement(part)
     if _offloaded(rec.config, rec.placement):
         rec.tags = [OFFLOAD_TAG]
@@ -623,17 +625,21 @@ def _json_rows(title: str, kept: Kept, part: Part, lines: list[str]) -> list[Spe
     return out
 
 
+def _file_model(file: str) -> str | None:
+    """The model a GGUF file's name names, without its folder, shard and quant labels
+    ("/m/GLM-4.5-Air-UD-Q4_K_XL-00001-of-00002.gguf": "GLM-4.5-Air"); None where it is no .gguf name."""
+    name = file.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", name, flags=re.I)
+    return (store.without_quant_tail(stem) or stem) if stem and stem != name else None
+
+
 def _bench_name(test: dict[str, Any]) -> str | None:
-    """The model, named by the file the test names as the author ran it, without its shard and quant labels
-    ("Mistral-Small-3.1-24B-Instruct-2503-UD-Q4_K_XL.gguf": "Mistral-Small-3.1-24B-Instruct-2503"); else as
-    llama-bench names it. llama-bench's own name is llama.cpp's architecture and size class, which names different
-    models alike: "llama 13B Q4_K - Medium" is any 40-layer llama (this Mistral Small 24B), "gpt-oss ?B F16" a
-    gpt-oss of a size the build did not know (a 20B and a 120B file: one model whose figures "disagreed")."""
-    file = str(test.get("model_filename") or "").replace("\\", "/").rsplit("/", 1)[-1]
-    stem = re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", file, flags=re.I)
-    if stem and stem != file:
-        return store.without_quant_tail(stem) or stem
-    return str(test.get("model_type") or "") or None
+    """The model, named by the file the test names as the author ran it ("Mistral-Small-3.1-24B-Instruct-2503-UD-
+    Q4_K_XL.gguf": "Mistral-Small-3.1-24B-Instruct-2503"); else as llama-bench names it. llama-bench's own name is
+    llama.cpp's architecture and size class, which names different models alike: "llama 13B Q4_K - Medium" is any
+    40-layer llama (this Mistral Small 24B), "gpt-oss ?B F16" a gpt-oss of a size the build did not know (a 20B and
+    a 120B file: one model whose figures "disagreed"). A file the part states (`file_name`) names it the same way."""
+    return _file_model(str(test.get("model_filename") or "")) or str(test.get("model_type") or "") or None
 
 
 def load_records(root: Path) -> list[SpeedRecord]:

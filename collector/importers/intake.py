@@ -138,21 +138,22 @@ def merge_model(stated: ModelInfo, facts: ModelInfo | None) -> ModelInfo:
     return ModelInfo(**merged)
 
 
-def existing_figures(data_dir: Path) -> dict[str, list[tuple[Path, str]]]:
-    """source.figure -> the record files that already hold it (the re-import key), with their records' ids."""
-    found: dict[str, list[tuple[Path, str]]] = {}
+def existing_figures(data_dir: Path) -> dict[str, list[tuple[Path, AnyRecord]]]:
+    """source.figure -> the record files that already hold it (the re-import key), with their records."""
+    found: dict[str, list[tuple[Path, AnyRecord]]] = {}
     root = Path(data_dir)
     if not root.exists():
         return found
     for path, rec in load_index(root).records.items():
         if rec.source.type == "imported" and rec.source.figure:
-            found.setdefault(rec.source.figure, []).append((path, rec.id))
+            found.setdefault(rec.source.figure, []).append((path, rec))
     return found
 
 
 def write_records(records: Sequence[AnyRecord], data_dir: Path, force: bool = False) -> tuple[list[Path], list[str]]:
     """Save records; one whose source.figure is already under data_dir is skipped, or replaced with `force`. A
-    replaced figure keeps its record's id (the one record that held it): its run page stays where links point.
+    replaced figure keeps its record's id and created_at (of the one record that held it): its run page stays where
+    links point, and a figure its source does not date keeps the time it was first imported.
 
     Returns (written paths, skipped figure keys). Every record is validated before the first file is written,
     so a bad record leaves nothing on disk.
@@ -169,7 +170,7 @@ def write_records(records: Sequence[AnyRecord], data_dir: Path, force: bool = Fa
             skipped.append(key or "")
             continue
         if len(old) == 1:
-            rec = rec.model_copy(update={"id": old[0][1]})
+            rec = rec.model_copy(update={"id": old[0][1].id, "created_at": old[0][1].created_at})
         written.append(store.save_record(rec, data_dir))
         for path, _ in old:  # replaced only after the new file is safely on disk
             if path.resolve() != written[-1].resolve():

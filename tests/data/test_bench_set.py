@@ -277,10 +277,10 @@ def test_reimport_adds_nothing_and_a_changed_copy_is_refused(tmp_path: Path) -> 
     assert len(written) == 6 and not skipped
     again, skipped = bench_set.import_bench_set(root, data)
     assert again == [] and len(skipped) == 6
-    ids = {r.source.figure: r.id for r in load_index(data).valid}
-    forced, skipped = bench_set.import_bench_set(root, data, force=True)  # replaced: each keeps its record's id
+    first = {r.source.figure: (r.id, r.created_at) for r in load_index(data).valid}
+    forced, skipped = bench_set.import_bench_set(root, data, force=True)  # replaced: each keeps its id and date
     assert sorted(forced) == sorted(written) and not skipped
-    assert {r.source.figure: r.id for r in load_index(data).valid} == ids
+    assert {r.source.figure: (r.id, r.created_at) for r in load_index(data).valid} == first
     kept = root / "post.md"
     kept.write_text(kept.read_text(encoding="utf-8").replace("45.67", "46.67"), encoding="utf-8")
     with pytest.raises(CollectorError, match=r"post\.md: its sha256 is not the one"):
