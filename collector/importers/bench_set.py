@@ -625,12 +625,10 @@ def _json_rows(title: str, kept: Kept, part: Part, lines: list[str]) -> list[Spe
     return out
 
 
-def _file_model(file: str) -> str | None:
-    """The model a GGUF file's name names, without its folder, shard and quant labels
-    ("/m/GLM-4.5-Air-UD-Q4_K_XL-00001-of-00002.gguf": "GLM-4.5-Air"); None where it is no .gguf name."""
-    name = file.replace("\\", "/").rsplit("/", 1)[-1]
-    stem = re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", name, flags=re.I)
-    return (store.without_quant_tail(stem) or stem) if stem and stem != name else None
+def _file_model(path: str) -> str | None:
+    """The model a GGUF file's path names (store.file_model of its name); None where it names no .gguf file."""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return store.file_model(name) if name.endswith(".gguf") and name != ".gguf" else None
 
 
 def _bench_name(test: dict[str, Any]) -> str | None:

@@ -147,12 +147,18 @@ def without_quant_tail(stem: str) -> str:
     return stem[:m.start()] if m else stem
 
 
+def file_model(file_name: str) -> str:
+    """The model a file's name names, without its shard label, ".gguf" and quant label
+    ("GLM-4.5-Air-UD-Q4_K_XL-00001-of-00002.gguf": "GLM-4.5-Air")."""
+    stem = re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", file_name)
+    return without_quant_tail(stem) or stem
+
+
 def model_display_name(m: Any) -> str:
     """What a reader calls the model: the file name without its quant label (SmolLM2-135M-Instruct), else the
     name a source or the GGUF gives; a fine-tune the source names is said to be one."""
     if m.file_name and m.sha256:  # a real file: its name is what people download and search for
-        stem = re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", m.file_name)
-        return without_quant_tail(stem) or stem
+        return file_model(m.file_name)
     name = str(m.name or m.file_name or "unknown model")
     if m.finetune and m.finetune.lower() not in name.lower():
         name += f" ({m.finetune} fine-tune)"
