@@ -169,7 +169,7 @@ def write_records(records: Sequence[AnyRecord], data_dir: Path, force: bool = Fa
         if old and not force:
             skipped.append(key or "")
             continue
-        if len(old) == 1:
+        if len(old) == 1 and store.page_id_of(old[0][1].id) == old[0][1].id:  # (an id that slugs: written anew)
             rec = rec.model_copy(update={"id": old[0][1].id, "created_at": old[0][1].created_at})
         written.append(store.save_record(rec, data_dir))
         for path, _ in old:  # replaced only after the new file is safely on disk
